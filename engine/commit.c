@@ -1,0 +1,530 @@
+/*
+ * commit.c - appending: framing, group commit, the commit I/O, syncs and
+ * the interval flusher. The durability order is written here and nowhere
+ * else (docs/DURABILITY.md explains why it is safe).
+ *
+ * Group commit: appenders frame their batch into the open buffer under `mu`
+ * and wait for its ticket. Whoever finds no commit in flight takes the
+ * commit role, swaps the buffers, and does the I/O without `mu`, while the
+ * others frame the next buffer (their checksums and copies overlap the I/O
+ * in flight). One commit = one submission: the batches, the new index
+ * entries, and the next header slot, plus the syncs the policy asks for:
+ *
+ *   [write segment -> fdatasync segment]  [write index]
+ *   [write header slot -> fdatasync header]  (+ [fsync dir] [fdatasync old segment] on a roll)
+ *
+ * The header slot written is always the working slot (not the anchor);
+ * once a commit's syncs complete, its slot becomes the anchor. Without a
+ * sync the working slot is simply overwritten by the next commit. So the
+ * anchor is never written while it is the only durable state.
+ *
+ * Fail-stop: any failed or short write or sync of a commit fails the handle
+ * for good. A sync is never retried.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+
+#include "frame.h"
+#include "log_internal.h"
+#include "segment.h"
+#include "util.h"
+
+#define BUF_INITIAL_BYTES (1u << 20)
+
+static int buf_reserve(kl_commit_buf *b, size_t need) {
+    if (b->cap >= need)
+        return 0;
+    size_t cap = b->cap ? b->cap : BUF_INITIAL_BYTES;
+    while (cap < need)
+        cap *= 2;
+    uint8_t *d = realloc(b->data, cap);
+    if (!d)
+        return kl_errf(KL_ENOMEM, "commit buffer of %zu bytes", cap);
+    b->data = d;
+    b->cap = cap;
+    return 0;
+}
+
+/* Start the open buffer after the framing state. */
+static void buf_reset(kl_log *log, kl_commit_buf *b, uint64_t seq) {
+    b->len = 0;
+    b->frames = 0;
+    b->seq = seq;
+    b->seg = log->f_segp;
+    b->prev = NULL;
+    b->pos = log->f_pos;
+    b->new_segment = 0;
+    b->end_index = log->f_index;
+    b->end_bytes = log->f_bytes;
+    b->idx_upto = atomic_load(&log->f_segp->idx.count);
+    if (b->cap > 4 * KL_COMMIT_BUF_BYTES) { /* give back what a huge batch took */
+        free(b->data);
+        b->data = NULL;
+        b->cap = 0;
+    }
+}
+
+int kl_commit_init(kl_log *log) {
+    pthread_rwlock_rdlock(&log->segs_lock);
+    log->f_segp = log->segs[log->nsegs - 1];
+    log->c_segp = log->f_segp;
+    log->f_seg = log->f_segp->first;
+    pthread_rwlock_unlock(&log->segs_lock);
+    log->f_index = atomic_load(&log->length);
+    log->f_bytes = atomic_load(&log->byte_length);
+    log->f_pos = atomic_load(&log->f_segp->end);
+    log->open_buf = &log->bufs[0];
+    buf_reset(log, &log->bufs[0], 1);
+    buf_reset(log, &log->bufs[1], 0);
+    log->committed_seq = 0;
+    log->last_sync_ns = kl_mono_ns();
+    log->slotbuf = aligned_alloc(4096, KL_HDR_SLOT_BYTES);
+    if (!log->slotbuf)
+        return kl_errf(KL_ENOMEM, "header slot buffer");
+    if (log->cfg.codec == KL_CODEC_ZSTD) {
+        log->zcctx = ZSTD_createCCtx();
+        if (!log->zcctx)
+            return kl_errf(KL_ENOMEM, "zstd context");
+    }
+    return kl_io_open(log->io, log->seg_dir, O_RDONLY | O_DIRECTORY, 0, &log->segdir_fd) < 0
+               ? kl_errf(KL_EIO, "%s: cannot open the directory", log->seg_dir)
+               : 0;
+}
+
+void kl_commit_free(kl_log *log) {
+    for (int i = 0; i < 2; i++)
+        free(log->bufs[i].data);
+    free(log->scratch);
+    free(log->slotbuf);
+    ZSTD_freeCCtx(log->zcctx);
+    kl_io_close(log->io, log->segdir_fd);
+    log->segdir_fd = -1;
+}
+
+/* Fail the handle for good (mu held). */
+static void fail_handle(kl_log *log, int rc, const char *what) {
+    if (log->failed)
+        return;
+    log->failed = 1;
+    log->fail_code = rc == -ENOSPC ? KL_ENOSPC : KL_EIO;
+    snprintf(log->fail_msg, sizeof log->fail_msg, "%s failed (%s); the log handle is closed to "
+             "writes: reopen to recover", what, strerror(rc < 0 ? -rc : EIO));
+}
+
+static int failed_error(kl_log *log) {
+    return kl_errf(log->fail_code, "%s", log->fail_msg);
+}
+
+/* Create the files of a new segment: the .log (its header is in the buffer) and the .idx. */
+static int create_segment_files(kl_log *log, kl_seg *seg) {
+    char path[4096];
+    kl_seg_file(log, path, sizeof path, seg->first, "log");
+    int rc = kl_io_open(log->io, path, O_RDWR | O_CREAT | O_TRUNC, 0644, &seg->wfd);
+    if (rc < 0)
+        return rc;
+    kl_seg_file(log, path, sizeof path, seg->first, "idx");
+    int krc = kl_oidx_write_active(&seg->idx, log->io, path, &seg->ifd);
+    return krc < 0 ? -EIO : 0;
+}
+
+/* Seal the segment a roll left behind: its complete index, written once. */
+static void seal_segment(kl_log *log, kl_seg *prev, uint64_t next_first) {
+    char path[4096];
+    kl_seg_file(log, path, sizeof path, prev->first, "idx");
+    atomic_store(&prev->next, next_first);
+    atomic_store(&prev->sealed, 1);
+    kl_io_close(log->io, prev->ifd);
+    prev->ifd = -1;
+    /* Derived data: a failure here only costs a rebuild on a later open. */
+    (void)kl_oidx_write_sealed(&prev->idx, log->io, path, atomic_load(&prev->end));
+    kl_io_close(log->io, prev->wfd);
+    prev->wfd = -1;
+}
+
+/* The I/O of one commit. Returns 0 or -errno; *what names the failing step. */
+static int commit_io(kl_log *log, kl_commit_buf *b, const kl_slot *st, int slot, int sync,
+                     const char **what) {
+    kl_seg *seg = b->seg;
+    int rc;
+    if (b->new_segment) {
+        *what = "creating a segment";
+        rc = create_segment_files(log, seg);
+        if (rc < 0)
+            return rc;
+    }
+    kl_slot_encode(log->slotbuf, st);
+    struct iovec iov_seg = {b->data, b->len};
+    struct iovec iov_idx;
+    struct iovec iov_hdr = {log->slotbuf, KL_HDR_SLOT_BYTES};
+    uint64_t idx_off = 0;
+    kl_io_op ops[8];
+    int n = 0;
+    ops[n++] = (kl_io_op){.kind = KL_IO_OP_WRITE, .link = (uint8_t)sync, .fd = seg->wfd,
+                          .iov = &iov_seg, .iovcnt = 1, .offset = b->pos};
+    if (sync)
+        ops[n++] = (kl_io_op){.kind = KL_IO_OP_DATASYNC, .fd = seg->wfd};
+    if (kl_oidx_pending(&seg->idx, b->idx_upto, &iov_idx, &idx_off))
+        ops[n++] = (kl_io_op){.kind = KL_IO_OP_WRITE, .fd = seg->ifd, .iov = &iov_idx,
+                              .iovcnt = 1, .offset = idx_off};
+    ops[n++] = (kl_io_op){.kind = KL_IO_OP_WRITE, .link = (uint8_t)sync, .fd = log->hdr_fd,
+                          .iov = &iov_hdr, .iovcnt = 1,
+                          .offset = (uint64_t)slot * KL_HDR_SLOT_BYTES};
+    if (sync)
+        ops[n++] = (kl_io_op){.kind = KL_IO_OP_DATASYNC, .fd = log->hdr_fd};
+    if (b->new_segment) {
+        ops[n++] = (kl_io_op){.kind = KL_IO_OP_FULLSYNC, .fd = log->segdir_fd};
+        ops[n++] = (kl_io_op){.kind = KL_IO_OP_DATASYNC, .fd = b->prev->wfd};
+    }
+    *what = sync ? "writing and syncing a commit" : "writing a commit";
+    rc = kl_io_submit(log->io, ops, n);
+    if (rc < 0)
+        return rc;
+    kl_oidx_written(&seg->idx, b->idx_upto);
+    if (b->new_segment)
+        seal_segment(log, b->prev, seg->first);
+    return 0;
+}
+
+static int policy_wants_sync(kl_log *log) {
+    switch (log->cfg.fsync_mode) {
+    case KL_FSYNC_ALWAYS:
+        return 1;
+    case KL_FSYNC_INTERVAL:
+        return kl_mono_ns() - log->last_sync_ns >= (uint64_t)log->cfg.fsync_interval_ms * 1000000u;
+    default:
+        return 0;
+    }
+}
+
+/* Take the commit role and commit the open buffer (mu held, returns with mu held). */
+static void lead(kl_log *log) {
+    kl_commit_buf *b = log->open_buf;
+    KL_ASSERT(!log->committing && b->frames > 0);
+    log->committing = 1;
+    log->open_buf = b == &log->bufs[0] ? &log->bufs[1] : &log->bufs[0];
+    buf_reset(log, log->open_buf, b->seq + 1);
+    int sync = policy_wants_sync(log) || b->new_segment;
+    int slot = 1 - log->anchor;
+    kl_slot st = log->last;
+    st.seq = ++log->seq;
+    st.length = b->end_index;
+    st.byte_length = b->end_bytes;
+    st.active_segment = b->seg->first;
+    st.active_end = b->pos + b->len;
+    st.commit_ms = kl_now_ms();
+    pthread_mutex_unlock(&log->mu);
+
+    const char *what = "commit";
+    int rc = commit_io(log, b, &st, slot, sync, &what);
+
+    pthread_mutex_lock(&log->mu);
+    log->committing = 0;
+    if (rc < 0) {
+        fail_handle(log, rc, what);
+    } else {
+        log->committed_seq = b->seq;
+        log->last = st;
+        log->c_segp = b->seg;
+        if (sync) {
+            log->anchor = slot;
+            log->dirty = 0;
+            log->last_sync_ns = kl_mono_ns();
+        } else {
+            log->dirty = 1;
+        }
+        atomic_store_explicit(&b->seg->end, st.active_end, memory_order_release);
+        atomic_store_explicit(&b->seg->next, st.length, memory_order_release);
+        atomic_store_explicit(&log->byte_length, st.byte_length, memory_order_release);
+        atomic_store_explicit(&log->last_commit_ms, st.commit_ms, memory_order_release);
+        atomic_store_explicit(&log->length, st.length, memory_order_release);
+    }
+    pthread_cond_broadcast(&log->cv);
+}
+
+/* Begin a new segment at the framing position (mu held, open buffer empty). */
+static int roll(kl_log *log) {
+    kl_commit_buf *b = log->open_buf;
+    KL_ASSERT(b->frames == 0 && b->len == 0);
+    kl_seg *seg = kl_seg_new(log->f_index);
+    if (!seg)
+        return kl_errf(KL_ENOMEM, "new segment");
+    int rc = kl_oidx_init(&seg->idx, seg->first, log->cfg.segment_bytes + KL_SEG_MAP_SLACK);
+    if (rc == 0)
+        rc = buf_reserve(b, KL_SEG_HEADER_BYTES);
+    if (rc < 0) {
+        kl_seg_free(log, seg);
+        return rc;
+    }
+    atomic_store(&seg->end, KL_SEG_HEADER_BYTES);
+    atomic_store(&seg->next, seg->first);
+    atomic_store(&seg->idx_ready, 1);
+    rc = kl_seg_add(log, seg);
+    if (rc < 0) {
+        kl_seg_free(log, seg);
+        return rc;
+    }
+    kl_seg_header_encode(b->data, seg->first, kl_now_ms());
+    b->len = KL_SEG_HEADER_BYTES;
+    b->new_segment = 1;
+    b->prev = log->f_segp;
+    b->seg = seg;
+    b->pos = 0;
+    b->idx_upto = 0;
+    log->f_segp = seg;
+    log->f_seg = seg->first;
+    log->f_pos = KL_SEG_HEADER_BYTES;
+    return 0;
+}
+
+/* Frame a zstd batch into the scratch area; *frame gets the bytes to store. */
+static int frame_zstd(kl_log *log, const kl_block *blocks, size_t count, uint64_t data_bytes,
+                      const uint8_t **frame, size_t *len) {
+    uint64_t raw = kl_batch_raw_len(count, data_bytes);
+    size_t plain = KL_BATCH_HEADER_BYTES + (size_t)raw;
+    size_t need = plain + KL_BATCH_HEADER_BYTES + kl_batch_zstd_bound(raw);
+    if (log->scratch_cap < need) {
+        uint8_t *s = realloc(log->scratch, need);
+        if (!s)
+            return kl_errf(KL_ENOMEM, "framing buffer of %zu bytes", need);
+        log->scratch = s;
+        log->scratch_cap = need;
+    }
+    kl_batch_frame(log->scratch, log->f_index, blocks, count, data_bytes, kl_now_ms());
+    size_t z = kl_batch_compress(log->zcctx, log->cfg.codec_level, log->scratch,
+                                 log->scratch + plain, need - plain);
+    *frame = z ? log->scratch + plain : log->scratch;
+    *len = z ? z : plain;
+    return 0;
+}
+
+/* Frame one append into the open buffer (mu held). *seq receives its ticket. */
+static int frame_append(kl_log *log, const kl_block *blocks, size_t count, uint64_t data_bytes,
+                        const uint64_t *expect, uint64_t *first, uint64_t *seq) {
+    const uint8_t *zframe = NULL;
+    size_t n = KL_BATCH_HEADER_BYTES + (size_t)kl_batch_raw_len(count, data_bytes);
+    for (;;) {
+        if (log->failed)
+            return failed_error(log);
+        if (expect && log->f_index != *expect)
+            return kl_errf(KL_ECONFLICT, "expected length %llu, the log has %llu",
+                           (unsigned long long)*expect, (unsigned long long)log->f_index);
+        if (log->cfg.codec == KL_CODEC_ZSTD && !zframe) {
+            int rc = frame_zstd(log, blocks, count, data_bytes, &zframe, &n);
+            if (rc < 0)
+                return rc;
+        }
+        kl_commit_buf *b = log->open_buf;
+        int need_roll = log->f_pos > KL_SEG_HEADER_BYTES && log->f_pos + n > log->cfg.segment_bytes;
+        int full = b->frames > 0 && b->len + n > KL_COMMIT_BUF_BYTES;
+        if ((need_roll || full) && b->frames > 0) {
+            if (!log->committing)
+                lead(log);
+            else
+                pthread_cond_wait(&log->cv, &log->mu);
+            zframe = NULL; /* the framing index may have moved on: frame again */
+            continue;
+        }
+        int rc = need_roll ? roll(log) : 0;
+        if (rc == 0)
+            rc = buf_reserve(b, b->len + n);
+        if (rc < 0)
+            return rc;
+        if (zframe)
+            memcpy(b->data + b->len, zframe, n);
+        else
+            kl_batch_frame(b->data + b->len, log->f_index, blocks, count, data_bytes,
+                           kl_now_ms());
+        kl_oidx_note(&log->f_segp->idx, log->f_index - log->f_seg, log->f_pos);
+        *first = log->f_index;
+        *seq = b->seq;
+        b->len += n;
+        b->frames++;
+        log->f_pos += n;
+        log->f_index += count;
+        log->f_bytes += data_bytes;
+        b->end_index = log->f_index;
+        b->end_bytes = log->f_bytes;
+        b->idx_upto = atomic_load(&log->f_segp->idx.count);
+        return 0;
+    }
+}
+
+static int check_blocks(const kl_block *blocks, size_t count, uint64_t *data_bytes) {
+    if (count > KL_MAX_APPEND_BLOCKS)
+        return kl_errf(KL_ETOOBIG, "%zu blocks in one append (at most %u)", count,
+                       KL_MAX_APPEND_BLOCKS);
+    if (count && !blocks)
+        return kl_errf(KL_EINVAL, "blocks is NULL");
+    uint64_t total = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (blocks[i].size && !blocks[i].data)
+            return kl_errf(KL_EINVAL, "block %zu has no data", i);
+        if (blocks[i].size > KL_MAX_BLOCK_BYTES)
+            return kl_errf(KL_ETOOBIG, "block %zu is %zu bytes (at most %u)", i, blocks[i].size,
+                           KL_MAX_BLOCK_BYTES);
+        total += blocks[i].size;
+        if (total > KL_MAX_APPEND_BYTES)
+            return kl_errf(KL_ETOOBIG, "one append of more than %u bytes", KL_MAX_APPEND_BYTES);
+    }
+    *data_bytes = total;
+    return 0;
+}
+
+static int append(kl_log *log, const kl_block *blocks, size_t count, const uint64_t *expect,
+                  uint64_t *first_index) {
+    if (!log)
+        return kl_errf(KL_EINVAL, "log is NULL");
+    kl_err_clear();
+    if (log->readonly)
+        return kl_log_err(log, kl_errf(KL_EREADONLY, "%s was opened read-only", log->dir));
+    uint64_t data_bytes = 0;
+    int rc = check_blocks(blocks, count, &data_bytes);
+    if (rc < 0)
+        return kl_log_err(log, rc);
+    uint64_t first = 0, seq = 0;
+    pthread_mutex_lock(&log->mu);
+    if (count == 0) {
+        rc = log->failed ? failed_error(log)
+             : expect && *expect != log->f_index
+                 ? kl_errf(KL_ECONFLICT, "expected length %llu, the log has %llu",
+                           (unsigned long long)*expect, (unsigned long long)log->f_index)
+                 : 0;
+        first = log->f_index;
+    } else {
+        rc = frame_append(log, blocks, count, data_bytes, expect, &first, &seq);
+    }
+    while (rc == 0 && count > 0 && log->committed_seq < seq) {
+        if (log->failed)
+            rc = failed_error(log);
+        else if (!log->committing)
+            lead(log);
+        else
+            pthread_cond_wait(&log->cv, &log->mu);
+    }
+    pthread_mutex_unlock(&log->mu);
+    if (rc < 0)
+        return kl_log_err(log, rc);
+    if (first_index)
+        *first_index = first;
+    return 0;
+}
+
+int kl_log_append(kl_log *log, const kl_block *blocks, size_t count, uint64_t *first_index) {
+    return append(log, blocks, count, NULL, first_index);
+}
+
+int kl_log_append_expect(kl_log *log, const kl_block *blocks, size_t count,
+                         uint64_t expected_length, uint64_t *first_index) {
+    return append(log, blocks, count, &expected_length, first_index);
+}
+
+/*
+ * Make the last commit durable: sync the active segment and the header,
+ * then the working slot becomes the anchor. With `final`, also when called
+ * from close.
+ */
+int kl_commit_sync(kl_log *log, int final) {
+    (void)final;
+    pthread_mutex_lock(&log->mu);
+    while (log->committing)
+        pthread_cond_wait(&log->cv, &log->mu);
+    if (log->failed) {
+        int rc = failed_error(log);
+        pthread_mutex_unlock(&log->mu);
+        return rc;
+    }
+    if (!log->dirty) {
+        pthread_mutex_unlock(&log->mu);
+        return 0;
+    }
+    log->committing = 1;
+    int slot = 1 - log->anchor;
+    kl_seg *seg = log->c_segp; /* a roll commit is always synced, so nothing older is dirty */
+    pthread_mutex_unlock(&log->mu);
+    kl_io_op ops[2] = {
+        {.kind = KL_IO_OP_DATASYNC, .fd = seg->wfd},
+        {.kind = KL_IO_OP_DATASYNC, .fd = log->hdr_fd},
+    };
+    int rc = kl_io_submit(log->io, ops, 2);
+    pthread_mutex_lock(&log->mu);
+    log->committing = 0;
+    if (rc < 0) {
+        fail_handle(log, rc, "syncing");
+        rc = failed_error(log);
+    } else {
+        log->anchor = slot;
+        log->dirty = 0;
+        log->last_sync_ns = kl_mono_ns();
+    }
+    pthread_cond_broadcast(&log->cv);
+    pthread_mutex_unlock(&log->mu);
+    return rc;
+}
+
+int kl_log_sync(kl_log *log) {
+    if (!log)
+        return kl_errf(KL_EINVAL, "log is NULL");
+    if (log->readonly)
+        return 0;
+    int rc = kl_commit_sync(log, 0);
+    return rc < 0 ? kl_log_err(log, rc) : 0;
+}
+
+/* The interval policy's flusher: syncs when commits have waited interval_ms. */
+static void *flusher_main(void *arg) {
+    kl_log *log = arg;
+    uint64_t interval_ns = (uint64_t)log->cfg.fsync_interval_ms * 1000000u;
+    pthread_mutex_lock(&log->mu);
+    while (!log->closing && !log->failed) {
+        uint64_t now = kl_mono_ns();
+        uint64_t due = log->last_sync_ns + interval_ns;
+        if (log->dirty && now >= due) {
+            pthread_mutex_unlock(&log->mu);
+            kl_commit_sync(log, 0);
+            pthread_mutex_lock(&log->mu);
+            continue;
+        }
+        uint64_t wait_ns = log->dirty ? due - now : interval_ns;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t t = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + wait_ns;
+        ts.tv_sec = (time_t)(t / 1000000000u);
+        ts.tv_nsec = (long)(t % 1000000000u);
+        pthread_cond_timedwait(&log->flush_cv, &log->mu, &ts);
+    }
+    pthread_mutex_unlock(&log->mu);
+    return NULL;
+}
+
+int kl_flusher_start(kl_log *log) {
+    if (log->readonly || log->cfg.fsync_mode != KL_FSYNC_INTERVAL)
+        return 0;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&log->flush_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (pthread_create(&log->flusher, NULL, flusher_main, log) != 0)
+        return kl_errf(KL_ENOMEM, "starting the interval flusher thread");
+    log->flusher_on = 1;
+    return 0;
+}
+
+void kl_flusher_stop(kl_log *log) {
+    if (!log->flusher_on)
+        return;
+    pthread_mutex_lock(&log->mu);
+    log->closing = 1;
+    pthread_cond_broadcast(&log->flush_cv);
+    pthread_mutex_unlock(&log->mu);
+    pthread_join(log->flusher, NULL);
+    pthread_cond_destroy(&log->flush_cv);
+    log->flusher_on = 0;
+}

@@ -1,0 +1,39 @@
+/*
+ * header.h - the two checksummed slots of the `header` file, the log's
+ * commit point (docs/FORMAT.md, "header"; docs/DURABILITY.md for how the
+ * slots alternate).
+ */
+#ifndef KL_HEADER_H
+#define KL_HEADER_H
+
+#include <stdint.h>
+
+#include "kappalog.h"
+
+#define KL_HDR_SLOT_BYTES 4096u
+#define KL_HDR_FILE_BYTES (2u * KL_HDR_SLOT_BYTES)
+#define KL_HDR_VERSION    1u
+#define KL_HDR_MAGIC      "KAPPALOG"
+
+typedef struct kl_slot {
+    uint64_t seq;
+    uint64_t length;
+    uint64_t byte_length;
+    uint64_t fork;
+    uint64_t active_segment; /* first index of the last segment */
+    uint64_t active_end;     /* committed bytes of the last segment */
+    uint64_t commit_ms;
+    uint64_t created_ms;
+    kl_config cfg;
+} kl_slot;
+
+/* Encode s into KL_HDR_SLOT_BYTES at p. */
+void kl_slot_encode(uint8_t *p, const kl_slot *s);
+
+/* Decode and check one slot. 0 or KL_ECORRUPT with the reason. */
+int kl_slot_decode(const uint8_t *p, kl_slot *s);
+
+/* Check the settings a slot carries (also used by kl_log_create). */
+int kl_config_check(const kl_config *cfg);
+
+#endif

@@ -1,0 +1,75 @@
+/*
+ * io.c - choosing a backend, and the few helpers built on the interface.
+ *
+ * io_uring is the default. A kernel or sandbox that refuses it (ENOSYS when
+ * it is not built in, EPERM under seccomp or io_uring_disabled) gets the
+ * posix backend with the same semantics, and one line on stderr per process
+ * saying so.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "io.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../util.h"
+
+static pthread_once_t fallback_once = PTHREAD_ONCE_INIT;
+
+static void say_fallback(void) {
+    if (!getenv("KL_QUIET"))
+        fprintf(stderr, "kappalog: io_uring is refused here; using the posix backend\n");
+}
+
+#ifndef KL_HAVE_URING
+int kl_io_uring_new(kl_io **out) {
+    (void)out;
+    return kl_errf(KL_EIO, "this build of kappalog has no io_uring backend");
+}
+#endif
+
+int kl_io_new(kl_io_kind kind, kl_io **out) {
+    const char *env = getenv("KL_IO");
+    if (kind == KL_IO_AUTO && env && *env) {
+        if (strcmp(env, "posix") == 0)
+            kind = KL_IO_POSIX;
+        else if (strcmp(env, "uring") == 0 || strcmp(env, "io_uring") == 0)
+            kind = KL_IO_URING;
+        else if (strcmp(env, "auto") != 0)
+            return kl_errf(KL_EINVAL, "KL_IO=%s: expected posix, uring or auto", env);
+    }
+    if (kind == KL_IO_POSIX)
+        return kl_io_posix_new(out);
+    int rc = kl_io_uring_new(out);
+    if (rc == 0 || kind == KL_IO_URING)
+        return rc;
+    pthread_once(&fallback_once, say_fallback);
+    return kl_io_posix_new(out);
+}
+
+int kl_io_write_sync(kl_io *io, int fd, const void *buf, size_t len, uint64_t offset, int sync) {
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+    kl_io_op ops[2] = {
+        {.kind = KL_IO_OP_WRITE, .link = (uint8_t)(sync != 0), .fd = fd, .iov = &iov, .iovcnt = 1,
+         .offset = offset},
+        {.kind = KL_IO_OP_DATASYNC, .fd = fd},
+    };
+    return kl_io_submit(io, ops, sync ? 2 : 1);
+}
+
+int kl_io_sync_dir(kl_io *io, const char *path) {
+    int fd = -1;
+    int rc = kl_io_open(io, path, O_RDONLY | O_DIRECTORY, 0, &fd);
+    if (rc < 0)
+        return rc;
+    kl_io_op op = {.kind = KL_IO_OP_FULLSYNC, .fd = fd};
+    rc = kl_io_submit(io, &op, 1);
+    kl_io_close(io, fd);
+    return rc;
+}

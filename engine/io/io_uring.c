@@ -1,0 +1,168 @@
+/*
+ * io_uring.c - the default backend: a commit's writes and syncs go to the
+ * kernel as one submission of linked operations (IOSQE_IO_LINK within a
+ * chain), so a single-appender commit costs one system call plus the wait.
+ *
+ * Everything that is not on the commit path (open, pread during recovery,
+ * truncate, mmap) uses the plain posix calls: io_uring buys nothing there.
+ *
+ * The ring is used only by the thread that holds the log's commit role, so
+ * it needs no lock of its own. A short write breaks its link; the rest of
+ * that chain is finished synchronously so the caller still sees either full
+ * success or the kernel's error.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "io.h"
+
+#include <errno.h>
+#include <liburing.h>
+#include <pthread.h>
+#include <string.h>
+#include <stdlib.h>
+
+#include "../util.h"
+
+#define URING_ENTRIES 64
+
+typedef struct uring_io {
+    kl_io base;
+    struct io_uring ring;
+} uring_io;
+
+static void prep_op(struct io_uring_sqe *sqe, const kl_io_op *op, int i) {
+    switch (op->kind) {
+    case KL_IO_OP_WRITE:
+        io_uring_prep_writev(sqe, op->fd, op->iov, (unsigned)op->iovcnt, op->offset);
+        break;
+    case KL_IO_OP_DATASYNC:
+        io_uring_prep_fsync(sqe, op->fd, IORING_FSYNC_DATASYNC);
+        break;
+    case KL_IO_OP_FULLSYNC:
+        io_uring_prep_fsync(sqe, op->fd, 0);
+        break;
+    default:
+        KL_ASSERT(!"unknown io op");
+    }
+    if (op->link)
+        sqe->flags |= IOSQE_IO_LINK;
+    io_uring_sqe_set_data64(sqe, (uint64_t)i);
+}
+
+/* Finish a short write and run the ops its broken link cancelled. */
+static int finish_chain_sync(kl_io_op *ops, int n, int start) {
+    int i = start;
+    kl_io_op *w = &ops[i];
+    size_t total = kl_iov_bytes(w->iov, w->iovcnt);
+    KL_ASSERT(w->kind == KL_IO_OP_WRITE && w->res >= 0 && (size_t)w->res < total);
+    /* Re-issue the remainder: build a trimmed iovec view. */
+    struct iovec rest[64];
+    int cnt = 0;
+    size_t skip = (size_t)w->res;
+    for (int k = 0; k < w->iovcnt; k++) {
+        if (skip >= w->iov[k].iov_len) {
+            skip -= w->iov[k].iov_len;
+            continue;
+        }
+        rest[cnt].iov_base = (uint8_t *)w->iov[k].iov_base + skip;
+        rest[cnt].iov_len = w->iov[k].iov_len - skip;
+        skip = 0;
+        cnt++;
+    }
+    int64_t more = 0;
+    int rc = kl_posix_pwritev_all(w->fd, rest, cnt, w->offset + (uint64_t)w->res, &more);
+    if (rc < 0) {
+        w->res = rc;
+        return rc;
+    }
+    w->res += more;
+    while (ops[i].link && i + 1 < n) {
+        i++;
+        if (ops[i].res != -ECANCELED)
+            continue;
+        rc = kl_posix_run_op(&ops[i]);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int ur_submit(kl_io *io, kl_io_op *ops, int n) {
+    uring_io *u = (uring_io *)io;
+    KL_ASSERT(n > 0 && n <= KL_IO_MAX_OPS && n <= URING_ENTRIES);
+    for (int i = 0; i < n; i++) {
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+        KL_ASSERT(sqe != NULL); /* the ring is empty between submissions */
+        prep_op(sqe, &ops[i], i);
+        ops[i].res = -ECANCELED;
+    }
+    int rc;
+    do {
+        rc = io_uring_submit_and_wait(&u->ring, (unsigned)n);
+    } while (rc == -EINTR);
+    if (rc < 0)
+        return rc;
+    for (int seen = 0; seen < n;) {
+        struct io_uring_cqe *cqe;
+        rc = io_uring_wait_cqe(&u->ring, &cqe);
+        if (rc == -EINTR)
+            continue;
+        if (rc < 0)
+            return rc;
+        uint64_t i = io_uring_cqe_get_data64(cqe);
+        KL_ASSERT(i < (uint64_t)n);
+        ops[i].res = cqe->res;
+        io_uring_cqe_seen(&u->ring, cqe);
+        seen++;
+    }
+    int first_err = 0;
+    for (int i = 0; i < n; i++) {
+        if (ops[i].kind == KL_IO_OP_WRITE && ops[i].res >= 0 &&
+            (size_t)ops[i].res < kl_iov_bytes(ops[i].iov, ops[i].iovcnt)) {
+            rc = finish_chain_sync(ops, n, i);
+            if (rc < 0 && !first_err)
+                first_err = rc;
+        } else if (ops[i].res < 0 && ops[i].res != -ECANCELED && !first_err) {
+            first_err = (int)ops[i].res;
+        }
+    }
+    if (!first_err) {
+        for (int i = 0; i < n; i++)
+            if (ops[i].res < 0)
+                first_err = (int)ops[i].res;
+    }
+    return first_err;
+}
+
+static void ur_destroy(kl_io *io) {
+    uring_io *u = (uring_io *)io;
+    io_uring_queue_exit(&u->ring);
+    free(u);
+}
+
+/* The posix backend's ops, with submit and destroy replaced. */
+static struct kl_io_vtbl uring_vtbl;
+static pthread_once_t uring_vtbl_once = PTHREAD_ONCE_INIT;
+
+static void init_vtbl(void) {
+    uring_vtbl = *kl_io_posix_vtbl();
+    uring_vtbl.submit = ur_submit;
+    uring_vtbl.destroy = ur_destroy;
+}
+
+int kl_io_uring_new(kl_io **out) {
+    uring_io *u = calloc(1, sizeof *u);
+    if (!u)
+        return KL_ENOMEM;
+    int rc = io_uring_queue_init(URING_ENTRIES, &u->ring, 0);
+    if (rc < 0) {
+        free(u);
+        return kl_errf(KL_EIO, "io_uring_queue_init: %s", strerror(-rc));
+    }
+    pthread_once(&uring_vtbl_once, init_vtbl);
+    u->base.v = &uring_vtbl;
+    u->base.name = "io_uring";
+    *out = &u->base;
+    return 0;
+}

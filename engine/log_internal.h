@@ -1,0 +1,163 @@
+/*
+ * log_internal.h - the kl_log handle and what its files (log.c, recover.c,
+ * commit.c, read.c) share. Private to the library; tests include it to
+ * reach kl_log_open_io (a log on a chosen I/O backend, e.g. the fault one).
+ *
+ * Concurrency, in one place:
+ * - `mu` guards the framing state, the commit buffers, the commit role
+ *   (`committing`), `failed`, and the slot bookkeeping. The thread holding
+ *   the commit role does the I/O *without* `mu`; everyone else frames the
+ *   next batch into the open buffer meanwhile (group commit).
+ * - `segs_lock` (rwlock) guards the segment table; readers hold it shared
+ *   for a whole lookup, the committer takes it exclusive only to add a
+ *   segment.
+ * - Readers see a block only below `length` (acquire). Everything a reader
+ *   touches below that (segment table entry, index entries, mapped bytes,
+ *   the segment's `end`) was published before `length` was (release).
+ */
+#ifndef KL_LOG_INTERNAL_H
+#define KL_LOG_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "../index/offset_index.h"
+#include "header.h"
+#include "io/io.h"
+#include "kappalog.h"
+
+/* A commit buffer never grows past this unless one batch needs more. */
+#define KL_COMMIT_BUF_BYTES (4u * 1024u * 1024u)
+/* A mapping of the active segment covers the largest it can become. */
+#define KL_SEG_MAP_SLACK ((uint64_t)KL_MAX_APPEND_BYTES + 8ull * KL_MAX_APPEND_BLOCKS + 4096u)
+
+typedef struct kl_seg {
+    uint64_t first;         /* first block index (the name) */
+    _Atomic uint64_t end;   /* committed bytes of the file */
+    _Atomic uint64_t next;  /* first block index after the committed ones */
+    _Atomic int sealed;
+
+    /* read side: mapped lazily, under mu */
+    pthread_mutex_t mu;
+    _Atomic int map_ready;
+    const uint8_t *map;
+    size_t map_len;
+    _Atomic int idx_ready;
+    kl_oidx idx;
+    uint64_t bad_from; /* blocks >= this are beyond a damaged batch header; UINT64_MAX if none */
+
+    /* write side (the active segment of a writable handle) */
+    int wfd; /* the .log file */
+    int ifd; /* the .idx file */
+} kl_seg;
+
+typedef struct kl_commit_buf {
+    uint8_t *data;
+    size_t len, cap;
+    uint64_t seq;         /* the commit ticket of this buffer */
+    struct kl_seg *seg;   /* the segment it is written to */
+    struct kl_seg *prev;  /* on a roll: the segment to seal */
+    uint64_t pos;         /* file position of data[0] */
+    int new_segment;      /* data[0..64) is a new segment's file header */
+    uint64_t end_index;   /* length once committed */
+    uint64_t end_bytes;   /* byte_length once committed */
+    uint64_t idx_upto;    /* index entries of seg_first to write with it */
+    uint32_t frames;
+} kl_commit_buf;
+
+struct kl_log {
+    char *dir;
+    char *hdr_path;
+    char *seg_dir;
+    kl_io *io;
+    int readonly;
+    int hdr_fd;
+    kl_config cfg; /* with the open override applied */
+    kl_slot stored; /* the accepted slot's settings and created time */
+
+    /* published to readers */
+    _Atomic uint64_t length;
+    _Atomic uint64_t byte_length;
+    _Atomic uint64_t last_commit_ms;
+
+    /* segments */
+    pthread_rwlock_t segs_lock;
+    kl_seg **segs;
+    size_t nsegs, capsegs;
+
+    /* commit pipeline (mu) */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    kl_commit_buf bufs[2];
+    kl_commit_buf *open_buf; /* frames go here */
+    int committing;          /* someone holds the commit role */
+    uint64_t committed_seq;  /* buffers up to this ticket are acknowledged */
+    int failed;              /* fail-stop: a commit's write or sync failed */
+    int fail_code;
+    /* framing state: where the next batch lands */
+    uint64_t f_index, f_bytes, f_seg, f_pos;
+    kl_seg *f_segp;   /* the segment f_seg */
+    kl_seg *c_segp;   /* the segment of the last commit */
+    char fail_msg[256];
+    uint8_t *slotbuf; /* the header slot being written (commit role) */
+    int segdir_fd;
+    /* header slots */
+    uint64_t seq;      /* the last slot sequence number written */
+    int anchor;        /* the slot (0/1) whose state is fully durable */
+    int dirty;         /* commits since the last sync (not durable yet) */
+    uint64_t last_sync_ns;
+    kl_slot last;      /* the state of the last commit */
+    void *zcctx;       /* zstd compression context (framing, under mu) */
+    uint8_t *scratch;  /* uncompressed framing for zstd, under mu */
+    size_t scratch_cap;
+
+    /* interval flusher */
+    pthread_t flusher;
+    pthread_cond_t flush_cv;
+    int flusher_on;
+    int closing;
+
+    /* decompression cache for get() on zstd batches */
+    pthread_mutex_t zmu;
+    void *zdctx;
+    uint8_t *zraw;
+    size_t zraw_cap;
+    const kl_seg *zseg;
+    uint64_t zpos;
+
+    /* errors */
+    pthread_mutex_t errmu;
+    char err[512];
+};
+
+/* Open with a given backend (takes ownership of io, also on failure). */
+int kl_log_open_io(const char *dir, const kl_open_options *opts, kl_io *io, kl_log **out);
+
+/* kl_log_create on a given backend (does not take io). */
+int kl_log_create_io(const char *dir, const kl_config *cfg, kl_io *io);
+
+/* Copy this thread's error context into the handle; returns rc. */
+int kl_log_err(kl_log *log, int rc);
+
+/* recover.c: read the header, choose the slot, cut the tail, load segments. */
+int kl_recover(kl_log *log);
+
+/* commit.c */
+int kl_commit_init(kl_log *log);
+void kl_commit_free(kl_log *log);
+int kl_commit_sync(kl_log *log, int final);
+int kl_flusher_start(kl_log *log);
+void kl_flusher_stop(kl_log *log);
+
+/* read.c */
+kl_seg *kl_seg_new(uint64_t first);
+void kl_seg_free(kl_log *log, kl_seg *s);
+int kl_seg_add(kl_log *log, kl_seg *s);
+kl_seg *kl_seg_find(kl_log *log, uint64_t index); /* segs_lock held */
+int kl_seg_ensure_map(kl_log *log, kl_seg *s);
+int kl_seg_ensure_idx(kl_log *log, kl_seg *s);
+void kl_seg_file(const kl_log *log, char *out, size_t cap, uint64_t first, const char *ext);
+void kl_read_free(kl_log *log);
+
+#endif

@@ -1,0 +1,555 @@
+/*
+ * read.c - finding and reading blocks: the segment table, the lazy mapping
+ * and indexing of segments, kl_log_get and the iterator.
+ *
+ * get(i): binary search of the segment table, binary search of that
+ * segment's sparse index, then a walk over at most about
+ * KL_IDX_INTERVAL_BYTES of batch headers in the mapped file. A random get of
+ * an uncompressed batch checks the 64-byte header and the block's own
+ * 32-bit check, not the whole batch body; the iterator checks every body.
+ *
+ * Nothing is served that failed a check. A damaged batch header makes the
+ * blocks from it up to the next index entry unreadable (KL_ECORRUPT names
+ * that range); every other block stays readable.
+ *
+ * What a reader would get wrong: the mapping of the active segment is
+ * larger than the file (it covers the biggest the segment can become), so
+ * every access is bounded by the segment's committed `end`, never by the
+ * mapping's length.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+
+#include "frame.h"
+#include "log_internal.h"
+#include "segment.h"
+#include "util.h"
+
+/* Entries tried before falling back to the start of the segment. */
+#define ENTRY_RETRIES 4
+
+struct kl_iter {
+    kl_log *log;
+    uint64_t next;       /* the next block to return */
+    uint64_t to;         /* exclusive end, or UINT64_MAX */
+    kl_seg *seg;         /* the segment of the current batch */
+    uint64_t pos;        /* the current batch's position */
+    kl_batch_hdr h;      /* the current batch (valid if have) */
+    const uint8_t *raw;  /* its raw body */
+    int have;
+    uint8_t *zraw;       /* decompressed body of a zstd batch */
+    size_t zcap;
+    void *zdctx;
+};
+
+void kl_seg_file(const kl_log *log, char *out, size_t cap, uint64_t first, const char *ext) {
+    kl_seg_path(out, cap, log->seg_dir, first, ext);
+}
+
+kl_seg *kl_seg_new(uint64_t first) {
+    kl_seg *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->first = first;
+    s->bad_from = UINT64_MAX;
+    s->wfd = -1;
+    s->ifd = -1;
+    pthread_mutex_init(&s->mu, NULL);
+    return s;
+}
+
+void kl_seg_free(kl_log *log, kl_seg *s) {
+    if (!s)
+        return;
+    if (s->map)
+        log->io->v->unmap(log->io, s->map, s->map_len);
+    kl_oidx_free(&s->idx, log->io);
+    kl_io_close(log->io, s->wfd);
+    kl_io_close(log->io, s->ifd);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+int kl_seg_add(kl_log *log, kl_seg *s) {
+    pthread_rwlock_wrlock(&log->segs_lock);
+    int rc = 0;
+    KL_ASSERT(log->nsegs == 0 || log->segs[log->nsegs - 1]->first < s->first);
+    if (log->nsegs == log->capsegs) {
+        size_t cap = log->capsegs ? log->capsegs * 2 : 16;
+        kl_seg **v = realloc(log->segs, cap * sizeof *v);
+        if (!v) {
+            rc = kl_errf(KL_ENOMEM, "segment table");
+        } else {
+            log->segs = v;
+            log->capsegs = cap;
+        }
+    }
+    if (rc == 0)
+        log->segs[log->nsegs++] = s;
+    pthread_rwlock_unlock(&log->segs_lock);
+    return rc;
+}
+
+kl_seg *kl_seg_find(kl_log *log, uint64_t index) {
+    size_t lo = 0, hi = log->nsegs;
+    if (hi == 0 || log->segs[0]->first > index)
+        return NULL;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (log->segs[mid]->first <= index)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return log->segs[lo];
+}
+
+void kl_read_free(kl_log *log) {
+    for (size_t i = 0; i < log->nsegs; i++)
+        kl_seg_free(log, log->segs[i]);
+    free(log->segs);
+    log->segs = NULL;
+    log->nsegs = log->capsegs = 0;
+    free(log->zraw);
+    ZSTD_freeDCtx(log->zdctx);
+}
+
+static int seg_error(const kl_seg *s, uint64_t pos, uint64_t from, uint64_t to) {
+    char why[256];
+    snprintf(why, sizeof why, "%s", kl_err_thread());
+    if (to > from + 1)
+        return kl_errf(KL_ECORRUPT, "segment %020llu.log, offset %llu: %s (blocks %llu..%llu)",
+                       (unsigned long long)s->first, (unsigned long long)pos, why,
+                       (unsigned long long)from, (unsigned long long)(to - 1));
+    return kl_errf(KL_ECORRUPT, "segment %020llu.log, offset %llu: %s (block %llu)",
+                   (unsigned long long)s->first, (unsigned long long)pos, why,
+                   (unsigned long long)from);
+}
+
+int kl_seg_ensure_map(kl_log *log, kl_seg *s) {
+    if (atomic_load_explicit(&s->map_ready, memory_order_acquire))
+        return 0;
+    pthread_mutex_lock(&s->mu);
+    int rc = 0, fd = -1;
+    if (atomic_load(&s->map_ready))
+        goto out;
+    char path[4096];
+    kl_seg_file(log, path, sizeof path, s->first, "log");
+    rc = kl_io_open(log->io, path, O_RDONLY, 0, &fd);
+    uint64_t size = 0;
+    if (rc == 0)
+        rc = log->io->v->size(log->io, fd, &size);
+    if (rc < 0) {
+        rc = kl_errf(rc == -ENOENT ? KL_ECORRUPT : kl_err_from_errno(-rc), "%s: %s", path,
+                     strerror(-rc));
+        goto out;
+    }
+    int sealed = atomic_load(&s->sealed);
+    size_t len = sealed ? (size_t)size : (size_t)(log->cfg.segment_bytes + KL_SEG_MAP_SLACK);
+    if (len < KL_SEG_HEADER_BYTES) {
+        rc = kl_errf(KL_ECORRUPT, "%s is only %llu bytes", path, (unsigned long long)size);
+        goto out;
+    }
+    const void *m = NULL;
+    rc = log->io->v->map(log->io, fd, len, &m);
+    if (rc < 0) {
+        rc = kl_errf(kl_err_from_errno(-rc), "mapping %s: %s", path, strerror(-rc));
+        goto out;
+    }
+    s->map = m;
+    s->map_len = len;
+    if (size < KL_SEG_HEADER_BYTES || kl_seg_header_decode(s->map, (size_t)size, s->first) < 0) {
+        rc = kl_err_prefix(KL_ECORRUPT, "%s: ", path);
+        log->io->v->unmap(log->io, s->map, s->map_len);
+        s->map = NULL;
+        goto out;
+    }
+    if (sealed && atomic_load(&s->end) == 0)
+        atomic_store(&s->end, size); /* until the index says where the batches end */
+    atomic_store_explicit(&s->map_ready, 1, memory_order_release);
+out:
+    kl_io_close(log->io, fd);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+/* The batch header at pos, wholly below limit. */
+static int map_batch(const kl_seg *s, uint64_t pos, uint64_t limit, kl_batch_hdr *h) {
+    if (pos + KL_BATCH_HEADER_BYTES > limit)
+        return kl_errf(KL_ECORRUPT, "batch header past the end of the segment");
+    int rc = kl_batch_hdr_decode(s->map + pos, (size_t)(limit - pos), h);
+    if (rc < 0)
+        return rc;
+    if (pos + KL_BATCH_HEADER_BYTES + h->stored_len > limit)
+        return kl_errf(KL_ECORRUPT, "batch runs past the end of the segment");
+    return 0;
+}
+
+/*
+ * Walk a sealed segment's batches from (pos, index) to block `next`, noting
+ * index entries; *end receives where the batches end. On a damaged header,
+ * *bad gets the first block that cannot be reached.
+ */
+static void walk_sealed(kl_seg *s, uint64_t pos, uint64_t index, uint64_t limit, uint64_t *end,
+                        uint64_t *bad) {
+    uint64_t next = atomic_load(&s->next);
+    *bad = UINT64_MAX;
+    while (index < next) {
+        kl_batch_hdr h;
+        if (map_batch(s, pos, limit, &h) < 0 || h.first_index != index ||
+            index + h.count > next) {
+            *bad = index;
+            break;
+        }
+        kl_oidx_note(&s->idx, index - s->first, pos);
+        pos += KL_BATCH_HEADER_BYTES + h.stored_len;
+        index += h.count;
+    }
+    *end = pos;
+}
+
+/* Does the saved sealed index end exactly where the batches do? */
+static int sealed_index_consistent(kl_seg *s, uint64_t end, uint64_t limit) {
+    uint64_t n = atomic_load(&s->idx.count);
+    uint64_t rel, pos;
+    kl_oidx_entry(&s->idx, n - 1, &rel, &pos);
+    uint64_t index = s->first + rel, next = atomic_load(&s->next);
+    if (end > limit)
+        return 0;
+    while (index < next) {
+        kl_batch_hdr h;
+        if (map_batch(s, pos, end, &h) < 0 || h.first_index != index)
+            return 0;
+        pos += KL_BATCH_HEADER_BYTES + h.stored_len;
+        index += h.count;
+    }
+    return index == next && pos == end;
+}
+
+static int build_sealed_index(kl_log *log, kl_seg *s, const char *path, uint64_t fsize) {
+    int rc = kl_oidx_init(&s->idx, s->first, fsize + KL_IDX_INTERVAL_BYTES);
+    if (rc < 0)
+        return rc;
+    int sealed_ok;
+    kl_oidx_load(&s->idx, log->io, path, fsize, &sealed_ok);
+    uint64_t pos = KL_SEG_HEADER_BYTES, index = s->first;
+    uint64_t n = atomic_load(&s->idx.count);
+    if (n > 0) { /* trust the saved entries up to the last that checks out */
+        uint64_t rel, p;
+        kl_oidx_entry(&s->idx, n - 1, &rel, &p);
+        kl_batch_hdr h;
+        if (map_batch(s, p, fsize, &h) == 0 && h.first_index == s->first + rel) {
+            pos = p;
+            index = s->first + rel;
+        }
+        kl_oidx_cut(&s->idx, index == s->first ? 0 : pos + 1);
+    }
+    uint64_t end, bad;
+    walk_sealed(s, pos, index, fsize, &end, &bad);
+    s->bad_from = bad;
+    atomic_store(&s->end, bad == UINT64_MAX ? end : fsize);
+    if (bad == UINT64_MAX && !log->readonly)
+        (void)kl_oidx_write_sealed(&s->idx, log->io, path, end); /* derived; best effort */
+    return 0;
+}
+
+/* A sealed segment's index: the saved one if it checks out, else rebuilt. */
+int kl_seg_ensure_idx(kl_log *log, kl_seg *s) {
+    if (atomic_load_explicit(&s->idx_ready, memory_order_acquire))
+        return 0;
+    int rc = kl_seg_ensure_map(log, s);
+    if (rc < 0)
+        return rc;
+    pthread_mutex_lock(&s->mu);
+    if (atomic_load(&s->idx_ready))
+        goto out;
+    char path[4096];
+    kl_seg_file(log, path, sizeof path, s->first, "idx");
+    uint64_t fsize = s->map_len, end = 0;
+    if (kl_oidx_map_sealed(&s->idx, log->io, path, s->first, &end) == 0) {
+        if (sealed_index_consistent(s, end, fsize)) {
+            atomic_store(&s->end, end);
+            goto ready;
+        }
+        kl_oidx_free(&s->idx, log->io);
+    }
+    rc = build_sealed_index(log, s, path, fsize);
+    if (rc < 0)
+        goto out;
+ready:
+    atomic_store_explicit(&s->idx_ready, 1, memory_order_release);
+out:
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+/* The first block index after the entry that follows `pos` (for error ranges). */
+static uint64_t next_entry_index(const kl_seg *s, uint64_t pos, uint64_t next) {
+    uint64_t n = atomic_load_explicit(&s->idx.count, memory_order_acquire);
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t rel, p;
+        kl_oidx_entry(&s->idx, i, &rel, &p);
+        if (p > pos && s->first + rel < next)
+            return s->first + rel;
+    }
+    return next;
+}
+
+/* Find the batch of s holding `index` (which is committed): *pos and *h. */
+static int locate(kl_seg *s, uint64_t index, uint64_t *pos_out, kl_batch_hdr *h) {
+    uint64_t limit = atomic_load_explicit(&s->end, memory_order_acquire);
+    uint64_t next = atomic_load_explicit(&s->next, memory_order_acquire);
+    if (index >= s->bad_from)
+        return kl_errf(KL_ECORRUPT,
+                       "segment %020llu.log: a damaged batch makes blocks %llu..%llu unreadable",
+                       (unsigned long long)s->first, (unsigned long long)s->bad_from,
+                       (unsigned long long)(next - 1));
+    int64_t e = kl_oidx_find(&s->idx, index - s->first);
+    uint64_t pos = KL_SEG_HEADER_BYTES, at = s->first;
+    for (int tries = 0; e >= 0 && tries < ENTRY_RETRIES; tries++, e--) {
+        uint64_t rel, p;
+        kl_oidx_entry(&s->idx, (uint64_t)e, &rel, &p);
+        if (map_batch(s, p, limit, h) == 0 && h->first_index == s->first + rel &&
+            s->first + rel <= index) {
+            pos = p;
+            at = s->first + rel;
+            break;
+        }
+    }
+    for (;;) {
+        int rc = map_batch(s, pos, limit, h);
+        if (rc == 0 && h->first_index != at)
+            rc = kl_errf(KL_ECORRUPT, "batch says block %llu, expected %llu",
+                         (unsigned long long)h->first_index, (unsigned long long)at);
+        if (rc < 0)
+            return seg_error(s, pos, at, next_entry_index(s, pos, next));
+        if (index < at + h->count) {
+            *pos_out = pos;
+            return 0;
+        }
+        pos += KL_BATCH_HEADER_BYTES + h->stored_len;
+        at += h->count;
+    }
+}
+
+/* The segment holding a committed block, mapped and indexed (segs_lock held). */
+static int seg_for(kl_log *log, uint64_t index, kl_seg **out) {
+    kl_seg *s = kl_seg_find(log, index);
+    if (!s || index >= atomic_load_explicit(&s->next, memory_order_acquire)) {
+        uint64_t to = atomic_load(&log->length);
+        for (size_t i = 0; i < log->nsegs; i++)
+            if (log->segs[i]->first > index) {
+                to = log->segs[i]->first;
+                break;
+            }
+        return kl_errf(KL_ECORRUPT, "no segment file holds blocks %llu..%llu",
+                       (unsigned long long)index, (unsigned long long)(to - 1));
+    }
+    int rc = kl_seg_ensure_map(log, s);
+    if (rc == 0)
+        rc = kl_seg_ensure_idx(log, s);
+    *out = s;
+    return rc;
+}
+
+/* Block of a zstd batch through the handle's one-batch cache (zmu held). */
+static int zstd_block(kl_log *log, kl_seg *s, uint64_t pos, const kl_batch_hdr *h,
+                      const uint8_t **raw) {
+    if (log->zseg == s && log->zpos == pos) {
+        *raw = log->zraw;
+        return 0;
+    }
+    const uint8_t *stored = s->map + pos + KL_BATCH_HEADER_BYTES;
+    int rc = kl_batch_body_verify(h, stored);
+    if (rc < 0)
+        return rc;
+    if (!log->zdctx && !(log->zdctx = ZSTD_createDCtx()))
+        return kl_errf(KL_ENOMEM, "zstd context");
+    if (log->zraw_cap < h->raw_len) {
+        uint8_t *z = realloc(log->zraw, h->raw_len);
+        if (!z)
+            return kl_errf(KL_ENOMEM, "batch of %u bytes", h->raw_len);
+        log->zraw = z;
+        log->zraw_cap = h->raw_len;
+    }
+    log->zseg = NULL;
+    rc = kl_batch_decompress(log->zdctx, h, stored, log->zraw);
+    if (rc < 0)
+        return rc;
+    log->zseg = s;
+    log->zpos = pos;
+    *raw = log->zraw;
+    return 0;
+}
+
+static int copy_block(kl_seg *s, uint64_t pos, const kl_batch_hdr *h, const uint8_t *raw,
+                      uint64_t index, void *buf, size_t cap, size_t *size) {
+    const uint8_t *data;
+    size_t n;
+    uint32_t k = (uint32_t)(index - h->first_index);
+    int rc = kl_batch_block(h, raw, k, &data, &n);
+    if (rc == 0)
+        rc = kl_batch_block_verify(h, raw, k, data, n);
+    if (rc < 0)
+        return seg_error(s, pos, index, index + 1);
+    *size = n;
+    if (n > cap)
+        return kl_errf(KL_ETOOSMALL, "block %llu is %zu bytes, the buffer %zu",
+                       (unsigned long long)index, n, cap);
+    if (n)
+        memcpy(buf, data, n);
+    return 0;
+}
+
+int kl_log_get(kl_log *log, uint64_t index, void *buf, size_t buf_size, size_t *size) {
+    if (!log || !size || (!buf && buf_size))
+        return kl_errf(KL_EINVAL, "kl_log_get: NULL argument");
+    uint64_t len = atomic_load_explicit(&log->length, memory_order_acquire);
+    if (index >= len)
+        return kl_log_err(log, kl_errf(KL_ENOTFOUND, "block %llu is past the end (length %llu)",
+                                       (unsigned long long)index, (unsigned long long)len));
+    pthread_rwlock_rdlock(&log->segs_lock);
+    kl_seg *s = NULL;
+    uint64_t pos = 0;
+    kl_batch_hdr h;
+    int rc = seg_for(log, index, &s);
+    if (rc == 0)
+        rc = locate(s, index, &pos, &h);
+    if (rc == 0 && h.codec == KL_CODEC_NONE) {
+        rc = copy_block(s, pos, &h, s->map + pos + KL_BATCH_HEADER_BYTES, index, buf, buf_size,
+                        size);
+    } else if (rc == 0) {
+        const uint8_t *raw = NULL;
+        pthread_mutex_lock(&log->zmu);
+        rc = zstd_block(log, s, pos, &h, &raw);
+        if (rc < 0)
+            rc = seg_error(s, pos, h.first_index, h.first_index + h.count);
+        else
+            rc = copy_block(s, pos, &h, raw, index, buf, buf_size, size);
+        pthread_mutex_unlock(&log->zmu);
+    }
+    pthread_rwlock_unlock(&log->segs_lock);
+    return rc < 0 ? kl_log_err(log, rc) : 0;
+}
+
+int kl_iter_open(kl_log *log, uint64_t from, uint64_t to, kl_iter **out) {
+    if (!log || !out || to < from)
+        return kl_errf(KL_EINVAL, "kl_iter_open: bad arguments");
+    kl_iter *it = calloc(1, sizeof *it);
+    if (!it)
+        return kl_log_err(log, kl_errf(KL_ENOMEM, "iterator"));
+    it->log = log;
+    it->next = from;
+    it->to = to;
+    *out = it;
+    return 0;
+}
+
+void kl_iter_close(kl_iter *it) {
+    if (!it)
+        return;
+    free(it->zraw);
+    ZSTD_freeDCtx(it->zdctx);
+    free(it);
+}
+
+/* Check (and decompress) the body of the batch at it->pos. */
+static int iter_body(kl_iter *it) {
+    kl_seg *s = it->seg;
+    const uint8_t *stored = s->map + it->pos + KL_BATCH_HEADER_BYTES;
+    int rc = kl_batch_body_verify(&it->h, stored);
+    if (rc == 0 && it->h.codec == KL_CODEC_NONE) {
+        it->raw = stored;
+        rc = kl_batch_table_verify(&it->h, it->raw);
+    } else if (rc == 0) {
+        if (!it->zdctx && !(it->zdctx = ZSTD_createDCtx()))
+            return kl_errf(KL_ENOMEM, "zstd context");
+        if (it->zcap < it->h.raw_len) {
+            uint8_t *z = realloc(it->zraw, it->h.raw_len);
+            if (!z)
+                return kl_errf(KL_ENOMEM, "batch of %u bytes", it->h.raw_len);
+            it->zraw = z;
+            it->zcap = it->h.raw_len;
+        }
+        rc = kl_batch_decompress(it->zdctx, &it->h, stored, it->zraw);
+        it->raw = it->zraw;
+    }
+    if (rc < 0)
+        return seg_error(s, it->pos, it->h.first_index, it->h.first_index + it->h.count);
+    return 0;
+}
+
+/* Move to the batch holding it->next: the following batch if it is next, else a lookup. */
+static int iter_advance(kl_iter *it) {
+    kl_log *log = it->log;
+    pthread_rwlock_rdlock(&log->segs_lock);
+    int sequential = it->have && it->next == it->h.first_index + it->h.count &&
+                     it->next < atomic_load_explicit(&it->seg->next, memory_order_acquire);
+    if (sequential) {
+        uint64_t pos = it->pos + KL_BATCH_HEADER_BYTES + it->h.stored_len;
+        uint64_t end = atomic_load_explicit(&it->seg->end, memory_order_acquire);
+        kl_batch_hdr h;
+        sequential = map_batch(it->seg, pos, end, &h) == 0 && h.first_index == it->next;
+        if (sequential) {
+            it->pos = pos;
+            it->h = h;
+        }
+    }
+    it->have = 0;
+    int rc = 0;
+    if (!sequential) { /* a lookup also names the damage, if that is what stopped us */
+        rc = seg_for(log, it->next, &it->seg);
+        if (rc == 0)
+            rc = locate(it->seg, it->next, &it->pos, &it->h);
+    }
+    if (rc == 0)
+        rc = iter_body(it);
+    it->have = rc == 0;
+    pthread_rwlock_unlock(&log->segs_lock);
+    return rc;
+}
+
+/* After an error: skip past the damaged range the context names, if any. */
+static void iter_skip_damage(kl_iter *it) {
+    const char *m = strstr(kl_err_thread(), "(blocks ");
+    unsigned long long a, b;
+    if (m && sscanf(m, "(blocks %llu..%llu)", &a, &b) == 2 && b >= it->next)
+        it->next = b + 1;
+    else
+        it->next++;
+}
+
+int kl_iter_next(kl_iter *it, kl_record *rec) {
+    if (!it || !rec)
+        return kl_errf(KL_EINVAL, "kl_iter_next: NULL argument");
+    uint64_t len = atomic_load_explicit(&it->log->length, memory_order_acquire);
+    uint64_t limit = KL_MIN(len, it->to);
+    if (it->next >= limit)
+        return 0;
+    if (!it->have || it->next < it->h.first_index ||
+        it->next >= it->h.first_index + it->h.count) {
+        int rc = iter_advance(it);
+        if (rc < 0) {
+            iter_skip_damage(it);
+            return kl_log_err(it->log, rc);
+        }
+    }
+    uint32_t k = (uint32_t)(it->next - it->h.first_index);
+    const uint8_t *data;
+    size_t n;
+    int rc = kl_batch_block(&it->h, it->raw, k, &data, &n);
+    KL_ASSERT(rc == 0); /* the whole table was checked with the body */
+    rec->index = it->next;
+    rec->data = data;
+    rec->size = n;
+    rec->timestamp_ms = it->h.timestamp_ms;
+    it->next++;
+    return 1;
+}

@@ -1,0 +1,405 @@
+/*
+ * recover.c - opening a log: choose the header slot, cut what is past it,
+ * rebuild the active segment's index, and make the result durable.
+ *
+ * The rule (docs/DURABILITY.md): one slot (the anchor) always describes a
+ * state that is entirely on disk; the other (the working slot) may describe
+ * a newer commit whose bytes were still in flight. So the newest valid slot
+ * is accepted only if every batch between the older slot's end and its own
+ * end is there and checks out (header, body checksum, contiguous indexes,
+ * byte counts); otherwise the older slot is. Nothing past the accepted state
+ * survives a writable open.
+ *
+ * What a reader would get wrong: a rejected newer slot is overwritten during
+ * recovery (after the accepted state is made durable), or a later commit
+ * that happened to re-create batches of the same shape could make that stale
+ * slot "check out" on a later open.
+ *
+ * Cost: the batches of the newest commit span (usually one commit), plus the
+ * active segment's unindexed tail. Never the whole log.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frame.h"
+#include "log_internal.h"
+#include "segment.h"
+#include "util.h"
+
+/* Give up trusting a saved index after this many bad trailing entries. */
+#define IDX_MAX_POPS 64
+
+/* Reading batches of one segment file with pread (never mmap: the bytes
+ * past the committed end may be cut by a writer while we look). */
+typedef struct seg_reader {
+    kl_log *log;
+    uint64_t first;
+    int fd;
+    uint64_t fsize;
+    uint8_t *buf;
+    size_t cap;
+} seg_reader;
+
+static int reader_open(kl_log *log, seg_reader *r, uint64_t first) {
+    char path[4096];
+    kl_seg_file(log, path, sizeof path, first, "log");
+    memset(r, 0, sizeof *r);
+    r->log = log;
+    r->first = first;
+    r->fd = -1;
+    int rc = kl_io_open(log->io, path, O_RDONLY, 0, &r->fd);
+    if (rc < 0)
+        return kl_errf(rc == -ENOENT ? KL_ECORRUPT : kl_err_from_errno(-rc), "%s: %s", path,
+                       strerror(-rc));
+    rc = log->io->v->size(log->io, r->fd, &r->fsize);
+    if (rc < 0)
+        return kl_errf(kl_err_from_errno(-rc), "%s: %s", path, strerror(-rc));
+    uint8_t h[KL_SEG_HEADER_BYTES];
+    size_t got = 0;
+    rc = kl_io_pread(log->io, r->fd, h, sizeof h, 0, &got);
+    if (rc < 0)
+        return kl_errf(kl_err_from_errno(-rc), "%s: %s", path, strerror(-rc));
+    rc = kl_seg_header_decode(h, got, first);
+    if (rc < 0)
+        return kl_err_prefix(rc, "%s: ", path);
+    return 0;
+}
+
+static void reader_close(seg_reader *r) {
+    kl_io_close(r->log->io, r->fd);
+    free(r->buf);
+    r->fd = -1;
+    r->buf = NULL;
+}
+
+/*
+ * The batch at pos: header into *h, and if want_body the stored body into
+ * r->buf, checked. Fails (KL_ECORRUPT) if it runs past `limit`.
+ */
+static int reader_batch(seg_reader *r, uint64_t pos, uint64_t limit, int want_body,
+                        kl_batch_hdr *h) {
+    uint8_t hb[KL_BATCH_HEADER_BYTES];
+    size_t got = 0;
+    if (limit > r->fsize)
+        limit = r->fsize;
+    if (pos + KL_BATCH_HEADER_BYTES > limit)
+        return kl_errf(KL_ECORRUPT, "no batch header at offset %llu", (unsigned long long)pos);
+    int rc = kl_io_pread(r->log->io, r->fd, hb, sizeof hb, pos, &got);
+    if (rc < 0)
+        return kl_errf(kl_err_from_errno(-rc), "reading offset %llu: %s",
+                       (unsigned long long)pos, strerror(-rc));
+    rc = kl_batch_hdr_decode(hb, got, h);
+    if (rc < 0)
+        return kl_err_prefix(rc, "offset %llu: ", (unsigned long long)pos);
+    if (pos + KL_BATCH_HEADER_BYTES + h->stored_len > limit)
+        return kl_errf(KL_ECORRUPT, "batch at offset %llu runs past the end",
+                       (unsigned long long)pos);
+    if (!want_body)
+        return 0;
+    if (h->stored_len > r->cap) {
+        uint8_t *nb = realloc(r->buf, h->stored_len);
+        if (!nb)
+            return kl_errf(KL_ENOMEM, "batch of %u bytes", h->stored_len);
+        r->buf = nb;
+        r->cap = h->stored_len;
+    }
+    rc = kl_io_pread(r->log->io, r->fd, r->buf, h->stored_len, pos + KL_BATCH_HEADER_BYTES, &got);
+    if (rc < 0)
+        return kl_errf(kl_err_from_errno(-rc), "reading offset %llu: %s",
+                       (unsigned long long)pos, strerror(-rc));
+    if (got != h->stored_len)
+        return kl_errf(KL_ECORRUPT, "batch at offset %llu is cut short", (unsigned long long)pos);
+    rc = kl_batch_body_verify(h, r->buf);
+    if (rc < 0)
+        return kl_err_prefix(rc, "offset %llu: ", (unsigned long long)pos);
+    return 0;
+}
+
+static int read_slots(kl_log *log, kl_slot s[2], int valid[2]) {
+    uint8_t *buf = malloc(KL_HDR_FILE_BYTES);
+    if (!buf)
+        return kl_errf(KL_ENOMEM, "reading the header");
+    size_t got = 0;
+    int rc = kl_io_pread(log->io, log->hdr_fd, buf, KL_HDR_FILE_BYTES, 0, &got);
+    if (rc < 0) {
+        free(buf);
+        return kl_errf(kl_err_from_errno(-rc), "%s: %s", log->hdr_path, strerror(-rc));
+    }
+    for (int i = 0; i < 2; i++)
+        valid[i] = got >= (size_t)(i + 1) * KL_HDR_SLOT_BYTES &&
+                   kl_slot_decode(buf + i * KL_HDR_SLOT_BYTES, &s[i]) == 0;
+    free(buf);
+    if (!valid[0] && !valid[1])
+        return kl_errf(KL_ECORRUPT, "%s: both header slots are damaged", log->hdr_path);
+    return 0;
+}
+
+static size_t find_first(const uint64_t *firsts, size_t n, uint64_t first) {
+    for (size_t i = 0; i < n; i++)
+        if (firsts[i] == first)
+            return i;
+    return n;
+}
+
+/*
+ * Do the batches from a's end to c's end exist and check out? The newer
+ * slot c is only trusted if so.
+ */
+static int span_checks_out(kl_log *log, const uint64_t *firsts, size_t n, const kl_slot *a,
+                           const kl_slot *c) {
+    if (c->length < a->length || c->byte_length < a->byte_length ||
+        c->active_segment < a->active_segment || c->fork != a->fork)
+        return 0;
+    size_t si = find_first(firsts, n, a->active_segment);
+    if (si == n)
+        return 0;
+    seg_reader r;
+    if (reader_open(log, &r, firsts[si]) < 0) {
+        reader_close(&r);
+        return 0;
+    }
+    uint64_t pos = a->active_end, index = a->length, bytes = a->byte_length;
+    int ok = 0;
+    for (;;) {
+        if (index == c->length) {
+            ok = firsts[si] == c->active_segment && pos == c->active_end &&
+                 bytes == c->byte_length;
+            break;
+        }
+        if (si + 1 < n && firsts[si + 1] == index && firsts[si] < c->active_segment) {
+            reader_close(&r);
+            si++;
+            if (reader_open(log, &r, firsts[si]) < 0)
+                break;
+            pos = KL_SEG_HEADER_BYTES;
+            continue;
+        }
+        kl_batch_hdr h;
+        if (reader_batch(&r, pos, UINT64_MAX, 1, &h) < 0 || h.first_index != index ||
+            index + h.count > c->length)
+            break;
+        pos += KL_BATCH_HEADER_BYTES + h.stored_len;
+        index += h.count;
+        bytes += h.data_bytes;
+    }
+    reader_close(&r);
+    return ok;
+}
+
+/* Remove segment files (and their indexes) past the accepted state, and stray temp files. */
+static int cut_segments(kl_log *log, const uint64_t *firsts, size_t n, const kl_slot *s) {
+    char path[4096];
+    for (size_t i = 0; i < n; i++) {
+        if (firsts[i] <= s->active_segment)
+            continue;
+        const char *exts[] = {"log", "idx", "idx.tmp"};
+        for (int k = 0; k < 3; k++) {
+            kl_seg_file(log, path, sizeof path, firsts[i], exts[k]);
+            int rc = log->io->v->unlink(log->io, path);
+            if (rc < 0 && rc != -ENOENT)
+                return kl_errf(kl_err_from_errno(-rc), "removing %s: %s", path, strerror(-rc));
+        }
+    }
+    return 0;
+}
+
+/*
+ * The active segment's index: keep the saved entries that check out below
+ * the committed end, then index the rest by walking batch headers.
+ */
+static int index_active(kl_log *log, kl_seg *seg, const kl_slot *s) {
+    char path[4096];
+    kl_seg_file(log, path, sizeof path, seg->first, "idx");
+    int rc = kl_oidx_init(&seg->idx, seg->first, log->cfg.segment_bytes + KL_SEG_MAP_SLACK);
+    if (rc < 0)
+        return rc;
+    int sealed_ok;
+    kl_oidx_load(&seg->idx, log->io, path, s->active_end, &sealed_ok);
+    seg_reader r;
+    rc = reader_open(log, &r, seg->first);
+    if (rc < 0) {
+        reader_close(&r);
+        return kl_err_prefix(rc, "active segment: ");
+    }
+    uint64_t pos = KL_SEG_HEADER_BYTES, index = seg->first;
+    for (int pops = 0;; pops++) {
+        uint64_t n = atomic_load(&seg->idx.count);
+        if (n == 0)
+            break;
+        uint64_t rel, p;
+        kl_oidx_entry(&seg->idx, n - 1, &rel, &p);
+        kl_batch_hdr h;
+        if (pops < IDX_MAX_POPS && reader_batch(&r, p, s->active_end, 0, &h) == 0 &&
+            h.first_index == seg->first + rel) {
+            pos = p;
+            index = h.first_index;
+            break;
+        }
+        kl_oidx_cut(&seg->idx, pops < IDX_MAX_POPS ? p : 0);
+    }
+    kl_oidx_cut(&seg->idx, pos + 1);
+    while (pos < s->active_end && index < s->length) {
+        kl_batch_hdr h;
+        if (reader_batch(&r, pos, s->active_end, 0, &h) < 0 || h.first_index != index) {
+            seg->bad_from = index; /* reads of blocks from here on report the damage */
+            break;
+        }
+        kl_oidx_note(&seg->idx, index - seg->first, pos);
+        pos += KL_BATCH_HEADER_BYTES + h.stored_len;
+        index += h.count;
+    }
+    if (seg->bad_from == UINT64_MAX && (pos != s->active_end || index != s->length))
+        seg->bad_from = index;
+    reader_close(&r);
+    return 0;
+}
+
+/* Cut the active segment to the committed end; refuse if committed bytes are missing. */
+static int cut_active(kl_log *log, kl_seg *seg, const kl_slot *s) {
+    char path[4096];
+    kl_seg_file(log, path, sizeof path, seg->first, "log");
+    int rc = kl_io_open(log->io, path, O_RDWR, 0, &seg->wfd);
+    if (rc < 0)
+        return kl_errf(rc == -ENOENT ? KL_ECORRUPT : kl_err_from_errno(-rc),
+                       "%s: %s (blocks %llu..%llu are committed there)", path, strerror(-rc),
+                       (unsigned long long)s->active_segment, (unsigned long long)s->length);
+    uint64_t size = 0;
+    rc = log->io->v->size(log->io, seg->wfd, &size);
+    if (rc < 0)
+        return kl_errf(kl_err_from_errno(-rc), "%s: %s", path, strerror(-rc));
+    if (size < s->active_end)
+        return kl_errf(KL_ECORRUPT,
+                       "%s is %llu bytes but %llu are committed (blocks up to %llu are missing)",
+                       path, (unsigned long long)size, (unsigned long long)s->active_end,
+                       (unsigned long long)s->length);
+    if (size > s->active_end) {
+        rc = log->io->v->truncate(log->io, seg->wfd, s->active_end);
+        if (rc < 0)
+            return kl_errf(kl_err_from_errno(-rc), "cutting %s: %s", path, strerror(-rc));
+    }
+    return 0;
+}
+
+/* Build the segment table from the files up to the accepted state. */
+static int load_table(kl_log *log, const uint64_t *firsts, size_t n, const kl_slot *s,
+                      kl_seg **active) {
+    size_t si = find_first(firsts, n, s->active_segment);
+    if (si == n)
+        return kl_errf(KL_ECORRUPT, "segment %020llu.log is missing (blocks %llu..%llu)",
+                       (unsigned long long)s->active_segment,
+                       (unsigned long long)s->active_segment, (unsigned long long)s->length);
+    for (size_t i = 0; i <= si; i++) {
+        kl_seg *seg = kl_seg_new(firsts[i]);
+        if (!seg)
+            return kl_errf(KL_ENOMEM, "segment table");
+        int sealed = i < si;
+        atomic_store(&seg->sealed, sealed);
+        atomic_store(&seg->next, sealed ? firsts[i + 1] : s->length);
+        atomic_store(&seg->end, sealed ? 0 : s->active_end);
+        int rc = kl_seg_add(log, seg);
+        if (rc < 0) {
+            kl_seg_free(log, seg);
+            return rc;
+        }
+        *active = seg;
+    }
+    return 0;
+}
+
+/* Choose the slot to trust: *pick is its number, *rejected whether a newer one was refused. */
+static void choose_slot(kl_log *log, const uint64_t *firsts, size_t n, const kl_slot s[2],
+                        const int valid[2], int *pick, int *rejected) {
+    *rejected = 0;
+    if (valid[0] && valid[1]) {
+        int newer = s[1].seq > s[0].seq;
+        if (span_checks_out(log, firsts, n, &s[1 - newer], &s[newer])) {
+            *pick = newer;
+        } else {
+            *pick = 1 - newer;
+            *rejected = 1;
+        }
+    } else {
+        *pick = valid[0] ? 0 : 1;
+    }
+}
+
+/* Make the accepted state durable, and overwrite a refused newer slot. */
+static int make_durable(kl_log *log, kl_seg *active, const kl_slot s[2], int pick,
+                        int rejected) {
+    kl_io_op ops[3] = {
+        {.kind = KL_IO_OP_DATASYNC, .fd = active->wfd},
+        {.kind = KL_IO_OP_DATASYNC, .fd = log->hdr_fd},
+    };
+    int rc = kl_io_submit(log->io, ops, 2);
+    if (rc == 0)
+        rc = kl_io_sync_dir(log->io, log->seg_dir);
+    if (rc < 0)
+        return kl_errf(kl_err_from_errno(-rc), "syncing the recovered state: %s", strerror(-rc));
+    log->anchor = pick;
+    if (!rejected)
+        return 0;
+    uint8_t *slot = malloc(KL_HDR_SLOT_BYTES);
+    if (!slot)
+        return kl_errf(KL_ENOMEM, "header slot");
+    kl_slot fresh = s[pick];
+    fresh.seq = ++log->seq;
+    kl_slot_encode(slot, &fresh);
+    rc = kl_io_write_sync(log->io, log->hdr_fd, slot, KL_HDR_SLOT_BYTES,
+                          (uint64_t)(1 - pick) * KL_HDR_SLOT_BYTES, 1);
+    free(slot);
+    if (rc < 0)
+        return kl_errf(kl_err_from_errno(-rc), "rewriting header slot: %s", strerror(-rc));
+    log->anchor = 1 - pick;
+    return 0;
+}
+
+int kl_recover(kl_log *log) {
+    kl_slot s[2];
+    int valid[2] = {0, 0};
+    int rc = read_slots(log, s, valid);
+    if (rc < 0)
+        return rc;
+    uint64_t *firsts = NULL;
+    size_t n = 0;
+    rc = kl_seg_list(log->seg_dir, &firsts, &n);
+    if (rc < 0)
+        return rc;
+    int pick, rejected;
+    choose_slot(log, firsts, n, s, valid, &pick, &rejected);
+    const kl_slot *acc = &s[pick];
+    log->seq = KL_MAX(valid[0] ? s[0].seq : 0, valid[1] ? s[1].seq : 0);
+    log->stored = *acc;
+    log->last = *acc;
+    log->cfg = acc->cfg;
+    kl_seg *active = NULL;
+    if (!log->readonly)
+        rc = cut_segments(log, firsts, n, acc);
+    if (rc == 0)
+        rc = load_table(log, firsts, n, acc, &active);
+    free(firsts);
+    if (rc == 0 && !log->readonly)
+        rc = cut_active(log, active, acc);
+    if (rc == 0)
+        rc = index_active(log, active, acc);
+    if (rc == 0 && !log->readonly) {
+        char path[4096];
+        kl_seg_file(log, path, sizeof path, active->first, "idx");
+        rc = kl_oidx_write_active(&active->idx, log->io, path, &active->ifd);
+    }
+    if (rc == 0)
+        atomic_store(&active->idx_ready, 1);
+    if (rc == 0 && !log->readonly)
+        rc = make_durable(log, active, s, pick, rejected);
+    if (rc < 0)
+        return rc;
+    atomic_store(&log->length, acc->length);
+    atomic_store(&log->byte_length, acc->byte_length);
+    atomic_store(&log->last_commit_ms, acc->commit_ms);
+    return 0;
+}

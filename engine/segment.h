@@ -1,0 +1,30 @@
+/*
+ * segment.h - segment files (docs/FORMAT.md, "segments/<first>.log"): their
+ * names, their 64-byte file header, and listing them.
+ */
+#ifndef KL_SEGMENT_H
+#define KL_SEGMENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define KL_SEG_HEADER_BYTES 64u
+#define KL_SEG_VERSION      1u
+#define KL_SEG_MAGIC        "KLSEGMNT"
+#define KL_SEG_NAME_DIGITS  20
+
+/* "<segdir>/<20-digit first>.<ext>" into out (cap bytes). */
+void kl_seg_path(char *out, size_t cap, const char *segdir, uint64_t first, const char *ext);
+
+void kl_seg_header_encode(uint8_t *p, uint64_t first_index, uint64_t created_ms);
+
+/* Check a segment file header; its first index must be expect_first. */
+int kl_seg_header_decode(const uint8_t *p, size_t avail, uint64_t expect_first);
+
+/*
+ * The first indexes of every "<20 digits>.log" in segdir, sorted. Other
+ * names are ignored. *out is malloc'ed (free it); *n may be 0.
+ */
+int kl_seg_list(const char *segdir, uint64_t **out, size_t *n);
+
+#endif

@@ -1,0 +1,139 @@
+/*
+ * util.c - assertion failure, the thread-local error context, clocks and the
+ * error names of kl_strerror().
+ *
+ * The context is a fixed buffer per thread: formatting an error never
+ * allocates, so it works when memory is what ran out.
+ */
+#include "util.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#define KL_ERR_BUF_BYTES 512
+
+static _Thread_local char err_buf[KL_ERR_BUF_BYTES];
+
+void kl_assert_fail(const char *what, const char *file, int line) {
+    fprintf(stderr, "kappalog: internal assertion failed: %s (%s:%d)\n", what, file, line);
+    abort();
+}
+
+int kl_errf(int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err_buf, sizeof err_buf, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+int kl_err_prefix(int code, const char *fmt, ...) {
+    char old[KL_ERR_BUF_BYTES];
+    memcpy(old, err_buf, sizeof old);
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(err_buf, sizeof err_buf, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof err_buf)
+        return code;
+    const char *rest = old[0] ? old : kl_strerror(code);
+    size_t room = sizeof err_buf - (size_t)n;
+    size_t len = strlen(rest);
+    if (len >= room)
+        len = room - 1;
+    memcpy(err_buf + n, rest, len);
+    err_buf[(size_t)n + len] = '\0';
+    return code;
+}
+
+const char *kl_err_thread(void) {
+    return err_buf;
+}
+
+void kl_err_clear(void) {
+    err_buf[0] = '\0';
+}
+
+const char *kl_last_error(void) {
+    return err_buf;
+}
+
+int kl_err_from_errno(int err) {
+    switch (err) {
+    case ENOSPC:
+    case EDQUOT:
+        return KL_ENOSPC;
+    case ENOMEM:
+        return KL_ENOMEM;
+    case ENOENT:
+    case ENOTDIR:
+        return KL_ENOTFOUND;
+    case EEXIST:
+    case ENOTEMPTY:
+        return KL_EEXIST;
+    case EACCES:
+    case EPERM:
+    case EROFS:
+        return KL_EREADONLY;
+    case EWOULDBLOCK:
+        return KL_EBUSY;
+    default:
+        return KL_EIO;
+    }
+}
+
+uint64_t kl_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t kl_mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+const char *kl_strerror(int code) {
+    switch (code) {
+    case KL_OK:
+        return "success";
+    case KL_EINVAL:
+        return "invalid argument";
+    case KL_EIO:
+        return "I/O error";
+    case KL_ENOSPC:
+        return "no space left on device";
+    case KL_ENOMEM:
+        return "out of memory";
+    case KL_ECORRUPT:
+        return "corrupt data";
+    case KL_ENOTFOUND:
+        return "not found";
+    case KL_ECLOSED:
+        return "handle closed";
+    case KL_EVERIFY:
+        return "verification failed";
+    case KL_EBUSY:
+        return "log is open for writing by another process";
+    case KL_EEXIST:
+        return "already exists";
+    case KL_ETOOSMALL:
+        return "buffer too small";
+    case KL_EREADONLY:
+        return "read-only";
+    case KL_ECONFLICT:
+        return "length conflict";
+    case KL_ETOOBIG:
+        return "too big";
+    default:
+        return "unknown error";
+    }
+}
+
+const char *kl_version(void) {
+    return KL_VERSION_STRING;
+}

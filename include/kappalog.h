@@ -1,0 +1,245 @@
+/*
+ * kappalog.h - the public interface of kappalog, an append-only log engine.
+ *
+ * A log is a directory holding an ordered sequence of blocks (opaque byte
+ * strings, 0 bytes and up). Blocks are numbered from 0; block `i` never
+ * changes once acknowledged. Appends are atomic per call (all the blocks of
+ * one kl_log_append() call become visible together, or none do) and durable
+ * as the log's fsync policy promises (docs/DURABILITY.md).
+ *
+ * Conventions:
+ * - Every function that can fail returns an int: KL_OK (0) or a negative
+ *   kl_error code. kl_strerror() names the code; kl_log_last_error() and
+ *   kl_last_error() give the context (which file, which offset, what was
+ *   expected).
+ * - A call that fails with KL_EINVAL changed nothing.
+ * - After a failed write or fdatasync on the commit path the handle is
+ *   failed for good: every later call that would write returns KL_EIO.
+ *   Close it and open the log again; opening runs recovery.
+ * - "index" is a block number; "offset" and "position" are byte counts.
+ * - A kl_log handle may be shared by threads: appends from many threads are
+ *   group-committed (one fdatasync acknowledges many callers); reads may run
+ *   beside appends. An iterator belongs to one thread at a time.
+ * - One process at a time may open a log for writing (an advisory lock on the
+ *   header file); any number may open it read-only.
+ */
+#ifndef KAPPALOG_H
+#define KAPPALOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KL_VERSION_MAJOR  0
+#define KL_VERSION_MINOR  1
+#define KL_VERSION_PATCH  0
+#define KL_VERSION_STRING "0.1.0"
+
+#if defined(KL_BUILDING_LIBRARY) && defined(__GNUC__)
+#define KL_API __attribute__((visibility("default")))
+#else
+#define KL_API
+#endif
+
+/* Error codes. Every public call returns 0 or one of these. */
+typedef enum kl_error {
+    KL_OK = 0,
+    KL_EINVAL = -1,     /* bad argument or flag; nothing was changed */
+    KL_EIO = -2,        /* an I/O call failed, or the handle failed earlier */
+    KL_ENOSPC = -3,     /* the disk is full; on the commit path the handle failed */
+    KL_ENOMEM = -4,     /* out of memory */
+    KL_ECORRUPT = -5,   /* bytes on disk failed a check; the context names where */
+    KL_ENOTFOUND = -6,  /* no such log, or a block index past the end */
+    KL_ECLOSED = -7,    /* the handle is closing */
+    KL_EVERIFY = -8,    /* a signature or proof does not verify */
+    KL_EBUSY = -9,      /* another process holds the log open for writing */
+    KL_EEXIST = -10,    /* a log already exists there */
+    KL_ETOOSMALL = -11, /* the caller's buffer is too small; the size needed is returned */
+    KL_EREADONLY = -12, /* the handle was opened read-only */
+    KL_ECONFLICT = -13, /* an expected length did not match */
+    KL_ETOOBIG = -14    /* a block or batch exceeds the engine's limits */
+} kl_error;
+
+/* Fsync policies (docs/DURABILITY.md says exactly what each one promises). */
+typedef enum kl_fsync_mode {
+    KL_FSYNC_ALWAYS = 0,   /* acknowledged = on stable storage */
+    KL_FSYNC_INTERVAL = 1, /* synced at least every fsync_interval_ms */
+    KL_FSYNC_NEVER = 2     /* the OS decides; synced on segment roll and close */
+} kl_fsync_mode;
+
+/* Block codecs: how a batch's payload is stored. */
+typedef enum kl_codec { KL_CODEC_NONE = 0, KL_CODEC_ZSTD = 1 } kl_codec;
+
+/* Limits, checked with KL_ETOOBIG. */
+#define KL_MAX_BLOCK_BYTES      (64u * 1024u * 1024u)   /* one block */
+#define KL_MAX_APPEND_BYTES     (256u * 1024u * 1024u)  /* one kl_log_append call */
+#define KL_MAX_APPEND_BLOCKS    (1u << 24)              /* one kl_log_append call */
+#define KL_MIN_SEGMENT_BYTES    (64u * 1024u)           /* --segment-bytes lower bound */
+#define KL_MAX_SEGMENT_BYTES    (1024u * 1024u * 1024u) /* --segment-bytes upper bound */
+#define KL_DEFAULT_SEGMENT_BYTES (256u * 1024u * 1024u)
+
+/* Settings chosen when the log is created and stored in its header. */
+typedef struct kl_config {
+    kl_fsync_mode fsync_mode;   /* default KL_FSYNC_ALWAYS */
+    uint32_t fsync_interval_ms; /* for KL_FSYNC_INTERVAL; 1..3600000 */
+    uint64_t segment_bytes;     /* roll size; KL_MIN_SEGMENT_BYTES..KL_MAX_SEGMENT_BYTES */
+    kl_codec codec;             /* default KL_CODEC_NONE */
+    int codec_level;            /* zstd level 1..19 (0 = zstd's default, 3) */
+} kl_config;
+
+/* Fill cfg with the defaults: always, 256 MiB segments, no compression. */
+KL_API void kl_config_default(kl_config *cfg);
+
+/*
+ * Parse a policy as the CLI writes it: "always", "never", "interval:MS".
+ * Returns KL_EINVAL (and leaves cfg alone) on anything else.
+ */
+KL_API int kl_config_parse_fsync(kl_config *cfg, const char *text);
+
+/* Parse "none", "zstd" or "zstd:LEVEL" into cfg. KL_EINVAL otherwise. */
+KL_API int kl_config_parse_codec(kl_config *cfg, const char *text);
+
+/*
+ * Create an empty log in `dir`, which must not exist or be an empty
+ * directory. The new log is durable when this returns. KL_EEXIST if a log
+ * (or anything else) is already there.
+ */
+KL_API int kl_log_create(const char *dir, const kl_config *cfg);
+
+/* Flags for kl_open_options.flags. */
+#define KL_OPEN_READONLY 0x1u /* no writes, no recovery cut; sees what is committed */
+
+/* Which I/O backend a handle uses. */
+typedef enum kl_io_kind {
+    KL_IO_AUTO = 0,  /* io_uring, or posix where the kernel refuses io_uring; KL_IO env overrides */
+    KL_IO_URING = 1, /* io_uring only; KL_EIO if refused */
+    KL_IO_POSIX = 2  /* pwritev/fdatasync */
+} kl_io_kind;
+
+typedef struct kl_open_options {
+    uint32_t flags;     /* KL_OPEN_* */
+    kl_io_kind io;      /* default KL_IO_AUTO */
+    int fsync_override; /* nonzero: use fsync_mode/interval below instead of the stored policy */
+    kl_fsync_mode fsync_mode;
+    uint32_t fsync_interval_ms;
+} kl_open_options;
+
+KL_API void kl_open_options_default(kl_open_options *opts);
+
+typedef struct kl_log kl_log;
+
+/*
+ * Open the log in `dir` (opts may be NULL for the defaults). A writable open
+ * runs recovery: whatever lies past the committed length is cut, a torn tail
+ * is detected by its checksum and dropped, and the recovered state is made
+ * durable before this returns. Its cost depends on the unindexed tail, not on
+ * the size of the log.
+ */
+KL_API int kl_log_open(const char *dir, const kl_open_options *opts, kl_log **out);
+
+/* Sync what is pending (whatever the policy), release everything. NULL is fine. */
+KL_API int kl_log_close(kl_log *log);
+
+/* One block to append: `size` bytes at `data` (data may be NULL if size is 0). */
+typedef struct kl_block {
+    const void *data;
+    size_t size;
+} kl_block;
+
+/*
+ * Append `count` blocks as one atomic batch. Returns once the batch is
+ * acknowledged under the fsync policy; *first_index (if not NULL) receives
+ * the index of its first block. count may be 0 (a no-op that returns the
+ * current length). KL_ETOOBIG past the KL_MAX_* limits, KL_EREADONLY on a
+ * read-only handle, KL_EIO / KL_ENOSPC if the commit failed (the handle is
+ * then failed).
+ */
+KL_API int kl_log_append(kl_log *log, const kl_block *blocks, size_t count,
+                         uint64_t *first_index);
+
+/*
+ * As kl_log_append, but only if the log's length is `expected_length` when
+ * the batch commits; otherwise KL_ECONFLICT and nothing is appended
+ * (optimistic concurrency for event sourcing).
+ */
+KL_API int kl_log_append_expect(kl_log *log, const kl_block *blocks, size_t count,
+                                uint64_t expected_length, uint64_t *first_index);
+
+/* Make every acknowledged append durable now, whatever the policy. */
+KL_API int kl_log_sync(kl_log *log);
+
+/*
+ * Copy block `index` into buf. *size receives the block's size. KL_ETOOSMALL
+ * if buf_size is smaller (nothing copied; call again with a buffer of *size
+ * bytes), KL_ENOTFOUND if index >= length, KL_ECORRUPT if its bytes fail
+ * their check (the context names the block range affected).
+ */
+KL_API int kl_log_get(kl_log *log, uint64_t index, void *buf, size_t buf_size, size_t *size);
+
+/* The committed length (number of blocks) and byte length (sum of sizes). */
+KL_API uint64_t kl_log_length(kl_log *log);
+KL_API uint64_t kl_log_byte_length(kl_log *log);
+
+/* Facts about a log, for `kappalog info`. */
+typedef struct kl_info {
+    uint64_t length;          /* blocks committed */
+    uint64_t byte_length;     /* sum of their sizes */
+    uint64_t fork;            /* fork id (0 until the log is truncated) */
+    uint64_t segments;        /* segment files */
+    uint64_t disk_bytes;      /* bytes on disk of every file of the log */
+    uint64_t created_ms;      /* Unix time in ms of kl_log_create */
+    uint64_t last_commit_ms;  /* Unix time in ms of the last commit */
+    kl_config config;         /* the stored settings, with the open override applied */
+    const char *io_backend;   /* "io_uring", "posix" or "fault" */
+    uint32_t format_version;  /* header format version */
+    int readonly;             /* opened read-only */
+} kl_info;
+
+KL_API int kl_log_info(kl_log *log, kl_info *info);
+
+/* Iterating over a range of blocks in order. */
+typedef struct kl_record {
+    uint64_t index;        /* block index */
+    const void *data;      /* valid until the next kl_iter_next or kl_iter_close */
+    size_t size;
+    uint64_t timestamp_ms; /* Unix ms when the block's batch was committed */
+} kl_record;
+
+typedef struct kl_iter kl_iter;
+
+/*
+ * Iterate blocks [from, to). `to` may be UINT64_MAX: the iterator then stops
+ * at whatever the committed length is when it gets there (later calls see
+ * blocks committed in the meantime).
+ */
+KL_API int kl_iter_open(kl_log *log, uint64_t from, uint64_t to, kl_iter **out);
+
+/* 1 and *rec filled, 0 at the end, or a negative kl_error. */
+KL_API int kl_iter_next(kl_iter *it, kl_record *rec);
+
+KL_API void kl_iter_close(kl_iter *it);
+
+/* The name of an error code ("corrupt data", ...). Never NULL. */
+KL_API const char *kl_strerror(int code);
+
+/*
+ * The context of the last error on this handle ("segment 00000000000000000000.log:
+ * bad batch checksum at offset 4160 (blocks 12..19)"). Never NULL; "" if none.
+ * With several threads on one handle it describes the latest failure of any.
+ */
+KL_API const char *kl_log_last_error(kl_log *log);
+
+/* The context of the last error of any kappalog call on this thread. */
+KL_API const char *kl_last_error(void);
+
+/* The library version, KL_VERSION_STRING of the build. */
+KL_API const char *kl_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KAPPALOG_H */
