@@ -57,6 +57,7 @@ typedef struct fault_io {
     kl_fault_plan plan;
     uint64_t ops;
     int crashed;
+    uint64_t crash_ns;
     pthread_mutex_t mu;
     fentry **files;
     size_t nfiles, capfiles;
@@ -79,6 +80,7 @@ static int count_op(fault_io *f, int *short_write) {
         return -EIO;
     if (f->plan.crash_after && f->ops > f->plan.crash_after) {
         f->crashed = 1;
+        f->crash_ns = kl_mono_ns();
         return -EIO;
     }
     if (f->plan.fail_at && f->ops == f->plan.fail_at) {
@@ -274,7 +276,10 @@ static int run_one(fault_io *f, kl_io_op *op) {
         op->res = rc;
         return rc;
     }
-    rc = kl_posix_run_op(op);
+    if (op->kind != KL_IO_OP_WRITE && f->plan.skip_real_sync)
+        op->res = rc = 0;
+    else
+        rc = kl_posix_run_op(op);
     if (rc == 0 && e && op->kind != KL_IO_OP_WRITE) {
         if (e->is_dir)
             dir_synced(f, e->path);
@@ -424,8 +429,7 @@ static void free_entry(fentry *e) {
     free(e);
 }
 
-static void ft_destroy(kl_io *io) {
-    fault_io *f = (fault_io *)io;
+static void fault_free(fault_io *f) {
     for (size_t i = 0; i < f->nfiles; i++)
         free_entry(f->files[i]);
     free(f->files);
@@ -433,6 +437,17 @@ static void ft_destroy(kl_io *io) {
         free(f->fd_path[i]);
     pthread_mutex_destroy(&f->mu);
     free(f);
+}
+
+static void ft_destroy(kl_io *io) {
+    fault_io *f = (fault_io *)io;
+    if (!f->plan.shared)
+        fault_free(f);
+}
+
+void kl_io_fault_free(kl_io *io) {
+    if (io)
+        fault_free((fault_io *)io);
 }
 
 static const struct kl_io_vtbl fault_vtbl = {
@@ -461,6 +476,14 @@ int kl_io_fault_new(const kl_fault_plan *plan, kl_io **out) {
     pthread_mutex_init(&f->mu, NULL);
     *out = &f->base;
     return 0;
+}
+
+uint64_t kl_io_fault_crash_ns(kl_io *io) {
+    fault_io *f = (fault_io *)io;
+    pthread_mutex_lock(&f->mu);
+    uint64_t t = f->crash_ns;
+    pthread_mutex_unlock(&f->mu);
+    return t;
 }
 
 uint64_t kl_io_fault_ops(kl_io *io) {

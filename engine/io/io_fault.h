@@ -32,6 +32,10 @@ typedef struct kl_fault_plan {
     int fail_kind;        /* enum kl_fault_kind */
     uint64_t crash_after; /* ops numbered above this fail with EIO; 0 = never */
     int track_power;      /* remember durable state for kl_io_fault_power_loss */
+    int skip_real_sync;   /* model syncs without calling fdatasync (fast; for power-loss
+                             tests, where only the model's durability counts) */
+    int shared;           /* destroy() by a log handle is a no-op: several handles in turn
+                             can use this backend; the test frees it with kl_io_fault_free */
     uint64_t seed;        /* for the torn-write choices */
 } kl_fault_plan;
 
@@ -44,11 +48,17 @@ enum kl_power_mode {
 
 int kl_io_fault_new(const kl_fault_plan *plan, kl_io **out);
 
+/* Free a backend made with plan.shared set. */
+void kl_io_fault_free(kl_io *io);
+
 /* Operations issued so far. */
 uint64_t kl_io_fault_ops(kl_io *io);
 
 /* Whether the crash point was reached. */
 int kl_io_fault_crashed(kl_io *io);
+
+/* kl_mono_ns() when the crash point was reached (0 if not yet). */
+uint64_t kl_io_fault_crash_ns(kl_io *io);
 
 /*
  * Rewrite the real files to what a power loss could leave (needs

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# deps.sh - install what kappalog needs on Debian 12, only what is missing.
+#   scripts/deps.sh build   the build: compiler, cmake, pkg-config, -dev libraries
+#   scripts/deps.sh test    the build plus what the test suite uses (cmocka, clang
+#                           and its fuzzer/sanitizer runtime, clang-format)
+# Runs apt-get as root (or through sudo). Everything comes from Debian's packages.
+set -euo pipefail
+
+what=${1:-build}
+build_pkgs=(build-essential cmake pkg-config liburing-dev libsodium-dev libzstd-dev libxxhash-dev)
+test_pkgs=(libcmocka-dev clang libclang-rt-14-dev clang-format)
+
+pkgs=("${build_pkgs[@]}")
+case "$what" in
+build) ;;
+test) pkgs+=("${test_pkgs[@]}") ;;
+*) echo "usage: scripts/deps.sh build|test" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${pkgs[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [[ "$status" == "install ok installed" ]] || missing+=("$p")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+echo "deps: installing ${missing[*]}" >&2
+sudo=()
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null || { echo "deps: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+  sudo=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+if ! "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null; then
+  "${sudo[@]}" apt-get update >/dev/null
+  "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null
+fi

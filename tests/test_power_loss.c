@@ -1,0 +1,227 @@
+/*
+ * test_power_loss.c - simulated power loss at every operation of a scripted
+ * workload, with the fault-injecting backend.
+ *
+ * The script: open, ~40 appends of 1..12 records of 0..1500 bytes into
+ * 64 KiB segments (so segments roll), close, open again (recovery), more
+ * appends, close. A dry run counts its I/O operations; then for every
+ * operation index N the script runs again with the machine "losing power"
+ * after operation N: every write not covered by a completed fdatasync is
+ * dropped (KL_POWER_DROP) or torn at sector granularity (KL_POWER_TORN),
+ * and directory entries not covered by a directory fsync may vanish. The
+ * log is then reopened on a real backend and must hold:
+ *   - under `always`: every acknowledged record, byte for byte;
+ *   - under every policy: exactly a prefix of what was appended (nothing
+ *     else, nothing corrupt), and appending goes on afterwards;
+ *   - under `never`, after a process crash (nothing lost from the page
+ *     cache): every acknowledged record;
+ *   - under `interval:MS`: every record acknowledged more than MS (plus a
+ *     scheduling allowance) before the power loss.
+ * KL_CRASH_POINTS_ALL=1 runs every point of the slow interval script too.
+ */
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SEED         0x5eed0001u
+#define MAX_REC      1500u
+#define MAX_BATCH    12u
+#define PHASE_APPENDS 40u
+#define MAX_ACKS     4096u
+
+typedef struct run {
+    uint64_t acked;              /* length after the last acknowledged append */
+    uint64_t attempted;          /* length if every started append had landed */
+    uint64_t ack_len[MAX_ACKS];  /* acknowledged lengths, in order ... */
+    uint64_t ack_ns[MAX_ACKS];   /* ... and when (kl_mono_ns) */
+    size_t nacks;
+} run;
+
+typedef struct script {
+    kl_fsync_mode mode;
+    uint32_t interval_ms;
+    unsigned phase_appends;
+    unsigned sleep_us; /* between appends (interval script) */
+} script;
+
+static uint64_t mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static char *make_log(const script *sc) {
+    char *dir = tu_tmpdir("power");
+    char *sub = NULL;
+    assert_true(asprintf(&sub, "%s/log", dir) > 0);
+    kl_config cfg;
+    kl_config_default(&cfg);
+    cfg.fsync_mode = sc->mode;
+    cfg.fsync_interval_ms = sc->interval_ms ? sc->interval_ms : 1000;
+    cfg.segment_bytes = KL_MIN_SEGMENT_BYTES;
+    tu_create(sub, &cfg);
+    free(dir);
+    return sub;
+}
+
+static void rm_log(char *sub) {
+    char *slash = strrchr(sub, '/');
+    *slash = '\0';
+    tu_rmrf(sub);
+    free(sub);
+}
+
+/* One phase: open on io, append until an error, close. 0 if it ran to the end. */
+static int phase(const char *dir, kl_io *io, const script *sc, uint64_t *rng, run *r) {
+    kl_log *log = NULL;
+    if (kl_log_open_io(dir, NULL, io, &log) != 0)
+        return -1;
+    static uint8_t buf[MAX_BATCH][MAX_REC];
+    kl_block blocks[MAX_BATCH];
+    int rc = 0;
+    for (unsigned a = 0; a < sc->phase_appends && rc == 0; a++) {
+        uint64_t first = kl_log_length(log);
+        size_t n = 1 + (size_t)(tu_rand(rng) % MAX_BATCH);
+        for (size_t k = 0; k < n; k++) {
+            blocks[k].data = buf[k];
+            blocks[k].size = tu_record(SEED, first + k, MAX_REC, buf[k]);
+        }
+        r->attempted = first + n;
+        uint64_t got = 0;
+        rc = kl_log_append(log, blocks, n, &got);
+        if (rc == 0) {
+            assert_int_equal(got, first);
+            r->acked = first + n;
+            if (r->nacks < MAX_ACKS) {
+                r->ack_len[r->nacks] = r->acked;
+                r->ack_ns[r->nacks++] = mono_ns();
+            }
+        }
+        if (sc->sleep_us)
+            usleep(sc->sleep_us);
+    }
+    int crc = kl_log_close(log);
+    return rc != 0 ? rc : crc;
+}
+
+/* The whole script on one fault backend. Returns the ops it issued. */
+static uint64_t run_script(const char *dir, const script *sc, kl_io *io, run *r) {
+    uint64_t rng = 0xabcdef;
+    memset(r, 0, sizeof *r);
+    if (phase(dir, io, sc, &rng, r) == 0)
+        phase(dir, io, sc, &rng, r);
+    return kl_io_fault_ops(io);
+}
+
+/* After the loss: a prefix of what was appended, at least `must_have`, and appends go on. */
+static void check_after(const char *dir, const run *r, uint64_t must_have, const char *what) {
+    kl_log *log = NULL;
+    int rc = kl_log_open_io(dir, NULL, tu_io(), &log);
+    if (rc != 0)
+        fail_msg("%s: reopen failed: %d %s", what, rc, kl_last_error());
+    uint64_t len = kl_log_length(log);
+    if (len < must_have || len > r->attempted)
+        fail_msg("%s: recovered length %llu, acknowledged %llu (must keep %llu), attempted %llu",
+                 what, (unsigned long long)len, (unsigned long long)r->acked,
+                 (unsigned long long)must_have, (unsigned long long)r->attempted);
+    tu_expect_records(log, SEED, MAX_REC, len);
+    assert_int_equal(tu_append_range(log, SEED, MAX_REC, len, len + 5, 3), 0);
+    assert_int_equal(kl_log_close(log), 0);
+    log = tu_open(dir);
+    tu_expect_records(log, SEED, MAX_REC, len + 5);
+    assert_int_equal(kl_log_close(log), 0);
+}
+
+static uint64_t count_ops(const script *sc) {
+    char *dir = make_log(sc);
+    kl_fault_plan plan = {.track_power = 1, .skip_real_sync = 1, .shared = 1};
+    kl_io *io = tu_fault_io(&plan);
+    run *r = calloc(1, sizeof *r);
+    uint64_t ops = run_script(dir, sc, io, r);
+    assert_int_equal(r->acked, r->attempted); /* the dry run commits everything */
+    kl_io_fault_free(io);
+    free(r);
+    rm_log(dir);
+    return ops;
+}
+
+/* Crash after op n, lose power in `mode`, check. Returns 1 if the crash point was reached. */
+static int crash_at(const script *sc, uint64_t n, enum kl_power_mode mode, uint64_t seed) {
+    char *dir = make_log(sc);
+    kl_fault_plan plan = {.crash_after = n, .track_power = 1, .skip_real_sync = 1,
+                          .shared = 1, .seed = seed};
+    kl_io *io = tu_fault_io(&plan);
+    run *r = calloc(1, sizeof *r);
+    run_script(dir, sc, io, r);
+    int crashed = kl_io_fault_crashed(io);
+    uint64_t crash_ns = kl_io_fault_crash_ns(io);
+    assert_int_equal(kl_io_fault_power_loss(io, mode), 0);
+    kl_io_fault_free(io);
+
+    uint64_t must = 0;
+    if (sc->mode == KL_FSYNC_ALWAYS || mode == KL_POWER_KEEP) {
+        must = r->acked;
+    } else if (sc->mode == KL_FSYNC_INTERVAL && crashed) {
+        /* acknowledged more than interval + allowance before the loss must survive */
+        uint64_t allowance_ns = ((uint64_t)sc->interval_ms + 250u) * 1000000u;
+        for (size_t i = 0; i < r->nacks; i++)
+            if (r->ack_ns[i] + allowance_ns <= crash_ns)
+                must = r->ack_len[i];
+    }
+    char what[96];
+    snprintf(what, sizeof what, "policy %d, crash after op %llu, mode %d", (int)sc->mode,
+             (unsigned long long)n, (int)mode);
+    check_after(dir, r, must, what);
+    free(r);
+    rm_log(dir);
+    return crashed;
+}
+
+static void every_point(const script *sc, const enum kl_power_mode *modes, int nmodes,
+                        uint64_t stride) {
+    uint64_t total = count_ops(sc);
+    uint64_t points = 0;
+    for (uint64_t n = 1; n <= total; n += stride)
+        for (int m = 0; m < nmodes; m++, points++)
+            crash_at(sc, n, modes[m], n * 7919u + (uint64_t)m);
+    print_message("policy %d: %llu operations, %llu crash points checked\n", (int)sc->mode,
+                  (unsigned long long)total, (unsigned long long)points);
+    assert_true(points >= total / stride);
+}
+
+static void test_always_keeps_every_acknowledged_record_at_every_crash_point(void **state) {
+    (void)state;
+    script sc = {.mode = KL_FSYNC_ALWAYS, .phase_appends = PHASE_APPENDS};
+    enum kl_power_mode modes[] = {KL_POWER_DROP, KL_POWER_TORN};
+    every_point(&sc, modes, 2, 1);
+}
+
+static void test_never_recovers_a_prefix_and_loses_nothing_on_process_crash(void **state) {
+    (void)state;
+    script sc = {.mode = KL_FSYNC_NEVER, .phase_appends = PHASE_APPENDS};
+    enum kl_power_mode modes[] = {KL_POWER_TORN, KL_POWER_KEEP};
+    every_point(&sc, modes, 2, 1);
+}
+
+static void test_interval_bound_holds_on_power_loss(void **state) {
+    (void)state;
+    script sc = {.mode = KL_FSYNC_INTERVAL, .interval_ms = 20, .phase_appends = 30,
+                 .sleep_us = 3000};
+    enum kl_power_mode modes[] = {KL_POWER_DROP};
+    const char *all = getenv("KL_CRASH_POINTS_ALL");
+    /* Real time passes in this script (the flusher's timer): sample the points. */
+    every_point(&sc, modes, 1, all && *all == '1' ? 1 : 4);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_always_keeps_every_acknowledged_record_at_every_crash_point),
+        cmocka_unit_test(test_never_recovers_a_prefix_and_loses_nothing_on_process_crash),
+        cmocka_unit_test(test_interval_bound_holds_on_power_loss),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
