@@ -93,9 +93,10 @@ int kl_commit_init(kl_log *log) {
         if (!log->zcctx)
             return kl_errf(KL_ENOMEM, "zstd context");
     }
-    return kl_io_open(log->io, log->seg_dir, O_RDONLY | O_DIRECTORY, 0, &log->segdir_fd) < 0
-               ? kl_errf(KL_EIO, "%s: cannot open the directory", log->seg_dir)
-               : 0;
+    int rc = kl_io_open(log->io, log->seg_dir, O_RDONLY | O_DIRECTORY, 0, &log->segdir_fd);
+    if (rc < 0)
+        return kl_errf(kl_err_from_errno(-rc), "%s: %s", log->seg_dir, strerror(-rc));
+    return 0;
 }
 
 void kl_commit_free(kl_log *log) {
@@ -131,7 +132,7 @@ static int create_segment_files(kl_log *log, kl_seg *seg) {
         return rc;
     kl_seg_file(log, path, sizeof path, seg->first, "idx");
     int krc = kl_oidx_write_active(&seg->idx, log->io, path, &seg->ifd);
-    return krc < 0 ? -EIO : 0;
+    return krc == 0 ? 0 : krc == KL_ENOSPC ? -ENOSPC : -EIO;
 }
 
 /* Seal the segment a roll left behind: its complete index, written once. */

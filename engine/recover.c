@@ -147,9 +147,15 @@ static size_t find_first(const uint64_t *firsts, size_t n, uint64_t first) {
     return n;
 }
 
+/* Is rc a verdict on the bytes (KL_ECORRUPT), as opposed to a failure to read them? */
+static int is_verdict(int rc) {
+    return rc == KL_ECORRUPT;
+}
+
 /*
  * Do the batches from a's end to c's end exist and check out? The newer
- * slot c is only trusted if so.
+ * slot c is only trusted if so: 1 if they do, 0 if they do not, or a
+ * negative error if they could not be read (then nothing may be decided).
  */
 static int span_checks_out(kl_log *log, const uint64_t *firsts, size_t n, const kl_slot *a,
                            const kl_slot *c) {
@@ -160,36 +166,33 @@ static int span_checks_out(kl_log *log, const uint64_t *firsts, size_t n, const 
     if (si == n)
         return 0;
     seg_reader r;
-    if (reader_open(log, &r, firsts[si]) < 0) {
-        reader_close(&r);
-        return 0;
-    }
+    int rc = reader_open(log, &r, firsts[si]);
     uint64_t pos = a->active_end, index = a->length, bytes = a->byte_length;
-    int ok = 0;
-    for (;;) {
+    while (rc == 0) {
         if (index == c->length) {
-            ok = firsts[si] == c->active_segment && pos == c->active_end &&
+            rc = firsts[si] == c->active_segment && pos == c->active_end &&
                  bytes == c->byte_length;
             break;
         }
         if (si + 1 < n && firsts[si + 1] == index && firsts[si] < c->active_segment) {
             reader_close(&r);
             si++;
-            if (reader_open(log, &r, firsts[si]) < 0)
-                break;
+            rc = reader_open(log, &r, firsts[si]);
             pos = KL_SEG_HEADER_BYTES;
             continue;
         }
         kl_batch_hdr h;
-        if (reader_batch(&r, pos, UINT64_MAX, 1, &h) < 0 || h.first_index != index ||
-            index + h.count > c->length)
-            break;
+        rc = reader_batch(&r, pos, UINT64_MAX, 1, &h);
+        if (rc == 0 && (h.first_index != index || index + h.count > c->length))
+            break; /* rc == 0: the span does not check out */
         pos += KL_BATCH_HEADER_BYTES + h.stored_len;
         index += h.count;
         bytes += h.data_bytes;
     }
     reader_close(&r);
-    return ok;
+    if (rc < 0 && is_verdict(rc))
+        return 0;
+    return rc;
 }
 
 /* Remove segment files (and their indexes) past the accepted state, and stray temp files. */
@@ -235,8 +238,10 @@ static int index_active(kl_log *log, kl_seg *seg, const kl_slot *s) {
         uint64_t rel, p;
         kl_oidx_entry(&seg->idx, n - 1, &rel, &p);
         kl_batch_hdr h;
-        if (pops < IDX_MAX_POPS && reader_batch(&r, p, s->active_end, 0, &h) == 0 &&
-            h.first_index == seg->first + rel) {
+        rc = pops < IDX_MAX_POPS ? reader_batch(&r, p, s->active_end, 0, &h) : KL_ECORRUPT;
+        if (rc < 0 && !is_verdict(rc))
+            goto out;
+        if (rc == 0 && h.first_index == seg->first + rel) {
             pos = p;
             index = h.first_index;
             break;
@@ -244,9 +249,13 @@ static int index_active(kl_log *log, kl_seg *seg, const kl_slot *s) {
         kl_oidx_cut(&seg->idx, pops < IDX_MAX_POPS ? p : 0);
     }
     kl_oidx_cut(&seg->idx, pos + 1);
+    rc = 0;
     while (pos < s->active_end && index < s->length) {
         kl_batch_hdr h;
-        if (reader_batch(&r, pos, s->active_end, 0, &h) < 0 || h.first_index != index) {
+        rc = reader_batch(&r, pos, s->active_end, 0, &h);
+        if (rc < 0 && !is_verdict(rc))
+            goto out;
+        if (rc < 0 || h.first_index != index) {
             seg->bad_from = index; /* reads of blocks from here on report the damage */
             break;
         }
@@ -256,8 +265,10 @@ static int index_active(kl_log *log, kl_seg *seg, const kl_slot *s) {
     }
     if (seg->bad_from == UINT64_MAX && (pos != s->active_end || index != s->length))
         seg->bad_from = index;
+    rc = 0;
+out:
     reader_close(&r);
-    return 0;
+    return rc;
 }
 
 /* Cut the active segment to the committed end; refuse if committed bytes are missing. */
@@ -313,20 +324,19 @@ static int load_table(kl_log *log, const uint64_t *firsts, size_t n, const kl_sl
 }
 
 /* Choose the slot to trust: *pick is its number, *rejected whether a newer one was refused. */
-static void choose_slot(kl_log *log, const uint64_t *firsts, size_t n, const kl_slot s[2],
-                        const int valid[2], int *pick, int *rejected) {
+static int choose_slot(kl_log *log, const uint64_t *firsts, size_t n, const kl_slot s[2],
+                       const int valid[2], int *pick, int *rejected) {
     *rejected = 0;
-    if (valid[0] && valid[1]) {
-        int newer = s[1].seq > s[0].seq;
-        if (span_checks_out(log, firsts, n, &s[1 - newer], &s[newer])) {
-            *pick = newer;
-        } else {
-            *pick = 1 - newer;
-            *rejected = 1;
-        }
-    } else {
-        *pick = valid[0] ? 0 : 1;
-    }
+    *pick = valid[0] ? 0 : 1;
+    if (!valid[0] || !valid[1])
+        return 0;
+    int newer = s[1].seq > s[0].seq;
+    int ok = span_checks_out(log, firsts, n, &s[1 - newer], &s[newer]);
+    if (ok < 0)
+        return kl_err_prefix(ok, "checking the newest commit: ");
+    *pick = ok ? newer : 1 - newer;
+    *rejected = !ok;
+    return 0;
 }
 
 /* Make the accepted state durable, and overwrite a refused newer slot. */
@@ -370,8 +380,12 @@ int kl_recover(kl_log *log) {
     rc = kl_seg_list(log->seg_dir, &firsts, &n);
     if (rc < 0)
         return rc;
-    int pick, rejected;
-    choose_slot(log, firsts, n, s, valid, &pick, &rejected);
+    int pick = 0, rejected = 0;
+    rc = choose_slot(log, firsts, n, s, valid, &pick, &rejected);
+    if (rc < 0) {
+        free(firsts);
+        return rc;
+    }
     const kl_slot *acc = &s[pick];
     log->seq = KL_MAX(valid[0] ? s[0].seq : 0, valid[1] ? s[1].seq : 0);
     log->stored = *acc;

@@ -58,6 +58,7 @@ typedef struct fault_io {
     uint64_t ops;
     int crashed;
     uint64_t crash_ns;
+    int trace; /* KL_FAULT_TRACE=1: print every counted op on stderr */
     pthread_mutex_t mu;
     fentry **files;
     size_t nfiles, capfiles;
@@ -72,9 +73,12 @@ static uint64_t rng_next(fault_io *f) {
     return z ^ (z >> 31);
 }
 
-/* Count one op; returns 0 to run it, or -errno to fail it (*partial: short write). */
-static int count_op(fault_io *f, int *short_write) {
+/* Count one op; returns 0 to run it, or -errno to fail it (*short_write: a short write). */
+static int count_op_named(fault_io *f, int *short_write, const char *what, const char *path) {
     f->ops++;
+    if (f->trace)
+        fprintf(stderr, "fault-io op %llu: %s %s\n", (unsigned long long)f->ops, what,
+                path ? path : "");
     *short_write = 0;
     if (f->crashed)
         return -EIO;
@@ -199,7 +203,7 @@ static int ft_open(kl_io *io, const char *path, int flags, int mode, int *fd) {
     fault_io *f = (fault_io *)io;
     pthread_mutex_lock(&f->mu);
     int sw;
-    int rc = count_op(f, &sw);
+    int rc = count_op_named(f, &sw, "open", path);
     if (rc == 0) {
         fentry *e = f->plan.track_power ? entry_of(f, path) : NULL;
         uint64_t old_size = 0;
@@ -239,7 +243,7 @@ static int ft_pread(kl_io *io, int fd, void *buf, size_t len, uint64_t off, size
     fault_io *f = (fault_io *)io;
     pthread_mutex_lock(&f->mu);
     int sw;
-    int rc = count_op(f, &sw);
+    int rc = count_op_named(f, &sw, "pread", path_of_fd(f, fd));
     pthread_mutex_unlock(&f->mu);
     return rc < 0 ? rc : kl_posix_pread(fd, buf, len, off, got);
 }
@@ -265,8 +269,9 @@ static int short_write(kl_io_op *op, int err) {
 
 static int run_one(fault_io *f, kl_io_op *op) {
     int sw;
-    int rc = count_op(f, &sw);
     const char *path = path_of_fd(f, op->fd);
+    static const char *const names[] = {"?", "write", "datasync", "fullsync"};
+    int rc = count_op_named(f, &sw, names[op->kind <= 3 ? op->kind : 0], path);
     fentry *e = (f->plan.track_power && path) ? entry_of(f, path) : NULL;
     if (op->kind == KL_IO_OP_WRITE && e && (rc == 0 || sw))
         mark_dirty(e, op->offset, kl_iov_bytes(op->iov, op->iovcnt));
@@ -315,9 +320,9 @@ static int ft_truncate(kl_io *io, int fd, uint64_t size) {
     fault_io *f = (fault_io *)io;
     pthread_mutex_lock(&f->mu);
     int sw;
-    int rc = count_op(f, &sw);
+    const char *path = path_of_fd(f, fd);
+    int rc = count_op_named(f, &sw, "truncate", path);
     if (rc == 0) {
-        const char *path = path_of_fd(f, fd);
         uint64_t cur = 0;
         kl_posix_size(fd, &cur);
         if (f->plan.track_power && path) {
@@ -335,7 +340,7 @@ static int ft_size(kl_io *io, int fd, uint64_t *size) {
     fault_io *f = (fault_io *)io;
     pthread_mutex_lock(&f->mu);
     int sw;
-    int rc = count_op(f, &sw);
+    int rc = count_op_named(f, &sw, "size", path_of_fd(f, fd));
     pthread_mutex_unlock(&f->mu);
     return rc < 0 ? rc : kl_posix_size(fd, size);
 }
@@ -344,7 +349,7 @@ static int ft_unlink(kl_io *io, const char *path) {
     fault_io *f = (fault_io *)io;
     pthread_mutex_lock(&f->mu);
     int sw;
-    int rc = count_op(f, &sw);
+    int rc = count_op_named(f, &sw, "unlink", path);
     if (rc == 0) {
         fentry *e = f->plan.track_power ? entry_of(f, path) : NULL;
         rc = unlink(path) < 0 ? -errno : 0;
@@ -359,7 +364,7 @@ static int ft_rename(kl_io *io, const char *from, const char *to) {
     fault_io *f = (fault_io *)io;
     pthread_mutex_lock(&f->mu);
     int sw;
-    int rc = count_op(f, &sw);
+    int rc = count_op_named(f, &sw, "rename", to);
     if (rc == 0) {
         fentry *ef = f->plan.track_power ? entry_of(f, from) : NULL;
         fentry *et = f->plan.track_power ? entry_of(f, to) : NULL;
@@ -393,7 +398,7 @@ static int ft_mkdir(kl_io *io, const char *path, int mode) {
     fault_io *f = (fault_io *)io;
     pthread_mutex_lock(&f->mu);
     int sw;
-    int rc = count_op(f, &sw);
+    int rc = count_op_named(f, &sw, "mkdir", path);
     if (rc == 0) {
         fentry *e = f->plan.track_power ? entry_of(f, path) : NULL;
         rc = mkdir(path, (mode_t)mode) < 0 ? -errno : 0;
@@ -410,7 +415,7 @@ static int ft_map(kl_io *io, int fd, size_t len, const void **addr) {
     fault_io *f = (fault_io *)io;
     pthread_mutex_lock(&f->mu);
     int sw;
-    int rc = count_op(f, &sw);
+    int rc = count_op_named(f, &sw, "map", path_of_fd(f, fd));
     pthread_mutex_unlock(&f->mu);
     return rc < 0 ? rc : kl_posix_map(fd, len, addr);
 }
@@ -473,6 +478,8 @@ int kl_io_fault_new(const kl_fault_plan *plan, kl_io **out) {
     f->base.name = "fault";
     f->plan = *plan;
     f->rng = plan->seed ^ 0x6b6c6661756c74ull;
+    const char *trace = getenv("KL_FAULT_TRACE");
+    f->trace = trace && *trace == '1';
     pthread_mutex_init(&f->mu, NULL);
     *out = &f->base;
     return 0;
