@@ -27,17 +27,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SEED         0x5eed0001u
-#define MAX_REC      1500u
-#define MAX_BATCH    12u
+#define SEED          0x5eed0001u
+#define MAX_REC       1500u
+#define MAX_BATCH     12u
 #define PHASE_APPENDS 40u
-#define MAX_ACKS     4096u
+#define MAX_ACKS      4096u
 
 typedef struct run {
-    uint64_t acked;              /* length after the last acknowledged append */
-    uint64_t attempted;          /* length if every started append had landed */
-    uint64_t ack_len[MAX_ACKS];  /* acknowledged lengths, in order ... */
-    uint64_t ack_ns[MAX_ACKS];   /* ... and when (kl_mono_ns) */
+    uint64_t acked;             /* length after the last acknowledged append */
+    uint64_t attempted;         /* length if every started append had landed */
+    uint64_t ack_len[MAX_ACKS]; /* acknowledged lengths, in order ... */
+    uint64_t ack_ns[MAX_ACKS];  /* ... and when (kl_mono_ns) */
     size_t nacks;
 } run;
 
@@ -152,8 +152,8 @@ static uint64_t count_ops(const script *sc) {
 /* Crash after op n, lose power in `mode`, check. Returns 1 if the crash point was reached. */
 static int crash_at(const script *sc, uint64_t n, enum kl_power_mode mode, uint64_t seed) {
     char *dir = make_log(sc);
-    kl_fault_plan plan = {.crash_after = n, .track_power = 1, .skip_real_sync = 1,
-                          .shared = 1, .seed = seed};
+    kl_fault_plan plan = {
+        .crash_after = n, .track_power = 1, .skip_real_sync = 1, .shared = 1, .seed = seed};
     kl_io *io = tu_fault_io(&plan);
     run *r = calloc(1, sizeof *r);
     run_script(dir, sc, io, r);
@@ -209,8 +209,8 @@ static void test_never_recovers_a_prefix_and_loses_nothing_on_process_crash(void
 
 static void test_interval_bound_holds_on_power_loss(void **state) {
     (void)state;
-    script sc = {.mode = KL_FSYNC_INTERVAL, .interval_ms = 20, .phase_appends = 30,
-                 .sleep_us = 3000};
+    script sc = {
+        .mode = KL_FSYNC_INTERVAL, .interval_ms = 20, .phase_appends = 30, .sleep_us = 3000};
     enum kl_power_mode modes[] = {KL_POWER_DROP};
     const char *all = getenv("KL_CRASH_POINTS_ALL");
     /* Real time passes in this script (the flusher's timer): sample the points. */
