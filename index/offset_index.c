@@ -96,6 +96,11 @@ int64_t kl_oidx_find(const kl_oidx *x, uint64_t rel) {
         else
             hi = mid;
     }
+    /* lo only moves onto entries <= rel; entry 0 was never compared. */
+    uint64_t r0, p0;
+    kl_oidx_entry(x, 0, &r0, &p0);
+    if (lo == 0 && r0 > rel)
+        return -1;
     return (int64_t)lo;
 }
 
@@ -160,7 +165,8 @@ void kl_oidx_parse(kl_oidx *x, const uint8_t *buf, size_t len, uint64_t end, int
     }
     x->last_pos = kept ? prev_pos : 0;
     atomic_store_explicit(&x->count, kept, memory_order_release);
-    *sealed_ok = sealed && n == kept && n == file_entries && seg_end == end &&
+    *sealed_ok = sealed && n == kept && n == file_entries &&
+                 len == KL_IDX_HEADER_BYTES + n * KL_IDX_ENTRY_BYTES && seg_end == end &&
                  XXH3_64bits(e, (size_t)(n * KL_IDX_ENTRY_BYTES)) == sum;
 }
 
@@ -168,7 +174,7 @@ void kl_oidx_load(kl_oidx *x, kl_io *io, const char *path, uint64_t end, int *se
     int fd = -1;
     uint64_t size = 0;
     uint8_t *buf = NULL;
-    *sealed_ok = 0;
+    kl_oidx_parse(x, NULL, 0, end, sealed_ok); /* unreadable = damaged: zero entries */
     if (kl_io_open(io, path, O_RDONLY, 0, &fd) < 0)
         return;
     if (io->v->size(io, fd, &size) < 0 || size < KL_IDX_HEADER_BYTES)

@@ -520,7 +520,8 @@ static int torn_content(fault_io *f, fentry *e, int torn, uint8_t **out, uint64_
         len = cur_len;
     uint8_t *b = calloc(1, len ? len : 1);
     KL_ASSERT(b != NULL);
-    memcpy(b, e->dur, KL_MIN(len, e->dur_len));
+    if (e->dur) /* NULL when nothing was ever synced: memcpy must not see it */
+        memcpy(b, e->dur, KL_MIN(len, e->dur_len));
     for (size_t i = 0; torn && i < e->ndirty; i++) {
         uint64_t first = e->dirty[i].off / SECTOR_BYTES;
         uint64_t last = (e->dirty[i].off + e->dirty[i].len + SECTOR_BYTES - 1) / SECTOR_BYTES;
