@@ -1,0 +1,139 @@
+/*
+ * append.c - appends through the C API: 100-byte and 1 KiB records in
+ * batches of 1, 100 and 1000 (one kl_log_append call per batch), under the
+ * fsync policies never and always, one appender, each run on a fresh log
+ * opened with that policy (kl_open_options.fsync_override).
+ *
+ * Each result is reported as a ratio of the matching ceiling (same record
+ * size, same batch): the no-sync write(2) ceiling for never, the
+ * write(2)+fdatasync ceiling for always.
+ *
+ * What a reader would get wrong: closing the log (which syncs what never
+ * left unsynced) is outside the timed region, as the ceiling's loop has no
+ * final sync either; the close time is recorded in the note.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+
+static const size_t rec_sizes[] = {100, 1024};
+static const size_t batches[] = {1, 100, 1000};
+
+/* The targets (bench/README.md). */
+#define TARGET_NEVER_1000 0.8 /* of the no-sync ceiling, 100 B records, batches of 1000 */
+#define TARGET_ALWAYS_1   0.4 /* of the fdatasync-per-write ceiling, single records */
+
+void name_append(char *out, size_t cap, size_t record_bytes, size_t batch, const char *fsync) {
+    snprintf(out, cap, "append rec=%zuB batch=%zu fsync=%s", record_bytes, batch, fsync);
+}
+
+/* One run: append prepared batches for `seconds` (or up to the byte cap). */
+static void append_run(const bench_opts *o, bench_result *r, const bench_pool *p,
+                       kl_fsync_mode mode, double seconds) {
+    char path[4096];
+    path_join(path, sizeof path, o->dir, "append-log");
+    kl_log *log = bench_log_fresh(o, path, mode);
+    bench_hist *h = malloc(sizeof *h);
+    if (!h)
+        die("out of memory");
+    hist_reset(h);
+    bench_run run = {0};
+    size_t batch_bytes = p->batch * p->record_bytes;
+    cpu_mark cpu;
+    cpu_mark_now(&cpu);
+    uint64_t start = now_ns(), t = start, end = start + (uint64_t)(seconds * 1e9);
+    for (unsigned v = 0; t < end && run.bytes < o->run_cap_bytes; v++) {
+        int rc = kl_log_append(log, pool_batch_blocks(p, v), p->batch, NULL);
+        if (rc < 0)
+            die_kl("kl_log_append", rc);
+        uint64_t t1 = now_ns();
+        hist_add(h, t1 - t);
+        t = t1;
+        run.ops++;
+        run.records += p->batch;
+        run.bytes += batch_bytes;
+    }
+    run.seconds = (double)(t - start) / 1e9;
+    run.other_cpu_s = cpu_other_s(&cpu);
+    if (kl_log_length(log) != run.records)
+        die("%s: the log has %llu records, %llu were appended", r->name,
+            (unsigned long long)kl_log_length(log), (unsigned long long)run.records);
+    uint64_t c0 = now_ns();
+    int rc = kl_log_close(log);
+    if (rc < 0)
+        die_kl("kl_log_close", rc);
+    snprintf(r->note, sizeof r->note, "close after the last run (not timed): %.3f s",
+             (double)(now_ns() - c0) / 1e9);
+    rm_rf(path);
+    settle(o->dir);
+    result_add_run(r, &run, h);
+    free(h);
+}
+
+static void append_one(const bench_opts *o, size_t rec, size_t batch, kl_fsync_mode mode) {
+    const char *fs = mode == KL_FSYNC_NEVER ? "never" : "always";
+    char name[128];
+    name_append(name, sizeof name, rec, batch, fs);
+    if (!want_scenario(o, name))
+        return;
+    bench_result *r = result_get("append", "kappalog_append", name);
+    r->record_bytes = rec;
+    r->batch = batch;
+    r->threads = 1;
+    snprintf(r->fsync, sizeof r->fsync, "%s", fs);
+    bench_pool p;
+    pool_init(&p, rec, batch, 42 + rec * 7 + batch);
+    progress("%s: run %d", name, r->nruns + 1);
+    append_run(o, r, &p, mode, mode == KL_FSYNC_NEVER ? o->never_s : o->sync_s);
+    pool_free(&p);
+}
+
+/* Ratios to the matching ceilings, with the targets where it sets one. */
+static void append_ratios(void) {
+    for (size_t i = 0; i < result_count(); i++) {
+        bench_result *r = result_at(i);
+        if (strcmp(r->group, "append") != 0)
+            continue;
+        int sync = strcmp(r->fsync, "always") == 0;
+        char ref[128];
+        name_ceiling(ref, sizeof ref, sync, r->record_bytes, r->batch);
+        target_kind tk = TARGET_NONE;
+        double target = 0;
+        if (!sync && r->record_bytes == 100 && r->batch == 1000) {
+            tk = TARGET_RATIO_MIN;
+            target = TARGET_NEVER_1000;
+        } else if (sync && r->batch == 1) {
+            tk = TARGET_RATIO_MIN;
+            target = TARGET_ALWAYS_1;
+        }
+        result_ratio(r, ref, "of", tk, target);
+        result_print(r);
+    }
+}
+
+/*
+ * The ceilings and the appends, paired: in every repetition each ceiling
+ * run is followed by the append run it is compared with, so slow drift of
+ * the disk (or other load) touches both alike.
+ */
+void bench_append(const bench_opts *o) {
+    int ceilings = want_group(o, "ceilings"), appends = want_group(o, "append");
+    for (int rep = 0; rep < o->reps; rep++) {
+        if (ceilings)
+            ceiling_reference(o);
+        for (size_t i = 0; i < sizeof rec_sizes / sizeof *rec_sizes; i++)
+            for (size_t j = 0; j < sizeof batches / sizeof *batches; j++)
+                for (int sync = 0; sync <= 1; sync++) {
+                    if (ceilings)
+                        ceiling_one(o, rec_sizes[i], batches[j], sync);
+                    if (appends)
+                        append_one(o, rec_sizes[i], batches[j],
+                                   sync ? KL_FSYNC_ALWAYS : KL_FSYNC_NEVER);
+                }
+    }
+    ceilings_print();
+    if (appends)
+        append_ratios();
+}

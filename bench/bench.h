@@ -1,0 +1,196 @@
+/*
+ * bench.h - what the files of kappalog-bench share: the options, the latency
+ * histogram, the results table, the record pool, and one entry point per
+ * scenario group. The benchmark uses only the public header kappalog.h.
+ *
+ * Units, always in the name: *_ns, *_s (seconds), *_bytes. A "record" is
+ * one kappalog block; an "op" is one timed call (one append of a batch, one
+ * write(2) of a batch, one get, one open).
+ */
+#ifndef KL_BENCH_H
+#define KL_BENCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kappalog.h"
+
+/* ---- options (main.c) ---- */
+
+typedef struct bench_opts {
+    int quick;              /* smaller sizes, shorter runs, one repetition */
+    int keep;               /* keep the logs under dir at exit */
+    const char *dir;        /* where the logs and ceiling files go */
+    const char *json;       /* results file */
+    const char *only;       /* comma list of groups, NULL = all */
+    const char *match;      /* run only scenarios whose name contains this */
+    kl_io_kind io;          /* backend of every log opened */
+    const char *io_name;    /* "auto", "uring" or "posix" */
+    int reps;               /* repetitions of every throughput scenario */
+    double ceil_s;          /* duration of a no-sync ceiling run */
+    double sync_s;          /* duration of a run that syncs (ceiling or always) */
+    double never_s;         /* duration of an append run under never */
+    double conc_s;          /* duration of a concurrency run */
+    double get_s;           /* duration of a random get run */
+    uint64_t run_cap_bytes; /* no run writes more than this */
+    uint64_t segment_bytes; /* segment size of the logs appended to */
+    uint64_t read_records;  /* records in the read log */
+    uint64_t open_small_bytes, open_big_bytes, open_tail_bytes;
+    int open_runs; /* timed opens of each log */
+    char cmdline[1024];
+} bench_opts;
+
+/* ---- latency histogram (hist.c): log-linear, no allocation per op ---- */
+
+#define HIST_SUB_BITS 5 /* 32 buckets per power of two: at most ~3% error */
+#define HIST_SUB      (1u << HIST_SUB_BITS)
+#define HIST_BUCKETS  (HIST_SUB + (64 - HIST_SUB_BITS) * HIST_SUB)
+
+typedef struct bench_hist {
+    uint64_t count, sum_ns, min_ns, max_ns;
+    uint64_t bucket[HIST_BUCKETS];
+} bench_hist;
+
+void hist_reset(bench_hist *h);
+void hist_add(bench_hist *h, uint64_t ns);
+void hist_merge(bench_hist *dst, const bench_hist *src);
+uint64_t hist_percentile_ns(const bench_hist *h, double pct);
+double hist_avg_ns(const bench_hist *h);
+void hist_over(const bench_hist *h, uint64_t ns, uint64_t *count, double *total_ns);
+
+/* ---- results (result.c) ---- */
+
+typedef enum target_kind {
+    TARGET_NONE = 0,
+    TARGET_RATIO_MIN, /* ratio >= target */
+    TARGET_RATIO_MAX, /* ratio <= target */
+    TARGET_RATE_MIN   /* median rate >= target (per second) */
+} target_kind;
+
+#define BENCH_MAX_RUNS 32
+
+typedef struct bench_run {
+    uint64_t ops, records, bytes;
+    double seconds;
+    double other_cpu_s; /* CPU used by other processes meanwhile (util.c, cpu_other_s) */
+} bench_run;
+
+typedef struct bench_result {
+    char name[128]; /* "append rec=100B batch=1000 fsync=never" */
+    char group[24]; /* ceilings, append, concurrency, read, get, open */
+    char kind[32];  /* e.g. "write_nosync", "kappalog_append", "open_close" */
+    uint64_t record_bytes, batch, threads, write_bytes, log_bytes;
+    char fsync[16]; /* never / always / "" */
+    int nruns;
+    bench_run runs[BENCH_MAX_RUNS];
+    bench_hist *hist; /* latency per op, merged over the runs */
+    double rate;      /* median records (or ops) per second over the runs */
+    double value_ms;  /* open: the median time of one open + close */
+    char ratio_of[128];
+    const char *ratio_what; /* how the ratio reads, "of write(2) no-sync ceiling" */
+    double ratio;           /* < 0 if not computed */
+    int ratio_paired;       /* median of run-by-run ratios (else ratio of the medians) */
+    target_kind tkind;
+    double target;
+    int has_verdict, pass;
+    char note[256];
+} bench_result;
+
+bench_result *result_get(const char *group, const char *kind, const char *name);
+bench_result *result_find(const char *name);
+void result_add_run(bench_result *r, const bench_run *run, const bench_hist *h);
+void result_finish(bench_result *r);
+void result_ratio(bench_result *r, const char *ref_name, const char *what, target_kind tk,
+                  double target);
+void result_target(bench_result *r, target_kind tk, double target);
+void result_print(const bench_result *r);
+size_t result_count(void);
+bench_result *result_at(size_t i);
+void results_free(void);
+
+/* ---- machine facts and JSON (machine.c, json.c) ---- */
+
+typedef struct bench_machine {
+    char hostname[256], kernel[512], cpu[256], fs_type[64], device[256], mount_point[1024];
+    long cores;
+    uint64_t ram_bytes, disk_free_bytes;
+    char date[64], source_commit[128], io_backend[32];
+    char loadavg_start[64], loadavg_end[64]; /* /proc/loadavg before and after the run */
+    double timer_overhead_ns;
+} bench_machine;
+
+void machine_probe(bench_machine *m, const char *dir);
+void machine_loadavg(char *out, size_t cap);
+int json_write(const char *path, const bench_opts *o, const bench_machine *m);
+
+/* ---- shared helpers (util.c) ---- */
+
+uint64_t now_ns(void);
+double timer_overhead_ns(void);
+void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+void die_kl(const char *what, int rc);
+void progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int path_join(char *out, size_t cap, const char *a, const char *b);
+int rm_rf(const char *path);
+int mkdir_p(const char *path);
+uint64_t disk_free_bytes(const char *dir);
+void settle(const char *dir);
+
+/* CPU used by other processes during a run (cpu.c). */
+typedef struct cpu_proc {
+    int pid;
+    uint64_t ticks;
+} cpu_proc;
+
+typedef struct cpu_mark {
+    cpu_proc *procs;
+    size_t n;
+    double steal_s;
+} cpu_mark;
+
+void cpu_mark_now(cpu_mark *m);
+double cpu_other_s(cpu_mark *start); /* also frees what cpu_mark_now took */
+uint64_t rng_next(uint64_t *state);
+int want_group(const bench_opts *o, const char *group);
+int want_scenario(const bench_opts *o, const char *name);
+void fmt_bytes(char *out, size_t cap, uint64_t bytes);
+
+/*
+ * The records: one pool of pseudo-random bytes made up front, and for each
+ * of a few variants a ready kl_block array of `batch` consecutive records,
+ * so the timed loop only cycles through prepared batches. Variant v's bytes
+ * are contiguous, so the ceiling loops write exactly the same bytes.
+ */
+#define POOL_VARIANTS 8
+
+typedef struct bench_pool {
+    uint8_t *bytes;
+    size_t record_bytes, batch;
+    kl_block *blocks; /* POOL_VARIANTS * batch */
+} bench_pool;
+
+void pool_init(bench_pool *p, size_t record_bytes, size_t batch, uint64_t seed);
+void pool_free(bench_pool *p);
+const uint8_t *pool_batch_bytes(const bench_pool *p, unsigned variant);
+const kl_block *pool_batch_blocks(const bench_pool *p, unsigned variant);
+
+/* Create a fresh log at path (removing what was there) and open it. */
+kl_log *bench_log_fresh(const bench_opts *o, const char *path, kl_fsync_mode mode);
+kl_log *bench_log_open(const bench_opts *o, const char *path, kl_fsync_mode mode);
+
+/* ---- scenario groups ---- */
+
+void ceiling_one(const bench_opts *o, size_t record_bytes, size_t batch, int sync);
+void ceiling_reference(const bench_opts *o); /* 100 B records in 64 KiB writes */
+void ceilings_print(void);
+void bench_append(const bench_opts *o); /* the ceilings and the appends, paired */
+void bench_concurrency(const bench_opts *o);
+void bench_reads(const bench_opts *o); /* sequential read and random get */
+void bench_open(const bench_opts *o);
+
+/* The names the ratios refer to. */
+void name_ceiling(char *out, size_t cap, int sync, size_t record_bytes, size_t batch);
+void name_ceiling_bytes(char *out, size_t cap, size_t record_bytes, size_t write_bytes);
+void name_append(char *out, size_t cap, size_t record_bytes, size_t batch, const char *fsync);
+
+#endif

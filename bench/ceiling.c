@@ -1,0 +1,126 @@
+/*
+ * ceiling.c - this disk's ceilings, measured with plain C loops in the same
+ * directory as the logs, on the same record bytes and batch sizes:
+ *
+ *   write(2) no-sync    one write(2) per batch of records packed back to back
+ *   write(2)+fdatasync  the same, plus fdatasync(2) after every write
+ *   write(2) 64 KiB     100-byte records in 64 KiB writes, no sync (the
+ *                       reference figure of the issue, ~14 M records/s)
+ *
+ * Each run appends to a new file and removes it afterwards; the timing
+ * (one clock read per write, as for kappalog) is the same as the append
+ * scenarios', so the ratios compare like with like. append.c runs each
+ * ceiling right before the matching append, repetition by repetition, so
+ * a ratio pairs runs made a few seconds apart.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+#define REF_WRITE_BYTES (64u * 1024u)
+
+void name_ceiling(char *out, size_t cap, int sync, size_t record_bytes, size_t batch) {
+    snprintf(out, cap, "ceiling %s rec=%zuB batch=%zu",
+             sync ? "write(2)+fdatasync" : "write(2) no-sync", record_bytes, batch);
+}
+
+void name_ceiling_bytes(char *out, size_t cap, size_t record_bytes, size_t write_bytes) {
+    char b[32];
+    fmt_bytes(b, sizeof b, write_bytes);
+    snprintf(out, cap, "ceiling write(2) no-sync rec=%zuB write=%s", record_bytes, b);
+}
+
+static void write_all(int fd, const uint8_t *p, size_t n) {
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            die("ceiling write: %s", w < 0 ? strerror(errno) : "wrote nothing");
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+/* One run: write `write_bytes` per op from the pool, with or without fdatasync. */
+static void ceiling_run(const bench_opts *o, bench_result *r, const bench_pool *p,
+                        size_t write_bytes, int sync, double seconds) {
+    char path[4096];
+    path_join(path, sizeof path, o->dir, "ceiling.dat");
+    unlink(path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        die("%s: %s", path, strerror(errno));
+    bench_hist *h = malloc(sizeof *h);
+    if (!h)
+        die("out of memory");
+    hist_reset(h);
+    bench_run run = {0};
+    cpu_mark cpu;
+    cpu_mark_now(&cpu);
+    uint64_t start = now_ns(), t = start, end = start + (uint64_t)(seconds * 1e9);
+    for (unsigned v = 0; t < end && run.bytes < o->run_cap_bytes; v++) {
+        write_all(fd, pool_batch_bytes(p, v), write_bytes);
+        if (sync && fdatasync(fd) < 0)
+            die("fdatasync %s: %s", path, strerror(errno));
+        uint64_t t1 = now_ns();
+        hist_add(h, t1 - t);
+        t = t1;
+        run.ops++;
+        run.bytes += write_bytes;
+    }
+    run.records = run.bytes / p->record_bytes;
+    run.seconds = (double)(t - start) / 1e9;
+    run.other_cpu_s = cpu_other_s(&cpu);
+    close(fd);
+    unlink(path);
+    settle(o->dir);
+    result_add_run(r, &run, h);
+    free(h);
+}
+
+void ceiling_one(const bench_opts *o, size_t rec, size_t batch, int sync) {
+    char name[128];
+    name_ceiling(name, sizeof name, sync, rec, batch);
+    if (!want_scenario(o, name))
+        return;
+    bench_result *r = result_get("ceilings", sync ? "write_fdatasync" : "write_nosync", name);
+    r->record_bytes = rec;
+    r->batch = batch;
+    r->write_bytes = rec * batch;
+    snprintf(r->fsync, sizeof r->fsync, "%s", sync ? "always" : "never");
+    bench_pool p;
+    pool_init(&p, rec, batch, 42 + rec * 7 + batch);
+    progress("%s: run %d", name, r->nruns + 1);
+    ceiling_run(o, r, &p, rec * batch, sync, sync ? o->sync_s : o->ceil_s);
+    pool_free(&p);
+}
+
+/* 100-byte records in 64 KiB writes: the issue's reference of ~14 M records/s. */
+void ceiling_reference(const bench_opts *o) {
+    char name[128];
+    name_ceiling_bytes(name, sizeof name, 100, REF_WRITE_BYTES);
+    if (!want_scenario(o, name))
+        return;
+    bench_result *r = result_get("ceilings", "write_nosync", name);
+    r->record_bytes = 100;
+    r->batch = 0;
+    r->write_bytes = REF_WRITE_BYTES;
+    snprintf(r->fsync, sizeof r->fsync, "never");
+    bench_pool p;
+    pool_init(&p, 100, REF_WRITE_BYTES / 100 + 1, 4242);
+    progress("%s: run %d", name, r->nruns + 1);
+    ceiling_run(o, r, &p, REF_WRITE_BYTES, 0, o->ceil_s);
+    pool_free(&p);
+}
+
+void ceilings_print(void) {
+    for (size_t i = 0; i < result_count(); i++)
+        if (strcmp(result_at(i)->group, "ceilings") == 0)
+            result_print(result_at(i));
+}
