@@ -4,8 +4,9 @@
  *
  * The JSON key names are a stable interface (scripts and tests read them):
  * length, byte_length, fork, segments, disk_bytes, fsync, segment_bytes,
- * compression, io_backend, format_version, created_ms, created,
- * last_commit_ms, last_commit, readonly. Add keys; never rename one.
+ * compression, io_backend, io_fallback (only when io_uring was refused),
+ * format_version, created_ms, created, last_commit_ms, last_commit,
+ * readonly. Add keys; never rename one.
  *
  * The one thing a reader would get wrong: info opens the log read-only, so
  * it works beside a writer, reports "readonly: yes" and the io backend of
@@ -22,9 +23,9 @@
 #include "json.h"
 #include "util.h"
 
-/* Room for the longest value: an RFC 3339 time, "interval:3600000", a 64-bit number. */
-#define INFO_VALUE_BYTES 64
-#define INFO_MAX_FIELDS  16
+/* Room for the longest value: a reason for an io_uring fallback, an RFC 3339 time, a number. */
+#define INFO_VALUE_BYTES 160
+#define INFO_MAX_FIELDS  32
 
 typedef enum { FIELD_NUMBER, FIELD_STRING, FIELD_BOOL } field_kind;
 
@@ -91,6 +92,8 @@ static void collect(const kl_info *in, info_fields *fs) {
     add_number(fs, "segment_bytes", in->config.segment_bytes);
     codec_text(&in->config, add(fs, "compression", FIELD_STRING)->value, INFO_VALUE_BYTES);
     add_string(fs, "io_backend", in->io_backend ? in->io_backend : "unknown");
+    if (in->io_fallback && *in->io_fallback) /* io_uring refused: say why, once, here */
+        add_string(fs, "io_fallback", in->io_fallback);
     add_number(fs, "format_version", in->format_version);
     add_time(fs, "created", "created_ms", in->created_ms);
     add_time(fs, "last_commit", "last_commit_ms", in->last_commit_ms);

@@ -7,19 +7,22 @@
  * and wait for its ticket. Whoever finds no commit in flight takes the
  * commit role, swaps the buffers, and does the I/O without `mu`, while the
  * others frame the next buffer (their checksums and copies overlap the I/O
- * in flight). One commit = one submission: the batches, the new index
- * entries, and the next header slot, plus the syncs the policy asks for:
+ * in flight). One commit = one submission:
  *
- *   [write segment -> fdatasync segment]  [write index]
- *   [write header slot -> fdatasync header]  (+ [fsync dir] [fdatasync old segment] on a roll)
+ *   always:          [write segment -> fdatasync segment]  [write index]
+ *                    [write header slot -> fdatasync header]
+ *                    (+ [fsync segments/] [fdatasync old segment] on a roll)
+ *   interval, never: [write segment -> write header slot]  [write index]
  *
- * The header slot written is always the working slot (not the anchor);
- * once a commit's syncs complete, its slot becomes the anchor. Without a
- * sync the working slot is simply overwritten by the next commit. So the
- * anchor is never written while it is the only durable state.
+ * Under `always` the syncs run in parallel (one round) and the commit's slot
+ * becomes the anchor when they complete. Under the other policies the slot
+ * is written only after its batches (marked `ordered`), so a process killed
+ * mid-commit never leaves a slot that claims unwritten bytes; a sync (the
+ * flusher every interval, kl_log_sync, close) later makes the working slot
+ * the anchor. The header slot written is never the anchor.
  *
- * Fail-stop: any failed or short write or sync of a commit fails the handle
- * for good. A sync is never retried.
+ * Fail-stop: any failed or short write or sync fails the handle for good.
+ * A sync is never retried.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -93,6 +96,13 @@ int kl_commit_init(kl_log *log) {
         if (!log->zcctx)
             return kl_errf(KL_ENOMEM, "zstd context");
     }
+    if (log->io->thread_safe) {
+        log->sync_io = log->io;
+    } else {
+        int prc = kl_io_posix_new(&log->sync_io);
+        if (prc < 0)
+            return prc;
+    }
     int rc = kl_io_open(log->io, log->seg_dir, O_RDONLY | O_DIRECTORY, 0, &log->segdir_fd);
     if (rc < 0)
         return kl_errf(kl_err_from_errno(-rc), "%s: %s", log->seg_dir, strerror(-rc));
@@ -107,6 +117,16 @@ void kl_commit_free(kl_log *log) {
     ZSTD_freeCCtx(log->zcctx);
     kl_io_close(log->io, log->segdir_fd);
     log->segdir_fd = -1;
+    for (size_t i = 0; i < log->nunsynced; i++) {
+        kl_io_close(log->io, log->unsynced[i]->wfd);
+        log->unsynced[i]->wfd = -1;
+    }
+    free(log->unsynced);
+    log->unsynced = NULL;
+    log->nunsynced = 0;
+    if (log->sync_io && log->sync_io != log->io)
+        kl_io_destroy(log->sync_io);
+    log->sync_io = NULL;
 }
 
 /* Fail the handle for good (mu held). */
@@ -115,8 +135,10 @@ static void fail_handle(kl_log *log, int rc, const char *what) {
         return;
     log->failed = 1;
     log->fail_code = rc == -ENOSPC ? KL_ENOSPC : KL_EIO;
-    snprintf(log->fail_msg, sizeof log->fail_msg, "%s failed (%s); the log handle is closed to "
-             "writes: reopen to recover", what, strerror(rc < 0 ? -rc : EIO));
+    snprintf(log->fail_msg, sizeof log->fail_msg,
+             "%s failed (%s); the log handle is closed to "
+             "writes: reopen to recover",
+             what, strerror(rc < 0 ? -rc : EIO));
 }
 
 static int failed_error(kl_log *log) {
@@ -135,8 +157,11 @@ static int create_segment_files(kl_log *log, kl_seg *seg) {
     return krc == 0 ? 0 : krc == KL_ENOSPC ? -ENOSPC : -EIO;
 }
 
-/* Seal the segment a roll left behind: its complete index, written once. */
-static void seal_segment(kl_log *log, kl_seg *prev, uint64_t next_first) {
+/*
+ * Seal the segment a roll left behind: its complete index, written once. Its
+ * write descriptor is closed if its data is synced, else kept for the next sync.
+ */
+static void seal_segment(kl_log *log, kl_seg *prev, uint64_t next_first, int synced) {
     char path[4096];
     kl_seg_file(log, path, sizeof path, prev->first, "idx");
     atomic_store(&prev->next, next_first);
@@ -145,8 +170,25 @@ static void seal_segment(kl_log *log, kl_seg *prev, uint64_t next_first) {
     prev->ifd = -1;
     /* Derived data: a failure here only costs a rebuild on a later open. */
     (void)kl_oidx_write_sealed(&prev->idx, log->io, path, atomic_load(&prev->end));
-    kl_io_close(log->io, prev->wfd);
-    prev->wfd = -1;
+    if (synced) {
+        kl_io_close(log->io, prev->wfd);
+        prev->wfd = -1;
+    }
+}
+
+/* Remember a sealed segment no sync has covered yet (mu held). */
+static int note_unsynced(kl_log *log, kl_seg *seg) {
+    if (log->nunsynced == log->capunsynced) {
+        size_t cap = log->capunsynced ? 2 * log->capunsynced : 8;
+        kl_seg **v = realloc(log->unsynced, cap * sizeof *v);
+        if (!v)
+            return -ENOMEM;
+        log->unsynced = v;
+        log->capunsynced = cap;
+    }
+    log->unsynced[log->nunsynced++] = seg;
+    log->dir_dirty = 1;
+    return 0;
 }
 
 /* The I/O of one commit. Returns 0 or -errno; *what names the failing step. */
@@ -164,44 +206,49 @@ static int commit_io(kl_log *log, kl_commit_buf *b, const kl_slot *st, int slot,
     struct iovec iov_seg = {b->data, b->len};
     struct iovec iov_idx;
     struct iovec iov_hdr = {log->slotbuf, KL_HDR_SLOT_BYTES};
-    uint64_t idx_off = 0;
+    uint64_t idx_off = 0, hdr_off = (uint64_t)slot * KL_HDR_SLOT_BYTES;
     kl_io_op ops[8];
     int n = 0;
-    ops[n++] = (kl_io_op){.kind = KL_IO_OP_WRITE, .link = (uint8_t)sync, .fd = seg->wfd,
-                          .iov = &iov_seg, .iovcnt = 1, .offset = b->pos};
-    if (sync)
+    ops[n++] = (kl_io_op){.kind = KL_IO_OP_WRITE,
+                          .link = 1,
+                          .fd = seg->wfd,
+                          .iov = &iov_seg,
+                          .iovcnt = 1,
+                          .offset = b->pos};
+    if (sync) { /* two chains, one sync round */
         ops[n++] = (kl_io_op){.kind = KL_IO_OP_DATASYNC, .fd = seg->wfd};
-    if (kl_oidx_pending(&seg->idx, b->idx_upto, &iov_idx, &idx_off))
-        ops[n++] = (kl_io_op){.kind = KL_IO_OP_WRITE, .fd = seg->ifd, .iov = &iov_idx,
-                              .iovcnt = 1, .offset = idx_off};
-    ops[n++] = (kl_io_op){.kind = KL_IO_OP_WRITE, .link = (uint8_t)sync, .fd = log->hdr_fd,
-                          .iov = &iov_hdr, .iovcnt = 1,
-                          .offset = (uint64_t)slot * KL_HDR_SLOT_BYTES};
-    if (sync)
+        ops[n++] = (kl_io_op){.kind = KL_IO_OP_WRITE,
+                              .link = 1,
+                              .fd = log->hdr_fd,
+                              .iov = &iov_hdr,
+                              .iovcnt = 1,
+                              .offset = hdr_off};
         ops[n++] = (kl_io_op){.kind = KL_IO_OP_DATASYNC, .fd = log->hdr_fd};
-    if (b->new_segment) {
-        ops[n++] = (kl_io_op){.kind = KL_IO_OP_FULLSYNC, .fd = log->segdir_fd};
-        ops[n++] = (kl_io_op){.kind = KL_IO_OP_DATASYNC, .fd = b->prev->wfd};
+        if (b->new_segment) {
+            ops[n++] = (kl_io_op){.kind = KL_IO_OP_FULLSYNC, .fd = log->segdir_fd};
+            ops[n++] = (kl_io_op){.kind = KL_IO_OP_DATASYNC, .fd = b->prev->wfd};
+        }
+    } else { /* the slot only after its batches: it never claims unwritten bytes */
+        ops[n++] = (kl_io_op){.kind = KL_IO_OP_WRITE,
+                              .fd = log->hdr_fd,
+                              .iov = &iov_hdr,
+                              .iovcnt = 1,
+                              .offset = hdr_off};
     }
+    if (kl_oidx_pending(&seg->idx, b->idx_upto, &iov_idx, &idx_off))
+        ops[n++] = (kl_io_op){.kind = KL_IO_OP_WRITE,
+                              .fd = seg->ifd,
+                              .iov = &iov_idx,
+                              .iovcnt = 1,
+                              .offset = idx_off};
     *what = sync ? "writing and syncing a commit" : "writing a commit";
     rc = kl_io_submit(log->io, ops, n);
     if (rc < 0)
         return rc;
     kl_oidx_written(&seg->idx, b->idx_upto);
     if (b->new_segment)
-        seal_segment(log, b->prev, seg->first);
+        seal_segment(log, b->prev, seg->first, sync);
     return 0;
-}
-
-static int policy_wants_sync(kl_log *log) {
-    switch (log->cfg.fsync_mode) {
-    case KL_FSYNC_ALWAYS:
-        return 1;
-    case KL_FSYNC_INTERVAL:
-        return kl_mono_ns() - log->last_sync_ns >= (uint64_t)log->cfg.fsync_interval_ms * 1000000u;
-    default:
-        return 0;
-    }
 }
 
 /* Take the commit role and commit the open buffer (mu held, returns with mu held). */
@@ -211,10 +258,12 @@ static void lead(kl_log *log) {
     log->committing = 1;
     log->open_buf = b == &log->bufs[0] ? &log->bufs[1] : &log->bufs[0];
     buf_reset(log, log->open_buf, b->seq + 1);
-    int sync = policy_wants_sync(log) || b->new_segment;
+    int sync = log->cfg.fsync_mode == KL_FSYNC_ALWAYS;
     int slot = 1 - log->anchor;
     kl_slot st = log->last;
     st.seq = ++log->seq;
+    st.flags = sync ? 0 : KL_SLOT_ORDERED;
+    kl_boot_id(st.boot_id);
     st.length = b->end_index;
     st.byte_length = b->end_bytes;
     st.active_segment = b->seg->first;
@@ -239,6 +288,8 @@ static void lead(kl_log *log) {
             log->last_sync_ns = kl_mono_ns();
         } else {
             log->dirty = 1;
+            if (b->new_segment && note_unsynced(log, b->prev) < 0)
+                fail_handle(log, -ENOMEM, "remembering an unsynced segment");
         }
         atomic_store_explicit(&b->seg->end, st.active_end, memory_order_release);
         atomic_store_explicit(&b->seg->next, st.length, memory_order_release);
@@ -340,8 +391,7 @@ static int frame_append(kl_log *log, const kl_block *blocks, size_t count, uint6
         if (zframe)
             memcpy(b->data + b->len, zframe, n);
         else
-            kl_batch_frame(b->data + b->len, log->f_index, blocks, count, data_bytes,
-                           kl_now_ms());
+            kl_batch_frame(b->data + b->len, log->f_index, blocks, count, data_bytes, kl_now_ms());
         kl_oidx_note(&log->f_segp->idx, log->f_index - log->f_seg, log->f_pos);
         *first = log->f_index;
         *seq = b->seq;
@@ -426,46 +476,115 @@ int kl_log_append_expect(kl_log *log, const kl_block *blocks, size_t count,
     return append(log, blocks, count, &expected_length, first_index);
 }
 
+/* fdatasync (and fsync for the directory) every fd, at most KL_IO_MAX_OPS per submission. */
+static int sync_fds(kl_io *io, const int *fds, const uint8_t *full, size_t n) {
+    kl_io_op ops[KL_IO_MAX_OPS];
+    for (size_t i = 0; i < n;) {
+        int k = 0;
+        for (; k < KL_IO_MAX_OPS && i < n; k++, i++)
+            ops[k] =
+                (kl_io_op){.kind = full[i] ? KL_IO_OP_FULLSYNC : KL_IO_OP_DATASYNC, .fd = fds[i]};
+        int rc = kl_io_submit(io, ops, k);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 /*
- * Make the last commit durable: sync the active segment and the header,
- * then the working slot becomes the anchor. With `final`, also when called
- * from close.
+ * What a sync must cover (mu held): the sealed segments no sync covered, the
+ * last commit's segment, and (with_header) the header file and the segments
+ * directory if a segment was made. *fds is malloc'ed.
+ */
+static int sync_targets(kl_log *log, int with_header, int **fds, uint8_t **full, size_t *n) {
+    size_t cap = log->nunsynced + 3;
+    *fds = malloc(cap * sizeof **fds);
+    *full = calloc(cap, 1);
+    if (!*fds || !*full) {
+        free(*fds);
+        free(*full);
+        return -ENOMEM;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < log->nunsynced; i++)
+        (*fds)[k++] = log->unsynced[i]->wfd;
+    (*fds)[k++] = log->c_segp->wfd;
+    if (with_header) {
+        (*fds)[k++] = log->hdr_fd;
+        if (log->dir_dirty) {
+            (*full)[k] = 1;
+            (*fds)[k++] = log->segdir_fd;
+        }
+    }
+    *n = k;
+    return 0;
+}
+
+/*
+ * Make every acknowledged append durable and the working slot the anchor.
+ * First the data is flushed without the commit role (appends go on), then,
+ * holding the role, one round syncs what was written meanwhile and the
+ * header. The working slot was written after its batches, so once that
+ * round completes it describes only durable bytes.
  */
 int kl_commit_sync(kl_log *log, int final) {
-    (void)final;
+    (void) final;
+    pthread_mutex_lock(&log->sync_mu);
+    pthread_mutex_lock(&log->mu);
+    int rc = 0, *fds = NULL;
+    uint8_t *full = NULL;
+    size_t n = 0;
+    if (log->failed) {
+        rc = failed_error(log);
+        goto out_locked;
+    }
+    if (!log->dirty)
+        goto out_locked;
+    rc = sync_targets(log, 0, &fds, &full, &n);
+    pthread_mutex_unlock(&log->mu);
+    if (rc == 0) /* the pre-flush: its failure fails the handle like any sync's */
+        rc = sync_fds(log->sync_io, fds, full, n);
+    free(fds);
+    free(full);
     pthread_mutex_lock(&log->mu);
     while (log->committing)
         pthread_cond_wait(&log->cv, &log->mu);
-    if (log->failed) {
-        int rc = failed_error(log);
-        pthread_mutex_unlock(&log->mu);
-        return rc;
-    }
-    if (!log->dirty) {
-        pthread_mutex_unlock(&log->mu);
-        return 0;
-    }
+    if (rc == 0 && log->failed)
+        rc = -EIO;
+    if (rc == 0)
+        rc = sync_targets(log, 1, &fds, &full, &n);
+    if (rc < 0)
+        goto fail;
     log->committing = 1;
     int slot = 1 - log->anchor;
-    kl_seg *seg = log->c_segp; /* a roll commit is always synced, so nothing older is dirty */
+    size_t synced_segments = log->nunsynced;
     pthread_mutex_unlock(&log->mu);
-    kl_io_op ops[2] = {
-        {.kind = KL_IO_OP_DATASYNC, .fd = seg->wfd},
-        {.kind = KL_IO_OP_DATASYNC, .fd = log->hdr_fd},
-    };
-    int rc = kl_io_submit(log->io, ops, 2);
+    rc = sync_fds(log->io, fds, full, n);
+    free(fds);
+    free(full);
     pthread_mutex_lock(&log->mu);
     log->committing = 0;
-    if (rc < 0) {
-        fail_handle(log, rc, "syncing");
-        rc = failed_error(log);
-    } else {
-        log->anchor = slot;
-        log->dirty = 0;
-        log->last_sync_ns = kl_mono_ns();
-    }
     pthread_cond_broadcast(&log->cv);
+    if (rc < 0)
+        goto fail;
+    log->anchor = slot;
+    log->dirty = 0;
+    log->dir_dirty = 0;
+    log->last_sync_ns = kl_mono_ns();
+    KL_ASSERT(synced_segments == log->nunsynced); /* only commits add to it, and none ran */
+    for (size_t i = 0; i < log->nunsynced; i++) {
+        kl_io_close(log->io, log->unsynced[i]->wfd);
+        log->unsynced[i]->wfd = -1;
+    }
+    log->nunsynced = 0;
+    goto out_locked;
+fail:
+    if (!log->failed)
+        fail_handle(log, rc, "syncing");
+    rc = failed_error(log);
+out_locked:
     pthread_mutex_unlock(&log->mu);
+    pthread_mutex_unlock(&log->sync_mu);
     return rc;
 }
 

@@ -155,9 +155,9 @@ size_t kl_batch_compress(void *zstd_cctx, int level, const uint8_t *framed, uint
     kl_batch_hdr h;
     KL_ASSERT(kl_batch_hdr_decode(framed, KL_BATCH_HEADER_BYTES, &h) == 0);
     KL_ASSERT(out_cap >= KL_BATCH_HEADER_BYTES);
-    size_t n = ZSTD_compressCCtx(zstd_cctx, out + KL_BATCH_HEADER_BYTES,
-                                 out_cap - KL_BATCH_HEADER_BYTES, framed + KL_BATCH_HEADER_BYTES,
-                                 h.raw_len, level);
+    size_t n =
+        ZSTD_compressCCtx(zstd_cctx, out + KL_BATCH_HEADER_BYTES, out_cap - KL_BATCH_HEADER_BYTES,
+                          framed + KL_BATCH_HEADER_BYTES, h.raw_len, level);
     if (ZSTD_isError(n) || n >= h.raw_len)
         return 0;
     h.codec = KL_CODEC_ZSTD;

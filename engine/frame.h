@@ -19,7 +19,8 @@
 #define KL_BATCH_MAGIC        0x31424c4bu /* "KLB1" */
 #define KL_BATCH_VERSION      1u
 /* The largest raw body one batch may have (FORMAT.md, "Limits"). */
-#define KL_BATCH_MAX_RAW ((uint64_t)KL_MAX_APPEND_BYTES + (uint64_t)KL_BATCH_ENTRY_BYTES * KL_MAX_APPEND_BLOCKS)
+#define KL_BATCH_MAX_RAW                                                                           \
+    ((uint64_t)KL_MAX_APPEND_BYTES + (uint64_t)KL_BATCH_ENTRY_BYTES * KL_MAX_APPEND_BLOCKS)
 
 typedef struct kl_batch_hdr {
     uint8_t codec;

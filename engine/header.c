@@ -34,6 +34,8 @@ void kl_slot_encode(uint8_t *p, const kl_slot *s) {
     kl_store32(p + 76, s->cfg.fsync_interval_ms);
     kl_store64(p + 80, s->cfg.segment_bytes);
     kl_store64(p + 88, s->created_ms);
+    memcpy(p + 96, s->boot_id, 16);
+    kl_store32(p + 112, s->flags);
     kl_store64(p + SLOT_CHECKSUM_AT, XXH3_64bits(p, SLOT_CHECKSUM_AT));
 }
 
@@ -78,9 +80,11 @@ int kl_slot_decode(const uint8_t *p, kl_slot *s) {
     s->cfg.fsync_interval_ms = kl_load32(p + 76);
     s->cfg.segment_bytes = kl_load64(p + 80);
     s->created_ms = kl_load64(p + 88);
-    if (p[75] != 0)
-        return kl_errf(KL_ECORRUPT, "header slot reserved byte set");
-    for (unsigned i = 96; i < SLOT_CHECKSUM_AT; i++)
+    memcpy(s->boot_id, p + 96, 16);
+    s->flags = kl_load32(p + 112);
+    if (p[75] != 0 || (s->flags & ~KL_SLOT_ORDERED) != 0)
+        return kl_errf(KL_ECORRUPT, "header slot reserved bits set");
+    for (unsigned i = 116; i < SLOT_CHECKSUM_AT; i++)
         if (p[i] != 0)
             return kl_errf(KL_ECORRUPT, "header slot reserved area not zero");
     if (s->active_segment > s->length || s->active_end < KL_SEG_HEADER_BYTES)

@@ -25,7 +25,12 @@ typedef struct kl_slot {
     uint64_t commit_ms;
     uint64_t created_ms;
     kl_config cfg;
+    uint32_t flags;      /* KL_SLOT_* */
+    uint8_t boot_id[16]; /* the kernel boot that wrote it (all zero: unknown) */
 } kl_slot;
+
+/* The slot was written only after every batch it covers was completely written. */
+#define KL_SLOT_ORDERED 0x1u
 
 /* Encode s into KL_HDR_SLOT_BYTES at p. */
 void kl_slot_encode(uint8_t *p, const kl_slot *s);

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -96,6 +97,7 @@ void kl_open_options_default(kl_open_options *opts) {
     memset(opts, 0, sizeof *opts);
     opts->io = KL_IO_AUTO;
     opts->fsync_interval_ms = 1000;
+    opts->lock_wait_ms = 1000;
 }
 
 int kl_log_err(kl_log *log, int rc) {
@@ -172,8 +174,11 @@ static int create_files(kl_io *io, const char *dir, const char *seg_dir, const k
     if ((rc = kl_io_sync_dir(io, seg_dir)) < 0)
         return kl_errf(kl_err_from_errno(-rc), "syncing %s: %s", seg_dir, strerror(-rc));
 
-    kl_slot st = {.seq = 1, .active_end = KL_SEG_HEADER_BYTES, .commit_ms = now,
-                  .created_ms = now, .cfg = *cfg};
+    kl_slot st = {.seq = 1,
+                  .active_end = KL_SEG_HEADER_BYTES,
+                  .commit_ms = now,
+                  .created_ms = now,
+                  .cfg = *cfg};
     uint8_t *buf = calloc(1, KL_HDR_FILE_BYTES);
     if (!buf)
         return kl_errf(KL_ENOMEM, "header");
@@ -193,8 +198,7 @@ static int create_files(kl_io *io, const char *dir, const char *seg_dir, const k
     if (rc == 0)
         rc = sync_parent(io, dir);
     if (rc < 0)
-        return kl_errf(kl_err_from_errno(-rc), "writing the header of %s: %s", dir,
-                       strerror(-rc));
+        return kl_errf(kl_err_from_errno(-rc), "writing the header of %s: %s", dir, strerror(-rc));
     return 0;
 }
 
@@ -221,10 +225,11 @@ int kl_log_create_io(const char *dir, const kl_config *cfg_in, kl_io *io) {
     }
     if (!dir_is_empty(dir)) {
         struct stat st;
-        rc = kl_errf(KL_EEXIST, stat(dir, &st) == 0 && !S_ISDIR(st.st_mode)
-                                    ? "%s exists and is not a directory"
-                                    : "%s is not empty",
-                     dir);
+        rc =
+            kl_errf(KL_EEXIST,
+                    stat(dir, &st) == 0 && !S_ISDIR(st.st_mode) ? "%s exists and is not a directory"
+                                                                : "%s is not empty",
+                    dir);
         goto out;
     }
     rc = io->v->mkdir(io, dir, 0755);
@@ -269,6 +274,7 @@ static kl_log *log_alloc(const char *dir, kl_io *io) {
     pthread_cond_init(&log->cv, NULL);
     pthread_mutex_init(&log->zmu, NULL);
     pthread_mutex_init(&log->errmu, NULL);
+    pthread_mutex_init(&log->sync_mu, NULL);
     pthread_rwlock_init(&log->segs_lock, NULL);
     if (!log->dir || !log->hdr_path || !log->seg_dir) {
         free(log->dir);
@@ -289,6 +295,7 @@ static void log_free(kl_log *log) {
     pthread_cond_destroy(&log->cv);
     pthread_mutex_destroy(&log->zmu);
     pthread_mutex_destroy(&log->errmu);
+    pthread_mutex_destroy(&log->sync_mu);
     pthread_rwlock_destroy(&log->segs_lock);
     free(log->dir);
     free(log->hdr_path);
@@ -296,10 +303,24 @@ static void log_free(kl_log *log) {
     free(log);
 }
 
+/* The writer's lock, waiting up to wait_ms for a holder that is going away. */
+static int lock_writer(kl_log *log, uint32_t wait_ms) {
+    uint64_t deadline = kl_mono_ns() + (uint64_t)wait_ms * 1000000u;
+    for (;;) {
+        if (flock(log->hdr_fd, LOCK_EX | LOCK_NB) == 0)
+            return 0;
+        if (errno != EWOULDBLOCK)
+            return kl_errf(KL_EIO, "locking %s: %s", log->hdr_path, strerror(errno));
+        if (kl_mono_ns() >= deadline)
+            return kl_errf(KL_EBUSY, "%s is open for writing by another process", log->dir);
+        struct timespec ts = {0, 2000000}; /* 2 ms */
+        nanosleep(&ts, NULL);
+    }
+}
+
 /* Open `header`, and take the writer's lock. */
-static int open_header(kl_log *log) {
-    int rc = kl_io_open(log->io, log->hdr_path, log->readonly ? O_RDONLY : O_RDWR, 0,
-                        &log->hdr_fd);
+static int open_header(kl_log *log, uint32_t lock_wait_ms) {
+    int rc = kl_io_open(log->io, log->hdr_path, log->readonly ? O_RDONLY : O_RDWR, 0, &log->hdr_fd);
     if (rc == -ENOENT) {
         struct stat st;
         if (stat(log->dir, &st) < 0)
@@ -308,11 +329,7 @@ static int open_header(kl_log *log) {
     }
     if (rc < 0)
         return kl_errf(kl_err_from_errno(-rc), "%s: %s", log->hdr_path, strerror(-rc));
-    if (!log->readonly && flock(log->hdr_fd, LOCK_EX | LOCK_NB) < 0)
-        return errno == EWOULDBLOCK
-                   ? kl_errf(KL_EBUSY, "%s is open for writing by another process", log->dir)
-                   : kl_errf(KL_EIO, "locking %s: %s", log->hdr_path, strerror(errno));
-    return 0;
+    return log->readonly ? 0 : lock_writer(log, lock_wait_ms);
 }
 
 int kl_log_open_io(const char *dir, const kl_open_options *opts_in, kl_io *io, kl_log **out) {
@@ -331,7 +348,7 @@ int kl_log_open_io(const char *dir, const kl_open_options *opts_in, kl_io *io, k
         return kl_errf(KL_ENOMEM, "opening %s", dir);
     }
     log->readonly = (opts.flags & KL_OPEN_READONLY) != 0;
-    int rc = open_header(log);
+    int rc = open_header(log, opts.lock_wait_ms);
     if (rc == 0)
         rc = kl_recover(log);
     if (rc == 0 && opts.fsync_override) {
@@ -362,8 +379,8 @@ int kl_log_open(const char *dir, const kl_open_options *opts, kl_log **out) {
     if (rc < 0)
         return rc;
     rc = kl_log_open_io(dir, opts, io, out);
-    if (rc < 0)
-        kl_err_prefix(rc, "opening %s: ", dir ? dir : "(null)");
+    if (rc < 0 && dir && !strstr(kl_err_thread(), dir)) /* name the log, once */
+        kl_err_prefix(rc, "opening %s: ", dir);
     return rc;
 }
 
@@ -422,6 +439,7 @@ int kl_log_info(kl_log *log, kl_info *info) {
     info->last_commit_ms = atomic_load(&log->last_commit_ms);
     info->config = log->cfg;
     info->io_backend = log->io->name;
+    info->io_fallback = strcmp(log->io->name, "posix") == 0 ? kl_io_fallback_reason() : "";
     info->format_version = KL_HDR_VERSION;
     info->readonly = log->readonly;
     return 0;

@@ -33,9 +33,9 @@
 #define KL_SEG_MAP_SLACK ((uint64_t)KL_MAX_APPEND_BYTES + 8ull * KL_MAX_APPEND_BLOCKS + 4096u)
 
 typedef struct kl_seg {
-    uint64_t first;         /* first block index (the name) */
-    _Atomic uint64_t end;   /* committed bytes of the file */
-    _Atomic uint64_t next;  /* first block index after the committed ones */
+    uint64_t first;        /* first block index (the name) */
+    _Atomic uint64_t end;  /* committed bytes of the file */
+    _Atomic uint64_t next; /* first block index after the committed ones */
     _Atomic int sealed;
 
     /* read side: mapped lazily, under mu */
@@ -55,14 +55,14 @@ typedef struct kl_seg {
 typedef struct kl_commit_buf {
     uint8_t *data;
     size_t len, cap;
-    uint64_t seq;         /* the commit ticket of this buffer */
-    struct kl_seg *seg;   /* the segment it is written to */
-    struct kl_seg *prev;  /* on a roll: the segment to seal */
-    uint64_t pos;         /* file position of data[0] */
-    int new_segment;      /* data[0..64) is a new segment's file header */
-    uint64_t end_index;   /* length once committed */
-    uint64_t end_bytes;   /* byte_length once committed */
-    uint64_t idx_upto;    /* index entries of seg_first to write with it */
+    uint64_t seq;        /* the commit ticket of this buffer */
+    struct kl_seg *seg;  /* the segment it is written to */
+    struct kl_seg *prev; /* on a roll: the segment to seal */
+    uint64_t pos;        /* file position of data[0] */
+    int new_segment;     /* data[0..64) is a new segment's file header */
+    uint64_t end_index;  /* length once committed */
+    uint64_t end_bytes;  /* byte_length once committed */
+    uint64_t idx_upto;   /* index entries of seg_first to write with it */
     uint32_t frames;
 } kl_commit_buf;
 
@@ -73,7 +73,7 @@ struct kl_log {
     kl_io *io;
     int readonly;
     int hdr_fd;
-    kl_config cfg; /* with the open override applied */
+    kl_config cfg;  /* with the open override applied */
     kl_slot stored; /* the accepted slot's settings and created time */
 
     /* published to readers */
@@ -97,19 +97,26 @@ struct kl_log {
     int fail_code;
     /* framing state: where the next batch lands */
     uint64_t f_index, f_bytes, f_seg, f_pos;
-    kl_seg *f_segp;   /* the segment f_seg */
-    kl_seg *c_segp;   /* the segment of the last commit */
+    kl_seg *f_segp; /* the segment f_seg */
+    kl_seg *c_segp; /* the segment of the last commit */
     char fail_msg[256];
     uint8_t *slotbuf; /* the header slot being written (commit role) */
     int segdir_fd;
     /* header slots */
-    uint64_t seq;      /* the last slot sequence number written */
-    int anchor;        /* the slot (0/1) whose state is fully durable */
-    int dirty;         /* commits since the last sync (not durable yet) */
+    uint64_t seq; /* the last slot sequence number written */
+    int anchor;   /* the slot (0/1) whose state is fully durable */
+    int dirty;    /* commits since the last sync (not durable yet) */
     uint64_t last_sync_ns;
-    kl_slot last;      /* the state of the last commit */
-    void *zcctx;       /* zstd compression context (framing, under mu) */
-    uint8_t *scratch;  /* uncompressed framing for zstd, under mu */
+    /* sealed segments whose data no sync has covered yet (interval, never): their
+       write descriptors stay open until the next sync */
+    kl_seg **unsynced;
+    size_t nunsynced, capunsynced;
+    int dir_dirty;           /* a segment file was created since the last sync */
+    pthread_mutex_t sync_mu; /* one sync at a time */
+    kl_io *sync_io;          /* thread-safe backend for the sync's pre-flush (no commit role) */
+    kl_slot last;            /* the state of the last commit */
+    void *zcctx;             /* zstd compression context (framing, under mu) */
+    uint8_t *scratch;        /* uncompressed framing for zstd, under mu */
     size_t scratch_cap;
 
     /* interval flusher */

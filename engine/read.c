@@ -37,14 +37,14 @@
 
 struct kl_iter {
     kl_log *log;
-    uint64_t next;       /* the next block to return */
-    uint64_t to;         /* exclusive end, or UINT64_MAX */
-    kl_seg *seg;         /* the segment of the current batch */
-    uint64_t pos;        /* the current batch's position */
-    kl_batch_hdr h;      /* the current batch (valid if have) */
-    const uint8_t *raw;  /* its raw body */
+    uint64_t next;      /* the next block to return */
+    uint64_t to;        /* exclusive end, or UINT64_MAX */
+    kl_seg *seg;        /* the segment of the current batch */
+    uint64_t pos;       /* the current batch's position */
+    kl_batch_hdr h;     /* the current batch (valid if have) */
+    const uint8_t *raw; /* its raw body */
     int have;
-    uint8_t *zraw;       /* decompressed body of a zstd batch */
+    uint8_t *zraw; /* decompressed body of a zstd batch */
     size_t zcap;
     void *zdctx;
 };
@@ -203,8 +203,7 @@ static void walk_sealed(kl_seg *s, uint64_t pos, uint64_t index, uint64_t limit,
     *bad = UINT64_MAX;
     while (index < next) {
         kl_batch_hdr h;
-        if (map_batch(s, pos, limit, &h) < 0 || h.first_index != index ||
-            index + h.count > next) {
+        if (map_batch(s, pos, limit, &h) < 0 || h.first_index != index || index + h.count > next) {
             *bad = index;
             break;
         }
@@ -533,8 +532,7 @@ int kl_iter_next(kl_iter *it, kl_record *rec) {
     uint64_t limit = KL_MIN(len, it->to);
     if (it->next >= limit)
         return 0;
-    if (!it->have || it->next < it->h.first_index ||
-        it->next >= it->h.first_index + it->h.count) {
+    if (!it->have || it->next < it->h.first_index || it->next >= it->h.first_index + it->h.count) {
         int rc = iter_advance(it);
         if (rc < 0) {
             iter_skip_damage(it);

@@ -92,8 +92,8 @@ static int reader_batch(seg_reader *r, uint64_t pos, uint64_t limit, int want_bo
         return kl_errf(KL_ECORRUPT, "no batch header at offset %llu", (unsigned long long)pos);
     int rc = kl_io_pread(r->log->io, r->fd, hb, sizeof hb, pos, &got);
     if (rc < 0)
-        return kl_errf(kl_err_from_errno(-rc), "reading offset %llu: %s",
-                       (unsigned long long)pos, strerror(-rc));
+        return kl_errf(kl_err_from_errno(-rc), "reading offset %llu: %s", (unsigned long long)pos,
+                       strerror(-rc));
     rc = kl_batch_hdr_decode(hb, got, h);
     if (rc < 0)
         return kl_err_prefix(rc, "offset %llu: ", (unsigned long long)pos);
@@ -111,8 +111,8 @@ static int reader_batch(seg_reader *r, uint64_t pos, uint64_t limit, int want_bo
     }
     rc = kl_io_pread(r->log->io, r->fd, r->buf, h->stored_len, pos + KL_BATCH_HEADER_BYTES, &got);
     if (rc < 0)
-        return kl_errf(kl_err_from_errno(-rc), "reading offset %llu: %s",
-                       (unsigned long long)pos, strerror(-rc));
+        return kl_errf(kl_err_from_errno(-rc), "reading offset %llu: %s", (unsigned long long)pos,
+                       strerror(-rc));
     if (got != h->stored_len)
         return kl_errf(KL_ECORRUPT, "batch at offset %llu is cut short", (unsigned long long)pos);
     rc = kl_batch_body_verify(h, r->buf);
@@ -170,8 +170,7 @@ static int span_checks_out(kl_log *log, const uint64_t *firsts, size_t n, const 
     uint64_t pos = a->active_end, index = a->length, bytes = a->byte_length;
     while (rc == 0) {
         if (index == c->length) {
-            rc = firsts[si] == c->active_segment && pos == c->active_end &&
-                 bytes == c->byte_length;
+            rc = firsts[si] == c->active_segment && pos == c->active_end && bytes == c->byte_length;
             break;
         }
         if (si + 1 < n && firsts[si + 1] == index && firsts[si] < c->active_segment) {
@@ -303,8 +302,8 @@ static int load_table(kl_log *log, const uint64_t *firsts, size_t n, const kl_sl
     size_t si = find_first(firsts, n, s->active_segment);
     if (si == n)
         return kl_errf(KL_ECORRUPT, "segment %020llu.log is missing (blocks %llu..%llu)",
-                       (unsigned long long)s->active_segment,
-                       (unsigned long long)s->active_segment, (unsigned long long)s->length);
+                       (unsigned long long)s->active_segment, (unsigned long long)s->active_segment,
+                       (unsigned long long)s->length);
     for (size_t i = 0; i <= si; i++) {
         kl_seg *seg = kl_seg_new(firsts[i]);
         if (!seg)
@@ -331,7 +330,14 @@ static int choose_slot(kl_log *log, const uint64_t *firsts, size_t n, const kl_s
     if (!valid[0] || !valid[1])
         return 0;
     int newer = s[1].seq > s[0].seq;
-    int ok = span_checks_out(log, firsts, n, &s[1 - newer], &s[newer]);
+    uint8_t boot[16];
+    kl_boot_id(boot);
+    int ok;
+    if ((s[newer].flags & KL_SLOT_ORDERED) && kl_boot_id_known(boot) &&
+        memcmp(s[newer].boot_id, boot, 16) == 0)
+        ok = 1; /* written after its batches, in this boot: the kernel holds every byte */
+    else
+        ok = span_checks_out(log, firsts, n, &s[1 - newer], &s[newer]);
     if (ok < 0)
         return kl_err_prefix(ok, "checking the newest commit: ");
     *pick = ok ? newer : 1 - newer;
@@ -339,14 +345,44 @@ static int choose_slot(kl_log *log, const uint64_t *firsts, size_t n, const kl_s
     return 0;
 }
 
-/* Make the accepted state durable, and overwrite a refused newer slot. */
-static int make_durable(kl_log *log, kl_seg *active, const kl_slot s[2], int pick,
-                        int rejected) {
-    kl_io_op ops[3] = {
+/* fdatasync every segment from first `from` on (the accepted state may span several). */
+static int sync_segments_from(kl_log *log, uint64_t from, kl_seg *active) {
+    for (size_t i = 0; i < log->nsegs; i++) {
+        kl_seg *seg = log->segs[i];
+        if (seg->first < from || seg == active)
+            continue;
+        char path[4096];
+        int fd = -1;
+        kl_seg_file(log, path, sizeof path, seg->first, "log");
+        int rc = kl_io_open(log->io, path, O_RDONLY, 0, &fd);
+        if (rc == 0) {
+            kl_io_op op = {.kind = KL_IO_OP_DATASYNC, .fd = fd};
+            rc = kl_io_submit(log->io, &op, 1);
+        }
+        kl_io_close(log->io, fd);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/*
+ * Make the accepted state durable (it may still be only in the page cache, after
+ * a process crash under `interval` or `never`), then overwrite a refused newer slot.
+ */
+static int make_durable(kl_log *log, kl_seg *active, const kl_slot s[2], const int valid[2],
+                        int pick, int rejected) {
+    uint64_t from = s[pick].active_segment;
+    for (int i = 0; i < 2; i++)
+        if (valid[i] && s[i].active_segment < from)
+            from = s[i].active_segment;
+    kl_io_op ops[2] = {
         {.kind = KL_IO_OP_DATASYNC, .fd = active->wfd},
         {.kind = KL_IO_OP_DATASYNC, .fd = log->hdr_fd},
     };
-    int rc = kl_io_submit(log->io, ops, 2);
+    int rc = sync_segments_from(log, from, active);
+    if (rc == 0)
+        rc = kl_io_submit(log->io, ops, 2);
     if (rc == 0)
         rc = kl_io_sync_dir(log->io, log->seg_dir);
     if (rc < 0)
@@ -409,7 +445,7 @@ int kl_recover(kl_log *log) {
     if (rc == 0)
         atomic_store(&active->idx_ready, 1);
     if (rc == 0 && !log->readonly)
-        rc = make_durable(log, active, s, pick, rejected);
+        rc = make_durable(log, active, s, valid, pick, rejected);
     if (rc < 0)
         return rc;
     atomic_store(&log->length, acc->length);

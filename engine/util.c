@@ -8,7 +8,9 @@
 #include "util.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -95,6 +97,61 @@ uint64_t kl_mono_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint8_t boot_id[16];
+static pthread_once_t boot_once = PTHREAD_ONCE_INIT;
+static _Atomic uint64_t boot_bumps;
+
+static int hexval(int c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+static void read_boot_id(void) {
+    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+    char text[64] = {0};
+    if (!f)
+        return;
+    if (!fgets(text, sizeof text, f))
+        text[0] = '\0';
+    fclose(f);
+    uint8_t id[16];
+    int n = 0, hi = -1;
+    for (const char *p = text; *p && n < 16; p++) {
+        int v = hexval(*p);
+        if (v < 0)
+            continue;
+        if (hi < 0) {
+            hi = v;
+        } else {
+            id[n++] = (uint8_t)(hi << 4 | v);
+            hi = -1;
+        }
+    }
+    if (n == 16)
+        memcpy(boot_id, id, 16);
+}
+
+void kl_boot_id(uint8_t out[16]) {
+    pthread_once(&boot_once, read_boot_id);
+    memcpy(out, boot_id, 16);
+    if (!kl_boot_id_known(out))
+        return;
+    uint64_t bumps = atomic_load(&boot_bumps), tail;
+    memcpy(&tail, out + 8, 8);
+    tail ^= bumps * 0x9e3779b97f4a7c15ull;
+    memcpy(out + 8, &tail, 8);
+}
+
+void kl_boot_id_bump(void) {
+    atomic_fetch_add(&boot_bumps, 1);
+}
+
+int kl_boot_id_known(const uint8_t id[16]) {
+    for (int i = 0; i < 16; i++)
+        if (id[i])
+            return 1;
+    return 0;
 }
 
 const char *kl_strerror(int code) {

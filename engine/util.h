@@ -70,6 +70,16 @@ static inline void kl_store64(uint8_t *p, uint64_t v) {
 uint64_t kl_now_ms(void);
 uint64_t kl_mono_ns(void);
 
+/*
+ * The kernel's boot id (/proc/sys/kernel/random/boot_id), all zero if it
+ * cannot be read. A header slot written in the current boot can trust the
+ * page cache (DURABILITY.md). The fault backend's simulated power loss calls
+ * kl_boot_id_bump(), as a reboot would change the id.
+ */
+void kl_boot_id(uint8_t out[16]);
+void kl_boot_id_bump(void);
+int kl_boot_id_known(const uint8_t id[16]);
+
 #define KL_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define KL_MAX(a, b) ((a) > (b) ? (a) : (b))
 

@@ -74,11 +74,11 @@ typedef enum kl_fsync_mode {
 typedef enum kl_codec { KL_CODEC_NONE = 0, KL_CODEC_ZSTD = 1 } kl_codec;
 
 /* Limits, checked with KL_ETOOBIG. */
-#define KL_MAX_BLOCK_BYTES      (64u * 1024u * 1024u)   /* one block */
-#define KL_MAX_APPEND_BYTES     (256u * 1024u * 1024u)  /* one kl_log_append call */
-#define KL_MAX_APPEND_BLOCKS    (1u << 24)              /* one kl_log_append call */
-#define KL_MIN_SEGMENT_BYTES    (64u * 1024u)           /* --segment-bytes lower bound */
-#define KL_MAX_SEGMENT_BYTES    (1024u * 1024u * 1024u) /* --segment-bytes upper bound */
+#define KL_MAX_BLOCK_BYTES       (64u * 1024u * 1024u)   /* one block */
+#define KL_MAX_APPEND_BYTES      (256u * 1024u * 1024u)  /* one kl_log_append call */
+#define KL_MAX_APPEND_BLOCKS     (1u << 24)              /* one kl_log_append call */
+#define KL_MIN_SEGMENT_BYTES     (64u * 1024u)           /* --segment-bytes lower bound */
+#define KL_MAX_SEGMENT_BYTES     (1024u * 1024u * 1024u) /* --segment-bytes upper bound */
 #define KL_DEFAULT_SEGMENT_BYTES (256u * 1024u * 1024u)
 
 /* Settings chosen when the log is created and stored in its header. */
@@ -125,6 +125,12 @@ typedef struct kl_open_options {
     int fsync_override; /* nonzero: use fsync_mode/interval below instead of the stored policy */
     kl_fsync_mode fsync_mode;
     uint32_t fsync_interval_ms;
+    /*
+     * How long a writable open waits for the writer's lock before KL_EBUSY
+     * (default 1000 ms): a writer that was just killed can hold it a moment
+     * longer, while the kernel tears down its io_uring.
+     */
+    uint32_t lock_wait_ms;
 } kl_open_options;
 
 KL_API void kl_open_options_default(kl_open_options *opts);
@@ -157,8 +163,7 @@ typedef struct kl_block {
  * read-only handle, KL_EIO / KL_ENOSPC if the commit failed (the handle is
  * then failed).
  */
-KL_API int kl_log_append(kl_log *log, const kl_block *blocks, size_t count,
-                         uint64_t *first_index);
+KL_API int kl_log_append(kl_log *log, const kl_block *blocks, size_t count, uint64_t *first_index);
 
 /*
  * As kl_log_append, but only if the log's length is `expected_length` when
@@ -185,25 +190,26 @@ KL_API uint64_t kl_log_byte_length(kl_log *log);
 
 /* Facts about a log, for `kappalog info`. */
 typedef struct kl_info {
-    uint64_t length;          /* blocks committed */
-    uint64_t byte_length;     /* sum of their sizes */
-    uint64_t fork;            /* fork id (0 until the log is truncated) */
-    uint64_t segments;        /* segment files */
-    uint64_t disk_bytes;      /* bytes on disk of every file of the log */
-    uint64_t created_ms;      /* Unix time in ms of kl_log_create */
-    uint64_t last_commit_ms;  /* Unix time in ms of the last commit */
-    kl_config config;         /* the stored settings, with the open override applied */
-    const char *io_backend;   /* "io_uring", "posix" or "fault" */
-    uint32_t format_version;  /* header format version */
-    int readonly;             /* opened read-only */
+    uint64_t length;         /* blocks committed */
+    uint64_t byte_length;    /* sum of their sizes */
+    uint64_t fork;           /* fork id (0 until the log is truncated) */
+    uint64_t segments;       /* segment files */
+    uint64_t disk_bytes;     /* bytes on disk of every file of the log */
+    uint64_t created_ms;     /* Unix time in ms of kl_log_create */
+    uint64_t last_commit_ms; /* Unix time in ms of the last commit */
+    kl_config config;        /* the stored settings, with the open override applied */
+    const char *io_backend;  /* "io_uring", "posix" or "fault" */
+    const char *io_fallback; /* why io_uring was refused and posix is used, or "" */
+    uint32_t format_version; /* header format version */
+    int readonly;            /* opened read-only */
 } kl_info;
 
 KL_API int kl_log_info(kl_log *log, kl_info *info);
 
 /* Iterating over a range of blocks in order. */
 typedef struct kl_record {
-    uint64_t index;        /* block index */
-    const void *data;      /* valid until the next kl_iter_next or kl_iter_close */
+    uint64_t index;   /* block index */
+    const void *data; /* valid until the next kl_iter_next or kl_iter_close */
     size_t size;
     uint64_t timestamp_ms; /* Unix ms when the block's batch was committed */
 } kl_record;

@@ -27,8 +27,8 @@ int kl_oidx_init(kl_oidx *x, uint64_t first_index, uint64_t max_bytes) {
     x->first_index = first_index;
     x->cap = max_bytes / KL_IDX_INTERVAL_BYTES + 2;
     size_t len = (size_t)(x->cap * KL_IDX_ENTRY_BYTES);
-    void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                   -1, 0);
+    void *m =
+        mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (m == MAP_FAILED)
         return kl_errf(KL_ENOMEM, "index of segment %llu: %s", (unsigned long long)first_index,
                        strerror(errno));
@@ -153,12 +153,11 @@ void kl_oidx_parse(kl_oidx *x, const uint8_t *buf, size_t len, uint64_t end, int
     for (uint64_t i = 0; i < file_entries; i++) {
         uint64_t rel = kl_load32(e + i * KL_IDX_ENTRY_BYTES);
         uint64_t pos = kl_load32(e + i * KL_IDX_ENTRY_BYTES + 4);
-        int in_order = i == 0 ? rel == 0 && pos == KL_SEG_FIRST_BATCH
-                              : rel > prev_rel && pos > prev_pos;
+        int in_order =
+            i == 0 ? rel == 0 && pos == KL_SEG_FIRST_BATCH : rel > prev_rel && pos > prev_pos;
         if (pos >= end || !in_order)
             break;
-        memcpy(x->anon + kept * KL_IDX_ENTRY_BYTES, e + i * KL_IDX_ENTRY_BYTES,
-               KL_IDX_ENTRY_BYTES);
+        memcpy(x->anon + kept * KL_IDX_ENTRY_BYTES, e + i * KL_IDX_ENTRY_BYTES, KL_IDX_ENTRY_BYTES);
         kept++;
         prev_rel = rel;
         prev_pos = pos;
@@ -238,8 +237,8 @@ void kl_oidx_written(kl_oidx *x, uint64_t upto) {
         x->written = upto;
 }
 
-static int write_file(kl_io *io, const char *path, const uint8_t *hdr, const kl_oidx *x,
-                      uint64_t n, int keep_fd, int *fd_out) {
+static int write_file(kl_io *io, const char *path, const uint8_t *hdr, const kl_oidx *x, uint64_t n,
+                      int keep_fd, int *fd_out) {
     int fd = -1;
     int rc = kl_io_open(io, path, O_RDWR | O_CREAT | O_TRUNC, 0644, &fd);
     if (rc < 0)

@@ -33,15 +33,15 @@
 #define KL_IDX_FLAG_SEALED    1u
 
 typedef struct kl_oidx {
-    uint64_t first_index;     /* the segment's first block */
-    const uint8_t *ent;       /* entries, KL_IDX_ENTRY_BYTES each */
-    _Atomic uint64_t count;   /* entries readers may use */
-    uint64_t cap;             /* entries the array can hold (writable only) */
-    uint8_t *anon;            /* the writable array, or NULL when ent is the mapped file */
-    const void *file_map;     /* the mapped sealed file, or NULL */
+    uint64_t first_index;   /* the segment's first block */
+    const uint8_t *ent;     /* entries, KL_IDX_ENTRY_BYTES each */
+    _Atomic uint64_t count; /* entries readers may use */
+    uint64_t cap;           /* entries the array can hold (writable only) */
+    uint8_t *anon;          /* the writable array, or NULL when ent is the mapped file */
+    const void *file_map;   /* the mapped sealed file, or NULL */
     size_t file_map_len;
-    uint64_t last_pos;        /* position of the last entry (writer side) */
-    uint64_t written;         /* entries already written to the .idx file (writer side) */
+    uint64_t last_pos; /* position of the last entry (writer side) */
+    uint64_t written;  /* entries already written to the .idx file (writer side) */
 } kl_oidx;
 
 /* A writable, empty index with room for a segment of up to max_bytes. */

@@ -44,10 +44,15 @@ static kl_slot sample_slot(void) {
     s.cfg.segment_bytes = KL_MAX_SEGMENT_BYTES - 1;
     s.cfg.codec = KL_CODEC_ZSTD;
     s.cfg.codec_level = 19;
+    s.flags = KL_SLOT_ORDERED;
+    for (int i = 0; i < 16; i++)
+        s.boot_id[i] = (uint8_t)(0xa0 + i);
     return s;
 }
 
 static void expect_slot_equal(const kl_slot *a, const kl_slot *b) {
+    assert_int_equal(a->flags, b->flags);
+    assert_memory_equal(a->boot_id, b->boot_id, 16);
     assert_int_equal(a->seq, b->seq);
     assert_int_equal(a->length, b->length);
     assert_int_equal(a->byte_length, b->byte_length);
@@ -87,7 +92,9 @@ static void test_slot_round_trips_every_field(void **state) {
     assert_int_equal(kl_load32(p + 76), s.cfg.fsync_interval_ms);
     assert_int_equal(kl_load64(p + 80), s.cfg.segment_bytes);
     assert_int_equal(kl_load64(p + 88), s.created_ms);
-    for (unsigned i = 96; i < CHECKSUM_AT; i++)
+    assert_memory_equal(p + 96, s.boot_id, 16);
+    assert_int_equal(kl_load32(p + 112), s.flags);
+    for (unsigned i = 116; i < CHECKSUM_AT; i++)
         assert_int_equal(p[i], 0);
     assert_int_equal(kl_load64(p + CHECKSUM_AT), XXH3_64bits(p, CHECKSUM_AT));
     assert_int_equal(kl_slot_decode(p, &d), 0);
@@ -193,9 +200,10 @@ static void test_nonzero_reserved_bytes_are_refused(void **state) {
     memcpy(p, good, KL_HDR_SLOT_BYTES);
     expect_accepted_resealed(p, "control");
     char what[64];
-    /* Byte 75, and every byte of the reserved area 96..4087, with each bit pattern class. */
-    static const uint8_t vals[] = {0x01, 0x80, 0xff};
-    for (unsigned i = 75; i < CHECKSUM_AT; i = (i == 75) ? 96 : i + 1) {
+    /* Byte 75, the flag bits past `ordered` (bytes 112..115), and every byte of the
+       reserved area 116..4087, with each bit pattern class. */
+    static const uint8_t vals[] = {0x02, 0x80, 0xfe};
+    for (unsigned i = 75; i < CHECKSUM_AT; i = (i == 75) ? 112 : i + 1) {
         for (size_t v = 0; v < sizeof vals; v++) {
             memcpy(p, good, KL_HDR_SLOT_BYTES);
             p[i] = vals[v];

@@ -3,8 +3,8 @@
  *
  * io_uring is the default. A kernel or sandbox that refuses it (ENOSYS when
  * it is not built in, EPERM under seccomp or io_uring_disabled) gets the
- * posix backend with the same semantics, and one line on stderr per process
- * saying so.
+ * posix backend with the same semantics; the library prints nothing, but
+ * kl_info's io_fallback says why (the CLI's `info` shows it).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -20,11 +20,12 @@
 
 #include "../util.h"
 
-static pthread_once_t fallback_once = PTHREAD_ONCE_INIT;
+/* Why AUTO fell back to posix in this process ("" if it did not): kl_info reports it. */
+static char fallback_reason[256];
+static pthread_mutex_t fallback_mu = PTHREAD_MUTEX_INITIALIZER;
 
-static void say_fallback(void) {
-    if (!getenv("KL_QUIET"))
-        fprintf(stderr, "kappalog: io_uring is refused here; using the posix backend\n");
+const char *kl_io_fallback_reason(void) {
+    return fallback_reason;
 }
 
 #ifndef KL_HAVE_URING
@@ -49,14 +50,21 @@ int kl_io_new(kl_io_kind kind, kl_io **out) {
     int rc = kl_io_uring_new(out);
     if (rc == 0 || kind == KL_IO_URING)
         return rc;
-    pthread_once(&fallback_once, say_fallback);
+    pthread_mutex_lock(&fallback_mu);
+    snprintf(fallback_reason, sizeof fallback_reason, "%s", kl_err_thread());
+    pthread_mutex_unlock(&fallback_mu);
+    kl_err_clear();
     return kl_io_posix_new(out);
 }
 
 int kl_io_write_sync(kl_io *io, int fd, const void *buf, size_t len, uint64_t offset, int sync) {
     struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
     kl_io_op ops[2] = {
-        {.kind = KL_IO_OP_WRITE, .link = (uint8_t)(sync != 0), .fd = fd, .iov = &iov, .iovcnt = 1,
+        {.kind = KL_IO_OP_WRITE,
+         .link = (uint8_t)(sync != 0),
+         .fd = fd,
+         .iov = &iov,
+         .iovcnt = 1,
          .offset = offset},
         {.kind = KL_IO_OP_DATASYNC, .fd = fd},
     };

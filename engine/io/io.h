@@ -25,22 +25,22 @@
 typedef struct kl_io kl_io;
 
 enum kl_io_op_kind {
-    KL_IO_OP_WRITE = 1,     /* pwritev of iov[0..iovcnt) at offset */
-    KL_IO_OP_DATASYNC = 2,  /* fdatasync(fd) */
-    KL_IO_OP_FULLSYNC = 3   /* fsync(fd): for directories */
+    KL_IO_OP_WRITE = 1,    /* pwritev of iov[0..iovcnt) at offset */
+    KL_IO_OP_DATASYNC = 2, /* fdatasync(fd) */
+    KL_IO_OP_FULLSYNC = 3  /* fsync(fd): for directories */
 };
 
 /* The most ops one submit() takes (a commit uses about ten). */
 #define KL_IO_MAX_OPS 32
 
 typedef struct kl_io_op {
-    uint8_t kind;              /* enum kl_io_op_kind */
-    uint8_t link;              /* the next op belongs to the same chain */
+    uint8_t kind; /* enum kl_io_op_kind */
+    uint8_t link; /* the next op belongs to the same chain */
     int fd;
-    const struct iovec *iov;   /* writes: the bytes, valid until submit returns */
+    const struct iovec *iov; /* writes: the bytes, valid until submit returns */
     int iovcnt;
-    uint64_t offset;           /* writes: byte position in the file */
-    int64_t res;               /* out: bytes written, 0 for a sync, or -errno */
+    uint64_t offset; /* writes: byte position in the file */
+    int64_t res;     /* out: bytes written, 0 for a sync, or -errno */
 } kl_io_op;
 
 struct kl_io_vtbl {
@@ -65,16 +65,20 @@ struct kl_io_vtbl {
 struct kl_io {
     const struct kl_io_vtbl *v;
     const char *name; /* "io_uring", "posix", "fault" */
+    int thread_safe;  /* submit() may be called from several threads at once */
 };
 
 /*
  * A backend for `kind`: KL_IO_AUTO tries io_uring and falls back to posix if
- * the kernel refuses it (ENOSYS, EPERM), saying so once on stderr; the
+ * the kernel refuses it (ENOSYS, EPERM), noting why; the
  * environment variable KL_IO=posix|uring overrides AUTO.
  */
 int kl_io_new(kl_io_kind kind, kl_io **out);
 
 int kl_io_posix_new(kl_io **out);
+
+/* Why KL_IO_AUTO last fell back to posix in this process, or "". */
+const char *kl_io_fallback_reason(void);
 int kl_io_uring_new(kl_io **out); /* -ENOSYS / -EPERM style refusals map to KL_EIO */
 
 /* Shared helpers of the posix-style backends (io_posix.c). */
@@ -98,8 +102,7 @@ static inline void kl_io_close(kl_io *io, int fd) {
     if (fd >= 0)
         io->v->close(io, fd);
 }
-static inline int kl_io_pread(kl_io *io, int fd, void *buf, size_t len, uint64_t off,
-                              size_t *got) {
+static inline int kl_io_pread(kl_io *io, int fd, void *buf, size_t len, uint64_t off, size_t *got) {
     return io->v->pread(io, fd, buf, len, off, got);
 }
 static inline int kl_io_submit(kl_io *io, kl_io_op *ops, int n) {

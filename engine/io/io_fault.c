@@ -45,8 +45,8 @@ typedef struct fentry {
     int bound_durable; /* the directory entry survives a power loss */
     uint8_t *dur;      /* durable content (files) */
     uint64_t dur_len;
-    int has_fallback;  /* renamed over a durable file: until the dir sync, */
-    uint8_t *fb;       /* a power loss shows that file's durable content */
+    int has_fallback; /* renamed over a durable file: until the dir sync, */
+    uint8_t *fb;      /* a power loss shows that file's durable content */
     uint64_t fb_len;
     range *dirty;
     size_t ndirty, capdirty;
@@ -476,6 +476,7 @@ int kl_io_fault_new(const kl_fault_plan *plan, kl_io **out) {
         return KL_ENOMEM;
     f->base.v = &fault_vtbl;
     f->base.name = "fault";
+    f->base.thread_safe = 1;
     f->plan = *plan;
     f->rng = plan->seed ^ 0x6b6c6661756c74ull;
     const char *trace = getenv("KL_FAULT_TRACE");
@@ -562,6 +563,7 @@ int kl_io_fault_power_loss(kl_io *io, enum kl_power_mode mode) {
     KL_ASSERT(f->plan.track_power);
     if (mode == KL_POWER_KEEP)
         return 0;
+    kl_boot_id_bump(); /* what the page cache held is gone, as after a reboot */
     int torn = mode == KL_POWER_TORN;
     pthread_mutex_lock(&f->mu);
     int rc = 0;

@@ -253,6 +253,7 @@ int kl_io_posix_new(kl_io **out) {
         return KL_ENOMEM;
     io->v = &posix_vtbl;
     io->name = "posix";
+    io->thread_safe = 1;
     *out = io;
     return 0;
 }
