@@ -67,7 +67,7 @@ typedef enum kl_error {
 typedef enum kl_fsync_mode {
     KL_FSYNC_ALWAYS = 0,   /* acknowledged = on stable storage */
     KL_FSYNC_INTERVAL = 1, /* synced at least every fsync_interval_ms */
-    KL_FSYNC_NEVER = 2     /* the OS decides; synced on segment roll and close */
+    KL_FSYNC_NEVER = 2     /* the OS decides; synced only by kl_log_sync and close */
 } kl_fsync_mode;
 
 /* Block codecs: how a batch's payload is stored. */
