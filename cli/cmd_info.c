@@ -5,12 +5,12 @@
  * The JSON key names are a stable interface (scripts and tests read them):
  * length, byte_length, fork, segments, disk_bytes, fsync, segment_bytes,
  * compression, io_backend, io_fallback (only when io_uring was refused),
- * format_version, created_ms, created, last_commit_ms, last_commit,
- * readonly. Add keys; never rename one.
+ * format_version, created_ms, created, last_commit_ms, last_commit.
+ * Add keys; never rename one.
  *
  * The one thing a reader would get wrong: info opens the log read-only, so
- * it works beside a writer, reports "readonly: yes" and the io backend of
- * its own handle, and runs no recovery (it shows what is committed).
+ * it works beside a writer, reports the io backend of its own handle, and
+ * runs no recovery (it shows what is committed).
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -97,8 +97,6 @@ static void collect(const kl_info *in, info_fields *fs) {
     add_number(fs, "format_version", in->format_version);
     add_time(fs, "created", "created_ms", in->created_ms);
     add_time(fs, "last_commit", "last_commit_ms", in->last_commit_ms);
-    snprintf(add(fs, "readonly", FIELD_BOOL)->value, INFO_VALUE_BYTES, "%s",
-             in->readonly ? "true" : "false");
 }
 
 static void print_human(const info_fields *fs) {

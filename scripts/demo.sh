@@ -28,7 +28,7 @@ awk -v n="$events" 'BEGIN {
   t = 1764072000000;
   for (i = 0; i < n; i++) {
     k = kinds[1 + int(rand() * 4)];
-    printf "{\"seq\":%d,\"ts\":%d,\"user\":\"user-%04d\",\"type\":\"%s\",\"amount\":%d}\n",
+    printf "{\"seq\":%d,\"ts\":%.0f,\"user\":\"user-%04d\",\"type\":\"%s\",\"amount\":%d}\n",
            i, t + i * 3, int(rand() * 5000), k, (k == "purchase") ? 1 + int(rand() * 200) : 0;
   }
 }' | "$kl" append "$dir" --batch 1000 --progress
