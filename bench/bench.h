@@ -116,6 +116,7 @@ typedef struct bench_machine {
     uint64_t ram_bytes, disk_free_bytes;
     char date[64], source_commit[128], io_backend[32];
     char loadavg_start[64], loadavg_end[64]; /* /proc/loadavg before and after the run */
+    char mount_options[512], journal[16], write_cache[32];
     double timer_overhead_ns;
 } bench_machine;
 

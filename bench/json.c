@@ -74,6 +74,15 @@ static void write_machine(FILE *f, const bench_machine *m, const char *dir) {
     fputc(',', f);
     jkey(f, "mount_point");
     jstr(f, m->mount_point);
+    fputc(',', f);
+    jkey(f, "mount_options");
+    jstr(f, m->mount_options);
+    fputc(',', f);
+    jkey(f, "journal");
+    jstr(f, m->journal);
+    fputc(',', f);
+    jkey(f, "write_cache");
+    jstr(f, m->write_cache);
     fprintf(f, ",\"disk_free_bytes\":%llu,\"timer_overhead_ns\":",
             (unsigned long long)m->disk_free_bytes);
     jnum(f, m->timer_overhead_ns);

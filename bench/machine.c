@@ -7,6 +7,7 @@
  * mount that holds --dir (matched by device number in
  * /proc/self/mountinfo), not of the current directory.
  */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,18 +64,52 @@ static void probe_mount(bench_machine *m, const char *dir) {
     char line[4096], want[32];
     snprintf(want, sizeof want, "%u:%u", major(st.st_dev), minor(st.st_dev));
     while (fgets(line, sizeof line, f)) {
-        char devno[32], mnt[1024], fstype[64], source[256];
+        char devno[32], mnt[1024], fstype[64], source[256], super[512];
         if (sscanf(line, "%*s %*s %31s %*s %1023s", devno, mnt) != 2 || strcmp(devno, want))
             continue;
         const char *dash = strstr(line, " - ");
-        if (!dash || sscanf(dash + 3, "%63s %255s", fstype, source) != 2)
+        if (!dash || sscanf(dash + 3, "%63s %255s %511s", fstype, source, super) != 3)
             continue;
+        snprintf(m->mount_options, sizeof m->mount_options, "%s", super);
         snprintf(m->fs_type, sizeof m->fs_type, "%s", fstype);
         snprintf(m->device, sizeof m->device, "%s", source);
         snprintf(m->mount_point, sizeof m->mount_point, "%s", mnt);
         break;
     }
     fclose(f);
+}
+
+/* Has the ext3/ext4 filesystem on the device a journal (a jbd2 entry)? */
+static void probe_journal(bench_machine *m, const char *dev) {
+    snprintf(m->journal, sizeof m->journal, "%s", "n/a");
+    if (strncmp(m->fs_type, "ext", 3) != 0)
+        return;
+    snprintf(m->journal, sizeof m->journal, "%s", "none");
+    DIR *d = opendir("/proc/fs/jbd2");
+    struct dirent *de;
+    size_t n = strlen(dev);
+    while (d && (de = readdir(d)) != NULL)
+        if (strncmp(de->d_name, dev, n) == 0 && de->d_name[n] == '-')
+            snprintf(m->journal, sizeof m->journal, "%s", "jbd2");
+    if (d)
+        closedir(d);
+}
+
+/* The device's volatile write cache ("write back" or "write through"). */
+static void probe_cache(bench_machine *m, const char *dev) {
+    char path[512];
+    const char *tries[] = {"/sys/class/block/%s/queue/write_cache",
+                           "/sys/class/block/%s/../queue/write_cache"};
+    for (int i = 0; i < 2 && !m->write_cache[0]; i++) {
+        snprintf(path, sizeof path, tries[i], dev);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        if (!fgets(m->write_cache, sizeof m->write_cache, f))
+            m->write_cache[0] = '\0';
+        fclose(f);
+        trim(m->write_cache);
+    }
 }
 
 static void probe_commit(bench_machine *m) {
@@ -114,6 +149,9 @@ void machine_probe(bench_machine *m, const char *dir) {
     proc_field("/proc/meminfo", "MemTotal", mem, sizeof mem);
     m->ram_bytes = strtoull(mem, NULL, 10) * 1024u;
     probe_mount(m, dir);
+    const char *dev = strrchr(m->device, '/') ? strrchr(m->device, '/') + 1 : m->device;
+    probe_journal(m, dev);
+    probe_cache(m, dev);
     m->disk_free_bytes = disk_free_bytes(dir);
     time_t now = time(NULL);
     struct tm tm;
