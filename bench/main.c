@@ -53,12 +53,12 @@ static void defaults(bench_opts *o) {
     o->io_name = "auto";
     o->segment_bytes = KL_DEFAULT_SEGMENT_BYTES;
     o->reps = o->quick ? 1 : 3;
-    o->ceil_s = o->quick ? 0.5 : 1.5;
+    o->ceil_s = o->quick ? 0.5 : 2.0;
     o->sync_s = o->quick ? 1.0 : 3.0;
     o->never_s = o->quick ? 0.5 : 2.0;
     o->conc_s = o->quick ? 1.0 : 3.0;
     o->get_s = o->quick ? 0.5 : 2.0;
-    o->run_cap_bytes = o->quick ? (1ull << 30) : (4ull << 30);
+    o->run_cap_bytes = o->quick ? (512ull << 20) : (1ull << 30);
     o->read_records = o->quick ? 2000000 : 10000000;
     o->open_small_bytes = o->quick ? (20ull << 20) : (100ull << 20);
     o->open_big_bytes = o->quick ? (1ull << 30) : (5ull << 30);
