@@ -138,19 +138,12 @@ uint64_t disk_free_bytes(const char *dir);
 void settle(const char *dir);
 
 /* CPU used by other processes during a run (cpu.c). */
-typedef struct cpu_proc {
-    int pid;
-    uint64_t ticks;
-} cpu_proc;
-
 typedef struct cpu_mark {
-    cpu_proc *procs;
-    size_t n;
-    double steal_s;
+    double busy_s, self_s, kthreads_s, steal_s;
 } cpu_mark;
 
 void cpu_mark_now(cpu_mark *m);
-double cpu_other_s(cpu_mark *start); /* also frees what cpu_mark_now took */
+double cpu_other_s(const cpu_mark *start);
 uint64_t rng_next(uint64_t *state);
 int want_group(const bench_opts *o, const char *group);
 int want_scenario(const bench_opts *o, const char *name);

@@ -1,13 +1,17 @@
 /*
- * cpu.c - how disturbed a run was: the CPU time that other user processes
- * used while it ran, plus the time the hypervisor stole, in seconds.
+ * cpu.c - how disturbed a run was: the CPU time that other processes used
+ * while it ran, plus the time the hypervisor stole, in seconds.
  *
- * Other processes: every /proc/PID/stat but ours and the kernel threads'
- * (their work, such as write-back of our own pages, is part of what we
- * measure), utime + stime + cutime + cstime, so that short-lived children
- * reaped by a parent still alive at the end (a compiler under make) count.
- * A process that appears during the run counts in full; one that ends
- * unreaped is missed. Clock ticks (10 ms), so small values are noise.
+ * other = the machine's user + nice + system time (/proc/stat)
+ *       - this process's own time (getrusage, all its threads, io_uring's
+ *         workers included)
+ *       - the kernel threads' time (/proc/PID/stat with PF_KTHREAD: their
+ *         work, such as write-back of our own pages, is part of what we
+ *         measure)
+ *       + stolen time.
+ * Counting the machine's total (rather than adding up other processes) also
+ * counts processes that start and end within the run. Clock ticks (10 ms),
+ * so small values are noise.
  *
  * What a reader would get wrong: this is a warning light for the figures,
  * not a measurement of anything; scanning /proc happens outside the timed
@@ -18,90 +22,78 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "bench.h"
 
 #define PF_KTHREAD 0x00200000u /* include/linux/sched.h */
 
-/* utime + stime + cutime + cstime of a user process, or -1 (gone, kernel thread). */
-static int64_t proc_ticks(const char *pid) {
+/* utime + stime of a kernel thread, in ticks; 0 for anything else. */
+static uint64_t kthread_ticks(const char *pid) {
     char path[64], buf[1024];
     snprintf(path, sizeof path, "/proc/%s/stat", pid);
     FILE *f = fopen(path, "r");
     if (!f)
-        return -1;
+        return 0;
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[n] = '\0';
     const char *p = strrchr(buf, ')'); /* the command may hold spaces and parens */
     unsigned long flags;
-    unsigned long long ut, st, cut, cst;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %lu %*u %*u %*u %*u %llu %llu %llu %llu",
-                     &flags, &ut, &st, &cut, &cst) != 5)
-        return -1;
-    if (flags & PF_KTHREAD)
-        return -1;
-    return (int64_t)(ut + st + cut + cst);
+    unsigned long long ut, st;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %lu %*u %*u %*u %*u %llu %llu", &flags, &ut,
+                     &st) != 3)
+        return 0;
+    return (flags & PF_KTHREAD) ? ut + st : 0;
 }
 
-static double steal_s(void) {
+static double kthreads_s(void) {
+    uint64_t ticks = 0;
+    DIR *d = opendir("/proc");
+    struct dirent *de;
+    while (d && (de = readdir(d)) != NULL)
+        if (isdigit((unsigned char)de->d_name[0]))
+            ticks += kthread_ticks(de->d_name);
+    if (d)
+        closedir(d);
+    return (double)ticks / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* user + nice + system, and steal, of the whole machine in seconds. */
+static void machine_s(double *busy, double *steal) {
     unsigned long long v[8] = {0};
     FILE *f = fopen("/proc/stat", "r");
+    *busy = *steal = 0;
     if (!f)
-        return 0;
+        return;
     int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
                    &v[4], &v[5], &v[6], &v[7]);
     fclose(f);
-    return n == 8 ? (double)v[7] / (double)sysconf(_SC_CLK_TCK) : 0.0;
+    if (n != 8)
+        return;
+    double hz = (double)sysconf(_SC_CLK_TCK);
+    *busy = (double)(v[0] + v[1] + v[2]) / hz;
+    *steal = (double)v[7] / hz;
+}
+
+static double self_s(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
 void cpu_mark_now(cpu_mark *m) {
-    size_t cap = 256;
-    m->n = 0;
-    m->procs = malloc(cap * sizeof *m->procs);
-    DIR *d = opendir("/proc");
-    struct dirent *de;
-    int self = (int)getpid();
-    while (m->procs && d && (de = readdir(d)) != NULL) {
-        if (!isdigit((unsigned char)de->d_name[0]) || atoi(de->d_name) == self)
-            continue;
-        int64_t t = proc_ticks(de->d_name);
-        if (t < 0)
-            continue;
-        if (m->n == cap) {
-            cpu_proc *p = realloc(m->procs, 2 * cap * sizeof *p);
-            if (!p)
-                break;
-            m->procs = p;
-            cap *= 2;
-        }
-        m->procs[m->n++] = (cpu_proc){atoi(de->d_name), (uint64_t)t};
-    }
-    if (d)
-        closedir(d);
-    m->steal_s = steal_s();
+    machine_s(&m->busy_s, &m->steal_s);
+    m->self_s = self_s();
+    m->kthreads_s = kthreads_s();
 }
 
-static uint64_t ticks_at_start(const cpu_mark *m, int pid) {
-    for (size_t i = 0; i < m->n; i++)
-        if (m->procs[i].pid == pid)
-            return m->procs[i].ticks;
-    return 0;
-}
-
-double cpu_other_s(cpu_mark *start) {
+double cpu_other_s(const cpu_mark *start) {
     cpu_mark now;
     cpu_mark_now(&now);
-    uint64_t ticks = 0;
-    for (size_t i = 0; i < now.n; i++) {
-        uint64_t before = ticks_at_start(start, now.procs[i].pid);
-        if (now.procs[i].ticks > before)
-            ticks += now.procs[i].ticks - before;
-    }
-    double other = (double)ticks / (double)sysconf(_SC_CLK_TCK) + (now.steal_s - start->steal_s);
-    free(now.procs);
-    free(start->procs);
-    start->procs = NULL;
+    double other = (now.busy_s - start->busy_s) - (now.self_s - start->self_s) -
+                   (now.kthreads_s - start->kthreads_s) + (now.steal_s - start->steal_s);
     return other > 0 ? other : 0.0;
 }
