@@ -17,9 +17,10 @@
  * cache; one untimed open of each log comes first.
  *
  * What a reader would get wrong: the padding relies on the batch framing of
- * docs/FORMAT.md (64-byte batch header + 8 bytes per block), and on a
- * segment rolling when the next batch would not fit; the build checks the
- * result (both active segments the same size) and stops if it is not so.
+ * docs/FORMAT.md (64-byte batch header, 8 bytes of checksum per 1 KiB chunk
+ * of body, 4 bytes per block), and on a segment rolling when the next batch
+ * would not fit; the build checks the result (both active segments the same
+ * size) and stops if it is not so.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -36,9 +37,11 @@
 #define BULK_BATCH          256
 #define ACTIVE_RECORD_BYTES 1024
 #define ACTIVE_BATCH        100
-#define BATCH_HEADER_BYTES  64 /* docs/FORMAT.md, "Batch header" */
-#define BATCH_ENTRY_BYTES   8  /* docs/FORMAT.md, the body's table entry per block */
-#define IDX_HEADER_BYTES    64 /* docs/FORMAT.md, "segments/<first>.idx" */
+#define BATCH_HEADER_BYTES  64   /* docs/FORMAT.md, "Batch header" */
+#define BATCH_ENTRY_BYTES   4    /* docs/FORMAT.md, the body's table entry per block */
+#define BATCH_CHUNK_BYTES   1024 /* docs/FORMAT.md, the body is checksummed per chunk */
+#define BATCH_SUM_BYTES     8    /* one chunk checksum */
+#define IDX_HEADER_BYTES    64   /* docs/FORMAT.md, "segments/<first>.idx" */
 #define IDX_ENTRY_BYTES     8
 #define TARGET_OPEN_RATIO   2.0
 #define MAX_OPEN_RUNS       (BENCH_MAX_RUNS - 1)
@@ -82,18 +85,37 @@ static void append_or_die(kl_log *log, const kl_block *b, size_t n) {
         die_kl("kl_log_append", rc);
 }
 
-/* Fill the active segment to exactly segment_bytes, so the next append rolls. */
+/* Bytes a batch of one block of `size` bytes takes in a segment (docs/FORMAT.md). */
+static uint64_t one_block_frame(uint64_t size) {
+    uint64_t body = BATCH_ENTRY_BYTES + size;
+    uint64_t chunks = (body + BATCH_CHUNK_BYTES - 1) / BATCH_CHUNK_BYTES;
+    return BATCH_HEADER_BYTES + BATCH_SUM_BYTES * chunks + body;
+}
+
+/* The largest block whose one-block batch fits in `left` bytes (left >= one_block_frame(0)). */
+static uint64_t largest_fit(uint64_t left) {
+    uint64_t lo = 0, hi = left < KL_MAX_BLOCK_BYTES ? left : KL_MAX_BLOCK_BYTES;
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo + 1) / 2;
+        if (one_block_frame(mid) <= left)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
+}
+
+/* Fill the active segment to within a batch of segment_bytes, so the next append rolls. */
 static void pad_segment(const bench_opts *o, kl_log *log, open_log *l) {
     active_segment(l);
     uint64_t left = o->segment_bytes - l->active_size;
     uint8_t *zero = calloc(1, KL_MAX_BLOCK_BYTES);
     if (!zero)
         die("out of memory");
-    while (left >= BATCH_HEADER_BYTES + BATCH_ENTRY_BYTES) {
-        uint64_t s = left - BATCH_HEADER_BYTES - BATCH_ENTRY_BYTES;
-        kl_block b = {zero, s < KL_MAX_BLOCK_BYTES ? (size_t)s : KL_MAX_BLOCK_BYTES};
+    while (left >= one_block_frame(0)) {
+        kl_block b = {zero, (size_t)largest_fit(left)};
         append_or_die(log, &b, 1);
-        left -= b.size + BATCH_HEADER_BYTES + BATCH_ENTRY_BYTES;
+        left -= one_block_frame(b.size);
     }
     free(zero);
 }
@@ -125,7 +147,7 @@ static void build_log(const bench_opts *o, open_log *l) {
 
 static void marker_text(const bench_opts *o, const open_log *l, char *out, size_t cap) {
     snprintf(out, cap,
-             "kappalog-bench open log v1 total=%llu active=%llu segment=%llu bulk=%dx%d "
+             "kappalog-bench open log v2 total=%llu active=%llu segment=%llu bulk=%dx%d "
              "active=%dx%d\n",
              (unsigned long long)l->total_bytes, (unsigned long long)o->open_small_bytes,
              (unsigned long long)o->segment_bytes, BULK_RECORD_BYTES, BULK_BATCH,

@@ -31,7 +31,11 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <zstd.h>
 
 #include "frame.h"
@@ -40,6 +44,19 @@
 #include "util.h"
 
 #define BUF_INITIAL_BYTES (1u << 20)
+
+/*
+ * Under `always`, the active segment keeps this much zeroed, synced space
+ * ahead of its batches: an fdatasync that only overwrites allocated,
+ * initialized blocks changes no metadata and returns in about two thirds of
+ * the time of one that grows the file (measured here: 95 vs 140-190 us), and
+ * when many appenders share commits nearly every commit would grow it. The
+ * space is added within a commit every PREALLOC_BYTES, cut away by recovery
+ * and when the segment is sealed.
+ */
+#define PREALLOC_BYTES   (1u << 20)
+#define ZERO_CHUNK_BYTES (64u * 1024u)
+static const uint8_t zero_chunk[ZERO_CHUNK_BYTES];
 
 static int buf_reserve(kl_commit_buf *b, size_t need) {
     if (b->cap >= need)
@@ -202,12 +219,23 @@ static int commit_io(kl_log *log, kl_commit_buf *b, const kl_slot *st, int slot,
         if (rc < 0)
             return rc;
     }
+    if (b->new_segment && b->prev->file_size > atomic_load(&b->prev->end)) {
+        *what = "cutting the zeroed space of a sealed segment";
+        rc = log->io->v->truncate(log->io, b->prev->wfd, atomic_load(&b->prev->end));
+        if (rc < 0)
+            return rc; /* the roll's sync of the old segment makes the cut durable */
+    }
     kl_slot_encode(log->slotbuf, st);
     struct iovec iov_seg = {b->data, b->len};
+    struct iovec iov_zero[PREALLOC_BYTES / ZERO_CHUNK_BYTES];
+    int nzero = 0;
+    for (uint64_t z = b->zero_from; z < b->zero_to; z += ZERO_CHUNK_BYTES, nzero++)
+        iov_zero[nzero] =
+            (struct iovec){(void *)zero_chunk, (size_t)KL_MIN(ZERO_CHUNK_BYTES, b->zero_to - z)};
     struct iovec iov_idx;
     struct iovec iov_hdr = {log->slotbuf, KL_HDR_SLOT_BYTES};
     uint64_t idx_off = 0, hdr_off = (uint64_t)slot * KL_HDR_SLOT_BYTES;
-    kl_io_op ops[8];
+    kl_io_op ops[9];
     int n = 0;
     ops[n++] = (kl_io_op){.kind = KL_IO_OP_WRITE,
                           .link = 1,
@@ -216,6 +244,13 @@ static int commit_io(kl_log *log, kl_commit_buf *b, const kl_slot *st, int slot,
                           .iovcnt = 1,
                           .offset = b->pos};
     if (sync) { /* two chains, one sync round */
+        if (nzero)
+            ops[n++] = (kl_io_op){.kind = KL_IO_OP_WRITE,
+                                  .link = 1,
+                                  .fd = seg->wfd,
+                                  .iov = iov_zero,
+                                  .iovcnt = nzero,
+                                  .offset = b->zero_from};
         ops[n++] = (kl_io_op){.kind = KL_IO_OP_DATASYNC, .fd = seg->wfd};
         ops[n++] = (kl_io_op){.kind = KL_IO_OP_WRITE,
                               .link = 1,
@@ -251,6 +286,78 @@ static int commit_io(kl_log *log, kl_commit_buf *b, const kl_slot *st, int slot,
     return 0;
 }
 
+static void futex_wake_all(_Atomic uint32_t *word) {
+    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+static void futex_wait(_Atomic uint32_t *word, uint32_t seen) {
+    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
+}
+
+/* Wake the appenders waiting for commits of this ticket's parity. */
+static void wake_done(kl_log *log, uint64_t seq) {
+    atomic_fetch_add_explicit(&log->done_word[seq & 1], 1, memory_order_release);
+    futex_wake_all(&log->done_word[seq & 1]);
+}
+
+/*
+ * Give up the commit role (mu held). The first appender of each buffer is
+ * that buffer's leader: it waits on cv_lead and commits the buffer when the
+ * role is free. The others wait, without `mu`, on the futex word of their
+ * ticket's parity, for their own commit only. So a finished commit wakes its
+ * own appenders (who return without touching `mu`) and at most two leaders,
+ * never the appenders of the next commit: on a busy machine those wake-ups
+ * and the contention for `mu` cost more CPU than the commit's I/O.
+ */
+static void release_role(kl_log *log, uint64_t done_seq) {
+    log->committing = 0;
+    if (log->failed) {
+        wake_done(log, 0);
+        wake_done(log, 1);
+        pthread_cond_broadcast(&log->cv_lead);
+    } else {
+        if (done_seq)
+            wake_done(log, done_seq);
+        if (done_seq || log->open_buf->frames > 0)
+            pthread_cond_broadcast(&log->cv_lead);
+    }
+    pthread_cond_broadcast(&log->cv);
+}
+
+/*
+ * An appender that is not its buffer's leader waits for its ticket (mu held
+ * on entry, released on return): outside `mu`, on the futex word.
+ */
+static int wait_done(kl_log *log, uint64_t seq) {
+    _Atomic uint32_t *word = &log->done_word[seq & 1];
+    uint32_t seen = atomic_load_explicit(word, memory_order_acquire);
+    pthread_mutex_unlock(&log->mu);
+    for (;;) {
+        if (atomic_load_explicit(&log->committed_seq, memory_order_acquire) >= seq)
+            return 0;
+        if (atomic_load_explicit(&log->failed, memory_order_acquire)) {
+            pthread_mutex_lock(&log->mu);
+            int rc = failed_error(log);
+            pthread_mutex_unlock(&log->mu);
+            return rc;
+        }
+        futex_wait(word, seen);
+        seen = atomic_load_explicit(word, memory_order_acquire);
+    }
+}
+
+/* Decide the zeroed space this commit adds ahead of its batches (mu held). */
+static void plan_prealloc(kl_log *log, kl_commit_buf *b, int sync) {
+    uint64_t end = b->pos + b->len;
+    uint64_t have = KL_MAX(end, b->seg->file_size);
+    uint64_t want = KL_MIN(end + PREALLOC_BYTES / 2, log->cfg.segment_bytes);
+    b->zero_from = b->zero_to = 0;
+    if (!sync || have >= want)
+        return;
+    b->zero_from = have;
+    b->zero_to = KL_MIN(have + PREALLOC_BYTES, log->cfg.segment_bytes);
+}
+
 /* Take the commit role and commit the open buffer (mu held, returns with mu held). */
 static void lead(kl_log *log) {
     kl_commit_buf *b = log->open_buf;
@@ -259,6 +366,7 @@ static void lead(kl_log *log) {
     log->open_buf = b == &log->bufs[0] ? &log->bufs[1] : &log->bufs[0];
     buf_reset(log, log->open_buf, b->seq + 1);
     int sync = log->cfg.fsync_mode == KL_FSYNC_ALWAYS;
+    plan_prealloc(log, b, sync);
     int slot = 1 - log->anchor;
     kl_slot st = log->last;
     st.seq = ++log->seq;
@@ -275,13 +383,12 @@ static void lead(kl_log *log) {
     int rc = commit_io(log, b, &st, slot, sync, &what);
 
     pthread_mutex_lock(&log->mu);
-    log->committing = 0;
     if (rc < 0) {
         fail_handle(log, rc, what);
     } else {
-        log->committed_seq = b->seq;
         log->last = st;
         log->c_segp = b->seg;
+        b->seg->file_size = KL_MAX(KL_MAX(b->seg->file_size, st.active_end), b->zero_to);
         if (sync) {
             log->anchor = slot;
             log->dirty = 0;
@@ -296,8 +403,10 @@ static void lead(kl_log *log) {
         atomic_store_explicit(&log->byte_length, st.byte_length, memory_order_release);
         atomic_store_explicit(&log->last_commit_ms, st.commit_ms, memory_order_release);
         atomic_store_explicit(&log->length, st.length, memory_order_release);
+        /* last: an appender that sees its ticket done returns and may read all of the above */
+        atomic_store_explicit(&log->committed_seq, b->seq, memory_order_release);
     }
-    pthread_cond_broadcast(&log->cv);
+    release_role(log, b->seq);
 }
 
 /* Begin a new segment at the framing position (mu held, open buffer empty). */
@@ -339,8 +448,8 @@ static int roll(kl_log *log) {
 static int frame_zstd(kl_log *log, const kl_block *blocks, size_t count, uint64_t data_bytes,
                       const uint8_t **frame, size_t *len) {
     uint64_t raw = kl_batch_raw_len(count, data_bytes);
-    size_t plain = KL_BATCH_HEADER_BYTES + (size_t)raw;
-    size_t need = plain + KL_BATCH_HEADER_BYTES + kl_batch_zstd_bound(raw);
+    size_t plain = (size_t)kl_batch_plain_bytes(count, data_bytes);
+    size_t need = plain + kl_batch_zstd_bound(raw);
     if (log->scratch_cap < need) {
         uint8_t *s = realloc(log->scratch, need);
         if (!s)
@@ -358,9 +467,9 @@ static int frame_zstd(kl_log *log, const kl_block *blocks, size_t count, uint64_
 
 /* Frame one append into the open buffer (mu held). *seq receives its ticket. */
 static int frame_append(kl_log *log, const kl_block *blocks, size_t count, uint64_t data_bytes,
-                        const uint64_t *expect, uint64_t *first, uint64_t *seq) {
+                        const uint64_t *expect, uint64_t *first, uint64_t *seq, int *leads) {
     const uint8_t *zframe = NULL;
-    size_t n = KL_BATCH_HEADER_BYTES + (size_t)kl_batch_raw_len(count, data_bytes);
+    size_t n = (size_t)kl_batch_plain_bytes(count, data_bytes);
     for (;;) {
         if (log->failed)
             return failed_error(log);
@@ -395,6 +504,7 @@ static int frame_append(kl_log *log, const kl_block *blocks, size_t count, uint6
         kl_oidx_note(&log->f_segp->idx, log->f_index - log->f_seg, log->f_pos);
         *first = log->f_index;
         *seq = b->seq;
+        *leads = b->frames == 0; /* the buffer's first appender is its leader */
         b->len += n;
         b->frames++;
         log->f_pos += n;
@@ -440,6 +550,7 @@ static int append(kl_log *log, const kl_block *blocks, size_t count, const uint6
     if (rc < 0)
         return kl_log_err(log, rc);
     uint64_t first = 0, seq = 0;
+    int leads = 0;
     pthread_mutex_lock(&log->mu);
     if (count == 0) {
         rc = log->failed ? failed_error(log)
@@ -449,17 +560,22 @@ static int append(kl_log *log, const kl_block *blocks, size_t count, const uint6
                  : 0;
         first = log->f_index;
     } else {
-        rc = frame_append(log, blocks, count, data_bytes, expect, &first, &seq);
+        rc = frame_append(log, blocks, count, data_bytes, expect, &first, &seq, &leads);
     }
     while (rc == 0 && count > 0 && log->committed_seq < seq) {
         if (log->failed)
             rc = failed_error(log);
         else if (!log->committing)
             lead(log);
+        else if (leads)
+            pthread_cond_wait(&log->cv_lead, &log->mu);
         else
-            pthread_cond_wait(&log->cv, &log->mu);
+            break; /* wait_done below, without mu */
     }
-    pthread_mutex_unlock(&log->mu);
+    if (rc == 0 && count > 0 && log->committed_seq < seq)
+        rc = wait_done(log, seq); /* releases mu */
+    else
+        pthread_mutex_unlock(&log->mu);
     if (rc < 0)
         return kl_log_err(log, rc);
     if (first_index)
@@ -503,6 +619,8 @@ static int sync_targets(kl_log *log, int with_header, int **fds, uint8_t **full,
     if (!*fds || !*full) {
         free(*fds);
         free(*full);
+        *fds = NULL;
+        *full = NULL;
         return -ENOMEM;
     }
     size_t k = 0;
@@ -558,16 +676,27 @@ int kl_commit_sync(kl_log *log, int final) {
     log->committing = 1;
     int slot = 1 - log->anchor;
     size_t synced_segments = log->nunsynced;
+    kl_slot twin = log->last;
+    twin.seq = ++log->seq;
     pthread_mutex_unlock(&log->mu);
     rc = sync_fds(log->io, fds, full, n);
     free(fds);
     free(full);
+    /* The working slot is durable now. Write the same state into the other slot too,
+       so the two never drift apart (an old slot would make every open sync, and
+       after a reboot re-check, every segment written since). */
+    if (rc == 0) {
+        kl_slot_encode(log->slotbuf, &twin);
+        rc = kl_io_write_sync(log->io, log->hdr_fd, log->slotbuf, KL_HDR_SLOT_BYTES,
+                              (uint64_t)(1 - slot) * KL_HDR_SLOT_BYTES, 1);
+    }
     pthread_mutex_lock(&log->mu);
-    log->committing = 0;
-    pthread_cond_broadcast(&log->cv);
+    if (rc < 0)
+        fail_handle(log, rc, "syncing");
+    release_role(log, 0);
     if (rc < 0)
         goto fail;
-    log->anchor = slot;
+    log->anchor = 1 - slot; /* the twin: both slots hold the same durable state */
     log->dirty = 0;
     log->dir_dirty = 0;
     log->last_sync_ns = kl_mono_ns();
@@ -586,6 +715,24 @@ out_locked:
     pthread_mutex_unlock(&log->mu);
     pthread_mutex_unlock(&log->sync_mu);
     return rc;
+}
+
+/* On close: cut the zeroed space ahead of the batches, so the files hold the log only. */
+int kl_commit_trim(kl_log *log) {
+    kl_seg *seg = log->c_segp;
+    uint64_t end = atomic_load(&seg->end);
+    if (log->failed || seg->wfd < 0 || seg->file_size <= end)
+        return 0;
+    int rc = log->io->v->truncate(log->io, seg->wfd, end);
+    if (rc == 0) {
+        kl_io_op op = {.kind = KL_IO_OP_DATASYNC, .fd = seg->wfd};
+        rc = kl_io_submit(log->io, &op, 1);
+    }
+    if (rc < 0)
+        return kl_errf(kl_err_from_errno(-rc), "cutting the zeroed space of the active segment: %s",
+                       strerror(-rc));
+    seg->file_size = end;
+    return 0;
 }
 
 int kl_log_sync(kl_log *log) {

@@ -1,6 +1,7 @@
 /*
- * frame.h - batch framing (docs/FORMAT.md, "Batch"): the 64-byte batch header,
- * the body's table of block end offsets and per-block checks, and zstd.
+ * frame.h - batch framing (docs/FORMAT.md, "Batch"): the 64-byte batch
+ * header, the checksums of the body's 1 KiB chunks, the table of block end
+ * offsets, and zstd.
  *
  * Decoding never trusts a field before its checksum and its consistency with
  * the other fields have been checked; every accessor bounds-checks against
@@ -15,7 +16,9 @@
 #include "kappalog.h"
 
 #define KL_BATCH_HEADER_BYTES 64u
-#define KL_BATCH_ENTRY_BYTES  8u
+#define KL_BATCH_ENTRY_BYTES  4u          /* a table entry: the block's end offset */
+#define KL_BATCH_CHUNK_BYTES  1024u       /* the stored body is checksummed per chunk */
+#define KL_BATCH_SUM_BYTES    8u          /* one chunk checksum */
 #define KL_BATCH_MAGIC        0x31424c4bu /* "KLB1" */
 #define KL_BATCH_VERSION      1u
 /* The largest raw body one batch may have (FORMAT.md, "Limits"). */
@@ -30,12 +33,31 @@ typedef struct kl_batch_hdr {
     uint32_t raw_len;
     uint64_t timestamp_ms;
     uint64_t data_bytes;
-    uint64_t body_checksum;
+    uint64_t sums_checksum; /* XXH3-64 of the chunk checksums */
 } kl_batch_hdr;
 
 /* Bytes a batch of `count` blocks with `data_bytes` of data takes uncompressed. */
 static inline uint64_t kl_batch_raw_len(uint64_t count, uint64_t data_bytes) {
     return KL_BATCH_ENTRY_BYTES * count + data_bytes;
+}
+
+/* Chunks of a stored body of `stored_len` bytes. */
+static inline uint64_t kl_batch_chunks(uint64_t stored_len) {
+    return (stored_len + KL_BATCH_CHUNK_BYTES - 1) / KL_BATCH_CHUNK_BYTES;
+}
+
+/* Bytes of a whole frame (header, chunk checksums, stored body) with this stored body. */
+static inline uint64_t kl_batch_frame_bytes(uint64_t stored_len) {
+    return KL_BATCH_HEADER_BYTES + KL_BATCH_SUM_BYTES * kl_batch_chunks(stored_len) + stored_len;
+}
+
+static inline uint64_t kl_batch_frame_len(const kl_batch_hdr *h) {
+    return kl_batch_frame_bytes(h->stored_len);
+}
+
+/* The stored body inside a frame that starts at `frame`. */
+static inline const uint8_t *kl_batch_stored(const kl_batch_hdr *h, const uint8_t *frame) {
+    return frame + KL_BATCH_HEADER_BYTES + KL_BATCH_SUM_BYTES * kl_batch_chunks(h->stored_len);
 }
 
 /*
@@ -48,37 +70,47 @@ int kl_batch_hdr_decode(const uint8_t *p, size_t avail, kl_batch_hdr *h);
 /* Encode h into 64 bytes at p, with its header checksum. */
 void kl_batch_hdr_encode(uint8_t *p, const kl_batch_hdr *h);
 
-/* Check the stored body (stored_len bytes) against the header's body checksum. */
-int kl_batch_body_verify(const kl_batch_hdr *h, const uint8_t *stored);
+/*
+ * Check a whole frame (kl_batch_frame_len bytes at `frame`): the chunk
+ * checksums against the header, and every chunk against its checksum.
+ */
+int kl_batch_verify(const kl_batch_hdr *h, const uint8_t *frame);
+
+/* Check only the chunks holding stored-body bytes [off, off + len). */
+int kl_batch_verify_range(const kl_batch_hdr *h, const uint8_t *frame, uint64_t off, uint64_t len);
 
 /*
  * Locate block k in a raw (uncompressed, raw_len bytes) body, checking the
- * table entries it uses. *data and *size receive the block. It does not
- * check the block's own check value: kl_batch_block_verify does.
+ * table entries it uses against the body's bounds. It checks no checksum.
  */
 int kl_batch_block(const kl_batch_hdr *h, const uint8_t *raw, uint32_t k, const uint8_t **data,
                    size_t *size);
 
-/* Check block k's 32-bit check value (seeded with its index). */
-int kl_batch_block_verify(const kl_batch_hdr *h, const uint8_t *raw, uint32_t k,
-                          const uint8_t *data, size_t size);
+/*
+ * Block k of an uncompressed frame, checking the chunks that hold it and its
+ * table entries (a random read verifies a few KiB, not the whole batch).
+ */
+int kl_batch_block_checked(const kl_batch_hdr *h, const uint8_t *frame, uint32_t k,
+                           const uint8_t **data, size_t *size);
 
 /* Check a whole raw body's table: ends non-decreasing, the last = data_bytes. */
 int kl_batch_table_verify(const kl_batch_hdr *h, const uint8_t *raw);
 
-/* The 32-bit check of a block (FORMAT.md). */
-uint32_t kl_block_check(const void *data, size_t size, uint64_t index);
+/* Bytes kl_batch_frame writes for these blocks. */
+static inline uint64_t kl_batch_plain_bytes(uint64_t count, uint64_t data_bytes) {
+    return kl_batch_frame_bytes(kl_batch_raw_len(count, data_bytes));
+}
 
 /*
  * Frame `count` blocks as an uncompressed batch at out (which has room for
- * 64 + kl_batch_raw_len bytes). Returns the bytes written.
+ * kl_batch_plain_bytes). Returns the bytes written.
  */
 size_t kl_batch_frame(uint8_t *out, uint64_t first_index, const kl_block *blocks, size_t count,
                       uint64_t data_bytes, uint64_t timestamp_ms);
 
 /*
  * Compress the raw body of an already framed uncompressed batch at `framed`
- * into out (room for 64 + kl_batch_zstd_bound bytes) with zstd. Returns the
+ * into a zstd frame at out (room for kl_batch_zstd_bound bytes). Returns the
  * bytes written, or 0 if compression does not make it smaller (keep the
  * uncompressed frame then).
  */
@@ -86,7 +118,7 @@ size_t kl_batch_compress(void *zstd_cctx, int level, const uint8_t *framed, uint
                          size_t out_cap);
 size_t kl_batch_zstd_bound(uint64_t raw_len);
 
-/* Decompress a verified zstd body into raw (h->raw_len bytes). */
+/* Decompress a verified zstd body into raw (h->raw_len bytes) and check its table. */
 int kl_batch_decompress(void *zstd_dctx, const kl_batch_hdr *h, const uint8_t *stored,
                         uint8_t *raw);
 

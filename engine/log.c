@@ -272,6 +272,7 @@ static kl_log *log_alloc(const char *dir, kl_io *io) {
     log->seg_dir = join(dir, "segments");
     pthread_mutex_init(&log->mu, NULL);
     pthread_cond_init(&log->cv, NULL);
+    pthread_cond_init(&log->cv_lead, NULL);
     pthread_mutex_init(&log->zmu, NULL);
     pthread_mutex_init(&log->errmu, NULL);
     pthread_mutex_init(&log->sync_mu, NULL);
@@ -293,6 +294,7 @@ static void log_free(kl_log *log) {
     kl_io_destroy(log->io);
     pthread_mutex_destroy(&log->mu);
     pthread_cond_destroy(&log->cv);
+    pthread_cond_destroy(&log->cv_lead);
     pthread_mutex_destroy(&log->zmu);
     pthread_mutex_destroy(&log->errmu);
     pthread_mutex_destroy(&log->sync_mu);
@@ -389,8 +391,11 @@ int kl_log_close(kl_log *log) {
         return 0;
     int rc = 0;
     kl_flusher_stop(log);
-    if (!log->readonly)
+    if (!log->readonly) {
         rc = kl_commit_sync(log, 1);
+        if (rc == 0)
+            rc = kl_commit_trim(log);
+    }
     log_free(log);
     return rc;
 }

@@ -48,8 +48,9 @@ typedef struct kl_seg {
     uint64_t bad_from; /* blocks >= this are beyond a damaged batch header; UINT64_MAX if none */
 
     /* write side (the active segment of a writable handle) */
-    int wfd; /* the .log file */
-    int ifd; /* the .idx file */
+    int wfd;            /* the .log file */
+    uint64_t file_size; /* bytes in the .log file: committed, plus zeroed space ahead (always) */
+    int ifd;            /* the .idx file */
 } kl_seg;
 
 typedef struct kl_commit_buf {
@@ -63,6 +64,8 @@ typedef struct kl_commit_buf {
     uint64_t end_index;  /* length once committed */
     uint64_t end_bytes;  /* byte_length once committed */
     uint64_t idx_upto;   /* index entries of seg_first to write with it */
+    uint64_t zero_from;  /* zeroed space added ahead of the batches (zero_to > zero_from) */
+    uint64_t zero_to;
     uint32_t frames;
 } kl_commit_buf;
 
@@ -88,12 +91,14 @@ struct kl_log {
 
     /* commit pipeline (mu) */
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    pthread_cond_t cv;             /* the commit role was released (framers, syncers wait) */
+    _Atomic uint32_t done_word[2]; /* futex: bumped when a commit of ticket parity t ends */
+    pthread_cond_t cv_lead;        /* the first appender of a buffer waits here to commit it */
     kl_commit_buf bufs[2];
-    kl_commit_buf *open_buf; /* frames go here */
-    int committing;          /* someone holds the commit role */
-    uint64_t committed_seq;  /* buffers up to this ticket are acknowledged */
-    int failed;              /* fail-stop: a commit's write or sync failed */
+    kl_commit_buf *open_buf;        /* frames go here */
+    int committing;                 /* someone holds the commit role */
+    _Atomic uint64_t committed_seq; /* buffers up to this ticket are acknowledged */
+    _Atomic int failed;             /* fail-stop: a commit's write or sync failed */
     int fail_code;
     /* framing state: where the next batch lands */
     uint64_t f_index, f_bytes, f_seg, f_pos;
@@ -154,6 +159,7 @@ int kl_recover(kl_log *log);
 int kl_commit_init(kl_log *log);
 void kl_commit_free(kl_log *log);
 int kl_commit_sync(kl_log *log, int final);
+int kl_commit_trim(kl_log *log);
 int kl_flusher_start(kl_log *log);
 void kl_flusher_stop(kl_log *log);
 

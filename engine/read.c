@@ -187,7 +187,7 @@ static int map_batch(const kl_seg *s, uint64_t pos, uint64_t limit, kl_batch_hdr
     int rc = kl_batch_hdr_decode(s->map + pos, (size_t)(limit - pos), h);
     if (rc < 0)
         return rc;
-    if (pos + KL_BATCH_HEADER_BYTES + h->stored_len > limit)
+    if (pos + kl_batch_frame_len(h) > limit)
         return kl_errf(KL_ECORRUPT, "batch runs past the end of the segment");
     return 0;
 }
@@ -208,7 +208,7 @@ static void walk_sealed(kl_seg *s, uint64_t pos, uint64_t index, uint64_t limit,
             break;
         }
         kl_oidx_note(&s->idx, index - s->first, pos);
-        pos += KL_BATCH_HEADER_BYTES + h.stored_len;
+        pos += kl_batch_frame_len(&h);
         index += h.count;
     }
     *end = pos;
@@ -226,7 +226,7 @@ static int sealed_index_consistent(kl_seg *s, uint64_t end, uint64_t limit) {
         kl_batch_hdr h;
         if (map_batch(s, pos, end, &h) < 0 || h.first_index != index)
             return 0;
-        pos += KL_BATCH_HEADER_BYTES + h.stored_len;
+        pos += kl_batch_frame_len(&h);
         index += h.count;
     }
     return index == next && pos == end;
@@ -333,7 +333,7 @@ static int locate(kl_seg *s, uint64_t index, uint64_t *pos_out, kl_batch_hdr *h)
             *pos_out = pos;
             return 0;
         }
-        pos += KL_BATCH_HEADER_BYTES + h->stored_len;
+        pos += kl_batch_frame_len(h);
         at += h->count;
     }
 }
@@ -365,8 +365,8 @@ static int zstd_block(kl_log *log, kl_seg *s, uint64_t pos, const kl_batch_hdr *
         *raw = log->zraw;
         return 0;
     }
-    const uint8_t *stored = s->map + pos + KL_BATCH_HEADER_BYTES;
-    int rc = kl_batch_body_verify(h, stored);
+    const uint8_t *frame = s->map + pos;
+    int rc = kl_batch_verify(h, frame);
     if (rc < 0)
         return rc;
     if (!log->zdctx && !(log->zdctx = ZSTD_createDCtx()))
@@ -379,7 +379,7 @@ static int zstd_block(kl_log *log, kl_seg *s, uint64_t pos, const kl_batch_hdr *
         log->zraw_cap = h->raw_len;
     }
     log->zseg = NULL;
-    rc = kl_batch_decompress(log->zdctx, h, stored, log->zraw);
+    rc = kl_batch_decompress(log->zdctx, h, kl_batch_stored(h, frame), log->zraw);
     if (rc < 0)
         return rc;
     log->zseg = s;
@@ -388,14 +388,18 @@ static int zstd_block(kl_log *log, kl_seg *s, uint64_t pos, const kl_batch_hdr *
     return 0;
 }
 
+/*
+ * Copy block `index` out. An uncompressed batch (raw == NULL) is read in
+ * place, checking only the chunks that hold the block and its table entries;
+ * a zstd batch comes decompressed (raw) from a whole-batch check.
+ */
 static int copy_block(kl_seg *s, uint64_t pos, const kl_batch_hdr *h, const uint8_t *raw,
                       uint64_t index, void *buf, size_t cap, size_t *size) {
     const uint8_t *data;
     size_t n;
     uint32_t k = (uint32_t)(index - h->first_index);
-    int rc = kl_batch_block(h, raw, k, &data, &n);
-    if (rc == 0)
-        rc = kl_batch_block_verify(h, raw, k, data, n);
+    int rc = raw ? kl_batch_block(h, raw, k, &data, &n)
+                 : kl_batch_block_checked(h, s->map + pos, k, &data, &n);
     if (rc < 0)
         return seg_error(s, pos, index, index + 1);
     *size = n;
@@ -422,8 +426,7 @@ int kl_log_get(kl_log *log, uint64_t index, void *buf, size_t buf_size, size_t *
     if (rc == 0)
         rc = locate(s, index, &pos, &h);
     if (rc == 0 && h.codec == KL_CODEC_NONE) {
-        rc = copy_block(s, pos, &h, s->map + pos + KL_BATCH_HEADER_BYTES, index, buf, buf_size,
-                        size);
+        rc = copy_block(s, pos, &h, NULL, index, buf, buf_size, size);
     } else if (rc == 0) {
         const uint8_t *raw = NULL;
         pthread_mutex_lock(&log->zmu);
@@ -462,8 +465,8 @@ void kl_iter_close(kl_iter *it) {
 /* Check (and decompress) the body of the batch at it->pos. */
 static int iter_body(kl_iter *it) {
     kl_seg *s = it->seg;
-    const uint8_t *stored = s->map + it->pos + KL_BATCH_HEADER_BYTES;
-    int rc = kl_batch_body_verify(&it->h, stored);
+    const uint8_t *stored = kl_batch_stored(&it->h, s->map + it->pos);
+    int rc = kl_batch_verify(&it->h, s->map + it->pos);
     if (rc == 0 && it->h.codec == KL_CODEC_NONE) {
         it->raw = stored;
         rc = kl_batch_table_verify(&it->h, it->raw);
@@ -492,7 +495,7 @@ static int iter_advance(kl_iter *it) {
     int sequential = it->have && it->next == it->h.first_index + it->h.count &&
                      it->next < atomic_load_explicit(&it->seg->next, memory_order_acquire);
     if (sequential) {
-        uint64_t pos = it->pos + KL_BATCH_HEADER_BYTES + it->h.stored_len;
+        uint64_t pos = it->pos + kl_batch_frame_len(&it->h);
         uint64_t end = atomic_load_explicit(&it->seg->end, memory_order_acquire);
         kl_batch_hdr h;
         sequential = map_batch(it->seg, pos, end, &h) == 0 && h.first_index == it->next;

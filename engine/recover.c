@@ -79,7 +79,7 @@ static void reader_close(seg_reader *r) {
 }
 
 /*
- * The batch at pos: header into *h, and if want_body the stored body into
+ * The batch at pos: header into *h, and if want_body the whole frame into
  * r->buf, checked. Fails (KL_ECORRUPT) if it runs past `limit`.
  */
 static int reader_batch(seg_reader *r, uint64_t pos, uint64_t limit, int want_body,
@@ -97,25 +97,26 @@ static int reader_batch(seg_reader *r, uint64_t pos, uint64_t limit, int want_bo
     rc = kl_batch_hdr_decode(hb, got, h);
     if (rc < 0)
         return kl_err_prefix(rc, "offset %llu: ", (unsigned long long)pos);
-    if (pos + KL_BATCH_HEADER_BYTES + h->stored_len > limit)
+    uint64_t len = kl_batch_frame_len(h);
+    if (pos + len > limit)
         return kl_errf(KL_ECORRUPT, "batch at offset %llu runs past the end",
                        (unsigned long long)pos);
     if (!want_body)
         return 0;
-    if (h->stored_len > r->cap) {
-        uint8_t *nb = realloc(r->buf, h->stored_len);
+    if (len > r->cap) {
+        uint8_t *nb = realloc(r->buf, (size_t)len);
         if (!nb)
-            return kl_errf(KL_ENOMEM, "batch of %u bytes", h->stored_len);
+            return kl_errf(KL_ENOMEM, "batch of %llu bytes", (unsigned long long)len);
         r->buf = nb;
-        r->cap = h->stored_len;
+        r->cap = (size_t)len;
     }
-    rc = kl_io_pread(r->log->io, r->fd, r->buf, h->stored_len, pos + KL_BATCH_HEADER_BYTES, &got);
+    rc = kl_io_pread(r->log->io, r->fd, r->buf, (size_t)len, pos, &got);
     if (rc < 0)
         return kl_errf(kl_err_from_errno(-rc), "reading offset %llu: %s", (unsigned long long)pos,
                        strerror(-rc));
-    if (got != h->stored_len)
+    if (got != len || memcmp(r->buf, hb, sizeof hb) != 0)
         return kl_errf(KL_ECORRUPT, "batch at offset %llu is cut short", (unsigned long long)pos);
-    rc = kl_batch_body_verify(h, r->buf);
+    rc = kl_batch_verify(h, r->buf);
     if (rc < 0)
         return kl_err_prefix(rc, "offset %llu: ", (unsigned long long)pos);
     return 0;
@@ -184,7 +185,7 @@ static int span_checks_out(kl_log *log, const uint64_t *firsts, size_t n, const 
         rc = reader_batch(&r, pos, UINT64_MAX, 1, &h);
         if (rc == 0 && (h.first_index != index || index + h.count > c->length))
             break; /* rc == 0: the span does not check out */
-        pos += KL_BATCH_HEADER_BYTES + h.stored_len;
+        pos += kl_batch_frame_len(&h);
         index += h.count;
         bytes += h.data_bytes;
     }
@@ -259,7 +260,7 @@ static int index_active(kl_log *log, kl_seg *seg, const kl_slot *s) {
             break;
         }
         kl_oidx_note(&seg->idx, index - seg->first, pos);
-        pos += KL_BATCH_HEADER_BYTES + h.stored_len;
+        pos += kl_batch_frame_len(&h);
         index += h.count;
     }
     if (seg->bad_from == UINT64_MAX && (pos != s->active_end || index != s->length))
@@ -293,6 +294,7 @@ static int cut_active(kl_log *log, kl_seg *seg, const kl_slot *s) {
         if (rc < 0)
             return kl_errf(kl_err_from_errno(-rc), "cutting %s: %s", path, strerror(-rc));
     }
+    seg->file_size = s->active_end;
     return 0;
 }
 

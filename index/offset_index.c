@@ -140,8 +140,8 @@ void kl_oidx_parse(kl_oidx *x, const uint8_t *buf, size_t len, uint64_t end, int
     atomic_store_explicit(&x->count, 0, memory_order_release);
     x->last_pos = 0;
     x->written = 0; /* the caller rewrites the file's header anyway */
-    int sealed;
-    uint64_t n, sum, seg_end;
+    int sealed = 0;
+    uint64_t n = 0, sum = 0, seg_end = 0;
     if (len < KL_IDX_HEADER_BYTES ||
         header_check(buf, x->first_index, &sealed, &n, &sum, &seg_end) < 0)
         return;
@@ -206,8 +206,8 @@ int kl_oidx_map_sealed(kl_oidx *x, kl_io *io, const char *path, uint64_t first_i
     kl_io_close(io, fd);
     if (rc < 0 || size < KL_IDX_HEADER_BYTES)
         return kl_errf(KL_ECORRUPT, "%s: cannot map", path);
-    int sealed;
-    uint64_t n, sum, end;
+    int sealed = 0;
+    uint64_t n = 0, sum = 0, end = 0;
     const uint8_t *p = map;
     if (header_check(p, first_index, &sealed, &n, &sum, &end) < 0 || !sealed ||
         size != KL_IDX_HEADER_BYTES + n * KL_IDX_ENTRY_BYTES || n == 0 ||

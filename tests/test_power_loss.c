@@ -56,8 +56,10 @@ static uint64_t mono_ns(void) {
 
 static char *make_log(const script *sc) {
     char *dir = tu_tmpdir("power");
-    char *sub = NULL;
-    assert_true(asprintf(&sub, "%s/log", dir) > 0);
+    size_t len = strlen(dir) + sizeof "/log";
+    char *sub = malloc(len);
+    assert_non_null(sub);
+    snprintf(sub, len, "%s/log", dir);
     kl_config cfg;
     kl_config_default(&cfg);
     cfg.fsync_mode = sc->mode;
@@ -68,10 +70,12 @@ static char *make_log(const script *sc) {
     return sub;
 }
 
+/* Remove the temporary directory that holds the log at `sub` (its parent). */
 static void rm_log(char *sub) {
-    char *slash = strrchr(sub, '/');
-    *slash = '\0';
-    tu_rmrf(sub);
+    char *parent = strndup(sub, (size_t)(strrchr(sub, '/') - sub));
+    assert_non_null(parent);
+    tu_rmrf(parent);
+    free(parent);
     free(sub);
 }
 

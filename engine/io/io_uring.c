@@ -6,6 +6,14 @@
  * Everything that is not on the commit path (open, pread during recovery,
  * truncate, mmap) uses the plain posix calls: io_uring buys nothing there.
  *
+ * A submission with a sync goes to the ring: that is where io_uring wins
+ * (the syncs of a commit run in parallel, in one system call). A submission
+ * of writes only (a commit under `interval` or `never`) runs inline with
+ * pwritev: on file systems without non-blocking buffered writes (ext4) the
+ * ring hands every such write to a kernel worker thread, and the two
+ * context switches cost about a fifth of the throughput (measured:
+ * docs/BENCHMARKS.md). KL_URING_WRITES=ring sends them to the ring anyway.
+ *
  * The ring is used only by the thread that holds the log's commit role, so
  * it needs no lock of its own. A short write breaks its link; the rest of
  * that chain is finished synchronously so the caller still sees either full
@@ -29,6 +37,7 @@
 typedef struct uring_io {
     kl_io base;
     struct io_uring ring;
+    int writes_via_ring; /* KL_URING_WRITES=ring */
 } uring_io;
 
 static void prep_op(struct io_uring_sqe *sqe, const kl_io_op *op, int i) {
@@ -91,6 +100,11 @@ static int finish_chain_sync(kl_io_op *ops, int n, int start) {
 static int ur_submit(kl_io *io, kl_io_op *ops, int n) {
     uring_io *u = (uring_io *)io;
     KL_ASSERT(n > 0 && n <= KL_IO_MAX_OPS && n <= URING_ENTRIES);
+    int syncs = 0;
+    for (int i = 0; i < n; i++)
+        syncs += ops[i].kind != KL_IO_OP_WRITE;
+    if (syncs == 0 && !u->writes_via_ring)
+        return kl_io_posix_vtbl()->submit(io, ops, n);
     for (int i = 0; i < n; i++) {
         struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
         KL_ASSERT(sqe != NULL); /* the ring is empty between submissions */
@@ -161,6 +175,8 @@ int kl_io_uring_new(kl_io **out) {
         return kl_errf(KL_EIO, "io_uring_queue_init: %s", strerror(-rc));
     }
     pthread_once(&uring_vtbl_once, init_vtbl);
+    const char *w = getenv("KL_URING_WRITES");
+    u->writes_via_ring = w && strcmp(w, "ring") == 0;
     u->base.v = &uring_vtbl;
     u->base.name = "io_uring";
     *out = &u->base;
