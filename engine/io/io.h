@@ -87,6 +87,11 @@ int kl_posix_open(const char *path, int flags, int mode, int *fd);
 int kl_posix_pwritev_all(int fd, const struct iovec *iov, int iovcnt, uint64_t offset,
                          int64_t *written);
 int kl_posix_run_op(kl_io_op *op);
+/*
+ * Run ops in order with the chain semantics of submit(): after a failed op
+ * the rest of its chain reports -ECANCELED. Returns the first error or 0.
+ */
+int kl_run_chains(kl_io_op *ops, int n, int (*run)(void *ctx, kl_io_op *op), void *ctx);
 int kl_posix_pread(int fd, void *buf, size_t len, uint64_t offset, size_t *got);
 int kl_posix_truncate(int fd, uint64_t size);
 int kl_posix_size(int fd, uint64_t *size);

@@ -294,26 +294,16 @@ static int run_one(fault_io *f, kl_io_op *op) {
     return rc;
 }
 
+static int run_fault(void *ctx, kl_io_op *op) {
+    return run_one((fault_io *)ctx, op);
+}
+
 static int ft_submit(kl_io *io, kl_io_op *ops, int n) {
     fault_io *f = (fault_io *)io;
     pthread_mutex_lock(&f->mu);
-    int first_err = 0, chain_failed = 0;
-    for (int i = 0; i < n; i++) {
-        if (chain_failed) {
-            ops[i].res = -ECANCELED;
-        } else {
-            int rc = run_one(f, &ops[i]);
-            if (rc < 0) {
-                chain_failed = 1;
-                if (!first_err)
-                    first_err = rc;
-            }
-        }
-        if (!ops[i].link)
-            chain_failed = 0;
-    }
+    int rc = kl_run_chains(ops, n, run_fault, f);
     pthread_mutex_unlock(&f->mu);
-    return first_err;
+    return rc;
 }
 
 static int ft_truncate(kl_io *io, int fd, uint64_t size) {

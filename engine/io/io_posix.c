@@ -168,15 +168,14 @@ static int px_pread(kl_io *io, int fd, void *buf, size_t len, uint64_t off, size
     return kl_posix_pread(fd, buf, len, off, got);
 }
 
-static int px_submit(kl_io *io, kl_io_op *ops, int n) {
-    (void)io;
+int kl_run_chains(kl_io_op *ops, int n, int (*run)(void *ctx, kl_io_op *op), void *ctx) {
     int first_err = 0;
     int chain_failed = 0;
     for (int i = 0; i < n; i++) {
         if (chain_failed) {
             ops[i].res = -ECANCELED;
         } else {
-            int rc = kl_posix_run_op(&ops[i]);
+            int rc = run(ctx, &ops[i]);
             if (rc < 0) {
                 chain_failed = 1;
                 if (!first_err)
@@ -187,6 +186,16 @@ static int px_submit(kl_io *io, kl_io_op *ops, int n) {
             chain_failed = 0;
     }
     return first_err;
+}
+
+static int run_posix(void *ctx, kl_io_op *op) {
+    (void)ctx;
+    return kl_posix_run_op(op);
+}
+
+static int px_submit(kl_io *io, kl_io_op *ops, int n) {
+    (void)io;
+    return kl_run_chains(ops, n, run_posix, NULL);
 }
 
 static int px_truncate(kl_io *io, int fd, uint64_t size) {
