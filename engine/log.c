@@ -288,8 +288,9 @@ static kl_log *log_alloc(const char *dir, kl_io *io) {
 }
 
 static void log_free(kl_log *log) {
+    kl_commit_free(log); /* first: it closes descriptors of segments kl_read_free frees;
+                            safe on a handle whose commit state was never set up */
     kl_read_free(log);
-    kl_commit_free(log); /* safe on a handle whose commit state was never set up */
     kl_io_close(log->io, log->hdr_fd);
     kl_io_destroy(log->io);
     pthread_mutex_destroy(&log->mu);

@@ -36,9 +36,13 @@ int main(int argc, char **argv) {
 }
 C
 
+# A sanitizer build of the library needs consumers built with the same runtime.
+san=()
+[[ "${KL_SANITIZE:-0}" == 1 ]] && san=(-fsanitize=address,undefined)
+
 # 1. pkg-config
 export PKG_CONFIG_PATH="$(dirname "$pc")"
-cc -std=c11 -Wall -Werror "$tmp/use.c" $(pkg-config --cflags --libs kappalog) -o "$tmp/use-pc"
+cc -std=c11 -Wall -Werror "${san[@]}" "$tmp/use.c" $(pkg-config --cflags --libs kappalog) -o "$tmp/use-pc"
 out=$(LD_LIBRARY_PATH="$libdir" "$tmp/use-pc" "$tmp/log1")
 [[ "$out" == *" installed" ]] || { echo "pkg-config consumer printed: $out" >&2; exit 1; }
 
@@ -52,7 +56,8 @@ find_package(kappalog 0.1 REQUIRED)
 add_executable(use use.c)
 target_link_libraries(use PRIVATE kappalog::kappalog)
 CM
-cmake -S "$tmp/proj" -B "$tmp/proj/build" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake -S "$tmp/proj" -B "$tmp/proj/build" -DCMAKE_PREFIX_PATH="$prefix" \
+  -DCMAKE_C_FLAGS="${san[*]}" -DCMAKE_EXE_LINKER_FLAGS="${san[*]}" >/dev/null
 cmake --build "$tmp/proj/build" >/dev/null
 out=$(LD_LIBRARY_PATH="$libdir" "$tmp/proj/build/use" "$tmp/log2")
 [[ "$out" == *" installed" ]] || { echo "CMake consumer printed: $out" >&2; exit 1; }
