@@ -309,18 +309,14 @@ static void wake_done(kl_log *log, uint64_t seq) {
  * never the appenders of the next commit: on a busy machine those wake-ups
  * and the contention for `mu` cost more CPU than the commit's I/O.
  */
-static void release_role(kl_log *log, uint64_t done_seq) {
+static void release_role(kl_log *log) {
     log->committing = 0;
     if (log->failed) {
         wake_done(log, 0);
         wake_done(log, 1);
-        pthread_cond_broadcast(&log->cv_lead);
-    } else {
-        if (done_seq)
-            wake_done(log, done_seq);
-        if (done_seq || log->open_buf->frames > 0)
-            pthread_cond_broadcast(&log->cv_lead);
     }
+    /* the open buffer's leader, and a leader whose buffer someone else committed */
+    pthread_cond_broadcast(&log->cv_lead);
     pthread_cond_broadcast(&log->cv);
 }
 
@@ -358,11 +354,10 @@ static void plan_prealloc(kl_log *log, kl_commit_buf *b, int sync) {
     b->zero_to = KL_MIN(have + PREALLOC_BYTES, log->cfg.segment_bytes);
 }
 
-/* Take the commit role and commit the open buffer (mu held, returns with mu held). */
-static void lead(kl_log *log) {
+/* Commit the open buffer, holding the commit role (mu held, returns with mu held). */
+static void commit_open(kl_log *log) {
     kl_commit_buf *b = log->open_buf;
-    KL_ASSERT(!log->committing && b->frames > 0);
-    log->committing = 1;
+    KL_ASSERT(log->committing && b->frames > 0);
     log->open_buf = b == &log->bufs[0] ? &log->bufs[1] : &log->bufs[0];
     buf_reset(log, log->open_buf, b->seq + 1);
     int sync = log->cfg.fsync_mode == KL_FSYNC_ALWAYS;
@@ -405,8 +400,27 @@ static void lead(kl_log *log) {
         atomic_store_explicit(&log->length, st.length, memory_order_release);
         /* last: an appender that sees its ticket done returns and may read all of the above */
         atomic_store_explicit(&log->committed_seq, b->seq, memory_order_release);
+        wake_done(log, b->seq);
     }
-    release_role(log, b->seq);
+}
+
+/*
+ * Take the commit role and commit the open buffer (mu held, returns with mu
+ * held). While the next buffer already holds frames, go on committing it
+ * rather than waking its leader, which may wait a while for a CPU on a busy
+ * machine: up to LEAD_EXTRA commits past the caller's own ticket.
+ */
+#define LEAD_EXTRA 8
+
+static void lead(kl_log *log, uint64_t my_seq) {
+    KL_ASSERT(!log->committing);
+    log->committing = 1;
+    int extra = 0;
+    do {
+        commit_open(log);
+    } while (!log->failed && log->open_buf->frames > 0 &&
+             (log->committed_seq < my_seq || extra++ < LEAD_EXTRA));
+    release_role(log);
 }
 
 /* Begin a new segment at the framing position (mu held, open buffer empty). */
@@ -486,7 +500,7 @@ static int frame_append(kl_log *log, const kl_block *blocks, size_t count, uint6
         int full = b->frames > 0 && b->len + n > KL_COMMIT_BUF_BYTES;
         if ((need_roll || full) && b->frames > 0) {
             if (!log->committing)
-                lead(log);
+                lead(log, b->seq);
             else
                 pthread_cond_wait(&log->cv, &log->mu);
             zframe = NULL; /* the framing index may have moved on: frame again */
@@ -566,7 +580,7 @@ static int append(kl_log *log, const kl_block *blocks, size_t count, const uint6
         if (log->failed)
             rc = failed_error(log);
         else if (!log->committing)
-            lead(log);
+            lead(log, seq);
         else if (leads)
             pthread_cond_wait(&log->cv_lead, &log->mu);
         else
@@ -693,7 +707,7 @@ int kl_commit_sync(kl_log *log, int final) {
     pthread_mutex_lock(&log->mu);
     if (rc < 0)
         fail_handle(log, rc, "syncing");
-    release_role(log, 0);
+    release_role(log);
     if (rc < 0)
         goto fail;
     log->anchor = 1 - slot; /* the twin: both slots hold the same durable state */
