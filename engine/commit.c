@@ -46,6 +46,14 @@
 #define BUF_INITIAL_BYTES (1u << 20)
 
 /*
+ * A batch with at least this much data, lying back to back in the caller's
+ * memory, is not copied into the commit buffer: its bytes are written from
+ * where they are (the caller waits for the commit, so they stay put). Below
+ * it an extra iovec costs more than the copy.
+ */
+#define LEND_MIN_BYTES (16u * 1024u)
+
+/*
  * Under `always`, the active segment keeps this much zeroed, synced space
  * ahead of its batches: an fdatasync that only overwrites allocated,
  * initialized blocks changes no metadata and returns in about two thirds of
@@ -72,9 +80,34 @@ static int buf_reserve(kl_commit_buf *b, size_t need) {
     return 0;
 }
 
+/* Room for `n` more framed bytes in b->data; a pointer to them. NULL: no room for a piece. */
+static uint8_t *buf_take(kl_commit_buf *b, size_t n) {
+    kl_piece *last = b->npieces ? &b->pieces[b->npieces - 1] : NULL;
+    if (last && !last->ext && last->off + last->len == b->ilen) {
+        last->len += n;
+    } else {
+        if (b->npieces == KL_COMMIT_PIECES)
+            return NULL;
+        b->pieces[b->npieces++] = (kl_piece){NULL, b->ilen, n};
+    }
+    uint8_t *p = b->data + b->ilen;
+    b->ilen += n;
+    b->len += n;
+    return p;
+}
+
+/* The caller's `n` bytes at ext, written in place (the caller waits for the commit). */
+static void buf_lend(kl_commit_buf *b, const uint8_t *ext, size_t n) {
+    KL_ASSERT(b->npieces < KL_COMMIT_PIECES);
+    b->pieces[b->npieces++] = (kl_piece){ext, 0, n};
+    b->len += n;
+}
+
 /* Start the open buffer after the framing state. */
 static void buf_reset(kl_log *log, kl_commit_buf *b, uint64_t seq) {
     b->len = 0;
+    b->ilen = 0;
+    b->npieces = 0;
     b->frames = 0;
     b->seq = seq;
     b->seg = log->f_segp;
@@ -226,7 +259,12 @@ static int commit_io(kl_log *log, kl_commit_buf *b, const kl_slot *st, int slot,
             return rc; /* the roll's sync of the old segment makes the cut durable */
     }
     kl_slot_encode(log->slotbuf, st);
-    struct iovec iov_seg = {b->data, b->len};
+    struct iovec iov_seg[KL_COMMIT_PIECES];
+    for (int i = 0; i < b->npieces; i++) {
+        const kl_piece *pc = &b->pieces[i];
+        iov_seg[i].iov_base = (void *)(pc->ext ? pc->ext : b->data + pc->off);
+        iov_seg[i].iov_len = (size_t)pc->len;
+    }
     struct iovec iov_zero[PREALLOC_BYTES / ZERO_CHUNK_BYTES];
     int nzero = 0;
     for (uint64_t z = b->zero_from; z < b->zero_to; z += ZERO_CHUNK_BYTES, nzero++)
@@ -240,8 +278,8 @@ static int commit_io(kl_log *log, kl_commit_buf *b, const kl_slot *st, int slot,
     ops[n++] = (kl_io_op){.kind = KL_IO_OP_WRITE,
                           .link = 1,
                           .fd = seg->wfd,
-                          .iov = &iov_seg,
-                          .iovcnt = 1,
+                          .iov = iov_seg,
+                          .iovcnt = b->npieces,
                           .offset = b->pos};
     if (sync) { /* two chains, one sync round */
         if (nzero)
@@ -445,8 +483,7 @@ static int roll(kl_log *log) {
         kl_seg_free(log, seg);
         return rc;
     }
-    kl_seg_header_encode(b->data, seg->first, kl_now_ms());
-    b->len = KL_SEG_HEADER_BYTES;
+    kl_seg_header_encode(buf_take(b, KL_SEG_HEADER_BYTES), seg->first, kl_now_ms());
     b->new_segment = 1;
     b->prev = log->f_segp;
     b->seg = seg;
@@ -484,6 +521,10 @@ static int frame_append(kl_log *log, const kl_block *blocks, size_t count, uint6
                         const uint64_t *expect, uint64_t *first, uint64_t *seq, int *leads) {
     const uint8_t *zframe = NULL;
     size_t n = (size_t)kl_batch_plain_bytes(count, data_bytes);
+    /* Big batches whose bytes lie back to back are written from the caller's memory. */
+    const uint8_t *lend = log->cfg.codec == KL_CODEC_NONE && data_bytes >= LEND_MIN_BYTES
+                              ? kl_blocks_contiguous(blocks, count)
+                              : NULL;
     for (;;) {
         if (log->failed)
             return failed_error(log);
@@ -497,7 +538,8 @@ static int frame_append(kl_log *log, const kl_block *blocks, size_t count, uint6
         }
         kl_commit_buf *b = log->open_buf;
         int need_roll = log->f_pos > KL_SEG_HEADER_BYTES && log->f_pos + n > log->cfg.segment_bytes;
-        int full = b->frames > 0 && b->len + n > KL_COMMIT_BUF_BYTES;
+        int full = b->frames > 0 &&
+                   (b->len + n > KL_COMMIT_BUF_BYTES || b->npieces > KL_COMMIT_PIECES - 3);
         if ((need_roll || full) && b->frames > 0) {
             if (!log->committing)
                 lead(log, b->seq);
@@ -506,20 +548,26 @@ static int frame_append(kl_log *log, const kl_block *blocks, size_t count, uint6
             zframe = NULL; /* the framing index may have moved on: frame again */
             continue;
         }
+        size_t meta = lend ? (size_t)kl_batch_meta_bytes(count, data_bytes) : n;
         int rc = need_roll ? roll(log) : 0;
         if (rc == 0)
-            rc = buf_reserve(b, b->len + n);
+            rc = buf_reserve(b, b->ilen + meta);
         if (rc < 0)
             return rc;
+        uint8_t *at = buf_take(b, meta);
+        KL_ASSERT(at != NULL); /* `full` kept room for two pieces */
         if (zframe)
-            memcpy(b->data + b->len, zframe, n);
+            memcpy(at, zframe, n);
+        else if (lend)
+            kl_batch_frame_split(at, log->f_index, blocks, count, lend, data_bytes, kl_now_ms());
         else
-            kl_batch_frame(b->data + b->len, log->f_index, blocks, count, data_bytes, kl_now_ms());
+            kl_batch_frame(at, log->f_index, blocks, count, data_bytes, kl_now_ms());
+        if (lend)
+            buf_lend(b, lend, (size_t)data_bytes);
         kl_oidx_note(&log->f_segp->idx, log->f_index - log->f_seg, log->f_pos);
         *first = log->f_index;
         *seq = b->seq;
         *leads = b->frames == 0; /* the buffer's first appender is its leader */
-        b->len += n;
         b->frames++;
         log->f_pos += n;
         log->f_index += count;

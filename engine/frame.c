@@ -17,6 +17,7 @@
  */
 #include "frame.h"
 
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include <xxhash.h>
 #include <zstd.h>
 
@@ -201,6 +202,69 @@ size_t kl_batch_frame(uint8_t *out, uint64_t first_index, const kl_block *blocks
     };
     seal_frame(out, &h);
     return (size_t)kl_batch_frame_bytes(raw_len);
+}
+
+const uint8_t *kl_blocks_contiguous(const kl_block *blocks, size_t count) {
+    const uint8_t *start = NULL, *next = NULL;
+    for (size_t k = 0; k < count; k++) {
+        if (!blocks[k].size)
+            continue;
+        const uint8_t *p = blocks[k].data;
+        if (next && p != next)
+            return NULL;
+        if (!start)
+            start = p;
+        next = p + blocks[k].size;
+    }
+    return start;
+}
+
+/* The checksum of chunk i of a body that is `table` (tlen bytes) then `data`. */
+static uint64_t split_chunk_sum(const uint8_t *table, uint64_t tlen, const uint8_t *data,
+                                uint64_t body_len, uint64_t first_index, uint64_t i) {
+    uint64_t off = i * KL_BATCH_CHUNK_BYTES;
+    uint64_t len = KL_MIN((uint64_t)KL_BATCH_CHUNK_BYTES, body_len - off);
+    if (off + len <= tlen)
+        return chunk_sum(table + off, (size_t)len, first_index, i);
+    if (off >= tlen)
+        return chunk_sum(data + (off - tlen), (size_t)len, first_index, i);
+    XXH3_state_t st; /* the one chunk that straddles the table and the data */
+    XXH3_64bits_reset_withSeed(&st, first_index ^ (i << 40) ^ (i >> 24));
+    XXH3_64bits_update(&st, table + off, (size_t)(tlen - off));
+    XXH3_64bits_update(&st, data, (size_t)(off + len - tlen));
+    return XXH3_64bits_digest(&st);
+}
+
+size_t kl_batch_frame_split(uint8_t *meta, uint64_t first_index, const kl_block *blocks,
+                            size_t count, const uint8_t *data, uint64_t data_bytes,
+                            uint64_t timestamp_ms) {
+    KL_ASSERT(count >= 1 && count <= KL_MAX_APPEND_BLOCKS && data_bytes <= KL_MAX_APPEND_BYTES);
+    KL_ASSERT(data_bytes == 0 || kl_blocks_contiguous(blocks, count) == data);
+    uint64_t raw_len = kl_batch_raw_len(count, data_bytes);
+    uint64_t n = kl_batch_chunks(raw_len);
+    uint8_t *sums = meta + KL_BATCH_HEADER_BYTES;
+    uint8_t *table = sums + KL_BATCH_SUM_BYTES * n;
+    uint64_t end = 0, tlen = KL_BATCH_ENTRY_BYTES * count;
+    for (size_t k = 0; k < count; k++) {
+        end += blocks[k].size;
+        kl_store32(table + KL_BATCH_ENTRY_BYTES * k, (uint32_t)end);
+    }
+    KL_ASSERT(end == data_bytes);
+    for (uint64_t i = 0; i < n; i++)
+        kl_store64(sums + KL_BATCH_SUM_BYTES * i,
+                   split_chunk_sum(table, tlen, data, raw_len, first_index, i));
+    kl_batch_hdr h = {
+        .codec = KL_CODEC_NONE,
+        .first_index = first_index,
+        .count = (uint32_t)count,
+        .stored_len = (uint32_t)raw_len,
+        .raw_len = (uint32_t)raw_len,
+        .timestamp_ms = timestamp_ms,
+        .data_bytes = data_bytes,
+        .sums_checksum = XXH3_64bits(sums, (size_t)(KL_BATCH_SUM_BYTES * n)),
+    };
+    kl_batch_hdr_encode(meta, &h);
+    return (size_t)(KL_BATCH_HEADER_BYTES + KL_BATCH_SUM_BYTES * n + tlen);
 }
 
 size_t kl_batch_zstd_bound(uint64_t raw_len) {

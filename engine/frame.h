@@ -108,6 +108,24 @@ static inline uint64_t kl_batch_plain_bytes(uint64_t count, uint64_t data_bytes)
 size_t kl_batch_frame(uint8_t *out, uint64_t first_index, const kl_block *blocks, size_t count,
                       uint64_t data_bytes, uint64_t timestamp_ms);
 
+/* Bytes of a frame that precede its data: header, chunk checksums, table. */
+static inline uint64_t kl_batch_meta_bytes(uint64_t count, uint64_t data_bytes) {
+    return kl_batch_plain_bytes(count, data_bytes) - data_bytes;
+}
+
+/* Where the blocks' bytes start if they lie back to back in memory, else NULL. */
+const uint8_t *kl_blocks_contiguous(const kl_block *blocks, size_t count);
+
+/*
+ * Frame `count` blocks whose data_bytes bytes lie back to back at `data`,
+ * without copying them: the header, chunk checksums and table go to `meta`
+ * (kl_batch_meta_bytes), and the frame is `meta` followed by `data`.
+ * Returns the meta bytes written.
+ */
+size_t kl_batch_frame_split(uint8_t *meta, uint64_t first_index, const kl_block *blocks,
+                            size_t count, const uint8_t *data, uint64_t data_bytes,
+                            uint64_t timestamp_ms);
+
 /*
  * Compress the raw body of an already framed uncompressed batch at `framed`
  * into a zstd frame at out (room for kl_batch_zstd_bound bytes). Returns the

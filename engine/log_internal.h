@@ -53,9 +53,21 @@ typedef struct kl_seg {
     int ifd;            /* the .idx file */
 } kl_seg;
 
+/* Iovecs one commit writes at most; past that, batches are copied into the buffer. */
+#define KL_COMMIT_PIECES 32
+
+/* Part of a commit buffer: bytes [off, off + len) of its data, or len bytes at ext. */
+typedef struct kl_piece {
+    const uint8_t *ext;
+    uint64_t off, len;
+} kl_piece;
+
 typedef struct kl_commit_buf {
-    uint8_t *data;
-    size_t len, cap;
+    uint8_t *data;    /* the bytes framed here (headers, checksums, tables, copied blocks) */
+    size_t ilen, cap; /* bytes used and allocated in data */
+    uint64_t len;     /* bytes of file this buffer writes: its pieces in order */
+    kl_piece pieces[KL_COMMIT_PIECES];
+    int npieces;
     uint64_t seq;        /* the commit ticket of this buffer */
     struct kl_seg *seg;  /* the segment it is written to */
     struct kl_seg *prev; /* on a roll: the segment to seal */

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -35,6 +36,121 @@ static void test_append_get_and_reopen(void **state) {
     kl_info info;
     assert_int_equal(kl_log_info(log, &info), 0);
     assert_true(info.segments > 1);
+    assert_int_equal(kl_log_close(log), 0);
+    tu_rmrf(dir);
+    free(sub);
+    free(dir);
+}
+
+/* Records of (seed, i) packed back to back in buf: the blocks of one batch. */
+static uint64_t pack(uint64_t seed, uint64_t first, size_t n, size_t max, uint8_t *buf,
+                     kl_block *blocks) {
+    uint64_t off = 0;
+    for (size_t k = 0; k < n; k++) {
+        blocks[k].data = buf + off;
+        blocks[k].size = tu_record(seed, first + k, max, buf + off);
+        off += blocks[k].size;
+    }
+    return off;
+}
+
+/* Big batches packed in the caller's memory are written from there (not copied). */
+static void test_packed_batches_are_written_in_place_and_read_back(void **state) {
+    (void)state;
+    char *dir = tu_tmpdir("packed");
+    char *sub = NULL;
+    assert_true(asprintf(&sub, "%s/l", dir) > 0);
+    kl_config cfg;
+    kl_config_default(&cfg);
+    cfg.segment_bytes = 256 * 1024; /* several rolls */
+    tu_create(sub, &cfg);
+    kl_log *log = tu_open(sub);
+    enum { MAX = 3000, PER = 40 };
+    uint8_t *buf = malloc((size_t)MAX * PER + 8);
+    kl_block blocks[PER];
+    uint64_t len = 0;
+    for (int b = 0; b < 60; b++) {
+        size_t n = 1 + (size_t)b % PER;
+        pack(11, len, n, MAX, buf, blocks);
+        uint64_t first = 0;
+        assert_int_equal(kl_log_append(log, blocks, n, &first), 0);
+        assert_int_equal(first, len);
+        len += n;
+    }
+    tu_expect_records(log, 11, MAX, len);
+    assert_int_equal(kl_log_close(log), 0);
+    log = tu_open(sub);
+    tu_expect_records(log, 11, MAX, len);
+    kl_iter *it = NULL;
+    kl_record rec;
+    uint64_t seen = 0;
+    assert_int_equal(kl_iter_open(log, 0, UINT64_MAX, &it), 0);
+    while (kl_iter_next(it, &rec) == 1)
+        seen++;
+    kl_iter_close(it);
+    assert_int_equal(seen, len);
+    assert_int_equal(kl_log_close(log), 0);
+    free(buf);
+    tu_rmrf(dir);
+    free(sub);
+    free(dir);
+}
+
+typedef struct packer {
+    kl_log *log;
+    int id;
+} packer;
+
+/* Each thread appends 40 batches of 10 packed 4 KiB records, tagged with its id. */
+static void *packer_main(void *arg) {
+    packer *p = arg;
+    uint8_t *buf = malloc(10 * 4096);
+    kl_block blocks[10];
+    for (int b = 0; b < 40; b++) {
+        for (int k = 0; k < 10; k++) {
+            memset(buf + k * 4096, p->id, 4096);
+            memcpy(buf + k * 4096, &b, sizeof b);
+            blocks[k] = (kl_block){buf + k * 4096, 4096};
+        }
+        assert_int_equal(kl_log_append(p->log, blocks, 10, NULL), 0);
+    }
+    free(buf);
+    return NULL;
+}
+
+/* Many appenders lending their buffers to shared commits (more pieces than one commit takes). */
+static void test_concurrent_packed_batches_share_commits(void **state) {
+    (void)state;
+    char *dir = tu_tmpdir("lend");
+    char *sub = NULL;
+    assert_true(asprintf(&sub, "%s/l", dir) > 0);
+    tu_create(sub, NULL);
+    kl_log *log = tu_open(sub);
+    enum { THREADS = 24 };
+    pthread_t th[THREADS];
+    packer p[THREADS];
+    for (int t = 0; t < THREADS; t++) {
+        p[t] = (packer){log, t + 1};
+        assert_int_equal(pthread_create(&th[t], NULL, packer_main, &p[t]), 0);
+    }
+    for (int t = 0; t < THREADS; t++)
+        pthread_join(th[t], NULL);
+    assert_int_equal(kl_log_length(log), THREADS * 40 * 10);
+    int next[THREADS + 1] = {0};
+    uint8_t got[4096];
+    for (uint64_t i = 0; i < kl_log_length(log); i += 10) {
+        size_t n = 0;
+        assert_int_equal(kl_log_get(log, i, got, sizeof got, &n), 0);
+        assert_int_equal(n, 4096);
+        int id = got[4095], b = 0;
+        memcpy(&b, got, sizeof b);
+        assert_true(id >= 1 && id <= THREADS);
+        assert_int_equal(b, next[id]++); /* each thread's batches, whole and in order */
+        for (int k = 1; k < 10; k++) {
+            assert_int_equal(kl_log_get(log, i + (uint64_t)k, got, sizeof got, &n), 0);
+            assert_int_equal(got[4095], id);
+        }
+    }
     assert_int_equal(kl_log_close(log), 0);
     tu_rmrf(dir);
     free(sub);
@@ -120,6 +236,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_append_get_and_reopen),
         cmocka_unit_test(test_refused_io_uring_falls_back_to_posix),
+        cmocka_unit_test(test_packed_batches_are_written_in_place_and_read_back),
+        cmocka_unit_test(test_concurrent_packed_batches_share_commits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
