@@ -90,6 +90,23 @@ static void append_one(const bench_opts *o, size_t rec, size_t batch, kl_fsync_m
     pool_free(&p);
 }
 
+/* How close the bare write pattern of a commit comes to the plain write(2) ceiling. */
+static void pattern_ratios(void) {
+    for (size_t i = 0; i < result_count(); i++) {
+        bench_result *r = result_at(i);
+        if (strcmp(r->kind, "write_pattern") != 0)
+            continue;
+        char ref[128];
+        name_ceiling(ref, sizeof ref, 0, r->record_bytes, r->batch);
+        result_ratio(r, ref, "of", TARGET_NONE, 0);
+        if (r->ratio > 0)
+            snprintf(r->note, sizeof r->note,
+                     "kappalog's write pattern without its work reaches %.3f of %s: the floor "
+                     "for the never appends of this size",
+                     r->ratio, ref);
+    }
+}
+
 /* Ratios to the matching ceilings, with the targets where it sets one. */
 static void append_ratios(void) {
     for (size_t i = 0; i < result_count(); i++) {
@@ -128,11 +145,14 @@ void bench_append(const bench_opts *o) {
                 for (int sync = 0; sync <= 1; sync++) {
                     if (ceilings)
                         ceiling_one(o, rec_sizes[i], batches[j], sync);
+                    if (ceilings && !sync && batches[j] == 1000)
+                        ceiling_pattern(o, rec_sizes[i], batches[j]);
                     if (appends)
                         append_one(o, rec_sizes[i], batches[j],
                                    sync ? KL_FSYNC_ALWAYS : KL_FSYNC_NEVER);
                 }
     }
+    pattern_ratios();
     ceilings_print();
     if (appends)
         append_ratios();

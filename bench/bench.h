@@ -176,6 +176,9 @@ kl_log *bench_log_open(const bench_opts *o, const char *path, kl_fsync_mode mode
 
 void ceiling_one(const bench_opts *o, size_t record_bytes, size_t batch, int sync);
 void ceiling_reference(const bench_opts *o); /* 100 B records in 64 KiB writes */
+/* The system calls and bytes of kappalog's commit under never, without its work. */
+void ceiling_pattern(const bench_opts *o, size_t record_bytes, size_t batch);
+void name_pattern(char *out, size_t cap, size_t record_bytes, size_t batch);
 void ceilings_print(void);
 void bench_append(const bench_opts *o); /* the ceilings and the appends, paired */
 void bench_concurrency(const bench_opts *o);

@@ -6,6 +6,13 @@
  *   write(2)+fdatasync  the same, plus fdatasync(2) after every write
  *   write(2) 64 KiB     100-byte records in 64 KiB writes, no sync (the
  *                       reference figure of the issue, ~14 M records/s)
+ *   kappalog pattern    the system calls and bytes of one kappalog commit
+ *                       under `never`, with none of its work: per batch, one
+ *                       writev of the framing overhead plus the records, a
+ *                       4 KiB header-slot write to a second file, and the
+ *                       sparse-index entries to a third (docs/FORMAT.md). It
+ *                       is the floor of what the engine can reach on this
+ *                       kernel; the difference to it is the engine's own CPU.
  *
  * Each run appends to a new file and removes it afterwards; the timing
  * (one clock read per write, as for kappalog) is the same as the append
@@ -18,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -116,6 +124,86 @@ void ceiling_reference(const bench_opts *o) {
     pool_init(&p, 100, REF_WRITE_BYTES / 100 + 1, 4242);
     progress("%s: run %d", name, r->nruns + 1);
     ceiling_run(o, r, &p, REF_WRITE_BYTES, 0, o->ceil_s);
+    pool_free(&p);
+}
+
+void name_pattern(char *out, size_t cap, size_t record_bytes, size_t batch) {
+    snprintf(out, cap, "ceiling kappalog write pattern rec=%zuB batch=%zu", record_bytes, batch);
+}
+
+/* Bytes of framing around a batch (docs/FORMAT.md): header, chunk checksums, table. */
+static size_t pattern_overhead(size_t rec, size_t batch) {
+    size_t body = 4 * batch + rec * batch;
+    return 64 + 8 * ((body + 1023) / 1024) + 4 * batch;
+}
+
+static int open_pattern_file(const bench_opts *o, const char *name, char *path, size_t cap) {
+    path_join(path, cap, o->dir, name);
+    unlink(path);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        die("%s: %s", path, strerror(errno));
+    return fd;
+}
+
+/* One run of the pattern: see the file comment. */
+static void pattern_run(const bench_opts *o, bench_result *r, const bench_pool *p) {
+    char seg[4096], hdr[4096], idx[4096];
+    int fd = open_pattern_file(o, "pattern.log", seg, sizeof seg);
+    int hfd = open_pattern_file(o, "pattern.hdr", hdr, sizeof hdr);
+    int ifd = open_pattern_file(o, "pattern.idx", idx, sizeof idx);
+    size_t data = p->record_bytes * p->batch, meta = pattern_overhead(p->record_bytes, p->batch);
+    size_t idx_bytes = 8 * (data / 4096 + 1);
+    uint8_t *side = calloc(1, meta > 4096 ? meta : 4096);
+    bench_hist *h = malloc(sizeof *h);
+    if (!side || !h)
+        die("out of memory");
+    hist_reset(h);
+    bench_run run = {0};
+    cpu_mark cpu;
+    cpu_mark_now(&cpu);
+    uint64_t start = now_ns(), t = start, end = start + (uint64_t)(o->ceil_s * 1e9);
+    for (unsigned v = 0; t < end && run.bytes < o->run_cap_bytes; v++) {
+        struct iovec iov[2] = {{side, meta}, {(void *)pool_batch_bytes(p, v), data}};
+        if (writev(fd, iov, 2) != (ssize_t)(meta + data) ||
+            pwrite(hfd, side, 4096, (off_t)(v & 1) * 4096) != 4096 ||
+            write(ifd, side, idx_bytes) != (ssize_t)idx_bytes)
+            die("pattern write: %s", strerror(errno));
+        uint64_t t1 = now_ns();
+        hist_add(h, t1 - t);
+        t = t1;
+        run.ops++;
+        run.bytes += data;
+    }
+    run.records = run.bytes / p->record_bytes;
+    run.seconds = (double)(t - start) / 1e9;
+    run.other_cpu_s = cpu_other_s(&cpu);
+    close(fd);
+    close(hfd);
+    close(ifd);
+    unlink(seg);
+    unlink(hdr);
+    unlink(idx);
+    settle(o->dir);
+    result_add_run(r, &run, h);
+    free(h);
+    free(side);
+}
+
+void ceiling_pattern(const bench_opts *o, size_t rec, size_t batch) {
+    char name[128];
+    name_pattern(name, sizeof name, rec, batch);
+    if (!want_scenario(o, name))
+        return;
+    bench_result *r = result_get("ceilings", "write_pattern", name);
+    r->record_bytes = rec;
+    r->batch = batch;
+    r->write_bytes = rec * batch;
+    snprintf(r->fsync, sizeof r->fsync, "never");
+    bench_pool p;
+    pool_init(&p, rec, batch, 42 + rec * 7 + batch);
+    progress("%s: run %d", name, r->nruns + 1);
+    pattern_run(o, r, &p);
     pool_free(&p);
 }
 
