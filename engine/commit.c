@@ -518,13 +518,13 @@ static int frame_zstd(kl_log *log, const kl_block *blocks, size_t count, uint64_
 
 /* Frame one append into the open buffer (mu held). *seq receives its ticket. */
 static int frame_append(kl_log *log, const kl_block *blocks, size_t count, uint64_t data_bytes,
-                        const uint64_t *expect, uint64_t *first, uint64_t *seq, int *leads) {
+                        const uint8_t *packed, const uint64_t *expect, uint64_t *first,
+                        uint64_t *seq, int *leads) {
     const uint8_t *zframe = NULL;
     size_t n = (size_t)kl_batch_plain_bytes(count, data_bytes);
     /* Big batches whose bytes lie back to back are written from the caller's memory. */
-    const uint8_t *lend = log->cfg.codec == KL_CODEC_NONE && data_bytes >= LEND_MIN_BYTES
-                              ? kl_blocks_contiguous(blocks, count)
-                              : NULL;
+    const uint8_t *lend =
+        log->cfg.codec == KL_CODEC_NONE && data_bytes >= LEND_MIN_BYTES ? packed : NULL;
     for (;;) {
         if (log->failed)
             return failed_error(log);
@@ -579,24 +579,39 @@ static int frame_append(kl_log *log, const kl_block *blocks, size_t count, uint6
     }
 }
 
-static int check_blocks(const kl_block *blocks, size_t count, uint64_t *data_bytes) {
+/*
+ * Check the caller's blocks (limits, NULL data) and, in the same pass, find
+ * whether their bytes lie back to back: *packed gets where they start, or NULL.
+ */
+static int check_blocks(const kl_block *blocks, size_t count, uint64_t *data_bytes,
+                        const uint8_t **packed) {
     if (count > KL_MAX_APPEND_BLOCKS)
         return kl_errf(KL_ETOOBIG, "%zu blocks in one append (at most %u)", count,
                        KL_MAX_APPEND_BLOCKS);
     if (count && !blocks)
         return kl_errf(KL_EINVAL, "blocks is NULL");
     uint64_t total = 0;
+    const uint8_t *start = NULL, *next = NULL;
+    int contiguous = 1;
     for (size_t i = 0; i < count; i++) {
-        if (blocks[i].size && !blocks[i].data)
+        size_t n = blocks[i].size;
+        const uint8_t *p = blocks[i].data;
+        if (n && !p)
             return kl_errf(KL_EINVAL, "block %zu has no data", i);
-        if (blocks[i].size > KL_MAX_BLOCK_BYTES)
-            return kl_errf(KL_ETOOBIG, "block %zu is %zu bytes (at most %u)", i, blocks[i].size,
+        if (n > KL_MAX_BLOCK_BYTES)
+            return kl_errf(KL_ETOOBIG, "block %zu is %zu bytes (at most %u)", i, n,
                            KL_MAX_BLOCK_BYTES);
-        total += blocks[i].size;
+        total += n;
         if (total > KL_MAX_APPEND_BYTES)
             return kl_errf(KL_ETOOBIG, "one append of more than %u bytes", KL_MAX_APPEND_BYTES);
+        if (n) {
+            contiguous &= !next || p == next;
+            start = start ? start : p;
+            next = p + n;
+        }
     }
     *data_bytes = total;
+    *packed = contiguous ? start : NULL;
     return 0;
 }
 
@@ -608,7 +623,8 @@ static int append(kl_log *log, const kl_block *blocks, size_t count, const uint6
     if (log->readonly)
         return kl_log_err(log, kl_errf(KL_EREADONLY, "%s was opened read-only", log->dir));
     uint64_t data_bytes = 0;
-    int rc = check_blocks(blocks, count, &data_bytes);
+    const uint8_t *packed = NULL;
+    int rc = check_blocks(blocks, count, &data_bytes, &packed);
     if (rc < 0)
         return kl_log_err(log, rc);
     uint64_t first = 0, seq = 0;
@@ -622,7 +638,7 @@ static int append(kl_log *log, const kl_block *blocks, size_t count, const uint6
                  : 0;
         first = log->f_index;
     } else {
-        rc = frame_append(log, blocks, count, data_bytes, expect, &first, &seq, &leads);
+        rc = frame_append(log, blocks, count, data_bytes, packed, expect, &first, &seq, &leads);
     }
     while (rc == 0 && count > 0 && log->committed_seq < seq) {
         if (log->failed)

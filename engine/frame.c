@@ -204,21 +204,6 @@ size_t kl_batch_frame(uint8_t *out, uint64_t first_index, const kl_block *blocks
     return (size_t)kl_batch_frame_bytes(raw_len);
 }
 
-const uint8_t *kl_blocks_contiguous(const kl_block *blocks, size_t count) {
-    const uint8_t *start = NULL, *next = NULL;
-    for (size_t k = 0; k < count; k++) {
-        if (!blocks[k].size)
-            continue;
-        const uint8_t *p = blocks[k].data;
-        if (next && p != next)
-            return NULL;
-        if (!start)
-            start = p;
-        next = p + blocks[k].size;
-    }
-    return start;
-}
-
 /* The checksum of chunk i of a body that is `table` (tlen bytes) then `data`. */
 static uint64_t split_chunk_sum(const uint8_t *table, uint64_t tlen, const uint8_t *data,
                                 uint64_t body_len, uint64_t first_index, uint64_t i) {
@@ -239,7 +224,6 @@ size_t kl_batch_frame_split(uint8_t *meta, uint64_t first_index, const kl_block 
                             size_t count, const uint8_t *data, uint64_t data_bytes,
                             uint64_t timestamp_ms) {
     KL_ASSERT(count >= 1 && count <= KL_MAX_APPEND_BLOCKS && data_bytes <= KL_MAX_APPEND_BYTES);
-    KL_ASSERT(data_bytes == 0 || kl_blocks_contiguous(blocks, count) == data);
     uint64_t raw_len = kl_batch_raw_len(count, data_bytes);
     uint64_t n = kl_batch_chunks(raw_len);
     uint8_t *sums = meta + KL_BATCH_HEADER_BYTES;

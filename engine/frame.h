@@ -113,14 +113,11 @@ static inline uint64_t kl_batch_meta_bytes(uint64_t count, uint64_t data_bytes) 
     return kl_batch_plain_bytes(count, data_bytes) - data_bytes;
 }
 
-/* Where the blocks' bytes start if they lie back to back in memory, else NULL. */
-const uint8_t *kl_blocks_contiguous(const kl_block *blocks, size_t count);
-
 /*
- * Frame `count` blocks whose data_bytes bytes lie back to back at `data`,
- * without copying them: the header, chunk checksums and table go to `meta`
- * (kl_batch_meta_bytes), and the frame is `meta` followed by `data`.
- * Returns the meta bytes written.
+ * Frame `count` blocks whose data_bytes bytes lie back to back at `data` (the
+ * caller has checked that they do), without copying them: the header, chunk checksums and table go
+ * to `meta` (kl_batch_meta_bytes), and the frame is `meta` followed by `data`. Returns the meta
+ * bytes written.
  */
 size_t kl_batch_frame_split(uint8_t *meta, uint64_t first_index, const kl_block *blocks,
                             size_t count, const uint8_t *data, uint64_t data_bytes,
