@@ -168,6 +168,22 @@ int kl_batch_table_verify(const kl_batch_hdr *h, const uint8_t *raw) {
     return 0;
 }
 
+/* The header of an uncompressed batch (its sums checksum still to fill). */
+static kl_batch_hdr plain_hdr(uint64_t first_index, size_t count, uint64_t data_bytes,
+                              uint64_t timestamp_ms) {
+    uint64_t raw_len = kl_batch_raw_len(count, data_bytes);
+    KL_ASSERT(raw_len <= UINT32_MAX);
+    return (kl_batch_hdr){
+        .codec = KL_CODEC_NONE,
+        .first_index = first_index,
+        .count = (uint32_t)count,
+        .stored_len = (uint32_t)raw_len,
+        .raw_len = (uint32_t)raw_len,
+        .timestamp_ms = timestamp_ms,
+        .data_bytes = data_bytes,
+    };
+}
+
 size_t kl_batch_frame(uint8_t *out, uint64_t first_index, const kl_block *blocks, size_t count,
                       uint64_t data_bytes, uint64_t timestamp_ms) {
     KL_ASSERT(count >= 1 && count <= KL_MAX_APPEND_BLOCKS && data_bytes <= KL_MAX_APPEND_BYTES);
@@ -191,15 +207,7 @@ size_t kl_batch_frame(uint8_t *out, uint64_t first_index, const kl_block *blocks
     if (run)
         memcpy(data + run_at, run, (size_t)(end - run_at));
     KL_ASSERT(end == data_bytes);
-    kl_batch_hdr h = {
-        .codec = KL_CODEC_NONE,
-        .first_index = first_index,
-        .count = (uint32_t)count,
-        .stored_len = (uint32_t)raw_len,
-        .raw_len = (uint32_t)raw_len,
-        .timestamp_ms = timestamp_ms,
-        .data_bytes = data_bytes,
-    };
+    kl_batch_hdr h = plain_hdr(first_index, count, data_bytes, timestamp_ms);
     seal_frame(out, &h);
     return (size_t)kl_batch_frame_bytes(raw_len);
 }
@@ -237,16 +245,8 @@ size_t kl_batch_frame_split(uint8_t *meta, uint64_t first_index, const kl_block 
     for (uint64_t i = 0; i < n; i++)
         kl_store64(sums + KL_BATCH_SUM_BYTES * i,
                    split_chunk_sum(table, tlen, data, raw_len, first_index, i));
-    kl_batch_hdr h = {
-        .codec = KL_CODEC_NONE,
-        .first_index = first_index,
-        .count = (uint32_t)count,
-        .stored_len = (uint32_t)raw_len,
-        .raw_len = (uint32_t)raw_len,
-        .timestamp_ms = timestamp_ms,
-        .data_bytes = data_bytes,
-        .sums_checksum = XXH3_64bits(sums, (size_t)(KL_BATCH_SUM_BYTES * n)),
-    };
+    kl_batch_hdr h = plain_hdr(first_index, count, data_bytes, timestamp_ms);
+    h.sums_checksum = XXH3_64bits(sums, (size_t)(KL_BATCH_SUM_BYTES * n));
     kl_batch_hdr_encode(meta, &h);
     return (size_t)(KL_BATCH_HEADER_BYTES + KL_BATCH_SUM_BYTES * n + tlen);
 }

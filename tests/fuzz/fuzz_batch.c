@@ -48,6 +48,7 @@
 
 #include "engine/frame.h"
 #include "engine/util.h"
+#include "fuzz_seeds.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -381,15 +382,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 }
 
 /* ---- seed corpus (KL_FUZZ_SEEDS=DIR) ---- */
-
-static void write_seed(const char *dir, const char *name, const void *p, size_t n) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "wb");
-    KL_ASSERT(f != NULL);
-    KL_ASSERT(fwrite(p, 1, n, f) == n);
-    KL_ASSERT(fclose(f) == 0);
-}
 
 /* Frame `count` blocks of sizes[k] bytes from `src`; write it, and its zstd frame if any. */
 static void write_batch(const char *dir, const char *name, uint64_t first, const size_t *sizes,

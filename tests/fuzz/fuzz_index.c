@@ -32,6 +32,7 @@
 
 #include "engine/util.h"
 #include "index/offset_index.h"
+#include "fuzz_seeds.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -157,15 +158,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 }
 
 /* ---- seed corpus (KL_FUZZ_SEEDS=DIR) ---- */
-
-static void write_seed(const char *dir, const char *name, const void *p, size_t n) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "wb");
-    KL_ASSERT(f != NULL);
-    KL_ASSERT(fwrite(p, 1, n, f) == n);
-    KL_ASSERT(fclose(f) == 0);
-}
 
 static void write_seeds(const char *dir) {
     static const uint32_t counts[] = {1, 3, 12, 30};

@@ -1,0 +1,23 @@
+/*
+ * fuzz_seeds.h - what the fuzz targets share: writing the seed corpus that
+ * scripts/fuzz.sh asks for with KL_FUZZ_SEEDS=DIR (each target then writes a
+ * few valid inputs of its own format into DIR and exits without fuzzing).
+ */
+#ifndef KL_FUZZ_SEEDS_H
+#define KL_FUZZ_SEEDS_H
+
+#include <stdio.h>
+
+#include "engine/util.h"
+
+/* Write n bytes at p as DIR/name. */
+static inline void write_seed(const char *dir, const char *name, const void *p, size_t n) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    KL_ASSERT(f != NULL);
+    KL_ASSERT(fwrite(p, 1, n, f) == n);
+    KL_ASSERT(fclose(f) == 0);
+}
+
+#endif
