@@ -101,6 +101,7 @@ static void buf_lend(kl_commit_buf *b, const uint8_t *ext, size_t n) {
     KL_ASSERT(b->npieces < KL_COMMIT_PIECES);
     b->pieces[b->npieces++] = (kl_piece){ext, 0, n};
     b->len += n;
+    b->lent_bytes += n;
 }
 
 /* Start the open buffer after the framing state. */
@@ -108,6 +109,8 @@ static void buf_reset(kl_log *log, kl_commit_buf *b, uint64_t seq) {
     b->len = 0;
     b->ilen = 0;
     b->npieces = 0;
+    b->njobs = 0;
+    b->lent_bytes = 0;
     b->frames = 0;
     b->seq = seq;
     b->seg = log->f_segp;
@@ -146,6 +149,7 @@ int kl_commit_init(kl_log *log) {
         if (!log->zcctx)
             return kl_errf(KL_ENOMEM, "zstd context");
     }
+    kl_sealer_start(log);
     if (log->io->thread_safe) {
         log->sync_io = log->io;
     } else {
@@ -160,6 +164,7 @@ int kl_commit_init(kl_log *log) {
 }
 
 void kl_commit_free(kl_log *log) {
+    kl_sealer_stop(log);
     for (int i = 0; i < 2; i++)
         free(log->bufs[i].data);
     free(log->scratch);
@@ -241,6 +246,30 @@ static int note_unsynced(kl_log *log, kl_seg *seg) {
     return 0;
 }
 
+/*
+ * Lent bytes at least this big are written beside their sealing (seal.c):
+ * below it, waking the sealer costs more than the hashing it takes off.
+ */
+#define SEAL_BESIDE_BYTES (64u * 1024u)
+
+/* Write the lent pieces of b, each in its place (the sealer computes their metas meanwhile). */
+static int write_lent(kl_log *log, const kl_commit_buf *b, const kl_seg *seg) {
+    kl_io_op ops[KL_COMMIT_PIECES];
+    struct iovec iov[KL_COMMIT_PIECES];
+    int n = 0;
+    uint64_t off = b->pos;
+    for (int i = 0; i < b->npieces; off += b->pieces[i].len, i++) {
+        if (!b->pieces[i].ext)
+            continue;
+        iov[n] = (struct iovec){(void *)b->pieces[i].ext, (size_t)b->pieces[i].len};
+        ops[n] = (kl_io_op){
+            .kind = KL_IO_OP_WRITE, .fd = seg->wfd, .iov = &iov[n], .iovcnt = 1, .offset = off};
+        n++;
+    }
+    KL_ASSERT(n > 0 && n <= KL_IO_MAX_OPS);
+    return kl_io_submit(log->io, ops, n);
+}
+
 /* The I/O of one commit. Returns 0 or -errno; *what names the failing step. */
 static int commit_io(kl_log *log, kl_commit_buf *b, const kl_slot *st, int slot, int sync,
                      const char **what) {
@@ -258,6 +287,20 @@ static int commit_io(kl_log *log, kl_commit_buf *b, const kl_slot *st, int slot,
         if (rc < 0)
             return rc; /* the roll's sync of the old segment makes the cut durable */
     }
+    int lent_first = 0; /* the lent pieces are already written */
+    if (b->njobs > 0) {
+        if (!sync && log->sealer_on && b->lent_bytes >= SEAL_BESIDE_BYTES) {
+            kl_sealer_post(log, b);
+            *what = "writing a commit";
+            rc = write_lent(log, b, seg);
+            kl_sealer_wait(log); /* even on error: the sealer reads the callers' bytes */
+            if (rc < 0)
+                return rc;
+            lent_first = 1;
+        } else {
+            kl_seal_run(b);
+        }
+    }
     kl_slot_encode(log->slotbuf, st);
     struct iovec iov_seg[KL_COMMIT_PIECES];
     for (int i = 0; i < b->npieces; i++) {
@@ -273,14 +316,26 @@ static int commit_io(kl_log *log, kl_commit_buf *b, const kl_slot *st, int slot,
     struct iovec iov_idx;
     struct iovec iov_hdr = {log->slotbuf, KL_HDR_SLOT_BYTES};
     uint64_t idx_off = 0, hdr_off = (uint64_t)slot * KL_HDR_SLOT_BYTES;
-    kl_io_op ops[9];
+    kl_io_op ops[KL_IO_MAX_OPS];
     int n = 0;
-    ops[n++] = (kl_io_op){.kind = KL_IO_OP_WRITE,
-                          .link = 1,
-                          .fd = seg->wfd,
-                          .iov = iov_seg,
-                          .iovcnt = b->npieces,
-                          .offset = b->pos};
+    if (!lent_first) {
+        ops[n++] = (kl_io_op){.kind = KL_IO_OP_WRITE,
+                              .link = 1,
+                              .fd = seg->wfd,
+                              .iov = iov_seg,
+                              .iovcnt = b->npieces,
+                              .offset = b->pos};
+    } else { /* the buffer's own pieces, each in its place, before the slot */
+        uint64_t off = b->pos;
+        for (int i = 0; i < b->npieces; off += b->pieces[i].len, i++)
+            if (!b->pieces[i].ext)
+                ops[n++] = (kl_io_op){.kind = KL_IO_OP_WRITE,
+                                      .link = 1,
+                                      .fd = seg->wfd,
+                                      .iov = &iov_seg[i],
+                                      .iovcnt = 1,
+                                      .offset = off};
+    }
     if (sync) { /* two chains, one sync round */
         if (nzero)
             ops[n++] = (kl_io_op){.kind = KL_IO_OP_WRITE,
@@ -558,8 +613,14 @@ static int frame_append(kl_log *log, const kl_block *blocks, size_t count, uint6
         KL_ASSERT(at != NULL); /* `full` kept room for two pieces */
         if (zframe)
             memcpy(at, zframe, n);
-        else if (lend)
-            kl_batch_frame_split(at, log->f_index, blocks, count, lend, data_bytes, kl_now_ms());
+        else if (lend) /* sealed at commit time: seal.c */
+            b->jobs[b->njobs++] = (kl_seal_job){(uint64_t)(at - b->data),
+                                                blocks,
+                                                count,
+                                                lend,
+                                                data_bytes,
+                                                log->f_index,
+                                                kl_now_ms()};
         else
             kl_batch_frame(at, log->f_index, blocks, count, data_bytes, kl_now_ms());
         if (lend)

@@ -276,6 +276,8 @@ static kl_log *log_alloc(const char *dir, kl_io *io) {
     pthread_mutex_init(&log->zmu, NULL);
     pthread_mutex_init(&log->errmu, NULL);
     pthread_mutex_init(&log->sync_mu, NULL);
+    pthread_mutex_init(&log->sealer_mu, NULL);
+    pthread_cond_init(&log->sealer_cv, NULL);
     pthread_rwlock_init(&log->segs_lock, NULL);
     if (!log->dir || !log->hdr_path || !log->seg_dir) {
         free(log->dir);
@@ -299,6 +301,8 @@ static void log_free(kl_log *log) {
     pthread_mutex_destroy(&log->zmu);
     pthread_mutex_destroy(&log->errmu);
     pthread_mutex_destroy(&log->sync_mu);
+    pthread_mutex_destroy(&log->sealer_mu);
+    pthread_cond_destroy(&log->sealer_cv);
     pthread_rwlock_destroy(&log->segs_lock);
     free(log->dir);
     free(log->hdr_path);

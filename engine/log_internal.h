@@ -62,12 +62,27 @@ typedef struct kl_piece {
     uint64_t off, len;
 } kl_piece;
 
+/*
+ * A lent batch (zero-copy) whose header, chunk checksums and table are
+ * computed at commit time, into `meta_off` of its buffer's data (seal.c).
+ */
+typedef struct kl_seal_job {
+    uint64_t meta_off;
+    const kl_block *blocks; /* the caller's: valid until its commit completes */
+    size_t count;
+    const uint8_t *data; /* where the blocks' bytes lie back to back */
+    uint64_t data_bytes, first_index, timestamp_ms;
+} kl_seal_job;
+
 typedef struct kl_commit_buf {
     uint8_t *data;    /* the bytes framed here (headers, checksums, tables, copied blocks) */
     size_t ilen, cap; /* bytes used and allocated in data */
     uint64_t len;     /* bytes of file this buffer writes: its pieces in order */
     kl_piece pieces[KL_COMMIT_PIECES];
     int npieces;
+    kl_seal_job jobs[KL_COMMIT_PIECES / 2];
+    int njobs;
+    uint64_t lent_bytes; /* bytes of the pieces lent by callers */
     uint64_t seq;        /* the commit ticket of this buffer */
     struct kl_seg *seg;  /* the segment it is written to */
     struct kl_seg *prev; /* on a roll: the segment to seal */
@@ -136,6 +151,14 @@ struct kl_log {
     uint8_t *scratch;        /* uncompressed framing for zstd, under mu */
     size_t scratch_cap;
 
+    /* the sealer thread (seal.c): checksums of lent batches beside their write */
+    pthread_t sealer;
+    int sealer_on;
+    _Atomic int sealer_quit, sealer_done, sealer_sleeping, poster_sleeping;
+    kl_commit_buf *_Atomic sealer_job;
+    pthread_mutex_t sealer_mu;
+    pthread_cond_t sealer_cv;
+
     /* interval flusher */
     pthread_t flusher;
     pthread_cond_t flush_cv;
@@ -174,6 +197,13 @@ int kl_commit_sync(kl_log *log, int final);
 int kl_commit_trim(kl_log *log);
 int kl_flusher_start(kl_log *log);
 void kl_flusher_stop(kl_log *log);
+
+/* seal.c */
+void kl_seal_run(kl_commit_buf *b);
+int kl_sealer_start(kl_log *log);
+void kl_sealer_stop(kl_log *log);
+void kl_sealer_post(kl_log *log, kl_commit_buf *b);
+void kl_sealer_wait(kl_log *log);
 
 /* read.c */
 kl_seg *kl_seg_new(uint64_t first);
