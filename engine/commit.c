@@ -640,9 +640,26 @@ static int frame_append(kl_log *log, const kl_block *blocks, size_t count, uint6
     }
 }
 
+/* The first block that breaks a limit, named precisely (the slow path of check_blocks). */
+static int blocks_error(const kl_block *blocks, size_t count) {
+    uint64_t total = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (blocks[i].size && !blocks[i].data)
+            return kl_errf(KL_EINVAL, "block %zu has no data", i);
+        if (blocks[i].size > KL_MAX_BLOCK_BYTES)
+            return kl_errf(KL_ETOOBIG, "block %zu is %zu bytes (at most %u)", i, blocks[i].size,
+                           KL_MAX_BLOCK_BYTES);
+        total += blocks[i].size;
+    }
+    KL_ASSERT(total > KL_MAX_APPEND_BYTES);
+    return kl_errf(KL_ETOOBIG, "one append of more than %u bytes", KL_MAX_APPEND_BYTES);
+}
+
 /*
  * Check the caller's blocks (limits, NULL data) and, in the same pass, find
- * whether their bytes lie back to back: *packed gets where they start, or NULL.
+ * whether their bytes lie back to back: *packed gets where they start, or
+ * NULL. The pass only gathers facts (a big batch is a thousand blocks and
+ * more); blocks_error names the culprit when one is wrong.
  */
 static int check_blocks(const kl_block *blocks, size_t count, uint64_t *data_bytes,
                         const uint8_t **packed) {
@@ -651,28 +668,27 @@ static int check_blocks(const kl_block *blocks, size_t count, uint64_t *data_byt
                        KL_MAX_APPEND_BLOCKS);
     if (count && !blocks)
         return kl_errf(KL_EINVAL, "blocks is NULL");
-    uint64_t total = 0;
+    /* count <= 2^24 blocks of size < 2^64 / 2^24 cannot overflow a u64 sum that matters:
+       a size above the block limit is caught by `largest` first */
+    uint64_t total = 0, largest = 0;
+    int nulls = 0, gaps = 0;
     const uint8_t *start = NULL, *next = NULL;
-    int contiguous = 1;
     for (size_t i = 0; i < count; i++) {
         size_t n = blocks[i].size;
         const uint8_t *p = blocks[i].data;
-        if (n && !p)
-            return kl_errf(KL_EINVAL, "block %zu has no data", i);
-        if (n > KL_MAX_BLOCK_BYTES)
-            return kl_errf(KL_ETOOBIG, "block %zu is %zu bytes (at most %u)", i, n,
-                           KL_MAX_BLOCK_BYTES);
         total += n;
-        if (total > KL_MAX_APPEND_BYTES)
-            return kl_errf(KL_ETOOBIG, "one append of more than %u bytes", KL_MAX_APPEND_BYTES);
+        largest = n > largest ? n : largest;
+        nulls |= n && !p;
         if (n) {
-            contiguous &= !next || p == next;
+            gaps |= next && p != next;
             start = start ? start : p;
             next = p + n;
         }
     }
+    if (nulls || largest > KL_MAX_BLOCK_BYTES || total > KL_MAX_APPEND_BYTES)
+        return blocks_error(blocks, count);
     *data_bytes = total;
-    *packed = contiguous ? start : NULL;
+    *packed = gaps ? NULL : start;
     return 0;
 }
 
