@@ -29,12 +29,8 @@ typedef struct fixture {
 
 static int setup(void **state) {
     fixture *f = calloc(1, sizeof *f);
-    f->root = tu_tmpdir("corrupt");
-    assert_true(asprintf(&f->dir, "%s/log", f->root) > 0);
-    kl_config cfg;
-    kl_config_default(&cfg);
-    cfg.segment_bytes = KL_MIN_SEGMENT_BYTES;
-    tu_create(f->dir, &cfg);
+    f->dir = tu_new_log("corrupt", KL_FSYNC_ALWAYS);
+    f->root = strndup(f->dir, (size_t)(strrchr(f->dir, '/') - f->dir));
     kl_log *log = tu_open(f->dir);
     assert_int_equal(tu_append_range(log, SEED, MAX_REC, 0, RECORDS, 10), 0);
     f->nsegs = log->nsegs;
@@ -49,9 +45,8 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     fixture *f = *state;
-    tu_rmrf(f->root);
+    tu_rm_log(f->dir);
     free(f->root);
-    free(f->dir);
     free(f->firsts);
     free(f);
     return 0;

@@ -36,24 +36,11 @@ typedef struct outcome {
 } outcome;
 
 static char *make_log(void) {
-    char *dir = tu_tmpdir("faults");
-    char *sub = NULL;
-    assert_true(asprintf(&sub, "%s/log", dir) > 0);
-    free(dir);
-    kl_config cfg;
-    kl_config_default(&cfg);
-    cfg.segment_bytes = KL_MIN_SEGMENT_BYTES;
-    tu_create(sub, &cfg);
+    char *sub = tu_new_log("faults", KL_FSYNC_ALWAYS);
     kl_log *log = tu_open(sub);
     assert_int_equal(tu_append_range(log, SEED, MAX_REC, 0, PREFILL, 10), 0);
     assert_int_equal(kl_log_close(log), 0);
     return sub;
-}
-
-static void rm_log(char *sub) {
-    *strrchr(sub, '/') = '\0';
-    tu_rmrf(sub);
-    free(sub);
 }
 
 /* Did op `target` happen between ops `before` and now? Record what the call said. */
@@ -135,10 +122,8 @@ static void check_reopen(const char *dir, const outcome *o, const char *what) {
         fail_msg("%s: length %llu, acknowledged %llu, attempted %llu", what,
                  (unsigned long long)len, (unsigned long long)o->acked,
                  (unsigned long long)o->attempted);
-    tu_expect_records(log, SEED, MAX_REC, len);
-    assert_int_equal(tu_append_range(log, SEED, MAX_REC, len, len + 4, 2), 0);
-    tu_expect_records(log, SEED, MAX_REC, len + 4);
     assert_int_equal(kl_log_close(log), 0);
+    tu_grow_and_check(dir, SEED, MAX_REC, len, len + 4, 2);
 }
 
 static uint64_t count_ops(void) {
@@ -150,7 +135,7 @@ static uint64_t count_ops(void) {
     assert_int_equal(o.acked, o.attempted);
     uint64_t n = kl_io_fault_ops(io);
     kl_io_fault_free(io);
-    rm_log(dir);
+    tu_rm_log(dir);
     return n;
 }
 
@@ -181,7 +166,7 @@ static void fail_each(int err, int kind) {
         if (!o.failstop_ok)
             fail_msg("%s: an append after a failed commit succeeded", what);
         check_reopen(dir, &o, what);
-        rm_log(dir);
+        tu_rm_log(dir);
     }
     print_message("errno %d kind %d: %llu operations failed in turn, %u reported, %u absorbed "
                   "(derived data)\n",

@@ -155,3 +155,34 @@ uint64_t tu_file_size(const char *path) {
 void tu_seg_path(char *out, size_t cap, const char *dir, uint64_t first, const char *ext) {
     snprintf(out, cap, "%s/segments/%020llu.%s", dir, (unsigned long long)first, ext);
 }
+
+char *tu_new_log(const char *tag, kl_fsync_mode mode) {
+    char *root = tu_tmpdir(tag), *dir = NULL;
+    assert_true(asprintf(&dir, "%s/log", root) > 0);
+    free(root);
+    kl_config cfg;
+    kl_config_default(&cfg);
+    cfg.fsync_mode = mode;
+    cfg.segment_bytes = KL_MIN_SEGMENT_BYTES;
+    tu_create(dir, &cfg);
+    return dir;
+}
+
+void tu_rm_log(char *log_path) {
+    char *parent = strndup(log_path, (size_t)(strrchr(log_path, '/') - log_path));
+    assert_non_null(parent);
+    tu_rmrf(parent);
+    free(parent);
+    free(log_path);
+}
+
+void tu_grow_and_check(const char *dir, uint64_t seed, size_t max_size, uint64_t from, uint64_t to,
+                       size_t batch) {
+    kl_log *log = tu_open(dir);
+    tu_expect_records(log, seed, max_size, from);
+    assert_int_equal(tu_append_range(log, seed, max_size, from, to, batch), 0);
+    assert_int_equal(kl_log_close(log), 0);
+    log = tu_open(dir);
+    tu_expect_records(log, seed, max_size, to);
+    assert_int_equal(kl_log_close(log), 0);
+}

@@ -43,6 +43,20 @@ kl_io *tu_fault_io(const kl_fault_plan *plan);
 /* Create a log in dir with cfg (NULL: defaults) on the real backend; asserts success. */
 void tu_create(const char *dir, const kl_config *cfg);
 
+/*
+ * A log at "<new temp dir>/log" created with `mode` and the smallest segments (so tests roll
+ * them). Returns its path (free it); tu_rm_log removes the temp dir around it.
+ */
+char *tu_new_log(const char *tag, kl_fsync_mode mode);
+void tu_rm_log(char *log_path);
+
+/*
+ * The log at dir holds records [0, from) of (seed, max_size): append [from, to) in batches,
+ * close, reopen, and check that all of [0, to) is there.
+ */
+void tu_grow_and_check(const char *dir, uint64_t seed, size_t max_size, uint64_t from, uint64_t to,
+                       size_t batch);
+
 /* Open on the KL_IO backend; asserts success. */
 kl_log *tu_open(const char *dir);
 
