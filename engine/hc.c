@@ -1,0 +1,113 @@
+/*
+ * hc.c - flat-tree numbering and the Merkle hashes (hc.h). The rules are
+ * Hypercore's (docs/HYPERCORE.md); the vectors in tests/data/hypercore/
+ * pin them.
+ */
+#include "hc.h"
+
+#include <sodium.h>
+
+#include "util.h"
+
+uint64_t kl_ft_depth(uint64_t i) {
+    return (uint64_t)__builtin_ctzll(~i);
+}
+
+uint64_t kl_ft_offset(uint64_t i) {
+    uint64_t d = kl_ft_depth(i);
+    return d >= 63 ? 0 : ((i + 1) >> d) >> 1;
+}
+
+uint64_t kl_ft_index(uint64_t depth, uint64_t offset) {
+    return ((offset << 1) + 1) * (1ull << depth) - 1;
+}
+
+uint64_t kl_ft_parent(uint64_t i) {
+    uint64_t d = kl_ft_depth(i);
+    return kl_ft_index(d + 1, kl_ft_offset(i) >> 1);
+}
+
+uint64_t kl_ft_sibling(uint64_t i) {
+    uint64_t d = kl_ft_depth(i);
+    return kl_ft_index(d, kl_ft_offset(i) ^ 1);
+}
+
+uint64_t kl_ft_left_span(uint64_t i) {
+    return i + 1 - (1ull << kl_ft_depth(i));
+}
+
+uint64_t kl_ft_right_span(uint64_t i) {
+    return i + (1ull << kl_ft_depth(i)) - 1;
+}
+
+int kl_ft_contains(uint64_t i, uint64_t j) {
+    return kl_ft_left_span(i) <= j && j <= kl_ft_right_span(i);
+}
+
+size_t kl_ft_full_roots(uint64_t length, uint64_t out[KL_MAX_ROOTS]) {
+    size_t n = 0;
+    uint64_t start = 0; /* first block of the next root */
+    for (int d = 63; d >= 0; d--) {
+        uint64_t part = 1ull << d;
+        if (!(length & part))
+            continue;
+        out[n++] = 2 * start + part - 1;
+        start += part;
+    }
+    return n;
+}
+
+uint64_t kl_tree_pos(uint64_t i) {
+    uint64_t r = kl_ft_right_span(i) / 2; /* the last block under i */
+    return 2 * r - (uint64_t)__builtin_popcountll(r) + kl_ft_depth(i);
+}
+
+uint64_t kl_tree_nodes(uint64_t length) {
+    return 2 * length - (uint64_t)__builtin_popcountll(length);
+}
+
+void kl_hc_leaf(uint64_t block, const uint8_t *data, size_t len, kl_node *out) {
+    uint8_t pre[9];
+    pre[0] = 0;
+    kl_store64(pre + 1, (uint64_t)len);
+    crypto_generichash_blake2b_state st;
+    crypto_generichash_blake2b_init(&st, NULL, 0, KL_HASH_BYTES);
+    crypto_generichash_blake2b_update(&st, pre, sizeof pre);
+    if (len)
+        crypto_generichash_blake2b_update(&st, data, len);
+    crypto_generichash_blake2b_final(&st, out->hash, KL_HASH_BYTES);
+    out->index = 2 * block;
+    out->size = len;
+}
+
+void kl_hc_parent(const kl_node *a, const kl_node *b, kl_node *out) {
+    if (a->index > b->index) {
+        const kl_node *t = a;
+        a = b;
+        b = t;
+    }
+    uint8_t in[9 + 2 * KL_HASH_BYTES];
+    in[0] = 1;
+    kl_store64(in + 1, a->size + b->size);
+    memcpy(in + 9, a->hash, KL_HASH_BYTES);
+    memcpy(in + 9 + KL_HASH_BYTES, b->hash, KL_HASH_BYTES);
+    uint64_t index = kl_ft_parent(a->index);
+    out->size = a->size + b->size;
+    out->index = index;
+    crypto_generichash_blake2b(out->hash, KL_HASH_BYTES, in, sizeof in, NULL, 0);
+}
+
+void kl_hc_tree_hash(const kl_node *r, size_t n, uint8_t out[KL_HASH_BYTES]) {
+    uint8_t pre = 2;
+    crypto_generichash_blake2b_state st;
+    crypto_generichash_blake2b_init(&st, NULL, 0, KL_HASH_BYTES);
+    crypto_generichash_blake2b_update(&st, &pre, 1);
+    for (size_t i = 0; i < n; i++) {
+        uint8_t tail[16];
+        kl_store64(tail, r[i].index);
+        kl_store64(tail + 8, r[i].size);
+        crypto_generichash_blake2b_update(&st, r[i].hash, KL_HASH_BYTES);
+        crypto_generichash_blake2b_update(&st, tail, sizeof tail);
+    }
+    crypto_generichash_blake2b_final(&st, out, KL_HASH_BYTES);
+}
