@@ -81,11 +81,25 @@ static void codec_text(const kl_config *c, char *out, size_t cap) {
         snprintf(out, cap, "zstd:%d", c->codec_level);
 }
 
+/* Bytes as lowercase hex. */
+static void add_hex(info_fields *fs, const char *key, const unsigned char *p, size_t n) {
+    char *out = add(fs, key, FIELD_STRING)->value;
+    for (size_t i = 0; i < n && 2 * i + 2 < INFO_VALUE_BYTES; i++)
+        snprintf(out + 2 * i, 3, "%02x", p[i]);
+}
+
 static void collect(const kl_info *in, info_fields *fs) {
     fs->n = 0;
     add_number(fs, "length", in->length);
     add_number(fs, "byte_length", in->byte_length);
     add_number(fs, "fork", in->fork);
+    add_hex(fs, "key", in->key, sizeof in->key);
+    add_hex(fs, "discovery_key", in->discovery_key, sizeof in->discovery_key);
+    add_hex(fs, "public_key", in->public_key, sizeof in->public_key);
+    add_hex(fs, "tree_hash", in->tree_hash, sizeof in->tree_hash);
+    add_hex(fs, "signature", in->signature, in->signature_len);
+    add_string(fs, "core", in->compat ? "compat" : "default");
+    add_string(fs, "writable", in->writable ? "yes" : "no (no usable secret key)");
     add_number(fs, "segments", in->segments);
     add_number(fs, "disk_bytes", in->disk_bytes);
     fsync_text(&in->config, add(fs, "fsync", FIELD_STRING)->value, INFO_VALUE_BYTES);

@@ -44,6 +44,8 @@
 #include "util.h"
 
 #define BUF_INITIAL_BYTES (1u << 20)
+/* Appends of up to this many blocks keep their leaf hashes on the stack. */
+#define LEAVES_ON_STACK 16
 
 /*
  * A batch with at least this much data, lying back to back in the caller's
@@ -120,6 +122,8 @@ static void buf_reset(kl_log *log, kl_commit_buf *b, uint64_t seq) {
     b->end_index = log->f_index;
     b->end_bytes = log->f_bytes;
     b->idx_upto = atomic_load(&log->f_segp->idx.count);
+    b->start_index = log->f_index;
+    b->nleaves = 0;
     if (b->cap > 4 * KL_COMMIT_BUF_BYTES) { /* give back what a huge batch took */
         free(b->data);
         b->data = NULL;
@@ -165,8 +169,11 @@ int kl_commit_init(kl_log *log) {
 
 void kl_commit_free(kl_log *log) {
     kl_sealer_stop(log);
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 2; i++) {
         free(log->bufs[i].data);
+        free(log->bufs[i].leaves);
+    }
+    free(log->treebuf);
     free(log->scratch);
     free(log->slotbuf);
     ZSTD_freeCCtx(log->zcctx);
@@ -272,7 +279,7 @@ static int write_lent(kl_log *log, const kl_commit_buf *b, const kl_seg *seg) {
 
 /* The I/O of one commit. Returns 0 or -errno; *what names the failing step. */
 static int commit_io(kl_log *log, kl_commit_buf *b, const kl_slot *st, int slot, int sync,
-                     const char **what) {
+                     size_t tree_bytes, const char **what) {
     kl_seg *seg = b->seg;
     int rc;
     if (b->new_segment) {
@@ -315,6 +322,13 @@ static int commit_io(kl_log *log, kl_commit_buf *b, const kl_slot *st, int slot,
             (struct iovec){(void *)zero_chunk, (size_t)KL_MIN(ZERO_CHUNK_BYTES, b->zero_to - z)};
     struct iovec iov_idx;
     struct iovec iov_hdr = {log->slotbuf, KL_HDR_SLOT_BYTES};
+    struct iovec iov_tree = {log->treebuf, tree_bytes};
+    kl_io_op tree_write = {.kind = KL_IO_OP_WRITE,
+                           .link = 1,
+                           .fd = log->tree_fd,
+                           .iov = &iov_tree,
+                           .iovcnt = 1,
+                           .offset = kl_tree_off(kl_tree_nodes(b->start_index))};
     uint64_t idx_off = 0, hdr_off = (uint64_t)slot * KL_HDR_SLOT_BYTES;
     kl_io_op ops[KL_IO_MAX_OPS];
     int n = 0;
@@ -345,6 +359,8 @@ static int commit_io(kl_log *log, kl_commit_buf *b, const kl_slot *st, int slot,
                                   .iovcnt = nzero,
                                   .offset = b->zero_from};
         ops[n++] = (kl_io_op){.kind = KL_IO_OP_DATASYNC, .fd = seg->wfd};
+        ops[n++] = tree_write;
+        ops[n++] = (kl_io_op){.kind = KL_IO_OP_DATASYNC, .fd = log->tree_fd};
         ops[n++] = (kl_io_op){.kind = KL_IO_OP_WRITE,
                               .link = 1,
                               .fd = log->hdr_fd,
@@ -356,7 +372,8 @@ static int commit_io(kl_log *log, kl_commit_buf *b, const kl_slot *st, int slot,
             ops[n++] = (kl_io_op){.kind = KL_IO_OP_FULLSYNC, .fd = log->segdir_fd};
             ops[n++] = (kl_io_op){.kind = KL_IO_OP_DATASYNC, .fd = b->prev->wfd};
         }
-    } else { /* the slot only after its batches: it never claims unwritten bytes */
+    } else { /* the slot only after its batches and nodes: it never claims unwritten bytes */
+        ops[n++] = tree_write;
         ops[n++] = (kl_io_op){.kind = KL_IO_OP_WRITE,
                               .fd = log->hdr_fd,
                               .iov = &iov_hdr,
@@ -447,6 +464,41 @@ static void plan_prealloc(kl_log *log, kl_commit_buf *b, int sync) {
     b->zero_to = KL_MIN(have + PREALLOC_BYTES, log->cfg.segment_bytes);
 }
 
+/*
+ * Add the buffer's leaves to the tree (commit role, without mu): the new
+ * nodes go to log->treebuf, the new roots and their signature to st.
+ */
+static int build_tree(kl_log *log, const kl_commit_buf *b, kl_slot *st, size_t *tree_bytes) {
+    uint64_t nodes = kl_tree_nodes(b->end_index) - kl_tree_nodes(b->start_index);
+    size_t need = (size_t)nodes * KL_TREE_NODE_BYTES + KL_TREEB_MAX_NEW * KL_TREE_NODE_BYTES;
+    if (log->treebuf_cap < need) {
+        size_t cap = KL_MAX(need, 2 * log->treebuf_cap);
+        uint8_t *t = realloc(log->treebuf, cap);
+        if (!t)
+            return -ENOMEM;
+        log->treebuf = t;
+        log->treebuf_cap = cap;
+    }
+    KL_ASSERT(log->tb.length == b->start_index);
+    size_t k = 0;
+    for (size_t j = 0; j < b->nleaves; j++) {
+        const kl_leaf_job *lj = &b->leaves[j];
+        for (size_t i = 0; i < lj->count; i++)
+            k += kl_treeb_add(&log->tb, lj->hashes + KL_HASH_BYTES * i, lj->blocks[i].size,
+                              log->treebuf + KL_TREE_NODE_BYTES * k);
+    }
+    KL_ASSERT(k == nodes && log->tb.length == b->end_index);
+    *tree_bytes = (size_t)nodes * KL_TREE_NODE_BYTES;
+    st->nroots = (uint32_t)log->tb.n;
+    memcpy(st->roots, log->tb.roots, log->tb.n * sizeof *st->roots);
+    uint8_t th[KL_HASH_BYTES];
+    kl_slot_tree_hash(st, th);
+    size_t sig_len = 0;
+    kl_hc_sign(log->kind, log->sk, log->key, th, st->length, st->fork, st->sig, &sig_len);
+    st->sig_len = (uint32_t)sig_len;
+    return 0;
+}
+
 /* Commit the open buffer, holding the commit role (mu held, returns with mu held). */
 static void commit_open(kl_log *log) {
     kl_commit_buf *b = log->open_buf;
@@ -467,8 +519,13 @@ static void commit_open(kl_log *log) {
     st.commit_ms = kl_now_ms();
     pthread_mutex_unlock(&log->mu);
 
-    const char *what = "commit";
-    int rc = commit_io(log, b, &st, slot, sync, &what);
+    const char *what = "building the tree";
+    size_t tree_bytes = 0;
+    int rc = build_tree(log, b, &st, &tree_bytes);
+    if (rc == 0) {
+        what = "commit";
+        rc = commit_io(log, b, &st, slot, sync, tree_bytes, &what);
+    }
 
     pthread_mutex_lock(&log->mu);
     if (rc < 0) {
@@ -571,10 +628,23 @@ static int frame_zstd(kl_log *log, const kl_block *blocks, size_t count, uint64_
     return 0;
 }
 
+/* Room for one more leaf job in b. */
+static int leaves_reserve(kl_commit_buf *b) {
+    if (b->nleaves < b->capleaves)
+        return 0;
+    size_t cap = b->capleaves ? 2 * b->capleaves : 64;
+    kl_leaf_job *v = realloc(b->leaves, cap * sizeof *v);
+    if (!v)
+        return kl_errf(KL_ENOMEM, "commit buffer's leaf list");
+    b->leaves = v;
+    b->capleaves = cap;
+    return 0;
+}
+
 /* Frame one append into the open buffer (mu held). *seq receives its ticket. */
 static int frame_append(kl_log *log, const kl_block *blocks, size_t count, uint64_t data_bytes,
-                        const uint8_t *packed, const uint64_t *expect, uint64_t *first,
-                        uint64_t *seq, int *leads) {
+                        const uint8_t *packed, const uint8_t *hashes, const uint64_t *expect,
+                        uint64_t *first, uint64_t *seq, int *leads) {
     const uint8_t *zframe = NULL;
     size_t n = (size_t)kl_batch_plain_bytes(count, data_bytes);
     /* Big batches whose bytes lie back to back are written from the caller's memory. */
@@ -607,6 +677,8 @@ static int frame_append(kl_log *log, const kl_block *blocks, size_t count, uint6
         int rc = need_roll ? roll(log) : 0;
         if (rc == 0)
             rc = buf_reserve(b, b->ilen + meta);
+        if (rc == 0)
+            rc = leaves_reserve(b);
         if (rc < 0)
             return rc;
         uint8_t *at = buf_take(b, meta);
@@ -625,6 +697,7 @@ static int frame_append(kl_log *log, const kl_block *blocks, size_t count, uint6
             kl_batch_frame(at, log->f_index, blocks, count, data_bytes, kl_now_ms());
         if (lend)
             buf_lend(b, lend, (size_t)data_bytes);
+        b->leaves[b->nleaves++] = (kl_leaf_job){hashes, blocks, count};
         kl_oidx_note(&log->f_segp->idx, log->f_index - log->f_seg, log->f_pos);
         *first = log->f_index;
         *seq = b->seq;
@@ -699,11 +772,20 @@ static int append(kl_log *log, const kl_block *blocks, size_t count, const uint6
     kl_err_clear();
     if (log->readonly)
         return kl_log_err(log, kl_errf(KL_EREADONLY, "%s was opened read-only", log->dir));
+    if (!log->has_sk)
+        return kl_log_err(log, kl_errf(KL_EREADONLY, "cannot append to %s: %s", log->dir,
+                                       log->sk_problem));
     uint64_t data_bytes = 0;
     const uint8_t *packed = NULL;
     int rc = check_blocks(blocks, count, &data_bytes, &packed);
     if (rc < 0)
         return kl_log_err(log, rc);
+    /* The leaves, hashed here, by each appender, before the group forms. */
+    uint8_t small[KL_HASH_BYTES * LEAVES_ON_STACK];
+    uint8_t *hashes = count <= LEAVES_ON_STACK ? small : malloc(KL_HASH_BYTES * count);
+    if (!hashes)
+        return kl_log_err(log, kl_errf(KL_ENOMEM, "leaf hashes of %zu blocks", count));
+    kl_tree_hash_leaves(blocks, count, hashes);
     uint64_t first = 0, seq = 0;
     int leads = 0;
     pthread_mutex_lock(&log->mu);
@@ -715,7 +797,8 @@ static int append(kl_log *log, const kl_block *blocks, size_t count, const uint6
                  : 0;
         first = log->f_index;
     } else {
-        rc = frame_append(log, blocks, count, data_bytes, packed, expect, &first, &seq, &leads);
+        rc = frame_append(log, blocks, count, data_bytes, packed, hashes, expect, &first, &seq,
+                          &leads);
     }
     while (rc == 0 && count > 0 && log->committed_seq < seq) {
         if (log->failed)
@@ -731,6 +814,8 @@ static int append(kl_log *log, const kl_block *blocks, size_t count, const uint6
         rc = wait_done(log, seq); /* releases mu */
     else
         pthread_mutex_unlock(&log->mu);
+    if (hashes != small)
+        free(hashes);
     if (rc < 0)
         return kl_log_err(log, rc);
     if (first_index)
@@ -768,7 +853,7 @@ static int sync_fds(kl_io *io, const int *fds, const uint8_t *full, size_t n) {
  * directory if a segment was made. *fds is malloc'ed.
  */
 static int sync_targets(kl_log *log, int with_header, int **fds, uint8_t **full, size_t *n) {
-    size_t cap = log->nunsynced + 3;
+    size_t cap = log->nunsynced + 4;
     *fds = malloc(cap * sizeof **fds);
     *full = calloc(cap, 1);
     if (!*fds || !*full) {
@@ -782,6 +867,7 @@ static int sync_targets(kl_log *log, int with_header, int **fds, uint8_t **full,
     for (size_t i = 0; i < log->nunsynced; i++)
         (*fds)[k++] = log->unsynced[i]->wfd;
     (*fds)[k++] = log->c_segp->wfd;
+    (*fds)[k++] = log->tree_fd;
     if (with_header) {
         (*fds)[k++] = log->hdr_fd;
         if (log->dir_dirty) {

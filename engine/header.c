@@ -13,6 +13,14 @@
 #include "util.h"
 
 #define SLOT_CHECKSUM_AT (KL_HDR_SLOT_BYTES - 8u)
+/* The signed tree (FORMAT.md, "header"). */
+#define SLOT_KIND_AT    116u
+#define SLOT_PK_AT      120u
+#define SLOT_SIG_AT     152u /* u32 length, then KL_STORED_SIG_MAX bytes */
+#define SLOT_ROOTS_AT   224u /* u32 count, u32 zero, then the roots */
+#define SLOT_ROOT_BYTES 40u  /* hash, u64 size */
+#define SLOT_USED_END   (SLOT_ROOTS_AT + 8u + KL_MAX_ROOTS * SLOT_ROOT_BYTES)
+_Static_assert(SLOT_USED_END <= SLOT_CHECKSUM_AT, "the slot holds 64 roots");
 
 void kl_slot_encode(uint8_t *p, const kl_slot *s) {
     KL_ASSERT(s->active_segment <= s->length);
@@ -36,6 +44,16 @@ void kl_slot_encode(uint8_t *p, const kl_slot *s) {
     kl_store64(p + 88, s->created_ms);
     memcpy(p + 96, s->boot_id, 16);
     kl_store32(p + 112, s->flags);
+    p[SLOT_KIND_AT] = s->kind;
+    memcpy(p + SLOT_PK_AT, s->public_key, KL_PK_BYTES);
+    kl_store32(p + SLOT_SIG_AT, s->sig_len);
+    memcpy(p + SLOT_SIG_AT + 4, s->sig, s->sig_len);
+    kl_store32(p + SLOT_ROOTS_AT, s->nroots);
+    for (uint32_t i = 0; i < s->nroots; i++) {
+        uint8_t *r = p + SLOT_ROOTS_AT + 8 + i * SLOT_ROOT_BYTES;
+        memcpy(r, s->roots[i].hash, KL_HASH_BYTES);
+        kl_store64(r + KL_HASH_BYTES, s->roots[i].size);
+    }
     kl_store64(p + SLOT_CHECKSUM_AT, XXH3_64bits(p, SLOT_CHECKSUM_AT));
 }
 
@@ -84,7 +102,39 @@ int kl_slot_decode(const uint8_t *p, kl_slot *s) {
     s->flags = kl_load32(p + 112);
     if (p[75] != 0 || (s->flags & ~KL_SLOT_ORDERED) != 0)
         return kl_errf(KL_ECORRUPT, "header slot reserved bits set");
-    for (unsigned i = 116; i < SLOT_CHECKSUM_AT; i++)
+    s->kind = p[SLOT_KIND_AT];
+    s->cfg.compat = s->kind == KL_CORE_COMPAT;
+    memcpy(s->public_key, p + SLOT_PK_AT, KL_PK_BYTES);
+    s->sig_len = kl_load32(p + SLOT_SIG_AT);
+    s->nroots = kl_load32(p + SLOT_ROOTS_AT);
+    if (s->kind > KL_CORE_COMPAT || p[117] || p[118] || p[119])
+        return kl_errf(KL_ECORRUPT, "header slot: unknown core kind %u", s->kind);
+    if (s->sig_len !=
+        (s->kind == KL_CORE_COMPAT ? KL_STORED_SIG_COMPAT : KL_STORED_SIG_V1))
+        return kl_errf(KL_ECORRUPT, "header slot: signature of %u bytes", s->sig_len);
+    memcpy(s->sig, p + SLOT_SIG_AT + 4, s->sig_len);
+    uint64_t idx[KL_MAX_ROOTS];
+    size_t want = kl_ft_full_roots(s->length, idx);
+    if (s->nroots != want || kl_load32(p + SLOT_ROOTS_AT + 4) != 0)
+        return kl_errf(KL_ECORRUPT, "header slot: %u roots for length %llu", s->nroots,
+                       (unsigned long long)s->length);
+    uint64_t sum = 0;
+    for (uint32_t i = 0; i < s->nroots; i++) {
+        const uint8_t *r = p + SLOT_ROOTS_AT + 8 + i * SLOT_ROOT_BYTES;
+        s->roots[i].index = idx[i];
+        memcpy(s->roots[i].hash, r, KL_HASH_BYTES);
+        s->roots[i].size = kl_load64(r + KL_HASH_BYTES);
+        if (s->roots[i].size > UINT64_MAX - sum)
+            return kl_errf(KL_ECORRUPT, "header slot: root sizes overflow");
+        sum += s->roots[i].size;
+    }
+    if (sum != s->byte_length)
+        return kl_errf(KL_ECORRUPT, "header slot: roots cover %llu bytes, byte length is %llu",
+                       (unsigned long long)sum, (unsigned long long)s->byte_length);
+    for (unsigned i = SLOT_SIG_AT + 4 + s->sig_len; i < SLOT_ROOTS_AT; i++)
+        if (p[i] != 0)
+            return kl_errf(KL_ECORRUPT, "header slot reserved area not zero");
+    for (unsigned i = SLOT_ROOTS_AT + 8 + s->nroots * SLOT_ROOT_BYTES; i < SLOT_CHECKSUM_AT; i++)
         if (p[i] != 0)
             return kl_errf(KL_ECORRUPT, "header slot reserved area not zero");
     if (s->active_segment > s->length || s->active_end < KL_SEG_HEADER_BYTES)
@@ -92,4 +142,16 @@ int kl_slot_decode(const uint8_t *p, kl_slot *s) {
     if (kl_config_check(&s->cfg) < 0)
         return kl_errf(KL_ECORRUPT, "header slot settings out of range");
     return 0;
+}
+
+void kl_slot_tree_hash(const kl_slot *s, uint8_t out[KL_HASH_BYTES]) {
+    kl_hc_tree_hash(s->roots, s->nroots, out);
+}
+
+int kl_slot_verify(const kl_slot *s) {
+    uint8_t th[KL_HASH_BYTES], key[KL_HASH_BYTES];
+    kl_slot_tree_hash(s, th);
+    kl_hc_core_key((kl_core_kind)s->kind, s->public_key, key);
+    return kl_hc_verify((kl_core_kind)s->kind, s->public_key, key, th, s->length, s->fork, s->sig,
+                        s->sig_len);
 }

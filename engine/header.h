@@ -8,11 +8,12 @@
 
 #include <stdint.h>
 
+#include "hc.h"
 #include "kappalog.h"
 
 #define KL_HDR_SLOT_BYTES 4096u
 #define KL_HDR_FILE_BYTES (2u * KL_HDR_SLOT_BYTES)
-#define KL_HDR_VERSION    1u
+#define KL_HDR_VERSION    2u
 #define KL_HDR_MAGIC      "KAPPALOG"
 
 typedef struct kl_slot {
@@ -27,6 +28,13 @@ typedef struct kl_slot {
     kl_config cfg;
     uint32_t flags;      /* KL_SLOT_* */
     uint8_t boot_id[16]; /* the kernel boot that wrote it (all zero: unknown) */
+    /* the signed Merkle tree at `length` (Hypercore) */
+    uint8_t kind; /* kl_core_kind */
+    uint8_t public_key[KL_PK_BYTES];
+    uint32_t nroots; /* the full roots of `length`, left to right (indexes implied) */
+    kl_node roots[KL_MAX_ROOTS];
+    uint32_t sig_len; /* the stored signature: 68 bytes (default) or 64 (compat) */
+    uint8_t sig[KL_STORED_SIG_MAX];
 } kl_slot;
 
 /* The slot was written only after every batch it covers was completely written. */
@@ -35,8 +43,18 @@ typedef struct kl_slot {
 /* Encode s into KL_HDR_SLOT_BYTES at p. */
 void kl_slot_encode(uint8_t *p, const kl_slot *s);
 
-/* Decode and check one slot. 0 or KL_ECORRUPT with the reason. */
+/*
+ * Decode and check one slot: checksum, ranges, and that its roots are the
+ * full roots of its length summing to its byte length. The signature is
+ * not checked here (kl_slot_verify). 0 or KL_ECORRUPT with the reason.
+ */
 int kl_slot_decode(const uint8_t *p, kl_slot *s);
+
+/* The tree hash of a slot's roots. */
+void kl_slot_tree_hash(const kl_slot *s, uint8_t out[KL_HASH_BYTES]);
+
+/* Check a slot's signature over its tree: 0 or KL_EVERIFY. */
+int kl_slot_verify(const kl_slot *s);
 
 /* Check the settings a slot carries (also used by kl_log_create). */
 int kl_config_check(const kl_config *cfg);

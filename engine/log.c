@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <sodium.h>
 #include <zstd.h>
 
 #include "../index/offset_index.h"
@@ -146,7 +147,46 @@ static int sync_parent(kl_io *io, const char *path) {
     return rc;
 }
 
-/* The files of an empty log: segment 0, its index, then the header last. */
+/* Write a new file of n bytes and make it durable (its directory entry is synced later). */
+static int write_new_file(kl_io *io, const char *path, const void *p, size_t n, int mode) {
+    int fd = -1;
+    int rc = kl_io_open(io, path, O_RDWR | O_CREAT | O_EXCL, mode, &fd);
+    if (rc == 0 && mode == 0600)
+        rc = fchmod(fd, 0600) < 0 ? -errno : 0; /* whatever the umask */
+    if (rc == 0)
+        rc = kl_io_write_sync(io, fd, p, n, 0, 1);
+    kl_io_close(io, fd);
+    if (rc < 0)
+        return kl_errf(kl_err_from_errno(-rc), "%s: %s", path, strerror(-rc));
+    return 0;
+}
+
+/*
+ * The key pair (from cfg->seed or random) and the signed empty tree: the
+ * secret goes to DIR/secret, the rest into the slot.
+ */
+static int create_keys(kl_io *io, const char *dir, const kl_config *cfg, kl_slot *st) {
+    uint8_t seed[KL_SEED_BYTES], sk[KL_SK_BYTES], key[KL_HASH_BYTES], th[KL_HASH_BYTES];
+    if (cfg->seed)
+        memcpy(seed, cfg->seed, KL_SEED_BYTES);
+    else
+        randombytes_buf(seed, sizeof seed);
+    kl_hc_keypair(seed, st->public_key, sk);
+    sodium_memzero(seed, sizeof seed);
+    st->kind = cfg->compat ? KL_CORE_COMPAT : KL_CORE_DEFAULT;
+    kl_hc_core_key((kl_core_kind)st->kind, st->public_key, key);
+    kl_slot_tree_hash(st, th);
+    size_t sig_len = 0;
+    kl_hc_sign((kl_core_kind)st->kind, sk, key, th, 0, 0, st->sig, &sig_len);
+    st->sig_len = (uint32_t)sig_len;
+    char *path = join(dir, "secret");
+    int rc = path ? write_new_file(io, path, sk, sizeof sk, 0600) : kl_errf(KL_ENOMEM, "paths");
+    sodium_memzero(sk, sizeof sk);
+    free(path);
+    return rc;
+}
+
+/* The files of an empty log: segment 0, its index, the tree, the secret, then the header last. */
 static int create_files(kl_io *io, const char *dir, const char *seg_dir, const kl_config *cfg) {
     char path[4096];
     uint8_t seg_hdr[KL_SEG_HEADER_BYTES];
@@ -174,11 +214,23 @@ static int create_files(kl_io *io, const char *dir, const char *seg_dir, const k
     if ((rc = kl_io_sync_dir(io, seg_dir)) < 0)
         return kl_errf(kl_err_from_errno(-rc), "syncing %s: %s", seg_dir, strerror(-rc));
 
+    uint8_t tree_hdr[KL_TREE_HEADER_BYTES];
+    kl_tree_header_encode(tree_hdr);
+    char *tree = join(dir, "tree");
+    rc = tree ? write_new_file(io, tree, tree_hdr, sizeof tree_hdr, 0644)
+              : kl_errf(KL_ENOMEM, "paths");
+    free(tree);
+    if (rc < 0)
+        return rc;
+
     kl_slot st = {.seq = 1,
                   .active_end = KL_SEG_HEADER_BYTES,
                   .commit_ms = now,
                   .created_ms = now,
                   .cfg = *cfg};
+    st.cfg.seed = NULL;
+    if ((rc = create_keys(io, dir, cfg, &st)) < 0)
+        return rc;
     uint8_t *buf = calloc(1, KL_HDR_FILE_BYTES);
     if (!buf)
         return kl_errf(KL_ENOMEM, "header");
@@ -267,9 +319,11 @@ static kl_log *log_alloc(const char *dir, kl_io *io) {
     log->io = io;
     log->hdr_fd = -1;
     log->segdir_fd = -1;
+    log->tree_fd = -1;
     log->dir = strdup(dir);
     log->hdr_path = join(dir, "header");
     log->seg_dir = join(dir, "segments");
+    log->tree_path = join(dir, "tree");
     pthread_mutex_init(&log->mu, NULL);
     pthread_cond_init(&log->cv, NULL);
     pthread_cond_init(&log->cv_lead, NULL);
@@ -279,10 +333,11 @@ static kl_log *log_alloc(const char *dir, kl_io *io) {
     pthread_mutex_init(&log->sealer_mu, NULL);
     pthread_cond_init(&log->sealer_cv, NULL);
     pthread_rwlock_init(&log->segs_lock, NULL);
-    if (!log->dir || !log->hdr_path || !log->seg_dir) {
+    if (!log->dir || !log->hdr_path || !log->seg_dir || !log->tree_path) {
         free(log->dir);
         free(log->hdr_path);
         free(log->seg_dir);
+        free(log->tree_path);
         free(log);
         return NULL;
     }
@@ -294,6 +349,8 @@ static void log_free(kl_log *log) {
                             safe on a handle whose commit state was never set up */
     kl_read_free(log);
     kl_io_close(log->io, log->hdr_fd);
+    kl_io_close(log->io, log->tree_fd);
+    sodium_memzero(log->sk, sizeof log->sk);
     kl_io_destroy(log->io);
     pthread_mutex_destroy(&log->mu);
     pthread_cond_destroy(&log->cv);
@@ -307,6 +364,7 @@ static void log_free(kl_log *log) {
     free(log->dir);
     free(log->hdr_path);
     free(log->seg_dir);
+    free(log->tree_path);
     free(log);
 }
 
@@ -358,6 +416,8 @@ int kl_log_open_io(const char *dir, const kl_open_options *opts_in, kl_io *io, k
     int rc = open_header(log, opts.lock_wait_ms);
     if (rc == 0)
         rc = kl_recover(log);
+    if (rc == 0)
+        rc = kl_keys_load(log);
     if (rc == 0 && opts.fsync_override) {
         kl_config c = log->cfg;
         c.fsync_mode = opts.fsync_mode;
@@ -420,6 +480,8 @@ static uint64_t disk_bytes(const kl_log *log, uint64_t *segments) {
     *segments = 0;
     if (stat(log->hdr_path, &st) == 0)
         total += (uint64_t)st.st_blocks * 512u;
+    if (stat(log->tree_path, &st) == 0)
+        total += (uint64_t)st.st_blocks * 512u;
     DIR *d = opendir(log->seg_dir);
     if (!d)
         return total;
@@ -441,9 +503,26 @@ int kl_log_info(kl_log *log, kl_info *info) {
     if (!log || !info)
         return kl_errf(KL_EINVAL, "kl_log_info: NULL argument");
     memset(info, 0, sizeof *info);
-    info->length = kl_log_length(log);
-    info->byte_length = kl_log_byte_length(log);
-    info->fork = log->stored.fork;
+    pthread_mutex_lock(&log->mu); /* the last commit's state, all of one commit */
+    kl_slot *last = malloc(sizeof *last);
+    if (last)
+        *last = log->last;
+    pthread_mutex_unlock(&log->mu);
+    if (!last)
+        return kl_errf(KL_ENOMEM, "kl_log_info");
+    info->length = last->length;
+    info->byte_length = last->byte_length;
+    info->fork = last->fork;
+    info->compat = last->kind == KL_CORE_COMPAT;
+    memcpy(info->key, log->key, sizeof info->key);
+    memcpy(info->discovery_key, log->dkey, sizeof info->discovery_key);
+    memcpy(info->public_key, log->public_key, sizeof info->public_key);
+    kl_slot_tree_hash(last, info->tree_hash);
+    memcpy(info->signature, last->sig, last->sig_len);
+    info->signature_len = last->sig_len;
+    info->writable = log->has_sk;
+    info->secret_unsafe = log->secret_unsafe;
+    free(last);
     info->disk_bytes = disk_bytes(log, &info->segments);
     info->created_ms = log->stored.created_ms;
     info->last_commit_ms = atomic_load(&log->last_commit_ms);

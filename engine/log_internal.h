@@ -25,6 +25,7 @@
 #include "../index/offset_index.h"
 #include "header.h"
 #include "io/io.h"
+#include "tree.h"
 #include "kappalog.h"
 
 /* A commit buffer never grows past this unless one batch needs more. */
@@ -74,6 +75,13 @@ typedef struct kl_seal_job {
     uint64_t data_bytes, first_index, timestamp_ms;
 } kl_seal_job;
 
+/* The leaf hashes of one framed append, computed by its caller before framing. */
+typedef struct kl_leaf_job {
+    const uint8_t *hashes; /* count x 32 bytes, the caller's: valid until its commit completes */
+    const kl_block *blocks;
+    size_t count;
+} kl_leaf_job;
+
 typedef struct kl_commit_buf {
     uint8_t *data;    /* the bytes framed here (headers, checksums, tables, copied blocks) */
     size_t ilen, cap; /* bytes used and allocated in data */
@@ -94,6 +102,9 @@ typedef struct kl_commit_buf {
     uint64_t zero_from;  /* zeroed space added ahead of the batches (zero_to > zero_from) */
     uint64_t zero_to;
     uint32_t frames;
+    uint64_t start_index;  /* length before it */
+    kl_leaf_job *leaves;   /* one per framed append, in order */
+    size_t nleaves, capleaves;
 } kl_commit_buf;
 
 struct kl_log {
@@ -173,6 +184,21 @@ struct kl_log {
     const kl_seg *zseg;
     uint64_t zpos;
 
+    /* the signed Merkle tree (tree.h, hc.h) */
+    char *tree_path;
+    int tree_fd;
+    kl_core_kind kind;
+    uint8_t public_key[KL_PK_BYTES];
+    uint8_t key[KL_HASH_BYTES];  /* the core key */
+    uint8_t dkey[KL_HASH_BYTES]; /* the discovery key */
+    uint8_t sk[KL_SK_BYTES];     /* the secret key, if has_sk (wiped on close) */
+    int has_sk;
+    int secret_unsafe;    /* the secret file is readable by group or others */
+    char sk_problem[4400]; /* why there is no usable secret key */
+    kl_treeb tb;       /* the tree of the last commit (commit role) */
+    uint8_t *treebuf;  /* the nodes one commit writes (commit role) */
+    size_t treebuf_cap;
+
     /* errors */
     pthread_mutex_t errmu;
     char err[512];
@@ -186,6 +212,11 @@ int kl_log_create_io(const char *dir, const kl_config *cfg, kl_io *io);
 
 /* Copy this thread's error context into the handle; returns rc. */
 int kl_log_err(kl_log *log, int rc);
+
+/* keys.c: load the secret key of a writable log (absent: a read-only replica). */
+int kl_keys_load(kl_log *log);
+/* Fill key and discovery key from the kind and public key. */
+void kl_keys_derive(kl_log *log);
 
 /* recover.c: read the header, choose the slot, cut the tail, load segments. */
 int kl_recover(kl_log *log);

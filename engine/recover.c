@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zstd.h>
 
 #include "frame.h"
 #include "log_internal.h"
@@ -122,6 +123,37 @@ static int reader_batch(seg_reader *r, uint64_t pos, uint64_t limit, int want_bo
     return 0;
 }
 
+/* Open the tree file (its header checked) before the span check may write to it. */
+static int open_tree(kl_log *log) {
+    int rc = kl_io_open(log->io, log->tree_path, log->readonly ? O_RDONLY : O_RDWR, 0,
+                        &log->tree_fd);
+    if (rc < 0)
+        return kl_errf(rc == -ENOENT ? KL_ECORRUPT : kl_err_from_errno(-rc), "%s: %s",
+                       log->tree_path, strerror(-rc));
+    uint8_t h[KL_TREE_HEADER_BYTES];
+    size_t got = 0;
+    rc = kl_io_pread(log->io, log->tree_fd, h, sizeof h, 0, &got);
+    if (rc < 0)
+        return kl_errf(kl_err_from_errno(-rc), "%s: %s", log->tree_path, strerror(-rc));
+    rc = kl_tree_header_check(h, got);
+    return rc < 0 ? kl_err_prefix(rc, "%s: ", log->tree_path) : 0;
+}
+
+/* Cut the nodes past the accepted length; refuse if committed nodes are missing. */
+static int cut_tree(kl_log *log, const kl_slot *s) {
+    uint64_t size = 0, want = kl_tree_off(kl_tree_nodes(s->length));
+    int rc = log->io->v->size(log->io, log->tree_fd, &size);
+    if (rc < 0)
+        return kl_errf(kl_err_from_errno(-rc), "%s: %s", log->tree_path, strerror(-rc));
+    if (size < want)
+        return kl_errf(KL_ECORRUPT, "%s is %llu bytes but the tree of %llu blocks needs %llu",
+                       log->tree_path, (unsigned long long)size, (unsigned long long)s->length,
+                       (unsigned long long)want);
+    if (size > want && (rc = log->io->v->truncate(log->io, log->tree_fd, want)) < 0)
+        return kl_errf(kl_err_from_errno(-rc), "cutting %s: %s", log->tree_path, strerror(-rc));
+    return 0;
+}
+
 static int read_slots(kl_log *log, kl_slot s[2], int valid[2]) {
     uint8_t *buf = malloc(KL_HDR_FILE_BYTES);
     if (!buf)
@@ -132,12 +164,23 @@ static int read_slots(kl_log *log, kl_slot s[2], int valid[2]) {
         free(buf);
         return kl_errf(kl_err_from_errno(-rc), "%s: %s", log->hdr_path, strerror(-rc));
     }
-    for (int i = 0; i < 2; i++)
+    /* a slot is a candidate if it decodes and its signature holds over its roots */
+    char why[2][200] = {"", ""};
+    for (int i = 0; i < 2; i++) {
         valid[i] = got >= (size_t)(i + 1) * KL_HDR_SLOT_BYTES &&
-                   kl_slot_decode(buf + i * KL_HDR_SLOT_BYTES, &s[i]) == 0;
+                   kl_slot_decode(buf + i * KL_HDR_SLOT_BYTES, &s[i]) == 0 &&
+                   kl_slot_verify(&s[i]) == 0;
+        if (!valid[i])
+            snprintf(why[i], sizeof why[i], "%s",
+                     got < (size_t)(i + 1) * KL_HDR_SLOT_BYTES ? "missing" : kl_err_thread());
+    }
     free(buf);
     if (!valid[0] && !valid[1])
-        return kl_errf(KL_ECORRUPT, "%s: both header slots are damaged", log->hdr_path);
+        return kl_errf(KL_ECORRUPT, "%s: both header slots are damaged (slot 0: %s; slot 1: %s)",
+                       log->hdr_path, why[0], why[1]);
+    if (valid[0] && valid[1] &&
+        (s[0].kind != s[1].kind || memcmp(s[0].public_key, s[1].public_key, KL_PK_BYTES) != 0))
+        return kl_errf(KL_ECORRUPT, "%s: the two header slots name different keys", log->hdr_path);
     return 0;
 }
 
@@ -154,9 +197,90 @@ static int is_verdict(int rc) {
 }
 
 /*
- * Do the batches from a's end to c's end exist and check out? The newer
- * slot c is only trusted if so: 1 if they do, 0 if they do not, or a
- * negative error if they could not be read (then nothing may be decided).
+ * The tree over a span of blocks, grown from the older slot's roots: its
+ * new nodes are written to the tree file as they come (a writable open),
+ * past the older slot's nodes, so a refused span leaves nothing that counts.
+ */
+typedef struct span_tree {
+    kl_treeb tb;
+    uint8_t *buf; /* encoded nodes not yet written */
+    size_t len, cap;
+    uint64_t pos; /* tree-file position of buf[0] */
+    int write;
+    void *dctx;
+    uint8_t *raw;
+    size_t raw_cap;
+} span_tree;
+
+#define SPAN_FLUSH_BYTES (1u << 20)
+
+static int span_flush(kl_log *log, span_tree *t) {
+    if (!t->write || t->len == 0) {
+        t->pos += t->len / KL_TREE_NODE_BYTES;
+        t->len = 0;
+        return 0;
+    }
+    int rc = kl_io_write_sync(log->io, log->tree_fd, t->buf, t->len, kl_tree_off(t->pos), 0);
+    if (rc < 0)
+        return kl_errf(kl_err_from_errno(-rc), "writing %s: %s", log->tree_path, strerror(-rc));
+    t->pos += t->len / KL_TREE_NODE_BYTES;
+    t->len = 0;
+    return 0;
+}
+
+/* Add the blocks of one checked batch (its frame in r->buf) to the tree. */
+static int span_add_batch(kl_log *log, span_tree *t, const kl_batch_hdr *h, const uint8_t *frame) {
+    const uint8_t *raw = kl_batch_stored(h, frame);
+    if (h->codec == KL_CODEC_ZSTD) {
+        if (!t->dctx && !(t->dctx = ZSTD_createDCtx()))
+            return kl_errf(KL_ENOMEM, "zstd context");
+        if (t->raw_cap < h->raw_len) {
+            uint8_t *nr = realloc(t->raw, h->raw_len);
+            if (!nr)
+                return kl_errf(KL_ENOMEM, "batch of %u bytes", h->raw_len);
+            t->raw = nr;
+            t->raw_cap = h->raw_len;
+        }
+        int rc = kl_batch_decompress(t->dctx, h, raw, t->raw);
+        if (rc < 0)
+            return rc;
+        raw = t->raw;
+    } else {
+        int rc = kl_batch_table_verify(h, raw);
+        if (rc < 0)
+            return rc;
+    }
+    for (uint32_t k = 0; k < h->count; k++) {
+        const uint8_t *data;
+        size_t size;
+        int rc = kl_batch_block(h, raw, k, &data, &size);
+        if (rc < 0)
+            return rc;
+        if (t->cap - t->len < KL_TREEB_MAX_NEW * KL_TREE_NODE_BYTES) {
+            if ((rc = span_flush(log, t)) < 0)
+                return rc;
+        }
+        t->len += KL_TREE_NODE_BYTES * kl_treeb_add_block(&t->tb, data, size, t->buf + t->len);
+    }
+    return 0;
+}
+
+/* Do the rebuilt roots equal c's, and does c's signature hold over them? */
+static int span_tree_matches(const span_tree *t, const kl_slot *c) {
+    if (t->tb.n != c->nroots || t->tb.length != c->length)
+        return 0;
+    for (size_t i = 0; i < t->tb.n; i++)
+        if (t->tb.roots[i].index != c->roots[i].index || t->tb.roots[i].size != c->roots[i].size ||
+            memcmp(t->tb.roots[i].hash, c->roots[i].hash, KL_HASH_BYTES) != 0)
+            return 0;
+    return kl_slot_verify(c) == 0;
+}
+
+/*
+ * Do the batches from a's end to c's end exist and check out, and do their
+ * blocks hash to the tree c signed? The newer slot c is only trusted if so:
+ * 1 if they do, 0 if they do not, or a negative error if they could not be
+ * read (then nothing may be decided).
  */
 static int span_checks_out(kl_log *log, const uint64_t *firsts, size_t n, const kl_slot *a,
                            const kl_slot *c) {
@@ -166,12 +290,25 @@ static int span_checks_out(kl_log *log, const uint64_t *firsts, size_t n, const 
     size_t si = find_first(firsts, n, a->active_segment);
     if (si == n)
         return 0;
+    if (c->kind != a->kind || memcmp(c->public_key, a->public_key, KL_PK_BYTES) != 0)
+        return 0;
+    span_tree t = {.pos = kl_tree_nodes(a->length), .write = !log->readonly};
+    kl_treeb_init(&t.tb, a->roots, a->nroots, a->length);
+    t.cap = SPAN_FLUSH_BYTES;
+    t.buf = malloc(t.cap);
+    if (!t.buf)
+        return kl_errf(KL_ENOMEM, "checking the newest commit");
     seg_reader r;
     int rc = reader_open(log, &r, firsts[si]);
     uint64_t pos = a->active_end, index = a->length, bytes = a->byte_length;
     while (rc == 0) {
         if (index == c->length) {
-            rc = firsts[si] == c->active_segment && pos == c->active_end && bytes == c->byte_length;
+            rc = firsts[si] == c->active_segment && pos == c->active_end &&
+                 bytes == c->byte_length && span_tree_matches(&t, c);
+            if (rc == 1) {
+                int frc = span_flush(log, &t);
+                rc = frc < 0 ? frc : 1;
+            }
             break;
         }
         if (si + 1 < n && firsts[si + 1] == index && firsts[si] < c->active_segment) {
@@ -185,11 +322,18 @@ static int span_checks_out(kl_log *log, const uint64_t *firsts, size_t n, const 
         rc = reader_batch(&r, pos, UINT64_MAX, 1, &h);
         if (rc == 0 && (h.first_index != index || index + h.count > c->length))
             break; /* rc == 0: the span does not check out */
+        if (rc == 0)
+            rc = span_add_batch(log, &t, &h, r.buf);
+        if (rc < 0)
+            break;
         pos += kl_batch_frame_len(&h);
         index += h.count;
         bytes += h.data_bytes;
     }
     reader_close(&r);
+    free(t.buf);
+    free(t.raw);
+    ZSTD_freeDCtx(t.dctx);
     if (rc < 0 && is_verdict(rc))
         return 0;
     return rc;
@@ -337,7 +481,7 @@ static int choose_slot(kl_log *log, const uint64_t *firsts, size_t n, const kl_s
     int ok;
     if ((s[newer].flags & KL_SLOT_ORDERED) && kl_boot_id_known(boot) &&
         memcmp(s[newer].boot_id, boot, 16) == 0)
-        ok = 1; /* written after its batches, in this boot: the kernel holds every byte */
+        ok = 1; /* written after its batches and nodes, in this boot: the kernel holds them */
     else
         ok = span_checks_out(log, firsts, n, &s[1 - newer], &s[newer]);
     if (ok < 0)
@@ -378,13 +522,14 @@ static int make_durable(kl_log *log, kl_seg *active, const kl_slot s[2], const i
     for (int i = 0; i < 2; i++)
         if (valid[i] && s[i].active_segment < from)
             from = s[i].active_segment;
-    kl_io_op ops[2] = {
+    kl_io_op ops[3] = {
         {.kind = KL_IO_OP_DATASYNC, .fd = active->wfd},
+        {.kind = KL_IO_OP_DATASYNC, .fd = log->tree_fd},
         {.kind = KL_IO_OP_DATASYNC, .fd = log->hdr_fd},
     };
     int rc = sync_segments_from(log, from, active);
     if (rc == 0)
-        rc = kl_io_submit(log->io, ops, 2);
+        rc = kl_io_submit(log->io, ops, 3);
     if (rc == 0)
         rc = kl_io_sync_dir(log->io, log->seg_dir);
     if (rc < 0)
@@ -411,6 +556,8 @@ int kl_recover(kl_log *log) {
     kl_slot s[2];
     int valid[2] = {0, 0};
     int rc = read_slots(log, s, valid);
+    if (rc == 0)
+        rc = open_tree(log);
     if (rc < 0)
         return rc;
     uint64_t *firsts = NULL;
@@ -425,6 +572,16 @@ int kl_recover(kl_log *log) {
         return rc;
     }
     const kl_slot *acc = &s[pick];
+    log->kind = (kl_core_kind)acc->kind;
+    memcpy(log->public_key, acc->public_key, KL_PK_BYTES);
+    kl_keys_derive(log);
+    kl_treeb_init(&log->tb, acc->roots, acc->nroots, acc->length);
+    if (rc == 0 && !log->readonly)
+        rc = cut_tree(log, acc);
+    if (rc < 0) {
+        free(firsts);
+        return rc;
+    }
     log->seq = KL_MAX(valid[0] ? s[0].seq : 0, valid[1] ? s[1].seq : 0);
     log->stored = *acc;
     log->last = *acc;

@@ -88,6 +88,17 @@ typedef struct kl_config {
     uint64_t segment_bytes;     /* roll size; KL_MIN_SEGMENT_BYTES..KL_MAX_SEGMENT_BYTES */
     kl_codec codec;             /* default KL_CODEC_NONE */
     int codec_level;            /* zstd level 1..19 (0 = zstd's default, 3) */
+    /*
+     * The log is a Hypercore core signed with an Ed25519 key pair made from
+     * these 32 bytes (as libsodium's crypto_sign_seed_keypair, and so as
+     * hypercore-crypto's keyPair(seed)); NULL: a random key pair. Only
+     * kl_log_create reads it; it is not stored (the secret key is, in
+     * DIR/secret, mode 0600).
+     */
+    const unsigned char *seed;
+    /* Nonzero: a compat-mode core (key = public key, raw signatures), as
+       `new Hypercore(dir, { compat: true })`. Stored. */
+    int compat;
 } kl_config;
 
 /* Fill cfg with the defaults: always, 256 MiB segments, no compression. */
@@ -202,6 +213,16 @@ typedef struct kl_info {
     const char *io_fallback; /* why io_uring was refused and posix is used, or "" */
     uint32_t format_version; /* header format version */
     int readonly;            /* opened read-only */
+    /* The signed tree, as Hypercore has it (byte strings, hex them to print). */
+    int compat;                        /* a compat-mode core */
+    unsigned char key[32];             /* the core key */
+    unsigned char discovery_key[32];   /* what peers look the core up by */
+    unsigned char public_key[32];      /* the signer's Ed25519 public key */
+    unsigned char tree_hash[32];       /* of the tree at `length` */
+    unsigned char signature[68];       /* as Hypercore stores it: signature_len bytes */
+    size_t signature_len;              /* 68, or 64 for a compat core */
+    int writable;                      /* a usable secret key is present (appends possible) */
+    int secret_unsafe;                 /* the secret file is readable by group or others */
 } kl_info;
 
 KL_API int kl_log_info(kl_log *log, kl_info *info);

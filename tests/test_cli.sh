@@ -139,7 +139,7 @@ test_init_info() {
     local j
     j=$(cat "$T/out")
     for kv in '"length":0' '"byte_length":0' '"fork":0' '"fsync":"interval:250"' \
-        '"segment_bytes":65536' '"compression":"zstd:3"' '"format_version":1'; do
+        '"segment_bytes":65536' '"compression":"zstd:3"' '"format_version":2'; do
         case "$j" in *"$kv"*) ok ;; *) fail "info --json has $kv: $j" ;; esac
     done
     for k in segments disk_bytes io_backend created_ms created last_commit_ms last_commit; do
@@ -422,7 +422,10 @@ test_usage_errors() {
     run info "$log" --json=yes
     expect_error 2 "takes no value" "a switch with a value"
     run init "$T/never" --seed 00
-    expect_error 2 "unknown flag '--seed'" "init --seed (not yet)"
+    expect_error 2 "'00' is not 64 hex digits" "init --seed with too few digits"
+    [[ ! -e "$T/never" ]] || fail "init --seed 00 created $T/never"
+    run init "$T/never" --seed "$(printf 'g%.0s' {1..64})"
+    expect_error 2 "is not 64 hex digits" "init --seed with a non-hex digit"
     run get
     expect_error 2 "missing DIR" "get without DIR"
     run get "$log"

@@ -27,6 +27,31 @@ static void reseal(uint8_t *p) {
     kl_store64(p + CHECKSUM_AT, XXH3_64bits(p, CHECKSUM_AT));
 }
 
+/* Offsets of the signed tree (FORMAT.md). */
+#define KIND_AT  116u
+#define PK_AT    120u
+#define SIG_AT   152u
+#define ROOTS_AT 224u
+
+/* Give s a tree consistent with its length and byte length: the roots' count and sizes. */
+static void fill_tree(kl_slot *s) {
+    s->kind = KL_CORE_DEFAULT;
+    for (int i = 0; i < 32; i++)
+        s->public_key[i] = (uint8_t)(0x40 + i);
+    s->sig_len = KL_STORED_SIG_V1;
+    for (unsigned i = 0; i < s->sig_len; i++)
+        s->sig[i] = (uint8_t)(0x80 + i);
+    uint64_t idx[KL_MAX_ROOTS];
+    s->nroots = (uint32_t)kl_ft_full_roots(s->length, idx);
+    if (s->length == 0)
+        s->byte_length = 0;
+    for (uint32_t i = 0; i < s->nroots; i++) {
+        s->roots[i].index = idx[i];
+        s->roots[i].size = i == 0 ? s->byte_length : 0;
+        memset(s->roots[i].hash, (int)(0x10 + i), KL_HASH_BYTES);
+    }
+}
+
 /* A slot with a distinct value in every field. */
 static kl_slot sample_slot(void) {
     kl_slot s;
@@ -47,6 +72,7 @@ static kl_slot sample_slot(void) {
     s.flags = KL_SLOT_ORDERED;
     for (int i = 0; i < 16; i++)
         s.boot_id[i] = (uint8_t)(0xa0 + i);
+    fill_tree(&s);
     return s;
 }
 
@@ -66,6 +92,16 @@ static void expect_slot_equal(const kl_slot *a, const kl_slot *b) {
     assert_int_equal(a->cfg.segment_bytes, b->cfg.segment_bytes);
     assert_int_equal(a->cfg.codec, b->cfg.codec);
     assert_int_equal(a->cfg.codec_level, b->cfg.codec_level);
+    assert_int_equal(a->kind, b->kind);
+    assert_memory_equal(a->public_key, b->public_key, 32);
+    assert_int_equal(a->sig_len, b->sig_len);
+    assert_memory_equal(a->sig, b->sig, a->sig_len);
+    assert_int_equal(a->nroots, b->nroots);
+    for (uint32_t i = 0; i < a->nroots; i++) {
+        assert_int_equal(a->roots[i].index, b->roots[i].index);
+        assert_int_equal(a->roots[i].size, b->roots[i].size);
+        assert_memory_equal(a->roots[i].hash, b->roots[i].hash, KL_HASH_BYTES);
+    }
 }
 
 static void test_slot_round_trips_every_field(void **state) {
@@ -76,7 +112,7 @@ static void test_slot_round_trips_every_field(void **state) {
     kl_slot_encode(p, &s);
     /* The offsets of FORMAT.md. */
     assert_memory_equal(p, "KAPPALOG", 8);
-    assert_int_equal(kl_load32(p + 8), 1);
+    assert_int_equal(kl_load32(p + 8), 2);
     assert_int_equal(kl_load32(p + 12), 4096);
     assert_int_equal(kl_load64(p + 16), s.seq);
     assert_int_equal(kl_load64(p + 24), s.length);
@@ -94,7 +130,16 @@ static void test_slot_round_trips_every_field(void **state) {
     assert_int_equal(kl_load64(p + 88), s.created_ms);
     assert_memory_equal(p + 96, s.boot_id, 16);
     assert_int_equal(kl_load32(p + 112), s.flags);
-    for (unsigned i = 116; i < CHECKSUM_AT; i++)
+    assert_int_equal(p[KIND_AT], 0);
+    assert_memory_equal(p + PK_AT, s.public_key, 32);
+    assert_int_equal(kl_load32(p + SIG_AT), 68);
+    assert_memory_equal(p + SIG_AT + 4, s.sig, 68);
+    assert_int_equal(kl_load32(p + ROOTS_AT), s.nroots);
+    for (uint32_t i = 0; i < s.nroots; i++) {
+        assert_memory_equal(p + ROOTS_AT + 8 + 40 * i, s.roots[i].hash, 32);
+        assert_int_equal(kl_load64(p + ROOTS_AT + 8 + 40 * i + 32), s.roots[i].size);
+    }
+    for (unsigned i = ROOTS_AT + 8 + 40 * s.nroots; i < CHECKSUM_AT; i++)
         assert_int_equal(p[i], 0);
     assert_int_equal(kl_load64(p + CHECKSUM_AT), XXH3_64bits(p, CHECKSUM_AT));
     assert_int_equal(kl_slot_decode(p, &d), 0);
@@ -110,6 +155,7 @@ static void test_slot_round_trips_every_field(void **state) {
     t.active_segment = UINT64_MAX;
     t.active_end = KL_SEG_HEADER_BYTES;
     t.seq = UINT64_MAX;
+    fill_tree(&t);
     kl_slot_encode(p, &t);
     assert_int_equal(kl_slot_decode(p, &d), 0);
     expect_slot_equal(&t, &d);
@@ -118,6 +164,7 @@ static void test_slot_round_trips_every_field(void **state) {
     t.active_segment = 0;
     t.seq = 0;
     t.cfg.segment_bytes = KL_MAX_SEGMENT_BYTES;
+    fill_tree(&t);
     kl_slot_encode(p, &t);
     assert_int_equal(kl_slot_decode(p, &d), 0);
     expect_slot_equal(&t, &d);
@@ -157,6 +204,7 @@ static void test_torn_slot_is_refused(void **state) {
     kl_slot_encode(old, &s);
     s.seq += 2;
     s.length += 10;
+    fill_tree(&s);
     kl_slot_encode(nw, &s);
     for (unsigned sectors = 0; sectors < 1u << 8; sectors++) {
         for (unsigned k = 0; k < 8; k++)
@@ -200,10 +248,16 @@ static void test_nonzero_reserved_bytes_are_refused(void **state) {
     memcpy(p, good, KL_HDR_SLOT_BYTES);
     expect_accepted_resealed(p, "control");
     char what[64];
-    /* Byte 75, the flag bits past `ordered` (bytes 112..115), and every byte of the
-       reserved area 116..4087, with each bit pattern class. */
+    /* Byte 75, the flag bits past `ordered` (bytes 112..115), the kind and its padding,
+       the signature length, the root count and its padding, and every byte of the
+       reserved area past the roots, with each bit pattern class. The key, signature
+       and root bytes are data (any value decodes; kl_slot_verify judges them). */
     static const uint8_t vals[] = {0x02, 0x80, 0xfe};
+    unsigned roots_end = ROOTS_AT + 8 + 40 * s.nroots;
     for (unsigned i = 75; i < CHECKSUM_AT; i = (i == 75) ? 112 : i + 1) {
+        if ((i >= PK_AT && i < SIG_AT) || (i >= SIG_AT + 4 && i < ROOTS_AT) ||
+            (i >= ROOTS_AT + 8 && i < roots_end))
+            continue;
         for (size_t v = 0; v < sizeof vals; v++) {
             memcpy(p, good, KL_HDR_SLOT_BYTES);
             p[i] = vals[v];
@@ -240,7 +294,8 @@ static void test_out_of_range_settings_are_refused(void **state) {
     (void)state;
     kl_slot s = sample_slot();
     /* Format fields. */
-    check_field(8, 4, 2, 0, "version 2");
+    check_field(8, 4, 1, 0, "version 1 (before the signed tree)");
+    check_field(8, 4, 3, 0, "version 3");
     check_field(8, 4, 0, 0, "version 0");
     check_field(12, 4, 8192, 0, "slot_size 8192");
     check_field(12, 4, 4095, 0, "slot_size 4095");

@@ -31,7 +31,7 @@ enum kl_io_op_kind {
 };
 
 /* The most ops one submit() takes (a commit uses about ten). */
-#define KL_IO_MAX_OPS 32
+#define KL_IO_MAX_OPS 40
 
 typedef struct kl_io_op {
     uint8_t kind; /* enum kl_io_op_kind */

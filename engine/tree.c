@@ -1,0 +1,104 @@
+/*
+ * tree.c - the tree file's encoding and the incremental builder (tree.h).
+ */
+#include "tree.h"
+
+#include <errno.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "util.h"
+
+#define HDR_CHECKSUM_AT 56u
+
+void kl_tree_header_encode(uint8_t p[KL_TREE_HEADER_BYTES]) {
+    memset(p, 0, KL_TREE_HEADER_BYTES);
+    memcpy(p, KL_TREE_MAGIC, 8);
+    kl_store32(p + 8, KL_TREE_VERSION);
+    kl_store32(p + 12, KL_TREE_NODE_BYTES);
+    kl_store64(p + HDR_CHECKSUM_AT, XXH3_64bits(p, HDR_CHECKSUM_AT));
+}
+
+int kl_tree_header_check(const uint8_t *p, size_t n) {
+    if (n < KL_TREE_HEADER_BYTES)
+        return kl_errf(KL_ECORRUPT, "tree file header is cut short (%zu bytes)", n);
+    if (memcmp(p, KL_TREE_MAGIC, 8) != 0)
+        return kl_errf(KL_ECORRUPT, "tree file has no tree magic");
+    if (kl_load64(p + HDR_CHECKSUM_AT) != XXH3_64bits(p, HDR_CHECKSUM_AT))
+        return kl_errf(KL_ECORRUPT, "tree file header checksum mismatch");
+    if (kl_load32(p + 8) != KL_TREE_VERSION || kl_load32(p + 12) != KL_TREE_NODE_BYTES)
+        return kl_errf(KL_ECORRUPT, "tree file version %u with %u-byte nodes is not supported",
+                       kl_load32(p + 8), kl_load32(p + 12));
+    return 0;
+}
+
+void kl_tree_node_encode(uint8_t p[KL_TREE_NODE_BYTES], const kl_node *n) {
+    memcpy(p, n->hash, KL_HASH_BYTES);
+    kl_store64(p + KL_HASH_BYTES, n->size);
+}
+
+void kl_tree_node_decode(const uint8_t p[KL_TREE_NODE_BYTES], uint64_t index, kl_node *n) {
+    n->index = index;
+    memcpy(n->hash, p, KL_HASH_BYTES);
+    n->size = kl_load64(p + KL_HASH_BYTES);
+}
+
+int kl_tree_read(kl_io *io, int fd, uint64_t index, kl_node *out) {
+    uint8_t b[KL_TREE_NODE_BYTES];
+    size_t got = 0;
+    uint64_t off = kl_tree_off(kl_tree_pos(index));
+    int rc = kl_io_pread(io, fd, b, sizeof b, off, &got);
+    if (rc < 0)
+        return kl_errf(kl_err_from_errno(-rc), "reading tree node %llu: %s",
+                       (unsigned long long)index, strerror(-rc));
+    if (got != sizeof b)
+        return kl_errf(KL_ECORRUPT, "tree node %llu is missing (the tree file is cut short)",
+                       (unsigned long long)index);
+    kl_tree_node_decode(b, index, out);
+    return 0;
+}
+
+void kl_treeb_init(kl_treeb *t, const kl_node *roots, size_t n, uint64_t length) {
+    KL_ASSERT(n <= KL_MAX_ROOTS);
+    memcpy(t->roots, roots, n * sizeof *roots);
+    t->n = n;
+    t->length = length;
+}
+
+size_t kl_treeb_add(kl_treeb *t, const uint8_t hash[KL_HASH_BYTES], uint64_t size, uint8_t *out) {
+    kl_node cur;
+    cur.index = 2 * t->length;
+    cur.size = size;
+    memcpy(cur.hash, hash, KL_HASH_BYTES);
+    size_t k = 0;
+    kl_tree_node_encode(out, &cur);
+    k++;
+    /* the last root is cur's left sibling exactly when they have the same depth */
+    while (t->n > 0 && t->roots[t->n - 1].index == kl_ft_sibling(cur.index) &&
+           t->roots[t->n - 1].index < cur.index) {
+        kl_node p;
+        kl_hc_parent(&t->roots[t->n - 1], &cur, &p);
+        t->n--;
+        cur = p;
+        kl_tree_node_encode(out + KL_TREE_NODE_BYTES * k, &cur);
+        k++;
+    }
+    KL_ASSERT(t->n < KL_MAX_ROOTS);
+    t->roots[t->n++] = cur;
+    t->length++;
+    return k;
+}
+
+size_t kl_treeb_add_block(kl_treeb *t, const uint8_t *data, size_t len, uint8_t *out) {
+    kl_node leaf;
+    kl_hc_leaf(t->length, data, len, &leaf);
+    return kl_treeb_add(t, leaf.hash, len, out);
+}
+
+void kl_tree_hash_leaves(const kl_block *blocks, size_t count, uint8_t *hashes) {
+    for (size_t i = 0; i < count; i++) {
+        kl_node leaf;
+        kl_hc_leaf(0, blocks[i].data, blocks[i].size, &leaf);
+        memcpy(hashes + KL_HASH_BYTES * i, leaf.hash, KL_HASH_BYTES);
+    }
+}
