@@ -67,5 +67,7 @@ extern const cli_command cli_cmd_append;
 extern const cli_command cli_cmd_get;
 extern const cli_command cli_cmd_read;
 extern const cli_command cli_cmd_info;
+extern const cli_command cli_cmd_verify;
+extern const cli_command cli_cmd_truncate;
 
 #endif

@@ -773,8 +773,8 @@ static int append(kl_log *log, const kl_block *blocks, size_t count, const uint6
     if (log->readonly)
         return kl_log_err(log, kl_errf(KL_EREADONLY, "%s was opened read-only", log->dir));
     if (!log->has_sk)
-        return kl_log_err(log, kl_errf(KL_EREADONLY, "cannot append to %s: %s", log->dir,
-                                       log->sk_problem));
+        return kl_log_err(
+            log, kl_errf(KL_EREADONLY, "cannot append to %s: %s", log->dir, log->sk_problem));
     uint64_t data_bytes = 0;
     const uint8_t *packed = NULL;
     int rc = check_blocks(blocks, count, &data_bytes, &packed);

@@ -1,6 +1,6 @@
 /*
  * hc.c - flat-tree numbering and the Merkle hashes (hc.h). The rules are
- * Hypercore's (docs/HYPERCORE.md); the vectors in tests/data/hypercore/
+ * Hypercore's (docs/FORMAT.md); the vectors in tests/data/hypercore/
  * pin them.
  */
 #include "hc.h"

@@ -3,7 +3,7 @@
  * BLAKE2b-256 leaf, parent and tree hashes, compact-encoding, the default
  * single-signer manifest, key and discovery key derivation, the signable
  * and the stored signature encodings. Byte-compatible with the JavaScript
- * `hypercore` package 11.37.1 (docs/HYPERCORE.md; tests/data/hypercore/ has
+ * `hypercore` package 11.37.1 (docs/FORMAT.md, "Hypercore"; tests/data/hypercore/ has
  * the golden vectors the unit tests check).
  *
  * Nothing here touches a file or the log: engine/tree.c keeps the nodes of
@@ -23,8 +23,8 @@
 #define KL_MAX_ROOTS    64u /* a tree of < 2^64 blocks has at most 64 full roots */
 #define KL_MANIFEST_MAX 256u
 /* The stored signature: raw (compat) or the one-signer multisig encoding. */
-#define KL_STORED_SIG_MAX   68u
-#define KL_STORED_SIG_V1    68u
+#define KL_STORED_SIG_MAX    68u
+#define KL_STORED_SIG_V1     68u
 #define KL_STORED_SIG_COMPAT 64u
 
 /* A Merkle tree node: flat-tree index, bytes of the blocks under it, hash. */
@@ -102,9 +102,9 @@ size_t kl_hc_manifest_default(const uint8_t pk[KL_PK_BYTES], uint8_t out[KL_MANI
 typedef struct kl_manifest {
     uint32_t version, flags, hash, quorum;
     uint32_t nsigners;
-    uint32_t sig_type;          /* of signer 0 */
-    uint8_t ns[KL_HASH_BYTES];  /* of signer 0 */
-    uint8_t pk[KL_PK_BYTES];    /* of signer 0 */
+    uint32_t sig_type;         /* of signer 0 */
+    uint8_t ns[KL_HASH_BYTES]; /* of signer 0 */
+    uint8_t pk[KL_PK_BYTES];   /* of signer 0 */
 } kl_manifest;
 int kl_hc_manifest_decode(const uint8_t *p, size_t n, kl_manifest *m);
 

@@ -108,7 +108,7 @@ static int cd_fail(kl_cd *d) {
 
 /* Are n more bytes there? Fails the reader if not. */
 static int cd_has(kl_cd *d, size_t n) {
-    KL_ASSERT(d->at <= d->len);
+    KL_ASSERT(d->at <= d->len && (d->p != NULL || d->len == 0));
     if (d->err)
         return 0;
     if (n > d->len - d->at) {
@@ -193,8 +193,10 @@ size_t kl_hc_manifest_default(const uint8_t pk[KL_PK_BYTES], uint8_t out[KL_MANI
 
 /* A uint that kl_manifest keeps in 32 bits; refuses (sets err) above that. */
 static uint32_t cd_u32(kl_cd *d) {
+    size_t at = d->at;
     uint64_t v = kl_cd_uint(d);
     if (v > UINT32_MAX) {
+        d->at = at;
         cd_fail(d);
         return 0;
     }
@@ -243,7 +245,10 @@ static int manifest_signers(kl_cd *d, kl_manifest *m) {
     return 0;
 }
 
-/* The optional fields after the signers, in the order their flags name them. */
+/*
+ * The optional fields after the signers, in the order their flags name them
+ * (MANIFEST_PATCH only allows patches; no field of its own follows).
+ */
 static int manifest_tail(kl_cd *d, uint32_t flags) {
     if (flags & MANIFEST_PROLOGUE) {
         kl_cd_fixed(d, KL_HASH_BYTES);
@@ -320,8 +325,9 @@ void kl_hc_core_key(kl_core_kind kind, const uint8_t pk[KL_PK_BYTES], uint8_t ke
 }
 
 void kl_hc_discovery_key(const uint8_t key[KL_HASH_BYTES], uint8_t out[KL_HASH_BYTES]) {
-    KL_ASSERT(crypto_generichash_blake2b(out, KL_HASH_BYTES, DISCOVERY_MSG, sizeof DISCOVERY_MSG,
-                                         key, KL_HASH_BYTES) == 0);
+    int rc = crypto_generichash_blake2b(out, KL_HASH_BYTES, DISCOVERY_MSG, sizeof DISCOVERY_MSG,
+                                        key, KL_HASH_BYTES);
+    KL_ASSERT(rc == 0);
 }
 
 /* ---- signatures ---- */
@@ -354,7 +360,8 @@ void kl_hc_sign(kl_core_kind kind, const uint8_t sk[KL_SK_BYTES], const uint8_t 
     uint8_t msg[SIGNABLE_DEFAULT_BYTES];
     size_t mlen = kl_hc_signable(kind, key, tree_hash, length, fork, msg);
     if (kind == KL_CORE_COMPAT) {
-        KL_ASSERT(crypto_sign_detached(sig, NULL, msg, mlen, sk) == 0);
+        int rc = crypto_sign_detached(sig, NULL, msg, mlen, sk);
+        KL_ASSERT(rc == 0);
         *n = KL_STORED_SIG_COMPAT;
         return;
     }
@@ -362,7 +369,8 @@ void kl_hc_sign(kl_core_kind kind, const uint8_t sk[KL_SK_BYTES], const uint8_t 
     size_t at = 0;
     at += kl_ce_uint(sig + at, 1);
     at += kl_ce_uint(sig + at, 0);
-    KL_ASSERT(crypto_sign_detached(sig + at, NULL, msg, mlen, sk) == 0);
+    int rc = crypto_sign_detached(sig + at, NULL, msg, mlen, sk);
+    KL_ASSERT(rc == 0);
     at += KL_SIG_BYTES;
     at += kl_ce_uint(sig + at, 0);
     at += kl_ce_uint(sig + at, 0);

@@ -109,8 +109,7 @@ int kl_slot_decode(const uint8_t *p, kl_slot *s) {
     s->nroots = kl_load32(p + SLOT_ROOTS_AT);
     if (s->kind > KL_CORE_COMPAT || p[117] || p[118] || p[119])
         return kl_errf(KL_ECORRUPT, "header slot: unknown core kind %u", s->kind);
-    if (s->sig_len !=
-        (s->kind == KL_CORE_COMPAT ? KL_STORED_SIG_COMPAT : KL_STORED_SIG_V1))
+    if (s->sig_len != (s->kind == KL_CORE_COMPAT ? KL_STORED_SIG_COMPAT : KL_STORED_SIG_V1))
         return kl_errf(KL_ECORRUPT, "header slot: signature of %u bytes", s->sig_len);
     memcpy(s->sig, p + SLOT_SIG_AT + 4, s->sig_len);
     uint64_t idx[KL_MAX_ROOTS];

@@ -303,6 +303,8 @@ out:
 
 int kl_log_create(const char *dir, const kl_config *cfg) {
     kl_err_clear();
+    if (sodium_init() < 0)
+        return kl_errf(KL_EIO, "libsodium failed to initialize");
     kl_io *io = NULL;
     int rc = kl_io_new(KL_IO_AUTO, &io);
     if (rc < 0)
@@ -441,6 +443,8 @@ int kl_log_open_io(const char *dir, const kl_open_options *opts_in, kl_io *io, k
 
 int kl_log_open(const char *dir, const kl_open_options *opts, kl_log **out) {
     kl_err_clear();
+    if (sodium_init() < 0)
+        return kl_errf(KL_EIO, "libsodium failed to initialize");
     kl_io *io = NULL;
     int rc = kl_io_new(opts ? opts->io : KL_IO_AUTO, &io);
     if (rc < 0)

@@ -102,8 +102,8 @@ typedef struct kl_commit_buf {
     uint64_t zero_from;  /* zeroed space added ahead of the batches (zero_to > zero_from) */
     uint64_t zero_to;
     uint32_t frames;
-    uint64_t start_index;  /* length before it */
-    kl_leaf_job *leaves;   /* one per framed append, in order */
+    uint64_t start_index; /* length before it */
+    kl_leaf_job *leaves;  /* one per framed append, in order */
     size_t nleaves, capleaves;
 } kl_commit_buf;
 
@@ -193,10 +193,11 @@ struct kl_log {
     uint8_t dkey[KL_HASH_BYTES]; /* the discovery key */
     uint8_t sk[KL_SK_BYTES];     /* the secret key, if has_sk (wiped on close) */
     int has_sk;
-    int secret_unsafe;    /* the secret file is readable by group or others */
-    char sk_problem[4400]; /* why there is no usable secret key */
-    kl_treeb tb;       /* the tree of the last commit (commit role) */
-    uint8_t *treebuf;  /* the nodes one commit writes (commit role) */
+    int secret_unsafe;         /* the secret file is readable by group or others */
+    char sk_problem[4400];     /* why there is no usable secret key */
+    char slot_problem[2][512]; /* why a header slot was not a candidate, "" if it was */
+    kl_treeb tb;               /* the tree of the last commit (commit role) */
+    uint8_t *treebuf;          /* the nodes one commit writes (commit role) */
     size_t treebuf_cap;
 
     /* errors */
@@ -245,5 +246,15 @@ int kl_seg_ensure_map(kl_log *log, kl_seg *s);
 int kl_seg_ensure_idx(kl_log *log, kl_seg *s);
 void kl_seg_file(const kl_log *log, char *out, size_t cap, uint64_t first, const char *ext);
 void kl_read_free(kl_log *log);
+/* The batch holding committed block `index`: its segment, position and header. */
+struct kl_batch_hdr;
+int kl_batch_at(kl_log *log, uint64_t index, uint64_t *seg_first, uint64_t *pos,
+                struct kl_batch_hdr *h);
+
+/* Node `index` of the committed tree (tree.c's file, read with pread). */
+int kl_log_node(kl_log *log, uint64_t index, kl_node *out);
+
+/* truncate.c: finish a truncation a crash interrupted (recovery, writable opens). */
+int kl_truncate_redo(kl_log *log);
 
 #endif

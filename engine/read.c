@@ -358,6 +358,26 @@ static int seg_for(kl_log *log, uint64_t index, kl_seg **out) {
     return rc;
 }
 
+int kl_log_node(kl_log *log, uint64_t index, kl_node *out) {
+    uint64_t len = atomic_load_explicit(&log->length, memory_order_acquire);
+    if (kl_tree_pos(index) >= kl_tree_nodes(len))
+        return kl_errf(KL_ENOTFOUND, "tree node %llu is not in the tree of %llu blocks",
+                       (unsigned long long)index, (unsigned long long)len);
+    return kl_tree_read(log->io, log->tree_fd, index, out);
+}
+
+int kl_batch_at(kl_log *log, uint64_t index, uint64_t *seg_first, uint64_t *pos, kl_batch_hdr *h) {
+    pthread_rwlock_rdlock(&log->segs_lock);
+    kl_seg *s = NULL;
+    int rc = seg_for(log, index, &s);
+    if (rc == 0)
+        rc = locate(s, index, pos, h);
+    if (rc == 0)
+        *seg_first = s->first;
+    pthread_rwlock_unlock(&log->segs_lock);
+    return rc;
+}
+
 /* Block of a zstd batch through the handle's one-batch cache (zmu held). */
 static int zstd_block(kl_log *log, kl_seg *s, uint64_t pos, const kl_batch_hdr *h,
                       const uint8_t **raw) {

@@ -125,8 +125,8 @@ static int reader_batch(seg_reader *r, uint64_t pos, uint64_t limit, int want_bo
 
 /* Open the tree file (its header checked) before the span check may write to it. */
 static int open_tree(kl_log *log) {
-    int rc = kl_io_open(log->io, log->tree_path, log->readonly ? O_RDONLY : O_RDWR, 0,
-                        &log->tree_fd);
+    int rc =
+        kl_io_open(log->io, log->tree_path, log->readonly ? O_RDONLY : O_RDWR, 0, &log->tree_fd);
     if (rc < 0)
         return kl_errf(rc == -ENOENT ? KL_ECORRUPT : kl_err_from_errno(-rc), "%s: %s",
                        log->tree_path, strerror(-rc));
@@ -165,7 +165,7 @@ static int read_slots(kl_log *log, kl_slot s[2], int valid[2]) {
         return kl_errf(kl_err_from_errno(-rc), "%s: %s", log->hdr_path, strerror(-rc));
     }
     /* a slot is a candidate if it decodes and its signature holds over its roots */
-    char why[2][200] = {"", ""};
+    char why[2][400] = {"", ""};
     for (int i = 0; i < 2; i++) {
         valid[i] = got >= (size_t)(i + 1) * KL_HDR_SLOT_BYTES &&
                    kl_slot_decode(buf + i * KL_HDR_SLOT_BYTES, &s[i]) == 0 &&
@@ -173,6 +173,7 @@ static int read_slots(kl_log *log, kl_slot s[2], int valid[2]) {
         if (!valid[i])
             snprintf(why[i], sizeof why[i], "%s",
                      got < (size_t)(i + 1) * KL_HDR_SLOT_BYTES ? "missing" : kl_err_thread());
+        snprintf(log->slot_problem[i], sizeof log->slot_problem[i], "%.400s", why[i]);
     }
     free(buf);
     if (!valid[0] && !valid[1])
@@ -535,8 +536,8 @@ static int make_durable(kl_log *log, kl_seg *active, const kl_slot s[2], const i
     if (rc < 0)
         return kl_errf(kl_err_from_errno(-rc), "syncing the recovered state: %s", strerror(-rc));
     log->anchor = pick;
-    if (!rejected)
-        return 0;
+    if (!rejected && valid[1 - pick])
+        return 0; /* else the other slot is refused or damaged: give it the accepted state */
     uint8_t *slot = malloc(KL_HDR_SLOT_BYTES);
     if (!slot)
         return kl_errf(KL_ENOMEM, "header slot");
@@ -549,13 +550,16 @@ static int make_durable(kl_log *log, kl_seg *active, const kl_slot s[2], const i
     if (rc < 0)
         return kl_errf(kl_err_from_errno(-rc), "rewriting header slot: %s", strerror(-rc));
     log->anchor = 1 - pick;
+    log->slot_problem[1 - pick][0] = 0;
     return 0;
 }
 
 int kl_recover(kl_log *log) {
     kl_slot s[2];
     int valid[2] = {0, 0};
-    int rc = read_slots(log, s, valid);
+    int rc = kl_truncate_redo(log); /* a truncation a crash interrupted: finish it first */
+    if (rc == 0)
+        rc = read_slots(log, s, valid);
     if (rc == 0)
         rc = open_tree(log);
     if (rc < 0)

@@ -214,18 +214,44 @@ typedef struct kl_info {
     uint32_t format_version; /* header format version */
     int readonly;            /* opened read-only */
     /* The signed tree, as Hypercore has it (byte strings, hex them to print). */
-    int compat;                        /* a compat-mode core */
-    unsigned char key[32];             /* the core key */
-    unsigned char discovery_key[32];   /* what peers look the core up by */
-    unsigned char public_key[32];      /* the signer's Ed25519 public key */
-    unsigned char tree_hash[32];       /* of the tree at `length` */
-    unsigned char signature[68];       /* as Hypercore stores it: signature_len bytes */
-    size_t signature_len;              /* 68, or 64 for a compat core */
-    int writable;                      /* a usable secret key is present (appends possible) */
-    int secret_unsafe;                 /* the secret file is readable by group or others */
+    int compat;                      /* a compat-mode core */
+    unsigned char key[32];           /* the core key */
+    unsigned char discovery_key[32]; /* what peers look the core up by */
+    unsigned char public_key[32];    /* the signer's Ed25519 public key */
+    unsigned char tree_hash[32];     /* of the tree at `length` */
+    unsigned char signature[68];     /* as Hypercore stores it: signature_len bytes */
+    size_t signature_len;            /* 68, or 64 for a compat core */
+    int writable;                    /* a usable secret key is present (appends possible) */
+    int secret_unsafe;               /* the secret file is readable by group or others */
 } kl_info;
 
 KL_API int kl_log_info(kl_log *log, kl_info *info);
+
+/* Progress of long work: `done` of `total` units (blocks) so far. */
+typedef void (*kl_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+
+/*
+ * Check the whole log against its signed tree: every block's checksums and
+ * leaf hash, every node of the tree file, the roots and their signature, and
+ * both header slots. 0 if all of it holds. Otherwise KL_ECORRUPT (bytes fail
+ * a check) or KL_EVERIFY (the tree or signature does not match), the context
+ * naming what failed, and *bad_block (if not NULL) the first block the damage
+ * touches (UINT64_MAX if it is not in a block's data or tree: a header slot).
+ * `progress` (may be NULL) is called every few thousand blocks. Reads only.
+ */
+KL_API int kl_log_verify(kl_log *log, kl_progress_fn progress, void *ctx, uint64_t *bad_block);
+
+/*
+ * Cut the log in `dir` to its first `length` blocks, as Hypercore's
+ * truncate(length): the fork id increments and the tree at `length` is
+ * signed with the new fork (even when `length` is the current length). The
+ * log must not be open for writing elsewhere (KL_EBUSY after
+ * opts->lock_wait_ms); opts may be NULL. KL_EINVAL past the length,
+ * KL_EREADONLY without the secret key. Crash-safe: once this returns, the
+ * truncation is durable; if it is interrupted, the next writable open either
+ * finishes it or finds the log as it was.
+ */
+KL_API int kl_truncate(const char *dir, uint64_t length, const kl_open_options *opts);
 
 /* Iterating over a range of blocks in order. */
 typedef struct kl_record {

@@ -2,7 +2,8 @@
 # deps.sh - install what kappalog needs on Debian 12, only what is missing.
 #   scripts/deps.sh build   the build: compiler, cmake, pkg-config, -dev libraries
 #   scripts/deps.sh test    the build plus what the test suite uses (cmocka, clang
-#                           and its fuzzer/sanitizer runtime, clang-format)
+#                           and its fuzzer/sanitizer runtime, clang-format, and
+#                           Node.js + npm unless a `node` is already on PATH)
 # Runs apt-get as root (or through sudo). Everything comes from Debian's packages.
 set -euo pipefail
 
@@ -13,7 +14,11 @@ test_pkgs=(libcmocka-dev libjansson-dev clang libclang-rt-14-dev clang-format)
 pkgs=("${build_pkgs[@]}")
 case "$what" in
 build) ;;
-test) pkgs+=("${test_pkgs[@]}") ;;
+test)
+  pkgs+=("${test_pkgs[@]}")
+  # tests/test_hc_live.sh runs the real JavaScript hypercore; keep a Node already on PATH.
+  command -v node >/dev/null || pkgs+=(nodejs npm)
+  ;;
 *) echo "usage: scripts/deps.sh build|test" >&2; exit 2 ;;
 esac
 

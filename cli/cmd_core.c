@@ -1,0 +1,111 @@
+/*
+ * cmd_core.c - the commands about the log as a Hypercore core:
+ * `kappalog verify DIR` (re-hash everything against the signed tree) and
+ * `kappalog truncate DIR LENGTH` (cut it as Hypercore's truncate does).
+ *
+ * verify opens the log read-only, so it runs beside a writer and changes
+ * nothing; its exit status is 0 only if every block, node, root and the
+ * signature hold. truncate takes the writer's lock like any writer.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "util.h"
+
+typedef struct verify_progress {
+    int terminal;
+    double started_s, next_s;
+} verify_progress;
+
+static void on_progress(void *ctx, uint64_t done, uint64_t total) {
+    verify_progress *p = ctx;
+    double now = cli_now_s();
+    if (!p->terminal || (now < p->next_s && done < total))
+        return;
+    p->next_s = now + 0.25;
+    char line[160];
+    double secs = now - p->started_s;
+    snprintf(line, sizeof line, "verify: %" PRIu64 " of %" PRIu64 " blocks (%.0f%%), %.0f blocks/s",
+             done, total, total ? 100.0 * (double)done / (double)total : 100.0,
+             secs > 0 ? (double)done / secs : 0.0);
+    cli_status_line(line);
+}
+
+static int run_verify(const cli_command *cmd, const cli_args *a) {
+    (void)cmd;
+    kl_log *log = NULL;
+    int rc = cli_open_readonly("verify", a->pos[0], &log);
+    if (rc != 0)
+        return rc;
+    verify_progress p = {isatty(STDERR_FILENO), cli_now_s(), 0};
+    uint64_t bad = UINT64_MAX;
+    int kr = kl_log_verify(log, on_progress, &p, &bad);
+    cli_status_clear();
+    if (kr < 0) {
+        if (bad != UINT64_MAX)
+            cli_error("verify", "%s: first bad block %" PRIu64 ": %s", a->pos[0], bad,
+                      kl_log_last_error(log));
+        else
+            cli_error("verify", "%s: %s", a->pos[0], kl_log_last_error(log));
+        kl_log_close(log);
+        return CLI_EXIT_RUNTIME;
+    }
+    kl_info info;
+    kl_log_info(log, &info);
+    char hash[65];
+    for (int i = 0; i < 32; i++)
+        snprintf(hash + 2 * i, 3, "%02x", info.tree_hash[i]);
+    printf("%s: %" PRIu64 " blocks (%" PRIu64 " bytes), fork %" PRIu64
+           ": every block, tree node and the signature hold (tree hash %s)\n",
+           a->pos[0], info.length, info.byte_length, info.fork, hash);
+    kl_log_close(log);
+    return cli_flush() < 0 ? cli_write_failed("verify") : CLI_EXIT_OK;
+}
+
+static const cli_flag no_flags[] = {{NULL, NULL}};
+
+const cli_command cli_cmd_verify = {
+    .name = "verify",
+    .summary = "check every block against the signed tree",
+    .usage = "verify DIR\n"
+             "\n"
+             "Re-hash every block of the log in DIR and check it, every node of the tree\n"
+             "file, the roots and the signature in the header, and both header slots.\n"
+             "Reads only (works beside a writer); shows progress on a terminal. Exit 0 if\n"
+             "all of it holds, else 1 with the first bad block named.\n",
+    .flags = no_flags,
+    .arg_names = {"DIR"},
+    .min_args = 1,
+    .max_args = 1,
+    .run = run_verify,
+};
+
+static int run_truncate(const cli_command *cmd, const cli_args *a) {
+    uint64_t length = 0;
+    if (cli_parse_u64(a->pos[1], &length) < 0)
+        return cli_usage_error(cmd, "LENGTH '%s' is not a number of blocks", a->pos[1]);
+    int rc = kl_truncate(a->pos[0], length, NULL);
+    if (rc < 0)
+        return cli_kl_error("truncate", rc, NULL);
+    return CLI_EXIT_OK;
+}
+
+const cli_command cli_cmd_truncate = {
+    .name = "truncate",
+    .summary = "cut the log to its first LENGTH blocks (a new fork)",
+    .usage = "truncate DIR LENGTH\n"
+             "\n"
+             "Cut the log in DIR to its first LENGTH blocks, as Hypercore's truncate: the\n"
+             "fork id increments and the tree at LENGTH is signed (LENGTH may be the current\n"
+             "length: that only starts a new fork). The blocks past LENGTH are gone. Needs\n"
+             "the secret key; crash-safe (an interrupted truncation is finished or undone\n"
+             "by the next open).\n",
+    .flags = no_flags,
+    .arg_names = {"DIR", "LENGTH"},
+    .min_args = 2,
+    .max_args = 2,
+    .run = run_truncate,
+};

@@ -1,0 +1,345 @@
+/*
+ * truncate.c - kl_truncate: cutting a log to a shorter length as
+ * Hypercore's truncate does (the fork id increments, the tree at the new
+ * length is signed with it).
+ *
+ * A truncation rewrites committed state (the batch that holds the new end
+ * is cut in two, segments past it go), so the two header slots alone cannot
+ * make it atomic. A redo record does: `truncate.redo` holds the whole new
+ * state (the new header slot, signed; the segment and offset where the log
+ * now ends; the re-framed head of the batch that was cut) behind a checksum.
+ * It is written and made durable before any file changes; then it is
+ * applied, every step idempotent (cut, write, sync, both slots); then it is
+ * removed. A writable open that finds a complete record applies it first,
+ * so a crash anywhere leaves either the old log (the record never became
+ * complete) or the truncated one. A read-only open refuses to guess.
+ *
+ * The tree needs no rewriting: the nodes of the first n blocks are exactly
+ * the first kl_tree_nodes(n) in the tree file, and the roots of n are
+ * among them.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "frame.h"
+#include "log_internal.h"
+#include "segment.h"
+#include "util.h"
+
+#define REDO_MAGIC   "KLREDO01"
+#define REDO_HEAD    40u /* magic, version, zero, segment, cut, batch length */
+#define REDO_VERSION 1u
+
+/* The redo record: head, the new slot, the batch, then an XXH3-64 of all that. */
+static size_t redo_len(uint64_t batch_len) {
+    return REDO_HEAD + KL_HDR_SLOT_BYTES + (size_t)batch_len + 8;
+}
+
+static char *redo_path(const char *dir, const char *suffix) {
+    size_t n = strlen(dir) + 32;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/truncate.redo%s", dir, suffix);
+    return p;
+}
+
+/* Read the blocks [from, to) of the log and frame them as one batch (*out malloc'ed). */
+static int reframe(kl_log *log, uint64_t from, uint64_t to, uint64_t timestamp_ms, uint8_t **out,
+                   size_t *len) {
+    size_t count = (size_t)(to - from);
+    kl_block *blocks = calloc(count, sizeof *blocks);
+    uint8_t **copies = calloc(count, sizeof *copies);
+    uint64_t data_bytes = 0;
+    int rc = blocks && copies ? 0 : kl_errf(KL_ENOMEM, "truncating");
+    for (size_t i = 0; rc == 0 && i < count; i++) {
+        size_t size = 0;
+        rc = kl_log_get(log, from + i, NULL, 0, &size);
+        if (rc == KL_ETOOSMALL || (rc == 0 && size == 0)) {
+            copies[i] = malloc(size ? size : 1);
+            rc = copies[i] ? kl_log_get(log, from + i, copies[i], size, &size)
+                           : kl_errf(KL_ENOMEM, "truncating");
+        }
+        blocks[i] = (kl_block){copies[i], size};
+        data_bytes += size;
+    }
+    if (rc == 0) {
+        *len = (size_t)kl_batch_plain_bytes(count, data_bytes);
+        *out = malloc(*len);
+        if (*out)
+            kl_batch_frame(*out, from, blocks, count, data_bytes, timestamp_ms);
+        else
+            rc = kl_errf(KL_ENOMEM, "truncating");
+    }
+    for (size_t i = 0; copies && i < count; i++)
+        free(copies[i]);
+    free(copies);
+    free(blocks);
+    return rc;
+}
+
+/* The signed state after truncating to n, and where the data now ends. */
+static int plan(kl_log *log, uint64_t n, kl_slot *s1, uint64_t *seg_first, uint64_t *cut,
+                uint8_t **batch, size_t *batch_len) {
+    *s1 = log->last;
+    *batch = NULL;
+    *batch_len = 0;
+    uint64_t idx[KL_MAX_ROOTS];
+    s1->nroots = (uint32_t)kl_ft_full_roots(n, idx);
+    s1->byte_length = 0;
+    for (uint32_t i = 0; i < s1->nroots; i++) {
+        int rc = kl_log_node(log, idx[i], &s1->roots[i]);
+        if (rc < 0)
+            return rc;
+        s1->byte_length += s1->roots[i].size;
+    }
+    s1->length = n;
+    s1->fork = log->last.fork + 1;
+    s1->flags = 0;
+    s1->commit_ms = kl_now_ms();
+    uint8_t th[KL_HASH_BYTES];
+    kl_slot_tree_hash(s1, th);
+    size_t sig_len = 0;
+    kl_hc_sign(log->kind, log->sk, log->key, th, n, s1->fork, s1->sig, &sig_len);
+    s1->sig_len = (uint32_t)sig_len;
+    *seg_first = log->last.active_segment;
+    *cut = log->last.active_end;
+    if (n == log->last.length)
+        return 0;
+    kl_batch_hdr h;
+    uint64_t pos = 0;
+    int rc = kl_batch_at(log, n, seg_first, &pos, &h);
+    if (rc < 0)
+        return rc;
+    *cut = pos;
+    if (h.first_index < n)
+        rc = reframe(log, h.first_index, n, h.timestamp_ms, batch, batch_len);
+    s1->active_segment = *seg_first;
+    s1->active_end = pos + *batch_len;
+    return rc;
+}
+
+/* Write the redo record durably: a temporary file, synced, renamed, directory synced. */
+static int write_redo(kl_log *log, const kl_slot *s1, uint64_t seg_first, uint64_t cut,
+                      const uint8_t *batch, size_t batch_len) {
+    size_t n = redo_len(batch_len);
+    uint8_t *p = calloc(1, n);
+    char *tmp = redo_path(log->dir, ".tmp"), *path = redo_path(log->dir, "");
+    int rc = p && tmp && path ? 0 : -ENOMEM;
+    if (rc == 0) {
+        memcpy(p, REDO_MAGIC, 8);
+        kl_store32(p + 8, REDO_VERSION);
+        kl_store64(p + 16, seg_first);
+        kl_store64(p + 24, cut);
+        kl_store64(p + 32, batch_len);
+        kl_slot_encode(p + REDO_HEAD, s1);
+        if (batch_len)
+            memcpy(p + REDO_HEAD + KL_HDR_SLOT_BYTES, batch, batch_len);
+        kl_store64(p + n - 8, XXH3_64bits(p, n - 8));
+        int fd = -1;
+        rc = kl_io_open(log->io, tmp, O_RDWR | O_CREAT | O_TRUNC, 0644, &fd);
+        if (rc == 0)
+            rc = kl_io_write_sync(log->io, fd, p, n, 0, 1);
+        kl_io_close(log->io, fd);
+    }
+    if (rc == 0)
+        rc = log->io->v->rename(log->io, tmp, path);
+    if (rc == 0)
+        rc = kl_io_sync_dir(log->io, log->dir);
+    free(p);
+    free(tmp);
+    free(path);
+    return rc < 0 ? kl_errf(kl_err_from_errno(-rc), "writing %s/truncate.redo: %s", log->dir,
+                            strerror(-rc))
+                  : 0;
+}
+
+int kl_truncate(const char *dir, uint64_t length, const kl_open_options *opts) {
+    kl_err_clear();
+    kl_log *log = NULL;
+    int rc = kl_log_open(dir, opts, &log);
+    if (rc < 0)
+        return rc;
+    uint64_t have = kl_log_length(log);
+    if (!log->has_sk)
+        rc = kl_errf(KL_EREADONLY, "cannot truncate %s: %s", dir, log->sk_problem);
+    else if (length > have)
+        rc = kl_errf(KL_EINVAL, "cannot truncate %s to %llu blocks: it has %llu", dir,
+                     (unsigned long long)length, (unsigned long long)have);
+    if (rc == 0)
+        rc = kl_log_sync(log);
+    kl_slot *s1 = malloc(sizeof *s1);
+    uint8_t *batch = NULL;
+    size_t batch_len = 0;
+    uint64_t seg_first = 0, cut = 0;
+    if (rc == 0 && !s1)
+        rc = kl_errf(KL_ENOMEM, "truncating");
+    if (rc == 0)
+        rc = plan(log, length, s1, &seg_first, &cut, &batch, &batch_len);
+    if (rc == 0)
+        rc = write_redo(log, s1, seg_first, cut, batch, batch_len);
+    free(batch);
+    free(s1);
+    /* From here the truncation is decided: the next writable open applies it. */
+    int crc = kl_log_close(log);
+    if (rc == 0 && crc < 0)
+        rc = crc;
+    if (rc < 0)
+        return rc;
+    rc = kl_log_open(dir, opts, &log);
+    if (rc == 0)
+        rc = kl_log_close(log);
+    return rc;
+}
+
+/* Remove the files of segments after `first`. */
+static int drop_segments_after(kl_log *log, uint64_t first) {
+    uint64_t *firsts = NULL;
+    size_t n = 0;
+    int rc = kl_seg_list(log->seg_dir, &firsts, &n);
+    if (rc < 0)
+        return rc;
+    char path[4096];
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (firsts[i] <= first)
+            continue;
+        const char *exts[] = {"log", "idx", "idx.tmp"};
+        for (int k = 0; rc == 0 && k < 3; k++) {
+            kl_seg_file(log, path, sizeof path, firsts[i], exts[k]);
+            int u = log->io->v->unlink(log->io, path);
+            if (u < 0 && u != -ENOENT)
+                rc = kl_errf(kl_err_from_errno(-u), "removing %s: %s", path, strerror(-u));
+        }
+    }
+    free(firsts);
+    return rc;
+}
+
+/* Cut the segment that now ends the log, write the re-framed batch there, sync. */
+static int rewrite_end(kl_log *log, uint64_t first, uint64_t cut, const uint8_t *batch,
+                       size_t batch_len) {
+    char path[4096];
+    kl_seg_file(log, path, sizeof path, first, "idx"); /* rebuilt by recovery */
+    int rc = log->io->v->unlink(log->io, path);
+    if (rc == -ENOENT)
+        rc = 0;
+    kl_seg_file(log, path, sizeof path, first, "log");
+    int fd = -1;
+    if (rc == 0)
+        rc = kl_io_open(log->io, path, O_RDWR, 0, &fd);
+    if (rc == 0)
+        rc = log->io->v->truncate(log->io, fd, cut);
+    if (rc == 0)
+        rc = kl_io_write_sync(log->io, fd, batch, batch_len, cut, 1);
+    kl_io_close(log->io, fd);
+    return rc < 0 ? kl_errf(kl_err_from_errno(-rc), "%s: %s", path, strerror(-rc)) : 0;
+}
+
+/* Both header slots get the new state, numbered after whatever is there. */
+static int write_slots(kl_log *log, kl_slot *s1) {
+    uint8_t *buf = malloc(KL_HDR_FILE_BYTES);
+    if (!buf)
+        return kl_errf(KL_ENOMEM, "header");
+    size_t got = 0;
+    int rc = kl_io_pread(log->io, log->hdr_fd, buf, KL_HDR_FILE_BYTES, 0, &got);
+    uint64_t seq = s1->seq;
+    for (int i = 0; rc == 0 && i < 2; i++) {
+        kl_slot s;
+        if (got >= (size_t)(i + 1) * KL_HDR_SLOT_BYTES &&
+            kl_slot_decode(buf + i * KL_HDR_SLOT_BYTES, &s) == 0)
+            seq = KL_MAX(seq, s.seq);
+    }
+    for (int i = 0; rc == 0 && i < 2; i++) {
+        s1->seq = seq + 1 + (uint64_t)i;
+        kl_slot_encode(buf + i * KL_HDR_SLOT_BYTES, s1);
+    }
+    if (rc == 0)
+        rc = kl_io_write_sync(log->io, log->hdr_fd, buf, KL_HDR_FILE_BYTES, 0, 1);
+    free(buf);
+    return rc < 0 ? kl_errf(kl_err_from_errno(-rc), "%s: %s", log->hdr_path, strerror(-rc)) : 0;
+}
+
+int kl_truncate_redo(kl_log *log) {
+    char *path = redo_path(log->dir, "");
+    if (!path)
+        return kl_errf(KL_ENOMEM, "paths");
+    int fd = -1;
+    int rc = kl_io_open(log->io, path, O_RDONLY, 0, &fd);
+    if (rc == -ENOENT) {
+        free(path);
+        return 0;
+    }
+    if (log->readonly) {
+        kl_io_close(log->io, fd);
+        free(path);
+        return kl_errf(KL_EBUSY,
+                       "a truncation of %s is unfinished: open it for writing once to finish it",
+                       log->dir);
+    }
+    uint64_t size = 0;
+    uint8_t *p = NULL;
+    if (rc == 0)
+        rc = log->io->v->size(log->io, fd, &size);
+    if (rc == 0 && size >= redo_len(0) && size <= redo_len(KL_BATCH_MAX_RAW)) {
+        p = malloc((size_t)size);
+        size_t got = 0;
+        rc = p ? kl_io_pread(log->io, fd, p, (size_t)size, 0, &got) : -ENOMEM;
+        if (rc == 0 && got != size)
+            rc = -EIO;
+    }
+    kl_io_close(log->io, fd);
+    if (rc < 0) {
+        free(p);
+        free(path);
+        return kl_errf(kl_err_from_errno(-rc), "reading %s: %s", log->dir, strerror(-rc));
+    }
+    kl_slot s1;
+    int complete = p && memcmp(p, REDO_MAGIC, 8) == 0 && kl_load32(p + 8) == REDO_VERSION &&
+                   redo_len(kl_load64(p + 32)) == size &&
+                   kl_load64(p + size - 8) == XXH3_64bits(p, (size_t)size - 8) &&
+                   kl_slot_decode(p + REDO_HEAD, &s1) == 0;
+    if (complete) { /* apply it; every step can be repeated after a crash */
+        uint64_t first = kl_load64(p + 16), cut = kl_load64(p + 24);
+        rc = drop_segments_after(log, first);
+        if (rc == 0)
+            rc = rewrite_end(log, first, cut, p + REDO_HEAD + KL_HDR_SLOT_BYTES,
+                             (size_t)kl_load64(p + 32));
+        if (rc == 0) {
+            int tfd = -1;
+            int e = kl_io_open(log->io, log->tree_path, O_RDWR, 0, &tfd);
+            if (e == 0)
+                e = log->io->v->truncate(log->io, tfd, kl_tree_off(kl_tree_nodes(s1.length)));
+            if (e == 0) {
+                kl_io_op op = {.kind = KL_IO_OP_DATASYNC, .fd = tfd};
+                e = kl_io_submit(log->io, &op, 1);
+            }
+            kl_io_close(log->io, tfd);
+            if (e < 0)
+                rc = kl_errf(kl_err_from_errno(-e), "%s: %s", log->tree_path, strerror(-e));
+        }
+        if (rc == 0) {
+            int e = kl_io_sync_dir(log->io, log->seg_dir);
+            rc = e < 0
+                     ? kl_errf(kl_err_from_errno(-e), "syncing %s: %s", log->seg_dir, strerror(-e))
+                     : 0;
+        }
+        if (rc == 0)
+            rc = write_slots(log, &s1);
+    }
+    free(p);
+    if (rc == 0) { /* done, or torn before anything changed: either way it goes */
+        int e = log->io->v->unlink(log->io, path);
+        if (e == 0)
+            e = kl_io_sync_dir(log->io, log->dir);
+        if (e < 0 && e != -ENOENT)
+            rc = kl_errf(kl_err_from_errno(-e), "removing %s: %s", path, strerror(-e));
+    }
+    free(path);
+    return rc < 0 ? kl_err_prefix(rc, "finishing the truncation of %s: ", log->dir) : 0;
+}
