@@ -241,6 +241,12 @@ static int run_append(const cli_command *cmd, const cli_args *a) {
         rc = cli_kl_error("append", kr, NULL);
         goto out;
     }
+    kl_info facts;
+    if (kl_log_info(ap.log, &facts) == 0 && facts.secret_unsafe)
+        cli_error("warning",
+                  "%s/secret is readable by other users: anyone who can read it can "
+                  "sign as this log (chmod 600 it)",
+                  a->pos[0]);
     ap.started_s = cli_now_s();
     ap.progress_s = ap.started_s + PROGRESS_INTERVAL_S;
     rc = append_stream(&ap);
