@@ -69,5 +69,6 @@ extern const cli_command cli_cmd_read;
 extern const cli_command cli_cmd_info;
 extern const cli_command cli_cmd_verify;
 extern const cli_command cli_cmd_truncate;
+extern const cli_command cli_cmd_proof;
 
 #endif

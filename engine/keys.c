@@ -35,8 +35,9 @@ int kl_keys_load(kl_log *log) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         snprintf(log->sk_problem, sizeof log->sk_problem,
-                 errno == ENOENT ? "%s is missing: without its secret key the log is read-only (a replica)"
-                                 : "%s cannot be read",
+                 errno == ENOENT
+                     ? "%s is missing: without its secret key the log is read-only (a replica)"
+                     : "%s cannot be read",
                  path);
         return 0;
     }

@@ -253,6 +253,31 @@ KL_API int kl_log_verify(kl_log *log, kl_progress_fn progress, void *ctx, uint64
  */
 KL_API int kl_truncate(const char *dir, uint64_t length, const kl_open_options *opts);
 
+/*
+ * What a Hypercore peer asks a proof for (the parts of its `request`):
+ * a block with the `block_nodes` levels of its path the asker lacks, an
+ * upgrade from the asker's length `upgrade_start` over `upgrade_length`
+ * blocks, and the manifest (never sent for a compat core).
+ */
+typedef struct kl_proof_ask {
+    int block;
+    uint64_t block_index, block_nodes;
+    int upgrade;
+    uint64_t upgrade_start, upgrade_length;
+    int manifest;
+} kl_proof_ask;
+
+/*
+ * The Hypercore `data` message that answers `ask` at the log's committed
+ * length (the wire encoding, byte for byte what hypercore 11.37.1 sends;
+ * `request_id` echoed): the block, its Merkle path, the upgrade's nodes and
+ * signature. *out is malloc'ed (*n bytes; free it). KL_EINVAL for a
+ * request Hypercore refuses (past the length, an upgrade out of range,
+ * more path levels than the block has).
+ */
+KL_API int kl_log_proof(kl_log *log, const kl_proof_ask *ask, uint64_t request_id,
+                        unsigned char **out, size_t *n);
+
 /* Iterating over a range of blocks in order. */
 typedef struct kl_record {
     uint64_t index;   /* block index */

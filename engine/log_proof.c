@@ -1,0 +1,113 @@
+/*
+ * log_proof.c - proofs from a log: kl_log_proof answers a Hypercore
+ * request (which block, how many levels of its path, which upgrade) with the
+ * `data` message a JavaScript peer would send, built from the committed
+ * tree (proof.c has the rules, tree.c the nodes).
+ *
+ * Everything comes from one snapshot of the last commit (length, fork,
+ * signature): nodes of the tree file never change while the handle is
+ * open, so a proof built while appends go on is still the proof of that
+ * snapshot's length.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "log_internal.h"
+#include "proof.h"
+#include "util.h"
+
+typedef struct node_src {
+    kl_log *log;
+    uint64_t length;
+} node_src;
+
+static int get_node(void *ctx, uint64_t index, kl_node *out) {
+    node_src *s = ctx;
+    if (kl_tree_pos(index) >= kl_tree_nodes(s->length))
+        return kl_errf(KL_ENOTFOUND, "tree node %llu is past length %llu",
+                       (unsigned long long)index, (unsigned long long)s->length);
+    return kl_tree_read(s->log->io, s->log->tree_fd, index, out);
+}
+
+/* Build and encode; *out malloc'ed. */
+static int build(kl_log *log, const kl_slot *st, const kl_proof_ask *ask, uint64_t id,
+                 unsigned char **out, size_t *n) {
+    uint8_t manifest[KL_MANIFEST_MAX];
+    size_t mlen = kl_hc_manifest_default(st->public_key, manifest);
+    node_src ns = {log, st->length};
+    kl_proof_source src = {.length = st->length,
+                           .fork = st->fork,
+                           .signature = st->sig,
+                           .signature_len = st->sig_len,
+                           .manifest = st->kind == KL_CORE_COMPAT ? NULL : manifest,
+                           .manifest_len = st->kind == KL_CORE_COMPAT ? 0 : mlen,
+                           .get = get_node,
+                           .ctx = &ns};
+    kl_proof_request req;
+    memset(&req, 0, sizeof req);
+    req.id = id;
+    req.fork = st->fork;
+    if (ask->block) {
+        req.flags |= KL_PROOF_BLOCK;
+        req.block.index = ask->block_index;
+        req.block.nodes = ask->block_nodes;
+    }
+    if (ask->upgrade) {
+        req.flags |= KL_PROOF_UPGRADE;
+        req.upgrade.start = ask->upgrade_start;
+        req.upgrade.length = ask->upgrade_length;
+    }
+    if (ask->manifest)
+        req.flags |= KL_PROOF_MANIFEST;
+    kl_proof *p = malloc(sizeof *p);
+    uint8_t *value = NULL;
+    if (!p)
+        return kl_errf(KL_ENOMEM, "proof");
+    int rc = kl_proof_build(&src, &req, p);
+    if (rc == 0 && ask->block) {
+        size_t size = 0;
+        rc = kl_log_get(log, ask->block_index, NULL, 0, &size);
+        if (rc == KL_ETOOSMALL || rc == 0) {
+            value = malloc(size ? size : 1);
+            rc = value ? kl_log_get(log, ask->block_index, value, size, &size)
+                       : kl_errf(KL_ENOMEM, "proof");
+        }
+        p->block.value = value;
+        p->block.value_len = size;
+    }
+    size_t need = 0;
+    if (rc == 0) {
+        rc = kl_proof_encode(p, NULL, 0, &need);
+        if (rc == KL_ETOOSMALL)
+            rc = 0;
+    }
+    if (rc == 0) {
+        *out = malloc(need ? need : 1);
+        rc = *out ? kl_proof_encode(p, *out, need, n) : kl_errf(KL_ENOMEM, "proof");
+        if (rc < 0) {
+            free(*out);
+            *out = NULL;
+        }
+    }
+    free(value);
+    free(p);
+    return rc;
+}
+
+int kl_log_proof(kl_log *log, const kl_proof_ask *ask, uint64_t request_id, unsigned char **out,
+                 size_t *n) {
+    if (!log || !ask || !out || !n)
+        return kl_errf(KL_EINVAL, "kl_log_proof: NULL argument");
+    kl_err_clear();
+    *out = NULL;
+    *n = 0;
+    kl_slot *st = malloc(sizeof *st);
+    if (!st)
+        return kl_log_err(log, kl_errf(KL_ENOMEM, "proof"));
+    pthread_mutex_lock(&log->mu);
+    *st = log->last;
+    pthread_mutex_unlock(&log->mu);
+    int rc = build(log, st, ask, request_id, out, n);
+    free(st);
+    return kl_log_err(log, rc);
+}
