@@ -29,6 +29,9 @@ int kl_tree_header_check(const uint8_t *p, size_t n) {
     if (kl_load32(p + 8) != KL_TREE_VERSION || kl_load32(p + 12) != KL_TREE_NODE_BYTES)
         return kl_errf(KL_ECORRUPT, "tree file version %u with %u-byte nodes is not supported",
                        kl_load32(p + 8), kl_load32(p + 12));
+    for (unsigned i = 16; i < HDR_CHECKSUM_AT; i++)
+        if (p[i] != 0)
+            return kl_errf(KL_ECORRUPT, "tree file header reserved bytes are not zero");
     return 0;
 }
 
