@@ -30,6 +30,7 @@
 
 #include "frame.h"
 #include "log_internal.h"
+#include "proof.h"
 #include "segment.h"
 #include "util.h"
 
@@ -84,6 +85,62 @@ static int reframe(kl_log *log, uint64_t from, uint64_t to, uint64_t timestamp_m
     return rc;
 }
 
+typedef struct tree_src {
+    kl_log *log;
+    uint64_t length;
+} tree_src;
+
+static int tree_get(void *ctx, uint64_t index, kl_node *out) {
+    tree_src *t = ctx;
+    if (kl_tree_pos(index) >= kl_tree_nodes(t->length))
+        return kl_errf(KL_ENOTFOUND, "node %llu", (unsigned long long)index);
+    return kl_tree_read(t->log->io, t->log->tree_fd, index, out);
+}
+
+/*
+ * The roots of n come from the tree file, which nothing signed directly:
+ * check them the way a peer would, as the start of an upgrade proof from n
+ * to the signed length. A damaged tree file then stops the truncation
+ * instead of being signed.
+ */
+static int check_roots(kl_log *log, const kl_slot *cur, const kl_node *roots, size_t nroots,
+                       uint64_t n) {
+    if (n == cur->length)
+        return 0;
+    tree_src ts = {log, cur->length};
+    kl_proof_source src = {.length = cur->length,
+                           .fork = cur->fork,
+                           .signature = cur->sig,
+                           .signature_len = cur->sig_len,
+                           .get = tree_get,
+                           .ctx = &ts};
+    kl_proof_request req;
+    memset(&req, 0, sizeof req);
+    req.flags = KL_PROOF_UPGRADE;
+    req.fork = cur->fork;
+    req.upgrade.start = n;
+    req.upgrade.length = cur->length - n;
+    kl_proof *p = malloc(sizeof *p);
+    kl_proof_result *res = malloc(sizeof *res);
+    int rc = p && res ? kl_proof_build(&src, &req, p) : kl_errf(KL_ENOMEM, "truncating");
+    if (rc == 0) {
+        kl_proof_receiver rx = {.kind = log->kind,
+                                .key = log->key,
+                                .pk = log->public_key,
+                                .length = n,
+                                .fork = cur->fork,
+                                .roots = roots,
+                                .nroots = nroots};
+        rc = kl_proof_verify(&rx, p, res);
+    }
+    free(p);
+    free(res);
+    return rc < 0 ? kl_err_prefix(KL_ECORRUPT,
+                                  "the tree file does not match the signed tree (run kappalog "
+                                  "verify): ")
+                  : 0;
+}
+
 /* The signed state after truncating to n, and where the data now ends. */
 static int plan(kl_log *log, uint64_t n, kl_slot *s1, uint64_t *seg_first, uint64_t *cut,
                 uint8_t **batch, size_t *batch_len) {
@@ -99,6 +156,9 @@ static int plan(kl_log *log, uint64_t n, kl_slot *s1, uint64_t *seg_first, uint6
             return rc;
         s1->byte_length += s1->roots[i].size;
     }
+    int crc = check_roots(log, &log->last, s1->roots, s1->nroots, n);
+    if (crc < 0)
+        return crc;
     s1->length = n;
     s1->fork = log->last.fork + 1;
     s1->flags = 0;
