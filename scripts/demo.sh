@@ -44,3 +44,6 @@ echo "-- two events in the middle as JSON records (read --format json):"
 
 echo "== the log"
 "$kl" info "$dir"
+
+echo "== checking every block against the signed Merkle tree (verify)"
+"$kl" verify "$dir"
