@@ -66,6 +66,8 @@
  */
 #define PREALLOC_BYTES   (1u << 20)
 #define ZERO_CHUNK_BYTES (64u * 1024u)
+/* The same for the tree file, which grows by 80 bytes a block. */
+#define TREE_PREALLOC_BYTES (256u * 1024u)
 static const uint8_t zero_chunk[ZERO_CHUNK_BYTES];
 
 static int buf_reserve(kl_commit_buf *b, size_t need) {
@@ -323,6 +325,14 @@ static int commit_io(kl_log *log, kl_commit_buf *b, const kl_slot *st, int slot,
     struct iovec iov_idx;
     struct iovec iov_hdr = {log->slotbuf, KL_HDR_SLOT_BYTES};
     struct iovec iov_tree = {log->treebuf, tree_bytes};
+    uint64_t tree_end = kl_tree_off(kl_tree_nodes(b->end_index));
+    uint64_t tree_zero_from = KL_MAX(tree_end, log->tree_file_size), tree_zero_to = tree_zero_from;
+    if (sync && log->tree_file_size < tree_end + TREE_PREALLOC_BYTES / 2)
+        tree_zero_to = tree_zero_from + TREE_PREALLOC_BYTES;
+    struct iovec iov_tree_zero[TREE_PREALLOC_BYTES / ZERO_CHUNK_BYTES];
+    int ntzero = 0;
+    for (uint64_t z = tree_zero_from; z < tree_zero_to; z += ZERO_CHUNK_BYTES, ntzero++)
+        iov_tree_zero[ntzero] = (struct iovec){(void *)zero_chunk, ZERO_CHUNK_BYTES};
     kl_io_op tree_write = {.kind = KL_IO_OP_WRITE,
                            .link = 1,
                            .fd = log->tree_fd,
@@ -360,6 +370,13 @@ static int commit_io(kl_log *log, kl_commit_buf *b, const kl_slot *st, int slot,
                                   .offset = b->zero_from};
         ops[n++] = (kl_io_op){.kind = KL_IO_OP_DATASYNC, .fd = seg->wfd};
         ops[n++] = tree_write;
+        if (ntzero) /* zeroed space ahead, so the sync below need not grow the file */
+            ops[n++] = (kl_io_op){.kind = KL_IO_OP_WRITE,
+                                  .link = 1,
+                                  .fd = log->tree_fd,
+                                  .iov = iov_tree_zero,
+                                  .iovcnt = ntzero,
+                                  .offset = tree_zero_from};
         ops[n++] = (kl_io_op){.kind = KL_IO_OP_DATASYNC, .fd = log->tree_fd};
         ops[n++] = (kl_io_op){.kind = KL_IO_OP_WRITE,
                               .link = 1,
@@ -391,6 +408,7 @@ static int commit_io(kl_log *log, kl_commit_buf *b, const kl_slot *st, int slot,
     if (rc < 0)
         return rc;
     kl_oidx_written(&seg->idx, b->idx_upto);
+    log->tree_file_size = KL_MAX(tree_zero_to, tree_end);
     if (b->new_segment)
         seal_segment(log, b->prev, seg->first, sync);
     return 0;
@@ -960,6 +978,18 @@ out_locked:
 
 /* On close: cut the zeroed space ahead of the batches, so the files hold the log only. */
 int kl_commit_trim(kl_log *log) {
+    uint64_t tree_end = kl_tree_off(kl_tree_nodes(log->last.length));
+    if (!log->failed && log->tree_file_size > tree_end) {
+        int rc = log->io->v->truncate(log->io, log->tree_fd, tree_end);
+        if (rc == 0) {
+            kl_io_op op = {.kind = KL_IO_OP_DATASYNC, .fd = log->tree_fd};
+            rc = kl_io_submit(log->io, &op, 1);
+        }
+        if (rc < 0)
+            return kl_errf(kl_err_from_errno(-rc), "cutting the zeroed space of %s: %s",
+                           log->tree_path, strerror(-rc));
+        log->tree_file_size = tree_end;
+    }
     kl_seg *seg = log->c_segp;
     uint64_t end = atomic_load(&seg->end);
     if (log->failed || seg->wfd < 0 || seg->file_size <= end)

@@ -151,6 +151,7 @@ static int cut_tree(kl_log *log, const kl_slot *s) {
                        (unsigned long long)want);
     if (size > want && (rc = log->io->v->truncate(log->io, log->tree_fd, want)) < 0)
         return kl_errf(kl_err_from_errno(-rc), "cutting %s: %s", log->tree_path, strerror(-rc));
+    log->tree_file_size = want;
     return 0;
 }
 
