@@ -6,7 +6,18 @@
  *
  * Each result is reported as a ratio of the matching ceiling (same record
  * size, same batch): the no-sync write(2) ceiling for never, the
- * write(2)+fdatasync ceiling for always.
+ * write(2)+fdatasync ceiling for always. The append of 100-byte records in
+ * batches of 1000 under never is also reported as a ratio of the hashing
+ * ceiling (hashing.c: every append hashes its blocks into the Hypercore
+ * tree) and as a multiple of the JavaScript hypercore appending the same
+ * shape of records (hypercore.c).
+ *
+ * This file also sets the order of everything that is paired, repetition
+ * by repetition: for 100-byte records in batches of 1000 under never, the
+ * hypercore run, the write(2) ceiling, the write-pattern floor, the append,
+ * the hashing ceiling and the verify of a whole log follow each other, so
+ * the append sits between its two ceilings and verify next to the hashing
+ * ceiling.
  *
  * What a reader would get wrong: closing the log (which syncs what never
  * left unsynced) is outside the timed region, as the ceiling's loop has no
@@ -22,8 +33,10 @@ static const size_t rec_sizes[] = {100, 1024};
 static const size_t batches[] = {1, 100, 1000};
 
 /* The targets (bench/README.md). */
-#define TARGET_NEVER_1000 0.8 /* of the no-sync ceiling, 100 B records, batches of 1000 */
-#define TARGET_ALWAYS_1   0.4 /* of the fdatasync-per-write ceiling, single records */
+#define TARGET_NEVER_1000 0.8  /* of the no-sync ceiling, 100 B records, batches of 1000 */
+#define TARGET_ALWAYS_1   0.4  /* of the fdatasync-per-write ceiling, single records */
+#define TARGET_HASHING    0.8  /* the same append, of the one-core hashing ceiling */
+#define TARGET_HYPERCORE  12.0 /* the same append, times hypercore 11.37.1's blocks/s */
 
 void name_append(char *out, size_t cap, size_t record_bytes, size_t batch, const char *fsync) {
     snprintf(out, cap, "append rec=%zuB batch=%zu fsync=%s", record_bytes, batch, fsync);
@@ -126,34 +139,67 @@ static void append_ratios(void) {
             target = TARGET_ALWAYS_1;
         }
         result_ratio(r, ref, "of", tk, target);
+        if (!sync && r->record_bytes == HASH_RECORD_BYTES && r->batch == HASH_BATCH) {
+            name_hashing(ref, sizeof ref);
+            result_also(r, ref, "of", TARGET_RATIO_MIN, TARGET_HASHING);
+            name_hypercore(ref, sizeof ref);
+            result_also(r, ref, "x", TARGET_RATIO_MIN, TARGET_HYPERCORE);
+        }
         result_print(r);
     }
+}
+
+static void group_print(const char *group) {
+    for (size_t i = 0; i < result_count(); i++)
+        if (strcmp(result_at(i)->group, group) == 0)
+            result_print(result_at(i));
+}
+
+/* One ceiling and the append compared with it, and around the hashed case its other peers. */
+static void one_pair(const bench_opts *o, size_t rec, size_t batch, int sync) {
+    int ceilings = want_group(o, "ceilings"), appends = want_group(o, "append");
+    int hashed = !sync && rec == HASH_RECORD_BYTES && batch == HASH_BATCH;
+    if (hashed && want_group(o, "hypercore"))
+        hypercore_run(o);
+    if (ceilings)
+        ceiling_one(o, rec, batch, sync);
+    if (ceilings && !sync && batch == 1000)
+        ceiling_pattern(o, rec, batch);
+    if (appends)
+        append_one(o, rec, batch, sync ? KL_FSYNC_ALWAYS : KL_FSYNC_NEVER);
+    if (hashed && want_group(o, "hashing"))
+        hashing_ceiling(o);
+    if (hashed && want_group(o, "verify"))
+        verify_run(o);
 }
 
 /*
  * The ceilings and the appends, paired: in every repetition each ceiling
  * run is followed by the append run it is compared with, so slow drift of
- * the disk (or other load) touches both alike.
+ * the disk (or other load) touches both alike. What is not timed (the
+ * hashing check, finding hypercore, building the verify log) comes first.
  */
 void bench_append(const bench_opts *o) {
-    int ceilings = want_group(o, "ceilings"), appends = want_group(o, "append");
+    if (want_group(o, "hashing"))
+        hashing_check(o);
+    if (want_group(o, "hypercore"))
+        hypercore_prepare(o);
+    if (want_group(o, "verify"))
+        verify_prepare(o);
     for (int rep = 0; rep < o->reps; rep++) {
-        if (ceilings)
+        if (want_group(o, "ceilings"))
             ceiling_reference(o);
         for (size_t i = 0; i < sizeof rec_sizes / sizeof *rec_sizes; i++)
             for (size_t j = 0; j < sizeof batches / sizeof *batches; j++)
-                for (int sync = 0; sync <= 1; sync++) {
-                    if (ceilings)
-                        ceiling_one(o, rec_sizes[i], batches[j], sync);
-                    if (ceilings && !sync && batches[j] == 1000)
-                        ceiling_pattern(o, rec_sizes[i], batches[j]);
-                    if (appends)
-                        append_one(o, rec_sizes[i], batches[j],
-                                   sync ? KL_FSYNC_ALWAYS : KL_FSYNC_NEVER);
-                }
+                for (int sync = 0; sync <= 1; sync++)
+                    one_pair(o, rec_sizes[i], batches[j], sync);
     }
     pattern_ratios();
     ceilings_print();
-    if (appends)
+    group_print("hashing");
+    group_print("hypercore");
+    if (want_group(o, "append"))
         append_ratios();
+    if (want_group(o, "verify"))
+        verify_finish(o);
 }

@@ -36,7 +36,11 @@ typedef struct bench_opts {
     uint64_t segment_bytes; /* segment size of the logs appended to */
     uint64_t read_records;  /* records in the read log */
     uint64_t open_small_bytes, open_big_bytes, open_tail_bytes;
-    int open_runs; /* timed opens of each log */
+    int open_runs;                 /* timed opens of each log */
+    uint64_t verify_bytes;         /* payload bytes of the log that verify checks */
+    uint64_t hypercore_records;    /* records the JavaScript peer appends per run */
+    const char *hypercore_modules; /* a node_modules holding hypercore, or NULL */
+    const char *node;              /* the Node.js binary (default "node", from PATH) */
     char cmdline[1024];
 } bench_opts;
 
@@ -69,6 +73,22 @@ typedef enum target_kind {
 
 #define BENCH_MAX_RUNS 32
 
+/*
+ * One comparison of a result with a reference result of the same run:
+ * ratio = this / reference (see result_ratio), with a target and verdict.
+ */
+typedef struct bench_cmp {
+    char of[128];     /* the reference's name */
+    const char *what; /* how the ratio reads: "of", "x" */
+    double ratio;     /* < 0 if not computed */
+    int paired;       /* median of run-by-run ratios (else ratio of the medians) */
+    target_kind tkind;
+    double target;
+    int has_verdict, pass;
+} bench_cmp;
+
+#define BENCH_MAX_ALSO 2 /* further comparisons of one result (result_also) */
+
 typedef struct bench_run {
     uint64_t ops, records, bytes;
     double seconds;
@@ -93,7 +113,10 @@ typedef struct bench_result {
     target_kind tkind;
     double target;
     int has_verdict, pass;
-    char note[256];
+    int nalso;
+    bench_cmp also[BENCH_MAX_ALSO]; /* the same figure against further references */
+    char missing[256];              /* why it was not measured ("" if it was) */
+    char note[512];
 } bench_result;
 
 bench_result *result_get(const char *group, const char *kind, const char *name);
@@ -102,6 +125,9 @@ void result_add_run(bench_result *r, const bench_run *run, const bench_hist *h);
 void result_finish(bench_result *r);
 void result_ratio(bench_result *r, const char *ref_name, const char *what, target_kind tk,
                   double target);
+/* Also compare r with ref_name (a second or third reference; printed under the first). */
+void result_also(bench_result *r, const char *ref_name, const char *what, target_kind tk,
+                 double target);
 void result_target(bench_result *r, target_kind tk, double target);
 void result_print(const bench_result *r);
 size_t result_count(void);
@@ -184,6 +210,22 @@ void bench_append(const bench_opts *o); /* the ceilings and the appends, paired 
 void bench_concurrency(const bench_opts *o);
 void bench_reads(const bench_opts *o); /* sequential read and random get */
 void bench_open(const bench_opts *o);
+
+/*
+ * The Hypercore tree's cost (hashing.c, hypercore.c, verify.c): 100-byte
+ * records in batches of 1000, the batch of the append they are compared with.
+ */
+#define HASH_RECORD_BYTES 100
+#define HASH_BATCH        1000
+void name_hashing(char *out, size_t cap);
+void name_hypercore(char *out, size_t cap);
+void hashing_check(const bench_opts *o); /* the ceiling's hashes are kappalog's, or die */
+void hashing_ceiling(const bench_opts *o);
+void hypercore_prepare(const bench_opts *o); /* find or install hypercore (not timed) */
+void hypercore_run(const bench_opts *o);
+void verify_prepare(const bench_opts *o); /* build or reuse the verify log (not timed) */
+void verify_run(const bench_opts *o);
+void verify_finish(const bench_opts *o); /* its ratio, its line, its log removed */
 
 /* The names the ratios refer to. */
 void name_ceiling(char *out, size_t cap, int sync, size_t record_bytes, size_t batch);

@@ -4,7 +4,8 @@
  *
  * other = the machine's user + nice + system time (/proc/stat)
  *       - this process's own time (getrusage, all its threads, io_uring's
- *         workers included)
+ *         workers included, and its children once reaped: the Node.js of
+ *         the hypercore peer)
  *       - the kernel threads' time (/proc/PID/stat with PF_KTHREAD: their
  *         work, such as write-back of our own pages, is part of what we
  *         measure)
@@ -77,11 +78,15 @@ static void machine_s(double *busy, double *steal) {
     *steal = (double)v[7] / hz;
 }
 
-static double self_s(void) {
+static double rusage_s(int who) {
     struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
+    getrusage(who, &ru);
     return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
            (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+static double self_s(void) {
+    return rusage_s(RUSAGE_SELF) + rusage_s(RUSAGE_CHILDREN);
 }
 
 void cpu_mark_now(cpu_mark *m) {

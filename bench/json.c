@@ -5,7 +5,9 @@
  * Layout: {tool, format, command, date, quick, build, kappalog_version,
  * source_commit, machine{...}, settings{...}, results[...]}. Rates are per
  * second, latencies in microseconds, sizes in bytes. A ratio that could not
- * be computed (its reference was not run) is null.
+ * be computed (its reference was not run) is null. Format 2 added, per
+ * result, "also" (the same figure against further references, each as the
+ * main ratio is) and "not_measured" (why a result has no runs, or "").
  *
  * What a reader would get wrong: "records_per_s" is the median of the
  * runs' rates, and each run's own figures are under "runs".
@@ -23,7 +25,7 @@
 #define KL_BENCH_C_FLAGS ""
 #endif
 
-#define JSON_FORMAT 1
+#define JSON_FORMAT 2
 #define SLOW_NS     10000000u /* ops this slow are stalls: counted apart (over_10ms) */
 
 static void jstr(FILE *f, const char *s) {
@@ -103,12 +105,14 @@ static void write_settings(FILE *f, const bench_opts *o) {
             "\"settings\":{\"reps\":%d,\"ceiling_s\":%g,\"sync_s\":%g,\"never_s\":%g,"
             "\"concurrency_s\":%g,\"get_s\":%g,\"run_cap_bytes\":%llu,\"segment_bytes\":%llu,"
             "\"read_records\":%llu,\"open_small_bytes\":%llu,\"open_big_bytes\":%llu,"
-            "\"open_tail_bytes\":%llu,\"open_runs\":%d,",
+            "\"open_tail_bytes\":%llu,\"open_runs\":%d,\"verify_bytes\":%llu,"
+            "\"hypercore_records\":%llu,",
             o->reps, o->ceil_s, o->sync_s, o->never_s, o->conc_s, o->get_s,
             (unsigned long long)o->run_cap_bytes, (unsigned long long)o->segment_bytes,
             (unsigned long long)o->read_records, (unsigned long long)o->open_small_bytes,
             (unsigned long long)o->open_big_bytes, (unsigned long long)o->open_tail_bytes,
-            o->open_runs);
+            o->open_runs, (unsigned long long)o->verify_bytes,
+            (unsigned long long)o->hypercore_records);
     jkey(f, "io");
     jstr(f, o->io_name);
     fputc(',', f);
@@ -171,25 +175,46 @@ static const char *target_name(target_kind k) {
     }
 }
 
-static void write_target(FILE *f, const bench_result *r) {
+/* "ratio", "ratio_of", "ratio_method", "target", "pass" of one comparison. */
+static void write_cmp(FILE *f, const char *what, const char *of, double ratio, int paired,
+                      target_kind tk, double target, int has_verdict, int pass) {
     fputs("\"ratio\":", f);
-    jnum(f, r->ratio >= 0 ? r->ratio : NAN);
+    jnum(f, ratio >= 0 ? ratio : NAN);
     fputc(',', f);
     jkey(f, "ratio_of");
-    jstr(f, r->ratio_what ? r->ratio_of : "");
+    jstr(f, what ? of : "");
+    fputc(',', f);
+    jkey(f, "ratio_what");
+    jstr(f, what ? what : "");
     fprintf(f, ",\"ratio_method\":\"%s\"",
-            r->ratio < 0      ? ""
-            : r->ratio_paired ? "median of paired runs"
-                              : "ratio of medians");
+            ratio < 0 ? ""
+            : paired  ? "median of paired runs"
+                      : "ratio of medians");
     fputs(",\"target\":", f);
-    if (r->tkind == TARGET_NONE) {
+    if (tk == TARGET_NONE) {
         fputs("null", f);
     } else {
-        fprintf(f, "{\"kind\":\"%s\",\"value\":", target_name(r->tkind));
-        jnum(f, r->target);
+        fprintf(f, "{\"kind\":\"%s\",\"value\":", target_name(tk));
+        jnum(f, target);
         fputc('}', f);
     }
-    fprintf(f, ",\"pass\":%s", r->has_verdict ? (r->pass ? "true" : "false") : "null");
+    fprintf(f, ",\"pass\":%s", has_verdict ? (pass ? "true" : "false") : "null");
+}
+
+static void write_target(FILE *f, const bench_result *r) {
+    write_cmp(f, r->ratio_what, r->ratio_of, r->ratio, r->ratio_paired, r->tkind, r->target,
+              r->has_verdict, r->pass);
+    fputs(",\"also\":[", f);
+    for (int i = 0; i < r->nalso; i++) {
+        const bench_cmp *c = &r->also[i];
+        fputs(i ? ",{" : "{", f);
+        write_cmp(f, c->what, c->of, c->ratio, c->paired, c->tkind, c->target, c->has_verdict,
+                  c->pass);
+        fputc('}', f);
+    }
+    fputs("],", f);
+    jkey(f, "not_measured");
+    jstr(f, r->missing);
 }
 
 static void write_result(FILE *f, const bench_result *r) {

@@ -1,8 +1,9 @@
 /*
  * result.c - the table of results: each scenario's runs (repetitions), its
  * latency histogram merged over them, the median rate, and its ratio to a
- * reference scenario with a target and a verdict. Printing follows Kafka's
- * producer perf test, one line per scenario.
+ * reference scenario with a target and a verdict (and, for a figure judged
+ * against more than one reference, its further ratios: result_also).
+ * Printing follows Kafka's producer perf test, one line per scenario.
  *
  * What a reader would get wrong: the rate of a scenario is the median of
  * its runs' rates (records / elapsed seconds of each run), while the
@@ -76,13 +77,15 @@ void result_finish(bench_result *r) {
     r->value_ms = r->nruns ? median(secs, r->nruns) * 1000.0 : 0.0;
 }
 
+/* Has a target a verdict, and is it met? v is the ratio (or the rate, for TARGET_RATE_MIN). */
+static void judge(target_kind tk, double target, double v, int *has, int *pass) {
+    *has = tk != TARGET_NONE && (tk == TARGET_RATE_MIN || v >= 0);
+    *pass = tk == TARGET_RATIO_MAX ? v <= target : v >= target;
+}
+
 static void verdict(bench_result *r) {
-    double v = r->tkind == TARGET_RATE_MIN ? r->rate : r->ratio;
-    r->has_verdict = r->tkind != TARGET_NONE && (r->tkind == TARGET_RATE_MIN || r->ratio >= 0);
-    if (r->tkind == TARGET_RATIO_MAX)
-        r->pass = v <= r->target;
-    else
-        r->pass = v >= r->target;
+    judge(r->tkind, r->target, r->tkind == TARGET_RATE_MIN ? r->rate : r->ratio, &r->has_verdict,
+          &r->pass);
 }
 
 void result_target(bench_result *r, target_kind tk, double target) {
@@ -99,40 +102,63 @@ static double run_value(const bench_result *r, const bench_run *x) {
 }
 
 /*
- * ratio = this / ref, by rate, or by time for open results. When both have
+ * ratio = r / ref, by rate, or by time for open results. When both have
  * the same number of runs, run i of each was made next to the other (the
  * scenarios pair them), and the ratio is the median of the run-by-run
  * ratios; otherwise it is the ratio of the medians. A missing reference
- * (its group not run) leaves the ratio uncomputed.
+ * (its group not run, or not measured) leaves the ratio at -1.
  */
-void result_ratio(bench_result *r, const char *ref_name, const char *what, target_kind tk,
-                  double target) {
+static double ratio_to(const bench_result *r, const char *ref_name, int *paired) {
     const bench_result *ref = result_find(ref_name);
-    snprintf(r->ratio_of, sizeof r->ratio_of, "%s", ref_name);
-    r->ratio_what = what;
-    r->tkind = tk;
-    r->target = target;
-    r->ratio = -1.0;
-    r->ratio_paired = 0;
-    if (ref && ref->nruns > 0 && ref->nruns == r->nruns) {
+    *paired = 0;
+    if (!ref || ref->nruns == 0 || r->nruns == 0)
+        return -1.0;
+    if (ref->nruns == r->nruns) {
         double v[BENCH_MAX_RUNS];
         int n = 0;
         for (int i = 0; i < r->nruns; i++) {
-            double den = run_value(r, &ref->runs[i]);
+            double den = run_value(ref, &ref->runs[i]);
             if (den > 0)
                 v[n++] = run_value(r, &r->runs[i]) / den;
         }
         if (n == r->nruns) {
-            r->ratio = median(v, n);
-            r->ratio_paired = 1;
+            *paired = 1;
+            return median(v, n);
         }
-    } else if (ref && ref->nruns > 0) {
-        int by_time = strcmp(r->kind, "open_close") == 0;
-        double num = by_time ? r->value_ms : r->rate, den = by_time ? ref->value_ms : ref->rate;
-        if (den > 0)
-            r->ratio = num / den;
+        return -1.0;
     }
+    int by_time = strcmp(r->kind, "open_close") == 0;
+    double num = by_time ? r->value_ms : r->rate, den = by_time ? ref->value_ms : ref->rate;
+    return den > 0 ? num / den : -1.0;
+}
+
+void result_ratio(bench_result *r, const char *ref_name, const char *what, target_kind tk,
+                  double target) {
+    snprintf(r->ratio_of, sizeof r->ratio_of, "%s", ref_name);
+    r->ratio_what = what;
+    r->tkind = tk;
+    r->target = target;
+    r->ratio = ratio_to(r, ref_name, &r->ratio_paired);
     verdict(r);
+}
+
+void result_also(bench_result *r, const char *ref_name, const char *what, target_kind tk,
+                 double target) {
+    bench_cmp *c = NULL;
+    for (int i = 0; i < r->nalso && !c; i++)
+        if (strcmp(r->also[i].of, ref_name) == 0)
+            c = &r->also[i];
+    if (!c) {
+        if (r->nalso == BENCH_MAX_ALSO)
+            die("%s: more than %d further comparisons", r->name, BENCH_MAX_ALSO);
+        c = &r->also[r->nalso++];
+    }
+    snprintf(c->of, sizeof c->of, "%s", ref_name);
+    c->what = what;
+    c->tkind = tk;
+    c->target = target;
+    c->ratio = ratio_to(r, ref_name, &c->paired);
+    judge(tk, target, c->ratio, &c->has_verdict, &c->pass);
 }
 
 static const char *verb(const bench_result *r) {
@@ -144,6 +170,10 @@ static const char *verb(const bench_result *r) {
         return "records got";
     if (strcmp(r->group, "open") == 0)
         return "opens";
+    if (strcmp(r->group, "hashing") == 0)
+        return "records hashed";
+    if (strcmp(r->group, "verify") == 0)
+        return "records verified";
     return "records sent";
 }
 
@@ -168,25 +198,40 @@ static void print_disturbance(const bench_result *r) {
         printf(" [other processes used %.2f CPU-s in %.2f s]", other, secs);
 }
 
-static void print_ratio(const bench_result *r) {
-    if (!r->ratio_what)
-        return;
-    if (r->ratio < 0) {
-        printf("    = n/a %s %s (not run)\n", r->ratio_what, r->ratio_of);
+/* One comparison's line; a reference that was not measured says why. */
+static void print_cmp(const char *what, const char *of, double ratio, target_kind tk, double target,
+                      int pass) {
+    if (ratio < 0) {
+        const bench_result *ref = result_find(of);
+        if (ref && ref->missing[0])
+            printf("    = n/a %s %s (not measured: %s)\n", what, of, ref->missing);
+        else
+            printf("    = n/a %s %s (not run)\n", what, of);
         return;
     }
-    printf("    = %.3f %s %s", r->ratio, r->ratio_what, r->ratio_of);
-    if (r->tkind == TARGET_RATIO_MIN || r->tkind == TARGET_RATIO_MAX)
-        printf(" (target %s %.2f: %s)", r->tkind == TARGET_RATIO_MIN ? ">=" : "<=", r->target,
-               r->pass ? "PASS" : "MISS");
+    printf("    = %.3f %s %s", ratio, what, of);
+    if (tk == TARGET_RATIO_MIN || tk == TARGET_RATIO_MAX)
+        printf(" (target %s %.2f: %s)", tk == TARGET_RATIO_MIN ? ">=" : "<=", target,
+               pass ? "PASS" : "MISS");
     printf("\n");
+}
+
+static void print_ratios(const bench_result *r) {
+    if (r->ratio_what)
+        print_cmp(r->ratio_what, r->ratio_of, r->ratio, r->tkind, r->target, r->pass);
+    for (int i = 0; i < r->nalso; i++) {
+        const bench_cmp *c = &r->also[i];
+        print_cmp(c->what, c->of, c->ratio, c->tkind, c->target, c->pass);
+    }
 }
 
 void result_print(const bench_result *r) {
     uint64_t records = 0;
     for (int i = 0; i < r->nruns; i++)
         records += r->runs[i].records;
-    if (strcmp(r->kind, "open_close") == 0) {
+    if (r->missing[0] && r->nruns == 0) {
+        printf("%s: not measured: %s\n", r->name, r->missing);
+    } else if (strcmp(r->kind, "open_close") == 0) {
         printf("%s: %d %s, %.2f ms median, %.2f ms min, %.2f ms max (open + close)\n", r->name,
                r->nruns, verb(r), r->value_ms, (double)r->hist->min_ns / 1e6,
                (double)r->hist->max_ns / 1e6);
@@ -202,7 +247,7 @@ void result_print(const bench_result *r) {
     }
     if (r->tkind == TARGET_RATE_MIN)
         printf("    target >= %.0f/s: %s\n", r->target, r->pass ? "PASS" : "MISS");
-    print_ratio(r);
+    print_ratios(r);
     fflush(stdout);
 }
 

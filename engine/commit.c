@@ -803,7 +803,7 @@ static int append(kl_log *log, const kl_block *blocks, size_t count, const uint6
     uint8_t *hashes = count <= LEAVES_ON_STACK ? small : malloc(KL_HASH_BYTES * count);
     if (!hashes)
         return kl_log_err(log, kl_errf(KL_ENOMEM, "leaf hashes of %zu blocks", count));
-    kl_tree_hash_leaves(blocks, count, hashes);
+    kl_hash_leaves(log, blocks, count, hashes);
     uint64_t first = 0, seq = 0;
     int leads = 0;
     pthread_mutex_lock(&log->mu);

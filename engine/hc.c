@@ -5,6 +5,7 @@
  */
 #include "hc.h"
 
+#include <pthread.h>
 #include <sodium.h>
 
 #include "util.h"
@@ -66,12 +67,28 @@ uint64_t kl_tree_nodes(uint64_t length) {
     return 2 * length - (uint64_t)__builtin_popcountll(length);
 }
 
+/*
+ * A BLAKE2b-256 state just initialised: copying it is cheaper than
+ * initialising one per hash, and hashing is most of an append's CPU.
+ */
+static crypto_generichash_blake2b_state fresh_state;
+static pthread_once_t fresh_once = PTHREAD_ONCE_INIT;
+
+static void make_fresh_state(void) {
+    KL_ASSERT(crypto_generichash_blake2b_init(&fresh_state, NULL, 0, KL_HASH_BYTES) == 0);
+}
+
+static void fresh(crypto_generichash_blake2b_state *st) {
+    pthread_once(&fresh_once, make_fresh_state);
+    memcpy(st, &fresh_state, sizeof *st);
+}
+
 void kl_hc_leaf(uint64_t block, const uint8_t *data, size_t len, kl_node *out) {
     uint8_t pre[9];
     pre[0] = 0;
     kl_store64(pre + 1, (uint64_t)len);
     crypto_generichash_blake2b_state st;
-    crypto_generichash_blake2b_init(&st, NULL, 0, KL_HASH_BYTES);
+    fresh(&st);
     crypto_generichash_blake2b_update(&st, pre, sizeof pre);
     if (len)
         crypto_generichash_blake2b_update(&st, data, len);
@@ -94,13 +111,16 @@ void kl_hc_parent(const kl_node *a, const kl_node *b, kl_node *out) {
     uint64_t index = kl_ft_parent(a->index);
     out->size = a->size + b->size;
     out->index = index;
-    crypto_generichash_blake2b(out->hash, KL_HASH_BYTES, in, sizeof in, NULL, 0);
+    crypto_generichash_blake2b_state st;
+    fresh(&st);
+    crypto_generichash_blake2b_update(&st, in, sizeof in);
+    crypto_generichash_blake2b_final(&st, out->hash, KL_HASH_BYTES);
 }
 
 void kl_hc_tree_hash(const kl_node *r, size_t n, uint8_t out[KL_HASH_BYTES]) {
     uint8_t pre = 2;
     crypto_generichash_blake2b_state st;
-    crypto_generichash_blake2b_init(&st, NULL, 0, KL_HASH_BYTES);
+    fresh(&st);
     crypto_generichash_blake2b_update(&st, &pre, 1);
     for (size_t i = 0; i < n; i++) {
         uint8_t tail[16];

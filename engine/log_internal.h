@@ -167,6 +167,10 @@ struct kl_log {
     int sealer_on;
     _Atomic int sealer_quit, sealer_done, sealer_sleeping, poster_sleeping;
     kl_commit_buf *_Atomic sealer_job;
+    _Atomic int leaf_state; /* seal.c: half an append's leaves, posted to the sealer */
+    const kl_block *leaf_blocks;
+    size_t leaf_count;
+    uint8_t *leaf_out;
     pthread_mutex_t sealer_mu;
     pthread_cond_t sealer_cv;
 
@@ -237,6 +241,8 @@ int kl_sealer_start(kl_log *log);
 void kl_sealer_stop(kl_log *log);
 void kl_sealer_post(kl_log *log, kl_commit_buf *b);
 void kl_sealer_wait(kl_log *log);
+/* The leaf hashes of an append's blocks, half of a big one on the sealer thread. */
+void kl_hash_leaves(kl_log *log, const kl_block *blocks, size_t count, uint8_t *hashes);
 
 /* read.c */
 kl_seg *kl_seg_new(uint64_t first);

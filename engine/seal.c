@@ -10,11 +10,19 @@
  * checksums, then the header slot: the slot still follows every byte it
  * covers, which is all the ordering recovery relies on.
  *
+ * The same thread takes half of a big append's leaf hashes (kl_hash_leaves):
+ * under these policies hashing the blocks for the Merkle tree is most of an
+ * append's cost, and with one appender the second core would be idle. The
+ * appender posts the second half, hashes the first, then takes the second
+ * back if the sealer has not started it (so a busy or sleeping sealer never
+ * makes an append wait longer than hashing it alone would).
+ *
  * The one thing a reader would get wrong: the sealer writes into the commit
  * buffer's own bytes (the meta of each lent batch) while the committer
  * writes only lent pieces, which live in the callers' memory; the
  * committer touches the buffer's bytes again only after kl_sealer_wait.
  */
+#include <sched.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -38,6 +46,9 @@ void kl_seal_run(kl_commit_buf *b) {
  */
 #define SPIN_NS 100000u
 
+/* Appends of fewer blocks hash all their leaves themselves. */
+#define LEAF_SPLIT_MIN 64u
+
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
@@ -57,26 +68,78 @@ static int spin_for(_Atomic int *flag) {
 }
 
 /* The sealer's next job, spinning first, then sleeping (NULL: quit). */
-static kl_commit_buf *next_job(kl_log *log) {
+/* Leaf-hash job states (log->leaf_state). */
+enum { LEAF_FREE, LEAF_POSTED, LEAF_TAKEN, LEAF_DONE, LEAF_SETUP };
+
+static int has_work(kl_log *log) {
+    return atomic_load(&log->sealer_job) || atomic_load(&log->leaf_state) == LEAF_POSTED ||
+           atomic_load(&log->sealer_quit);
+}
+
+/* Wait for a job, spinning first, then sleeping. 0: quit. */
+static int wait_work(kl_log *log) {
     uint64_t until = kl_mono_ns() + SPIN_NS;
-    for (unsigned i = 0; !atomic_load(&log->sealer_job) && !atomic_load(&log->sealer_quit); i++) {
+    for (unsigned i = 0; !has_work(log); i++) {
         if ((i & 63) == 63 && kl_mono_ns() > until)
             break;
         cpu_relax();
     }
     pthread_mutex_lock(&log->sealer_mu);
     atomic_store(&log->sealer_sleeping, 1); /* then re-check: a poster that saw it wakes us */
-    while (!atomic_load(&log->sealer_job) && !atomic_load(&log->sealer_quit))
+    while (!has_work(log))
         pthread_cond_wait(&log->sealer_cv, &log->sealer_mu);
     atomic_store(&log->sealer_sleeping, 0);
     pthread_mutex_unlock(&log->sealer_mu);
-    return atomic_load(&log->sealer_quit) ? NULL : atomic_load(&log->sealer_job);
+    return !atomic_load(&log->sealer_quit);
+}
+
+static void wake_sealer(kl_log *log) {
+    if (atomic_load(&log->sealer_sleeping)) {
+        pthread_mutex_lock(&log->sealer_mu);
+        pthread_cond_broadcast(&log->sealer_cv);
+        pthread_mutex_unlock(&log->sealer_mu);
+    }
+}
+
+void kl_hash_leaves(kl_log *log, const kl_block *blocks, size_t count, uint8_t *hashes) {
+    int state = LEAF_FREE;
+    if (!log->sealer_on || count < LEAF_SPLIT_MIN ||
+        !atomic_compare_exchange_strong(&log->leaf_state, &state, LEAF_SETUP)) {
+        kl_tree_hash_leaves(blocks, count, hashes);
+        return;
+    }
+    size_t half = count / 2;
+    log->leaf_blocks = blocks + half;
+    log->leaf_count = count - half;
+    log->leaf_out = hashes + KL_HASH_BYTES * half;
+    atomic_store(&log->leaf_state, LEAF_POSTED);
+    wake_sealer(log);
+    kl_tree_hash_leaves(blocks, half, hashes);
+    state = LEAF_POSTED;
+    if (atomic_compare_exchange_strong(&log->leaf_state, &state, LEAF_FREE)) {
+        kl_tree_hash_leaves(blocks + half, count - half, hashes + KL_HASH_BYTES * half);
+        return; /* taken back: the sealer never started it */
+    }
+    for (unsigned i = 0; atomic_load(&log->leaf_state) != LEAF_DONE; i++) {
+        if (i < 100000)
+            cpu_relax();
+        else
+            sched_yield();
+    }
+    atomic_store(&log->leaf_state, LEAF_FREE);
 }
 
 static void *sealer_main(void *arg) {
     kl_log *log = arg;
-    kl_commit_buf *b;
-    while ((b = next_job(log)) != NULL) {
+    while (wait_work(log)) {
+        int state = LEAF_POSTED;
+        if (atomic_compare_exchange_strong(&log->leaf_state, &state, LEAF_TAKEN)) {
+            kl_tree_hash_leaves(log->leaf_blocks, log->leaf_count, log->leaf_out);
+            atomic_store(&log->leaf_state, LEAF_DONE);
+        }
+        kl_commit_buf *b = atomic_load(&log->sealer_job);
+        if (!b)
+            continue;
         kl_seal_run(b);
         atomic_store(&log->sealer_job, NULL);
         atomic_store(&log->sealer_done, 1);
@@ -116,11 +179,7 @@ void kl_sealer_post(kl_log *log, kl_commit_buf *b) {
     KL_ASSERT(atomic_load(&log->sealer_job) == NULL);
     atomic_store(&log->sealer_done, 0);
     atomic_store(&log->sealer_job, b);
-    if (atomic_load(&log->sealer_sleeping)) {
-        pthread_mutex_lock(&log->sealer_mu);
-        pthread_cond_broadcast(&log->sealer_cv);
-        pthread_mutex_unlock(&log->sealer_mu);
-    }
+    wake_sealer(log);
 }
 
 void kl_sealer_wait(kl_log *log) {
