@@ -413,13 +413,33 @@ static int zstd_block(kl_log *log, kl_seg *s, uint64_t pos, const kl_batch_hdr *
  * place, checking only the chunks that hold the block and its table entries;
  * a zstd batch comes decompressed (raw) from a whole-batch check.
  */
-static int copy_block(kl_seg *s, uint64_t pos, const kl_batch_hdr *h, const uint8_t *raw,
-                      uint64_t index, void *buf, size_t cap, size_t *size) {
+/*
+ * Block k of an uncompressed batch whose chunk checksums refuse it: its bytes
+ * are still served if they hash to the block's leaf in the tree file (a
+ * 1 KiB chunk holds several small blocks; damage to one of them must not
+ * take its neighbours down). 0, or KL_ECORRUPT.
+ */
+static int block_by_leaf(kl_log *log, const kl_seg *s, uint64_t pos, const kl_batch_hdr *h,
+                         uint64_t index, const uint8_t **data, size_t *n) {
+    const uint8_t *raw = kl_batch_stored(h, s->map + pos);
+    kl_node stored, leaf;
+    if (kl_batch_block(h, raw, (uint32_t)(index - h->first_index), data, n) < 0 ||
+        kl_tree_read(log->io, log->tree_fd, 2 * index, &stored) < 0)
+        return KL_ECORRUPT;
+    kl_hc_leaf(index, *data, *n, &leaf);
+    return stored.size == *n && memcmp(stored.hash, leaf.hash, KL_HASH_BYTES) == 0 ? 0
+                                                                                   : KL_ECORRUPT;
+}
+
+static int copy_block(kl_log *log, kl_seg *s, uint64_t pos, const kl_batch_hdr *h,
+                      const uint8_t *raw, uint64_t index, void *buf, size_t cap, size_t *size) {
     const uint8_t *data;
     size_t n;
     uint32_t k = (uint32_t)(index - h->first_index);
     int rc = raw ? kl_batch_block(h, raw, k, &data, &n)
                  : kl_batch_block_checked(h, s->map + pos, k, &data, &n);
+    if (rc < 0 && !raw && block_by_leaf(log, s, pos, h, index, &data, &n) == 0)
+        rc = 0;
     if (rc < 0)
         return seg_error(s, pos, index, index + 1);
     *size = n;
@@ -446,7 +466,7 @@ int kl_log_get(kl_log *log, uint64_t index, void *buf, size_t buf_size, size_t *
     if (rc == 0)
         rc = locate(s, index, &pos, &h);
     if (rc == 0 && h.codec == KL_CODEC_NONE) {
-        rc = copy_block(s, pos, &h, NULL, index, buf, buf_size, size);
+        rc = copy_block(log, s, pos, &h, NULL, index, buf, buf_size, size);
     } else if (rc == 0) {
         const uint8_t *raw = NULL;
         pthread_mutex_lock(&log->zmu);
@@ -454,7 +474,7 @@ int kl_log_get(kl_log *log, uint64_t index, void *buf, size_t buf_size, size_t *
         if (rc < 0)
             rc = seg_error(s, pos, h.first_index, h.first_index + h.count);
         else
-            rc = copy_block(s, pos, &h, raw, index, buf, buf_size, size);
+            rc = copy_block(log, s, pos, &h, raw, index, buf, buf_size, size);
         pthread_mutex_unlock(&log->zmu);
     }
     pthread_rwlock_unlock(&log->segs_lock);

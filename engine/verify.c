@@ -50,6 +50,26 @@ static const uint8_t *stored_node(node_reader *r, uint64_t pos, int *rc) {
     return r->buf + (pos - r->first) * KL_TREE_NODE_BYTES;
 }
 
+/* Block i on its own (kl_log_get): 1 and *rec, or an error. */
+static int read_block(kl_log *log, uint64_t i, uint8_t **buf, size_t *cap, kl_record *rec) {
+    size_t size = 0;
+    int rc = kl_log_get(log, i, *buf, *cap, &size);
+    if (rc == KL_ETOOSMALL) {
+        uint8_t *nb = realloc(*buf, size);
+        if (!nb)
+            return kl_errf(KL_ENOMEM, "block of %zu bytes", size);
+        *buf = nb;
+        *cap = size;
+        rc = kl_log_get(log, i, *buf, *cap, &size);
+    }
+    if (rc < 0)
+        return rc;
+    rec->index = i;
+    rec->data = *buf;
+    rec->size = size;
+    return 1;
+}
+
 /* The state to check: the last commit's, all of one commit. */
 static int snapshot(kl_log *log, kl_slot **out) {
     kl_slot *s = malloc(sizeof *s);
@@ -99,13 +119,33 @@ static int verify_blocks(kl_log *log, const kl_slot *st, kl_progress_fn progress
     kl_treeb_init(&tb, NULL, 0, 0);
     uint8_t made[KL_TREEB_MAX_NEW * KL_TREE_NODE_BYTES];
     uint64_t pos = 0;
+    /* After the iterator refuses a batch, blocks are read one by one (each read checks only
+       the chunks that hold it), so the first bad block is named, not its batch's first. */
+    int one_by_one = 0, batch_rc = 0;
+    char batch_err[512] = "";
+    uint64_t batch_bad = 0;
+    uint8_t *buf = NULL;
+    size_t cap = 0;
     for (uint64_t i = 0; rc == 0 && i < st->length; i++) {
         kl_record rec;
-        int got = kl_iter_next(it, &rec);
-        if (got <= 0) {
+        int got = one_by_one ? 0 : kl_iter_next(it, &rec);
+        if (got < 0 && !one_by_one) {
+            one_by_one = 1;
+            batch_rc = got;
+            batch_bad = i;
+            snprintf(batch_err, sizeof batch_err, "%s", kl_err_thread());
+        }
+        if (one_by_one) {
+            got = read_block(log, i, &buf, &cap, &rec);
+            if (got < 0) {
+                *bad = i;
+                rc = got;
+                break;
+            }
+        }
+        if (got == 0) {
             *bad = i;
-            rc = got < 0 ? got
-                         : kl_errf(KL_ECORRUPT, "block %llu is missing", (unsigned long long)i);
+            rc = kl_errf(KL_ECORRUPT, "block %llu is missing", (unsigned long long)i);
             break;
         }
         size_t k = kl_treeb_add_block(&tb, rec.data, rec.size, made);
@@ -116,6 +156,11 @@ static int verify_blocks(kl_log *log, const kl_slot *st, kl_progress_fn progress
     }
     kl_iter_close(it);
     free(r.buf);
+    free(buf);
+    if (rc == 0 && batch_rc < 0) { /* a batch failed as a whole, yet each block reads */
+        *bad = batch_bad;
+        rc = kl_errf(batch_rc, "%s", batch_err);
+    }
     if (rc < 0)
         return rc;
     if (progress)
