@@ -613,7 +613,9 @@ static int roll(kl_log *log) {
         kl_seg_free(log, seg);
         return rc;
     }
-    kl_seg_header_encode(buf_take(b, KL_SEG_HEADER_BYTES), seg->first, kl_now_ms());
+    uint8_t *hdr = buf_take(b, KL_SEG_HEADER_BYTES);
+    kl_seg_header_encode(hdr, seg->first, kl_now_ms());
+    kl_seg_header_set_fork(hdr, log->last.fork);
     b->new_segment = 1;
     b->prev = log->f_segp;
     b->seg = seg;

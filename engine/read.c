@@ -171,6 +171,16 @@ int kl_seg_ensure_map(kl_log *log, kl_seg *s) {
         s->map = NULL;
         goto out;
     }
+    if (kl_seg_header_fork(s->map) > log->last.fork) { /* rewritten by a later truncation */
+        rc = kl_errf(KL_ECORRUPT,
+                     "%s was rewritten by a truncation (fork %llu) after this handle opened the "
+                     "log at fork %llu: reopen the log",
+                     path, (unsigned long long)kl_seg_header_fork(s->map),
+                     (unsigned long long)log->last.fork);
+        log->io->v->unmap(log->io, s->map, s->map_len);
+        s->map = NULL;
+        goto out;
+    }
     if (sealed && atomic_load(&s->end) == 0)
         atomic_store(&s->end, size); /* until the index says where the batches end */
     atomic_store_explicit(&s->map_ready, 1, memory_order_release);

@@ -31,6 +31,15 @@ void kl_seg_header_encode(uint8_t *p, uint64_t first_index, uint64_t created_ms)
     kl_store64(p + 56, XXH3_64bits(p, 56));
 }
 
+void kl_seg_header_set_fork(uint8_t *p, uint64_t fork) {
+    kl_store64(p + 32, fork);
+    kl_store64(p + 56, XXH3_64bits(p, 56));
+}
+
+uint64_t kl_seg_header_fork(const uint8_t *p) {
+    return kl_load64(p + 32);
+}
+
 int kl_seg_header_decode(const uint8_t *p, size_t avail, uint64_t expect_first) {
     if (avail < KL_SEG_HEADER_BYTES)
         return kl_errf(KL_ECORRUPT, "segment file header truncated (%zu bytes)", avail);

@@ -25,6 +25,15 @@ int kl_seg_header_decode(const uint8_t *p, size_t avail, uint64_t expect_first);
  * The first indexes of every "<20 digits>.log" in segdir, sorted. Other
  * names are ignored. *out is malloc'ed (free it); *n may be 0.
  */
+/*
+ * The fork a segment file was written in (header bytes 32..39, zero before
+ * the first truncation). A truncation that rewrites a segment gives the new
+ * file the new fork, so a reader opened before it never maps the rewritten
+ * file as its own (read.c).
+ */
+void kl_seg_header_set_fork(uint8_t *p, uint64_t fork);
+uint64_t kl_seg_header_fork(const uint8_t *p);
+
 int kl_seg_list(const char *segdir, uint64_t **out, size_t *n);
 
 #endif

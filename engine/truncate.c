@@ -281,23 +281,63 @@ static int drop_segments_after(kl_log *log, uint64_t first) {
     return rc;
 }
 
-/* Cut the segment that now ends the log, write the re-framed batch there, sync. */
-static int rewrite_end(kl_log *log, uint64_t first, uint64_t cut, const uint8_t *batch,
-                       size_t batch_len) {
-    char path[4096];
+#define COPY_CHUNK_BYTES (1u << 20)
+
+/* Copy bytes [0, n) of file `from` to `to` (from's header gets the new fork). */
+static int copy_prefix(kl_log *log, int from, int to, uint64_t n, uint64_t fork) {
+    uint8_t *buf = malloc(COPY_CHUNK_BYTES);
+    if (!buf)
+        return -ENOMEM;
+    int rc = 0;
+    for (uint64_t off = 0; rc == 0 && off < n;) {
+        size_t want = (size_t)KL_MIN((uint64_t)COPY_CHUNK_BYTES, n - off), got = 0;
+        rc = kl_io_pread(log->io, from, buf, want, off, &got);
+        if (rc == 0 && got != want)
+            rc = -EIO; /* the segment is shorter than the state that names it */
+        if (rc == 0 && off == 0) {
+            if (got < KL_SEG_HEADER_BYTES)
+                rc = -EIO;
+            else
+                kl_seg_header_set_fork(buf, fork);
+        }
+        if (rc == 0)
+            rc = kl_io_write_sync(log->io, to, buf, want, off, 0);
+        off += want;
+    }
+    free(buf);
+    return rc;
+}
+
+/*
+ * The segment that now ends the log: a new file (the kept prefix, then the
+ * re-framed batch, its header carrying the new fork), synced, renamed over
+ * the old one. Never cut in place: a reader that has the old file mapped
+ * keeps reading the old bytes (never a SIGBUS, never the new fork's bytes
+ * as the old fork's), and one that maps it later sees the new fork and
+ * refuses it.
+ */
+static int rewrite_end(kl_log *log, uint64_t first, uint64_t cut, uint64_t fork,
+                       const uint8_t *batch, size_t batch_len) {
+    char path[4096], tmp[4100];
     kl_seg_file(log, path, sizeof path, first, "idx"); /* rebuilt by recovery */
     int rc = log->io->v->unlink(log->io, path);
     if (rc == -ENOENT)
         rc = 0;
     kl_seg_file(log, path, sizeof path, first, "log");
-    int fd = -1;
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int fd = -1, nfd = -1;
     if (rc == 0)
-        rc = kl_io_open(log->io, path, O_RDWR, 0, &fd);
+        rc = kl_io_open(log->io, path, O_RDONLY, 0, &fd);
     if (rc == 0)
-        rc = log->io->v->truncate(log->io, fd, cut);
+        rc = kl_io_open(log->io, tmp, O_RDWR | O_CREAT | O_TRUNC, 0644, &nfd);
     if (rc == 0)
-        rc = kl_io_write_sync(log->io, fd, batch, batch_len, cut, 1);
+        rc = copy_prefix(log, fd, nfd, cut, fork);
+    if (rc == 0)
+        rc = kl_io_write_sync(log->io, nfd, batch, batch_len, cut, 1);
     kl_io_close(log->io, fd);
+    kl_io_close(log->io, nfd);
+    if (rc == 0)
+        rc = log->io->v->rename(log->io, tmp, path);
     return rc < 0 ? kl_errf(kl_err_from_errno(-rc), "%s: %s", path, strerror(-rc)) : 0;
 }
 
@@ -368,7 +408,7 @@ int kl_truncate_redo(kl_log *log) {
         uint64_t first = kl_load64(p + 16), cut = kl_load64(p + 24);
         rc = drop_segments_after(log, first);
         if (rc == 0)
-            rc = rewrite_end(log, first, cut, p + REDO_HEAD + KL_HDR_SLOT_BYTES,
+            rc = rewrite_end(log, first, cut, s1.fork, p + REDO_HEAD + KL_HDR_SLOT_BYTES,
                              (size_t)kl_load64(p + 32));
         if (rc == 0) {
             int tfd = -1;
