@@ -100,6 +100,8 @@ static void collect(const kl_info *in, info_fields *fs) {
     add_hex(fs, "signature", in->signature, in->signature_len);
     add_string(fs, "core", in->compat ? "compat" : "default");
     add_string(fs, "writable", in->writable ? "yes" : "no (no usable secret key)");
+    if (in->secret_unsafe)
+        add_string(fs, "warning", "the secret key file is readable by other users (chmod 600 it)");
     add_number(fs, "segments", in->segments);
     add_number(fs, "disk_bytes", in->disk_bytes);
     fsync_text(&in->config, add(fs, "fsync", FIELD_STRING)->value, INFO_VALUE_BYTES);

@@ -63,7 +63,8 @@ int kl_tree_read(kl_io *io, int fd, uint64_t index, kl_node *out) {
 
 void kl_treeb_init(kl_treeb *t, const kl_node *roots, size_t n, uint64_t length) {
     KL_ASSERT(n <= KL_MAX_ROOTS);
-    memcpy(t->roots, roots, n * sizeof *roots);
+    if (n)
+        memcpy(t->roots, roots, n * sizeof *roots);
     t->n = n;
     t->length = length;
 }

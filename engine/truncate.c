@@ -366,9 +366,15 @@ static int write_slots(kl_log *log, kl_slot *s1) {
 }
 
 int kl_truncate_redo(kl_log *log) {
-    char *path = redo_path(log->dir, "");
-    if (!path)
+    char *path = redo_path(log->dir, ""), *tmp = redo_path(log->dir, ".tmp");
+    if (!path || !tmp) {
+        free(path);
+        free(tmp);
         return kl_errf(KL_ENOMEM, "paths");
+    }
+    if (!log->readonly) /* a record a crash left half-written, before it counted */
+        (void)log->io->v->unlink(log->io, tmp);
+    free(tmp);
     int fd = -1;
     int rc = kl_io_open(log->io, path, O_RDONLY, 0, &fd);
     if (rc == -ENOENT) {

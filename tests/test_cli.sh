@@ -581,6 +581,127 @@ test_million_lines() {
     assert_eq "$(grep -oE '"data":"[0-9]+"' "$T/out")" '"data":"1000000"' "1M lines: last as json"
 }
 
+# ---------------------------------------------------------------- the signed core
+# json_field NAME: the value of "NAME" in the one-line JSON object in $T/out (strings unquoted).
+json_field() {
+    grep -oE "\"$1\":(\"[^\"]*\"|[0-9]+)" "$T/out" | head -n 1 | cut -d: -f2- | tr -d '"'
+}
+# signed_state LOG: its length, fork, tree hash and signature, and every block.
+signed_state() {
+    run info "$1" --json
+    echo "$(json_field length) $(json_field fork) $(json_field tree_hash) $(json_field signature)"
+    "$K" read "$1" --format len32 | cksum
+}
+# flip_byte FILE OFFSET: xor the byte at OFFSET with 0x01.
+flip_byte() {
+    local b
+    b=$(od -An -tu1 -j "$2" -N 1 "$1" | tr -d ' ')
+    # shellcheck disable=SC2059 # the format is the escape being made
+    printf "$(printf '\\%03o' $((b ^ 1)))" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
+}
+test_signed_core() {
+    local log=$T/core seed5 before
+    seed5=$(printf '05%.0s' {1..32})
+    # info --json: the keys, the tree hash and the signature as hex of their sizes.
+    run init "$log" --seed "$seed5" --segment-bytes 64K
+    expect_ok "init --seed"
+    seq 1 2000 >"$T/core.in"
+    run_in "$T/core.in" append "$log" --batch 7
+    expect_ok "append to the seeded log"
+    run info "$log" --json
+    expect_ok "info --json of a signed core"
+    local k n
+    for k in key:64 discovery_key:64 public_key:64 tree_hash:64 signature:136; do
+        n=$(json_field "${k%%:*}" | tr -d '0-9a-f' | wc -c)
+        assert_eq "$n" 1 "info --json ${k%%:*} is lowercase hex"
+        assert_eq "$(json_field "${k%%:*}" | tr -d '\n' | wc -c)" "${k##*:}" \
+            "info --json ${k%%:*} has ${k##*:} hex digits"
+    done
+    assert_eq "$(json_field core)" default "info --json core of a default core"
+    assert_eq "$(json_field writable)" yes "info --json writable with the secret"
+    # The seed makes Hypercore's keys (tests/data/hypercore/fork.json has seed 32 x 05).
+    local vec=${KL_TEST_DATA:-}/hypercore/fork.json
+    if [ -f "$vec" ]; then
+        for k in public_key key discovery_key; do
+            assert_eq "$(json_field "$k")" \
+                "$(grep -oE "^ \"$k\": \"[0-9a-f]+\"" "$vec" | cut -d'"' -f4)" \
+                "init --seed: $k is hypercore's"
+        done
+    fi
+    run init "$T/compat" --compat
+    run info "$T/compat" --json
+    assert_eq "$(json_field signature | tr -d '\n' | wc -c)" 128 "compat: a raw signature"
+    assert_eq "$(json_field core)" compat "info --json core of a compat core"
+    assert_eq "$(json_field key)" "$(json_field public_key)" "compat: the key is the public key"
+    run init "$T/never" --seed "${seed5}0"
+    expect_error 2 "is not 64 hex digits" "init --seed with 65 digits"
+    check "init --seed with 65 digits created nothing" [ ! -e "$T/never" ]
+    # verify: an intact log, a damaged one.
+    run verify "$log"
+    expect_ok "verify an intact log"
+    check "verify: $(cat "$T/out")" grep -qE \
+        ': 2000 blocks \([0-9]+ bytes\), fork 0: every block, tree node and the signature hold' \
+        "$T/out"
+    cp -R "$log" "$T/core-bad"
+    # the leaf of block 5: node 10 is at 64 + 40 x (2 x 5 - popcount(5)) (docs/FORMAT.md, "tree")
+    flip_byte "$T/core-bad/tree" $((64 + 40 * 8 + 3))
+    run verify "$T/core-bad"
+    expect_error 1 "first bad block 5: .*leaf" "verify a log with a damaged leaf"
+    # truncate: refusals change nothing.
+    before=$(signed_state "$log")
+    run truncate "$log" 2001
+    expect_error 2 "cannot truncate .* to 2001 blocks: it has 2000" "truncate past the length"
+    run truncate "$log" abc
+    expect_error 2 "LENGTH 'abc' is not a number of blocks" "truncate abc"
+    run truncate "$log"
+    expect_error 2 "missing LENGTH" "truncate without LENGTH"
+    assert_eq "$(signed_state "$log")" "$before" "refused truncations: the log is unchanged"
+    # No usable secret: truncate and append refuse (exit 1, the reason), nothing changes.
+    printf 'x\n' >"$T/x.in"
+    mv "$log/secret" "$T/core.secret"
+    run truncate "$log" 3
+    expect_error 1 "secret is missing" "truncate without the secret"
+    run_in "$T/x.in" append "$log"
+    expect_error 1 "cannot append .*secret is missing" "append without the secret"
+    run info "$log" --json
+    check "info --json: not writable without the secret" grep -qF '"writable":"no' "$T/out"
+    head -c 63 "$T/core.secret" >"$log/secret"
+    run_in "$T/x.in" append "$log"
+    expect_error 1 "secret is not a secret key \(63 bytes, not 64\)" "append, a 63-byte secret"
+    run init "$T/other"
+    cp "$T/other/secret" "$log/secret"
+    run_in "$T/x.in" append "$log"
+    expect_error 1 "not the secret key of this log" "append with another log's secret"
+    run truncate "$log" 3
+    expect_error 1 "not the secret key of this log" "truncate with another log's secret"
+    assert_eq "$(signed_state "$log")" "$before" "no usable secret: the log is unchanged"
+    # A secret others can read still signs, with a warning from append.
+    cp "$T/core.secret" "$log/secret"
+    chmod 0644 "$log/secret"
+    run info "$log" --json
+    assert_eq "$(json_field writable)" yes "info --json writable with a 0644 secret"
+    run_in "$T/x.in" append "$log"
+    assert_eq "$STATUS" 0 "append with a 0644 secret"
+    check "append warns about a 0644 secret: $(cat "$T/err")" \
+        grep -qE '^kappalog: warning: .*secret is readable by other users' "$T/err"
+    chmod 0600 "$log/secret"
+    run_in "$T/x.in" append "$log"
+    expect_ok "append with a 0600 secret: no warning"
+    # truncate: a new fork, the first LENGTH blocks, verified.
+    run truncate "$log" 1500
+    expect_ok "truncate to 1500"
+    run info "$log" --json
+    assert_eq "$(json_field length) $(json_field fork)" "1500 1" "truncate: length and fork"
+    run read "$log"
+    assert_same_file "$T/out" <(seq 1 1500) "truncate: the first 1500 blocks"
+    run verify "$log"
+    expect_ok "verify after truncate"
+    run truncate "$log" 1500
+    expect_ok "truncate to the length"
+    run info "$log" --json
+    assert_eq "$(json_field length) $(json_field fork)" "1500 2" "truncate to the length: fork"
+}
+
 test_help
 test_init_info
 test_lines_round_trip
@@ -594,6 +715,7 @@ test_usage_errors
 test_runtime_errors
 test_malformed_input
 test_million_lines
+test_signed_core
 
 echo "test_cli.sh: $CHECKS checks passed, $FAILS failed"
 [ "$FAILS" -eq 0 ]

@@ -21,6 +21,13 @@
  * caller's memory; under `never`, checksummed by the sealer thread beside
  * the write of their bytes).
  * KL_CRASH_POINTS_ALL=1 runs every point of the slow interval script too.
+ *
+ * The log is a signed Hypercore core (made from a known seed), and the
+ * signed root must survive every crash point with the data: each header
+ * slot the loss left that checks out carries a valid signature, and after
+ * the reopen kl_log_verify passes and the signed tree hash is the tree of
+ * exactly the records recovered (recomputed here with hc.h's hashes),
+ * signed with the seed's key at fork 0.
  */
 #include "testutil.h"
 
@@ -56,6 +63,40 @@ typedef struct script {
 #define PACKED_RECS 24u
 #define PACKED_MAX  6000u
 
+/* The key the logs are made with. */
+#define KEY_BYTE 0x9au
+
+/*
+ * The tree hashes of every prefix of a record stream (records of up to
+ * max_rec bytes), computed once and grown on demand: hash[n] is the tree of
+ * records [0, n).
+ */
+typedef struct prefixes {
+    size_t max_rec;
+    tu_tree tree;
+    uint8_t (*hash)[KL_HASH_BYTES];
+    uint64_t n; /* hashes known: hash[0 .. n) */
+} prefixes;
+
+static void prefix_hash(size_t max_rec, uint64_t len, uint8_t out[KL_HASH_BYTES]) {
+    static prefixes cache[2];
+    prefixes *p = cache[0].max_rec == max_rec || cache[0].max_rec == 0 ? &cache[0] : &cache[1];
+    assert_true(p->max_rec == max_rec || p->max_rec == 0);
+    if (p->max_rec == 0) {
+        p->max_rec = max_rec;
+        tu_tree_init(&p->tree);
+    }
+    if (len >= p->n) {
+        p->hash = realloc(p->hash, (size_t)(len + 1) * sizeof *p->hash);
+        assert_non_null(p->hash);
+        for (; p->n <= len; p->n++) {
+            tu_tree_grow(&p->tree, SEED, max_rec, p->n);
+            tu_tree_hash(&p->tree, p->hash[p->n]);
+        }
+    }
+    memcpy(out, p->hash[len], KL_HASH_BYTES);
+}
+
 static uint64_t mono_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -73,6 +114,9 @@ static char *make_log(const script *sc) {
     cfg.fsync_mode = sc->mode;
     cfg.fsync_interval_ms = sc->interval_ms ? sc->interval_ms : 1000;
     cfg.segment_bytes = sc->packed ? 1024u * 1024u : KL_MIN_SEGMENT_BYTES;
+    uint8_t seed[KL_SEED_BYTES];
+    tu_seed(seed, KEY_BYTE);
+    cfg.seed = seed;
     tu_create(sub, &cfg);
     free(dir);
     return sub;
@@ -123,9 +167,13 @@ static uint64_t run_script(const char *dir, const script *sc, kl_io *io, run *r)
     return kl_io_fault_ops(io);
 }
 
+/* Reopened logs that verified and whose signature was checked. */
+static uint64_t signed_checked;
+
 /* After the loss: a prefix of what was appended, at least `must_have`, and appends go on. */
 static void check_after(const char *dir, const run *r, uint64_t must_have, size_t max_rec,
                         const char *what) {
+    tu_expect_slots_signed(dir, what); /* as the loss left them */
     kl_log *log = NULL;
     int rc = kl_log_open_io(dir, NULL, tu_io(), &log);
     if (rc != 0)
@@ -135,6 +183,13 @@ static void check_after(const char *dir, const run *r, uint64_t must_have, size_
         fail_msg("%s: recovered length %llu, acknowledged %llu (must keep %llu), attempted %llu",
                  what, (unsigned long long)len, (unsigned long long)r->acked,
                  (unsigned long long)must_have, (unsigned long long)r->attempted);
+    /* the signed root came back with the data */
+    tu_expect_verified(log, what);
+    uint8_t seed[KL_SEED_BYTES], th[KL_HASH_BYTES];
+    tu_seed(seed, KEY_BYTE);
+    prefix_hash(max_rec, len, th);
+    tu_expect_signed(log, seed, 0, th, what);
+    signed_checked++;
     assert_int_equal(kl_log_close(log), 0);
     tu_grow_and_check(dir, SEED, max_rec, len, len + 5, 3);
 }
@@ -187,13 +242,15 @@ static int crash_at(const script *sc, uint64_t n, enum kl_power_mode mode, uint6
 static void every_point(const script *sc, const enum kl_power_mode *modes, int nmodes,
                         uint64_t stride) {
     uint64_t total = count_ops(sc);
-    uint64_t points = 0;
+    uint64_t points = 0, checked_before = signed_checked;
     for (uint64_t n = 1; n <= total; n += stride)
         for (int m = 0; m < nmodes; m++, points++)
             crash_at(sc, n, modes[m], n * 7919u + (uint64_t)m);
-    print_message("policy %d: %llu operations, %llu crash points checked\n", (int)sc->mode,
-                  (unsigned long long)total, (unsigned long long)points);
+    print_message("policy %d: %llu operations, %llu crash points checked (each: data, "
+                  "kl_log_verify, signature over the records' tree)\n",
+                  (int)sc->mode, (unsigned long long)total, (unsigned long long)points);
     assert_true(points >= total / stride);
+    assert_int_equal(signed_checked - checked_before, points);
 }
 
 static void test_always_keeps_every_acknowledged_record_at_every_crash_point(void **state) {

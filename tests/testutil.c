@@ -3,6 +3,7 @@
  */
 #include "testutil.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -11,6 +12,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <sodium.h>
 
 char *tu_tmpdir(const char *tag) {
     const char *base = getenv("TMPDIR");
@@ -185,4 +188,212 @@ void tu_grow_and_check(const char *dir, uint64_t seed, size_t max_size, uint64_t
     log = tu_open(dir);
     tu_expect_records(log, seed, max_size, to);
     assert_int_equal(kl_log_close(log), 0);
+}
+
+/* ---- the signed tree ---- */
+
+void tu_tree_init(tu_tree *t) {
+    memset(t, 0, sizeof *t);
+}
+
+void tu_tree_add(tu_tree *t, const void *data, size_t len) {
+    assert_true(t->n < KL_MAX_ROOTS);
+    kl_hc_leaf(t->length++, data, len, &t->roots[t->n++]);
+    /* two full roots of the same depth side by side become their parent */
+    while (t->n >= 2 && kl_ft_sibling(t->roots[t->n - 1].index) == t->roots[t->n - 2].index) {
+        kl_node parent;
+        kl_hc_parent(&t->roots[t->n - 2], &t->roots[t->n - 1], &parent);
+        t->roots[t->n - 2] = parent;
+        t->n--;
+    }
+}
+
+void tu_tree_grow(tu_tree *t, uint64_t seed, size_t max_size, uint64_t to) {
+    uint8_t *buf = malloc(max_size + 8);
+    assert_non_null(buf);
+    while (t->length < to) {
+        size_t n = tu_record(seed, t->length, max_size, buf);
+        tu_tree_add(t, buf, n);
+    }
+    free(buf);
+}
+
+void tu_tree_hash(const tu_tree *t, uint8_t out[KL_HASH_BYTES]) {
+    kl_hc_tree_hash(t->roots, t->n, out);
+}
+
+void tu_seed(uint8_t seed[KL_SEED_BYTES], uint8_t byte) {
+    memset(seed, byte, KL_SEED_BYTES);
+}
+
+void tu_expect_verified(kl_log *log, const char *what) {
+    uint64_t bad = 0;
+    int rc = kl_log_verify(log, NULL, NULL, &bad);
+    if (rc != 0)
+        fail_msg("%s: verify = %d, first bad block %llu: %s", what, rc, (unsigned long long)bad,
+                 kl_log_last_error(log));
+    assert_int_equal(bad, UINT64_MAX);
+}
+
+void tu_expect_signed(kl_log *log, const uint8_t *seed, uint64_t fork,
+                      const uint8_t tree_hash[KL_HASH_BYTES], const char *what) {
+    kl_info info;
+    assert_int_equal(kl_log_info(log, &info), 0);
+    kl_core_kind kind = info.compat ? KL_CORE_COMPAT : KL_CORE_DEFAULT;
+    if (seed) {
+        uint8_t pk[KL_PK_BYTES], sk[KL_SK_BYTES];
+        kl_hc_keypair(seed, pk, sk);
+        if (memcmp(pk, info.public_key, KL_PK_BYTES) != 0)
+            fail_msg("%s: the log's public key is not the one of its seed", what);
+    }
+    uint8_t key[KL_HASH_BYTES], dkey[KL_HASH_BYTES];
+    kl_hc_core_key(kind, info.public_key, key);
+    kl_hc_discovery_key(key, dkey);
+    assert_memory_equal(info.key, key, KL_HASH_BYTES);
+    assert_memory_equal(info.discovery_key, dkey, KL_HASH_BYTES);
+    if (info.fork != fork)
+        fail_msg("%s: fork %llu, expected %llu", what, (unsigned long long)info.fork,
+                 (unsigned long long)fork);
+    if (memcmp(info.tree_hash, tree_hash, KL_HASH_BYTES) != 0)
+        fail_msg("%s: the signed tree hash (length %llu) is not the tree of the records", what,
+                 (unsigned long long)info.length);
+    assert_int_equal(info.signature_len, info.compat ? KL_STORED_SIG_COMPAT : KL_STORED_SIG_V1);
+    int rc = kl_hc_verify(kind, info.public_key, key, tree_hash, info.length, info.fork,
+                          info.signature, info.signature_len);
+    if (rc != 0)
+        fail_msg("%s: the signature over length %llu, fork %llu does not verify: %s", what,
+                 (unsigned long long)info.length, (unsigned long long)info.fork, kl_last_error());
+}
+
+int tu_expect_slots_signed(const char *dir, const char *what) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/header", dir);
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    uint8_t *buf = calloc(1, KL_HDR_FILE_BYTES);
+    assert_non_null(buf);
+    ssize_t got = pread(fd, buf, KL_HDR_FILE_BYTES, 0);
+    close(fd);
+    int decoded = 0;
+    for (int i = 0; i < 2; i++) {
+        kl_slot s;
+        if (got < (ssize_t)((i + 1) * KL_HDR_SLOT_BYTES) ||
+            kl_slot_decode(buf + i * KL_HDR_SLOT_BYTES, &s) != 0)
+            continue;
+        decoded++;
+        if (kl_slot_verify(&s) != 0)
+            fail_msg("%s: header slot %d (seq %llu, length %llu) checks out but its signature "
+                     "does not verify: %s",
+                     what, i, (unsigned long long)s.seq, (unsigned long long)s.length,
+                     kl_last_error());
+    }
+    free(buf);
+    return decoded;
+}
+
+static void copy_file(const char *from, const char *to, mode_t mode) {
+    int in = open(from, O_RDONLY);
+    assert_true(in >= 0);
+    int out = open(to, O_WRONLY | O_CREAT | O_EXCL, mode & 07777);
+    assert_true(out >= 0);
+    assert_int_equal(fchmod(out, mode & 07777), 0); /* whatever the umask */
+    uint8_t buf[1 << 16];
+    ssize_t n;
+    while ((n = read(in, buf, sizeof buf)) > 0)
+        assert_int_equal(write(out, buf, (size_t)n), n);
+    assert_int_equal(n, 0);
+    close(in);
+    assert_int_equal(close(out), 0);
+}
+
+/* "a/b" (or b alone if a is empty), malloc'ed. */
+static char *join(const char *a, const char *b) {
+    char *p = NULL;
+    assert_true(asprintf(&p, "%s%s%s", a, *a ? "/" : "", b) > 0);
+    return p;
+}
+
+void tu_copy_dir(const char *from, const char *to) {
+    struct stat st;
+    assert_int_equal(stat(from, &st), 0);
+    assert_int_equal(mkdir(to, st.st_mode & 07777), 0);
+    DIR *d = opendir(from);
+    assert_non_null(d);
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        char *src = join(from, de->d_name), *dst = join(to, de->d_name);
+        assert_int_equal(lstat(src, &st), 0);
+        if (S_ISDIR(st.st_mode))
+            tu_copy_dir(src, dst);
+        else if (S_ISREG(st.st_mode))
+            copy_file(src, dst, st.st_mode);
+        free(src);
+        free(dst);
+    }
+    closedir(d);
+}
+
+/* Relative names of the regular files under dir/rel, appended to *names. */
+static void list_files(const char *dir, const char *rel, char ***names, size_t *n, size_t *cap) {
+    char *path = *rel ? join(dir, rel) : strdup(dir);
+    DIR *d = opendir(path);
+    assert_non_null(d);
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        char *sub = join(rel, de->d_name), *full = join(dir, sub);
+        struct stat st;
+        assert_int_equal(lstat(full, &st), 0);
+        free(full);
+        if (S_ISDIR(st.st_mode)) {
+            list_files(dir, sub, names, n, cap);
+            free(sub);
+            continue;
+        }
+        if (*n == *cap) {
+            *cap = *cap ? *cap * 2 : 32;
+            *names = realloc(*names, *cap * sizeof **names);
+            assert_non_null(*names);
+        }
+        (*names)[(*n)++] = sub;
+    }
+    closedir(d);
+    free(path);
+}
+
+static int cmp_names(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void tu_dir_digest(const char *dir, uint8_t out[KL_HASH_BYTES]) {
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    list_files(dir, "", &names, &n, &cap);
+    qsort(names, n, sizeof *names, cmp_names);
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, KL_HASH_BYTES);
+    for (size_t i = 0; i < n; i++) {
+        char *path = join(dir, names[i]);
+        crypto_generichash_update(&st, (const uint8_t *)names[i], strlen(names[i]) + 1);
+        int fd = open(path, O_RDONLY);
+        assert_true(fd >= 0);
+        free(path);
+        uint8_t buf[1 << 16];
+        ssize_t got;
+        uint64_t size = 0;
+        while ((got = read(fd, buf, sizeof buf)) > 0) {
+            crypto_generichash_update(&st, buf, (size_t)got);
+            size += (uint64_t)got;
+        }
+        close(fd);
+        uint8_t sz[8];
+        memcpy(sz, &size, 8); /* the size ends each file: no two layouts hash alike */
+        crypto_generichash_update(&st, sz, sizeof sz);
+        free(names[i]);
+    }
+    free(names);
+    crypto_generichash_final(&st, out, KL_HASH_BYTES);
 }

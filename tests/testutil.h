@@ -72,4 +72,55 @@ uint64_t tu_file_size(const char *path);
 /* "dir/segments/<first>.<ext>" into a static buffer of the caller's. */
 void tu_seg_path(char *out, size_t cap, const char *dir, uint64_t first, const char *ext);
 
+/* ---- the signed tree (Hypercore), checked against the tests' own oracle ---- */
+
+/*
+ * The Merkle tree of a record stream grown leaf by leaf with hc.h's hashes
+ * (which test_hc.c pins to Hypercore's golden vectors): what the signed
+ * roots of a log holding these records must be, computed without the
+ * engine's tree builder, tree file or header.
+ */
+typedef struct tu_tree {
+    kl_node roots[KL_MAX_ROOTS];
+    size_t n;
+    uint64_t length;
+} tu_tree;
+
+void tu_tree_init(tu_tree *t);
+/* Add the next block's bytes. */
+void tu_tree_add(tu_tree *t, const void *data, size_t len);
+/* Add records [t->length, to) of (seed, max_size). */
+void tu_tree_grow(tu_tree *t, uint64_t seed, size_t max_size, uint64_t to);
+/* The tree hash of t's roots. */
+void tu_tree_hash(const tu_tree *t, uint8_t out[KL_HASH_BYTES]);
+
+/* A 32-byte key seed of one repeated byte (tests sign with known keys). */
+void tu_seed(uint8_t seed[KL_SEED_BYTES], uint8_t byte);
+
+/* kl_log_verify passes; fails the test with the first bad block and the context if not. */
+void tu_expect_verified(kl_log *log, const char *what);
+
+/*
+ * The log's signed state is the expected one: its public key is the one
+ * `seed` makes (NULL: not checked), its core key and discovery key follow
+ * from it, its fork is `fork`, its tree hash is `tree_hash` and the stored
+ * signature over (tree_hash, length, fork) verifies with that public key.
+ */
+void tu_expect_signed(kl_log *log, const uint8_t *seed, uint64_t fork,
+                      const uint8_t tree_hash[KL_HASH_BYTES], const char *what);
+
+/*
+ * Every header slot of the log in dir that decodes (checksum and fields)
+ * also carries a signature that verifies over its roots: no state a crash
+ * can leave has a slot that checks out but is not signed. Returns how many
+ * slots decode.
+ */
+int tu_expect_slots_signed(const char *dir, const char *what);
+
+/* Copy the directory tree `from` to `to` (which must not exist); files keep their modes. */
+void tu_copy_dir(const char *from, const char *to);
+
+/* A BLAKE2b-256 over every file under dir (relative names, sorted, and bytes). */
+void tu_dir_digest(const char *dir, uint8_t out[KL_HASH_BYTES]);
+
 #endif
