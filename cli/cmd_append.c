@@ -242,7 +242,11 @@ static int run_append(const cli_command *cmd, const cli_args *a) {
         goto out;
     }
     kl_info facts;
-    if (kl_log_info(ap.log, &facts) == 0 && facts.secret_unsafe)
+    if (kl_log_info(ap.log, &facts) < 0)
+        memset(&facts, 0, sizeof facts);
+    if (facts.recovery && facts.recovery[0])
+        cli_error("warning", "opening %s: %s", a->pos[0], facts.recovery);
+    if (facts.secret_unsafe)
         cli_error("warning",
                   "%s/secret is readable by other users: anyone who can read it can "
                   "sign as this log (chmod 600 it)",

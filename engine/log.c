@@ -526,6 +526,7 @@ int kl_log_info(kl_log *log, kl_info *info) {
     info->signature_len = last->sig_len;
     info->writable = log->has_sk;
     info->secret_unsafe = log->secret_unsafe;
+    info->recovery = log->recovery_note;
     free(last);
     info->disk_bytes = disk_bytes(log, &info->segments);
     info->created_ms = log->stored.created_ms;

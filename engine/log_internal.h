@@ -200,6 +200,7 @@ struct kl_log {
     int secret_unsafe;         /* the secret file is readable by group or others */
     char sk_problem[4400];     /* why there is no usable secret key */
     char slot_problem[2][512]; /* why a header slot was not a candidate, "" if it was */
+    char recovery_note[1024];  /* what this open's recovery cut or repaired, "" if nothing */
     kl_treeb tb;               /* the tree of the last commit (commit role) */
     uint64_t tree_file_size;   /* bytes of the tree file: nodes, plus zeroed space ahead (always) */
     uint8_t *treebuf;          /* the nodes one commit writes (commit role) */

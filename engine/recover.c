@@ -23,6 +23,7 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -417,6 +418,19 @@ out:
     return rc;
 }
 
+/* Add a sentence to what this open's recovery reports (kl_info.recovery). */
+__attribute__((format(printf, 2, 3))) static void note_recovery(kl_log *log, const char *fmt, ...) {
+    size_t n = strlen(log->recovery_note);
+    if (n + 3 >= sizeof log->recovery_note)
+        return;
+    if (n)
+        n += (size_t)snprintf(log->recovery_note + n, sizeof log->recovery_note - n, "; ");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(log->recovery_note + n, sizeof log->recovery_note - n, fmt, ap);
+    va_end(ap);
+}
+
 /* Cut the active segment to the committed end; refuse if committed bytes are missing. */
 static int cut_active(kl_log *log, kl_seg *seg, const kl_slot *s) {
     char path[4096];
@@ -436,6 +450,16 @@ static int cut_active(kl_log *log, kl_seg *seg, const kl_slot *s) {
                        path, (unsigned long long)size, (unsigned long long)s->active_end,
                        (unsigned long long)s->length);
     if (size > s->active_end) {
+        /* zeroed space ahead is routine; a whole batch there is a commit that did not count */
+        uint8_t hb[KL_BATCH_HEADER_BYTES];
+        size_t got = 0;
+        kl_batch_hdr h;
+        if (kl_io_pread(log->io, seg->wfd, hb, sizeof hb, s->active_end, &got) == 0 &&
+            kl_batch_hdr_decode(hb, got, &h) == 0 && h.first_index == s->length)
+            note_recovery(log,
+                          "blocks from %llu on, written past the last commit that counts "
+                          "(a commit cut short, or a damaged newer header slot), were cut",
+                          (unsigned long long)s->length);
         rc = log->io->v->truncate(log->io, seg->wfd, s->active_end);
         if (rc < 0)
             return kl_errf(kl_err_from_errno(-rc), "cutting %s: %s", path, strerror(-rc));
@@ -551,6 +575,9 @@ static int make_durable(kl_log *log, kl_seg *active, const kl_slot s[2], const i
     if (rc < 0)
         return kl_errf(kl_err_from_errno(-rc), "rewriting header slot: %s", strerror(-rc));
     log->anchor = 1 - pick;
+    if (log->slot_problem[1 - pick][0])
+        note_recovery(log, "header slot %d was damaged (%s) and was rewritten from slot %d",
+                      1 - pick, log->slot_problem[1 - pick], pick);
     log->slot_problem[1 - pick][0] = 0;
     return 0;
 }

@@ -223,6 +223,7 @@ typedef struct kl_info {
     size_t signature_len;            /* 68, or 64 for a compat core */
     int writable;                    /* a usable secret key is present (appends possible) */
     int secret_unsafe;               /* the secret file is readable by group or others */
+    const char *recovery;            /* what opening this handle cut or repaired ("" if nothing) */
 } kl_info;
 
 KL_API int kl_log_info(kl_log *log, kl_info *info);
