@@ -44,53 +44,9 @@ static unsigned long checks;
 
 /* ---- reading the vectors ---- */
 
-static json_t *load(const char *name) {
-    const char *dir = getenv("KL_TEST_DATA");
-    if (!dir || !*dir)
-        fail_msg("KL_TEST_DATA is not set (ctest sets it to tests/data)");
-    char path[4096];
-    snprintf(path, sizeof path, "%s/hypercore/%s", dir, name);
-    json_error_t e;
-    json_t *j = json_load_file(path, 0, &e);
-    if (!j)
-        fail_msg("%s: %s (line %d)", path, e.text, e.line);
-    return j;
-}
-
-static json_t *get(const json_t *o, const char *key) {
-    json_t *v = json_object_get(o, key);
-    if (!v)
-        fail_msg("vector has no field '%s'", key);
-    return v;
-}
-
-static const char *str(const json_t *o, const char *key) {
-    json_t *v = get(o, key);
-    assert_true(json_is_string(v));
-    return json_string_value(v);
-}
-
-static uint64_t num(const json_t *o, const char *key) {
-    json_t *v = get(o, key);
-    assert_true(json_is_integer(v));
-    assert_true(json_integer_value(v) >= 0);
-    return (uint64_t)json_integer_value(v);
-}
-
-static size_t unhex(const char *hex, uint8_t *out, size_t cap) {
-    size_t len = strlen(hex);
-    assert_true(len % 2 == 0 && len / 2 <= cap);
-    for (size_t i = 0; i < len / 2; i++) {
-        unsigned v;
-        assert_int_equal(sscanf(hex + 2 * i, "%2x", &v), 1);
-        out[i] = (uint8_t)v;
-    }
-    return len / 2;
-}
-
 /* Bytes of exactly the size of a fixed field (a key, a hash). */
 static void unhex_exact(const char *hex, uint8_t *out, size_t n) {
-    assert_int_equal(unhex(hex, out, n), n);
+    assert_int_equal(tu_unhex(hex, out, n), n);
 }
 
 static void expect_hex(const uint8_t *p, size_t n, const char *hex) {
@@ -183,20 +139,20 @@ typedef struct core {
 
 static void core_from(const json_t *v, kl_core_kind kind, core *c) {
     uint8_t seed[KL_SEED_BYTES];
-    unhex_exact(str(v, "seed"), seed, sizeof seed);
+    unhex_exact(tu_json_str(v, "seed"), seed, sizeof seed);
     c->kind = kind;
     kl_hc_keypair(seed, c->pk, c->sk);
-    expect_hex(c->pk, KL_PK_BYTES, str(v, "public_key"));
-    expect_hex(c->sk, KL_SK_BYTES, str(v, "secret_key"));
+    expect_hex(c->pk, KL_PK_BYTES, tu_json_str(v, "public_key"));
+    expect_hex(c->sk, KL_SK_BYTES, tu_json_str(v, "secret_key"));
     kl_hc_core_key(kind, c->pk, c->key);
-    expect_hex(c->key, KL_HASH_BYTES, str(v, "key"));
+    expect_hex(c->key, KL_HASH_BYTES, tu_json_str(v, "key"));
     uint8_t dk[KL_HASH_BYTES];
     kl_hc_discovery_key(c->key, dk);
-    expect_hex(dk, KL_HASH_BYTES, str(v, "discovery_key"));
+    expect_hex(dk, KL_HASH_BYTES, tu_json_str(v, "discovery_key"));
     if (kind == KL_CORE_DEFAULT) {
         uint8_t man[KL_MANIFEST_MAX];
         size_t n = kl_hc_manifest_default(c->pk, man);
-        expect_hex(man, n, str(v, "manifest"));
+        expect_hex(man, n, tu_json_str(v, "manifest"));
     }
 }
 
@@ -206,37 +162,37 @@ static void core_from(const json_t *v, kl_core_kind kind, core *c) {
  */
 static void check_state(const core *c, const tree *t, uint64_t fork, const json_t *s) {
     tree_check_shape(t);
-    expect_u64(t->length, num(s, "length"));
-    expect_u64(t->byte_length, num(s, "byte_length"));
-    expect_u64(fork, num(s, "fork"));
-    json_t *roots = get(s, "roots");
+    expect_u64(t->length, tu_json_u64(s, "length"));
+    expect_u64(t->byte_length, tu_json_u64(s, "byte_length"));
+    expect_u64(fork, tu_json_u64(s, "fork"));
+    json_t *roots = tu_json_get(s, "roots");
     assert_int_equal(json_array_size(roots), t->n);
     for (size_t i = 0; i < t->n; i++) {
         json_t *r = json_array_get(roots, i);
-        expect_u64(t->r[i].index, num(r, "index"));
-        expect_u64(t->r[i].size, num(r, "size"));
-        expect_hex(t->r[i].hash, KL_HASH_BYTES, str(r, "hash"));
+        expect_u64(t->r[i].index, tu_json_u64(r, "index"));
+        expect_u64(t->r[i].size, tu_json_u64(r, "size"));
+        expect_hex(t->r[i].hash, KL_HASH_BYTES, tu_json_str(r, "hash"));
     }
     uint8_t th[KL_HASH_BYTES];
     kl_hc_tree_hash(t->r, t->n, th);
-    expect_hex(th, KL_HASH_BYTES, str(s, "tree_hash"));
+    expect_hex(th, KL_HASH_BYTES, tu_json_str(s, "tree_hash"));
 
     uint8_t msg[112];
     size_t mlen = kl_hc_signable(c->kind, c->key, th, t->length, fork, msg);
     assert_int_equal(mlen, c->kind == KL_CORE_DEFAULT ? 112 : 80);
-    expect_hex(msg, mlen, str(s, "signable"));
+    expect_hex(msg, mlen, tu_json_str(s, "signable"));
 
     uint8_t sig[KL_STORED_SIG_MAX];
     size_t n = 0;
     kl_hc_sign(c->kind, c->sk, c->key, th, t->length, fork, sig, &n);
     assert_int_equal(n, c->kind == KL_CORE_DEFAULT ? KL_STORED_SIG_V1 : KL_STORED_SIG_COMPAT);
-    expect_hex(sig, n, str(s, "signature"));
+    expect_hex(sig, n, tu_json_str(s, "signature"));
     expect_hex(sig + (n - KL_SIG_BYTES) - (c->kind == KL_CORE_DEFAULT ? 2 : 0), KL_SIG_BYTES,
-               str(s, "signature_raw"));
+               tu_json_str(s, "signature_raw"));
 
     /* The vector's own stored signature verifies, not just ours. */
     uint8_t want[KL_STORED_SIG_MAX];
-    size_t wn = unhex(str(s, "signature"), want, sizeof want);
+    size_t wn = tu_unhex(tu_json_str(s, "signature"), want, sizeof want);
     assert_int_equal(kl_hc_verify(c->kind, c->pk, c->key, th, t->length, fork, want, wn), 0);
     checks++;
 }
@@ -245,34 +201,34 @@ static void check_state(const core *c, const tree *t, uint64_t fork, const json_
 
 static void test_blake2b_matches_the_vectors(void **state) {
     (void)state;
-    json_t *v = load("primitives.json");
-    json_t *list = get(v, "blake2b256");
+    json_t *v = tu_vector("primitives.json");
+    json_t *list = tu_json_get(v, "blake2b256");
     assert_true(json_array_size(list) >= 3);
     for (size_t i = 0; i < json_array_size(list); i++) {
         json_t *e = json_array_get(list, i);
         uint8_t in[256], h[KL_HASH_BYTES];
-        size_t n = unhex(str(e, "input"), in, sizeof in);
+        size_t n = tu_unhex(tu_json_str(e, "input"), in, sizeof in);
         blake2b(in, n, h);
-        expect_hex(h, sizeof h, str(e, "hash"));
+        expect_hex(h, sizeof h, tu_json_str(e, "hash"));
     }
     json_decref(v);
 }
 
 static void test_namespaces_follow_the_rule_and_are_the_ones_hc_uses(void **state) {
     (void)state;
-    json_t *v = load("primitives.json");
-    json_t *ns = get(v, "namespaces");
+    json_t *v = tu_vector("primitives.json");
+    json_t *ns = tu_json_get(v, "namespaces");
     static const char *const names[] = {"hypercore", "hyperswarm/secret-stream"};
     static const size_t counts[] = {6, 3};
     for (size_t k = 0; k < 2; k++) {
-        json_t *list = get(ns, names[k]);
+        json_t *list = tu_json_get(ns, names[k]);
         assert_int_equal(json_array_size(list), counts[k]);
         for (size_t i = 0; i < counts[k]; i++) {
             json_t *e = json_array_get(list, i);
-            assert_int_equal(num(e, "id"), i);
+            assert_int_equal(tu_json_u64(e, "id"), i);
             uint8_t h[KL_HASH_BYTES];
             namespace_of(names[k], (uint8_t)i, h);
-            expect_hex(h, sizeof h, str(e, "hash"));
+            expect_hex(h, sizeof h, tu_json_str(e, "hash"));
         }
     }
     uint8_t tree_ns[KL_HASH_BYTES], manifest_ns[KL_HASH_BYTES], default_ns[KL_HASH_BYTES];
@@ -302,27 +258,27 @@ static void test_namespaces_follow_the_rule_and_are_the_ones_hc_uses(void **stat
 
 static void test_compact_uints_and_u64_match_the_vectors(void **state) {
     (void)state;
-    json_t *v = load("primitives.json");
-    json_t *list = get(v, "compact_uint");
+    json_t *v = tu_vector("primitives.json");
+    json_t *list = tu_json_get(v, "compact_uint");
     assert_int_equal(json_array_size(list), 12);
     for (size_t i = 0; i < json_array_size(list); i++) {
         json_t *e = json_array_get(list, i);
-        uint64_t value = num(e, "value");
+        uint64_t value = tu_json_u64(e, "value");
         uint8_t out[KL_CE_UINT_MAX];
         size_t n = kl_ce_uint(out, value);
-        expect_hex(out, n, str(e, "hex"));
+        expect_hex(out, n, tu_json_str(e, "hex"));
         kl_cd d = {.p = out, .at = 0, .len = n, .err = 0};
         expect_u64(kl_cd_uint(&d), value);
         assert_int_equal(d.err, 0);
         assert_int_equal(d.at, n);
     }
-    list = get(v, "u64le");
+    list = tu_json_get(v, "u64le");
     assert_int_equal(json_array_size(list), 7);
     for (size_t i = 0; i < json_array_size(list); i++) {
         json_t *e = json_array_get(list, i);
         uint8_t out[8];
-        kl_store64(out, num(e, "value"));
-        expect_hex(out, 8, str(e, "hex"));
+        kl_store64(out, tu_json_u64(e, "value"));
+        expect_hex(out, 8, tu_json_str(e, "hex"));
     }
     json_decref(v);
 }
@@ -438,86 +394,86 @@ static void test_compact_decoders_reject_truncated_input_and_stay_failed(void **
 }
 
 static void node_from(const json_t *o, kl_node *n) {
-    n->index = num(o, "index");
-    n->size = num(o, "size");
-    unhex_exact(str(o, "hash"), n->hash, KL_HASH_BYTES);
+    n->index = tu_json_u64(o, "index");
+    n->size = tu_json_u64(o, "size");
+    unhex_exact(tu_json_str(o, "hash"), n->hash, KL_HASH_BYTES);
 }
 
 static void test_leaf_parent_and_tree_hashes_match_the_vectors(void **state) {
     (void)state;
-    json_t *v = load("primitives.json");
-    json_t *leaves = get(v, "leaf_hashes");
+    json_t *v = tu_vector("primitives.json");
+    json_t *leaves = tu_json_get(v, "leaf_hashes");
     assert_int_equal(json_array_size(leaves), 5);
     for (size_t i = 0; i < json_array_size(leaves); i++) {
         json_t *e = json_array_get(leaves, i);
         uint8_t data[512];
-        size_t n = unhex(str(e, "data"), data, sizeof data);
+        size_t n = tu_unhex(tu_json_str(e, "data"), data, sizeof data);
         kl_node leaf;
         kl_hc_leaf(i, data, n, &leaf);
-        expect_u64(leaf.size, num(e, "size"));
+        expect_u64(leaf.size, tu_json_u64(e, "size"));
         assert_int_equal(leaf.index, 2 * i);
-        expect_hex(leaf.hash, KL_HASH_BYTES, str(e, "hash"));
+        expect_hex(leaf.hash, KL_HASH_BYTES, tu_json_str(e, "hash"));
     }
-    json_t *ph = get(v, "parent_hash");
+    json_t *ph = tu_json_get(v, "parent_hash");
     kl_node l, r, p;
-    node_from(get(ph, "left"), &l);
-    node_from(get(ph, "right"), &r);
-    json_t *want = get(ph, "parent");
+    node_from(tu_json_get(ph, "left"), &l);
+    node_from(tu_json_get(ph, "right"), &r);
+    json_t *want = tu_json_get(ph, "parent");
     kl_hc_parent(&l, &r, &p);
-    expect_u64(p.index, num(want, "index"));
-    expect_u64(p.size, num(want, "size"));
-    expect_hex(p.hash, KL_HASH_BYTES, str(want, "hash"));
+    expect_u64(p.index, tu_json_u64(want, "index"));
+    expect_u64(p.size, tu_json_u64(want, "size"));
+    expect_hex(p.hash, KL_HASH_BYTES, tu_json_str(want, "hash"));
     kl_hc_parent(&r, &l, &p); /* children in either order */
-    expect_hex(p.hash, KL_HASH_BYTES, str(want, "hash"));
+    expect_hex(p.hash, KL_HASH_BYTES, tu_json_str(want, "hash"));
 
-    json_t *th = get(v, "tree_hash");
-    json_t *roots = get(th, "roots");
+    json_t *th = tu_json_get(v, "tree_hash");
+    json_t *roots = tu_json_get(th, "roots");
     kl_node rs[2];
     assert_int_equal(json_array_size(roots), 2);
     node_from(json_array_get(roots, 0), &rs[0]);
     node_from(json_array_get(roots, 1), &rs[1]);
     uint8_t h[KL_HASH_BYTES];
     kl_hc_tree_hash(rs, 2, h);
-    expect_hex(h, sizeof h, str(th, "hash"));
+    expect_hex(h, sizeof h, tu_json_str(th, "hash"));
     kl_hc_tree_hash(NULL, 0, h);
-    expect_hex(h, sizeof h, str(th, "empty_tree_hash"));
+    expect_hex(h, sizeof h, tu_json_str(th, "empty_tree_hash"));
     json_decref(v);
 }
 
 static void test_key_pairs_and_an_ed25519_signature_match_the_vectors(void **state) {
     (void)state;
-    json_t *v = load("primitives.json");
-    json_t *list = get(v, "key_pairs");
+    json_t *v = tu_vector("primitives.json");
+    json_t *list = tu_json_get(v, "key_pairs");
     assert_int_equal(json_array_size(list), 6);
     for (size_t i = 0; i < json_array_size(list); i++) {
         json_t *e = json_array_get(list, i);
         uint8_t seed[KL_SEED_BYTES], pk[KL_PK_BYTES], sk[KL_SK_BYTES];
-        unhex_exact(str(e, "seed"), seed, sizeof seed);
+        unhex_exact(tu_json_str(e, "seed"), seed, sizeof seed);
         kl_hc_keypair(seed, pk, sk);
-        expect_hex(pk, sizeof pk, str(e, "public_key"));
-        expect_hex(sk, sizeof sk, str(e, "secret_key"));
+        expect_hex(pk, sizeof pk, tu_json_str(e, "public_key"));
+        expect_hex(sk, sizeof sk, tu_json_str(e, "secret_key"));
     }
-    json_t *es = get(v, "ed25519_signature");
+    json_t *es = tu_json_get(v, "ed25519_signature");
     uint8_t seed[KL_SEED_BYTES], pk[KL_PK_BYTES], sk[KL_SK_BYTES], msg[64], sig[KL_SIG_BYTES];
-    unhex_exact(str(es, "seed"), seed, sizeof seed);
+    unhex_exact(tu_json_str(es, "seed"), seed, sizeof seed);
     kl_hc_keypair(seed, pk, sk);
-    size_t n = unhex(str(es, "message"), msg, sizeof msg);
+    size_t n = tu_unhex(tu_json_str(es, "message"), msg, sizeof msg);
     crypto_sign_detached(sig, NULL, msg, n, sk);
-    expect_hex(sig, sizeof sig, str(es, "signature"));
+    expect_hex(sig, sizeof sig, tu_json_str(es, "signature"));
     json_decref(v);
 }
 
 static void test_discovery_keys_match_the_vectors(void **state) {
     (void)state;
-    json_t *v = load("primitives.json");
-    json_t *list = get(v, "discovery_keys");
+    json_t *v = tu_vector("primitives.json");
+    json_t *list = tu_json_get(v, "discovery_keys");
     assert_int_equal(json_array_size(list), 3);
     for (size_t i = 0; i < json_array_size(list); i++) {
         json_t *e = json_array_get(list, i);
         uint8_t key[KL_HASH_BYTES], dk[KL_HASH_BYTES];
-        unhex_exact(str(e, "key"), key, sizeof key);
+        unhex_exact(tu_json_str(e, "key"), key, sizeof key);
         kl_hc_discovery_key(key, dk);
-        expect_hex(dk, sizeof dk, str(e, "discovery_key"));
+        expect_hex(dk, sizeof dk, tu_json_str(e, "discovery_key"));
     }
     /* capability and stream_id: replication's, see the comment at the top. */
     json_decref(v);
@@ -527,25 +483,25 @@ static void test_discovery_keys_match_the_vectors(void **state) {
 
 static void test_flat_tree_functions_match_flat_tree(void **state) {
     (void)state;
-    json_t *v = load("flat-tree.json");
-    json_t *nodes = get(v, "nodes");
+    json_t *v = tu_vector("flat-tree.json");
+    json_t *nodes = tu_json_get(v, "nodes");
     assert_int_equal(json_array_size(nodes), 81);
     for (size_t k = 0; k < json_array_size(nodes); k++) {
         json_t *e = json_array_get(nodes, k);
-        uint64_t i = num(e, "index");
+        uint64_t i = tu_json_u64(e, "index");
         assert_int_equal(i, k);
         uint64_t d = kl_ft_depth(i);
-        expect_u64(d, num(e, "depth"));
-        expect_u64(kl_ft_offset(i), num(e, "offset"));
+        expect_u64(d, tu_json_u64(e, "depth"));
+        expect_u64(kl_ft_offset(i), tu_json_u64(e, "offset"));
         expect_u64(kl_ft_index(d, kl_ft_offset(i)), i);
-        expect_u64(kl_ft_parent(i), num(e, "parent"));
-        expect_u64(kl_ft_sibling(i), num(e, "sibling"));
+        expect_u64(kl_ft_parent(i), tu_json_u64(e, "parent"));
+        expect_u64(kl_ft_sibling(i), tu_json_u64(e, "sibling"));
         uint64_t ls = kl_ft_left_span(i), rs = kl_ft_right_span(i);
-        expect_u64(ls, num(e, "left_span"));
-        expect_u64(rs, num(e, "right_span"));
-        expect_u64(rs - ls + 1, num(e, "count"));
-        expect_u64((rs - ls) / 2 + 1, num(e, "count_leaves"));
-        json_t *ch = get(e, "children");
+        expect_u64(ls, tu_json_u64(e, "left_span"));
+        expect_u64(rs, tu_json_u64(e, "right_span"));
+        expect_u64(rs - ls + 1, tu_json_u64(e, "count"));
+        expect_u64((rs - ls) / 2 + 1, tu_json_u64(e, "count_leaves"));
+        json_t *ch = tu_json_get(e, "children");
         if (d == 0) {
             assert_true(json_is_null(ch));
         } else {
@@ -566,27 +522,28 @@ static void test_flat_tree_functions_match_flat_tree(void **state) {
             assert_int_equal(kl_ft_contains(i, j), want);
         }
     }
-    json_t *idx = get(v, "index");
+    json_t *idx = tu_json_get(v, "index");
     assert_int_equal(json_array_size(idx), 30);
     for (size_t k = 0; k < json_array_size(idx); k++) {
         json_t *e = json_array_get(idx, k);
-        expect_u64(kl_ft_index(num(e, "depth"), num(e, "offset")), num(e, "index"));
+        expect_u64(kl_ft_index(tu_json_u64(e, "depth"), tu_json_u64(e, "offset")),
+                   tu_json_u64(e, "index"));
     }
     json_decref(v);
 }
 
 static void test_full_roots_match_flat_tree(void **state) {
     (void)state;
-    json_t *v = load("flat-tree.json");
-    json_t *list = get(v, "full_roots");
+    json_t *v = tu_vector("flat-tree.json");
+    json_t *list = tu_json_get(v, "full_roots");
     assert_int_equal(json_array_size(list), 41);
     for (size_t k = 0; k < json_array_size(list); k++) {
         json_t *e = json_array_get(list, k);
-        uint64_t length = num(e, "length");
+        uint64_t length = tu_json_u64(e, "length");
         assert_int_equal(length, k);
         uint64_t roots[KL_MAX_ROOTS];
         size_t n = kl_ft_full_roots(length, roots);
-        json_t *want = get(e, "roots");
+        json_t *want = tu_json_get(e, "roots");
         expect_u64(n, json_array_size(want));
         for (size_t i = 0; i < n; i++)
             expect_u64(roots[i], (uint64_t)json_integer_value(json_array_get(want, i)));
@@ -628,13 +585,13 @@ static void test_tree_pos_is_a_bijection_onto_the_nodes_of_each_length(void **st
 /* ---- whole cores ---- */
 
 static void check_blocks_meta(const json_t *b, const uint8_t *data, size_t len, uint64_t i) {
-    expect_u64(len, num(b, "size"));
+    expect_u64(len, tu_json_u64(b, "size"));
     uint8_t h[KL_HASH_BYTES];
     blake2b(data, len, h);
-    expect_hex(h, sizeof h, str(b, "content_blake2b256"));
+    expect_hex(h, sizeof h, tu_json_str(b, "content_blake2b256"));
     kl_node leaf;
     kl_hc_leaf(i, data, len, &leaf);
-    expect_hex(leaf.hash, KL_HASH_BYTES, str(b, "leaf_hash"));
+    expect_hex(leaf.hash, KL_HASH_BYTES, tu_json_str(b, "leaf_hash"));
 }
 
 /* A block of tree-abc / tree-sizes / compat: hex, or the pattern rule. */
@@ -644,20 +601,20 @@ static uint8_t *block_bytes(const json_t *b, size_t *len) {
         const char *h = json_string_value(hex);
         uint8_t *p = malloc(strlen(h) / 2 + 1);
         assert_non_null(p);
-        *len = unhex(h, p, strlen(h) / 2);
+        *len = tu_unhex(h, p, strlen(h) / 2);
         return p;
     }
-    json_t *pat = get(get(b, "rule"), "pattern");
-    *len = num(pat, "length");
-    return pattern(*len, num(pat, "offset"));
+    json_t *pat = tu_json_get(tu_json_get(b, "rule"), "pattern");
+    *len = tu_json_u64(pat, "length");
+    return pattern(*len, tu_json_u64(pat, "offset"));
 }
 
 /* Blocks appended one per call and a signed state after each (tree-abc, tree-sizes, compat). */
 static void check_one_block_per_append(const char *file, kl_core_kind kind) {
-    json_t *v = load(file);
+    json_t *v = tu_vector(file);
     core c;
     core_from(v, kind, &c);
-    json_t *blocks = get(v, "blocks"), *states = get(v, "states");
+    json_t *blocks = tu_json_get(v, "blocks"), *states = tu_json_get(v, "states");
     assert_int_equal(json_array_size(blocks), json_array_size(states));
     assert_true(json_array_size(blocks) >= 3);
     kl_node all[ALL_NODES_MAX];
@@ -695,13 +652,13 @@ static void test_compat_core_matches_hypercore(void **state) {
     (void)state;
     check_one_block_per_append("compat.json", KL_CORE_COMPAT);
     /* A compat signature is not a default core's, and the reverse. */
-    json_t *v = load("compat.json");
+    json_t *v = tu_vector("compat.json");
     core c;
     core_from(v, KL_CORE_COMPAT, &c);
-    json_t *s = json_array_get(get(v, "states"), 2);
+    json_t *s = json_array_get(tu_json_get(v, "states"), 2);
     uint8_t th[KL_HASH_BYTES], sig[KL_STORED_SIG_MAX];
-    unhex_exact(str(s, "tree_hash"), th, sizeof th);
-    size_t n = unhex(str(s, "signature"), sig, sizeof sig);
+    unhex_exact(tu_json_str(s, "tree_hash"), th, sizeof th);
+    size_t n = tu_unhex(tu_json_str(s, "signature"), sig, sizeof sig);
     assert_int_equal(n, KL_STORED_SIG_COMPAT);
     assert_int_equal(kl_hc_verify(KL_CORE_COMPAT, c.pk, c.key, th, 3, 0, sig, n), 0);
     assert_int_equal(kl_hc_verify(KL_CORE_DEFAULT, c.pk, c.key, th, 3, 0, sig, n), KL_EVERIFY);
@@ -712,10 +669,10 @@ static void test_compat_core_matches_hypercore(void **state) {
 
 static void test_tree_1000_matches_hypercore_at_every_checkpoint(void **state) {
     (void)state;
-    json_t *v = load("tree-1000.json");
+    json_t *v = tu_vector("tree-1000.json");
     core c;
     core_from(v, KL_CORE_DEFAULT, &c);
-    json_t *leaves = get(v, "leaf_hashes"), *states = get(v, "states");
+    json_t *leaves = tu_json_get(v, "leaf_hashes"), *states = tu_json_get(v, "states");
     assert_int_equal(json_array_size(leaves), TREE1000_BLOCKS);
     assert_int_equal(json_array_size(states), 26);
     kl_node *all = calloc(ALL_NODES_MAX, sizeof *all);
@@ -730,13 +687,13 @@ static void test_tree_1000_matches_hypercore_at_every_checkpoint(void **state) {
         expect_hex(all[2 * i].hash, KL_HASH_BYTES,
                    json_string_value(json_array_get(leaves, (size_t)i)));
         json_t *s = json_array_get(states, next);
-        if (s && num(s, "length") == t.length) {
+        if (s && tu_json_u64(s, "length") == t.length) {
             check_state(&c, &t, 0, s);
             next++;
         }
     }
     assert_int_equal(next, 26); /* every checkpoint was met */
-    json_t *nodes = get(v, "tree_nodes");
+    json_t *nodes = tu_json_get(v, "tree_nodes");
     expect_u64(json_array_size(nodes), kl_tree_nodes(TREE1000_BLOCKS));
     for (size_t k = 0; k < json_array_size(nodes); k++) {
         json_t *e = json_array_get(nodes, k);
@@ -758,17 +715,17 @@ static void test_tree_1000_matches_hypercore_at_every_checkpoint(void **state) {
 
 static void test_truncation_steps_match_hypercore(void **state) {
     (void)state;
-    json_t *v = load("fork.json");
+    json_t *v = tu_vector("fork.json");
     core c;
     core_from(v, KL_CORE_DEFAULT, &c);
     char blocks[FORK_MAX_BLOCKS][FORK_BLOCK_MAX];
     size_t nblocks = 0;
     uint64_t fork = 0;
-    json_t *steps = get(v, "steps");
+    json_t *steps = tu_json_get(v, "steps");
     assert_int_equal(json_array_size(steps), 7);
     for (size_t k = 0; k < json_array_size(steps); k++) {
         json_t *step = json_array_get(steps, k);
-        const char *op = str(step, "op");
+        const char *op = tu_json_str(step, "op");
         unsigned long cut;
         if (strncmp(op, "append ", 7) == 0) {
             /* "append a,b,c": the blocks are the comma-separated words */
@@ -790,7 +747,7 @@ static void test_truncation_steps_match_hypercore(void **state) {
         tree t = {0};
         for (size_t i = 0; i < nblocks; i++)
             tree_append(&t, (const uint8_t *)blocks[i], strlen(blocks[i]));
-        check_state(&c, &t, fork, get(step, "state"));
+        check_state(&c, &t, fork, tu_json_get(step, "state"));
     }
     assert_int_equal(fork, 3);
     json_decref(v);
@@ -800,58 +757,58 @@ static void test_truncation_steps_match_hypercore(void **state) {
 
 static void test_default_manifests_match_hypercore_and_decode(void **state) {
     (void)state;
-    json_t *v = load("manifest.json");
-    json_t *cases = get(v, "cases");
+    json_t *v = tu_vector("manifest.json");
+    json_t *cases = tu_json_get(v, "cases");
     assert_int_equal(json_array_size(cases), 3);
     for (size_t k = 0; k < json_array_size(cases); k++) {
         json_t *e = json_array_get(cases, k);
         core c;
         uint8_t seed[KL_SEED_BYTES];
-        unhex_exact(str(e, "seed"), seed, sizeof seed);
+        unhex_exact(tu_json_str(e, "seed"), seed, sizeof seed);
         kl_hc_keypair(seed, c.pk, c.sk);
-        expect_hex(c.pk, KL_PK_BYTES, str(e, "public_key"));
+        expect_hex(c.pk, KL_PK_BYTES, tu_json_str(e, "public_key"));
         uint8_t man[KL_MANIFEST_MAX];
         size_t n = kl_hc_manifest_default(c.pk, man);
-        expect_u64(n, num(e, "encoded_length"));
-        expect_hex(man, n, str(e, "encoded"));
-        json_t *fields = get(e, "fields");
+        expect_u64(n, tu_json_u64(e, "encoded_length"));
+        expect_hex(man, n, tu_json_str(e, "encoded"));
+        json_t *fields = tu_json_get(e, "fields");
         assert_int_equal(json_array_size(fields), 8);
         for (size_t f = 0; f < json_array_size(fields); f++) {
             json_t *fe = json_array_get(fields, f);
-            uint64_t off = num(fe, "offset"), len = num(fe, "length");
+            uint64_t off = tu_json_u64(fe, "offset"), len = tu_json_u64(fe, "length");
             assert_true(off + len <= n);
-            expect_hex(man + off, (size_t)len, str(fe, "hex"));
+            expect_hex(man + off, (size_t)len, tu_json_str(fe, "hex"));
         }
         /* key = H(hash_input), hash_input = MANIFEST namespace || manifest */
         uint8_t in[KL_HASH_BYTES + KL_MANIFEST_MAX], want[KL_HASH_BYTES], ns[KL_HASH_BYTES];
-        size_t in_len = unhex(str(e, "hash_input"), in, sizeof in);
+        size_t in_len = tu_unhex(tu_json_str(e, "hash_input"), in, sizeof in);
         assert_int_equal(in_len, KL_HASH_BYTES + n);
         namespace_of("hypercore", 3, ns);
         assert_memory_equal(in, ns, KL_HASH_BYTES);
         assert_memory_equal(in + KL_HASH_BYTES, man, n);
         blake2b(in, in_len, want);
-        expect_hex(want, KL_HASH_BYTES, str(e, "key"));
+        expect_hex(want, KL_HASH_BYTES, tu_json_str(e, "key"));
         kl_hc_core_key(KL_CORE_DEFAULT, c.pk, c.key);
-        expect_hex(c.key, KL_HASH_BYTES, str(e, "key"));
+        expect_hex(c.key, KL_HASH_BYTES, tu_json_str(e, "key"));
         uint8_t dk[KL_HASH_BYTES];
         kl_hc_discovery_key(c.key, dk);
-        expect_hex(dk, KL_HASH_BYTES, str(e, "discovery_key"));
+        expect_hex(dk, KL_HASH_BYTES, tu_json_str(e, "discovery_key"));
 
         kl_manifest m;
         memset(&m, 0xee, sizeof m);
         assert_int_equal(kl_hc_manifest_decode(man, n, &m), 0);
-        json_t *mj = get(e, "manifest");
-        json_t *s0 = json_array_get(get(mj, "signers"), 0);
-        expect_u64(m.version, num(mj, "version"));
-        expect_u64(m.quorum, num(mj, "quorum"));
+        json_t *mj = tu_json_get(e, "manifest");
+        json_t *s0 = json_array_get(tu_json_get(mj, "signers"), 0);
+        expect_u64(m.version, tu_json_u64(mj, "version"));
+        expect_u64(m.quorum, tu_json_u64(mj, "quorum"));
         assert_int_equal(m.flags, 0);
         assert_int_equal(m.hash, 0); /* blake2b */
-        assert_string_equal(str(mj, "hash"), "blake2b");
-        expect_u64(m.nsigners, json_array_size(get(mj, "signers")));
+        assert_string_equal(tu_json_str(mj, "hash"), "blake2b");
+        expect_u64(m.nsigners, json_array_size(tu_json_get(mj, "signers")));
         assert_int_equal(m.sig_type, 0); /* ed25519 */
-        assert_string_equal(str(s0, "signature"), "ed25519");
-        expect_hex(m.ns, KL_HASH_BYTES, str(s0, "namespace"));
-        expect_hex(m.pk, KL_PK_BYTES, str(s0, "publicKey"));
+        assert_string_equal(tu_json_str(s0, "signature"), "ed25519");
+        expect_hex(m.ns, KL_HASH_BYTES, tu_json_str(s0, "namespace"));
+        expect_hex(m.pk, KL_PK_BYTES, tu_json_str(s0, "publicKey"));
     }
     json_decref(v);
 }
@@ -1045,16 +1002,16 @@ typedef struct signed_state {
 
 /* The last state of a vector file, with the signature from the vector. */
 static void load_signed(const char *file, const char *list, kl_core_kind kind, signed_state *s) {
-    json_t *v = load(file);
+    json_t *v = tu_vector(file);
     core_from(v, kind, &s->c);
-    json_t *states = get(v, list);
+    json_t *states = tu_json_get(v, list);
     json_t *st = json_array_get(states, json_array_size(states) - 1);
     if (json_object_get(st, "state"))
-        st = get(st, "state");
-    unhex_exact(str(st, "tree_hash"), s->th, KL_HASH_BYTES);
-    s->length = num(st, "length");
-    s->fork = num(st, "fork");
-    s->n = unhex(str(st, "signature"), s->sig, sizeof s->sig);
+        st = tu_json_get(st, "state");
+    unhex_exact(tu_json_str(st, "tree_hash"), s->th, KL_HASH_BYTES);
+    s->length = tu_json_u64(st, "length");
+    s->fork = tu_json_u64(st, "fork");
+    s->n = tu_unhex(tu_json_str(st, "signature"), s->sig, sizeof s->sig);
     json_decref(v);
     assert_int_equal(kl_hc_verify(kind, s->c.pk, s->c.key, s->th, s->length, s->fork, s->sig, s->n),
                      0);

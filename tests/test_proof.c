@@ -50,53 +50,9 @@ static unsigned long checks;
 
 /* ---- JSON ---- */
 
-static json_t *load(const char *name) {
-    const char *dir = getenv("KL_TEST_DATA");
-    if (!dir || !*dir)
-        fail_msg("KL_TEST_DATA is not set (ctest sets it to tests/data)");
-    char path[4096];
-    snprintf(path, sizeof path, "%s/hypercore/%s", dir, name);
-    json_error_t e;
-    json_t *j = json_load_file(path, 0, &e);
-    if (!j)
-        fail_msg("%s: %s (line %d)", path, e.text, e.line);
-    return j;
-}
-
-static json_t *get(const json_t *o, const char *key) {
-    json_t *v = json_object_get(o, key);
-    if (!v)
-        fail_msg("vector has no field '%s'", key);
-    return v;
-}
-
-static const char *str(const json_t *o, const char *key) {
-    json_t *v = get(o, key);
-    assert_true(json_is_string(v));
-    return json_string_value(v);
-}
-
-static uint64_t num(const json_t *o, const char *key) {
-    json_t *v = get(o, key);
-    assert_true(json_is_integer(v));
-    assert_true(json_integer_value(v) >= 0);
-    return (uint64_t)json_integer_value(v);
-}
-
-static size_t unhex(const char *hex, uint8_t *out, size_t cap) {
-    size_t len = strlen(hex);
-    assert_true(len % 2 == 0 && len / 2 <= cap);
-    for (size_t i = 0; i < len / 2; i++) {
-        unsigned v;
-        assert_int_equal(sscanf(hex + 2 * i, "%2x", &v), 1);
-        out[i] = (uint8_t)v;
-    }
-    return len / 2;
-}
-
 static void expect_bytes(const uint8_t *p, size_t n, const char *hex) {
     static uint8_t want[MSG_MAX];
-    size_t m = unhex(hex, want, sizeof want);
+    size_t m = tu_unhex(hex, want, sizeof want);
     assert_int_equal(n, m);
     assert_memory_equal(p, want, n);
     checks++;
@@ -268,18 +224,18 @@ typedef struct tt_vec {
 static tt_vec *vec_load(void) {
     tt_vec *v = calloc(1, sizeof *v);
     assert_non_null(v);
-    v->root = load("proofs.json");
-    json_t *blocks = get(v->root, "blocks");
+    v->root = tu_vector("proofs.json");
+    json_t *blocks = tu_json_get(v->root, "blocks");
     v->tree.nblocks = json_array_size(blocks);
     assert_int_equal(v->tree.nblocks, 11);
     for (size_t i = 0; i < v->tree.nblocks; i++)
-        v->tree.len[i] =
-            unhex(str(json_array_get(blocks, i), "hex"), v->tree.data[i], MAX_BLOCK_BYTES);
+        v->tree.len[i] = tu_unhex(tu_json_str(json_array_get(blocks, i), "hex"), v->tree.data[i],
+                                  MAX_BLOCK_BYTES);
     tree_finish(&v->tree);
     id_from_seed(&v->id, 0x06);
-    expect_bytes(v->id.key[KL_CORE_DEFAULT], KL_HASH_BYTES, str(v->root, "key"));
-    expect_bytes(v->id.manifest, v->id.manifest_len, str(v->root, "manifest"));
-    v->cases = get(v->root, "cases");
+    expect_bytes(v->id.key[KL_CORE_DEFAULT], KL_HASH_BYTES, tu_json_str(v->root, "key"));
+    expect_bytes(v->id.manifest, v->id.manifest_len, tu_json_str(v->root, "manifest"));
+    v->cases = tu_json_get(v->root, "cases");
     assert_true(json_array_size(v->cases) >= 17);
     return v;
 }
@@ -291,33 +247,33 @@ static void vec_free(tt_vec *v) {
 
 static void request_from_json(const json_t *j, kl_proof_request *r) {
     memset(r, 0, sizeof *r);
-    r->id = num(j, "id");
-    r->fork = num(j, "fork");
-    const json_t *b = get(j, "block"), *h = get(j, "hash"), *s = get(j, "seek"),
-                 *u = get(j, "upgrade");
+    r->id = tu_json_u64(j, "id");
+    r->fork = tu_json_u64(j, "fork");
+    const json_t *b = tu_json_get(j, "block"), *h = tu_json_get(j, "hash"),
+                 *s = tu_json_get(j, "seek"), *u = tu_json_get(j, "upgrade");
     if (!json_is_null(b)) {
         r->flags |= KL_PROOF_BLOCK;
-        r->block.index = num(b, "index");
-        r->block.nodes = num(b, "nodes");
+        r->block.index = tu_json_u64(b, "index");
+        r->block.nodes = tu_json_u64(b, "nodes");
     }
     if (!json_is_null(h)) {
         r->flags |= KL_PROOF_HASH;
-        r->hash.index = num(h, "index");
-        r->hash.nodes = num(h, "nodes");
+        r->hash.index = tu_json_u64(h, "index");
+        r->hash.nodes = tu_json_u64(h, "nodes");
     }
     if (!json_is_null(s)) {
         r->flags |= KL_PROOF_SEEK;
-        r->seek.bytes = num(s, "bytes");
-        r->seek.padding = num(s, "padding");
+        r->seek.bytes = tu_json_u64(s, "bytes");
+        r->seek.padding = tu_json_u64(s, "padding");
     }
     if (!json_is_null(u)) {
         r->flags |= KL_PROOF_UPGRADE;
-        r->upgrade.start = num(u, "start");
-        r->upgrade.length = num(u, "length");
+        r->upgrade.start = tu_json_u64(u, "start");
+        r->upgrade.length = tu_json_u64(u, "length");
     }
-    if (json_is_true(get(j, "manifest")))
+    if (json_is_true(tu_json_get(j, "manifest")))
         r->flags |= KL_PROOF_MANIFEST;
-    r->priority = num(j, "priority");
+    r->priority = tu_json_u64(j, "priority");
     if (r->priority)
         r->flags |= KL_PROOF_PRIORITY;
 }
@@ -342,39 +298,40 @@ static void expect_nodes(const kl_proof_nodes *l, const json_t *arr) {
     assert_int_equal(l->n, json_array_size(arr));
     for (size_t i = 0; i < l->n; i++) {
         const json_t *j = json_array_get(arr, i);
-        assert_int_equal(l->node[i].index, num(j, "index"));
-        assert_int_equal(l->node[i].size, num(j, "size"));
-        expect_bytes(l->node[i].hash, KL_HASH_BYTES, str(j, "hash"));
+        assert_int_equal(l->node[i].index, tu_json_u64(j, "index"));
+        assert_int_equal(l->node[i].size, tu_json_u64(j, "size"));
+        expect_bytes(l->node[i].hash, KL_HASH_BYTES, tu_json_str(j, "hash"));
     }
 }
 
 /* A decoded (or built) data message has exactly the vector's fields. */
 static void expect_data_fields(const kl_proof *p, const json_t *d, const uint8_t *manifest,
                                size_t manifest_len) {
-    assert_int_equal(p->request, num(d, "request"));
-    assert_int_equal(p->fork, num(d, "fork"));
-    const json_t *b = get(d, "block"), *h = get(d, "hash"), *u = get(d, "upgrade");
-    assert_true(json_is_null(get(d, "seek")));
+    assert_int_equal(p->request, tu_json_u64(d, "request"));
+    assert_int_equal(p->fork, tu_json_u64(d, "fork"));
+    const json_t *b = tu_json_get(d, "block"), *h = tu_json_get(d, "hash"),
+                 *u = tu_json_get(d, "upgrade");
+    assert_true(json_is_null(tu_json_get(d, "seek")));
     assert_int_equal(!!(p->flags & KL_PROOF_BLOCK), !json_is_null(b));
     assert_int_equal(!!(p->flags & KL_PROOF_HASH), !json_is_null(h));
     assert_int_equal(!!(p->flags & KL_PROOF_UPGRADE), !json_is_null(u));
-    assert_int_equal(!!(p->flags & KL_PROOF_MANIFEST), !json_is_null(get(d, "manifest")));
+    assert_int_equal(!!(p->flags & KL_PROOF_MANIFEST), !json_is_null(tu_json_get(d, "manifest")));
     assert_false(p->flags & KL_PROOF_SEEK);
     if (!json_is_null(b)) {
-        assert_int_equal(p->block.index, num(b, "index"));
-        expect_bytes(p->block.value, p->block.value_len, str(b, "value"));
-        expect_nodes(&p->block.nodes, get(b, "nodes"));
+        assert_int_equal(p->block.index, tu_json_u64(b, "index"));
+        expect_bytes(p->block.value, p->block.value_len, tu_json_str(b, "value"));
+        expect_nodes(&p->block.nodes, tu_json_get(b, "nodes"));
     }
     if (!json_is_null(h)) {
-        assert_int_equal(p->hash.index, num(h, "index"));
-        expect_nodes(&p->hash.nodes, get(h, "nodes"));
+        assert_int_equal(p->hash.index, tu_json_u64(h, "index"));
+        expect_nodes(&p->hash.nodes, tu_json_get(h, "nodes"));
     }
     if (!json_is_null(u)) {
-        assert_int_equal(p->upgrade.start, num(u, "start"));
-        assert_int_equal(p->upgrade.length, num(u, "length"));
-        expect_nodes(&p->upgrade.nodes, get(u, "nodes"));
-        expect_nodes(&p->upgrade.additional, get(u, "additionalNodes"));
-        expect_bytes(p->upgrade.signature, p->upgrade.signature_len, str(u, "signature"));
+        assert_int_equal(p->upgrade.start, tu_json_u64(u, "start"));
+        assert_int_equal(p->upgrade.length, tu_json_u64(u, "length"));
+        expect_nodes(&p->upgrade.nodes, tu_json_get(u, "nodes"));
+        expect_nodes(&p->upgrade.additional, tu_json_get(u, "additionalNodes"));
+        expect_bytes(p->upgrade.signature, p->upgrade.signature_len, tu_json_str(u, "signature"));
     }
     if (p->flags & KL_PROOF_MANIFEST) {
         assert_int_equal(p->manifest_len, manifest_len);
@@ -385,7 +342,7 @@ static void expect_data_fields(const kl_proof *p, const json_t *d, const uint8_t
 
 /* The receiver a case names, as check-vectors.mjs reads it. */
 static void vec_receiver(tt_rx *r, const tt_vec *v, const json_t *c) {
-    const char *who = str(c, "receiver");
+    const char *who = tu_json_str(c, "receiver");
     uint64_t len = strstr(who, "length 4") ? 4 : strstr(who, "length 11") ? 11 : 0;
     int know_pk = strstr(who, "no manifest") == NULL;
     /* "holding only the tree roots": no node beyond them */
@@ -395,14 +352,14 @@ static void vec_receiver(tt_rx *r, const tt_vec *v, const json_t *c) {
 
 /* Build the case's proof as the sender; returns the encoded length in out. */
 static size_t vec_build(const tt_vec *v, const json_t *c, kl_proof *p, uint8_t *out) {
-    uint64_t len = num(c, "sender_length");
+    uint64_t len = tu_json_u64(c, "sender_length");
     tt_sig sig;
     sign_at(&v->tree, &v->id, KL_CORE_DEFAULT, len, 0, &sig);
     kl_proof_source src;
     tt_view view;
     source_at(&src, &view, &v->tree, &v->id, KL_CORE_DEFAULT, len, &sig);
     kl_proof_request req;
-    request_from_json(get(c, "request"), &req);
+    request_from_json(tu_json_get(c, "request"), &req);
     assert_int_equal(kl_proof_build(&src, &req, p), 0);
     fill_value(p, &v->tree);
     size_t n = encode(p, out);
@@ -421,15 +378,15 @@ static uint8_t msg_a[MSG_MAX], msg_b[MSG_MAX];
 static void test_vector_requests_encode_and_decode_as_hypercore(void **state) {
     (void)state;
     tt_vec *v = vec_load();
-    json_t *wire = load("wire-messages.json");
-    json_t *lists[] = {v->cases, get(get(wire, "encodings"), "request")};
+    json_t *wire = tu_vector("wire-messages.json");
+    json_t *lists[] = {v->cases, tu_json_get(tu_json_get(wire, "encodings"), "request")};
     for (size_t l = 0; l < 2; l++) {
         for (size_t i = 0; i < json_array_size(lists[l]); i++) {
             const json_t *c = json_array_get(lists[l], i);
             int is_case = l == 0;
             kl_proof_request req, back;
-            request_from_json(get(c, is_case ? "request" : "message"), &req);
-            const char *hex = str(c, is_case ? "request_bytes" : "hex");
+            request_from_json(tu_json_get(c, is_case ? "request" : "message"), &req);
+            const char *hex = tu_json_str(c, is_case ? "request_bytes" : "hex");
             size_t n = 0;
             assert_int_equal(kl_proof_request_encode(&req, msg_a, MSG_MAX, &n), 0);
             expect_bytes(msg_a, n, hex);
@@ -446,17 +403,17 @@ static void test_vector_proofs_are_built_byte_for_byte(void **state) {
     tt_vec *v = vec_load();
     for (size_t i = 0; i < json_array_size(v->cases); i++) {
         const json_t *c = json_array_get(v->cases, i);
-        uint64_t len = num(c, "sender_length");
+        uint64_t len = tu_json_u64(c, "sender_length");
         tt_sig sig;
         sign_at(&v->tree, &v->id, KL_CORE_DEFAULT, len, 0, &sig);
-        const json_t *u = get(get(c, "data"), "upgrade");
+        const json_t *u = tu_json_get(tu_json_get(c, "data"), "upgrade");
         if (!json_is_null(u))
-            expect_bytes(sig.b, sig.n, str(u, "signature"));
+            expect_bytes(sig.b, sig.n, tu_json_str(u, "signature"));
         size_t n = vec_build(v, c, &proof_a, msg_a);
-        if (n * 2 != strlen(str(c, "data_bytes")))
-            fail_msg("case '%s': %zu bytes, JS sent %zu", str(c, "name"), n,
-                     strlen(str(c, "data_bytes")) / 2);
-        expect_bytes(msg_a, n, str(c, "data_bytes"));
+        if (n * 2 != strlen(tu_json_str(c, "data_bytes")))
+            fail_msg("case '%s': %zu bytes, JS sent %zu", tu_json_str(c, "name"), n,
+                     strlen(tu_json_str(c, "data_bytes")) / 2);
+        expect_bytes(msg_a, n, tu_json_str(c, "data_bytes"));
     }
     vec_free(v);
 }
@@ -466,29 +423,29 @@ static void test_vector_data_messages_decode_to_their_fields(void **state) {
     tt_vec *v = vec_load();
     for (size_t i = 0; i < json_array_size(v->cases); i++) {
         const json_t *c = json_array_get(v->cases, i);
-        size_t n = unhex(str(c, "data_bytes"), msg_a, MSG_MAX);
+        size_t n = tu_unhex(tu_json_str(c, "data_bytes"), msg_a, MSG_MAX);
         assert_int_equal(kl_proof_decode(msg_a, n, VALUE_MAX, &proof_a), 0);
-        expect_data_fields(&proof_a, get(c, "data"), v->id.manifest, v->id.manifest_len);
+        expect_data_fields(&proof_a, tu_json_get(c, "data"), v->id.manifest, v->id.manifest_len);
         size_t m = encode(&proof_a, msg_b);
         assert_int_equal(m, n);
         assert_memory_equal(msg_a, msg_b, n);
     }
     /* wire-messages.json: decoded, re-encoded to the same bytes */
-    json_t *wire = load("wire-messages.json");
-    json_t *data = get(get(wire, "encodings"), "data");
+    json_t *wire = tu_vector("wire-messages.json");
+    json_t *data = tu_json_get(tu_json_get(wire, "encodings"), "data");
     for (size_t i = 0; i < json_array_size(data); i++) {
         const json_t *e = json_array_get(data, i);
-        size_t n = unhex(str(e, "hex"), msg_a, MSG_MAX);
+        size_t n = tu_unhex(tu_json_str(e, "hex"), msg_a, MSG_MAX);
         assert_int_equal(kl_proof_decode(msg_a, n, VALUE_MAX, &proof_a), 0);
-        const json_t *m = get(get(e, "message"), "manifest");
+        const json_t *m = tu_json_get(tu_json_get(e, "message"), "manifest");
         uint8_t pk[KL_PK_BYTES], man[KL_MANIFEST_MAX];
         size_t man_len = 0;
         if (!json_is_null(m)) {
-            const json_t *signer = json_array_get(get(m, "signers"), 0);
-            unhex(str(signer, "publicKey"), pk, sizeof pk);
+            const json_t *signer = json_array_get(tu_json_get(m, "signers"), 0);
+            tu_unhex(tu_json_str(signer, "publicKey"), pk, sizeof pk);
             man_len = kl_hc_manifest_default(pk, man);
         }
-        expect_data_fields(&proof_a, get(e, "message"), man, man_len);
+        expect_data_fields(&proof_a, tu_json_get(e, "message"), man, man_len);
         size_t k = encode(&proof_a, msg_b);
         assert_int_equal(k, n);
         assert_memory_equal(msg_a, msg_b, n);
@@ -502,27 +459,28 @@ static void test_vector_data_messages_verify_as_their_receivers(void **state) {
     tt_vec *v = vec_load();
     for (size_t i = 0; i < json_array_size(v->cases); i++) {
         const json_t *c = json_array_get(v->cases, i);
-        assert_true(json_is_true(get(c, "receiver_accepts")));
-        size_t n = unhex(str(c, "data_bytes"), msg_a, MSG_MAX);
+        assert_true(json_is_true(tu_json_get(c, "receiver_accepts")));
+        size_t n = tu_unhex(tu_json_str(c, "data_bytes"), msg_a, MSG_MAX);
         assert_int_equal(kl_proof_decode(msg_a, n, VALUE_MAX, &proof_a), 0);
         tt_rx r;
         vec_receiver(&r, v, c);
         kl_err_clear();
         int rc = kl_proof_verify(&r.rx, &proof_a, &result);
         if (rc)
-            fail_msg("case '%s': %s", str(c, "name"), kl_err_thread());
-        const json_t *after = get(c, "receiver_after");
-        assert_int_equal(result.length, num(after, "length"));
+            fail_msg("case '%s': %s", tu_json_str(c, "name"), kl_err_thread());
+        const json_t *after = tu_json_get(c, "receiver_after");
+        assert_int_equal(result.length, tu_json_u64(after, "length"));
         expect_true_result(&result, &v->tree);
-        const json_t *d = get(c, "data");
-        if (!json_is_null(get(d, "block"))) {
+        const json_t *d = tu_json_get(c, "data");
+        if (!json_is_null(tu_json_get(d, "block"))) {
             assert_true(result.flags & KL_PROOF_BLOCK);
-            assert_int_equal(result.nodes[0].index, 2 * num(get(d, "block"), "index"));
+            assert_int_equal(result.nodes[0].index,
+                             2 * tu_json_u64(tu_json_get(d, "block"), "index"));
         }
-        if (!json_is_null(get(d, "upgrade"))) {
+        if (!json_is_null(tu_json_get(d, "upgrade"))) {
             assert_true(result.flags & KL_PROOF_UPGRADE);
             expect_bytes(result.signature, result.signature_len,
-                         str(get(d, "upgrade"), "signature"));
+                         tu_json_str(tu_json_get(d, "upgrade"), "signature"));
             assert_int_equal(result.learned_pk, r.rx.pk == NULL);
             assert_memory_equal(result.pk, v->id.pk, KL_PK_BYTES);
         } else {
@@ -534,7 +492,7 @@ static void test_vector_data_messages_verify_as_their_receivers(void **state) {
 
 /* The decoded vector of case c in proof_a (from msg_a), and its receiver. */
 static void vec_decoded(const tt_vec *v, const json_t *c, tt_rx *r) {
-    size_t n = unhex(str(c, "data_bytes"), msg_a, MSG_MAX);
+    size_t n = tu_unhex(tu_json_str(c, "data_bytes"), msg_a, MSG_MAX);
     assert_int_equal(kl_proof_decode(msg_a, n, VALUE_MAX, &proof_a), 0);
     vec_receiver(r, v, c);
     assert_int_equal(kl_proof_verify(&r->rx, &proof_a, &result), 0);
@@ -653,9 +611,9 @@ static void test_every_flipped_bit_of_a_vector_message_is_refused(void **state) 
         const json_t *c = json_array_get(v->cases, i);
         tt_rx r;
         vec_receiver(&r, v, c);
-        size_t n = unhex(str(c, "data_bytes"), msg_b, MSG_MAX);
+        size_t n = tu_unhex(tu_json_str(c, "data_bytes"), msg_b, MSG_MAX);
         uint8_t scratch[KL_CE_UINT_MAX];
-        size_t id_bytes = kl_ce_uint(scratch, num(get(c, "data"), "request"));
+        size_t id_bytes = kl_ce_uint(scratch, tu_json_u64(tu_json_get(c, "data"), "request"));
         for (size_t at = 0; at < n; at++) {
             if (at >= 1 && at < 1 + id_bytes)
                 continue; /* the request id (after a one-byte flags field) */
@@ -668,8 +626,8 @@ static void test_every_flipped_bit_of_a_vector_message_is_refused(void **state) 
                 }
                 int rc = kl_proof_verify(&r.rx, &proof_a, &result);
                 if (rc == 0)
-                    fail_msg("case '%s': byte %zu bit %d flipped still verifies", str(c, "name"),
-                             at, bit);
+                    fail_msg("case '%s': byte %zu bit %d flipped still verifies",
+                             tu_json_str(c, "name"), at, bit);
                 checks++;
             }
         }
@@ -683,7 +641,7 @@ static void test_verify_names_what_is_wrong(void **state) {
     const json_t *up47 = NULL, *b9 = NULL, *up011 = NULL, *blk5 = NULL;
     for (size_t i = 0; i < json_array_size(v->cases); i++) {
         const json_t *c = json_array_get(v->cases, i);
-        const char *name = str(c, "name");
+        const char *name = tu_json_str(c, "name");
         if (strcmp(name, "upgrade 4+7") == 0)
             up47 = c;
         if (strcmp(name, "block 9 + upgrade 4+7") == 0)
@@ -927,7 +885,7 @@ static void test_truncated_and_padded_messages_are_refused(void **state) {
     tt_vec *v = vec_load();
     for (size_t i = 0; i < json_array_size(v->cases); i++) {
         const json_t *c = json_array_get(v->cases, i);
-        size_t n = unhex(str(c, "data_bytes"), msg_b, MSG_MAX);
+        size_t n = tu_unhex(tu_json_str(c, "data_bytes"), msg_b, MSG_MAX);
         for (size_t cut = 0; cut < n; cut++) {
             /* a buffer of exactly `cut` bytes, so ASan sees any read past it */
             uint8_t *buf = malloc(cut ? cut : 1);
@@ -938,15 +896,15 @@ static void test_truncated_and_padded_messages_are_refused(void **state) {
         }
         memcpy(msg_a, msg_b, n);
         msg_a[n] = 0;
-        const json_t *d = get(c, "data");
+        const json_t *d = tu_json_get(c, "data");
         /* after a manifest the extra byte is the manifest's trailing garbage */
         expect_corrupt_data(msg_a, n + 1, VALUE_MAX, "trailing garbage");
-        if (!json_is_null(get(d, "block"))) {
-            size_t len = strlen(str(get(d, "block"), "value")) / 2;
+        if (!json_is_null(tu_json_get(d, "block"))) {
+            size_t len = strlen(tu_json_str(tu_json_get(d, "block"), "value")) / 2;
             expect_corrupt_data(msg_b, n, len - 1, "block.value of");
             assert_int_equal(kl_proof_decode(msg_b, n, len, &proof_a), 0);
         }
-        size_t rn = unhex(str(c, "request_bytes"), msg_b, MSG_MAX);
+        size_t rn = tu_unhex(tu_json_str(c, "request_bytes"), msg_b, MSG_MAX);
         for (size_t cut = 0; cut < rn; cut++) {
             uint8_t *buf = malloc(cut ? cut : 1);
             assert_non_null(buf);

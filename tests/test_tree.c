@@ -24,26 +24,6 @@
 
 static json_t *vec;
 
-static json_t *load(void) {
-    const char *data = getenv("KL_TEST_DATA");
-    char path[4096];
-    snprintf(path, sizeof path, "%s/hypercore/tree-1000.json", data ? data : "tests/data");
-    json_error_t err;
-    json_t *j = json_load_file(path, 0, &err);
-    if (!j)
-        fail_msg("%s: %s", path, err.text);
-    return j;
-}
-
-static void hex(const char *h, uint8_t *out, size_t n) {
-    assert_int_equal(strlen(h), 2 * n);
-    for (size_t i = 0; i < n; i++) {
-        unsigned v;
-        assert_int_equal(sscanf(h + 2 * i, "%2x", &v), 1);
-        out[i] = (uint8_t)v;
-    }
-}
-
 /* Block i of the vector's rule: length i mod 61, byte j = (i + j) mod 251. */
 static size_t block(uint64_t i, uint8_t *buf) {
     size_t n = (size_t)(i % 61);
@@ -64,7 +44,9 @@ static kl_node *vector_nodes(size_t *count) {
         assert_true(index < 2000);
         v[index].index = index;
         v[index].size = (uint64_t)json_integer_value(json_array_get(e, 1));
-        hex(json_string_value(json_array_get(e, 2)), v[index].hash, KL_HASH_BYTES);
+        assert_int_equal(
+            tu_unhex(json_string_value(json_array_get(e, 2)), v[index].hash, KL_HASH_BYTES),
+            KL_HASH_BYTES);
     }
     *count = n;
     return v;
@@ -95,10 +77,11 @@ static void test_builder_makes_every_node_in_file_order(void **state) {
         pos += k;
         assert_int_equal(pos, kl_tree_nodes(i + 1));
         json_t *st = json_array_get(states, next_state);
-        if (st && (uint64_t)json_integer_value(json_object_get(st, "length")) == i + 1) {
+        if (st && tu_json_u64(st, "length") == i + 1) {
             uint8_t th[KL_HASH_BYTES], want_th[KL_HASH_BYTES];
             kl_hc_tree_hash(tb.roots, tb.n, th);
-            hex(json_string_value(json_object_get(st, "tree_hash")), want_th, KL_HASH_BYTES);
+            assert_int_equal(tu_unhex(tu_json_str(st, "tree_hash"), want_th, KL_HASH_BYTES),
+                             KL_HASH_BYTES);
             assert_memory_equal(th, want_th, KL_HASH_BYTES);
             assert_int_equal(tb.n, json_array_size(json_object_get(st, "roots")));
             next_state++;
@@ -116,7 +99,7 @@ static void test_log_signs_every_checkpoint_like_hypercore(void **state) {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/log", tmp);
     uint8_t seed[32];
-    hex(json_string_value(json_object_get(vec, "seed")), seed, 32);
+    assert_int_equal(tu_unhex(tu_json_str(vec, "seed"), seed, 32), 32);
     kl_config cfg;
     kl_config_default(&cfg);
     cfg.fsync_mode = KL_FSYNC_NEVER;
@@ -130,7 +113,7 @@ static void test_log_signs_every_checkpoint_like_hypercore(void **state) {
     uint64_t at = 0;
     for (size_t s = 0; s < json_array_size(states); s++) {
         json_t *st = json_array_get(states, s);
-        uint64_t len = (uint64_t)json_integer_value(json_object_get(st, "length"));
+        uint64_t len = tu_json_u64(st, "length");
         size_t n = 0, off = 0;
         for (; at + n < len; n++) {
             size_t sz = block(at + n, data + off);
@@ -142,11 +125,10 @@ static void test_log_signs_every_checkpoint_like_hypercore(void **state) {
         kl_info info;
         assert_int_equal(kl_log_info(log, &info), 0);
         uint8_t th[KL_HASH_BYTES], sig[68];
-        hex(json_string_value(json_object_get(st, "tree_hash")), th, KL_HASH_BYTES);
-        hex(json_string_value(json_object_get(st, "signature")), sig, 68);
+        assert_int_equal(tu_unhex(tu_json_str(st, "tree_hash"), th, KL_HASH_BYTES), KL_HASH_BYTES);
+        assert_int_equal(tu_unhex(tu_json_str(st, "signature"), sig, 68), 68);
         assert_int_equal(info.length, len);
-        assert_int_equal(info.byte_length,
-                         (uint64_t)json_integer_value(json_object_get(st, "byte_length")));
+        assert_int_equal(info.byte_length, tu_json_u64(st, "byte_length"));
         assert_memory_equal(info.tree_hash, th, KL_HASH_BYTES);
         assert_int_equal(info.signature_len, 68);
         assert_memory_equal(info.signature, sig, 68);
@@ -193,7 +175,7 @@ static void test_tree_header_is_checked(void **state) {
 }
 
 int main(void) {
-    vec = load();
+    vec = tu_vector("tree-1000.json");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_builder_makes_every_node_in_file_order),
         cmocka_unit_test(test_log_signs_every_checkpoint_like_hypercore),

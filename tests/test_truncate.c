@@ -190,59 +190,21 @@ static size_t seg_files(const char *dir, uint64_t *firsts, size_t cap) {
     return n;
 }
 
-static void hex(const uint8_t *p, size_t n, char *out) {
-    for (size_t i = 0; i < n; i++)
-        snprintf(out + 2 * i, 3, "%02x", p[i]);
-}
-
 /* ---- fork.json ---- */
-
-static json_t *jget(const json_t *o, const char *key) {
-    json_t *v = json_object_get(o, key);
-    if (!v)
-        fail_msg("fork.json has no field '%s'", key);
-    return v;
-}
-
-static const char *jstr(const json_t *o, const char *key) {
-    json_t *v = jget(o, key);
-    assert_true(json_is_string(v));
-    return json_string_value(v);
-}
-
-static uint64_t jnum(const json_t *o, const char *key) {
-    json_t *v = jget(o, key);
-    assert_true(json_is_integer(v) && json_integer_value(v) >= 0);
-    return (uint64_t)json_integer_value(v);
-}
 
 static void expect_hex(const uint8_t *p, size_t n, const char *want, const char *what) {
     char got[2 * KL_STORED_SIG_MAX + 1];
     assert_true(n <= KL_STORED_SIG_MAX);
-    hex(p, n, got);
+    tu_hex(p, n, got);
     if (strcmp(got, want) != 0)
         fail_msg("%s: %s, hypercore has %s", what, got, want);
 }
 
 static void test_truncation_steps_match_hypercore(void **state) {
     (void)state;
-    const char *data = getenv("KL_TEST_DATA");
-    if (!data || !*data)
-        fail_msg("KL_TEST_DATA is not set (ctest sets it to tests/data)");
-    char path[4096];
-    snprintf(path, sizeof path, "%s/hypercore/fork.json", data);
-    json_error_t je;
-    json_t *v = json_load_file(path, 0, &je);
-    if (!v)
-        fail_msg("%s: %s (line %d)", path, je.text, je.line);
+    json_t *v = tu_vector("fork.json");
     uint8_t seed[KL_SEED_BYTES];
-    const char *seed_hex = jstr(v, "seed");
-    assert_int_equal(strlen(seed_hex), 2 * KL_SEED_BYTES);
-    for (size_t i = 0; i < KL_SEED_BYTES; i++) {
-        unsigned b;
-        assert_int_equal(sscanf(seed_hex + 2 * i, "%2x", &b), 1);
-        seed[i] = (uint8_t)b;
-    }
+    assert_int_equal(tu_unhex(tu_json_str(v, "seed"), seed, sizeof seed), KL_SEED_BYTES);
     char *root = tu_tmpdir("truncate-fork"), *dir = path_in(root, "log");
     kl_config cfg;
     kl_config_default(&cfg);
@@ -256,15 +218,15 @@ static void test_truncation_steps_match_hypercore(void **state) {
     assert_int_equal(fread(sk, 1, sizeof sk, f), KL_SK_BYTES);
     fclose(f);
     free(sp);
-    expect_hex(sk, KL_SK_BYTES, jstr(v, "secret_key"), "the secret file");
+    expect_hex(sk, KL_SK_BYTES, tu_json_str(v, "secret_key"), "the secret file");
 
     char words[16][32];
     size_t nwords = 0;
-    json_t *steps = jget(v, "steps");
+    json_t *steps = tu_json_get(v, "steps");
     assert_int_equal(json_array_size(steps), 7);
     for (size_t k = 0; k < json_array_size(steps); k++) {
         json_t *step = json_array_get(steps, k);
-        const char *op = jstr(step, "op");
+        const char *op = tu_json_str(step, "op");
         if (strncmp(op, "append ", 7) == 0) {
             /* "append a,b,c": one append call of the comma-separated words */
             kl_block blocks[16];
@@ -291,24 +253,25 @@ static void test_truncation_steps_match_hypercore(void **state) {
                 fail_msg("%s: %d %s", op, rc, kl_last_error());
             nwords = cut;
         }
-        json_t *s = jget(step, "state");
+        json_t *s = tu_json_get(step, "state");
         kl_log *log = open_ro(dir);
         kl_info info;
         assert_int_equal(kl_log_info(log, &info), 0);
-        if (info.length != jnum(s, "length") || info.byte_length != jnum(s, "byte_length") ||
-            info.fork != jnum(s, "fork"))
+        if (info.length != tu_json_u64(s, "length") ||
+            info.byte_length != tu_json_u64(s, "byte_length") ||
+            info.fork != tu_json_u64(s, "fork"))
             fail_msg("after %s: length %llu, byte length %llu, fork %llu; hypercore has %llu, "
                      "%llu, %llu",
                      op, (unsigned long long)info.length, (unsigned long long)info.byte_length,
-                     (unsigned long long)info.fork, (unsigned long long)jnum(s, "length"),
-                     (unsigned long long)jnum(s, "byte_length"),
-                     (unsigned long long)jnum(s, "fork"));
-        expect_hex(info.public_key, KL_PK_BYTES, jstr(v, "public_key"), op);
-        expect_hex(info.key, KL_HASH_BYTES, jstr(v, "key"), op);
-        expect_hex(info.discovery_key, KL_HASH_BYTES, jstr(v, "discovery_key"), op);
-        expect_hex(info.tree_hash, KL_HASH_BYTES, jstr(s, "tree_hash"), op);
+                     (unsigned long long)info.fork, (unsigned long long)tu_json_u64(s, "length"),
+                     (unsigned long long)tu_json_u64(s, "byte_length"),
+                     (unsigned long long)tu_json_u64(s, "fork"));
+        expect_hex(info.public_key, KL_PK_BYTES, tu_json_str(v, "public_key"), op);
+        expect_hex(info.key, KL_HASH_BYTES, tu_json_str(v, "key"), op);
+        expect_hex(info.discovery_key, KL_HASH_BYTES, tu_json_str(v, "discovery_key"), op);
+        expect_hex(info.tree_hash, KL_HASH_BYTES, tu_json_str(s, "tree_hash"), op);
         assert_int_equal(info.signature_len, KL_STORED_SIG_V1);
-        expect_hex(info.signature, info.signature_len, jstr(s, "signature"), op);
+        expect_hex(info.signature, info.signature_len, tu_json_str(s, "signature"), op);
         tu_expect_verified(log, op);
         for (size_t i = 0; i < nwords; i++) {
             char got[32];

@@ -397,3 +397,52 @@ void tu_dir_digest(const char *dir, uint8_t out[KL_HASH_BYTES]) {
     free(names);
     crypto_generichash_final(&st, out, KL_HASH_BYTES);
 }
+
+json_t *tu_vector(const char *name) {
+    const char *dir = getenv("KL_TEST_DATA");
+    if (!dir || !*dir)
+        fail_msg("KL_TEST_DATA is not set (ctest sets it to tests/data)");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/hypercore/%s", dir, name);
+    json_error_t e;
+    json_t *j = json_load_file(path, 0, &e);
+    if (!j)
+        fail_msg("%s: %s (line %d)", path, e.text, e.line);
+    return j;
+}
+
+json_t *tu_json_get(const json_t *o, const char *key) {
+    json_t *v = json_object_get(o, key);
+    if (!v)
+        fail_msg("vector has no field '%s'", key);
+    return v;
+}
+
+const char *tu_json_str(const json_t *o, const char *key) {
+    json_t *v = tu_json_get(o, key);
+    assert_true(json_is_string(v));
+    return json_string_value(v);
+}
+
+uint64_t tu_json_u64(const json_t *o, const char *key) {
+    json_t *v = tu_json_get(o, key);
+    assert_true(json_is_integer(v) && json_integer_value(v) >= 0);
+    return (uint64_t)json_integer_value(v);
+}
+
+size_t tu_unhex(const char *hex, uint8_t *out, size_t cap) {
+    size_t len = strlen(hex);
+    assert_true(len % 2 == 0 && len / 2 <= cap);
+    for (size_t i = 0; i < len / 2; i++) {
+        unsigned v;
+        assert_int_equal(sscanf(hex + 2 * i, "%2x", &v), 1);
+        out[i] = (uint8_t)v;
+    }
+    return len / 2;
+}
+
+void tu_hex(const uint8_t *p, size_t n, char *out) {
+    for (size_t i = 0; i < n; i++)
+        snprintf(out + 2 * i, 3, "%02x", p[i]);
+    out[2 * n] = '\0';
+}

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "engine/io/io.h"
 #include "engine/io/io_fault.h"
@@ -116,6 +117,19 @@ void tu_expect_signed(kl_log *log, const uint8_t *seed, uint64_t fork,
  * slots decode.
  */
 int tu_expect_slots_signed(const char *dir, const char *what);
+
+/* ---- the golden vectors of tests/data/hypercore/ (found through KL_TEST_DATA) ---- */
+
+/* The parsed vector file NAME (json_decref it); fails the test if it cannot be read. */
+json_t *tu_vector(const char *name);
+/* o[key], failing the test if it is absent; as a string; as a non-negative integer. */
+json_t *tu_json_get(const json_t *o, const char *key);
+const char *tu_json_str(const json_t *o, const char *key);
+uint64_t tu_json_u64(const json_t *o, const char *key);
+/* Lowercase hex into bytes (at most cap; fails the test on bad hex); returns the count. */
+size_t tu_unhex(const char *hex, uint8_t *out, size_t cap);
+/* n bytes as lowercase hex into out (room for 2n + 1). */
+void tu_hex(const uint8_t *p, size_t n, char *out);
 
 /* Copy the directory tree `from` to `to` (which must not exist); files keep their modes. */
 void tu_copy_dir(const char *from, const char *to);
