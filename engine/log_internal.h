@@ -262,6 +262,13 @@ int kl_batch_at(kl_log *log, uint64_t index, uint64_t *seg_first, uint64_t *pos,
 /* Node `index` of the committed tree (tree.c's file, read with pread). */
 int kl_log_node(kl_log *log, uint64_t index, kl_node *out);
 
+/* The nodes of the tree of `length` blocks, as a proof's node getter (ctx: a kl_node_src). */
+typedef struct kl_node_src {
+    kl_log *log;
+    uint64_t length;
+} kl_node_src;
+int kl_node_src_get(void *ctx, uint64_t index, kl_node *out);
+
 /* truncate.c: finish a truncation a crash interrupted (recovery, writable opens). */
 int kl_truncate_redo(kl_log *log);
 

@@ -16,32 +16,19 @@
 #include "proof.h"
 #include "util.h"
 
-typedef struct node_src {
-    kl_log *log;
-    uint64_t length;
-} node_src;
-
-static int get_node(void *ctx, uint64_t index, kl_node *out) {
-    node_src *s = ctx;
-    if (kl_tree_pos(index) >= kl_tree_nodes(s->length))
-        return kl_errf(KL_ENOTFOUND, "tree node %llu is past length %llu",
-                       (unsigned long long)index, (unsigned long long)s->length);
-    return kl_tree_read(s->log->io, s->log->tree_fd, index, out);
-}
-
 /* Build and encode; *out malloc'ed. */
 static int build(kl_log *log, const kl_slot *st, const kl_proof_ask *ask, uint64_t id,
                  unsigned char **out, size_t *n) {
     uint8_t manifest[KL_MANIFEST_MAX];
     size_t mlen = kl_hc_manifest_default(st->public_key, manifest);
-    node_src ns = {log, st->length};
+    kl_node_src ns = {log, st->length};
     kl_proof_source src = {.length = st->length,
                            .fork = st->fork,
                            .signature = st->sig,
                            .signature_len = st->sig_len,
                            .manifest = st->kind == KL_CORE_COMPAT ? NULL : manifest,
                            .manifest_len = st->kind == KL_CORE_COMPAT ? 0 : mlen,
-                           .get = get_node,
+                           .get = kl_node_src_get,
                            .ctx = &ns};
     kl_proof_request req;
     memset(&req, 0, sizeof req);

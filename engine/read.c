@@ -368,12 +368,17 @@ static int seg_for(kl_log *log, uint64_t index, kl_seg **out) {
     return rc;
 }
 
-int kl_log_node(kl_log *log, uint64_t index, kl_node *out) {
-    uint64_t len = atomic_load_explicit(&log->length, memory_order_acquire);
-    if (kl_tree_pos(index) >= kl_tree_nodes(len))
+int kl_node_src_get(void *ctx, uint64_t index, kl_node *out) {
+    const kl_node_src *s = ctx;
+    if (kl_tree_pos(index) >= kl_tree_nodes(s->length))
         return kl_errf(KL_ENOTFOUND, "tree node %llu is not in the tree of %llu blocks",
-                       (unsigned long long)index, (unsigned long long)len);
-    return kl_tree_read(log->io, log->tree_fd, index, out);
+                       (unsigned long long)index, (unsigned long long)s->length);
+    return kl_tree_read(s->log->io, s->log->tree_fd, index, out);
+}
+
+int kl_log_node(kl_log *log, uint64_t index, kl_node *out) {
+    kl_node_src s = {log, atomic_load_explicit(&log->length, memory_order_acquire)};
+    return kl_node_src_get(&s, index, out);
 }
 
 int kl_batch_at(kl_log *log, uint64_t index, uint64_t *seg_first, uint64_t *pos, kl_batch_hdr *h) {

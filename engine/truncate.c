@@ -85,18 +85,6 @@ static int reframe(kl_log *log, uint64_t from, uint64_t to, uint64_t timestamp_m
     return rc;
 }
 
-typedef struct tree_src {
-    kl_log *log;
-    uint64_t length;
-} tree_src;
-
-static int tree_get(void *ctx, uint64_t index, kl_node *out) {
-    tree_src *t = ctx;
-    if (kl_tree_pos(index) >= kl_tree_nodes(t->length))
-        return kl_errf(KL_ENOTFOUND, "node %llu", (unsigned long long)index);
-    return kl_tree_read(t->log->io, t->log->tree_fd, index, out);
-}
-
 /*
  * The roots of n come from the tree file, which nothing signed directly:
  * check them the way a peer would, as the start of an upgrade proof from n
@@ -107,12 +95,12 @@ static int check_roots(kl_log *log, const kl_slot *cur, const kl_node *roots, si
                        uint64_t n) {
     if (n == cur->length)
         return 0;
-    tree_src ts = {log, cur->length};
+    kl_node_src ts = {log, cur->length};
     kl_proof_source src = {.length = cur->length,
                            .fork = cur->fork,
                            .signature = cur->sig,
                            .signature_len = cur->sig_len,
-                           .get = tree_get,
+                           .get = kl_node_src_get,
                            .ctx = &ts};
     kl_proof_request req;
     memset(&req, 0, sizeof req);
