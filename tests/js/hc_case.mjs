@@ -58,37 +58,19 @@
 // node_modules installed elsewhere (test_hc_live.sh installs tests/js with
 // npm ci into $KL_BUILD_DIR/hc-js). Exit status: 0 ok, 1 failure, 2 usage.
 
-import { createRequire } from 'node:module'
+import { dataMessage, depthUnderRoot, dieAs, hex, loadHypercore } from './common.mjs'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 
-const require = createRequire(import.meta.url)
-const PINNED = '11.37.1'
+const die = dieAs('hc_case')
 
-function die (msg, status = 1) {
-  process.stderr.write('hc_case: ' + msg + '\n')
-  process.exit(status)
-}
-
-let Hypercore, hcrypto, c, m, caps, MerkleTree
+let Hypercore, hcrypto, c, m, caps, MerkleTree, pk
 function loadPackages () {
-  try {
-    Hypercore = require('hypercore')
-    hcrypto = require('hypercore-crypto')
-    c = require('compact-encoding')
-    m = require('hypercore/lib/messages.js')
-    caps = require('hypercore/lib/caps.js')
-    MerkleTree = require('hypercore/lib/merkle-tree.js').MerkleTree
-  } catch (err) {
-    die('cannot load the JavaScript hypercore (' + err.message.split('\n')[0] + '): run `npm ci` in a copy of tests/js and point NODE_PATH at its node_modules')
-  }
-  const version = require('hypercore/package.json').version
-  if (version !== PINNED) die('hypercore ' + version + ' is installed, this test pins ' + PINNED)
+  pk = loadHypercore(die)
+  ;({ Hypercore, hcrypto, c, m, caps, MerkleTree } = pk)
 }
-
-const hex = (b) => (b === null || b === undefined ? null : Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex'))
 
 // ------------------------------------------------------------ running a case
 
@@ -105,27 +87,10 @@ function normalRequest (r) {
   }
 }
 
-// The data message a JS peer answers `req` with: the steps of Peer._getProof,
-// ProofRequest.fulfill and Peer._fulfillRequest (lib/replicator.js), with
-// request id 0 and the core's own fork.
+// The data message a JS peer answers request r with (common.mjs).
 async function jsDataMessage (core, r) {
   const req = normalRequest(r)
-  const state = core.core.state
-  req.fork = state.fork
-  const rx = core.core.storage.read(state.fork)
-  const treeProof = MerkleTree.proof(state, rx, req)
-  const value = req.block ? rx.getBlock(req.block.index) : null
-  treeProof.catch(() => {})
-  if (value) value.catch(() => {})
-  rx.tryFlush()
-  const proof = await (await treeProof).settle()
-  if (req.block) {
-    proof.block.value = await value
-    if (!proof.block.value) throw new Error('block ' + req.block.index + ' is not stored')
-  }
-  const manifest = req.manifest && !core.core.compat ? core.core.header.manifest : null
-  const data = { request: 0, fork: req.fork, block: proof.block, hash: proof.hash, seek: proof.seek, upgrade: proof.upgrade, manifest }
-  return hex(c.encode(m.wire.data, data))
+  return hex(await dataMessage(pk, core, { block: req.block, upgrade: req.upgrade, manifest: req.manifest }))
 }
 
 // The stored signature, checked against the signable we believe in, so a
@@ -258,17 +223,6 @@ class Rand {
 
 // Depth below its full root of leaf `index` in a tree of `length` blocks:
 // the `nodes` a requester holding only the roots asks for (README 7.3).
-function depthUnderRoot (index, length) {
-  let start = 0
-  for (let d = 52; d >= 0; d--) {
-    const size = 2 ** d
-    if (length >= start + size) {
-      if (index < start + size) return d
-      start += size
-    }
-  }
-  throw new Error('index beyond length')
-}
 
 function generate ({ baseSeed, index, maxBlocks, maxSize }) {
   const idx = Buffer.alloc(4)

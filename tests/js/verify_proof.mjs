@@ -48,36 +48,19 @@
 // Prints one line per check ("ok ..." or "FAIL ..."); exit 0 only if every
 // check passed, 1 otherwise, 2 for bad arguments.
 
-import { createRequire } from 'node:module'
+import { dataMessage, depthUnderRoot, dieAs, hex, loadHypercore } from './common.mjs'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 
-const require = createRequire(import.meta.url)
-const PINNED = '11.37.1'
+const die = dieAs('verify_proof')
 
-function die (msg, status = 1) {
-  process.stderr.write('verify_proof: ' + msg + '\n')
-  process.exit(status)
-}
-
-let Hypercore, hcrypto, c, m, MerkleTree
+let Hypercore, hcrypto, c, m, MerkleTree, pk
 function loadPackages () {
-  try {
-    Hypercore = require('hypercore')
-    hcrypto = require('hypercore-crypto')
-    c = require('compact-encoding')
-    m = require('hypercore/lib/messages.js')
-    MerkleTree = require('hypercore/lib/merkle-tree.js').MerkleTree
-  } catch (err) {
-    die('cannot load the JavaScript hypercore (' + err.message.split('\n')[0] + '): run `npm ci` in a copy of tests/js and point NODE_PATH at its node_modules')
-  }
-  const version = require('hypercore/package.json').version
-  if (version !== PINNED) die('hypercore ' + version + ' is installed, this test pins ' + PINNED)
+  pk = loadHypercore(die)
+  ;({ Hypercore, hcrypto, c, m, MerkleTree } = pk)
 }
-
-const hex = (b) => (b === null || b === undefined ? null : Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex'))
 
 let tmpRoot = null
 let tmpCount = 0
@@ -256,32 +239,10 @@ async function mustReject (what, key, proofs, opts = {}) {
 
 // The data message a JS peer answers `req` with (request id 0, the core's
 // fork): the steps of Peer._getProof and ProofRequest.fulfill.
-async function jsProof (core, { block = null, upgrade = null, manifest = false }) {
-  const state = core.core.state
-  const req = { id: 0, fork: state.fork, block, hash: null, seek: null, upgrade, manifest, priority: 0 }
-  const rx = core.core.storage.read(state.fork)
-  const treeProof = MerkleTree.proof(state, rx, req)
-  const value = block ? rx.getBlock(block.index) : null
-  treeProof.catch(() => {})
-  if (value) value.catch(() => {})
-  rx.tryFlush()
-  const proof = await (await treeProof).settle()
-  if (block) proof.block.value = await value
-  const man = manifest && !core.core.compat ? core.core.header.manifest : null
-  return Buffer.from(c.encode(m.wire.data, { request: 0, fork: state.fork, block: proof.block, hash: proof.hash, seek: proof.seek, upgrade: proof.upgrade, manifest: man }))
+function jsProof (core, ask) {
+  return dataMessage(pk, core, ask)
 }
 
-function depthUnderRoot (index, length) {
-  let start = 0
-  for (let d = 52; d >= 0; d--) {
-    const size = 2 ** d
-    if (length >= start + size) {
-      if (index < start + size) return d
-      start += size
-    }
-  }
-  throw new Error('index beyond length')
-}
 
 async function selfTestCore (name, { seedByte, compat, truncations }) {
   // every choice and every block byte from AES-256-CTR keyed with SHA-256(name)
