@@ -52,17 +52,6 @@ static int teardown(void **state) {
     return 0;
 }
 
-static kl_log *open_ro(const char *dir) {
-    kl_open_options o;
-    kl_open_options_default(&o);
-    o.flags = KL_OPEN_READONLY;
-    kl_log *log = NULL;
-    int rc = kl_log_open_io(dir, &o, tu_io(), &log);
-    if (rc != 0)
-        fail_msg("read-only open: %s", kl_last_error());
-    return log;
-}
-
 /*
  * Read every block by get and by iteration. Served blocks must be right.
  * Returns how many reads reported KL_ECORRUPT; each report must name blocks.
@@ -144,7 +133,7 @@ static void test_flipped_bytes_in_the_active_segment_are_reported_or_cut(void **
         uint64_t off = tu_rand(&st) % size;
         uint8_t mask = (uint8_t)(1u << (tu_rand(&st) % 8));
         flip_and_undo(seg, off, mask);
-        kl_log *log = open_ro(f->dir);
+        kl_log *log = tu_open_ro(f->dir);
         uint64_t len = kl_log_length(log);
         unsigned bad = read_all(log, len);
         assert_int_equal(kl_log_close(log), 0);
@@ -220,7 +209,7 @@ static void test_a_damaged_header_slot_is_replaced_by_the_other(void **state) {
         for (uint64_t off = 0; off < KL_HDR_SLOT_BYTES; off += 509) {
             uint64_t at = (uint64_t)slot * KL_HDR_SLOT_BYTES + off;
             tu_flip(hdr, at, 0x04);
-            kl_log *log = open_ro(f->dir);
+            kl_log *log = tu_open_ro(f->dir);
             uint64_t len = kl_log_length(log);
             assert_true(len == RECORDS || len == RECORDS - 10);
             assert_int_equal(read_all(log, len), 0);
@@ -235,7 +224,7 @@ static void test_a_damaged_header_slot_is_replaced_by_the_other(void **state) {
     assert_non_null(strstr(kl_last_error(), "both header slots are damaged"));
     tu_flip(hdr, 100, 1);
     tu_truncate(hdr, KL_HDR_SLOT_BYTES); /* slot B cut off: slot A still serves */
-    log = open_ro(f->dir);
+    log = tu_open_ro(f->dir);
     assert_int_equal(read_all(log, kl_log_length(log)), 0);
     assert_int_equal(kl_log_close(log), 0);
 }
@@ -264,7 +253,7 @@ static void test_a_cut_segment_is_reported_with_its_blocks(void **state) {
     assert_int_equal(kl_log_open_io(dir2, NULL, tu_io(), &log), KL_ECORRUPT);
     assert_non_null(strstr(kl_last_error(), "are committed"));
     /* a reader still serves what is intact, and reports the rest */
-    log = open_ro(dir2);
+    log = tu_open_ro(dir2);
     uint8_t buf[MAX_REC];
     size_t n;
     assert_int_equal(kl_log_get(log, 0, buf, sizeof buf, &n), 0);

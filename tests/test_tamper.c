@@ -182,17 +182,6 @@ static uint64_t block_offset(const char *dir, uint64_t i) {
     return off;
 }
 
-static kl_log *open_ro(const char *dir) {
-    kl_open_options o;
-    kl_open_options_default(&o);
-    o.flags = KL_OPEN_READONLY;
-    kl_log *log = NULL;
-    int rc = kl_log_open_io(dir, &o, tu_io(), &log);
-    if (rc != 0)
-        fail_msg("read-only open of %s: %d %s", dir, rc, kl_last_error());
-    return log;
-}
-
 /* ---- running `kappalog verify` ---- */
 
 static const char *cli(void) {
@@ -308,7 +297,7 @@ static void check_reads(kl_log *log, const expect *e) {
 }
 
 static void expect_damage_found(const expect *e) {
-    kl_log *log = open_ro(fx.dir);
+    kl_log *log = tu_open_ro(fx.dir);
     assert_int_equal(kl_log_length(log), e->length);
     uint64_t bad = 0;
     int rc = kl_log_verify(log, NULL, NULL, &bad);
@@ -341,7 +330,7 @@ static void expect_damage_found(const expect *e) {
 
 static void test_the_intact_log_verifies(void **state) {
     (void)state;
-    kl_log *log = open_ro(fx.dir);
+    kl_log *log = tu_open_ro(fx.dir);
     tu_expect_verified(log, "intact");
     tu_tree t;
     tu_tree_init(&t);
@@ -470,7 +459,7 @@ static void test_a_block_forged_with_its_checksums_is_caught_by_the_tree(void **
     (void)state;
     uint64_t j = mid_batch_block(fx.firsts[2] + 7);
     forge_block(fx.dir, j);
-    kl_log *log = open_ro(fx.dir);
+    kl_log *log = tu_open_ro(fx.dir);
     uint64_t bad = 0;
     int rc = kl_log_verify(log, NULL, NULL, &bad);
     if (rc != KL_EVERIFY || bad != j)

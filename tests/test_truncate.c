@@ -147,17 +147,6 @@ static int same_state(const signed_state *a, const signed_state *b) {
            memcmp(a->sig, b->sig, a->sig_len) == 0;
 }
 
-static kl_log *open_ro(const char *dir) {
-    kl_open_options o;
-    kl_open_options_default(&o);
-    o.flags = KL_OPEN_READONLY;
-    kl_log *log = NULL;
-    int rc = kl_log_open_io(dir, &o, tu_io(), &log);
-    if (rc != 0)
-        fail_msg("read-only open of %s: %d %s", dir, rc, kl_last_error());
-    return log;
-}
-
 static char *path_in(const char *dir, const char *name) {
     char *p = NULL;
     assert_true(asprintf(&p, "%s/%s", dir, name) > 0);
@@ -254,7 +243,7 @@ static void test_truncation_steps_match_hypercore(void **state) {
             nwords = cut;
         }
         json_t *s = tu_json_get(step, "state");
-        kl_log *log = open_ro(dir);
+        kl_log *log = tu_open_ro(dir);
         kl_info info;
         assert_int_equal(kl_log_info(log, &info), 0);
         if (info.length != tu_json_u64(s, "length") ||
@@ -522,7 +511,7 @@ static void test_a_refused_truncation_changes_nothing(void **state) {
     base *b = calloc(1, sizeof *b);
     assert_non_null(b);
     make_base(b, "truncate-refused", rec_old, KL_CODEC_NONE, 0, KL_FSYNC_ALWAYS);
-    kl_log *log = open_ro(b->dir);
+    kl_log *log = tu_open_ro(b->dir);
     signed_state old;
     state_of(log, &old);
     assert_int_equal(kl_log_close(log), 0);
@@ -561,7 +550,7 @@ static void test_a_refused_truncation_changes_nothing(void **state) {
     fclose(f);
     expect_refused(b->dir, 5, KL_EREADONLY, "another key's secret");
     assert_int_equal(rename(keep, sp), 0);
-    log = open_ro(b->dir);
+    log = tu_open_ro(b->dir);
     signed_state now;
     state_of(log, &now);
     assert_true(same_state(&old, &now));
@@ -641,7 +630,7 @@ static void test_a_reader_open_across_a_truncation_never_crashes_or_mixes_forks(
     base *b = calloc(1, sizeof *b);
     assert_non_null(b);
     make_base(b, "truncate-reader", rec_old, KL_CODEC_NONE, 0, KL_FSYNC_ALWAYS);
-    kl_log *reader = open_ro(b->dir);
+    kl_log *reader = tu_open_ro(b->dir);
     uint8_t buf[MAX_REC + 8];
     size_t n;
     for (uint64_t i = 0; i < RECORDS; i++) /* every segment mapped */
@@ -741,7 +730,7 @@ static void crash_case_init(crash_case *cc, uint64_t n, const char *tag) {
     cc->before = path_in(cc->b.root, "at-rename-before");
     cc->after = path_in(cc->b.root, "at-rename-after");
     cc->work = path_in(cc->b.root, "work");
-    kl_log *log = open_ro(cc->b.dir);
+    kl_log *log = tu_open_ro(cc->b.dir);
     state_of(log, &cc->old);
     assert_int_equal(kl_log_close(log), 0);
     tu_tree_init(&cc->old_tree);
@@ -767,7 +756,7 @@ static void crash_case_init(crash_case *cc, uint64_t n, const char *tag) {
     assert_non_null(strstr(kl_last_error(), "unfinished"));
     tu_dir_digest(cc->after, d1);
     assert_memory_equal(d0, d1, KL_HASH_BYTES);
-    log = open_ro(cc->work);
+    log = tu_open_ro(cc->work);
     state_of(log, &cc->cut);
     assert_int_equal(kl_log_close(log), 0);
     assert_int_equal(cc->cut.length, n);

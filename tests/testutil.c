@@ -109,6 +109,17 @@ kl_log *tu_open(const char *dir) {
     return log;
 }
 
+kl_log *tu_open_ro(const char *dir) {
+    kl_open_options o;
+    kl_open_options_default(&o);
+    o.flags = KL_OPEN_READONLY;
+    kl_log *log = NULL;
+    int rc = kl_log_open_io(dir, &o, tu_io(), &log);
+    if (rc != 0)
+        fail_msg("read-only open of %s: %d %s", dir, rc, kl_last_error());
+    return log;
+}
+
 int tu_append_range(kl_log *log, uint64_t seed, size_t max_size, uint64_t from, uint64_t to,
                     size_t batch) {
     uint8_t *buf = malloc((max_size + 8) * batch);

@@ -60,6 +60,8 @@ void tu_grow_and_check(const char *dir, uint64_t seed, size_t max_size, uint64_t
 
 /* Open on the KL_IO backend; asserts success. */
 kl_log *tu_open(const char *dir);
+/* The same, read-only. */
+kl_log *tu_open_ro(const char *dir);
 
 /* Append records [from, to) of (seed, max_size) in batches of `batch`; returns the first error. */
 int tu_append_range(kl_log *log, uint64_t seed, size_t max_size, uint64_t from, uint64_t to,
