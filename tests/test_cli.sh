@@ -702,6 +702,40 @@ test_signed_core() {
     assert_eq "$(json_field length) $(json_field fork)" "1500 2" "truncate to the length: fork"
 }
 
+# proof: what a Hypercore peer would get; bad requests are clear errors that change nothing.
+test_proof_cli() {
+    local log="$T/proof" before
+    "$K" init "$log" --seed "$(printf '06%.0s' {1..32})" >/dev/null
+    seq 1 11 | "$K" append "$log" --batch 1 >/dev/null
+    before=$(state "$log")
+    run proof "$log" --upgrade 0:11 --manifest
+    expect_ok "proof --upgrade 0:11"
+    assert grep -qE '^[0-9a-f]+$' "$T/out"
+    run proof "$log" --block 3 --upgrade 0:11
+    expect_ok "proof --block 3 --upgrade 0:11"
+    run proof "$log" --block 5 --nodes 3
+    expect_ok "proof --block 5 --nodes 3"
+    run proof "$log"
+    expect_error 2 "ask for a --block, an --upgrade, or both" "proof without a request"
+    run proof "$log" --nodes 2
+    expect_error 2 "--nodes needs --block" "proof --nodes alone"
+    run proof "$log" --block x
+    expect_error 2 "--block: 'x' is not a block index" "proof --block x"
+    run proof "$log" --upgrade 5
+    expect_error 2 "--upgrade: '5' is not START:LENGTH" "proof --upgrade without a colon"
+    run proof "$log" --upgrade :3
+    expect_error 2 "is not START:LENGTH" "proof --upgrade without START"
+    run proof "$log" --block 11 --upgrade 0:11
+    expect_error 2 "" "proof of a block past the length"
+    run proof "$log" --upgrade 0:12
+    expect_error 2 "" "proof of an upgrade past the length"
+    run proof "$log" --block 5 --nodes 40
+    expect_error 2 "" "proof with more path levels than the block has"
+    run proof "$T/nothing-here" --upgrade 0:1
+    expect_error 1 "no such directory" "proof of a missing log"
+    expect_unchanged "$log" "$before" "bad proof requests"
+}
+
 test_help
 test_init_info
 test_lines_round_trip
@@ -716,6 +750,7 @@ test_runtime_errors
 test_malformed_input
 test_million_lines
 test_signed_core
+test_proof_cli
 
 echo "test_cli.sh: $CHECKS checks passed, $FAILS failed"
 [ "$FAILS" -eq 0 ]
