@@ -203,6 +203,7 @@ static void fail_handle(kl_log *log, int rc, const char *what) {
              "%s failed (%s); the log handle is closed to "
              "writes: reopen to recover",
              what, strerror(rc < 0 ? -rc : EIO));
+    kl_follow_notify(log); /* followers stop waiting for commits that will not come */
 }
 
 static int failed_error(kl_log *log) {
@@ -569,6 +570,7 @@ static void commit_open(kl_log *log) {
         /* last: an appender that sees its ticket done returns and may read all of the above */
         atomic_store_explicit(&log->committed_seq, b->seq, memory_order_release);
         wake_done(log, b->seq);
+        kl_follow_notify(log);
     }
 }
 

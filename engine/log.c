@@ -11,6 +11,7 @@
 #endif
 #include <dirent.h>
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -335,6 +336,7 @@ static kl_log *log_alloc(const char *dir, kl_io *io) {
     pthread_mutex_init(&log->sealer_mu, NULL);
     pthread_cond_init(&log->sealer_cv, NULL);
     pthread_rwlock_init(&log->segs_lock, NULL);
+    pthread_mutex_init(&log->refresh_mu, NULL);
     if (!log->dir || !log->hdr_path || !log->seg_dir || !log->tree_path) {
         free(log->dir);
         free(log->hdr_path);
@@ -363,6 +365,7 @@ static void log_free(kl_log *log) {
     pthread_mutex_destroy(&log->sealer_mu);
     pthread_cond_destroy(&log->sealer_cv);
     pthread_rwlock_destroy(&log->segs_lock);
+    pthread_mutex_destroy(&log->refresh_mu);
     free(log->dir);
     free(log->hdr_path);
     free(log->seg_dir);
@@ -459,6 +462,12 @@ int kl_log_close(kl_log *log) {
     if (!log)
         return 0;
     int rc = 0;
+    /* threads in kl_log_wait on this handle return KL_ECLOSED before it goes away */
+    atomic_store(&log->follow_closing, 1);
+    while (atomic_load(&log->len_waiters) > 0) {
+        kl_follow_notify(log);
+        sched_yield();
+    }
     kl_flusher_stop(log);
     if (!log->readonly) {
         rc = kl_commit_sync(log, 1);

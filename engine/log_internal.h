@@ -206,6 +206,12 @@ struct kl_log {
     uint8_t *treebuf;          /* the nodes one commit writes (commit role) */
     size_t treebuf_cap;
 
+    /* following (follow.c) */
+    _Atomic uint32_t len_word;     /* futex: bumped after every new length is published */
+    _Atomic uint32_t len_waiters;  /* threads in kl_log_wait on len_word */
+    _Atomic int follow_closing;    /* kl_log_close began: waiters return KL_ECLOSED */
+    pthread_mutex_t refresh_mu;    /* one kl_log_refresh at a time (read-only handles) */
+
     /* errors */
     pthread_mutex_t errmu;
     char err[512];
@@ -268,6 +274,9 @@ typedef struct kl_node_src {
     uint64_t length;
 } kl_node_src;
 int kl_node_src_get(void *ctx, uint64_t index, kl_node *out);
+
+/* follow.c: wake kl_log_wait callers after a new length was published. */
+void kl_follow_notify(kl_log *log);
 
 /* truncate.c: finish a truncation a crash interrupted (recovery, writable opens). */
 int kl_truncate_redo(kl_log *log);

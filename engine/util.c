@@ -186,6 +186,8 @@ const char *kl_strerror(int code) {
         return "length conflict";
     case KL_ETOOBIG:
         return "too big";
+    case KL_EFORK:
+        return "the log was truncated (fork changed)";
     default:
         return "unknown error";
     }

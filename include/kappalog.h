@@ -60,7 +60,8 @@ typedef enum kl_error {
     KL_ETOOSMALL = -11, /* the caller's buffer is too small; the size needed is returned */
     KL_EREADONLY = -12, /* the handle was opened read-only */
     KL_ECONFLICT = -13, /* an expected length did not match */
-    KL_ETOOBIG = -14    /* a block or batch exceeds the engine's limits */
+    KL_ETOOBIG = -14,   /* a block or batch exceeds the engine's limits */
+    KL_EFORK = -15      /* the log was truncated (its fork changed) under a handle or cursor */
 } kl_error;
 
 /* Fsync policies (docs/DURABILITY.md says exactly what each one promises). */
@@ -300,6 +301,76 @@ KL_API int kl_iter_open(kl_log *log, uint64_t from, uint64_t to, kl_iter **out);
 KL_API int kl_iter_next(kl_iter *it, kl_record *rec);
 
 KL_API void kl_iter_close(kl_iter *it);
+
+/*
+ * Following a log as it grows (live tail).
+ *
+ * kl_log_refresh brings a read-only handle up to the newest commit another
+ * process made (a writable handle is always current): 1 if the length grew,
+ * 0 if not, KL_EFORK if the log was truncated since the handle opened
+ * (reopen it), or another negative kl_error.
+ *
+ * kl_log_wait blocks until the committed length is greater than `length`,
+ * the timeout passes (timeout_ms < 0: no timeout) or the handle is closed:
+ * 1 if the length is greater, 0 on timeout, or a negative kl_error. It does
+ * not poll: a writable handle is woken by its own commit path; a read-only
+ * handle waits for the header file to change (inotify) and refreshes.
+ */
+KL_API int kl_log_refresh(kl_log *log);
+KL_API int kl_log_wait(kl_log *log, uint64_t length, int timeout_ms);
+
+/*
+ * The first block of the first batch committed at or after `time_ms` (Unix
+ * milliseconds), found through the time index without a scan: *index is the
+ * log's length if every batch is older. Batch timestamps never go backwards
+ * in a log (a commit takes the later of the clock and the previous commit's
+ * time), so this is also where a consumer "from 10:00" starts.
+ */
+KL_API int kl_log_seek_time(kl_log *log, uint64_t time_ms, uint64_t *index);
+
+/*
+ * Named durable consumer cursors (consumers/<name>.cursor in the log's
+ * directory): the next block to consume and the fork it belongs to, written
+ * crash-safely (two checksummed slots, as the header). Names are 1..64
+ * characters of [A-Za-z0-9._-], not starting with '.'.
+ */
+typedef struct kl_cursor kl_cursor;
+
+#define KL_CURSOR_CREATE 0x1u /* create the cursor at position 0 if it does not exist */
+
+/*
+ * Open cursor `name` of `log` (KL_ENOTFOUND if absent and not created).
+ * KL_EFORK if the log was truncated below the cursor's position since it was
+ * last committed: the cursor still opens (*out is set) and reports the
+ * change through kl_cursor_fork / kl_cursor_position; kl_cursor_commit
+ * acknowledges the new fork.
+ */
+KL_API int kl_cursor_open(kl_log *log, const char *name, unsigned flags, kl_cursor **out);
+KL_API void kl_cursor_close(kl_cursor *c);
+
+/* The next block index to consume, and the fork it was committed at. */
+KL_API uint64_t kl_cursor_position(const kl_cursor *c);
+KL_API uint64_t kl_cursor_fork(const kl_cursor *c);
+
+/*
+ * Durably move the cursor to `position` (<= the log's length) at the log's
+ * current fork. Returns once it is on disk (fdatasync).
+ */
+KL_API int kl_cursor_commit(kl_cursor *c, uint64_t position);
+
+/* Remove cursor `name` of the log in `dir` (KL_ENOTFOUND if absent). */
+KL_API int kl_cursor_delete(kl_log *log, const char *name);
+
+/* The cursors of a log: name, position and fork. */
+typedef struct kl_cursor_info {
+    char name[65];
+    uint64_t position;
+    uint64_t fork;
+    int damaged; /* neither slot checks out: position and fork are 0 */
+} kl_cursor_info;
+
+/* *out is malloc'ed (*n entries, sorted by name; free it). */
+KL_API int kl_cursor_list(kl_log *log, kl_cursor_info **out, size_t *n);
 
 /* The name of an error code ("corrupt data", ...). Never NULL. */
 KL_API const char *kl_strerror(int code);

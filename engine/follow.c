@@ -1,0 +1,328 @@
+/*
+ * follow.c - following a log as it grows: kl_log_refresh (a read-only
+ * handle catches up with another process's commits) and kl_log_wait (block
+ * until the length passes a given value, without polling).
+ *
+ * How a waiter is woken:
+ * - a writable handle's commit path bumps `len_word` after it publishes a
+ *   new length and wakes the futex if anyone waits (kl_follow_notify);
+ * - a read-only handle watches the `header` file with inotify: every commit
+ *   writes a header slot, so a change of the file is the signal to refresh.
+ *
+ * A refresh reads both header slots and takes the newest one that decodes
+ * and whose signature holds (a slot torn by a writer that is writing it
+ * right now simply does not count yet). The batches it covers were written
+ * before it, so they are in the page cache for this process to see; the
+ * refresh walks their headers to extend the active segment's sparse index,
+ * adds the segments that appeared since, and only then publishes the new
+ * length (release order, as the commit path does).
+ *
+ * What a reader would get wrong: a truncation by another process (the fork
+ * changed) cannot be followed in place, since blocks this handle served may
+ * no longer exist; the refresh reports KL_EFORK and the caller reopens.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "log_internal.h"
+#include "segment.h"
+#include "util.h"
+
+void kl_follow_notify(kl_log *log) {
+    atomic_fetch_add_explicit(&log->len_word, 1, memory_order_release);
+    if (atomic_load_explicit(&log->len_waiters, memory_order_acquire) > 0)
+        syscall(SYS_futex, (uint32_t *)&log->len_word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+/* The newest header slot that decodes and verifies; 0 if there is one. */
+static int newest_slot(kl_log *log, kl_slot *out) {
+    uint8_t *buf = malloc(KL_HDR_FILE_BYTES);
+    if (!buf)
+        return kl_errf(KL_ENOMEM, "reading the header");
+    size_t got = 0;
+    int rc = kl_io_pread(log->io, log->hdr_fd, buf, KL_HDR_FILE_BYTES, 0, &got);
+    if (rc < 0) {
+        free(buf);
+        return kl_errf(kl_err_from_errno(-rc), "%s: %s", log->hdr_path, strerror(-rc));
+    }
+    int found = 0;
+    for (int i = 0; i < 2; i++) {
+        kl_slot s;
+        if (got < (size_t)(i + 1) * KL_HDR_SLOT_BYTES ||
+            kl_slot_decode(buf + (size_t)i * KL_HDR_SLOT_BYTES, &s) < 0)
+            continue;
+        if (found && s.seq <= out->seq)
+            continue;
+        if (s.seq != log->last.seq && kl_slot_verify(&s) < 0)
+            continue;
+        *out = s;
+        found = 1;
+    }
+    free(buf);
+    kl_err_clear();
+    return found ? 0 : kl_errf(KL_ECORRUPT, "%s: no header slot checks out", log->hdr_path);
+}
+
+/* Note one batch in a segment's indexes (the time index joins here). */
+static void note_batch(kl_seg *s, uint64_t rel, uint64_t pos, uint64_t ts_ms) {
+    (void)ts_ms;
+    kl_oidx_note(&s->idx, rel, pos);
+}
+
+/*
+ * Index the batches of s from its committed end on, up to block `next`,
+ * within `limit` bytes: the bytes commits added since. With `exact`, the
+ * batches must end exactly at `limit` (the committed end of the active
+ * segment); otherwise (a segment that was active and is now finished) its
+ * end is where block `next` begins. A batch header that does not check out
+ * marks the blocks from it as unreadable, as recovery does.
+ */
+static void index_tail(kl_seg *s, uint64_t limit, uint64_t next, int exact) {
+    uint64_t pos = atomic_load(&s->end), index = atomic_load(&s->next);
+    if (pos < KL_SEG_HEADER_BYTES)
+        pos = KL_SEG_HEADER_BYTES;
+    while (pos < limit && index < next && s->bad_from == UINT64_MAX) {
+        kl_batch_hdr h;
+        if (pos + KL_BATCH_HEADER_BYTES > limit ||
+            kl_batch_hdr_decode(s->map + pos, (size_t)(limit - pos), &h) < 0 ||
+            h.first_index != index || pos + kl_batch_frame_len(&h) > limit) {
+            s->bad_from = index;
+            break;
+        }
+        note_batch(s, index - s->first, pos, h.timestamp_ms);
+        pos += kl_batch_frame_len(&h);
+        index += h.count;
+    }
+    if (s->bad_from == UINT64_MAX && (index != next || (exact && pos != limit)))
+        s->bad_from = index;
+    kl_err_clear();
+    atomic_store_explicit(&s->end, exact ? limit : pos, memory_order_release);
+    atomic_store_explicit(&s->next, next, memory_order_release);
+}
+
+/* The size of segment s's file now. */
+static int seg_file_size(kl_log *log, const kl_seg *s, uint64_t *size) {
+    char path[4096];
+    int fd = -1;
+    kl_seg_file(log, path, sizeof path, s->first, "log");
+    int rc = kl_io_open(log->io, path, O_RDONLY, 0, &fd);
+    if (rc == 0)
+        rc = log->io->v->size(log->io, fd, size);
+    kl_io_close(log->io, fd);
+    if (rc < 0)
+        return kl_errf(kl_err_from_errno(-rc), "%s: %s", path, strerror(-rc));
+    return 0;
+}
+
+/* Extend the active segment `s` to (end, next); it must be mapped for its whole size. */
+static int grow_active(kl_log *log, kl_seg *s, uint64_t end, uint64_t next) {
+    int rc = kl_seg_ensure_map(log, s);
+    if (rc < 0)
+        return rc;
+    KL_ASSERT(!atomic_load(&s->sealed) && atomic_load(&s->idx_ready));
+    if (end > s->map_len)
+        return kl_errf(KL_ECORRUPT, "segment %020llu.log: committed end %llu is past its mapping",
+                       (unsigned long long)s->first, (unsigned long long)end);
+    index_tail(s, end, next, 1);
+    return 0;
+}
+
+/* A segment that appeared since the last refresh: the new active one, or sealed. */
+static int add_segment(kl_log *log, uint64_t first, uint64_t next, int active) {
+    kl_seg *s = kl_seg_new(first);
+    if (!s)
+        return kl_errf(KL_ENOMEM, "segment table");
+    atomic_store(&s->next, active ? first : next);
+    atomic_store(&s->end, 0);
+    int rc = 0;
+    if (active)
+        rc = kl_oidx_init(&s->idx, first, log->cfg.segment_bytes + KL_SEG_MAP_SLACK);
+    if (rc == 0 && active)
+        atomic_store(&s->idx_ready, 1);
+    else
+        atomic_store(&s->sealed, 1);
+    if (rc == 0)
+        rc = kl_seg_add(log, s);
+    if (rc < 0)
+        kl_seg_free(log, s);
+    return rc;
+}
+
+/*
+ * The segments of st that this handle lacks: the old active one is
+ * finished (its end found by walking to the next segment's first block),
+ * the ones between are added sealed, and st's active one is indexed.
+ */
+static int roll_to(kl_log *log, const kl_slot *st) {
+    uint64_t *firsts = NULL;
+    size_t n = 0;
+    int rc = kl_seg_list(log->seg_dir, &firsts, &n);
+    if (rc < 0)
+        return rc;
+    kl_seg *old = log->segs[log->nsegs - 1];
+    size_t i = 0;
+    while (i < n && firsts[i] <= old->first)
+        i++;
+    size_t a = i;
+    while (a < n && firsts[a] < st->active_segment)
+        a++;
+    if (i == n || a == n || firsts[a] != st->active_segment) {
+        rc = kl_errf(KL_ECORRUPT, "segment %020llu.log is missing (blocks %llu..%llu)",
+                     (unsigned long long)st->active_segment, (unsigned long long)st->active_segment,
+                     (unsigned long long)st->length);
+        goto out;
+    }
+    uint64_t size = 0;
+    rc = kl_seg_ensure_map(log, old);
+    if (rc == 0)
+        rc = seg_file_size(log, old, &size);
+    if (rc < 0)
+        goto out;
+    index_tail(old, KL_MIN(size, old->map_len), firsts[i], 0);
+    for (; rc == 0 && i < n && firsts[i] <= st->active_segment; i++) {
+        int active = firsts[i] == st->active_segment;
+        rc = add_segment(log, firsts[i], active ? st->length : firsts[i + 1], active);
+    }
+    if (rc == 0)
+        rc = grow_active(log, log->segs[log->nsegs - 1], st->active_end, st->length);
+out:
+    free(firsts);
+    return rc;
+}
+
+int kl_log_refresh(kl_log *log) {
+    if (!log)
+        return kl_errf(KL_EINVAL, "kl_log_refresh: NULL log");
+    if (!log->readonly)
+        return 0; /* a writable handle makes the commits: it is always current */
+    pthread_mutex_lock(&log->refresh_mu);
+    kl_slot st;
+    int rc = newest_slot(log, &st);
+    if (rc == 0 && st.fork != log->last.fork)
+        rc = kl_errf(KL_EFORK, "%s was truncated (fork %llu, now %llu): reopen it", log->dir,
+                     (unsigned long long)log->last.fork, (unsigned long long)st.fork);
+    if (rc < 0 || st.length <= atomic_load(&log->length)) {
+        pthread_mutex_unlock(&log->refresh_mu);
+        return rc < 0 ? kl_log_err(log, rc) : 0;
+    }
+    KL_ASSERT(log->nsegs > 0);
+    kl_seg *active = log->segs[log->nsegs - 1];
+    if (st.active_segment == active->first)
+        rc = grow_active(log, active, st.active_end, st.length);
+    else if (st.active_segment > active->first)
+        rc = roll_to(log, &st);
+    else
+        rc = kl_errf(KL_ECORRUPT, "%s: the newest header slot names an older active segment",
+                     log->hdr_path);
+    if (rc == 0) {
+        pthread_mutex_lock(&log->mu);
+        log->last = st;
+        pthread_mutex_unlock(&log->mu);
+        atomic_store_explicit(&log->byte_length, st.byte_length, memory_order_release);
+        atomic_store_explicit(&log->last_commit_ms, st.commit_ms, memory_order_release);
+        atomic_store_explicit(&log->length, st.length, memory_order_release);
+        kl_follow_notify(log);
+    }
+    pthread_mutex_unlock(&log->refresh_mu);
+    return rc < 0 ? kl_log_err(log, rc) : 1;
+}
+
+/* Milliseconds left until deadline_ns (-1: none). */
+static int ms_left(uint64_t deadline_ns) {
+    if (deadline_ns == UINT64_MAX)
+        return -1;
+    uint64_t now = kl_mono_ns();
+    if (now >= deadline_ns)
+        return 0;
+    uint64_t ms = (deadline_ns - now + 999999u) / 1000000u;
+    return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+/* A writable handle: sleep on len_word until the commit path bumps it. */
+static int wait_local(kl_log *log, uint64_t length, uint64_t deadline_ns) {
+    atomic_fetch_add(&log->len_waiters, 1);
+    int rc = 0;
+    for (;;) {
+        uint32_t seen = atomic_load_explicit(&log->len_word, memory_order_acquire);
+        if (atomic_load_explicit(&log->length, memory_order_acquire) > length) {
+            rc = 1;
+            break;
+        }
+        if (atomic_load(&log->failed) || atomic_load(&log->follow_closing)) {
+            rc = kl_errf(atomic_load(&log->failed) ? KL_EIO : KL_ECLOSED,
+                         "waiting for %s to grow: the handle %s", log->dir,
+                         atomic_load(&log->failed) ? "failed" : "is closing");
+            break;
+        }
+        int left = ms_left(deadline_ns);
+        if (left == 0)
+            break;
+        struct timespec ts = {left / 1000, (long)(left % 1000) * 1000000L};
+        syscall(SYS_futex, (uint32_t *)&log->len_word, FUTEX_WAIT_PRIVATE, seen,
+                left < 0 ? NULL : &ts, NULL, 0);
+    }
+    atomic_fetch_sub(&log->len_waiters, 1);
+    return rc;
+}
+
+/* Drain an inotify descriptor's pending events. */
+static void drain(int fd) {
+    char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+    while (read(fd, buf, sizeof buf) > 0) {
+    }
+}
+
+/* A read-only handle: watch the header file, refresh on every change. */
+static int wait_remote(kl_log *log, uint64_t length, uint64_t deadline_ns) {
+    int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (fd < 0)
+        return kl_log_err(log, kl_errf(KL_EIO, "inotify: %s", strerror(errno)));
+    int rc = 0;
+    if (inotify_add_watch(fd, log->hdr_path, IN_MODIFY | IN_ATTRIB | IN_DELETE_SELF) < 0) {
+        rc = kl_log_err(log, kl_errf(KL_EIO, "watching %s: %s", log->hdr_path, strerror(errno)));
+        goto out;
+    }
+    for (;;) {
+        rc = kl_log_refresh(log); /* after the watch is in place: no change is missed */
+        if (rc < 0)
+            break;
+        rc = atomic_load_explicit(&log->length, memory_order_acquire) > length;
+        int left = ms_left(deadline_ns);
+        if (rc || left == 0)
+            break;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int n = poll(&p, 1, left);
+        if (n < 0 && errno != EINTR) {
+            rc = kl_log_err(log,
+                            kl_errf(KL_EIO, "waiting on %s: %s", log->hdr_path, strerror(errno)));
+            break;
+        }
+        drain(fd);
+    }
+out:
+    close(fd);
+    return rc;
+}
+
+int kl_log_wait(kl_log *log, uint64_t length, int timeout_ms) {
+    if (!log)
+        return kl_errf(KL_EINVAL, "kl_log_wait: NULL log");
+    uint64_t deadline =
+        timeout_ms < 0 ? UINT64_MAX : kl_mono_ns() + (uint64_t)timeout_ms * 1000000u;
+    if (log->readonly)
+        return wait_remote(log, length, deadline);
+    return wait_local(log, length, deadline);
+}

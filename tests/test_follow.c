@@ -1,0 +1,211 @@
+/*
+ * test_follow.c - following a log as it grows (engine/follow.c):
+ * kl_log_wait on a writable handle is woken by its own commits,
+ * kl_log_refresh brings a read-only handle up to another writer's commits
+ * across segment rolls (plain and zstd batches), kl_log_wait on a read-only
+ * handle is woken by a commit of another process, and a truncation under a
+ * reader is reported as KL_EFORK rather than followed.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "testutil.h"
+
+#define SEED     77
+#define MAX_SIZE 700
+
+typedef struct appender {
+    kl_log *log;
+    uint64_t from, to;
+    size_t batch;
+    int delay_ms;
+    int rc;
+} appender;
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void *append_slowly(void *arg) {
+    appender *a = arg;
+    for (uint64_t i = a->from; i < a->to && a->rc == 0; i += a->batch) {
+        sleep_ms(a->delay_ms);
+        uint64_t end = i + a->batch < a->to ? i + a->batch : a->to;
+        a->rc = tu_append_range(a->log, SEED, MAX_SIZE, i, end, a->batch);
+    }
+    return NULL;
+}
+
+static void test_a_waiter_on_the_writer_wakes_on_each_commit_and_times_out_when_idle(void **st) {
+    (void)st;
+    char *dir = tu_new_log("follow-local", KL_FSYNC_NEVER);
+    kl_log *log = tu_open(dir);
+    assert_int_equal(kl_log_wait(log, 0, 0), 0);  /* nothing yet, no wait */
+    assert_int_equal(kl_log_wait(log, 0, 30), 0); /* times out */
+    appender a = {log, 0, 200, 20, 2, 0};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, append_slowly, &a), 0);
+    uint64_t seen = 0;
+    while (seen < 200) {
+        int rc = kl_log_wait(log, seen, 5000);
+        assert_int_equal(rc, 1); /* woken by a commit, never by the timeout */
+        uint64_t len = kl_log_length(log);
+        assert_true(len > seen);
+        seen = len;
+    }
+    pthread_join(t, NULL);
+    assert_int_equal(a.rc, 0);
+    assert_int_equal(kl_log_wait(log, seen - 1, -1), 1); /* already longer: returns at once */
+    assert_int_equal(kl_log_close(log), 0);
+    tu_rm_log(dir);
+}
+
+/* Read [from, to) through an iterator and check every record against the stream. */
+static void expect_range(kl_log *log, uint64_t from, uint64_t to) {
+    kl_iter *it = NULL;
+    assert_int_equal(kl_iter_open(log, from, to, &it), 0);
+    uint8_t want[MAX_SIZE];
+    kl_record r;
+    uint64_t i = from;
+    int rc;
+    while ((rc = kl_iter_next(it, &r)) == 1) {
+        assert_int_equal(r.index, i);
+        size_t n = tu_record(SEED, i, MAX_SIZE, want);
+        assert_int_equal(r.size, n);
+        assert_memory_equal(r.data, want, n);
+        i++;
+    }
+    assert_int_equal(rc, 0);
+    assert_int_equal(i, to);
+    kl_iter_close(it);
+}
+
+static void refresh_across_rolls(kl_codec codec) {
+    char *tmp = tu_tmpdir("follow-roll");
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/log", tmp);
+    kl_config cfg;
+    kl_config_default(&cfg);
+    cfg.fsync_mode = KL_FSYNC_NEVER;
+    cfg.segment_bytes = KL_MIN_SEGMENT_BYTES;
+    cfg.codec = codec;
+    tu_create(dir, &cfg);
+    kl_log *w = tu_open(dir);
+    assert_int_equal(tu_append_range(w, SEED, MAX_SIZE, 0, 50, 7), 0);
+    kl_log *r = tu_open_ro(dir);
+    assert_int_equal(kl_log_length(r), 50);
+    assert_int_equal(kl_log_refresh(r), 0); /* nothing new */
+    uint64_t have = 50;
+    for (int round = 0; round < 12; round++) {
+        /* up to several segments per round, so a refresh sees rolls it never saw happen */
+        uint64_t to = have + 40 + (uint64_t)round * 60;
+        assert_int_equal(tu_append_range(w, SEED, MAX_SIZE, have, to, 1 + (size_t)round * 5), 0);
+        if (round % 3 == 0)
+            expect_range(r, 0, kl_log_length(r)); /* read (and map) the old tail first */
+        assert_int_equal(kl_log_refresh(r), 1);
+        assert_int_equal(kl_log_length(r), to);
+        assert_int_equal(kl_log_byte_length(r), kl_log_byte_length(w));
+        expect_range(r, have > 10 ? have - 10 : 0, to);
+        uint8_t buf[MAX_SIZE], want[MAX_SIZE];
+        size_t n = 0, wn = tu_record(SEED, to - 1, MAX_SIZE, want);
+        assert_int_equal(kl_log_get(r, to - 1, buf, sizeof buf, &n), 0);
+        assert_int_equal(n, wn);
+        assert_memory_equal(buf, want, n);
+        have = to;
+    }
+    kl_info a, b;
+    assert_int_equal(kl_log_info(w, &a), 0);
+    assert_int_equal(kl_log_info(r, &b), 0);
+    assert_true(a.segments > 8);
+    assert_memory_equal(a.tree_hash, b.tree_hash, 32);
+    assert_memory_equal(a.signature, b.signature, a.signature_len);
+    expect_range(r, 0, have);
+    tu_expect_verified(r, "a refreshed reader");
+    assert_int_equal(kl_log_close(w), 0);
+    assert_int_equal(kl_log_close(r), 0);
+    tu_rmrf(tmp);
+    free(tmp);
+}
+
+static void test_a_reader_refreshes_across_segment_rolls(void **st) {
+    (void)st;
+    refresh_across_rolls(KL_CODEC_NONE);
+}
+
+static void test_a_reader_refreshes_across_rolls_of_zstd_batches(void **st) {
+    (void)st;
+    refresh_across_rolls(KL_CODEC_ZSTD);
+}
+
+static void test_a_reader_in_another_process_is_woken_by_a_commit(void **st) {
+    (void)st;
+    char *dir = tu_new_log("follow-remote", KL_FSYNC_NEVER);
+    kl_log *r = tu_open_ro(dir);
+    assert_int_equal(kl_log_wait(r, 0, 20), 0); /* times out: nothing is appended */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        kl_log *w = NULL;
+        if (kl_log_open(dir, NULL, &w) < 0)
+            _exit(2);
+        for (uint64_t i = 0; i < 300; i += 30) {
+            sleep_ms(3);
+            if (tu_append_range(w, SEED, MAX_SIZE, i, i + 30, 10) < 0)
+                _exit(3);
+        }
+        _exit(kl_log_close(w) < 0 ? 4 : 0);
+    }
+    uint64_t seen = 0;
+    while (seen < 300) {
+        int rc = kl_log_wait(r, seen, 10000);
+        assert_int_equal(rc, 1); /* the commit's header write woke us, not the timeout */
+        seen = kl_log_length(r);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    expect_range(r, 0, 300);
+    assert_int_equal(kl_log_close(r), 0);
+    tu_rm_log(dir);
+}
+
+static void test_a_truncation_under_a_reader_is_reported_not_followed(void **st) {
+    (void)st;
+    char *dir = tu_new_log("follow-fork", KL_FSYNC_NEVER);
+    kl_log *w = tu_open(dir);
+    assert_int_equal(tu_append_range(w, SEED, MAX_SIZE, 0, 100, 10), 0);
+    assert_int_equal(kl_log_close(w), 0);
+    kl_log *r = tu_open_ro(dir);
+    assert_int_equal(kl_truncate(dir, 40, NULL), 0);
+    w = tu_open(dir);
+    assert_int_equal(tu_append_range(w, SEED + 1, MAX_SIZE, 40, 200, 10), 0);
+    assert_int_equal(kl_log_refresh(r), KL_EFORK);
+    assert_non_null(strstr(kl_log_last_error(r), "fork 0, now 1"));
+    assert_int_equal(kl_log_wait(r, 100, 1000), KL_EFORK);
+    assert_int_equal(kl_log_length(r), 100); /* still the old view, never a mix */
+    assert_int_equal(kl_log_close(w), 0);
+    assert_int_equal(kl_log_close(r), 0);
+    tu_rm_log(dir);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_a_waiter_on_the_writer_wakes_on_each_commit_and_times_out_when_idle),
+        cmocka_unit_test(test_a_reader_refreshes_across_segment_rolls),
+        cmocka_unit_test(test_a_reader_refreshes_across_rolls_of_zstd_batches),
+        cmocka_unit_test(test_a_reader_in_another_process_is_woken_by_a_commit),
+        cmocka_unit_test(test_a_truncation_under_a_reader_is_reported_not_followed),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
