@@ -70,5 +70,8 @@ extern const cli_command cli_cmd_info;
 extern const cli_command cli_cmd_verify;
 extern const cli_command cli_cmd_truncate;
 extern const cli_command cli_cmd_proof;
+extern const cli_command cli_cmd_consume;
+extern const cli_command cli_cmd_cursors;
+extern const cli_command cli_cmd_cursor;
 
 #endif

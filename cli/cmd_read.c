@@ -23,14 +23,11 @@
 
 #include "cli.h"
 #include "json.h"
-#include "len32.h"
+#include "records.h"
 #include "util.h"
 
 /* The first buffer of `get`; it grows to the block's size when that is larger. */
 #define GET_INITIAL_BYTES (64u * 1024u)
-
-/* Room for the JSON fields before the data of a record. */
-#define JSON_PREFIX_BYTES 128
 
 /* Copy block index into *buf, growing it as kl_log_get asks. Returns 0 or an exit status. */
 static int get_block(kl_log *log, uint64_t index, uint8_t **buf, size_t *cap, size_t *size) {
@@ -75,70 +72,22 @@ static int run_get(const cli_command *cmd, const cli_args *a) {
     return rc;
 }
 
-typedef int (*write_fn)(const kl_record *rec);
-
-static int write_lines(const kl_record *rec) {
-    if (cli_write(rec->data, rec->size) < 0)
-        return -1;
-    return cli_write("\n", 1);
-}
-
-static int write_len32(const kl_record *rec) {
-    uint8_t prefix[LEN32_PREFIX_BYTES];
-    uint32_t n = (uint32_t)rec->size; /* a block is at most KL_MAX_BLOCK_BYTES */
-    assert(rec->size <= KL_MAX_BLOCK_BYTES);
-    prefix[0] = (uint8_t)n;
-    prefix[1] = (uint8_t)(n >> 8);
-    prefix[2] = (uint8_t)(n >> 16);
-    prefix[3] = (uint8_t)(n >> 24);
-    if (cli_write(prefix, sizeof prefix) < 0)
-        return -1;
-    return cli_write(rec->data, rec->size);
-}
-
-/* Append the literal string lit (a char array) at p. */
-#define PUT_LITERAL(p, lit) (memcpy((p), (lit), sizeof(lit) - 1), (p) + sizeof(lit) - 1)
-
-/* {"index":N,"timestamp_ms":T,"size":S,"data":"..."} or "data_base64" if not UTF-8. */
-static int write_json(const kl_record *rec) {
-    char head[JSON_PREFIX_BYTES];
-    const uint8_t *data = rec->data;
-    int utf8 = cli_utf8_valid(data, rec->size);
-    char *p = PUT_LITERAL(head, "{\"index\":");
-    p = cli_put_u64(p, rec->index);
-    p = PUT_LITERAL(p, ",\"timestamp_ms\":");
-    p = cli_put_u64(p, rec->timestamp_ms);
-    p = PUT_LITERAL(p, ",\"size\":");
-    p = cli_put_u64(p, rec->size);
-    p = utf8 ? PUT_LITERAL(p, ",\"data\":\"") : PUT_LITERAL(p, ",\"data_base64\":\"");
-    assert((size_t)(p - head) <= sizeof head);
-    if (cli_write(head, (size_t)(p - head)) < 0)
-        return -1;
-    if ((utf8 ? cli_json_escape(data, rec->size) : cli_json_base64(data, rec->size)) < 0)
-        return -1;
-    return cli_write("\"}\n", 3);
-}
-
-enum { R_FROM, R_TO, R_FORMAT };
+enum { R_FROM, R_TO, R_FORMAT, R_FOLLOW };
 
 static const cli_flag read_flags[] = {
     [R_FROM] = {"--from", "I"},
     [R_TO] = {"--to", "J"},
     [R_FORMAT] = {"--format", "lines|len32|json"},
+    [R_FOLLOW] = {"--follow", NULL},
     {NULL, NULL},
 };
 
 /* The flags of read: the range asked for and the writer. Returns 0 or an exit status. */
 static int read_options(const cli_command *cmd, const cli_args *a, uint64_t *from, uint64_t *to,
-                        write_fn *emit) {
+                        cli_record_fn *emit) {
     const char *format = a->val[R_FORMAT] ? a->val[R_FORMAT] : "lines";
-    if (strcmp(format, "lines") == 0)
-        *emit = write_lines;
-    else if (strcmp(format, "len32") == 0)
-        *emit = write_len32;
-    else if (strcmp(format, "json") == 0)
-        *emit = write_json;
-    else
+    *emit = cli_record_writer(format);
+    if (!*emit)
         return cli_usage_error(cmd, "--format '%s' is not lines, len32 or json", format);
     *from = 0;
     *to = UINT64_MAX;
@@ -152,10 +101,10 @@ static int read_options(const cli_command *cmd, const cli_args *a, uint64_t *fro
     return 0;
 }
 
-/* Write blocks [from, to) of log. Returns an exit status. */
-static int read_range(kl_log *log, uint64_t from, uint64_t to, write_fn emit) {
+/* Write blocks [from, to) of log, *from advancing. Returns an exit status. */
+static int read_range(kl_log *log, uint64_t *from, uint64_t to, cli_record_fn emit) {
     kl_iter *it = NULL;
-    int rc = kl_iter_open(log, from, to, &it);
+    int rc = kl_iter_open(log, *from, to, &it);
     if (rc < 0)
         return cli_kl_error("read", rc, log);
     kl_record rec;
@@ -164,6 +113,7 @@ static int read_range(kl_log *log, uint64_t from, uint64_t to, write_fn emit) {
             kl_iter_close(it);
             return cli_write_failed("read");
         }
+        *from = rec.index + 1;
     }
     kl_iter_close(it);
     if (rc < 0)
@@ -171,9 +121,26 @@ static int read_range(kl_log *log, uint64_t from, uint64_t to, write_fn emit) {
     return cli_flush() < 0 ? cli_write_failed("read") : 0;
 }
 
+/*
+ * --follow: after the committed blocks, wait for new commits (kl_log_wait:
+ * inotify on the header, no polling) and write them as they come, until
+ * block `to` is written or stdout's reader goes away.
+ */
+static int follow_range(kl_log *log, uint64_t from, uint64_t to, cli_record_fn emit) {
+    for (;;) {
+        uint64_t length = kl_log_length(log);
+        int rc = read_range(log, &from, to < length ? to : length, emit);
+        if (rc != 0 || from >= to)
+            return rc;
+        rc = kl_log_wait(log, from, -1);
+        if (rc < 0)
+            return cli_kl_error("read", rc, log);
+    }
+}
+
 static int run_read(const cli_command *cmd, const cli_args *a) {
     uint64_t from, to;
-    write_fn emit = NULL;
+    cli_record_fn emit = NULL;
     int rc = read_options(cmd, a, &from, &to, &emit);
     if (rc != 0)
         return rc;
@@ -186,7 +153,10 @@ static int run_read(const cli_command *cmd, const cli_args *a) {
         rc = CLI_EXIT_RUNTIME;
     } else {
         cli_stdout_init();
-        rc = read_range(log, from, to < length ? to : length, emit);
+        if (a->val[R_FOLLOW])
+            rc = follow_range(log, from, to, emit);
+        else
+            rc = read_range(log, &from, to < length ? to : length, emit);
     }
     kl_log_close(log);
     return rc;
@@ -209,15 +179,14 @@ const cli_command cli_cmd_get = {
 const cli_command cli_cmd_read = {
     .name = "read",
     .summary = "write a range of blocks to stdout",
-    .usage = "read DIR [--from I] [--to J] [--format lines|len32|json]\n"
+    .usage = "read DIR [--from I] [--to J] [--format lines|len32|json] [--follow]\n"
              "\n"
              "Write blocks I (default 0) up to but not including J (default: the length)\n"
              "to stdout. A J past the length is cut to the length.\n"
              "\n"
-             "  --format lines  each block, then a newline (default)\n"
-             "  --format len32  each block as a 4-byte little-endian length, then its bytes\n"
-             "  --format json   one object per line: {\"index\":N,\"timestamp_ms\":T,\"size\":S,\n"
-             "                  \"data\":\"...\"}, or \"data_base64\" if the block is not UTF-8\n",
+             "  --follow        then wait for new commits (by any process) and write them\n"
+             "                  as they come, until block J (default: until interrupted)\n"
+             "\n" CLI_RECORD_FORMATS_HELP,
     .flags = read_flags,
     .arg_names = {"DIR"},
     .min_args = 1,

@@ -167,8 +167,10 @@ int cli_flag_number(const cli_command *cmd, const char *flag, const char *text, 
 }
 
 void cli_stdout_init(void) {
-    /* A NULL buffer: stdio allocates it on first use and frees it at exit. */
-    setvbuf(stdout, NULL, _IOFBF, CLI_STDOUT_BUFFER_BYTES);
+    /* Our own buffer: given NULL, glibc ignores the size and uses st_blksize (4 KiB on a
+       pipe), which would cost a write(2) per 4 KiB. Static: it must outlive every flush. */
+    static char buf[CLI_STDOUT_BUFFER_BYTES];
+    setvbuf(stdout, buf, _IOFBF, sizeof buf);
 }
 
 int cli_write(const void *data, size_t n) {

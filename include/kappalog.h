@@ -339,11 +339,14 @@ typedef struct kl_cursor kl_cursor;
 #define KL_CURSOR_CREATE 0x1u /* create the cursor at position 0 if it does not exist */
 
 /*
- * Open cursor `name` of `log` (KL_ENOTFOUND if absent and not created).
- * KL_EFORK if the log was truncated below the cursor's position since it was
- * last committed: the cursor still opens (*out is set) and reports the
- * change through kl_cursor_fork / kl_cursor_position; kl_cursor_commit
- * acknowledges the new fork.
+ * Open cursor `name` of `log` (KL_ENOTFOUND if absent and not created;
+ * KL_EBUSY if another consumer has it open: one consumer per cursor).
+ * KL_EFORK if the cursor was committed at another fork than the log's (the
+ * log was truncated since): the cursor still opens (*out is set) and
+ * reports its old position and fork; kl_cursor_commit moves it to the new
+ * fork. The check is strict, since the log does not record where past
+ * truncations cut. A damaged cursor file (neither slot checks out) is
+ * KL_ECORRUPT.
  */
 KL_API int kl_cursor_open(kl_log *log, const char *name, unsigned flags, kl_cursor **out);
 KL_API void kl_cursor_close(kl_cursor *c);
@@ -358,7 +361,7 @@ KL_API uint64_t kl_cursor_fork(const kl_cursor *c);
  */
 KL_API int kl_cursor_commit(kl_cursor *c, uint64_t position);
 
-/* Remove cursor `name` of the log in `dir` (KL_ENOTFOUND if absent). */
+/* Remove cursor `name` of the log (KL_ENOTFOUND if absent, KL_EBUSY if in use). */
 KL_API int kl_cursor_delete(kl_log *log, const char *name);
 
 /* The cursors of a log: name, position and fork. */

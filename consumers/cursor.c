@@ -1,0 +1,383 @@
+/*
+ * cursor.c - named durable consumer cursors (docs/FORMAT.md,
+ * "consumers/<name>.cursor"): the next block a consumer will read and the
+ * fork of the log it was committed at.
+ *
+ * A cursor file is two fixed slots, as the header is: a commit writes the
+ * slot that is not the newest, with the next sequence number, and
+ * fdatasyncs it; on open the valid slot with the highest sequence number
+ * wins, so a write torn by a crash leaves the previous position. A new
+ * cursor is written whole to a temporary file, synced and renamed into
+ * place, so it either exists with a valid slot or not at all.
+ *
+ * One consumer per cursor: kl_cursor_open takes an exclusive flock on the
+ * file (KL_EBUSY if another process or handle holds it), so two consumers
+ * never race one position.
+ *
+ * What a reader would get wrong: the fork check is strict. A cursor
+ * committed at another fork than the log's now reports KL_EFORK even when
+ * the truncation cut nothing it had read, because the log keeps no record
+ * of where past truncations cut; the consumer decides and commits a
+ * position at the new fork (kl_cursor_commit, `kappalog cursor --reset`).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "../engine/log_internal.h"
+#include "../engine/util.h"
+
+#define CUR_MAGIC       "KLCURSOR"
+#define CUR_VERSION     1u
+#define CUR_SLOT_BYTES  512u /* a sector: a torn write of one slot never touches the other */
+#define CUR_FILE_BYTES  (2u * CUR_SLOT_BYTES)
+#define CUR_CHECKSUM_AT 56u /* XXH3-64 of bytes [0, 56) */
+#define CUR_NAME_MAX    64u
+#define CUR_DIR         "consumers"
+#define CUR_EXT         ".cursor"
+
+typedef struct cur_slot {
+    uint64_t seq, position, fork, commit_ms;
+} cur_slot;
+
+struct kl_cursor {
+    kl_log *log;
+    kl_io *io;     /* the log's backend if it is thread-safe, else our own posix one */
+    int own_io;    /* io is ours to destroy */
+    int fd;        /* the cursor file, flocked */
+    cur_slot last; /* the newest valid slot */
+    int last_slot; /* which slot (0/1) holds it */
+    char name[CUR_NAME_MAX + 1];
+    uint8_t buf[CUR_SLOT_BYTES];
+};
+
+static int name_ok(const char *name) {
+    size_t n = name ? strlen(name) : 0;
+    if (n == 0 || n > CUR_NAME_MAX || name[0] == '.')
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '.' || c == '_' || c == '-';
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+static int check_name(const char *name) {
+    if (name_ok(name))
+        return 0;
+    return kl_errf(KL_EINVAL,
+                   "cursor name '%.80s' is not 1..64 characters of A-Z a-z 0-9 . _ - (not "
+                   "starting with '.')",
+                   name ? name : "");
+}
+
+static void cur_path(const kl_log *log, const char *name, const char *ext, char *out, size_t cap) {
+    snprintf(out, cap, "%s/" CUR_DIR "/%s%s", log->dir, name, ext);
+}
+
+static void slot_encode(uint8_t *p, const cur_slot *s) {
+    memset(p, 0, CUR_SLOT_BYTES);
+    memcpy(p, CUR_MAGIC, 8);
+    kl_store32(p + 8, CUR_VERSION);
+    kl_store64(p + 16, s->seq);
+    kl_store64(p + 24, s->position);
+    kl_store64(p + 32, s->fork);
+    kl_store64(p + 40, s->commit_ms);
+    kl_store64(p + CUR_CHECKSUM_AT, XXH3_64bits(p, CUR_CHECKSUM_AT));
+}
+
+/* 0 if the slot at p checks out (magic, version, reserved bytes zero, checksum). */
+static int slot_decode(const uint8_t *p, cur_slot *s) {
+    if (memcmp(p, CUR_MAGIC, 8) != 0)
+        return -1;
+    if (kl_load32(p + 8) != CUR_VERSION || kl_load32(p + 12) != 0 || kl_load64(p + 48) != 0)
+        return -1;
+    if (kl_load64(p + CUR_CHECKSUM_AT) != XXH3_64bits(p, CUR_CHECKSUM_AT))
+        return -1;
+    s->seq = kl_load64(p + 16);
+    s->position = kl_load64(p + 24);
+    s->fork = kl_load64(p + 32);
+    s->commit_ms = kl_load64(p + 40);
+    return s->seq == 0 ? -1 : 0;
+}
+
+/* Read a cursor file's newest valid slot: 0, or KL_ECORRUPT naming the file. */
+static int read_file(kl_io *io, int fd, const char *path, cur_slot *out, int *which) {
+    uint8_t b[CUR_FILE_BYTES];
+    size_t got = 0;
+    int rc = kl_io_pread(io, fd, b, sizeof b, 0, &got);
+    if (rc < 0)
+        return kl_errf(kl_err_from_errno(-rc), "%s: %s", path, strerror(-rc));
+    int found = 0;
+    for (int i = 0; i < 2; i++) {
+        cur_slot s;
+        if (got < (size_t)(i + 1) * CUR_SLOT_BYTES || slot_decode(b + i * CUR_SLOT_BYTES, &s) < 0)
+            continue;
+        if (!found || s.seq > out->seq) {
+            *out = s;
+            *which = i;
+            found = 1;
+        }
+    }
+    if (!found)
+        return kl_errf(KL_ECORRUPT, "%s: neither slot checks out (damaged cursor file)", path);
+    return 0;
+}
+
+static uint64_t log_fork(kl_log *log) {
+    pthread_mutex_lock(&log->mu);
+    uint64_t f = log->last.fork;
+    pthread_mutex_unlock(&log->mu);
+    return f;
+}
+
+/* Write a new cursor file at position 0 of the log's fork: tmp, sync, rename, sync dir. */
+static int create_file(kl_io *io, kl_log *log, const char *name) {
+    char dir[4096], tmp[4200], path[4200];
+    snprintf(dir, sizeof dir, "%s/" CUR_DIR, log->dir);
+    int rc = io->v->mkdir(io, dir, 0755);
+    if (rc < 0 && rc != -EEXIST)
+        return kl_errf(kl_err_from_errno(-rc), "creating %s: %s", dir, strerror(-rc));
+    cur_path(log, name, CUR_EXT ".tmp", tmp, sizeof tmp);
+    cur_path(log, name, CUR_EXT, path, sizeof path);
+    uint8_t b[CUR_FILE_BYTES] = {0};
+    cur_slot s = {.seq = 1, .position = 0, .fork = log_fork(log), .commit_ms = kl_now_ms()};
+    slot_encode(b, &s);
+    int fd = -1;
+    rc = kl_io_open(io, tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644, &fd);
+    if (rc == 0)
+        rc = kl_io_write_sync(io, fd, b, sizeof b, 0, 1);
+    kl_io_close(io, fd);
+    if (rc == 0)
+        rc = io->v->rename(io, tmp, path);
+    if (rc == 0)
+        rc = kl_io_sync_dir(io, dir);
+    if (rc < 0) {
+        io->v->unlink(io, tmp);
+        return kl_errf(kl_err_from_errno(-rc), "creating cursor %s: %s", path, strerror(-rc));
+    }
+    return 0;
+}
+
+static int open_locked(kl_cursor *c, const char *path) {
+    int rc = kl_io_open(c->io, path, O_RDWR, 0, &c->fd);
+    if (rc == -ENOENT)
+        return kl_errf(KL_ENOTFOUND, "no cursor '%s' in %s", c->name, c->log->dir);
+    if (rc < 0)
+        return kl_errf(kl_err_from_errno(-rc), "%s: %s", path, strerror(-rc));
+    if (flock(c->fd, LOCK_EX | LOCK_NB) < 0)
+        return kl_errf(errno == EWOULDBLOCK ? KL_EBUSY : KL_EIO, "cursor '%s' is %s", c->name,
+                       errno == EWOULDBLOCK ? "in use by another consumer" : strerror(errno));
+    return read_file(c->io, c->fd, path, &c->last, &c->last_slot);
+}
+
+static kl_cursor *cursor_alloc(kl_log *log, const char *name) {
+    kl_cursor *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->log = log;
+    c->fd = -1;
+    snprintf(c->name, sizeof c->name, "%s", name);
+    if (log->io->thread_safe) {
+        c->io = log->io;
+    } else if (kl_io_posix_new(&c->io) == 0) {
+        c->own_io = 1;
+    } else {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+int kl_cursor_open(kl_log *log, const char *name, unsigned flags, kl_cursor **out) {
+    kl_err_clear();
+    if (!log || !out)
+        return kl_errf(KL_EINVAL, "kl_cursor_open: NULL argument");
+    *out = NULL;
+    int rc = check_name(name);
+    if (rc < 0)
+        return kl_log_err(log, rc);
+    kl_cursor *c = cursor_alloc(log, name);
+    if (!c)
+        return kl_log_err(log, kl_errf(KL_ENOMEM, "cursor '%s'", name));
+    char path[4200];
+    cur_path(log, name, CUR_EXT, path, sizeof path);
+    if ((flags & KL_CURSOR_CREATE) && access(path, F_OK) != 0 && errno == ENOENT)
+        rc = create_file(c->io, log, name);
+    if (rc == 0)
+        rc = open_locked(c, path);
+    if (rc < 0) {
+        kl_cursor_close(c);
+        return kl_log_err(log, rc);
+    }
+    *out = c;
+    uint64_t fork = log_fork(log);
+    if (c->last.fork != fork)
+        return kl_log_err(log, kl_errf(KL_EFORK,
+                                       "cursor '%s' is at block %llu of fork %llu, but the log "
+                                       "is at fork %llu: it was truncated since",
+                                       name, (unsigned long long)c->last.position,
+                                       (unsigned long long)c->last.fork, (unsigned long long)fork));
+    return 0;
+}
+
+void kl_cursor_close(kl_cursor *c) {
+    if (!c)
+        return;
+    if (c->fd >= 0)
+        kl_io_close(c->io, c->fd); /* drops the flock */
+    if (c->own_io)
+        kl_io_destroy(c->io);
+    free(c);
+}
+
+uint64_t kl_cursor_position(const kl_cursor *c) {
+    return c ? c->last.position : 0;
+}
+
+uint64_t kl_cursor_fork(const kl_cursor *c) {
+    return c ? c->last.fork : 0;
+}
+
+int kl_cursor_commit(kl_cursor *c, uint64_t position) {
+    kl_err_clear();
+    if (!c)
+        return kl_errf(KL_EINVAL, "kl_cursor_commit: NULL cursor");
+    uint64_t len = kl_log_length(c->log);
+    if (position > len)
+        return kl_log_err(
+            c->log, kl_errf(KL_EINVAL, "cursor '%s': position %llu is past the log's length %llu",
+                            c->name, (unsigned long long)position, (unsigned long long)len));
+    cur_slot s = {.seq = c->last.seq + 1,
+                  .position = position,
+                  .fork = log_fork(c->log),
+                  .commit_ms = kl_now_ms()};
+    int slot = 1 - c->last_slot;
+    slot_encode(c->buf, &s);
+    int rc =
+        kl_io_write_sync(c->io, c->fd, c->buf, CUR_SLOT_BYTES, (uint64_t)slot * CUR_SLOT_BYTES, 1);
+    if (rc < 0)
+        return kl_log_err(c->log, kl_errf(kl_err_from_errno(-rc), "committing cursor '%s': %s",
+                                          c->name, strerror(-rc)));
+    c->last = s;
+    c->last_slot = slot;
+    KL_ASSERT(c->last.position == position);
+    return 0;
+}
+
+int kl_cursor_delete(kl_log *log, const char *name) {
+    kl_err_clear();
+    if (!log)
+        return kl_errf(KL_EINVAL, "kl_cursor_delete: NULL log");
+    int rc = check_name(name);
+    kl_cursor *c = NULL;
+    if (rc == 0)
+        rc = kl_cursor_open(log, name, 0, &c);
+    if (rc == KL_EFORK)
+        rc = 0; /* deleting a cursor left behind by a truncation is fine */
+    if (rc < 0) {
+        kl_cursor_close(c);
+        return kl_log_err(log, rc);
+    }
+    char path[4200], dir[4096];
+    cur_path(log, name, CUR_EXT, path, sizeof path);
+    snprintf(dir, sizeof dir, "%s/" CUR_DIR, log->dir);
+    rc = c->io->v->unlink(c->io, path); /* while we hold the lock: no consumer is using it */
+    if (rc == 0)
+        rc = kl_io_sync_dir(c->io, dir);
+    kl_cursor_close(c);
+    if (rc < 0)
+        return kl_log_err(log,
+                          kl_errf(kl_err_from_errno(-rc), "removing %s: %s", path, strerror(-rc)));
+    return 0;
+}
+
+static int info_cmp(const void *a, const void *b) {
+    return strcmp(((const kl_cursor_info *)a)->name, ((const kl_cursor_info *)b)->name);
+}
+
+/* One entry of the list: the file's newest slot, read without the lock. */
+static void list_one(kl_log *log, const char *name, kl_cursor_info *ci) {
+    memset(ci, 0, sizeof *ci);
+    snprintf(ci->name, sizeof ci->name, "%s", name);
+    char path[4200];
+    cur_path(log, name, CUR_EXT, path, sizeof path);
+    int fd = -1, which;
+    cur_slot s;
+    kl_io *io = NULL;
+    if (kl_io_posix_new(&io) < 0 || kl_io_open(io, path, O_RDONLY, 0, &fd) < 0 ||
+        read_file(io, fd, path, &s, &which) < 0) {
+        ci->damaged = 1;
+    } else {
+        ci->position = s.position;
+        ci->fork = s.fork;
+    }
+    if (io) {
+        kl_io_close(io, fd);
+        kl_io_destroy(io);
+    }
+    kl_err_clear();
+}
+
+int kl_cursor_list(kl_log *log, kl_cursor_info **out, size_t *n) {
+    kl_err_clear();
+    if (!log || !out || !n)
+        return kl_errf(KL_EINVAL, "kl_cursor_list: NULL argument");
+    *out = NULL;
+    *n = 0;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/" CUR_DIR, log->dir);
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno == ENOENT ? 0
+                               : kl_log_err(log, kl_errf(KL_EIO, "%s: %s", dir, strerror(errno)));
+    kl_cursor_info *v = NULL;
+    size_t cnt = 0, cap = 0;
+    int rc = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name), el = strlen(CUR_EXT);
+        if (len <= el || strcmp(e->d_name + len - el, CUR_EXT) != 0)
+            continue;
+        char name[CUR_NAME_MAX + 1];
+        if (len - el > CUR_NAME_MAX)
+            continue;
+        memcpy(name, e->d_name, len - el);
+        name[len - el] = 0;
+        if (!name_ok(name))
+            continue;
+        if (cnt == cap) {
+            cap = cap ? cap * 2 : 16;
+            kl_cursor_info *nv = realloc(v, cap * sizeof *nv);
+            if (!nv) {
+                rc = kl_errf(KL_ENOMEM, "cursor list");
+                break;
+            }
+            v = nv;
+        }
+        list_one(log, name, &v[cnt++]);
+    }
+    closedir(d);
+    if (rc < 0) {
+        free(v);
+        return kl_log_err(log, rc);
+    }
+    if (cnt)
+        qsort(v, cnt, sizeof *v, info_cmp);
+    *out = v;
+    *n = cnt;
+    return 0;
+}

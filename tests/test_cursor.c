@@ -1,0 +1,241 @@
+/*
+ * test_cursor.c - named durable consumer cursors (consumers/cursor.c):
+ * positions survive reopening, a torn or damaged slot falls back to the
+ * other one, a failed write or a power loss at any point leaves the old or
+ * the new position (never another), a truncation of the log is reported as
+ * a fork change, one consumer per cursor, bad names and positions past the
+ * end are refused without changing anything.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "engine/io/io_fault.h"
+#include "engine/log_internal.h"
+#include "testutil.h"
+
+#define SEED     5
+#define MAX_SIZE 100
+
+static char *log_with(uint64_t n) {
+    char *dir = tu_new_log("cursor", KL_FSYNC_NEVER);
+    kl_log *w = tu_open(dir);
+    assert_int_equal(tu_append_range(w, SEED, MAX_SIZE, 0, n, 10), 0);
+    assert_int_equal(kl_log_close(w), 0);
+    return dir;
+}
+
+static void cursor_file(const char *dir, const char *name, char *out, size_t cap) {
+    snprintf(out, cap, "%s/consumers/%s.cursor", dir, name);
+}
+
+/* The position of cursor `name`, through a fresh read-only handle. */
+static uint64_t position_of(const char *dir, const char *name) {
+    kl_log *r = tu_open_ro(dir);
+    kl_cursor *c = NULL;
+    assert_int_equal(kl_cursor_open(r, name, 0, &c), 0);
+    uint64_t p = kl_cursor_position(c);
+    kl_cursor_close(c);
+    assert_int_equal(kl_log_close(r), 0);
+    return p;
+}
+
+static void test_a_cursor_keeps_its_position_across_reopens(void **st) {
+    (void)st;
+    char *dir = log_with(100);
+    kl_log *r = tu_open_ro(dir);
+    kl_cursor *c = NULL;
+    assert_int_equal(kl_cursor_open(r, "views.main", 0, &c), KL_ENOTFOUND);
+    assert_null(c);
+    assert_int_equal(kl_cursor_open(r, "views.main", KL_CURSOR_CREATE, &c), 0);
+    assert_int_equal(kl_cursor_position(c), 0);
+    assert_int_equal(kl_cursor_fork(c), 0);
+    for (uint64_t p = 1; p <= 100; p += 7)
+        assert_int_equal(kl_cursor_commit(c, p), 0);
+    kl_cursor_close(c);
+    assert_int_equal(kl_log_close(r), 0);
+    assert_int_equal(position_of(dir, "views.main"), 99);
+    tu_rm_log(dir);
+}
+
+static void test_bad_names_and_positions_past_the_end_change_nothing(void **st) {
+    (void)st;
+    char *dir = log_with(10);
+    kl_log *r = tu_open_ro(dir);
+    kl_cursor *c = NULL;
+    const char *bad[] = {"",
+                         ".hidden",
+                         "a/b",
+                         "../x",
+                         "sp ace",
+                         "n\nl",
+                         "0123456789012345678901234567890123456789012345678901234567890123456789"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(kl_cursor_open(r, bad[i], KL_CURSOR_CREATE, &c), KL_EINVAL);
+        assert_null(c);
+    }
+    assert_int_equal(kl_cursor_open(r, "ok-name_1.x", KL_CURSOR_CREATE, &c), 0);
+    assert_int_equal(kl_cursor_commit(c, 4), 0);
+    assert_int_equal(kl_cursor_commit(c, 11), KL_EINVAL);
+    assert_non_null(strstr(kl_log_last_error(r), "past the log's length 10"));
+    assert_int_equal(kl_cursor_position(c), 4);
+    kl_cursor_close(c);
+    assert_int_equal(kl_log_close(r), 0);
+    assert_int_equal(position_of(dir, "ok-name_1.x"), 4);
+    kl_cursor_info *v = NULL;
+    size_t n = 0;
+    r = tu_open_ro(dir);
+    assert_int_equal(kl_cursor_list(r, &v, &n), 0);
+    assert_int_equal(n, 1); /* the refused names left no files behind */
+    free(v);
+    assert_int_equal(kl_log_close(r), 0);
+    tu_rm_log(dir);
+}
+
+static void test_one_consumer_per_cursor(void **st) {
+    (void)st;
+    char *dir = log_with(10);
+    kl_log *r = tu_open_ro(dir);
+    kl_cursor *a = NULL, *b = NULL;
+    assert_int_equal(kl_cursor_open(r, "c", KL_CURSOR_CREATE, &a), 0);
+    assert_int_equal(kl_cursor_open(r, "c", 0, &b), KL_EBUSY);
+    assert_null(b);
+    assert_int_equal(kl_cursor_delete(r, "c"), KL_EBUSY);
+    kl_cursor_close(a);
+    assert_int_equal(kl_cursor_open(r, "c", 0, &b), 0);
+    kl_cursor_close(b);
+    assert_int_equal(kl_cursor_delete(r, "c"), 0);
+    assert_int_equal(kl_cursor_delete(r, "c"), KL_ENOTFOUND);
+    assert_int_equal(kl_log_close(r), 0);
+    tu_rm_log(dir);
+}
+
+static void test_a_damaged_slot_falls_back_and_two_are_reported(void **st) {
+    (void)st;
+    char *dir = log_with(50);
+    kl_log *r = tu_open_ro(dir);
+    kl_cursor *c = NULL;
+    assert_int_equal(kl_cursor_open(r, "c", KL_CURSOR_CREATE, &c), 0);
+    assert_int_equal(kl_cursor_commit(c, 20), 0); /* slot 1 */
+    assert_int_equal(kl_cursor_commit(c, 30), 0); /* slot 0 */
+    kl_cursor_close(c);
+    assert_int_equal(kl_log_close(r), 0);
+    char path[4096];
+    cursor_file(dir, "c", path, sizeof path);
+    tu_flip(path, 24, 0x01); /* slot 0's position: its checksum fails */
+    assert_int_equal(position_of(dir, "c"), 20);
+    tu_flip(path, 512 + 3, 0x80); /* slot 1's magic */
+    r = tu_open_ro(dir);
+    assert_int_equal(kl_cursor_open(r, "c", 0, &c), KL_ECORRUPT);
+    assert_non_null(strstr(kl_log_last_error(r), "neither slot checks out"));
+    kl_cursor_info *v = NULL;
+    size_t n = 0;
+    assert_int_equal(kl_cursor_list(r, &v, &n), 0);
+    assert_int_equal(n, 1);
+    assert_true(v[0].damaged);
+    free(v);
+    assert_int_equal(kl_log_close(r), 0);
+    tu_truncate(path, 100); /* torn short: still damaged, never a crash */
+    r = tu_open_ro(dir);
+    assert_int_equal(kl_cursor_open(r, "c", 0, &c), KL_ECORRUPT);
+    assert_int_equal(kl_log_close(r), 0);
+    tu_rm_log(dir);
+}
+
+static void test_a_truncation_is_reported_as_a_fork_change(void **st) {
+    (void)st;
+    char *dir = log_with(100);
+    kl_log *r = tu_open_ro(dir);
+    kl_cursor *c = NULL;
+    assert_int_equal(kl_cursor_open(r, "c", KL_CURSOR_CREATE, &c), 0);
+    assert_int_equal(kl_cursor_commit(c, 80), 0);
+    kl_cursor_close(c);
+    assert_int_equal(kl_log_close(r), 0);
+    assert_int_equal(kl_truncate(dir, 60, NULL), 0);
+    r = tu_open_ro(dir);
+    assert_int_equal(kl_cursor_open(r, "c", 0, &c), KL_EFORK);
+    assert_non_null(c); /* it opens, to report and to be moved */
+    assert_non_null(strstr(kl_log_last_error(r), "block 80 of fork 0"));
+    assert_int_equal(kl_cursor_position(c), 80);
+    assert_int_equal(kl_cursor_fork(c), 0);
+    assert_int_equal(kl_cursor_commit(c, 60), 0);
+    assert_int_equal(kl_cursor_fork(c), 1);
+    kl_cursor_close(c);
+    assert_int_equal(kl_cursor_open(r, "c", 0, &c), 0);
+    assert_int_equal(kl_cursor_position(c), 60);
+    kl_cursor_close(c);
+    assert_int_equal(kl_log_close(r), 0);
+    tu_rm_log(dir);
+}
+
+/* Commit 10 then 20 on a fault backend failing (or crashing at) op k; the cursor is 10 or 20. */
+static int commit_with_fault(const char *dir, uint64_t k, int power, uint64_t *pos) {
+    kl_fault_plan plan = {.fail_at = power ? 0 : k,
+                          .crash_after = power ? k : 0,
+                          .track_power = power,
+                          .shared = 1,
+                          .seed = k};
+    kl_io *io = tu_fault_io(&plan);
+    kl_open_options opts;
+    kl_open_options_default(&opts);
+    opts.flags |= KL_OPEN_READONLY;
+    kl_log *r = NULL;
+    int rc = kl_log_open_io(dir, &opts, io, &r);
+    kl_cursor *c = NULL;
+    if (rc == 0)
+        rc = kl_cursor_open(r, "c", 0, &c);
+    if (rc == 0)
+        rc = kl_cursor_commit(c, 10);
+    if (rc == 0)
+        rc = kl_cursor_commit(c, 20);
+    kl_cursor_close(c);
+    kl_log_close(r);
+    uint64_t ops = kl_io_fault_ops(io);
+    if (power)
+        assert_int_equal(kl_io_fault_power_loss(io, KL_POWER_TORN), 0);
+    kl_io_fault_free(io);
+    *pos = position_of(dir, "c");
+    return ops > k ? 1 : 0; /* more ops to try */
+}
+
+static void test_a_failed_write_or_power_loss_leaves_the_old_or_new_position(void **st) {
+    (void)st;
+    char *dir = log_with(30);
+    for (int power = 0; power <= 1; power++) {
+        int more = 1;
+        for (uint64_t k = 1; more && k < 200; k++) {
+            kl_log *r = tu_open_ro(dir);
+            kl_cursor *c = NULL;
+            assert_int_equal(kl_cursor_open(r, "c", KL_CURSOR_CREATE, &c), 0);
+            assert_int_equal(kl_cursor_commit(c, 5), 0);
+            kl_cursor_close(c);
+            assert_int_equal(kl_log_close(r), 0);
+            uint64_t pos = 0;
+            more = commit_with_fault(dir, k, power, &pos);
+            if (pos != 5 && pos != 10 && pos != 20)
+                fail_msg("fault at op %llu (power %d) left position %llu", (unsigned long long)k,
+                         power, (unsigned long long)pos);
+        }
+        assert_false(more); /* every op of the sequence was failed once */
+    }
+    tu_rm_log(dir);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_a_cursor_keeps_its_position_across_reopens),
+        cmocka_unit_test(test_bad_names_and_positions_past_the_end_change_nothing),
+        cmocka_unit_test(test_one_consumer_per_cursor),
+        cmocka_unit_test(test_a_damaged_slot_falls_back_and_two_are_reported),
+        cmocka_unit_test(test_a_truncation_is_reported_as_a_fork_change),
+        cmocka_unit_test(test_a_failed_write_or_power_loss_leaves_the_old_or_new_position),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
