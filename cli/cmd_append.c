@@ -36,13 +36,14 @@
 _Static_assert(KL_MAX_BLOCK_BYTES + LEN32_PREFIX_BYTES <= KL_MAX_APPEND_BYTES,
                "a full input buffer must fit in one kl_log_append call");
 
-enum { F_FORMAT, F_BATCH, F_ACKS, F_PROGRESS };
+enum { F_FORMAT, F_BATCH, F_ACKS, F_PROGRESS, F_EXPECT };
 
 static const cli_flag append_flags[] = {
     [F_FORMAT] = {"--format", "lines|len32"},
     [F_BATCH] = {"--batch", "N"},
     [F_ACKS] = {"--acks", NULL},
     [F_PROGRESS] = {"--progress", NULL},
+    [F_EXPECT] = {"--expect-length", "N"},
     {NULL, NULL},
 };
 
@@ -58,6 +59,9 @@ typedef struct appender {
     size_t count, batch_max;
     uint64_t records, bytes; /* appended (acknowledged) so far */
     int acks;
+    int expect;          /* --expect-length: the whole input is one batch, or nothing */
+    uint64_t expect_len; /* the length the log must have when it commits */
+    size_t cap_blocks;   /* entries allocated in blocks (--expect-length grows it) */
     enum { PROGRESS_OFF, PROGRESS_LINES, PROGRESS_TERMINAL } progress;
     double started_s, progress_s;
 } appender;
@@ -197,6 +201,91 @@ static int append_stream(appender *ap) {
     }
 }
 
+/* --expect-length: all of stdin into the buffer (one atomic batch at most this big). */
+static int slurp(appender *ap) {
+    while (!ap->in.eof) {
+        if (ap->in.end == ap->in.cap) {
+            if (ap->in.cap == ap->in.max_cap) {
+                cli_error("append",
+                          "--expect-length: the input is larger than one atomic append can be "
+                          "(%u bytes); nothing was appended",
+                          KL_MAX_APPEND_BYTES);
+                return CLI_EXIT_RUNTIME;
+            }
+            if (input_make_room(&ap->in, ap->in.cap + 1) < 0) {
+                cli_error("append", "no memory to hold the input (%zu bytes)", ap->in.cap);
+                return CLI_EXIT_RUNTIME;
+            }
+        }
+        long r = input_read(&ap->in);
+        if (r < 0) {
+            cli_error("append", "reading stdin: %s", strerror((int)-r));
+            return CLI_EXIT_RUNTIME;
+        }
+    }
+    return 0;
+}
+
+/* --expect-length: one more block for the single batch. Returns 0 or an exit status. */
+static int keep_record(appender *ap, const stream_record *rec) {
+    if (ap->count == ap->cap_blocks) {
+        size_t cap = ap->cap_blocks * 2;
+        kl_block *b = cap <= KL_MAX_APPEND_BLOCKS ? realloc(ap->blocks, cap * sizeof *b) : NULL;
+        if (!b) {
+            cli_error("append", "--expect-length: more than %zu blocks in one atomic append",
+                      ap->cap_blocks);
+            return CLI_EXIT_RUNTIME;
+        }
+        ap->blocks = b;
+        ap->cap_blocks = cap;
+    }
+    ap->blocks[ap->count].data = rec->data;
+    ap->blocks[ap->count].size = rec->size;
+    ap->count++;
+    input_consume(&ap->in, rec->used);
+    return 0;
+}
+
+/*
+ * --expect-length N: every record of stdin as one atomic batch, appended
+ * only if the log's length is N when it commits (optimistic concurrency).
+ * All or nothing: malformed input, or a length that is not N, appends none.
+ */
+static int append_expect(appender *ap) {
+    int rc = slurp(ap);
+    for (int done = 0; rc == 0 && !done;) {
+        stream_record rec;
+        stream_status st =
+            ap->next(&ap->parser, input_window(&ap->in), input_window_size(&ap->in), &rec);
+        if (st == STREAM_MORE) {
+            st = ap->end(&ap->parser, input_window(&ap->in), input_window_size(&ap->in), &rec);
+            done = 1;
+        }
+        if (st == STREAM_RECORD)
+            rc = keep_record(ap, &rec);
+        else if (st == STREAM_END)
+            done = 1;
+        if (st == STREAM_BAD) {
+            cli_error("append",
+                      "malformed %s input at byte %" PRIu64 ": %s (--expect-length: nothing "
+                      "was appended)",
+                      ap->format, ap->parser.bad_offset, ap->parser.why);
+            rc = CLI_EXIT_RUNTIME;
+        }
+    }
+    if (rc != 0)
+        return rc;
+    uint64_t first = 0, bytes = 0;
+    int kr = kl_log_append_expect(ap->log, ap->blocks, ap->count, ap->expect_len, &first);
+    if (kr < 0)
+        return cli_kl_error("append", kr, ap->log); /* KL_ECONFLICT: exit status 3 */
+    for (size_t i = 0; i < ap->count; i++)
+        bytes += ap->blocks[i].size;
+    ap->records = ap->count;
+    ap->bytes = bytes;
+    return ap->acks ? print_ack(first + ap->count) : 0;
+}
+
 /* Set up ap from the flags. Returns 0 or an exit status. */
 static int configure(appender *ap, const cli_command *cmd, const cli_args *a) {
     uint64_t batch = APPEND_DEFAULT_BATCH;
@@ -218,6 +307,13 @@ static int configure(appender *ap, const cli_command *cmd, const cli_args *a) {
         return CLI_EXIT_USAGE;
     ap->batch_max = (size_t)batch;
     ap->acks = a->val[F_ACKS] != NULL;
+    ap->expect = a->val[F_EXPECT] != NULL;
+    if (ap->expect && a->val[F_BATCH])
+        return cli_usage_error(cmd, "--expect-length appends all of stdin as one batch: drop "
+                                    "--batch");
+    if (ap->expect && cli_flag_number(cmd, "--expect-length", a->val[F_EXPECT], 0, 0, UINT64_MAX,
+                                      &ap->expect_len) != 0)
+        return CLI_EXIT_USAGE;
     ap->progress = isatty(STDERR_FILENO) ? PROGRESS_TERMINAL
                    : a->val[F_PROGRESS]  ? PROGRESS_LINES
                                          : PROGRESS_OFF;
@@ -230,8 +326,10 @@ static int run_append(const cli_command *cmd, const cli_args *a) {
     int rc = configure(&ap, cmd, a);
     if (rc != 0)
         return rc;
-    ap.blocks = malloc(ap.batch_max * sizeof *ap.blocks);
-    if (!ap.blocks || input_init(&ap.in, STDIN_FILENO, KL_MAX_BLOCK_BYTES + LEN32_PREFIX_BYTES)) {
+    ap.cap_blocks = ap.expect ? 64 : ap.batch_max;
+    size_t in_cap = ap.expect ? KL_MAX_APPEND_BYTES : KL_MAX_BLOCK_BYTES + LEN32_PREFIX_BYTES;
+    ap.blocks = malloc(ap.cap_blocks * sizeof *ap.blocks);
+    if (!ap.blocks || input_init(&ap.in, STDIN_FILENO, in_cap)) {
         free(ap.blocks);
         cli_error("append", "no memory for a batch of %zu blocks", ap.batch_max);
         return CLI_EXIT_RUNTIME;
@@ -253,7 +351,7 @@ static int run_append(const cli_command *cmd, const cli_args *a) {
                   a->pos[0]);
     ap.started_s = cli_now_s();
     ap.progress_s = ap.started_s + PROGRESS_INTERVAL_S;
-    rc = append_stream(&ap);
+    rc = ap.expect ? append_expect(&ap) : append_stream(&ap);
     kr = kl_log_close(ap.log);
     if (kr < 0 && rc == 0)
         rc = cli_kl_error("append", kr, NULL);
@@ -269,7 +367,8 @@ out:
 const cli_command cli_cmd_append = {
     .name = "append",
     .summary = "append blocks read from stdin",
-    .usage = "append DIR [--format lines|len32] [--batch N] [--acks] [--progress] < input\n"
+    .usage = "append DIR [--format lines|len32] [--batch N | --expect-length N] [--acks]\n"
+             "       [--progress] < input\n"
              "\n"
              "Append the blocks read from stdin to the log in DIR.\n"
              "\n"
@@ -280,9 +379,14 @@ const cli_command cli_cmd_append = {
              "                  batch is committed as soon as stdin has nothing more ready\n"
              "  --acks          after each commit, print the new length of the log on stdout\n"
              "  --progress      report progress on stderr (the default when it is a terminal)\n"
+             "  --expect-length N\n"
+             "                  append all of stdin as one atomic batch, only if the log's\n"
+             "                  length is N when it commits (optimistic concurrency); if it\n"
+             "                  is not, nothing is appended and the exit status is 3\n"
              "\n"
              "Malformed input: every complete block before it is appended, then the command\n"
-             "fails (exit 1) naming the byte offset; committed blocks are never touched.\n",
+             "fails (exit 1) naming the byte offset; committed blocks are never touched.\n"
+             "With --expect-length, nothing is appended.\n",
     .flags = append_flags,
     .arg_names = {"DIR"},
     .min_args = 1,
