@@ -68,7 +68,8 @@ typedef enum target_kind {
     TARGET_NONE = 0,
     TARGET_RATIO_MIN, /* ratio >= target */
     TARGET_RATIO_MAX, /* ratio <= target */
-    TARGET_RATE_MIN   /* median rate >= target (per second) */
+    TARGET_RATE_MIN,  /* median rate >= target (per second) */
+    TARGET_P99_MAX_US /* 99th percentile latency <= target (microseconds) */
 } target_kind;
 
 #define BENCH_MAX_RUNS 32
@@ -210,6 +211,7 @@ void bench_append(const bench_opts *o); /* the ceilings and the appends, paired 
 void bench_concurrency(const bench_opts *o);
 void bench_reads(const bench_opts *o); /* sequential read and random get */
 void bench_open(const bench_opts *o);
+void bench_follow(const bench_opts *o); /* append-to-visible latency of followers */
 
 /*
  * The Hypercore tree's cost (hashing.c, hypercore.c, verify.c): 100-byte

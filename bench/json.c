@@ -170,6 +170,8 @@ static const char *target_name(target_kind k) {
         return "ratio_max";
     case TARGET_RATE_MIN:
         return "rate_min";
+    case TARGET_P99_MAX_US:
+        return "p99_max_us";
     default:
         return "none";
     }

@@ -22,7 +22,7 @@
 
 #include "bench.h"
 
-#define GROUPS "ceilings,hashing,hypercore,append,verify,concurrency,read,get,open"
+#define GROUPS "ceilings,hashing,hypercore,append,verify,concurrency,read,get,open,follow"
 
 static bench_opts opts;
 
@@ -190,7 +190,7 @@ static void cleanup(void) {
 static void summary_line(const char *name, const char *what, const char *of, double v, int has,
                          int pass, target_kind tk, double target, int *npass, int *nmiss,
                          int *nna) {
-    const char *op = tk == TARGET_RATIO_MAX ? "<=" : ">=";
+    const char *op = tk == TARGET_RATIO_MAX || tk == TARGET_P99_MAX_US ? "<=" : ">=";
     if (!has) {
         const bench_result *ref = of ? result_find(of) : NULL;
         if (ref && ref->missing[0])
@@ -218,6 +218,10 @@ static void summary(void) {
         if (r->tkind == TARGET_RATE_MIN)
             summary_line(r->name, "", NULL, r->rate, r->has_verdict, r->pass, r->tkind, r->target,
                          &pass, &miss, &na);
+        else if (r->tkind == TARGET_P99_MAX_US)
+            summary_line(r->name, "p99 us", NULL,
+                         r->hist ? (double)hist_percentile_ns(r->hist, 99.0) / 1e3 : -1.0,
+                         r->has_verdict, r->pass, r->tkind, r->target, &pass, &miss, &na);
         else if (r->tkind != TARGET_NONE)
             summary_line(r->name, r->ratio_what, r->ratio_of, r->ratio, r->has_verdict, r->pass,
                          r->tkind, r->target, &pass, &miss, &na);
@@ -252,6 +256,8 @@ int main(int argc, char **argv) {
         bench_reads(&opts);
     if (want_group(&opts, "open"))
         bench_open(&opts);
+    if (want_group(&opts, "follow"))
+        bench_follow(&opts);
     summary();
     machine_loadavg(m.loadavg_end, sizeof m.loadavg_end);
     if (json_write(opts.json, &opts, &m) < 0)

@@ -77,15 +77,22 @@ void result_finish(bench_result *r) {
     r->value_ms = r->nruns ? median(secs, r->nruns) * 1000.0 : 0.0;
 }
 
-/* Has a target a verdict, and is it met? v is the ratio (or the rate, for TARGET_RATE_MIN). */
+/*
+ * Has a target a verdict, and is it met? v is the ratio (the rate for
+ * TARGET_RATE_MIN, the p99 latency in microseconds for TARGET_P99_MAX_US).
+ */
 static void judge(target_kind tk, double target, double v, int *has, int *pass) {
     *has = tk != TARGET_NONE && (tk == TARGET_RATE_MIN || v >= 0);
-    *pass = tk == TARGET_RATIO_MAX ? v <= target : v >= target;
+    *pass = tk == TARGET_RATIO_MAX || tk == TARGET_P99_MAX_US ? v <= target : v >= target;
 }
 
 static void verdict(bench_result *r) {
-    judge(r->tkind, r->target, r->tkind == TARGET_RATE_MIN ? r->rate : r->ratio, &r->has_verdict,
-          &r->pass);
+    double v = r->ratio;
+    if (r->tkind == TARGET_RATE_MIN)
+        v = r->rate;
+    else if (r->tkind == TARGET_P99_MAX_US)
+        v = r->hist && r->hist->count ? (double)hist_percentile_ns(r->hist, 99.0) / 1e3 : -1.0;
+    judge(r->tkind, r->target, v, &r->has_verdict, &r->pass);
 }
 
 void result_target(bench_result *r, target_kind tk, double target) {
@@ -247,6 +254,8 @@ void result_print(const bench_result *r) {
     }
     if (r->tkind == TARGET_RATE_MIN)
         printf("    target >= %.0f/s: %s\n", r->target, r->pass ? "PASS" : "MISS");
+    if (r->tkind == TARGET_P99_MAX_US)
+        printf("    target p99 <= %.0f us: %s\n", r->target, r->pass ? "PASS" : "MISS");
     print_ratios(r);
     fflush(stdout);
 }
