@@ -36,19 +36,14 @@
 
 #include "../engine/log_internal.h"
 #include "../engine/util.h"
+#include "cursor.h"
 
 #define CUR_MAGIC       "KLCURSOR"
 #define CUR_VERSION     1u
-#define CUR_SLOT_BYTES  512u /* a sector: a torn write of one slot never touches the other */
-#define CUR_FILE_BYTES  (2u * CUR_SLOT_BYTES)
 #define CUR_CHECKSUM_AT 56u /* XXH3-64 of bytes [0, 56) */
 #define CUR_NAME_MAX    64u
 #define CUR_DIR         "consumers"
 #define CUR_EXT         ".cursor"
-
-typedef struct cur_slot {
-    uint64_t seq, position, fork, commit_ms;
-} cur_slot;
 
 struct kl_cursor {
     kl_log *log;
@@ -88,7 +83,7 @@ static void cur_path(const kl_log *log, const char *name, const char *ext, char 
     snprintf(out, cap, "%s/" CUR_DIR "/%s%s", log->dir, name, ext);
 }
 
-static void slot_encode(uint8_t *p, const cur_slot *s) {
+void kl_cur_slot_encode(uint8_t *p, const cur_slot *s) {
     memset(p, 0, CUR_SLOT_BYTES);
     memcpy(p, CUR_MAGIC, 8);
     kl_store32(p + 8, CUR_VERSION);
@@ -101,6 +96,7 @@ static void slot_encode(uint8_t *p, const cur_slot *s) {
 
 /* 0 if the slot at p checks out (magic, version, reserved bytes zero, checksum). */
 static int slot_decode(const uint8_t *p, cur_slot *s) {
+    KL_ASSERT(p != NULL);
     if (memcmp(p, CUR_MAGIC, 8) != 0)
         return -1;
     if (kl_load32(p + 8) != CUR_VERSION || kl_load32(p + 12) != 0 || kl_load64(p + 48) != 0)
@@ -114,13 +110,7 @@ static int slot_decode(const uint8_t *p, cur_slot *s) {
     return s->seq == 0 ? -1 : 0;
 }
 
-/* Read a cursor file's newest valid slot: 0, or KL_ECORRUPT naming the file. */
-static int read_file(kl_io *io, int fd, const char *path, cur_slot *out, int *which) {
-    uint8_t b[CUR_FILE_BYTES];
-    size_t got = 0;
-    int rc = kl_io_pread(io, fd, b, sizeof b, 0, &got);
-    if (rc < 0)
-        return kl_errf(kl_err_from_errno(-rc), "%s: %s", path, strerror(-rc));
+int kl_cur_decode(const uint8_t *b, size_t got, cur_slot *out, int *which) {
     int found = 0;
     for (int i = 0; i < 2; i++) {
         cur_slot s;
@@ -132,7 +122,18 @@ static int read_file(kl_io *io, int fd, const char *path, cur_slot *out, int *wh
             found = 1;
         }
     }
-    if (!found)
+    KL_ASSERT(!found || (*which == 0 || *which == 1));
+    return found ? 0 : -1;
+}
+
+/* Read a cursor file's newest valid slot: 0, or KL_ECORRUPT naming the file. */
+static int read_file(kl_io *io, int fd, const char *path, cur_slot *out, int *which) {
+    uint8_t b[CUR_FILE_BYTES];
+    size_t got = 0;
+    int rc = kl_io_pread(io, fd, b, sizeof b, 0, &got);
+    if (rc < 0)
+        return kl_errf(kl_err_from_errno(-rc), "%s: %s", path, strerror(-rc));
+    if (kl_cur_decode(b, got, out, which) < 0)
         return kl_errf(KL_ECORRUPT, "%s: neither slot checks out (damaged cursor file)", path);
     return 0;
 }
@@ -155,7 +156,7 @@ static int create_file(kl_io *io, kl_log *log, const char *name) {
     cur_path(log, name, CUR_EXT, path, sizeof path);
     uint8_t b[CUR_FILE_BYTES] = {0};
     cur_slot s = {.seq = 1, .position = 0, .fork = log_fork(log), .commit_ms = kl_now_ms()};
-    slot_encode(b, &s);
+    kl_cur_slot_encode(b, &s);
     int fd = -1;
     rc = kl_io_open(io, tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644, &fd);
     if (rc == 0)
@@ -266,7 +267,7 @@ int kl_cursor_commit(kl_cursor *c, uint64_t position) {
                   .fork = log_fork(c->log),
                   .commit_ms = kl_now_ms()};
     int slot = 1 - c->last_slot;
-    slot_encode(c->buf, &s);
+    kl_cur_slot_encode(c->buf, &s);
     int rc =
         kl_io_write_sync(c->io, c->fd, c->buf, CUR_SLOT_BYTES, (uint64_t)slot * CUR_SLOT_BYTES, 1);
     if (rc < 0)
