@@ -72,13 +72,14 @@ static int run_get(const cli_command *cmd, const cli_args *a) {
     return rc;
 }
 
-enum { R_FROM, R_TO, R_FORMAT, R_FOLLOW };
+enum { R_FROM, R_TO, R_FORMAT, R_FOLLOW, R_SINCE };
 
 static const cli_flag read_flags[] = {
     [R_FROM] = {"--from", "I"},
     [R_TO] = {"--to", "J"},
     [R_FORMAT] = {"--format", "lines|len32|json"},
     [R_FOLLOW] = {"--follow", NULL},
+    [R_SINCE] = {"--since", "TIME"},
     {NULL, NULL},
 };
 
@@ -98,6 +99,32 @@ static int read_options(const cli_command *cmd, const cli_args *a, uint64_t *fro
         return CLI_EXIT_USAGE;
     if (*from > *to)
         return cli_usage_error(cmd, "--from %" PRIu64 " is past --to %" PRIu64, *from, *to);
+    return 0;
+}
+
+/* --since TIME (RFC 3339 or Unix ms), which sets the start as --from does. 0 or an exit status. */
+static int since_option(const cli_command *cmd, const cli_args *a, uint64_t *since_ms) {
+    char why[CLI_TIME_WHY_BYTES];
+    if (!a->val[R_SINCE])
+        return 0;
+    if (a->val[R_FROM])
+        return cli_usage_error(cmd, "--since and --from both set where to start: give one of them");
+    if (cli_parse_time(a->val[R_SINCE], since_ms, why, sizeof why) < 0)
+        return cli_usage_error(cmd, "--since: '%s' is not a time: %s", a->val[R_SINCE], why);
+    return 0;
+}
+
+/*
+ * --since: start at the first block appended at or after since_ms (the time
+ * index finds it without a scan); the length if none is. Past --to, the
+ * range is empty. Returns 0 or an exit status.
+ */
+static int since_seek(kl_log *log, uint64_t since_ms, uint64_t *from, uint64_t *to) {
+    int rc = kl_log_seek_time(log, since_ms, from);
+    if (rc < 0)
+        return cli_kl_error("read", rc, log);
+    if (*to < *from)
+        *to = *from;
     return 0;
 }
 
@@ -141,14 +168,19 @@ static int follow_range(kl_log *log, uint64_t from, uint64_t to, cli_record_fn e
 static int run_read(const cli_command *cmd, const cli_args *a) {
     uint64_t from, to;
     cli_record_fn emit = NULL;
+    uint64_t since_ms = 0;
     int rc = read_options(cmd, a, &from, &to, &emit);
+    if (rc == 0)
+        rc = since_option(cmd, a, &since_ms);
     if (rc != 0)
         return rc;
     kl_log *log = NULL;
     if ((rc = cli_open_readonly("read", a->pos[0], &log)) != 0)
         return rc;
     uint64_t length = kl_log_length(log);
-    if (from > length) {
+    if (a->val[R_SINCE] && (rc = since_seek(log, since_ms, &from, &to)) != 0) {
+        /* reported */
+    } else if (from > length) {
         cli_error("read", "--from %" PRIu64 " is past the end (length %" PRIu64 ")", from, length);
         rc = CLI_EXIT_RUNTIME;
     } else {
@@ -179,11 +211,16 @@ const cli_command cli_cmd_get = {
 const cli_command cli_cmd_read = {
     .name = "read",
     .summary = "write a range of blocks to stdout",
-    .usage = "read DIR [--from I] [--to J] [--format lines|len32|json] [--follow]\n"
+    .usage = "read DIR [--from I | --since TIME] [--to J] [--format lines|len32|json]\n"
+             "              [--follow]\n"
              "\n"
              "Write blocks I (default 0) up to but not including J (default: the length)\n"
              "to stdout. A J past the length is cut to the length.\n"
              "\n"
+             "  --since TIME    start at the first block appended at or after TIME, found\n"
+             "                  through the time index (no scan): RFC 3339 with a zone\n"
+             "                  (2026-12-03T10:00:00Z, 2026-12-03T10:00:00.123+01:00) or\n"
+             "                  Unix milliseconds (digits only)\n"
              "  --follow        then wait for new commits (by any process) and write them\n"
              "                  as they come, until block J (default: until interrupted)\n"
              "\n" CLI_RECORD_FORMATS_HELP,

@@ -220,3 +220,142 @@ double cli_now_s(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
+
+/* Days from 1970-01-01 to y-m-d, proleptic Gregorian (H. Hinnant's days_from_civil). */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+static unsigned days_in_month(unsigned y, unsigned m) {
+    static const unsigned days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return m == 2 && leap ? 29 : days[m - 1];
+}
+
+/* n digits at p as a number, or -1 if one is not a digit. */
+static int fixed_digits(const char *p, int n) {
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        v = v * 10 + (p[i] - '0');
+    }
+    return v;
+}
+
+/* ".123456" at *p: the milliseconds, rounded up past them; *p moves past the digits. */
+static int parse_fraction(const char **p, int *ms) {
+    const char *q = *p + 1;
+    int n = 0, rest = 0;
+    *ms = 0;
+    for (; *q >= '0' && *q <= '9'; q++, n++) {
+        if (n < 3)
+            *ms = *ms * 10 + (*q - '0');
+        else
+            rest |= *q != '0';
+    }
+    if (n == 0)
+        return -1;
+    for (int k = n; k < 3; k++)
+        *ms *= 10;
+    *ms += rest;
+    *p = q;
+    return 0;
+}
+
+/* "Z" or "+HH:MM" / "-HH:MM" at p, the rest of the text: the offset east of UTC in minutes. */
+static int parse_zone(const char *p, int *east_min, char *why, size_t cap) {
+    if ((*p == 'Z' || *p == 'z') && p[1] == '\0') {
+        *east_min = 0;
+        return 0;
+    }
+    /* each read stops at the first character that is wrong, so never past the end */
+    int hh = *p == '+' || *p == '-' ? fixed_digits(p + 1, 2) : -1;
+    int mm = hh >= 0 && p[3] == ':' ? fixed_digits(p + 4, 2) : -1;
+    if (mm < 0 || p[6] != '\0') {
+        snprintf(why, cap, "after the seconds, expected a zone: Z, +HH:MM or -HH:MM");
+        return -1;
+    }
+    if (hh > 23 || mm > 59) {
+        snprintf(why, cap, "the zone offset %.6s is out of range", p);
+        return -1;
+    }
+    *east_min = (*p == '-' ? -1 : 1) * (hh * 60 + mm);
+    return 0;
+}
+
+#define RFC3339_HINT                                                                               \
+    "expected RFC 3339 (2026-12-03T10:00:00Z, 2026-12-03T10:00:00.123+01:00) or Unix "             \
+    "milliseconds (digits only)"
+
+/* The field of f (year, month, day, hour, minute, second) out of range, or NULL. */
+static const char *civil_range_error(const int f[6]) {
+    if (f[1] < 1 || f[1] > 12)
+        return "month";
+    if (f[2] < 1 || (unsigned)f[2] > days_in_month((unsigned)f[0], (unsigned)f[1]))
+        return "day";
+    if (f[3] > 23)
+        return "hour";
+    if (f[4] > 59)
+        return "minute";
+    return f[5] > 60 ? "second" : NULL; /* 60: a leap second */
+}
+
+/* "YYYY-MM-DDTHH:MM:SS" at t (at least 19 characters): the fields, checked. */
+static int parse_civil(const char *t, int f[6], char *why, size_t cap) {
+    static const int at[6] = {0, 5, 8, 11, 14, 17}, width[6] = {4, 2, 2, 2, 2, 2};
+    static const char sep[5] = {'-', '-', 'T', ':', ':'};
+    for (int i = 0; i < 6; i++) {
+        f[i] = fixed_digits(t + at[i], width[i]);
+        char c = t[at[i] + width[i]];
+        int sep_ok = i == 5 || c == sep[i] || (i == 2 && (c == 't' || c == ' '));
+        if (f[i] < 0 || !sep_ok) {
+            snprintf(why, cap, "%s", RFC3339_HINT);
+            return -1;
+        }
+    }
+    const char *bad = civil_range_error(f);
+    if (bad) {
+        snprintf(why, cap, "the %s is out of range", bad);
+        return -1;
+    }
+    return 0;
+}
+
+int cli_parse_time(const char *text, uint64_t *unix_ms, char *why, size_t why_cap) {
+    size_t n = text ? strlen(text) : 0;
+    if (n == 0) {
+        snprintf(why, why_cap, "it is empty");
+        return -1;
+    }
+    if (strspn(text, "0123456789") == n) {
+        if (cli_parse_u64(text, unix_ms) == 0)
+            return 0;
+        snprintf(why, why_cap, "Unix milliseconds past 2^64");
+        return -1;
+    }
+    int f[6], ms = 0, east = 0;
+    if (n < 19) {
+        snprintf(why, why_cap, "%s", RFC3339_HINT);
+        return -1;
+    }
+    if (parse_civil(text, f, why, why_cap) < 0)
+        return -1;
+    const char *p = text + 19;
+    if (*p == '.' && parse_fraction(&p, &ms) < 0) {
+        snprintf(why, why_cap, "no digits after the decimal point");
+        return -1;
+    }
+    if (parse_zone(p, &east, why, why_cap) < 0)
+        return -1;
+    int64_t days = days_from_civil(f[0], (unsigned)f[1], (unsigned)f[2]);
+    int64_t secs = days * 86400 + f[3] * 3600 + f[4] * 60 + f[5] - (int64_t)east * 60;
+    int64_t total = secs * 1000 + ms;
+    *unix_ms = total < 0 ? 0 : (uint64_t)total;
+    return 0;
+}

@@ -84,4 +84,16 @@ void cli_rfc3339(uint64_t unix_ms, char out[CLI_RFC3339_BYTES]);
 /* A monotonic clock in seconds, for rates. */
 double cli_now_s(void);
 
+/* Room for the reason cli_parse_time gives. */
+#define CLI_TIME_WHY_BYTES 160
+
+/*
+ * A point in time as Unix milliseconds: all digits (Unix ms), or RFC 3339
+ * with a zone (2026-12-03T10:00:00Z, 2026-12-03T10:00:00.123+01:00; 't',
+ * 'z' and a space for 'T' accepted). Digits of a second past the
+ * millisecond round up (the first millisecond at or after the time); a time
+ * before 1970 is 0. 0, or -1 with the reason in why.
+ */
+int cli_parse_time(const char *text, uint64_t *unix_ms, char *why, size_t why_cap);
+
 #endif

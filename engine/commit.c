@@ -133,6 +133,22 @@ static void buf_reset(kl_log *log, kl_commit_buf *b, uint64_t seq) {
     }
 }
 
+/*
+ * The timestamp of the last committed batch (0 for an empty log): the
+ * floor of the next one's. If that batch cannot be read, the last commit's
+ * time, which was taken after the batch was framed.
+ */
+static uint64_t last_batch_ms(kl_log *log) {
+    uint64_t len = atomic_load(&log->length), seg_first, pos;
+    kl_batch_hdr h;
+    if (len == 0)
+        return 0;
+    if (kl_batch_at(log, len - 1, &seg_first, &pos, &h) == 0)
+        return h.timestamp_ms;
+    kl_err_clear();
+    return log->last.commit_ms;
+}
+
 int kl_commit_init(kl_log *log) {
     pthread_rwlock_rdlock(&log->segs_lock);
     log->f_segp = log->segs[log->nsegs - 1];
@@ -142,6 +158,7 @@ int kl_commit_init(kl_log *log) {
     log->f_index = atomic_load(&log->length);
     log->f_bytes = atomic_load(&log->byte_length);
     log->f_pos = atomic_load(&log->f_segp->end);
+    log->f_ts = last_batch_ms(log);
     log->open_buf = &log->bufs[0];
     buf_reset(log, &log->bufs[0], 1);
     buf_reset(log, &log->bufs[1], 0);
@@ -219,6 +236,10 @@ static int create_segment_files(kl_log *log, kl_seg *seg) {
         return rc;
     kl_seg_file(log, path, sizeof path, seg->first, "idx");
     int krc = kl_oidx_write_active(&seg->idx, log->io, path, &seg->ifd);
+    if (krc == 0) {
+        kl_seg_file(log, path, sizeof path, seg->first, "tix");
+        krc = kl_tidx_write_active(&seg->tix, log->io, path, &seg->tfd);
+    }
     return krc == 0 ? 0 : krc == KL_ENOSPC ? -ENOSPC : -EIO;
 }
 
@@ -233,8 +254,12 @@ static void seal_segment(kl_log *log, kl_seg *prev, uint64_t next_first, int syn
     atomic_store(&prev->sealed, 1);
     kl_io_close(log->io, prev->ifd);
     prev->ifd = -1;
+    kl_io_close(log->io, prev->tfd);
+    prev->tfd = -1;
     /* Derived data: a failure here only costs a rebuild on a later open. */
     (void)kl_oidx_write_sealed(&prev->idx, log->io, path, atomic_load(&prev->end));
+    kl_seg_file(log, path, sizeof path, prev->first, "tix");
+    (void)kl_tidx_write_sealed(&prev->tix, log->io, path, atomic_load(&prev->end));
     if (synced) {
         kl_io_close(log->io, prev->wfd);
         prev->wfd = -1;
@@ -323,7 +348,7 @@ static int commit_io(kl_log *log, kl_commit_buf *b, const kl_slot *st, int slot,
     for (uint64_t z = b->zero_from; z < b->zero_to; z += ZERO_CHUNK_BYTES, nzero++)
         iov_zero[nzero] =
             (struct iovec){(void *)zero_chunk, (size_t)KL_MIN(ZERO_CHUNK_BYTES, b->zero_to - z)};
-    struct iovec iov_idx;
+    struct iovec iov_idx, iov_tix;
     struct iovec iov_hdr = {log->slotbuf, KL_HDR_SLOT_BYTES};
     struct iovec iov_tree = {log->treebuf, tree_bytes};
     uint64_t tree_end = kl_tree_off(kl_tree_nodes(b->end_index));
@@ -340,7 +365,7 @@ static int commit_io(kl_log *log, kl_commit_buf *b, const kl_slot *st, int slot,
                            .iov = &iov_tree,
                            .iovcnt = 1,
                            .offset = kl_tree_off(kl_tree_nodes(b->start_index))};
-    uint64_t idx_off = 0, hdr_off = (uint64_t)slot * KL_HDR_SLOT_BYTES;
+    uint64_t idx_off = 0, tix_off = 0, hdr_off = (uint64_t)slot * KL_HDR_SLOT_BYTES;
     kl_io_op ops[KL_IO_MAX_OPS];
     int n = 0;
     if (!lent_first) {
@@ -404,11 +429,20 @@ static int commit_io(kl_log *log, kl_commit_buf *b, const kl_slot *st, int slot,
                               .iov = &iov_idx,
                               .iovcnt = 1,
                               .offset = idx_off};
+    uint64_t tix_upto = KL_MIN(b->idx_upto, kl_tidx_count(&seg->tix)); /* it may lag after damage */
+    if (kl_tidx_pending(&seg->tix, tix_upto, &iov_tix, &tix_off))
+        ops[n++] = (kl_io_op){.kind = KL_IO_OP_WRITE,
+                              .fd = seg->tfd,
+                              .iov = &iov_tix,
+                              .iovcnt = 1,
+                              .offset = tix_off};
+    KL_ASSERT(n <= KL_IO_MAX_OPS);
     *what = sync ? "writing and syncing a commit" : "writing a commit";
     rc = kl_io_submit(log->io, ops, n);
     if (rc < 0)
         return rc;
     kl_oidx_written(&seg->idx, b->idx_upto);
+    kl_tidx_written(&seg->tix, tix_upto);
     log->tree_file_size = KL_MAX(tree_zero_to, tree_end);
     if (b->new_segment)
         seal_segment(log, b->prev, seg->first, sync);
@@ -600,7 +634,7 @@ static int roll(kl_log *log) {
     kl_seg *seg = kl_seg_new(log->f_index);
     if (!seg)
         return kl_errf(KL_ENOMEM, "new segment");
-    int rc = kl_oidx_init(&seg->idx, seg->first, log->cfg.segment_bytes + KL_SEG_MAP_SLACK);
+    int rc = kl_seg_index_init(seg, log->cfg.segment_bytes + KL_SEG_MAP_SLACK);
     if (rc == 0)
         rc = buf_reserve(b, KL_SEG_HEADER_BYTES);
     if (rc < 0) {
@@ -631,7 +665,7 @@ static int roll(kl_log *log) {
 
 /* Frame a zstd batch into the scratch area; *frame gets the bytes to store. */
 static int frame_zstd(kl_log *log, const kl_block *blocks, size_t count, uint64_t data_bytes,
-                      const uint8_t **frame, size_t *len) {
+                      uint64_t ts_ms, const uint8_t **frame, size_t *len) {
     uint64_t raw = kl_batch_raw_len(count, data_bytes);
     size_t plain = (size_t)kl_batch_plain_bytes(count, data_bytes);
     size_t need = plain + kl_batch_zstd_bound(raw);
@@ -642,7 +676,7 @@ static int frame_zstd(kl_log *log, const kl_block *blocks, size_t count, uint64_
         log->scratch = s;
         log->scratch_cap = need;
     }
-    kl_batch_frame(log->scratch, log->f_index, blocks, count, data_bytes, kl_now_ms());
+    kl_batch_frame(log->scratch, log->f_index, blocks, count, data_bytes, ts_ms);
     size_t z = kl_batch_compress(log->zcctx, log->cfg.codec_level, log->scratch,
                                  log->scratch + plain, need - plain);
     *frame = z ? log->scratch + plain : log->scratch;
@@ -678,8 +712,10 @@ static int frame_append(kl_log *log, const kl_block *blocks, size_t count, uint6
         if (expect && log->f_index != *expect)
             return kl_errf(KL_ECONFLICT, "expected length %llu, the log has %llu",
                            (unsigned long long)*expect, (unsigned long long)log->f_index);
+        /* never before the previous batch: timestamps do not go backwards (FORMAT.md) */
+        uint64_t ts = KL_MAX(kl_now_ms(), log->f_ts);
         if (log->cfg.codec == KL_CODEC_ZSTD && !zframe) {
-            int rc = frame_zstd(log, blocks, count, data_bytes, &zframe, &n);
+            int rc = frame_zstd(log, blocks, count, data_bytes, ts, &zframe, &n);
             if (rc < 0)
                 return rc;
         }
@@ -708,19 +744,15 @@ static int frame_append(kl_log *log, const kl_block *blocks, size_t count, uint6
         if (zframe)
             memcpy(at, zframe, n);
         else if (lend) /* sealed at commit time: seal.c */
-            b->jobs[b->njobs++] = (kl_seal_job){(uint64_t)(at - b->data),
-                                                blocks,
-                                                count,
-                                                lend,
-                                                data_bytes,
-                                                log->f_index,
-                                                kl_now_ms()};
+            b->jobs[b->njobs++] = (kl_seal_job){
+                (uint64_t)(at - b->data), blocks, count, lend, data_bytes, log->f_index, ts};
         else
-            kl_batch_frame(at, log->f_index, blocks, count, data_bytes, kl_now_ms());
+            kl_batch_frame(at, log->f_index, blocks, count, data_bytes, ts);
         if (lend)
             buf_lend(b, lend, (size_t)data_bytes);
         b->leaves[b->nleaves++] = (kl_leaf_job){hashes, blocks, count};
-        kl_oidx_note(&log->f_segp->idx, log->f_index - log->f_seg, log->f_pos);
+        kl_seg_note(log->f_segp, log->f_index - log->f_seg, log->f_pos, ts);
+        log->f_ts = ts;
         *first = log->f_index;
         *seq = b->seq;
         *leads = b->frames == 0; /* the buffer's first appender is its leader */

@@ -76,12 +76,6 @@ static int newest_slot(kl_log *log, kl_slot *out) {
     return found ? 0 : kl_errf(KL_ECORRUPT, "%s: no header slot checks out", log->hdr_path);
 }
 
-/* Note one batch in a segment's indexes (the time index joins here). */
-static void note_batch(kl_seg *s, uint64_t rel, uint64_t pos, uint64_t ts_ms) {
-    (void)ts_ms;
-    kl_oidx_note(&s->idx, rel, pos);
-}
-
 /*
  * Index the batches of s from its committed end on, up to block `next`,
  * within `limit` bytes: the bytes commits added since. With `exact`, the
@@ -102,7 +96,7 @@ static void index_tail(kl_seg *s, uint64_t limit, uint64_t next, int exact) {
             s->bad_from = index;
             break;
         }
-        note_batch(s, index - s->first, pos, h.timestamp_ms);
+        kl_seg_note(s, index - s->first, pos, h.timestamp_ms); /* offset and time index */
         pos += kl_batch_frame_len(&h);
         index += h.count;
     }
@@ -149,7 +143,7 @@ static int add_segment(kl_log *log, uint64_t first, uint64_t next, int active) {
     atomic_store(&s->end, 0);
     int rc = 0;
     if (active)
-        rc = kl_oidx_init(&s->idx, first, log->cfg.segment_bytes + KL_SEG_MAP_SLACK);
+        rc = kl_seg_index_init(s, log->cfg.segment_bytes + KL_SEG_MAP_SLACK);
     if (rc == 0 && active)
         atomic_store(&s->idx_ready, 1);
     else

@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "../index/offset_index.h"
+#include "../index/time_index.h"
 #include "header.h"
 #include "io/io.h"
 #include "tree.h"
@@ -46,12 +47,15 @@ typedef struct kl_seg {
     size_t map_len;
     _Atomic int idx_ready;
     kl_oidx idx;
+    _Atomic int tix_ready; /* tix is usable (a sealed one is loaded on the first seek) */
+    kl_tidx tix;           /* the time index: entry i is the batch of idx entry i */
     uint64_t bad_from; /* blocks >= this are beyond a damaged batch header; UINT64_MAX if none */
 
     /* write side (the active segment of a writable handle) */
     int wfd;            /* the .log file */
     uint64_t file_size; /* bytes in the .log file: committed, plus zeroed space ahead (always) */
     int ifd;            /* the .idx file */
+    int tfd;            /* the .tix file */
 } kl_seg;
 
 /* Iovecs one commit writes at most; past that, batches are copied into the buffer. */
@@ -140,6 +144,7 @@ struct kl_log {
     int fail_code;
     /* framing state: where the next batch lands */
     uint64_t f_index, f_bytes, f_seg, f_pos;
+    uint64_t f_ts;  /* the timestamp of the last batch framed: the next is never earlier */
     kl_seg *f_segp; /* the segment f_seg */
     kl_seg *c_segp; /* the segment of the last commit */
     char fail_msg[256];
@@ -207,10 +212,10 @@ struct kl_log {
     size_t treebuf_cap;
 
     /* following (follow.c) */
-    _Atomic uint32_t len_word;     /* futex: bumped after every new length is published */
-    _Atomic uint32_t len_waiters;  /* threads in kl_log_wait on len_word */
-    _Atomic int follow_closing;    /* kl_log_close began: waiters return KL_ECLOSED */
-    pthread_mutex_t refresh_mu;    /* one kl_log_refresh at a time (read-only handles) */
+    _Atomic uint32_t len_word;    /* futex: bumped after every new length is published */
+    _Atomic uint32_t len_waiters; /* threads in kl_log_wait on len_word */
+    _Atomic int follow_closing;   /* kl_log_close began: waiters return KL_ECLOSED */
+    pthread_mutex_t refresh_mu;   /* one kl_log_refresh at a time (read-only handles) */
 
     /* errors */
     pthread_mutex_t errmu;
@@ -264,6 +269,17 @@ void kl_read_free(kl_log *log);
 struct kl_batch_hdr;
 int kl_batch_at(kl_log *log, uint64_t index, uint64_t *seg_first, uint64_t *pos,
                 struct kl_batch_hdr *h);
+
+/*
+ * seek_time.c: the segments' time indexes. kl_seg_index_init makes both
+ * (empty, writable) indexes of an active segment, the time index ready;
+ * kl_seg_note records a batch in both, the time entry exactly when the
+ * offset index takes one (every caller that indexes a batch goes through
+ * it). A sealed segment's .tix is mapped or rebuilt by the first seek that
+ * needs it.
+ */
+int kl_seg_index_init(kl_seg *s, uint64_t max_bytes);
+void kl_seg_note(kl_seg *s, uint64_t rel, uint64_t pos, uint64_t ts_ms);
 
 /* Node `index` of the committed tree (tree.c's file, read with pread). */
 int kl_log_node(kl_log *log, uint64_t index, kl_node *out);

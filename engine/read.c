@@ -61,6 +61,7 @@ kl_seg *kl_seg_new(uint64_t first) {
     s->bad_from = UINT64_MAX;
     s->wfd = -1;
     s->ifd = -1;
+    s->tfd = -1;
     pthread_mutex_init(&s->mu, NULL);
     return s;
 }
@@ -71,8 +72,10 @@ void kl_seg_free(kl_log *log, kl_seg *s) {
     if (s->map)
         log->io->v->unmap(log->io, s->map, s->map_len);
     kl_oidx_free(&s->idx, log->io);
+    kl_tidx_free(&s->tix, log->io);
     kl_io_close(log->io, s->wfd);
     kl_io_close(log->io, s->ifd);
+    kl_io_close(log->io, s->tfd);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
@@ -217,7 +220,7 @@ static void walk_sealed(kl_seg *s, uint64_t pos, uint64_t index, uint64_t limit,
             *bad = index;
             break;
         }
-        kl_oidx_note(&s->idx, index - s->first, pos);
+        kl_seg_note(s, index - s->first, pos, h.timestamp_ms);
         pos += kl_batch_frame_len(&h);
         index += h.count;
     }

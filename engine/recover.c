@@ -348,8 +348,8 @@ static int cut_segments(kl_log *log, const uint64_t *firsts, size_t n, const kl_
     for (size_t i = 0; i < n; i++) {
         if (firsts[i] <= s->active_segment)
             continue;
-        const char *exts[] = {"log", "idx", "idx.tmp"};
-        for (int k = 0; k < 3; k++) {
+        const char *exts[] = {"log", "idx", "idx.tmp", "tix", "tix.tmp"};
+        for (int k = 0; k < 5; k++) {
             kl_seg_file(log, path, sizeof path, firsts[i], exts[k]);
             int rc = log->io->v->unlink(log->io, path);
             if (rc < 0 && rc != -ENOENT)
@@ -360,13 +360,58 @@ static int cut_segments(kl_log *log, const uint64_t *firsts, size_t n, const kl_
 }
 
 /*
+ * The active segment's time index, for the offset entries kept so far: the
+ * saved time entries that agree with them (their rel_index, and the last
+ * one's batch header), then the missing ones from batch headers. A header
+ * that does not read leaves the time index shorter (a prefix), not wrong.
+ */
+static int index_active_tix(kl_log *log, kl_seg *seg, seg_reader *r, uint64_t end) {
+    char path[4096];
+    kl_seg_file(log, path, sizeof path, seg->first, "tix");
+    uint64_t n = atomic_load(&seg->idx.count), k = 0;
+    kl_tidx_load(&seg->tix, log->io, path, n);
+    for (uint64_t m = kl_tidx_count(&seg->tix); k < m; k++) {
+        uint64_t ts, rel, irel, pos;
+        kl_tidx_entry(&seg->tix, k, &ts, &rel);
+        kl_oidx_entry(&seg->idx, k, &irel, &pos);
+        if (rel != irel)
+            break;
+    }
+    if (k > 0) { /* the last kept entry against its batch; if it disagrees, trust none */
+        uint64_t ts, rel, irel, pos;
+        kl_batch_hdr h;
+        kl_tidx_entry(&seg->tix, k - 1, &ts, &rel);
+        kl_oidx_entry(&seg->idx, k - 1, &irel, &pos);
+        int rc = reader_batch(r, pos, end, 0, &h);
+        if (rc < 0 && !is_verdict(rc))
+            return rc;
+        if (rc < 0 || h.timestamp_ms != ts || h.first_index != seg->first + rel)
+            k = 0;
+    }
+    kl_tidx_cut(&seg->tix, k);
+    for (; k < n; k++) {
+        uint64_t rel, pos;
+        kl_batch_hdr h;
+        kl_oidx_entry(&seg->idx, k, &rel, &pos);
+        int rc = reader_batch(r, pos, end, 0, &h);
+        if (rc < 0 && !is_verdict(rc))
+            return rc;
+        if (rc < 0 || h.first_index != seg->first + rel)
+            break;
+        kl_tidx_note(&seg->tix, rel, h.timestamp_ms);
+    }
+    kl_err_clear();
+    return 0;
+}
+
+/*
  * The active segment's index: keep the saved entries that check out below
  * the committed end, then index the rest by walking batch headers.
  */
 static int index_active(kl_log *log, kl_seg *seg, const kl_slot *s) {
     char path[4096];
     kl_seg_file(log, path, sizeof path, seg->first, "idx");
-    int rc = kl_oidx_init(&seg->idx, seg->first, log->cfg.segment_bytes + KL_SEG_MAP_SLACK);
+    int rc = kl_seg_index_init(seg, log->cfg.segment_bytes + KL_SEG_MAP_SLACK);
     if (rc < 0)
         return rc;
     int sealed_ok;
@@ -396,7 +441,9 @@ static int index_active(kl_log *log, kl_seg *seg, const kl_slot *s) {
         kl_oidx_cut(&seg->idx, pops < IDX_MAX_POPS ? p : 0);
     }
     kl_oidx_cut(&seg->idx, pos + 1);
-    rc = 0;
+    rc = index_active_tix(log, seg, &r, s->active_end);
+    if (rc < 0)
+        goto out;
     while (pos < s->active_end && index < s->length) {
         kl_batch_hdr h;
         rc = reader_batch(&r, pos, s->active_end, 0, &h);
@@ -406,7 +453,7 @@ static int index_active(kl_log *log, kl_seg *seg, const kl_slot *s) {
             seg->bad_from = index; /* reads of blocks from here on report the damage */
             break;
         }
-        kl_oidx_note(&seg->idx, index - seg->first, pos);
+        kl_seg_note(seg, index - seg->first, pos, h.timestamp_ms);
         pos += kl_batch_frame_len(&h);
         index += h.count;
     }
@@ -632,6 +679,9 @@ int kl_recover(kl_log *log) {
         char path[4096];
         kl_seg_file(log, path, sizeof path, active->first, "idx");
         rc = kl_oidx_write_active(&active->idx, log->io, path, &active->ifd);
+        kl_seg_file(log, path, sizeof path, active->first, "tix");
+        if (rc == 0)
+            rc = kl_tidx_write_active(&active->tix, log->io, path, &active->tfd);
     }
     if (rc == 0)
         atomic_store(&active->idx_ready, 1);

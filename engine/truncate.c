@@ -257,8 +257,8 @@ static int drop_segments_after(kl_log *log, uint64_t first) {
     for (size_t i = 0; rc == 0 && i < n; i++) {
         if (firsts[i] <= first)
             continue;
-        const char *exts[] = {"log", "idx", "idx.tmp"};
-        for (int k = 0; rc == 0 && k < 3; k++) {
+        const char *exts[] = {"log", "idx", "idx.tmp", "tix", "tix.tmp"};
+        for (int k = 0; rc == 0 && k < 5; k++) {
             kl_seg_file(log, path, sizeof path, firsts[i], exts[k]);
             int u = log->io->v->unlink(log->io, path);
             if (u < 0 && u != -ENOENT)
@@ -311,6 +311,10 @@ static int rewrite_end(kl_log *log, uint64_t first, uint64_t cut, uint64_t fork,
     int rc = log->io->v->unlink(log->io, path);
     if (rc == -ENOENT)
         rc = 0;
+    kl_seg_file(log, path, sizeof path, first, "tix"); /* so is the time index */
+    int trc = log->io->v->unlink(log->io, path);
+    if (rc == 0 && trc < 0 && trc != -ENOENT)
+        rc = trc;
     kl_seg_file(log, path, sizeof path, first, "log");
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     int fd = -1, nfd = -1;

@@ -71,6 +71,15 @@ uint64_t kl_now_ms(void);
 uint64_t kl_mono_ns(void);
 
 /*
+ * Tests only: make kl_now_ms return fn() (NULL: the wall clock again), so a
+ * test controls batch timestamps (tests/test_time_index.c steps the clock
+ * back to prove they stay monotonic). Process-wide; never called by the
+ * library or the tool.
+ */
+typedef uint64_t (*kl_clock_fn)(void);
+void kl_test_set_clock(kl_clock_fn fn);
+
+/*
  * The kernel's boot id (/proc/sys/kernel/random/boot_id), all zero if it
  * cannot be read. A header slot written in the current boot can trust the
  * page cache (DURABILITY.md). The fault backend's simulated power loss calls
