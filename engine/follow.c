@@ -245,70 +245,125 @@ static int ms_left(uint64_t deadline_ns) {
     return ms > INT_MAX ? INT_MAX : (int)ms;
 }
 
+/*
+ * Sleep on len_word until it moves past `seen` or `left_ms` pass (-1: no
+ * limit): the commit path (writable handle) or a refresh (read-only handle)
+ * bumps it.
+ */
+static void sleep_on_len(kl_log *log, uint32_t seen, int left_ms) {
+    struct timespec ts = {left_ms / 1000, (long)(left_ms % 1000) * 1000000L};
+    atomic_fetch_add(&log->len_waiters, 1);
+    syscall(SYS_futex, (uint32_t *)&log->len_word, FUTEX_WAIT_PRIVATE, seen,
+            left_ms < 0 ? NULL : &ts, NULL, 0);
+    atomic_fetch_sub(&log->len_waiters, 1);
+}
+
+/* Why a wait must end now: KL_EIO (failed handle), KL_ECLOSED (closing), or 0. */
+static int wait_stopped(kl_log *log) {
+    if (atomic_load(&log->failed))
+        return kl_errf(KL_EIO, "waiting for %s to grow: the handle failed", log->dir);
+    if (atomic_load(&log->follow_closing))
+        return kl_errf(KL_ECLOSED, "waiting for %s to grow: the handle is closing", log->dir);
+    return 0;
+}
+
 /* A writable handle: sleep on len_word until the commit path bumps it. */
 static int wait_local(kl_log *log, uint64_t length, uint64_t deadline_ns) {
-    atomic_fetch_add(&log->len_waiters, 1);
-    int rc = 0;
     for (;;) {
         uint32_t seen = atomic_load_explicit(&log->len_word, memory_order_acquire);
-        if (atomic_load_explicit(&log->length, memory_order_acquire) > length) {
-            rc = 1;
-            break;
-        }
-        if (atomic_load(&log->failed) || atomic_load(&log->follow_closing)) {
-            rc = kl_errf(atomic_load(&log->failed) ? KL_EIO : KL_ECLOSED,
-                         "waiting for %s to grow: the handle %s", log->dir,
-                         atomic_load(&log->failed) ? "failed" : "is closing");
-            break;
-        }
+        if (atomic_load_explicit(&log->length, memory_order_acquire) > length)
+            return 1;
+        int rc = wait_stopped(log);
         int left = ms_left(deadline_ns);
-        if (left == 0)
-            break;
-        struct timespec ts = {left / 1000, (long)(left % 1000) * 1000000L};
-        syscall(SYS_futex, (uint32_t *)&log->len_word, FUTEX_WAIT_PRIVATE, seen,
-                left < 0 ? NULL : &ts, NULL, 0);
+        if (rc < 0 || left == 0)
+            return rc;
+        sleep_on_len(log, seen, left);
     }
-    atomic_fetch_sub(&log->len_waiters, 1);
-    return rc;
 }
 
-/* Drain an inotify descriptor's pending events. */
-static void drain(int fd) {
+/*
+ * The handle's inotify watch on the header, made once and kept until close:
+ * closing an inotify descriptor waits for the kernel to retire its marks
+ * (an RCU grace period, about 10 ms here), far too slow to pay per wait.
+ * A watch the kernel dropped (IN_IGNORED: the file was replaced) is made again.
+ */
+static int watch_header(kl_log *log) {
+    if (log->ino_fd < 0) {
+        log->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        if (log->ino_fd < 0)
+            return kl_errf(KL_EIO, "inotify: %s", strerror(errno));
+        log->ino_wd = -1;
+    }
+    if (log->ino_wd < 0) {
+        log->ino_wd = inotify_add_watch(log->ino_fd, log->hdr_path,
+                                        IN_MODIFY | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF);
+        if (log->ino_wd < 0)
+            return kl_errf(KL_EIO, "watching %s: %s", log->hdr_path, strerror(errno));
+    }
+    return 0;
+}
+
+/* Read the watch's pending events; forget the watch if the kernel dropped it. */
+static void drain(kl_log *log) {
     char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-    while (read(fd, buf, sizeof buf) > 0) {
+    ssize_t n;
+    while ((n = read(log->ino_fd, buf, sizeof buf)) > 0) {
+        for (ssize_t off = 0; off + (ssize_t)sizeof(struct inotify_event) <= n;) {
+            const struct inotify_event *e = (const void *)(buf + off);
+            if (e->mask & IN_IGNORED)
+                log->ino_wd = -1;
+            off += (ssize_t)sizeof *e + e->len;
+        }
     }
 }
 
-/* A read-only handle: watch the header file, refresh on every change. */
-static int wait_remote(kl_log *log, uint64_t length, uint64_t deadline_ns) {
-    int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    if (fd < 0)
-        return kl_log_err(log, kl_errf(KL_EIO, "inotify: %s", strerror(errno)));
-    int rc = 0;
-    if (inotify_add_watch(fd, log->hdr_path, IN_MODIFY | IN_ATTRIB | IN_DELETE_SELF) < 0) {
-        rc = kl_log_err(log, kl_errf(KL_EIO, "watching %s: %s", log->hdr_path, strerror(errno)));
-        goto out;
-    }
-    for (;;) {
+/*
+ * The watcher: holds watch_mu, waits for one change of the header (or
+ * left_ms), and refreshes, which wakes the other waiters if the log grew.
+ */
+static int watch_once(kl_log *log, int left_ms) {
+    int rc = watch_header(log);
+    if (rc == 0)
         rc = kl_log_refresh(log); /* after the watch is in place: no change is missed */
-        if (rc < 0)
-            break;
-        rc = atomic_load_explicit(&log->length, memory_order_acquire) > length;
-        int left = ms_left(deadline_ns);
-        if (rc || left == 0)
-            break;
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        int n = poll(&p, 1, left);
-        if (n < 0 && errno != EINTR) {
-            rc = kl_log_err(log,
-                            kl_errf(KL_EIO, "waiting on %s: %s", log->hdr_path, strerror(errno)));
-            break;
-        }
-        drain(fd);
+    if (rc == 0) {
+        struct pollfd p = {.fd = log->ino_fd, .events = POLLIN};
+        if (poll(&p, 1, left_ms) < 0 && errno != EINTR)
+            rc = kl_errf(KL_EIO, "waiting on %s: %s", log->hdr_path, strerror(errno));
+        drain(log);
     }
-out:
-    close(fd);
-    return rc;
+    if (rc == 0)
+        rc = kl_log_refresh(log);
+    return rc < 0 ? rc : 0;
+}
+
+/*
+ * A read-only handle: one thread at a time (the watcher) waits on the
+ * header's inotify watch and refreshes; the others sleep on len_word, which
+ * a refresh that finds new commits bumps, as does the watcher when it
+ * leaves, so one of them takes its place.
+ */
+static int wait_remote(kl_log *log, uint64_t length, uint64_t deadline_ns) {
+    for (;;) {
+        uint32_t seen = atomic_load_explicit(&log->len_word, memory_order_acquire);
+        int rc = kl_log_refresh(log);
+        if (rc < 0)
+            return rc;
+        if (atomic_load_explicit(&log->length, memory_order_acquire) > length)
+            return 1;
+        rc = wait_stopped(log);
+        int left = ms_left(deadline_ns);
+        if (rc < 0 || left == 0)
+            return rc < 0 ? kl_log_err(log, rc) : 0;
+        if (pthread_mutex_trylock(&log->watch_mu) != 0) {
+            sleep_on_len(log, seen, left);
+            continue;
+        }
+        rc = watch_once(log, left);
+        pthread_mutex_unlock(&log->watch_mu);
+        kl_follow_notify(log); /* another waiter may take the watch */
+        if (rc < 0)
+            return kl_log_err(log, rc);
+    }
 }
 
 int kl_log_wait(kl_log *log, uint64_t length, int timeout_ms) {

@@ -216,6 +216,8 @@ struct kl_log {
     _Atomic uint32_t len_waiters; /* threads in kl_log_wait on len_word */
     _Atomic int follow_closing;   /* kl_log_close began: waiters return KL_ECLOSED */
     pthread_mutex_t refresh_mu;   /* one kl_log_refresh at a time (read-only handles) */
+    pthread_mutex_t watch_mu;     /* the one waiter on the header's inotify watch (read-only) */
+    int ino_fd, ino_wd;           /* that watch, made on the first wait, closed with the handle */
 
     /* errors */
     pthread_mutex_t errmu;
