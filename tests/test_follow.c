@@ -180,6 +180,56 @@ static void test_a_reader_in_another_process_is_woken_by_a_commit(void **st) {
     tu_rm_log(dir);
 }
 
+typedef struct waiter {
+    kl_log *log;
+    uint64_t want;
+    int rc;
+} waiter;
+
+static void *wait_for(void *arg) {
+    waiter *w = arg;
+    while (kl_log_length(w->log) < w->want &&
+           (w->rc = kl_log_wait(w->log, kl_log_length(w->log), 10000)) == 1) {
+    }
+    return NULL;
+}
+
+static void test_several_threads_wait_on_one_read_only_handle(void **st) {
+    (void)st;
+    char *dir = tu_new_log("follow-threads", KL_FSYNC_NEVER);
+    kl_log *r = tu_open_ro(dir);
+    waiter ws[4];
+    pthread_t ts[4];
+    for (int i = 0; i < 4; i++) {
+        ws[i] = (waiter){r, (uint64_t)(i + 1) * 50, 1};
+        assert_int_equal(pthread_create(&ts[i], NULL, wait_for, &ws[i]), 0);
+    }
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        kl_log *w = NULL;
+        if (kl_log_open(dir, NULL, &w) < 0)
+            _exit(2);
+        for (uint64_t i = 0; i < 200; i += 10) {
+            sleep_ms(2);
+            if (tu_append_range(w, SEED, MAX_SIZE, i, i + 10, 10) < 0)
+                _exit(3);
+        }
+        _exit(kl_log_close(w) < 0 ? 4 : 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(ts[i], NULL);
+        assert_int_equal(ws[i].rc, 1); /* each saw its length, none timed out */
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(kl_log_wait(r, 199, 0), 1);
+    expect_range(r, 0, 200);
+    assert_int_equal(kl_log_close(r), 0);
+    tu_rm_log(dir);
+}
+
 static void test_a_truncation_under_a_reader_is_reported_not_followed(void **st) {
     (void)st;
     char *dir = tu_new_log("follow-fork", KL_FSYNC_NEVER);
@@ -205,6 +255,7 @@ int main(void) {
         cmocka_unit_test(test_a_reader_refreshes_across_segment_rolls),
         cmocka_unit_test(test_a_reader_refreshes_across_rolls_of_zstd_batches),
         cmocka_unit_test(test_a_reader_in_another_process_is_woken_by_a_commit),
+        cmocka_unit_test(test_several_threads_wait_on_one_read_only_handle),
         cmocka_unit_test(test_a_truncation_under_a_reader_is_reported_not_followed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
