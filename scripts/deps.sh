@@ -8,7 +8,7 @@
 set -euo pipefail
 
 what=${1:-build}
-build_pkgs=(build-essential cmake pkg-config liburing-dev libsodium-dev libzstd-dev libxxhash-dev libyajl-dev)
+build_pkgs=(build-essential cmake pkg-config liburing-dev libsodium-dev libzstd-dev libxxhash-dev libyajl-dev liblmdb-dev)
 test_pkgs=(libcmocka-dev libjansson-dev clang libclang-rt-14-dev clang-format)
 
 pkgs=("${build_pkgs[@]}")
