@@ -21,7 +21,7 @@
 #define CLI_EXIT_PIPE     141 /* stdout's reader went away: 128 + SIGPIPE, as a shell reports it */
 
 /* Bounds of the argument parser: more than any command needs. */
-#define CLI_MAX_FLAGS 8
+#define CLI_MAX_FLAGS 12
 #define CLI_MAX_ARGS  4
 
 /* One flag of a command: "--batch" with value name "N", or a switch (value NULL). */
@@ -73,5 +73,6 @@ extern const cli_command cli_cmd_proof;
 extern const cli_command cli_cmd_consume;
 extern const cli_command cli_cmd_cursors;
 extern const cli_command cli_cmd_cursor;
+extern const cli_command cli_cmd_view;
 
 #endif

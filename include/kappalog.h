@@ -375,6 +375,265 @@ typedef struct kl_cursor_info {
 /* *out is malloc'ed (*n entries, sorted by name; free it). */
 KL_API int kl_cursor_list(kl_log *log, kl_cursor_info **out, size_t *n);
 
+/* ======================================================================
+ * Processors and materialized views (docs/VIEWS.md)
+ *
+ * A processor folds one or more logs (its sources, one position each) into
+ * a view kept in an LMDB environment: it reads records from each source's
+ * position, hands them in batches to an apply callback that changes the
+ * view through a kl_txn, and stores every source's new position in the
+ * same LMDB transaction as the changes. A crash therefore never applies a
+ * record twice or skips one: a transaction either commits with its
+ * positions or leaves no trace, and the next run starts where the last
+ * commit left off. One transaction covers many batches (up to
+ * txn_records records or txn_ms milliseconds); the LMDB map grows when it
+ * fills (the transaction is then run again from its start).
+ *
+ * A kl_processor belongs to one thread at a time. Views may be read from any
+ * thread, also while this process updates or rebuilds them: every opener of
+ * one LMDB environment in a process shares it, as LMDB requires.
+ * ====================================================================== */
+
+typedef struct kl_processor kl_processor;
+
+/* A transaction on a view's data: the only way apply and flush change it. */
+typedef struct kl_txn kl_txn;
+
+/* The longest key of a view's data (LMDB's limit). Values may be up to KL_MAX_BLOCK_BYTES. */
+#define KL_TXN_MAX_KEY_BYTES 511u
+
+/* The most logs one processor reads. */
+#define KL_PROCESSOR_MAX_SOURCES 64u
+
+/* Bounds of the processor's name (below). */
+#define KL_PROCESSOR_NAME_MAX 1024u
+
+/* Defaults of kl_processor_def (kl_processor_def_default). */
+#define KL_PROCESSOR_TXN_RECORDS   1000000u                /* records per transaction */
+#define KL_PROCESSOR_TXN_MS        1000u                   /* ms per transaction */
+#define KL_PROCESSOR_MAP_BYTES     (64ull * 1024u * 1024u) /* first LMDB map size */
+#define KL_PROCESSOR_MAX_MAP_BYTES (1ull << 40)            /* the map never grows past 1 TiB */
+
+/*
+ * Apply records recs[0..n) of source `source` (the index into the logs
+ * given to kl_processor_open), consecutive blocks in order. Return 0, or a
+ * negative kl_error: the transaction is then abandoned (nothing of it is
+ * committed) and kl_processor_run fails with that code. apply may see the
+ * same records again when a transaction is abandoned and retried (the map
+ * had to grow): keep the view's state in the txn, or in memory that
+ * `discard` forgets. recs[i].data is valid until apply returns.
+ */
+typedef int (*kl_apply_fn)(void *ctx, kl_txn *txn, size_t source, const kl_record *recs, size_t n);
+
+typedef struct kl_processor_def {
+    /*
+     * What the view holds (e.g. "orders-by-customer v2"): stored with the
+     * view and compared on every open (KL_EINVAL if it differs), so a view is
+     * never continued by a different fold. 1..KL_PROCESSOR_NAME_MAX bytes.
+     */
+    const char *name;
+    kl_apply_fn apply;
+    /* Optional: called once before each commit, to write what apply kept in memory. */
+    int (*flush)(void *ctx, kl_txn *txn);
+    /* Optional: the transaction was abandoned; forget what apply kept in memory. */
+    void (*discard)(void *ctx);
+    void *ctx;
+    uint64_t txn_records;   /* most records in one transaction; 0: the default */
+    uint32_t txn_ms;        /* most milliseconds of one transaction; 0: the default */
+    uint64_t map_bytes;     /* the LMDB map size a new view starts with; 0: the default */
+    uint64_t max_map_bytes; /* the map doubles when full, up to this (then KL_ENOSPC); 0: default */
+} kl_processor_def;
+
+KL_API void kl_processor_def_default(kl_processor_def *def);
+
+/*
+ * Open (or create) the processor whose LMDB environment is the directory
+ * `path` (created if absent; its parent must exist), reading `nlogs` logs
+ * (1..KL_PROCESSOR_MAX_SOURCES; handles read-only or writable, owned by the
+ * caller and open until kl_processor_close). A new view starts every
+ * source at block 0. Reopening checks that the view was built over the same
+ * logs, in the same order, by the same fold:
+ * - KL_EINVAL if def->name or the number of logs differs;
+ * - KL_EFORK if a log is not the one the view was built from (another
+ *   key), or was truncated since (its fork changed) while the view had
+ *   applied records of it; the context names both and says to rebuild;
+ * - KL_ENOTFOUND if the view's position in a log is past that log's length
+ *   (the log was replaced by a shorter one); the context names both.
+ */
+KL_API int kl_processor_open(const char *path, kl_log *const *logs, size_t nlogs,
+                             const kl_processor_def *def, kl_processor **out);
+
+/* Close; nothing uncommitted remains (every run ends with a commit). NULL is fine. */
+KL_API void kl_processor_close(kl_processor *p);
+
+/* How kl_processor_run (and kl_view_update / kl_view_rebuild) run. Zero means the defaults. */
+typedef struct kl_run_options {
+    uint64_t max_records; /* stop after this many records; 0: no limit */
+    int follow;           /* when caught up, wait for more (kl_log_wait) instead of returning */
+    /* Non-NULL: return 0 soon (within ~200 ms) after *stop becomes nonzero (a signal handler). */
+    const volatile int *stop;
+    /* Called after every batch: records done so far in this run, of `total` known to be due. */
+    kl_progress_fn progress;
+    void *progress_ctx;
+} kl_run_options;
+
+/*
+ * Apply every source from its position up to the length it has when the
+ * run starts (a read-only handle is refreshed first), in transactions of
+ * many batches, then return 0; with opts->follow, keep waiting for and
+ * applying new records until *opts->stop. opts may be NULL. *applied (if
+ * not NULL) receives the records committed by this run. On an error
+ * nothing of the failed transaction is committed; earlier transactions
+ * are. A block that fails its checksum ends the run with KL_ECORRUPT after
+ * committing the records before it.
+ */
+KL_API int kl_processor_run(kl_processor *p, const kl_run_options *opts, uint64_t *applied);
+
+/* The committed position (next block) in source `source`; UINT64_MAX if there is none. */
+KL_API uint64_t kl_processor_position(const kl_processor *p, size_t source);
+
+/*
+ * A read-only transaction on the view's data, for kl_txn_get and
+ * kl_txn_scan: a consistent snapshot of the last commit. End it with
+ * kl_txn_end; do not keep it open across kl_processor_run.
+ */
+KL_API int kl_processor_read(kl_processor *p, kl_txn **out);
+KL_API void kl_txn_end(kl_txn *txn);
+
+/*
+ * Look up `key`: 1 with *val / *val_len set (valid until the next
+ * kl_txn_put or kl_txn_del in this txn, or its end), 0 if absent, or a
+ * negative kl_error. Keys are 1..KL_TXN_MAX_KEY_BYTES bytes (KL_EINVAL
+ * otherwise) and sort as bytes (memcmp, the shorter first).
+ */
+KL_API int kl_txn_get(kl_txn *txn, const void *key, size_t key_len, const void **val,
+                      size_t *val_len);
+
+/* Set key to the val_len bytes at val. KL_EREADONLY in a read txn; KL_ENOSPC if the map is full. */
+KL_API int kl_txn_put(kl_txn *txn, const void *key, size_t key_len, const void *val,
+                      size_t val_len);
+
+/* Remove key: 1 if it was there, 0 if not. */
+KL_API int kl_txn_del(kl_txn *txn, const void *key, size_t key_len);
+
+/* Called for each entry of a scan, in key order; return nonzero to stop. */
+typedef int (*kl_scan_fn)(void *ctx, const void *key, size_t key_len, const void *val,
+                          size_t val_len);
+
+/* Every entry whose key starts with prefix (prefix_len may be 0: all), in key order. */
+KL_API int kl_txn_scan(kl_txn *txn, const void *prefix, size_t prefix_len, kl_scan_fn fn,
+                       void *ctx);
+
+/*
+ * Built-in views over JSON records, kept in the log's directory under
+ * views/<name>/ (docs/FORMAT.md). A record that is not one JSON object, or
+ * lacks a field, or whose value is not a number (sum) is counted as skipped
+ * (by reason) and otherwise ignored; it is never an error. Names are
+ * 1..KL_VIEW_NAME_MAX characters of [A-Za-z0-9._-], not starting with '.';
+ * fields are dotted paths ("user", "ctx.user.id").
+ *
+ * - KL_VIEW_KV: the latest record of each key;
+ * - KL_VIEW_COUNT: how many records each key has;
+ * - KL_VIEW_SUM: the sum of the number at `value` per key: an exact int64
+ *   while every value is an integer and the sum fits, otherwise a double
+ *   (the values added in log order, as a program folding the log would).
+ */
+typedef enum kl_view_kind { KL_VIEW_KV = 1, KL_VIEW_COUNT = 2, KL_VIEW_SUM = 3 } kl_view_kind;
+
+/* Why a record was skipped (kl_view_info.skipped[reason]). */
+typedef enum kl_view_skip {
+    KL_VIEW_SKIP_NOT_JSON = 0,   /* not exactly one JSON object */
+    KL_VIEW_SKIP_MISSING = 1,    /* the key field (or, for sum, the value field) is absent */
+    KL_VIEW_SKIP_NOT_NUMBER = 2, /* sum: the value field is not a finite number */
+    KL_VIEW_SKIP_BAD_KEY = 3,    /* the key field is null, an object, an array, or too long */
+    KL_VIEW_SKIP_KEY_SIZE = 4    /* the key is empty or longer than KL_TXN_MAX_KEY_BYTES */
+} kl_view_skip;
+#define KL_VIEW_SKIPS 5
+
+#define KL_VIEW_NAME_MAX 64u
+#define KL_VIEW_PATH_MAX 255u /* bytes of a dotted field path */
+
+/* "kv", "count", "sum"; and the short name of a skip reason ("not_json", ...). */
+KL_API const char *kl_view_kind_name(kl_view_kind kind);
+KL_API const char *kl_view_skip_name(kl_view_skip reason);
+
+/*
+ * Create view `name` of the log in `dir`, empty at position 0.
+ * value_path is required for KL_VIEW_SUM and refused (KL_EINVAL) for the
+ * others. KL_EEXIST if the view exists, KL_ENOTFOUND if dir holds no log.
+ */
+KL_API int kl_view_create(const char *dir, const char *name, kl_view_kind kind,
+                          const char *key_path, const char *value_path);
+
+/* Remove a view and its data (KL_ENOTFOUND if absent; KL_EBUSY while it is being rebuilt). */
+KL_API int kl_view_drop(const char *dir, const char *name);
+
+/*
+ * Bring the view up to the log (kl_processor_run semantics, opts may be
+ * NULL). Runs beside an appender and beside other updates of the same view
+ * (their transactions take turns). With follow, it also moves on to a new
+ * version switched in by a rebuild.
+ */
+KL_API int kl_view_update(const char *dir, const char *name, const kl_run_options *opts,
+                          uint64_t *applied);
+
+#define KL_REBUILD_SHADOW 0x1u
+
+/*
+ * Rebuild the view by replaying the log from block 0 into a new version.
+ * Plain: the new, empty version is switched in at once (readers then see
+ * it grow from nothing) and filled. KL_REBUILD_SHADOW: the new version is
+ * built beside the live one, which keeps serving reads and updates, and
+ * switched in atomically once it has caught up with the log; a crash
+ * before the switch leaves the old version live and intact, and the next
+ * shadow rebuild resumes the half-built version. KL_EBUSY if a rebuild of
+ * the view is already running.
+ */
+KL_API int kl_view_rebuild(const char *dir, const char *name, unsigned flags,
+                           const kl_run_options *opts);
+
+/*
+ * The value of `key` in the live version: 1 with *out malloc'ed (free it)
+ * holding *out_len bytes plus a terminating NUL: the record for kv, the
+ * number in decimal for count and sum (a double sum with ".0" when it is
+ * whole, so it never reads as an integer); 0 if the key is absent.
+ */
+KL_API int kl_view_get(const char *dir, const char *name, const void *key, size_t key_len,
+                       char **out, size_t *out_len);
+
+/* Called for each entry of kl_view_scan: the value formatted as kl_view_get does. */
+typedef kl_scan_fn kl_view_scan_fn;
+
+/*
+ * The entries of the live version whose key starts with prefix, in key
+ * order, at most `limit` of them (0: all): fn(ctx, key, key_len, value,
+ * value_len) as kl_view_get formats values; fn returns nonzero to stop.
+ */
+KL_API int kl_view_scan(const char *dir, const char *name, const void *prefix, size_t prefix_len,
+                        uint64_t limit, kl_view_scan_fn fn, void *ctx);
+
+typedef struct kl_view_info {
+    char name[KL_VIEW_NAME_MAX + 1];
+    kl_view_kind kind;
+    char key_path[KL_VIEW_PATH_MAX + 1];
+    char value_path[KL_VIEW_PATH_MAX + 1]; /* "" unless sum */
+    uint64_t version;                      /* the live version (1 at create, +1 per rebuild) */
+    uint64_t position;                     /* the next block the view will apply */
+    uint64_t fork;                         /* the log's fork the view was applied at */
+    uint64_t log_length;                   /* the log's length now: lag = log_length - position */
+    uint64_t entries;                      /* keys in the view */
+    uint64_t skipped[KL_VIEW_SKIPS];       /* records skipped, by reason */
+    uint64_t shadow_version;  /* a newer version being (or left half) built; 0 if none */
+    uint64_t shadow_position; /* its position */
+    int rebuilding;           /* a rebuild holds the view's lock right now */
+} kl_view_info;
+
+/* Facts about one view (KL_ENOTFOUND if absent). */
+KL_API int kl_view_stat(const char *dir, const char *name, kl_view_info *info);
+
+/* Every view of the log in dir, sorted by name: *out malloc'ed (*n entries; free it). */
+KL_API int kl_view_list(const char *dir, kl_view_info **out, size_t *n);
+
 /* The name of an error code ("corrupt data", ...). Never NULL. */
 KL_API const char *kl_strerror(int code);
 
