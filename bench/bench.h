@@ -212,6 +212,7 @@ void bench_concurrency(const bench_opts *o);
 void bench_reads(const bench_opts *o); /* sequential read and random get */
 void bench_open(const bench_opts *o);
 void bench_follow(const bench_opts *o); /* append-to-visible latency of followers */
+void bench_views(const bench_opts *o);  /* count view build rate, against SQLite */
 
 /*
  * The Hypercore tree's cost (hashing.c, hypercore.c, verify.c): 100-byte

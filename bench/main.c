@@ -22,7 +22,7 @@
 
 #include "bench.h"
 
-#define GROUPS "ceilings,hashing,hypercore,append,verify,concurrency,read,get,open,follow"
+#define GROUPS "ceilings,hashing,hypercore,append,verify,concurrency,read,get,open,follow,views"
 
 static bench_opts opts;
 
@@ -258,6 +258,8 @@ int main(int argc, char **argv) {
         bench_open(&opts);
     if (want_group(&opts, "follow"))
         bench_follow(&opts);
+    if (want_group(&opts, "views"))
+        bench_views(&opts);
     summary();
     machine_loadavg(m.loadavg_end, sizeof m.loadavg_end);
     if (json_write(opts.json, &opts, &m) < 0)
