@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# demo.sh - the main job, as `make demo` runs it, on embedded defaults:
-# install what is missing, build, create a log, ingest a generated stream of
-# JSON events (1,000,000 by default) with progress, read some back, and print
-# the log's facts and the ingest rate.
+# demo.sh - the main job, as `make demo` runs it, on embedded defaults: the
+# whole Kappa loop. Install what is missing, build, create a log, ingest a
+# generated stream of JSON events (1,000,000 by default) with progress, read
+# some back, build a `count` view and a `kv` view from the log and query
+# them, consume from a named cursor, rebuild a view beside the live one and
+# switch to it, print the log's facts and verify it, with the rates.
 #   KL_DEMO_EVENTS  number of events (default 1000000)
 #   KL_DEMO_DIR     where the log goes (default ./demo-data/events; replaced)
 set -euo pipefail
@@ -41,6 +43,37 @@ echo "-- event $last (get):"
 "$kl" get "$dir" "$last"; echo
 echo "-- two events in the middle as JSON records (read --format json):"
 "$kl" read "$dir" --from $((events / 2)) --to $((events / 2 + 2)) --format json
+
+echo "== materialized views: the log is the source of truth, the views are derived"
+echo "-- a count view (events per type), a kv view (each user's latest event), a sum view (spend per user)"
+"$kl" view create "$dir" events-by-type --kind count --key type
+"$kl" view create "$dir" last-by-user --kind kv --key user
+"$kl" view create "$dir" spend-by-user --kind sum --key user --value amount
+for v in events-by-type last-by-user spend-by-user; do
+  echo "-- view update $v"
+  "$kl" view update "$dir" "$v" --progress
+done
+echo "-- how many events of each type (view scan events-by-type):"
+"$kl" view scan "$dir" events-by-type
+echo "-- the latest event of user-0042 (view get last-by-user user-0042):"
+"$kl" view get "$dir" last-by-user user-0042
+echo "-- what user-0042 spent (view get spend-by-user user-0042):"
+"$kl" view get "$dir" spend-by-user user-0042
+echo "-- more events arrive; the views catch up from where they stopped"
+awk -v n="$events" 'BEGIN {
+  for (i = 0; i < 1000; i++)
+    printf "{\"seq\":%d,\"ts\":%.0f,\"user\":\"user-0042\",\"type\":\"purchase\",\"amount\":5}\n",
+           n + i, 1764072000000 + (n + i) * 3;
+}' | "$kl" append "$dir" --batch 1000
+"$kl" view update "$dir" spend-by-user
+"$kl" view get "$dir" spend-by-user user-0042
+echo "-- rebuild events-by-type beside the live version (--shadow), then switch"
+"$kl" view rebuild "$dir" events-by-type --shadow --progress
+"$kl" view list "$dir"
+
+echo "== a consumer: the first five events from cursor 'mailer', then where it stands"
+"$kl" consume "$dir" --cursor mailer --max 5
+"$kl" cursors "$dir"
 
 echo "== the log"
 "$kl" info "$dir"
