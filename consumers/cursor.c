@@ -157,19 +157,9 @@ static int create_file(kl_io *io, kl_log *log, const char *name) {
     uint8_t b[CUR_FILE_BYTES] = {0};
     cur_slot s = {.seq = 1, .position = 0, .fork = log_fork(log), .commit_ms = kl_now_ms()};
     kl_cur_slot_encode(b, &s);
-    int fd = -1;
-    rc = kl_io_open(io, tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644, &fd);
-    if (rc == 0)
-        rc = kl_io_write_sync(io, fd, b, sizeof b, 0, 1);
-    kl_io_close(io, fd);
-    if (rc == 0)
-        rc = io->v->rename(io, tmp, path);
-    if (rc == 0)
-        rc = kl_io_sync_dir(io, dir);
-    if (rc < 0) {
-        io->v->unlink(io, tmp);
+    rc = kl_io_replace_file(io, tmp, path, dir, b, sizeof b);
+    if (rc < 0)
         return kl_errf(kl_err_from_errno(-rc), "creating cursor %s: %s", path, strerror(-rc));
-    }
     return 0;
 }
 

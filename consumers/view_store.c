@@ -45,11 +45,12 @@
 #define VS_LOCK         "lock"
 #define VS_MAGIC        "KLVIEWMT"
 #define VS_VERSION      1u
-#define VS_META_BYTES   1024u
 #define VS_CHECKSUM_AT  1016u /* XXH3-64 of bytes [0, 1016) */
+#define VS_ZERO_AT      36u   /* bytes [36, 64) are zero */
 #define VS_KEY_AT       64u
 #define VS_VALUE_AT     320u
 #define VS_PATH_FIELD   256u /* each path field: up to KL_VIEW_PATH_MAX bytes, zero padded */
+#define VS_TAIL_AT      576u /* bytes [576, 1016) are zero */
 #define VS_REMOVE_DEPTH 3    /* a view directory, its version directories, their files */
 
 int vs_name_check(const char *name) {
@@ -91,7 +92,7 @@ void vs_version_dir(char out[VS_PATH_BYTES], const char *view_dir, uint64_t vers
     vs_path(out, "%s/v%" PRIu64, view_dir, version);
 }
 
-static void meta_encode(uint8_t *b, const vs_meta *m) {
+void vs_meta_encode(uint8_t b[VS_META_BYTES], const vs_meta *m) {
     memset(b, 0, VS_META_BYTES);
     memcpy(b, VS_MAGIC, 8);
     kl_store32(b + 8, VS_VERSION);
@@ -107,20 +108,40 @@ static void meta_encode(uint8_t *b, const vs_meta *m) {
     kl_store64(b + VS_CHECKSUM_AT, XXH3_64bits(b, VS_CHECKSUM_AT));
 }
 
-static int meta_decode(const uint8_t *b, size_t n, vs_meta *m, const char *path) {
+/* Are the zero field (36..63), each path's padding and bytes 576..1015 zero? */
+static int meta_zeros_ok(const uint8_t *b, size_t kn, size_t vn) {
+    static const uint8_t zero[VS_META_BYTES];
+    KL_ASSERT(kn <= KL_VIEW_PATH_MAX && vn <= KL_VIEW_PATH_MAX);
+    return memcmp(b + VS_ZERO_AT, zero, VS_KEY_AT - VS_ZERO_AT) == 0 &&
+           memcmp(b + VS_KEY_AT + kn, zero, VS_PATH_FIELD - kn) == 0 &&
+           memcmp(b + VS_VALUE_AT + vn, zero, VS_PATH_FIELD - vn) == 0 &&
+           memcmp(b + VS_TAIL_AT, zero, VS_CHECKSUM_AT - VS_TAIL_AT) == 0;
+}
+
+/* FORMAT.md's rules past the checksum and version: kind, versions, paths, zeros. */
+static int meta_fields_ok(const uint8_t *b) {
+    uint32_t kind = kl_load32(b + 12);
+    uint16_t kn = kl_load16(b + 32), vn = kl_load16(b + 34);
+    if (kind < KL_VIEW_KV || kind > KL_VIEW_SUM || kn == 0 || kn > KL_VIEW_PATH_MAX ||
+        vn > KL_VIEW_PATH_MAX || (vn && kind != KL_VIEW_SUM) || kl_load64(b + 16) == 0)
+        return 0;
+    /* a NUL inside a path would cut it short: the decoded path would not be the stored one */
+    return !memchr(b + VS_KEY_AT, 0, kn) && !memchr(b + VS_VALUE_AT, 0, vn) &&
+           meta_zeros_ok(b, kn, vn);
+}
+
+int vs_meta_decode(const uint8_t *b, size_t n, vs_meta *m, const char *path) {
     if (n != VS_META_BYTES || memcmp(b, VS_MAGIC, 8) != 0 ||
         kl_load64(b + VS_CHECKSUM_AT) != XXH3_64bits(b, VS_CHECKSUM_AT))
         return kl_errf(KL_ECORRUPT, "%s: not a valid view.meta (size, magic or checksum)", path);
     if (kl_load32(b + 8) != VS_VERSION)
         return kl_errf(KL_ECORRUPT, "%s: view.meta version %u (this build reads %u)", path,
                        kl_load32(b + 8), VS_VERSION);
-    uint32_t kind = kl_load32(b + 12);
+    if (!meta_fields_ok(b))
+        return kl_errf(KL_ECORRUPT, "%s: view.meta has a bad kind, path, version or padding", path);
     uint16_t kn = kl_load16(b + 32), vn = kl_load16(b + 34);
-    if (kind < KL_VIEW_KV || kind > KL_VIEW_SUM || kn == 0 || kn > KL_VIEW_PATH_MAX ||
-        vn > KL_VIEW_PATH_MAX || kl_load64(b + 16) == 0)
-        return kl_errf(KL_ECORRUPT, "%s: view.meta has a bad kind, path or version", path);
     memset(m, 0, sizeof *m);
-    m->kind = (kl_view_kind)kind;
+    m->kind = (kl_view_kind)kl_load32(b + 12);
     m->live = kl_load64(b + 16);
     m->created_ms = kl_load64(b + 24);
     memcpy(m->key_path, b + VS_KEY_AT, kn);
@@ -142,7 +163,7 @@ int vs_meta_read(const char *dir, const char *name, vs_meta *m) {
     if (rc == 0 && (rc = kl_io_pread(io, fd, b, sizeof b, 0, &got)) < 0)
         rc = kl_errf(kl_err_from_errno(-rc), "%s: %s", path, strerror(-rc));
     if (rc == 0)
-        rc = meta_decode(b, got, m, path);
+        rc = vs_meta_decode(b, got, m, path);
     if (io) {
         kl_io_close(io, fd);
         kl_io_destroy(io);
@@ -155,21 +176,12 @@ int vs_meta_write(const char *view_dir, const vs_meta *m) {
     vs_path(path, "%s/" VS_META, view_dir);
     vs_path(tmp, "%s/" VS_META ".tmp", view_dir);
     uint8_t b[VS_META_BYTES];
-    meta_encode(b, m);
+    vs_meta_encode(b, m);
     kl_io *io = NULL;
-    int fd = -1, rc = kl_io_posix_new(&io);
+    int rc = kl_io_posix_new(&io);
     if (rc < 0)
         return rc;
-    rc = kl_io_open(io, tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644, &fd);
-    if (rc == 0)
-        rc = kl_io_write_sync(io, fd, b, sizeof b, 0, 1);
-    kl_io_close(io, fd);
-    if (rc == 0)
-        rc = io->v->rename(io, tmp, path);
-    if (rc == 0)
-        rc = kl_io_sync_dir(io, view_dir);
-    if (rc < 0)
-        io->v->unlink(io, tmp);
+    rc = kl_io_replace_file(io, tmp, path, view_dir, b, sizeof b);
     kl_io_destroy(io);
     KL_ASSERT(rc <= 0);
     return rc < 0 ? kl_errf(kl_err_from_errno(-rc), "writing %s: %s", path, strerror(-rc)) : 0;

@@ -39,6 +39,17 @@ void vs_path(char out[VS_PATH_BYTES], const char *fmt, ...) __attribute__((forma
 void vs_view_dir(char out[VS_PATH_BYTES], const char *dir, const char *name);
 void vs_version_dir(char out[VS_PATH_BYTES], const char *view_dir, uint64_t version);
 
+#define VS_META_BYTES 1024u /* view.meta is exactly this long (docs/FORMAT.md) */
+
+/* The bytes of view.meta for m (whose paths fit KL_VIEW_PATH_MAX and hold no NUL). */
+void vs_meta_encode(uint8_t b[VS_META_BYTES], const vs_meta *m);
+
+/*
+ * Decode the n bytes of a view.meta at b. 0, or KL_ECORRUPT naming path
+ * (only used in the message) with *m untouched.
+ */
+int vs_meta_decode(const uint8_t *b, size_t n, vs_meta *m, const char *path);
+
 /* Read view.meta. KL_ENOTFOUND (naming the view) if there is no such view. */
 int vs_meta_read(const char *dir, const char *name, vs_meta *m);
 

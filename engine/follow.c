@@ -49,15 +49,11 @@ void kl_follow_notify(kl_log *log) {
 
 /* The newest header slot that decodes and verifies; 0 if there is one. */
 static int newest_slot(kl_log *log, kl_slot *out) {
-    uint8_t *buf = malloc(KL_HDR_FILE_BYTES);
-    if (!buf)
-        return kl_errf(KL_ENOMEM, "reading the header");
+    uint8_t *buf = NULL;
     size_t got = 0;
-    int rc = kl_io_pread(log->io, log->hdr_fd, buf, KL_HDR_FILE_BYTES, 0, &got);
-    if (rc < 0) {
-        free(buf);
-        return kl_errf(kl_err_from_errno(-rc), "%s: %s", log->hdr_path, strerror(-rc));
-    }
+    int rc = kl_header_read(log, &buf, &got);
+    if (rc < 0)
+        return rc;
     int found = 0;
     for (int i = 0; i < 2; i++) {
         kl_slot s;

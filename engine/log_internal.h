@@ -239,6 +239,8 @@ int kl_keys_load(kl_log *log);
 void kl_keys_derive(kl_log *log);
 
 /* recover.c: read the header, choose the slot, cut the tail, load segments. */
+/* The bytes of the header file (*got of KL_HDR_FILE_BYTES; *out malloc'ed, free it). */
+int kl_header_read(kl_log *log, uint8_t **out, size_t *got);
 int kl_recover(kl_log *log);
 
 /* commit.c */

@@ -156,16 +156,26 @@ static int cut_tree(kl_log *log, const kl_slot *s) {
     return 0;
 }
 
-static int read_slots(kl_log *log, kl_slot s[2], int valid[2]) {
+int kl_header_read(kl_log *log, uint8_t **out, size_t *got) {
     uint8_t *buf = malloc(KL_HDR_FILE_BYTES);
     if (!buf)
         return kl_errf(KL_ENOMEM, "reading the header");
-    size_t got = 0;
-    int rc = kl_io_pread(log->io, log->hdr_fd, buf, KL_HDR_FILE_BYTES, 0, &got);
+    *got = 0;
+    int rc = kl_io_pread(log->io, log->hdr_fd, buf, KL_HDR_FILE_BYTES, 0, got);
     if (rc < 0) {
         free(buf);
         return kl_errf(kl_err_from_errno(-rc), "%s: %s", log->hdr_path, strerror(-rc));
     }
+    *out = buf;
+    return 0;
+}
+
+static int read_slots(kl_log *log, kl_slot s[2], int valid[2]) {
+    uint8_t *buf = NULL;
+    size_t got = 0;
+    int rc = kl_header_read(log, &buf, &got);
+    if (rc < 0)
+        return rc;
     /* a slot is a candidate if it decodes and its signature holds over its roots */
     char why[2][400] = {"", ""};
     for (int i = 0; i < 2; i++) {

@@ -190,16 +190,8 @@ static int write_redo(kl_log *log, const kl_slot *s1, uint64_t seg_first, uint64
         if (batch_len)
             memcpy(p + REDO_HEAD + KL_HDR_SLOT_BYTES, batch, batch_len);
         kl_store64(p + n - 8, XXH3_64bits(p, n - 8));
-        int fd = -1;
-        rc = kl_io_open(log->io, tmp, O_RDWR | O_CREAT | O_TRUNC, 0644, &fd);
-        if (rc == 0)
-            rc = kl_io_write_sync(log->io, fd, p, n, 0, 1);
-        kl_io_close(log->io, fd);
+        rc = kl_io_replace_file(log->io, tmp, path, log->dir, p, n);
     }
-    if (rc == 0)
-        rc = log->io->v->rename(log->io, tmp, path);
-    if (rc == 0)
-        rc = kl_io_sync_dir(log->io, log->dir);
     free(p);
     free(tmp);
     free(path);

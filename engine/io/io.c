@@ -71,6 +71,22 @@ int kl_io_write_sync(kl_io *io, int fd, const void *buf, size_t len, uint64_t of
     return kl_io_submit(io, ops, sync ? 2 : 1);
 }
 
+int kl_io_replace_file(kl_io *io, const char *tmp, const char *path, const char *dir, const void *p,
+                       size_t n) {
+    int fd = -1;
+    int rc = kl_io_open(io, tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644, &fd);
+    if (rc == 0)
+        rc = kl_io_write_sync(io, fd, p, n, 0, 1);
+    kl_io_close(io, fd);
+    if (rc == 0)
+        rc = io->v->rename(io, tmp, path);
+    if (rc == 0)
+        rc = kl_io_sync_dir(io, dir);
+    if (rc < 0)
+        io->v->unlink(io, tmp);
+    return rc;
+}
+
 int kl_io_sync_dir(kl_io *io, const char *path) {
     int fd = -1;
     int rc = kl_io_open(io, path, O_RDONLY | O_DIRECTORY, 0, &fd);

@@ -124,4 +124,13 @@ int kl_io_write_sync(kl_io *io, int fd, const void *buf, size_t len, uint64_t of
 /* fsync a directory (make its entries durable). */
 int kl_io_sync_dir(kl_io *io, const char *path);
 
+/*
+ * Put a whole new file at `path` durably, replacing any old one: write the
+ * n bytes to `tmp` (in the same directory `dir`), fdatasync, rename over
+ * `path`, fsync `dir`. A crash leaves the old file or the new one, never a
+ * mix; a failure removes `tmp`. 0 or -errno.
+ */
+int kl_io_replace_file(kl_io *io, const char *tmp, const char *path, const char *dir, const void *p,
+                       size_t n);
+
 #endif
