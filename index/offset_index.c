@@ -1,20 +1,24 @@
 /*
  * offset_index.c - the sparse offset index of a segment (see the header).
  *
- * The writable array is an anonymous mapping sized for the largest segment
- * the log can make, so it never moves while readers search it; the kernel
- * only backs the pages that hold entries.
+ * Owns the .idx entry layout, its header and checks, the interval rule that
+ * decides which batches get an entry, and cutting by byte position; the
+ * entries' memory and the file I/O are entry_array.c's.
+ * Invariants: the array has room for one entry per KL_IDX_INTERVAL_BYTES of
+ * the largest segment plus two, so the rule can never overflow it; kept
+ * entries are strictly increasing in both fields, the first at rel 0.
+ *
+ * The one thing a reader would get wrong: last_pos is the writer's copy of
+ * the last entry's position, and every path that changes the count (note,
+ * cut, parse) must set it, or the interval rule drifts.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include "offset_index.h"
 
-#include <errno.h>
 #include <fcntl.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 #include <xxhash.h>
 
 #include "../engine/util.h"
@@ -25,24 +29,14 @@
 int kl_oidx_init(kl_oidx *x, uint64_t first_index, uint64_t max_bytes) {
     memset(x, 0, sizeof *x);
     x->first_index = first_index;
-    x->cap = max_bytes / KL_IDX_INTERVAL_BYTES + 2;
-    size_t len = (size_t)(x->cap * KL_IDX_ENTRY_BYTES);
-    void *m =
-        mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (m == MAP_FAILED)
-        return kl_errf(KL_ENOMEM, "index of segment %llu: %s", (unsigned long long)first_index,
-                       strerror(errno));
-    x->anon = m;
-    x->ent = m;
-    atomic_init(&x->count, 0);
+    uint64_t cap = max_bytes / KL_IDX_INTERVAL_BYTES + 2;
+    if (kl_earr_init(&x->arr, cap, KL_IDX_ENTRY_BYTES, KL_IDX_HEADER_BYTES) < 0)
+        return kl_err_prefix(KL_ENOMEM, "index of segment %llu: ", (unsigned long long)first_index);
     return 0;
 }
 
 void kl_oidx_free(kl_oidx *x, kl_io *io) {
-    if (x->anon)
-        munmap(x->anon, (size_t)(x->cap * KL_IDX_ENTRY_BYTES));
-    if (x->file_map)
-        io->v->unmap(io, x->file_map, x->file_map_len);
+    kl_earr_free(&x->arr, io);
     memset(x, 0, sizeof *x);
 }
 
@@ -51,13 +45,12 @@ int kl_oidx_note(kl_oidx *x, uint64_t rel, uint64_t pos) {
     KL_ASSERT(x->anon != NULL);
     if (n > 0 && pos < x->last_pos + KL_IDX_INTERVAL_BYTES)
         return 0;
-    KL_ASSERT(n < x->cap);
     KL_ASSERT(rel <= UINT32_MAX && pos <= UINT32_MAX);
-    uint8_t *e = x->anon + (size_t)n * KL_IDX_ENTRY_BYTES;
+    uint8_t e[KL_IDX_ENTRY_BYTES];
     kl_store32(e, (uint32_t)rel);
     kl_store32(e + 4, (uint32_t)pos);
     x->last_pos = pos;
-    atomic_store_explicit(&x->count, n + 1, memory_order_release);
+    kl_earr_append(&x->arr, e);
     return 1;
 }
 
@@ -71,15 +64,13 @@ void kl_oidx_cut(kl_oidx *x, uint64_t pos) {
             break;
         n--;
     }
-    atomic_store_explicit(&x->count, n, memory_order_release);
+    kl_earr_cut(&x->arr, n);
     if (n > 0) {
         uint64_t r;
         kl_oidx_entry(x, n - 1, &r, &x->last_pos);
     } else {
         x->last_pos = 0;
     }
-    if (x->written > n)
-        x->written = n;
 }
 
 int64_t kl_oidx_find(const kl_oidx *x, uint64_t rel) {
@@ -137,9 +128,8 @@ static int header_check(const uint8_t *p, uint64_t first_index, int *sealed, uin
 
 void kl_oidx_parse(kl_oidx *x, const uint8_t *buf, size_t len, uint64_t end, int *sealed_ok) {
     *sealed_ok = 0;
-    atomic_store_explicit(&x->count, 0, memory_order_release);
+    kl_earr_cut(&x->arr, 0); /* and written = 0: the caller rewrites the file's header anyway */
     x->last_pos = 0;
-    x->written = 0; /* the caller rewrites the file's header anyway */
     int sealed = 0;
     uint64_t n = 0, sum = 0, seg_end = 0;
     if (len < KL_IDX_HEADER_BYTES ||
@@ -157,13 +147,13 @@ void kl_oidx_parse(kl_oidx *x, const uint8_t *buf, size_t len, uint64_t end, int
             i == 0 ? rel == 0 && pos == KL_SEG_FIRST_BATCH : rel > prev_rel && pos > prev_pos;
         if (pos >= end || !in_order)
             break;
-        memcpy(x->anon + kept * KL_IDX_ENTRY_BYTES, e + i * KL_IDX_ENTRY_BYTES, KL_IDX_ENTRY_BYTES);
+        kl_earr_append(&x->arr, e + i * KL_IDX_ENTRY_BYTES);
         kept++;
         prev_rel = rel;
         prev_pos = pos;
     }
     x->last_pos = kept ? prev_pos : 0;
-    atomic_store_explicit(&x->count, kept, memory_order_release);
+    KL_ASSERT(atomic_load_explicit(&x->count, memory_order_relaxed) == kept);
     *sealed_ok = sealed && n == kept && n == file_entries &&
                  len == KL_IDX_HEADER_BYTES + n * KL_IDX_ENTRY_BYTES && seg_end == end &&
                  XXH3_64bits(e, (size_t)(n * KL_IDX_ENTRY_BYTES)) == sum;
@@ -194,93 +184,39 @@ int kl_oidx_map_sealed(kl_oidx *x, kl_io *io, const char *path, uint64_t first_i
                        uint64_t *segment_end) {
     memset(x, 0, sizeof *x);
     x->first_index = first_index;
-    int fd = -1;
-    uint64_t size = 0;
-    const void *map = NULL;
-    int rc = kl_io_open(io, path, O_RDONLY, 0, &fd);
+    int rc = kl_earr_map_file(&x->arr, io, path, KL_IDX_ENTRY_BYTES, KL_IDX_HEADER_BYTES);
     if (rc < 0)
-        return kl_errf(KL_ECORRUPT, "%s: %s", path, strerror(-rc));
-    rc = io->v->size(io, fd, &size);
-    if (rc == 0 && size >= KL_IDX_HEADER_BYTES)
-        rc = io->v->map(io, fd, (size_t)size, &map);
-    kl_io_close(io, fd);
-    if (rc < 0 || size < KL_IDX_HEADER_BYTES)
-        return kl_errf(KL_ECORRUPT, "%s: cannot map", path);
+        return rc;
     int sealed = 0;
     uint64_t n = 0, sum = 0, end = 0;
-    const uint8_t *p = map;
+    const uint8_t *p = x->file_map;
     if (header_check(p, first_index, &sealed, &n, &sum, &end) < 0 || !sealed ||
-        size != KL_IDX_HEADER_BYTES + n * KL_IDX_ENTRY_BYTES || n == 0 ||
+        x->file_map_len != KL_IDX_HEADER_BYTES + n * KL_IDX_ENTRY_BYTES || n == 0 ||
         XXH3_64bits(p + KL_IDX_HEADER_BYTES, (size_t)(n * KL_IDX_ENTRY_BYTES)) != sum) {
-        io->v->unmap(io, map, (size_t)size);
+        kl_earr_free(&x->arr, io);
         return kl_errf(KL_ECORRUPT, "%s: not a complete sealed index", path);
     }
-    x->file_map = map;
-    x->file_map_len = (size_t)size;
-    x->ent = p + KL_IDX_HEADER_BYTES;
-    atomic_init(&x->count, n);
+    kl_earr_map_accept(&x->arr, n);
     *segment_end = end;
     return 0;
 }
 
 int kl_oidx_pending(const kl_oidx *x, uint64_t upto, struct iovec *iov, uint64_t *offset) {
-    if (upto <= x->written)
-        return 0;
-    iov->iov_base = (void *)(x->ent + x->written * KL_IDX_ENTRY_BYTES);
-    iov->iov_len = (size_t)((upto - x->written) * KL_IDX_ENTRY_BYTES);
-    *offset = KL_IDX_HEADER_BYTES + x->written * KL_IDX_ENTRY_BYTES;
-    return 1;
+    return kl_earr_pending(&x->arr, upto, iov, offset);
 }
 
 void kl_oidx_written(kl_oidx *x, uint64_t upto) {
-    if (upto > x->written)
-        x->written = upto;
-}
-
-static int write_file(kl_io *io, const char *path, const uint8_t *hdr, const kl_oidx *x, uint64_t n,
-                      int keep_fd, int *fd_out) {
-    int fd = -1;
-    int rc = kl_io_open(io, path, O_RDWR | O_CREAT | O_TRUNC, 0644, &fd);
-    if (rc < 0)
-        return kl_errf(kl_err_from_errno(-rc), "%s: %s", path, strerror(-rc));
-    struct iovec iov[2] = {{(void *)hdr, KL_IDX_HEADER_BYTES},
-                           {(void *)x->ent, (size_t)(n * KL_IDX_ENTRY_BYTES)}};
-    kl_io_op op = {.kind = KL_IO_OP_WRITE, .fd = fd, .iov = iov, .iovcnt = n ? 2 : 1};
-    rc = kl_io_submit(io, &op, 1);
-    if (rc < 0 || !keep_fd) {
-        kl_io_close(io, fd);
-        fd = -1;
-    }
-    if (rc < 0)
-        return kl_errf(kl_err_from_errno(-rc), "writing %s: %s", path, strerror(-rc));
-    if (fd_out)
-        *fd_out = fd;
-    return 0;
+    kl_earr_written(&x->arr, upto);
 }
 
 int kl_oidx_write_sealed(kl_oidx *x, kl_io *io, const char *path, uint64_t segment_end) {
-    char tmp[4096];
-    int n = snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    KL_ASSERT(n > 0 && (size_t)n < sizeof tmp);
     uint8_t hdr[KL_IDX_HEADER_BYTES];
     kl_oidx_header(hdr, x, 1, segment_end);
-    uint64_t cnt = atomic_load_explicit(&x->count, memory_order_acquire);
-    int rc = write_file(io, tmp, hdr, x, cnt, 0, NULL);
-    if (rc < 0)
-        return rc;
-    rc = io->v->rename(io, tmp, path);
-    if (rc < 0)
-        return kl_errf(kl_err_from_errno(-rc), "renaming %s: %s", tmp, strerror(-rc));
-    x->written = cnt;
-    return 0;
+    return kl_earr_write_sealed(&x->arr, io, path, hdr);
 }
 
 int kl_oidx_write_active(kl_oidx *x, kl_io *io, const char *path, int *fd_out) {
     uint8_t hdr[KL_IDX_HEADER_BYTES];
     kl_oidx_header(hdr, x, 0, 0);
-    uint64_t cnt = atomic_load_explicit(&x->count, memory_order_acquire);
-    int rc = write_file(io, path, hdr, x, cnt, 1, fd_out);
-    if (rc == 0)
-        x->written = cnt;
-    return rc;
+    return kl_earr_write_active(&x->arr, io, path, hdr, fd_out);
 }

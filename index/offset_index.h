@@ -4,11 +4,10 @@
  * byte position of the batch holding it), one per batch or per
  * KL_IDX_INTERVAL_BYTES of segment.
  *
- * The entries live either in the mapped .idx file (a sealed segment whose
- * index checked out) or in an anonymous mapping of fixed capacity that the
- * log's writer appends to (the active segment, or an index rebuilt in
- * memory). The array never moves, and `count` is published with release
- * order after the entry is written, so readers search it without a lock.
+ * The entries are stored by entry_array.h: the mapped .idx file (a sealed
+ * segment whose index checked out) or a fixed-capacity array the log's
+ * writer appends to, which never moves and whose `count` is published with
+ * release order, so readers search it without a lock.
  *
  * This module only stores and searches entries and reads/writes the file;
  * whether an entry really points at the batch it claims is checked by the
@@ -24,6 +23,7 @@
 #include <sys/uio.h>
 
 #include "../engine/io/io.h"
+#include "entry_array.h"
 
 #define KL_IDX_HEADER_BYTES   64u
 #define KL_IDX_ENTRY_BYTES    8u
@@ -33,15 +33,9 @@
 #define KL_IDX_FLAG_SEALED    1u
 
 typedef struct kl_oidx {
-    uint64_t first_index;   /* the segment's first block */
-    const uint8_t *ent;     /* entries, KL_IDX_ENTRY_BYTES each */
-    _Atomic uint64_t count; /* entries readers may use */
-    uint64_t cap;           /* entries the array can hold (writable only) */
-    uint8_t *anon;          /* the writable array, or NULL when ent is the mapped file */
-    const void *file_map;   /* the mapped sealed file, or NULL */
-    size_t file_map_len;
-    uint64_t last_pos; /* position of the last entry (writer side) */
-    uint64_t written;  /* entries already written to the .idx file (writer side) */
+    uint64_t first_index; /* the segment's first block */
+    KL_EARR_EMBED(arr);   /* ent, count, cap, anon, written...: entry_array.h */
+    uint64_t last_pos;    /* position of the last entry (writer side) */
 } kl_oidx;
 
 /* A writable, empty index with room for a segment of up to max_bytes. */

@@ -1,10 +1,13 @@
 /*
  * time_index.c - the time index of a segment (see the header).
  *
- * Invariants: the writable array is an anonymous mapping sized like the
- * offset index's (one entry per KL_IDX_INTERVAL_BYTES of the largest
- * segment, plus two), so it never moves while readers search it; an entry
- * is complete before `count` covers it (release order).
+ * Owns the .tix entry layout, its header and sealed check, the search by
+ * time, and loading the in-order prefix of a file; the entries' memory and
+ * the file I/O are entry_array.c's.
+ * Invariants: the writable array has the offset index's capacity (one entry
+ * per KL_IDX_INTERVAL_BYTES of the largest segment, plus two), since entry
+ * i is made exactly when .idx entry i is; kept entries have strictly
+ * increasing rel and non-decreasing timestamps, the first at rel 0.
  *
  * The one thing a reader would get wrong: nothing here knows where a batch
  * is. The byte position of entry i's batch is entry i of the segment's
@@ -16,11 +19,8 @@
 #endif
 #include "time_index.h"
 
-#include <errno.h>
 #include <fcntl.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 #include <xxhash.h>
 
 #include "../engine/util.h"
@@ -29,44 +29,28 @@
 int kl_tidx_init(kl_tidx *x, uint64_t first_index, uint64_t max_bytes) {
     memset(x, 0, sizeof *x);
     x->first_index = first_index;
-    x->cap = max_bytes / KL_IDX_INTERVAL_BYTES + 2;
-    size_t len = (size_t)(x->cap * KL_TIX_ENTRY_BYTES);
-    void *m =
-        mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (m == MAP_FAILED)
-        return kl_errf(KL_ENOMEM, "time index of segment %llu: %s", (unsigned long long)first_index,
-                       strerror(errno));
-    x->anon = m;
-    x->ent = m;
-    atomic_init(&x->count, 0);
+    uint64_t cap = max_bytes / KL_IDX_INTERVAL_BYTES + 2;
+    if (kl_earr_init(&x->arr, cap, KL_TIX_ENTRY_BYTES, KL_TIX_HEADER_BYTES) < 0)
+        return kl_err_prefix(KL_ENOMEM,
+                             "time index of segment %llu: ", (unsigned long long)first_index);
     return 0;
 }
 
 void kl_tidx_free(kl_tidx *x, kl_io *io) {
-    if (x->anon)
-        munmap(x->anon, (size_t)(x->cap * KL_TIX_ENTRY_BYTES));
-    if (x->file_map)
-        io->v->unmap(io, x->file_map, x->file_map_len);
+    kl_earr_free(&x->arr, io);
     memset(x, 0, sizeof *x);
 }
 
 void kl_tidx_note(kl_tidx *x, uint64_t rel, uint64_t ts_ms) {
-    uint64_t n = atomic_load_explicit(&x->count, memory_order_relaxed);
-    KL_ASSERT(x->anon != NULL && n < x->cap);
     KL_ASSERT(rel <= UINT32_MAX);
-    uint8_t *e = x->anon + (size_t)n * KL_TIX_ENTRY_BYTES;
+    uint8_t e[KL_TIX_ENTRY_BYTES];
     kl_store64(e, ts_ms);
     kl_store32(e + 8, (uint32_t)rel);
-    atomic_store_explicit(&x->count, n + 1, memory_order_release);
+    kl_earr_append(&x->arr, e);
 }
 
 void kl_tidx_cut(kl_tidx *x, uint64_t n) {
-    KL_ASSERT(x->anon != NULL);
-    if (n >= atomic_load_explicit(&x->count, memory_order_relaxed))
-        return;
-    atomic_store_explicit(&x->count, n, memory_order_release);
-    if (x->written > n)
-        x->written = n;
+    kl_earr_cut(&x->arr, n);
 }
 
 int64_t kl_tidx_find(const kl_tidx *x, uint64_t n, uint64_t time_ms) {
@@ -110,9 +94,7 @@ static int header_ok(const uint8_t *p, size_t len, uint64_t first_index) {
 }
 
 void kl_tidx_parse(kl_tidx *x, const uint8_t *buf, size_t len, uint64_t max_entries) {
-    KL_ASSERT(x->anon != NULL);
-    atomic_store_explicit(&x->count, 0, memory_order_release);
-    x->written = 0; /* the caller rewrites the file anyway */
+    kl_earr_cut(&x->arr, 0); /* and written = 0: the caller rewrites the file anyway */
     if (!buf || !header_ok(buf, len, x->first_index))
         return;
     uint64_t file_entries = (len - KL_TIX_HEADER_BYTES) / KL_TIX_ENTRY_BYTES;
@@ -125,11 +107,11 @@ void kl_tidx_parse(kl_tidx *x, const uint8_t *buf, size_t len, uint64_t max_entr
         int in_order = kept == 0 ? rel == 0 : rel > prev_rel && ts >= prev_ts;
         if (!in_order)
             break;
-        memcpy(x->anon + kept * KL_TIX_ENTRY_BYTES, q, KL_TIX_ENTRY_BYTES);
+        kl_earr_append(&x->arr, q);
         prev_ts = ts;
         prev_rel = rel;
     }
-    atomic_store_explicit(&x->count, kept, memory_order_release);
+    KL_ASSERT(kl_tidx_count(x) == kept);
 }
 
 void kl_tidx_load(kl_tidx *x, kl_io *io, const char *path, uint64_t max_entries) {
@@ -175,89 +157,34 @@ int kl_tidx_map_sealed(kl_tidx *x, kl_io *io, const char *path, uint64_t first_i
                        uint64_t segment_end) {
     memset(x, 0, sizeof *x);
     x->first_index = first_index;
-    int fd = -1;
-    uint64_t size = 0, n = 0;
-    const void *map = NULL;
-    int rc = kl_io_open(io, path, O_RDONLY, 0, &fd);
+    uint64_t n = 0;
+    int rc = kl_earr_map_file(&x->arr, io, path, KL_TIX_ENTRY_BYTES, KL_TIX_HEADER_BYTES);
     if (rc < 0)
-        return kl_errf(KL_ECORRUPT, "%s: %s", path, strerror(-rc));
-    rc = io->v->size(io, fd, &size);
-    if (rc == 0 && size >= KL_TIX_HEADER_BYTES)
-        rc = io->v->map(io, fd, (size_t)size, &map);
-    kl_io_close(io, fd);
-    if (rc < 0 || size < KL_TIX_HEADER_BYTES)
-        return kl_errf(KL_ECORRUPT, "%s: cannot map", path);
-    if (kl_tidx_check_sealed(map, (size_t)size, first_index, segment_end, &n) < 0) {
-        io->v->unmap(io, map, (size_t)size);
+        return rc;
+    if (kl_tidx_check_sealed(x->file_map, x->file_map_len, first_index, segment_end, &n) < 0) {
+        kl_earr_free(&x->arr, io);
         return kl_err_prefix(KL_ECORRUPT, "%s: ", path);
     }
-    x->file_map = map;
-    x->file_map_len = (size_t)size;
-    x->ent = (const uint8_t *)map + KL_TIX_HEADER_BYTES;
-    atomic_init(&x->count, n);
+    kl_earr_map_accept(&x->arr, n);
     return 0;
 }
 
 int kl_tidx_pending(const kl_tidx *x, uint64_t upto, struct iovec *iov, uint64_t *offset) {
-    if (upto <= x->written)
-        return 0;
-    KL_ASSERT(upto <= kl_tidx_count(x));
-    iov->iov_base = (void *)(x->ent + x->written * KL_TIX_ENTRY_BYTES);
-    iov->iov_len = (size_t)((upto - x->written) * KL_TIX_ENTRY_BYTES);
-    *offset = KL_TIX_HEADER_BYTES + x->written * KL_TIX_ENTRY_BYTES;
-    return 1;
+    return kl_earr_pending(&x->arr, upto, iov, offset);
 }
 
 void kl_tidx_written(kl_tidx *x, uint64_t upto) {
-    if (upto > x->written)
-        x->written = upto;
-}
-
-static int write_file(kl_io *io, const char *path, const uint8_t *hdr, const kl_tidx *x, uint64_t n,
-                      int *fd_out) {
-    int fd = -1;
-    int rc = kl_io_open(io, path, O_RDWR | O_CREAT | O_TRUNC, 0644, &fd);
-    if (rc < 0)
-        return kl_errf(kl_err_from_errno(-rc), "%s: %s", path, strerror(-rc));
-    struct iovec iov[2] = {{(void *)hdr, KL_TIX_HEADER_BYTES},
-                           {(void *)x->ent, (size_t)(n * KL_TIX_ENTRY_BYTES)}};
-    kl_io_op op = {.kind = KL_IO_OP_WRITE, .fd = fd, .iov = iov, .iovcnt = n ? 2 : 1};
-    rc = kl_io_submit(io, &op, 1);
-    if (rc < 0 || !fd_out) {
-        kl_io_close(io, fd);
-        fd = -1;
-    }
-    if (rc < 0)
-        return kl_errf(kl_err_from_errno(-rc), "writing %s: %s", path, strerror(-rc));
-    if (fd_out)
-        *fd_out = fd;
-    return 0;
+    kl_earr_written(&x->arr, upto);
 }
 
 int kl_tidx_write_sealed(kl_tidx *x, kl_io *io, const char *path, uint64_t segment_end) {
-    char tmp[4096];
-    int n = snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    KL_ASSERT(n > 0 && (size_t)n < sizeof tmp);
     uint8_t hdr[KL_TIX_HEADER_BYTES];
     kl_tidx_header(hdr, x, 1, segment_end);
-    uint64_t cnt = kl_tidx_count(x);
-    int rc = write_file(io, tmp, hdr, x, cnt, NULL);
-    if (rc < 0)
-        return rc;
-    rc = io->v->rename(io, tmp, path);
-    if (rc < 0)
-        return kl_errf(kl_err_from_errno(-rc), "renaming %s: %s", tmp, strerror(-rc));
-    x->written = cnt;
-    return 0;
+    return kl_earr_write_sealed(&x->arr, io, path, hdr);
 }
 
 int kl_tidx_write_active(kl_tidx *x, kl_io *io, const char *path, int *fd_out) {
-    KL_ASSERT(fd_out != NULL);
     uint8_t hdr[KL_TIX_HEADER_BYTES];
     kl_tidx_header(hdr, x, 0, 0);
-    uint64_t cnt = kl_tidx_count(x);
-    int rc = write_file(io, path, hdr, x, cnt, fd_out);
-    if (rc == 0)
-        x->written = cnt;
-    return rc;
+    return kl_earr_write_active(&x->arr, io, path, hdr, fd_out);
 }

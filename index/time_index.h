@@ -5,12 +5,10 @@
  * offset-index entries, so entry i of the .tix and entry i of the .idx
  * describe the same batch.
  *
- * Storage mirrors kl_oidx: the entries live either in the mapped .tix file
- * (a sealed segment whose file checked out) or in an anonymous mapping of
- * fixed capacity that the log's writer appends to (the active segment, or
- * an index rebuilt in memory). The array never moves, and `count` is
- * published with release order after the entry is written, so readers
- * search it without a lock.
+ * The entries are stored as kl_oidx's are, by entry_array.h: the mapped
+ * .tix file (a sealed segment whose file checked out) or a fixed-capacity
+ * array the log's writer appends to, which never moves and whose `count` is
+ * published with release order, so readers search it without a lock.
  *
  * This module only stores, searches, reads and writes entries; whether an
  * entry agrees with the .idx and with the batch header it names is checked
@@ -26,6 +24,7 @@
 #include <sys/uio.h>
 
 #include "../engine/io/io.h"
+#include "entry_array.h"
 
 #define KL_TIX_HEADER_BYTES 64u
 #define KL_TIX_ENTRY_BYTES  12u /* timestamp_ms (u64), rel_index (u32) */
@@ -34,14 +33,8 @@
 #define KL_TIX_FLAG_SEALED  1u
 
 typedef struct kl_tidx {
-    uint64_t first_index;   /* the segment's first block */
-    const uint8_t *ent;     /* entries, KL_TIX_ENTRY_BYTES each */
-    _Atomic uint64_t count; /* entries readers may use */
-    uint64_t cap;           /* entries the array can hold (writable only) */
-    uint8_t *anon;          /* the writable array, or NULL when ent is the mapped file */
-    const void *file_map;   /* the mapped sealed file, or NULL */
-    size_t file_map_len;
-    uint64_t written; /* entries already written to the .tix file (writer side) */
+    uint64_t first_index; /* the segment's first block */
+    KL_EARR_EMBED(arr);   /* ent, count, cap, anon, written...: entry_array.h */
 } kl_tidx;
 
 /* A writable, empty index with room for the entries of a segment of up to max_bytes. */
@@ -55,7 +48,7 @@ void kl_tidx_note(kl_tidx *x, uint64_t rel, uint64_t ts_ms);
 void kl_tidx_cut(kl_tidx *x, uint64_t n);
 
 static inline uint64_t kl_tidx_count(const kl_tidx *x) {
-    return atomic_load_explicit(&x->count, memory_order_acquire);
+    return kl_earr_count(&x->arr);
 }
 
 /* Entry i: timestamp and relative index. */
