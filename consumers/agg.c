@@ -170,7 +170,7 @@ int agg_find_hashed(agg_table *t, const void *key, size_t key_len, uint64_t h, i
 
 int agg_set_record(agg_table *t, agg_entry *e, const void *rec, size_t n) {
     if (n > e->rec_cap) {
-        uint32_t off;
+        uint32_t off = 0; /* set by arena_take when it succeeds */
         int rc = arena_take(t, n, &off);
         if (rc < 0)
             return rc;
