@@ -124,6 +124,7 @@ static void run_inproc(const bench_opts *o, bench_result *r, const bench_pool *p
     char path[4096];
     path_join(path, sizeof path, o->dir, "follow-log");
     kl_log *log = bench_log_fresh(o, path, KL_FSYNC_NEVER);
+    settle(o->dir); /* the writeback of earlier groups' gigabytes would stall these writes */
     follow_shared *s = shared_new(n);
     inproc_arg a = {log, s};
     pthread_t t;
@@ -143,6 +144,7 @@ static void run_cross(const bench_opts *o, bench_result *r, const bench_pool *p,
     char path[4096];
     path_join(path, sizeof path, o->dir, "follow-log");
     kl_log *log = bench_log_fresh(o, path, KL_FSYNC_NEVER);
+    settle(o->dir);
     follow_shared *s = shared_new(n);
     fflush(NULL);
     pid_t pid = fork();
