@@ -68,12 +68,13 @@ static void follow_all(kl_log *log, follow_shared *s) {
     atomic_store(&s->ready, 1);
     while (seen < s->n) {
         int rc = kl_log_wait(log, seen, 10000);
+        /* the length first: every block below it was stamped before `now` is read */
+        uint64_t len = kl_log_length(log);
         uint64_t now = now_ns();
         if (rc <= 0) {
             s->failed = 1;
             break;
         }
-        uint64_t len = kl_log_length(log);
         for (uint64_t i = seen; i < len && i < s->n; i++)
             hist_add(&s->hist, now - s->start_ns[i]);
         seen = len;
