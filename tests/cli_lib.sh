@@ -3,12 +3,21 @@
 # $T removed on exit, check counters, running kappalog with its stdout,
 # stderr and exit status captured, and the state of a log.
 #
-# Needs K (the kappalog binary). Every check either counts as passed (ok)
-# or prints "FAIL: ..." and counts a failure; finish() reports and exits.
+# Needs KAPPALOG (the kappalog binary; K from here on). Every check either
+# counts as passed (ok) or prints "FAIL: ..." and counts a failure; finish()
+# reports and exits.
 
 # shellcheck shell=bash
 # SC2162: `run read ...` runs `kappalog read`, not the shell's read builtin.
 # shellcheck disable=SC2162
+
+set -u
+set -o pipefail
+
+: "${KAPPALOG:?set KAPPALOG to the kappalog binary}"
+K=$KAPPALOG
+export KL_QUIET=1
+export LC_ALL=C
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/kappalog-cli.XXXXXX") || exit 1
 trap 'rm -rf "$T"' EXIT

@@ -12,13 +12,6 @@
 
 # SC2162: `run read ...` runs `kappalog read`, not the shell's read builtin.
 # shellcheck disable=SC2162
-set -u
-set -o pipefail
-
-: "${KAPPALOG:?set KAPPALOG to the kappalog binary}"
-K=$KAPPALOG
-export KL_QUIET=1
-export LC_ALL=C
 # shellcheck source=tests/cli_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh"
 

@@ -14,13 +14,6 @@
 # Run by ctest with KAPPALOG=<the binary>. The input is made here by awk
 # from a fixed pattern.
 
-set -u
-set -o pipefail
-
-: "${KAPPALOG:?set KAPPALOG to the kappalog binary}"
-K=$KAPPALOG
-export KL_QUIET=1
-export LC_ALL=C
 # shellcheck source=tests/cli_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh"
 

@@ -39,15 +39,6 @@ typedef struct child {
     int out; /* its stdout */
 } child;
 
-static const char *cli(void) {
-    const char *bin = getenv("KL_TEST_BIN");
-    if (!bin || access(bin, X_OK) != 0) {
-        fprintf(stderr, "skipped: KL_TEST_BIN does not name the kappalog binary\n");
-        exit(77);
-    }
-    return bin;
-}
-
 static child spawn(const char *dir, unsigned batch) {
     int in[2], out[2];
     assert_int_equal(pipe(in), 0);
@@ -63,7 +54,7 @@ static child spawn(const char *dir, unsigned batch) {
         close(in[1]);
         close(out[0]);
         close(out[1]);
-        execl(cli(), "kappalog", "append", dir, "--format", "len32", "--batch", b, "--acks",
+        execl(tu_cli_bin(), "kappalog", "append", dir, "--format", "len32", "--batch", b, "--acks",
               (char *)NULL);
         _exit(127);
     }
@@ -154,7 +145,7 @@ static uint64_t round_(const char *dir, uint64_t from, uint64_t *rng, uint64_t *
 
 static void test_sigkill_during_appends_keeps_every_acknowledged_record(void **state) {
     (void)state;
-    cli(); /* skip (77) here, before any child, if the binary is not there */
+    tu_cli_bin(); /* skip (77) here, before any child, if the binary is not there */
     signal(SIGPIPE, SIG_IGN);
     const char *env = getenv("KL_CRASH_KILLS");
     unsigned kills = env ? (unsigned)strtoul(env, NULL, 10) : 200;

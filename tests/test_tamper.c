@@ -184,15 +184,6 @@ static uint64_t block_offset(const char *dir, uint64_t i) {
 
 /* ---- running `kappalog verify` ---- */
 
-static const char *cli(void) {
-    const char *bin = getenv("KL_TEST_BIN");
-    if (!bin || access(bin, X_OK) != 0) {
-        fprintf(stderr, "skipped: KL_TEST_BIN does not name the kappalog binary\n");
-        exit(77);
-    }
-    return bin;
-}
-
 /* `kappalog verify dir`: its exit status; what it printed (both streams) into out. */
 static int cli_verify(const char *dir, char *out, size_t cap) {
     int p[2];
@@ -204,7 +195,7 @@ static int cli_verify(const char *dir, char *out, size_t cap) {
         dup2(p[1], 2);
         close(p[0]);
         close(p[1]);
-        execl(cli(), "kappalog", "verify", dir, (char *)NULL);
+        execl(tu_cli_bin(), "kappalog", "verify", dir, (char *)NULL);
         _exit(127);
     }
     close(p[1]);
@@ -643,7 +634,7 @@ static void test_both_slots_unsigned_refuse_to_open(void **state) {
 }
 
 int main(void) {
-    cli(); /* skip (77) here if the binary is not there */
+    tu_cli_bin(); /* skip (77) here if the binary is not there */
 #define T(f) cmocka_unit_test_setup_teardown(f, case_setup, case_teardown)
     const struct CMUnitTest tests[] = {
         T(test_the_intact_log_verifies),

@@ -28,13 +28,6 @@
 
 #define SEED 0x5eedu
 
-static const struct {
-    const char *name;
-    kl_view_kind kind;
-    const char *value;
-} VIEWS[] = {{"kv", KL_VIEW_KV, NULL}, {"count", KL_VIEW_COUNT, NULL}, {"sum", KL_VIEW_SUM, "n"}};
-#define NVIEWS 3
-
 /* A log holding records [0, n) of the stream. */
 static char *log_with(uint64_t n) {
     char *dir = tu_new_log("view", KL_FSYNC_NEVER);

@@ -36,27 +36,11 @@
 
 #define SEED 0xc0ffeeu
 
-static const struct {
-    const char *name;
-    kl_view_kind kind;
-    const char *value;
-} VIEWS[] = {{"kv", KL_VIEW_KV, NULL}, {"count", KL_VIEW_COUNT, NULL}, {"sum", KL_VIEW_SUM, "n"}};
-#define NVIEWS 3
-
 static volatile sig_atomic_t appender_stop;
 
 static void on_term(int sig) {
     (void)sig;
     appender_stop = 1;
-}
-
-static const char *cli(void) {
-    const char *bin = getenv("KL_TEST_BIN");
-    if (!bin || access(bin, X_OK) != 0) {
-        fprintf(stderr, "skipped: KL_TEST_BIN does not name the kappalog binary\n");
-        exit(77);
-    }
-    return bin;
 }
 
 static void sleep_ms(uint64_t ms) {
@@ -106,7 +90,7 @@ static pid_t spawn(const char *action, const char *dir, const char *name, const 
             _exit(126);
         dup2(null, 1);
         dup2(fd, 2);
-        execl(cli(), "kappalog", "view", action, dir, name, flag, (char *)NULL);
+        execl(tu_cli_bin(), "kappalog", "view", action, dir, name, flag, (char *)NULL);
         _exit(127);
     }
     return pid;
@@ -192,7 +176,7 @@ static void round_(crash_state *cs) {
 
 static void test_views_are_exactly_once_under_sigkill(void **st) {
     (void)st;
-    cli();
+    tu_cli_bin();
     const char *env = getenv("KL_VIEW_KILLS");
     int kills = env && atoi(env) > 0 ? atoi(env) : 100;
     char *dir = tu_new_log("view-crash", KL_FSYNC_NEVER);

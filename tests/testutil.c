@@ -457,3 +457,12 @@ void tu_hex(const uint8_t *p, size_t n, char *out) {
         snprintf(out + 2 * i, 3, "%02x", p[i]);
     out[2 * n] = '\0';
 }
+
+const char *tu_cli_bin(void) {
+    const char *bin = getenv("KL_TEST_BIN");
+    if (!bin || access(bin, X_OK) != 0) {
+        fprintf(stderr, "skipped: KL_TEST_BIN does not name the kappalog binary\n");
+        exit(77);
+    }
+    return bin;
+}

@@ -139,4 +139,7 @@ void tu_copy_dir(const char *from, const char *to);
 /* A BLAKE2b-256 over every file under dir (relative names, sorted, and bytes). */
 void tu_dir_digest(const char *dir, uint8_t out[KL_HASH_BYTES]);
 
+/* The kappalog binary ($KL_TEST_BIN) for tests that run it; exits 77 (skip) if there is none. */
+const char *tu_cli_bin(void);
+
 #endif

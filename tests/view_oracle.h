@@ -25,6 +25,14 @@
 
 #include "testutil.h"
 
+/* The three built-in views the tests keep over the stream: name, kind, value field. */
+static const struct {
+    const char *name;
+    kl_view_kind kind;
+    const char *value;
+} VIEWS[] = {{"kv", KL_VIEW_KV, NULL}, {"count", KL_VIEW_COUNT, NULL}, {"sum", KL_VIEW_SUM, "n"}};
+#define NVIEWS 3
+
 #define VO_KEYS      256 /* key ids: 0..199 "u<id>", 200..255 the JSON number 1000 + id - 200 */
 #define VO_REC_BYTES 256 /* the longest record */
 

@@ -191,11 +191,7 @@ static void write_seeds(const char *dir) {
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
-    const char *dir = getenv("KL_FUZZ_SEEDS");
-    if (dir && *dir) {
-        write_seeds(dir);
-        exit(0);
-    }
+    seeds_then_exit(write_seeds);
     KL_ASSERT(kl_jparser_new(&g_parser) == 0);
     for (size_t i = 0; i < NPATHS; i++) {
         KL_ASSERT(kl_jpath_compile(&g_key[i], PATHS[i][0]) == 0);

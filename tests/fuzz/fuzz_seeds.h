@@ -7,6 +7,7 @@
 #define KL_FUZZ_SEEDS_H
 
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "engine/util.h"
 
@@ -18,6 +19,15 @@ static inline void write_seed(const char *dir, const char *name, const void *p, 
     KL_ASSERT(f != NULL);
     KL_ASSERT(fwrite(p, 1, n, f) == n);
     KL_ASSERT(fclose(f) == 0);
+}
+
+/* With KL_FUZZ_SEEDS=DIR set: write the target's seeds into DIR (fn) and exit. */
+static inline void seeds_then_exit(void (*fn)(const char *dir)) {
+    const char *dir = getenv("KL_FUZZ_SEEDS");
+    if (dir && *dir) {
+        fn(dir);
+        exit(0);
+    }
 }
 
 #endif

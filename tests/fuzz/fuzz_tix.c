@@ -202,10 +202,6 @@ static void write_seeds(const char *dir) {
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
-    const char *dir = getenv("KL_FUZZ_SEEDS");
-    if (dir && *dir) {
-        write_seeds(dir);
-        exit(0);
-    }
+    seeds_then_exit(write_seeds);
     return 0;
 }
