@@ -198,15 +198,17 @@ static void test_several_threads_wait_on_one_read_only_handle(void **st) {
     (void)st;
     char *dir = tu_new_log("follow-threads", KL_FSYNC_NEVER);
     kl_log *r = tu_open_ro(dir);
-    waiter ws[4];
-    pthread_t ts[4];
-    for (int i = 0; i < 4; i++) {
-        ws[i] = (waiter){r, (uint64_t)(i + 1) * 50, 1};
-        assert_int_equal(pthread_create(&ts[i], NULL, wait_for, &ws[i]), 0);
-    }
+    /* fork before any thread exists (a child forked beside running threads may find the
+       allocator's lock held by one of them); the child starts when the pipe says so */
+    int go[2];
+    assert_int_equal(pipe(go), 0);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
+        char c;
+        close(go[1]);
+        if (read(go[0], &c, 1) != 1)
+            _exit(5);
         kl_log *w = NULL;
         if (kl_log_open(dir, NULL, &w) < 0)
             _exit(2);
@@ -217,6 +219,15 @@ static void test_several_threads_wait_on_one_read_only_handle(void **st) {
         }
         _exit(kl_log_close(w) < 0 ? 4 : 0);
     }
+    close(go[0]);
+    waiter ws[4];
+    pthread_t ts[4];
+    for (int i = 0; i < 4; i++) {
+        ws[i] = (waiter){r, (uint64_t)(i + 1) * 50, 1};
+        assert_int_equal(pthread_create(&ts[i], NULL, wait_for, &ws[i]), 0);
+    }
+    assert_int_equal(write(go[1], "g", 1), 1);
+    close(go[1]);
     for (int i = 0; i < 4; i++) {
         pthread_join(ts[i], NULL);
         assert_int_equal(ws[i].rc, 1); /* each saw its length, none timed out */
