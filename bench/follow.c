@@ -175,38 +175,35 @@ static void run_cross(const bench_opts *o, bench_result *r, const bench_pool *p,
         die_kl("kl_log_close", rc);
 }
 
+typedef void (*follow_run_fn)(const bench_opts *o, bench_result *r, const bench_pool *p,
+                              uint64_t n);
+
+/* One scenario: its runs, then its p99 target. */
+static void scenario(const bench_opts *o, const bench_pool *p, const char *kind, const char *name,
+                     follow_run_fn run, double target_us) {
+    if (!want_scenario(o, name))
+        return;
+    uint64_t n = o->quick ? 2000 : 10000;
+    int reps = o->quick ? 1 : 3;
+    bench_result *r = result_get("follow", kind, name);
+    r->record_bytes = FOLLOW_RECORD_BYTES;
+    r->batch = 1;
+    snprintf(r->fsync, sizeof r->fsync, "never");
+    for (int i = 0; i < reps; i++) {
+        progress("follow: %s, run %d of %d", kind, i + 1, reps);
+        run(o, r, p, n);
+    }
+    result_finish(r);
+    result_target(r, TARGET_P99_MAX_US, target_us);
+    result_print(r);
+}
+
 void bench_follow(const bench_opts *o) {
     bench_pool p;
     pool_init(&p, FOLLOW_RECORD_BYTES, 1, 23);
-    uint64_t n = o->quick ? 2000 : 10000;
-    int reps = o->quick ? 1 : 3;
-    const char *in_name = "append-to-visible, in-process follower, fsync=never";
-    const char *x_name = "append-to-visible, follower in another process, fsync=never";
-    if (want_scenario(o, in_name)) {
-        bench_result *r = result_get("follow", "follow_inproc", in_name);
-        r->record_bytes = FOLLOW_RECORD_BYTES;
-        r->batch = 1;
-        snprintf(r->fsync, sizeof r->fsync, "never");
-        for (int i = 0; i < reps; i++) {
-            progress("follow: in-process, run %d of %d", i + 1, reps);
-            run_inproc(o, r, &p, n);
-        }
-        result_finish(r);
-        result_target(r, TARGET_P99_MAX_US, TARGET_INPROC_P99_US);
-        result_print(r);
-    }
-    if (want_scenario(o, x_name)) {
-        bench_result *r = result_get("follow", "follow_cross", x_name);
-        r->record_bytes = FOLLOW_RECORD_BYTES;
-        r->batch = 1;
-        snprintf(r->fsync, sizeof r->fsync, "never");
-        for (int i = 0; i < reps; i++) {
-            progress("follow: another process, run %d of %d", i + 1, reps);
-            run_cross(o, r, &p, n);
-        }
-        result_finish(r);
-        result_target(r, TARGET_P99_MAX_US, TARGET_CROSS_P99_US);
-        result_print(r);
-    }
+    scenario(o, &p, "follow_inproc", "append-to-visible, in-process follower, fsync=never",
+             run_inproc, TARGET_INPROC_P99_US);
+    scenario(o, &p, "follow_cross", "append-to-visible, follower in another process, fsync=never",
+             run_cross, TARGET_CROSS_P99_US);
     pool_free(&p);
 }
