@@ -15,8 +15,10 @@
  * became visible. One record per append, 100 bytes.
  *
  * What a reader would get wrong: the latency includes the append's own
- * commit (framing, hashing, signing, the write system calls), since that
- * is what "visible" waits for; it is not only the wake-up.
+ * commit up to its publication (framing, hashing, the write system calls),
+ * since that is what "visible" waits for; it is not only the wake-up. The
+ * signature is not in it: under `never` a commit is published with an
+ * unsigned header slot and signed right after (docs/DURABILITY.md).
  */
 #include <errno.h>
 #include <pthread.h>

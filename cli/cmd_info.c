@@ -97,7 +97,10 @@ static void collect(const kl_info *in, info_fields *fs) {
     add_hex(fs, "discovery_key", in->discovery_key, sizeof in->discovery_key);
     add_hex(fs, "public_key", in->public_key, sizeof in->public_key);
     add_hex(fs, "tree_hash", in->tree_hash, sizeof in->tree_hash);
-    add_hex(fs, "signature", in->signature, in->signature_len);
+    if (in->signature_len > 0)
+        add_hex(fs, "signature", in->signature, in->signature_len);
+    else /* a read-only look at a log whose writer stopped before signing its last commit */
+        snprintf(add(fs, "signature", FIELD_NUMBER)->value, INFO_VALUE_BYTES, "null");
     add_string(fs, "core", in->compat ? "compat" : "default");
     add_string(fs, "writable", in->writable ? "yes" : "no (no usable secret key)");
     if (in->secret_unsafe)

@@ -13,6 +13,7 @@
  *                    [write header slot -> fdatasync header]
  *                    (+ [fsync segments/] [fdatasync old segment] on a roll)
  *   interval, never: [write segment -> write header slot]  [write index]
+ *                    then, the length published: [write the signed header slot]
  *
  * Under `always` the syncs run in parallel (one round) and the commit's slot
  * becomes the anchor when they complete. Under the other policies the slot
@@ -517,11 +518,21 @@ static void plan_prealloc(kl_log *log, kl_commit_buf *b, int sync) {
     b->zero_to = KL_MIN(have + PREALLOC_BYTES, log->cfg.segment_bytes);
 }
 
+void kl_commit_sign(const kl_log *log, kl_slot *st) {
+    uint8_t th[KL_HASH_BYTES];
+    kl_slot_tree_hash(st, th);
+    size_t sig_len = 0;
+    kl_hc_sign(log->kind, log->sk, log->key, th, st->length, st->fork, st->sig, &sig_len);
+    st->sig_len = (uint32_t)sig_len;
+}
+
 /*
  * Add the buffer's leaves to the tree (commit role, without mu): the new
- * nodes go to log->treebuf, the new roots and their signature to st.
+ * nodes go to log->treebuf, the new roots to st, and with `sign` their
+ * signature too (else st is left unsigned, sig_len 0).
  */
-static int build_tree(kl_log *log, const kl_commit_buf *b, kl_slot *st, size_t *tree_bytes) {
+static int build_tree(kl_log *log, const kl_commit_buf *b, kl_slot *st, int sign,
+                      size_t *tree_bytes) {
     uint64_t nodes = kl_tree_nodes(b->end_index) - kl_tree_nodes(b->start_index);
     size_t need = (size_t)nodes * KL_TREE_NODE_BYTES + KL_TREEB_MAX_NEW * KL_TREE_NODE_BYTES;
     if (log->treebuf_cap < need) {
@@ -544,11 +555,10 @@ static int build_tree(kl_log *log, const kl_commit_buf *b, kl_slot *st, size_t *
     *tree_bytes = (size_t)nodes * KL_TREE_NODE_BYTES;
     st->nroots = (uint32_t)log->tb.n;
     memcpy(st->roots, log->tb.roots, log->tb.n * sizeof *st->roots);
-    uint8_t th[KL_HASH_BYTES];
-    kl_slot_tree_hash(st, th);
-    size_t sig_len = 0;
-    kl_hc_sign(log->kind, log->sk, log->key, th, st->length, st->fork, st->sig, &sig_len);
-    st->sig_len = (uint32_t)sig_len;
+    st->sig_len = 0;
+    memset(st->sig, 0, sizeof st->sig);
+    if (sign)
+        kl_commit_sign(log, st);
     return 0;
 }
 
@@ -574,7 +584,7 @@ static void commit_open(kl_log *log) {
 
     const char *what = "building the tree";
     size_t tree_bytes = 0;
-    int rc = build_tree(log, b, &st, &tree_bytes);
+    int rc = build_tree(log, b, &st, sync, &tree_bytes);
     if (rc == 0) {
         what = "commit";
         rc = commit_io(log, b, &st, slot, sync, tree_bytes, &what);
@@ -609,10 +619,53 @@ static void commit_open(kl_log *log) {
 }
 
 /*
+ * Sign the last commit's state and write it over the working slot, with the
+ * next sequence number (commit role, mu held, returns with mu held). Under
+ * `interval` and `never` a commit is published with an unsigned slot (the
+ * signature is half of a small commit's cost) and signed here once the
+ * commits in a row are done: the commit role is never given up with the last
+ * slot unsigned, so a sync, an info or a proof always finds it signed. A
+ * crash in between leaves an unsigned working slot, which is as safe as a
+ * signed one (its checksum covers its roots; recovery checks them or their
+ * batches as for any slot) and which the next writable open signs.
+ */
+static void sign_last(kl_log *log) {
+    if (log->failed || log->last.sig_len != 0)
+        return;
+    kl_slot st = log->last;
+    st.seq = ++log->seq;
+    int slot = 1 - log->anchor;
+    pthread_mutex_unlock(&log->mu);
+    kl_commit_sign(log, &st);
+    kl_slot_encode(log->slotbuf, &st);
+    struct iovec iov = {log->slotbuf, KL_HDR_SLOT_BYTES};
+    kl_io_op op = {.kind = KL_IO_OP_WRITE,
+                   .fd = log->hdr_fd,
+                   .iov = &iov,
+                   .iovcnt = 1,
+                   .offset = (uint64_t)slot * KL_HDR_SLOT_BYTES};
+    int rc = kl_io_submit(log->io, &op, 1);
+    pthread_mutex_lock(&log->mu);
+    if (rc < 0)
+        fail_handle(log, rc, "writing the signed header slot");
+    else
+        log->last = st;
+}
+
+void kl_commit_last(kl_log *log, kl_slot *out) {
+    pthread_mutex_lock(&log->mu);
+    while (log->committing && log->last.sig_len == 0 && !log->failed)
+        pthread_cond_wait(&log->cv, &log->mu);
+    *out = log->last;
+    pthread_mutex_unlock(&log->mu);
+}
+
+/*
  * Take the commit role and commit the open buffer (mu held, returns with mu
  * held). While the next buffer already holds frames, go on committing it
  * rather than waking its leader, which may wait a while for a CPU on a busy
- * machine: up to LEAD_EXTRA commits past the caller's own ticket.
+ * machine: up to LEAD_EXTRA commits past the caller's own ticket. Then sign
+ * the last of them (sign_last), and only then give up the role.
  */
 #define LEAD_EXTRA 8
 
@@ -624,6 +677,7 @@ static void lead(kl_log *log, uint64_t my_seq) {
         commit_open(log);
     } while (!log->failed && log->open_buf->frames > 0 &&
              (log->committed_seq < my_seq || extra++ < LEAD_EXTRA));
+    sign_last(log);
     release_role(log);
 }
 

@@ -10,8 +10,11 @@
  *   writes a header slot, so a change of the file is the signal to refresh.
  *
  * A refresh reads both header slots and takes the newest one that decodes
- * and whose signature holds (a slot torn by a writer that is writing it
- * right now simply does not count yet). The batches it covers were written
+ * and whose signature holds, or that is not signed yet (a slot torn by a
+ * writer that is writing it right now simply does not count yet; under
+ * `interval` and `never` the writer publishes a commit with an unsigned
+ * slot and signs it right after, so this sees the commit without waiting
+ * for, or checking, its signature). The batches it covers were written
  * before it, so they are in the page cache for this process to see; the
  * refresh walks their headers to extend the active segment's sparse index,
  * adds the segments that appeared since, and only then publishes the new
@@ -62,7 +65,7 @@ static int newest_slot(kl_log *log, kl_slot *out) {
             continue;
         if (found && s.seq <= out->seq)
             continue;
-        if (s.seq != log->last.seq && kl_slot_verify(&s) < 0)
+        if (s.seq != log->last.seq && !kl_slot_trusted(&s))
             continue;
         *out = s;
         found = 1;

@@ -109,7 +109,8 @@ int kl_slot_decode(const uint8_t *p, kl_slot *s) {
     s->nroots = kl_load32(p + SLOT_ROOTS_AT);
     if (s->kind > KL_CORE_COMPAT || p[117] || p[118] || p[119])
         return kl_errf(KL_ECORRUPT, "header slot: unknown core kind %u", s->kind);
-    if (s->sig_len != (s->kind == KL_CORE_COMPAT ? KL_STORED_SIG_COMPAT : KL_STORED_SIG_V1))
+    if (s->sig_len != 0 &&
+        s->sig_len != (s->kind == KL_CORE_COMPAT ? KL_STORED_SIG_COMPAT : KL_STORED_SIG_V1))
         return kl_errf(KL_ECORRUPT, "header slot: signature of %u bytes", s->sig_len);
     memcpy(s->sig, p + SLOT_SIG_AT + 4, s->sig_len);
     uint64_t idx[KL_MAX_ROOTS];
@@ -148,6 +149,11 @@ void kl_slot_tree_hash(const kl_slot *s, uint8_t out[KL_HASH_BYTES]) {
 }
 
 int kl_slot_verify(const kl_slot *s) {
+    if (s->sig_len == 0)
+        return kl_errf(KL_EVERIFY,
+                       "the commit of length %llu is not signed: its writer stopped before "
+                       "signing it, and its next writable open will",
+                       (unsigned long long)s->length);
     uint8_t th[KL_HASH_BYTES], key[KL_HASH_BYTES];
     kl_slot_tree_hash(s, th);
     kl_hc_core_key((kl_core_kind)s->kind, s->public_key, key);

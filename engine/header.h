@@ -33,7 +33,9 @@ typedef struct kl_slot {
     uint8_t public_key[KL_PK_BYTES];
     uint32_t nroots; /* the full roots of `length`, left to right (indexes implied) */
     kl_node roots[KL_MAX_ROOTS];
-    uint32_t sig_len; /* the stored signature: 68 bytes (default) or 64 (compat) */
+    /* the stored signature: 68 bytes (default) or 64 (compat); 0: not signed
+       yet (a commit under `interval` or `never`, signed right after: commit.c) */
+    uint32_t sig_len;
     uint8_t sig[KL_STORED_SIG_MAX];
 } kl_slot;
 
@@ -53,8 +55,13 @@ int kl_slot_decode(const uint8_t *p, kl_slot *s);
 /* The tree hash of a slot's roots. */
 void kl_slot_tree_hash(const kl_slot *s, uint8_t out[KL_HASH_BYTES]);
 
-/* Check a slot's signature over its tree: 0 or KL_EVERIFY. */
+/* Check a slot's signature over its tree: 0 or KL_EVERIFY (also if it has none). */
 int kl_slot_verify(const kl_slot *s);
+
+/* Is the slot acceptable as the log's state: unsigned, or its signature holds? */
+static inline int kl_slot_trusted(const kl_slot *s) {
+    return s->sig_len == 0 || kl_slot_verify(s) == 0;
+}
 
 /* Check the settings a slot carries (also used by kl_log_create). */
 int kl_config_check(const kl_config *cfg);

@@ -429,6 +429,8 @@ int kl_log_open_io(const char *dir, const kl_open_options *opts_in, kl_io *io, k
         rc = kl_recover(log);
     if (rc == 0)
         rc = kl_keys_load(log);
+    if (rc == 0)
+        rc = kl_recover_sign(log);
     if (rc == 0 && opts.fsync_override) {
         kl_config c = log->cfg;
         c.fsync_mode = opts.fsync_mode;
@@ -522,11 +524,9 @@ int kl_log_info(kl_log *log, kl_info *info) {
     if (!log || !info)
         return kl_errf(KL_EINVAL, "kl_log_info: NULL argument");
     memset(info, 0, sizeof *info);
-    pthread_mutex_lock(&log->mu); /* the last commit's state, all of one commit */
     kl_slot *last = malloc(sizeof *last);
     if (last)
-        *last = log->last;
-    pthread_mutex_unlock(&log->mu);
+        kl_commit_last(log, last); /* the last commit's state, all of one commit */
     if (!last)
         return kl_errf(KL_ENOMEM, "kl_log_info");
     info->length = last->length;

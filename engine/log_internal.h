@@ -242,11 +242,22 @@ void kl_keys_derive(kl_log *log);
 /* The bytes of the header file (*got of KL_HDR_FILE_BYTES; *out malloc'ed, free it). */
 int kl_header_read(kl_log *log, uint8_t **out, size_t *got);
 int kl_recover(kl_log *log);
+/* After the keys are loaded: sign an accepted state its writer left unsigned (writable). */
+int kl_recover_sign(kl_log *log);
 
 /* commit.c */
 int kl_commit_init(kl_log *log);
 void kl_commit_free(kl_log *log);
 int kl_commit_sync(kl_log *log, int final);
+/*
+ * The last commit's state into *out, signed: on a writable handle, waits
+ * out the moment between a commit under `interval` or `never` and its
+ * signature (commit.c, sign_last). A read-only handle's may be unsigned
+ * (sig_len 0) if its writer was stopped in that moment.
+ */
+void kl_commit_last(kl_log *log, kl_slot *out);
+/* Sign st's tree (its roots, length and fork) with the log's secret key. */
+void kl_commit_sign(const kl_log *log, kl_slot *st);
 int kl_commit_trim(kl_log *log);
 int kl_flusher_start(kl_log *log);
 void kl_flusher_stop(kl_log *log);

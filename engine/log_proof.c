@@ -91,10 +91,13 @@ int kl_log_proof(kl_log *log, const kl_proof_ask *ask, uint64_t request_id, unsi
     kl_slot *st = malloc(sizeof *st);
     if (!st)
         return kl_log_err(log, kl_errf(KL_ENOMEM, "proof"));
-    pthread_mutex_lock(&log->mu);
-    *st = log->last;
-    pthread_mutex_unlock(&log->mu);
-    int rc = build(log, st, ask, request_id, out, n);
+    kl_commit_last(log, st);
+    int rc = st->sig_len == 0 && ask->upgrade
+                 ? kl_errf(KL_EBUSY,
+                           "the newest commit (length %llu) is not signed yet: its writer "
+                           "stopped before signing it, and its next writable open will",
+                           (unsigned long long)st->length)
+                 : build(log, st, ask, request_id, out, n);
     free(st);
     return kl_log_err(log, rc);
 }

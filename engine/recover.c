@@ -176,12 +176,12 @@ static int read_slots(kl_log *log, kl_slot s[2], int valid[2]) {
     int rc = kl_header_read(log, &buf, &got);
     if (rc < 0)
         return rc;
-    /* a slot is a candidate if it decodes and its signature holds over its roots */
+    /* a slot is a candidate if it decodes and its signature (if it has one yet) holds */
     char why[2][400] = {"", ""};
     for (int i = 0; i < 2; i++) {
         valid[i] = got >= (size_t)(i + 1) * KL_HDR_SLOT_BYTES &&
                    kl_slot_decode(buf + i * KL_HDR_SLOT_BYTES, &s[i]) == 0 &&
-                   kl_slot_verify(&s[i]) == 0;
+                   kl_slot_trusted(&s[i]);
         if (!valid[i])
             snprintf(why[i], sizeof why[i], "%s",
                      got < (size_t)(i + 1) * KL_HDR_SLOT_BYTES ? "missing" : kl_err_thread());
@@ -278,7 +278,7 @@ static int span_add_batch(kl_log *log, span_tree *t, const kl_batch_hdr *h, cons
     return 0;
 }
 
-/* Do the rebuilt roots equal c's, and does c's signature hold over them? */
+/* Do the rebuilt roots equal c's, and does c's signature (if any) hold over them? */
 static int span_tree_matches(const span_tree *t, const kl_slot *c) {
     if (t->tb.n != c->nroots || t->tb.length != c->length)
         return 0;
@@ -286,7 +286,7 @@ static int span_tree_matches(const span_tree *t, const kl_slot *c) {
         if (t->tb.roots[i].index != c->roots[i].index || t->tb.roots[i].size != c->roots[i].size ||
             memcmp(t->tb.roots[i].hash, c->roots[i].hash, KL_HASH_BYTES) != 0)
             return 0;
-    return kl_slot_verify(c) == 0;
+    return kl_slot_trusted(c);
 }
 
 /*
@@ -636,6 +636,31 @@ static int make_durable(kl_log *log, kl_seg *active, const kl_slot s[2], const i
         note_recovery(log, "header slot %d was damaged (%s) and was rewritten from slot %d",
                       1 - pick, log->slot_problem[1 - pick], pick);
     log->slot_problem[1 - pick][0] = 0;
+    return 0;
+}
+
+int kl_recover_sign(kl_log *log) {
+    if (log->readonly || !log->has_sk || log->last.sig_len != 0)
+        return 0;
+    kl_slot st = log->last;
+    st.seq = ++log->seq;
+    kl_commit_sign(log, &st);
+    uint8_t *slot = malloc(KL_HDR_SLOT_BYTES);
+    if (!slot)
+        return kl_errf(KL_ENOMEM, "header slot");
+    kl_slot_encode(slot, &st);
+    int to = 1 - log->anchor; /* the accepted slot stays until this one is durable */
+    int rc = kl_io_write_sync(log->io, log->hdr_fd, slot, KL_HDR_SLOT_BYTES,
+                              (uint64_t)to * KL_HDR_SLOT_BYTES, 1);
+    free(slot);
+    if (rc < 0)
+        return kl_errf(kl_err_from_errno(-rc), "writing the signed header slot: %s",
+                       strerror(-rc));
+    log->anchor = to;
+    log->last = st;
+    log->stored = st;
+    note_recovery(log, "the last commit (length %llu) had not been signed yet; it is now",
+                  (unsigned long long)st.length);
     return 0;
 }
 

@@ -151,11 +151,7 @@ static int plan(kl_log *log, uint64_t n, kl_slot *s1, uint64_t *seg_first, uint6
     s1->fork = log->last.fork + 1;
     s1->flags = 0;
     s1->commit_ms = kl_now_ms();
-    uint8_t th[KL_HASH_BYTES];
-    kl_slot_tree_hash(s1, th);
-    size_t sig_len = 0;
-    kl_hc_sign(log->kind, log->sk, log->key, th, n, s1->fork, s1->sig, &sig_len);
-    s1->sig_len = (uint32_t)sig_len;
+    kl_commit_sign(log, s1);
     *seg_first = log->last.active_segment;
     *cut = log->last.active_end;
     if (n == log->last.length)

@@ -75,9 +75,7 @@ static int snapshot(kl_log *log, kl_slot **out) {
     kl_slot *s = malloc(sizeof *s);
     if (!s)
         return kl_errf(KL_ENOMEM, "verify");
-    pthread_mutex_lock(&log->mu);
-    *s = log->last;
-    pthread_mutex_unlock(&log->mu);
+    kl_commit_last(log, s);
     *out = s;
     return 0;
 }

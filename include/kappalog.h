@@ -221,7 +221,9 @@ typedef struct kl_info {
     unsigned char public_key[32];    /* the signer's Ed25519 public key */
     unsigned char tree_hash[32];     /* of the tree at `length` */
     unsigned char signature[68];     /* as Hypercore stores it: signature_len bytes */
-    size_t signature_len;            /* 68, or 64 for a compat core */
+    size_t signature_len;            /* 68, or 64 for a compat core; 0 on a read-only
+                                        handle whose writer stopped before signing its
+                                        last commit (its next writable open signs it) */
     int writable;                    /* a usable secret key is present (appends possible) */
     int secret_unsafe;               /* the secret file is readable by group or others */
     const char *recovery;            /* what opening this handle cut or repaired ("" if nothing) */

@@ -171,6 +171,67 @@ static void test_a_readonly_open_changes_nothing(void **state) {
     assert_int_equal(tu_file_size(seg), size);
 }
 
+/*
+ * A crash between a commit under `never` and its signature (commit.c,
+ * sign_last) leaves the newest slot unsigned. A reader takes it as the
+ * log's state but says it is not signed (info, verify, upgrade proofs);
+ * the next writable open signs it: the same signature the writer would
+ * have made.
+ */
+static void test_an_unsigned_last_commit_is_served_and_signed_by_the_next_writer(void **state) {
+    fixture *f = *state;
+    fill(f->dir, 30);
+    kl_slot s[2];
+    int valid[2];
+    read_slots(f->dir, s, valid);
+    assert_true(valid[0] && valid[1]);
+    int n = s[1].seq > s[0].seq;
+    kl_slot u = s[n];
+    u.seq++;
+    u.flags = KL_SLOT_ORDERED;
+    u.sig_len = 0;
+    memset(u.sig, 0, sizeof u.sig);
+    uint8_t buf[KL_HDR_SLOT_BYTES];
+    kl_slot_encode(buf, &u);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/header", f->dir);
+    int fd = open(path, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, buf, sizeof buf, (off_t)(1 - n) * KL_HDR_SLOT_BYTES),
+                     (ssize_t)sizeof buf);
+    close(fd);
+
+    kl_log *ro = tu_open_ro(f->dir);
+    tu_expect_records(ro, SEED, MAX_REC, 30);
+    kl_info info;
+    assert_int_equal(kl_log_info(ro, &info), 0);
+    assert_int_equal(info.signature_len, 0);
+    assert_int_equal(kl_log_verify(ro, NULL, NULL, NULL), KL_EVERIFY);
+    assert_non_null(strstr(kl_last_error(), "not signed"));
+    kl_proof_ask ask = {.upgrade = 1, .upgrade_start = 0, .upgrade_length = 30};
+    unsigned char *msg = NULL;
+    size_t len = 0;
+    assert_int_equal(kl_log_proof(ro, &ask, 1, &msg, &len), KL_EBUSY);
+    kl_proof_ask block_only = {.block = 1, .block_index = 7, .block_nodes = 0};
+    assert_int_equal(kl_log_proof(ro, &block_only, 2, &msg, &len), 0);
+    free(msg);
+    assert_int_equal(kl_log_close(ro), 0);
+
+    kl_log *log = tu_open(f->dir);
+    assert_int_equal(kl_log_info(log, &info), 0);
+    assert_int_equal(info.signature_len, s[n].sig_len);
+    assert_memory_equal(info.signature, s[n].sig, s[n].sig_len);
+    assert_non_null(info.recovery);
+    assert_non_null(strstr(info.recovery, "not been signed"));
+    assert_int_equal(kl_log_verify(log, NULL, NULL, NULL), 0);
+    assert_int_equal(kl_log_close(log), 0);
+    read_slots(f->dir, s, valid); /* the signed state is the newest; the unsigned one, older */
+    assert_true(valid[0] && valid[1]);
+    n = s[1].seq > s[0].seq;
+    assert_int_equal(kl_slot_verify(&s[n]), 0);
+    assert_int_equal(s[n].length, 30);
+}
+
 static void test_a_second_writer_is_refused_but_readers_are_not(void **state) {
     fixture *f = *state;
     fill(f->dir, 10);
@@ -356,6 +417,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_segment_files_past_the_committed_state_are_removed,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_readonly_open_changes_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_an_unsigned_last_commit_is_served_and_signed_by_the_next_writer, setup,
+            teardown),
         cmocka_unit_test_setup_teardown(test_a_second_writer_is_refused_but_readers_are_not, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_open_cost_does_not_grow_with_the_log, setup, teardown),
