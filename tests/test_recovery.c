@@ -418,8 +418,7 @@ int main(void) {
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_readonly_open_changes_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(
-            test_an_unsigned_last_commit_is_served_and_signed_by_the_next_writer, setup,
-            teardown),
+            test_an_unsigned_last_commit_is_served_and_signed_by_the_next_writer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_second_writer_is_refused_but_readers_are_not, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_open_cost_does_not_grow_with_the_log, setup, teardown),
