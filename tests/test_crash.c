@@ -167,7 +167,8 @@ static void test_sigkill_during_appends_keeps_every_acknowledged_record(void **s
         uint64_t sent = round_(dir, len, &rng, &acked);
         char what[64];
         snprintf(what, sizeof what, "round %u", k);
-        slots_seen += (uint64_t)tu_expect_slots_trusted(dir, what, NULL); /* as the kill left them */
+        slots_seen +=
+            (uint64_t)tu_expect_slots_trusted(dir, what, NULL); /* as the kill left them */
         kl_log *log = tu_open(dir);
         uint64_t now = kl_log_length(log);
         if (now < acked || now > sent)
