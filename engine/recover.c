@@ -654,8 +654,7 @@ int kl_recover_sign(kl_log *log) {
                               (uint64_t)to * KL_HDR_SLOT_BYTES, 1);
     free(slot);
     if (rc < 0)
-        return kl_errf(kl_err_from_errno(-rc), "writing the signed header slot: %s",
-                       strerror(-rc));
+        return kl_errf(kl_err_from_errno(-rc), "writing the signed header slot: %s", strerror(-rc));
     log->anchor = to;
     log->last = st;
     log->stored = st;
