@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # fuzz.sh [SECONDS] - build every libFuzzer target of tests/fuzz/ and run each
-# for SECONDS (default 30) from a fresh seed corpus.
+# for SECONDS (default 30) from a fresh seed corpus, one target per core at a
+# time.
 #
 #   - builds with clang, -DKL_FUZZ=ON (ASan + UBSan + libFuzzer), into
 #     $KL_FUZZ_BUILD (default build-fuzz/ under the repo root); only the
@@ -53,17 +54,20 @@ mkdir -p "$out"
 work=$(mktemp -d "${TMPDIR:-/tmp}/kl-fuzz-corpus.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-failed=0
-summary=()
-for name in "${targets[@]}"; do
+# One target: seeds, then the run; its summary line goes to $out/NAME/summary
+# and its status (0 ok) to $out/NAME/status.
+run_one() {
+  local name=$1 bin corpus seeds log rc runs secs rate corpus_now status
+  rm -f "$out/$name/summary" "$out/$name/status"
+  mkdir -p "$out/$name"
   bin=$(find "$build" -type f -name "$name" -perm -u+x | head -n 1)
   if [[ -z "$bin" ]]; then
-    summary+=("$(printf '%-16s NOT BUILT' "$name")")
-    failed=1
-    continue
+    printf '%-16s NOT BUILT\n' "$name" >"$out/$name/summary"
+    echo 1 >"$out/$name/status"
+    return
   fi
   corpus="$work/$name"
-  mkdir -p "$corpus" "$out/$name"
+  mkdir -p "$corpus"
   # Seeds: the target's own seed mode (with -runs=0 a target without one
   # does nothing), then any checked-in seed files.
   KL_FUZZ_SEEDS="$corpus" "$bin" -runs=0 >"$out/$name/seeds.log" 2>&1 || true
@@ -89,12 +93,32 @@ for name in "${targets[@]}"; do
     status=ok
   else
     status="CRASHED (exit $rc)"
-    failed=1
     grep -m 1 -E 'ERROR: |runtime error|deadly signal|internal assertion|timeout' "$log" >&2 || true
     ls "$out/$name"/crash-* "$out/$name"/timeout-* "$out/$name"/oom-* 2>/dev/null >&2 || true
   fi
-  summary+=("$(printf '%-16s %-18s %10s runs in %3ss (%s/s), corpus %s -> %s' \
-    "$name" "$status" "$runs" "$secs" "$rate" "$seeds" "$corpus_now")")
+  printf '%-16s %-18s %10s runs in %3ss (%s/s), corpus %s -> %s\n' \
+    "$name" "$status" "$runs" "$secs" "$rate" "$seeds" "$corpus_now" >"$out/$name/summary"
+  echo "$rc" >"$out/$name/status"
+}
+
+# One target per core at a time: each is single-threaded, and the suite's
+# time budget is shared with everything else.
+running=0
+for name in "${targets[@]}"; do
+  if [[ $running -ge $jobs ]]; then
+    wait -n || true
+    running=$((running - 1))
+  fi
+  run_one "$name" &
+  running=$((running + 1))
+done
+wait || true
+
+failed=0
+summary=()
+for name in "${targets[@]}"; do
+  summary+=("$(cat "$out/$name/summary" 2>/dev/null || printf '%-16s NO RESULT' "$name")")
+  [[ "$(cat "$out/$name/status" 2>/dev/null || echo 1)" == 0 ]] || failed=1
 done
 
 echo
