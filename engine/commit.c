@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -636,6 +637,9 @@ static void sign_last(kl_log *log) {
     st.seq = ++log->seq;
     int slot = 1 - log->anchor;
     pthread_mutex_unlock(&log->mu);
+    /* A follower just woken may have been queued on this CPU: let it run before the signature */
+    if (atomic_load_explicit(&log->len_waiters, memory_order_relaxed) > 0)
+        sched_yield();
     kl_commit_sign(log, &st);
     kl_slot_encode(log->slotbuf, &st);
     struct iovec iov = {log->slotbuf, KL_HDR_SLOT_BYTES};
