@@ -225,6 +225,18 @@ static void fail_handle(kl_log *log, int rc, const char *what) {
     kl_follow_notify(log); /* followers stop waiting for commits that will not come */
 }
 
+/* A replica's blocks that do not make the tree its peer signed: fail-stop too. */
+static void fail_verify(kl_log *log, const char *what) {
+    if (log->failed)
+        return;
+    log->failed = 1;
+    log->fail_code = KL_EVERIFY;
+    snprintf(log->fail_msg, sizeof log->fail_msg,
+             "%s: %s; the log handle is closed to writes: reopen to recover", what,
+             kl_err_thread());
+    kl_follow_notify(log);
+}
+
 static int failed_error(kl_log *log) {
     return kl_errf(log->fail_code, "%s", log->fail_msg);
 }
@@ -528,6 +540,29 @@ void kl_commit_sign(const kl_log *log, kl_slot *st) {
 }
 
 /*
+ * A replica's commit: if st reaches the peer's signed length, take the
+ * peer's signature, which holds only if our roots are the ones it signed.
+ * 1: signed; 0: st is below that length (it stays unsigned); KL_EVERIFY.
+ */
+static int replica_sign(const kl_log *log, kl_slot *st) {
+    const kl_signed_state *t = &log->target;
+    if (!log->has_target || st->length != t->length)
+        return 0;
+    int same = st->nroots == t->nroots && st->fork == t->fork;
+    for (size_t i = 0; same && i < t->nroots; i++)
+        same = st->roots[i].index == t->roots[i].index && st->roots[i].size == t->roots[i].size &&
+               memcmp(st->roots[i].hash, t->roots[i].hash, KL_HASH_BYTES) == 0;
+    if (!same)
+        return kl_errf(KL_EVERIFY,
+                       "the blocks up to %llu do not hash to the tree the peer signed at that "
+                       "length",
+                       (unsigned long long)t->length);
+    memcpy(st->sig, t->sig, t->sig_len);
+    st->sig_len = (uint32_t)t->sig_len;
+    return 1;
+}
+
+/*
  * Add the buffer's leaves to the tree (commit role, without mu): the new
  * nodes go to log->treebuf, the new roots to st, and with `sign` their
  * signature too (else st is left unsigned, sig_len 0).
@@ -585,14 +620,17 @@ static void commit_open(kl_log *log) {
 
     const char *what = "building the tree";
     size_t tree_bytes = 0;
-    int rc = build_tree(log, b, &st, sync, &tree_bytes);
-    if (rc == 0) {
+    int rc = build_tree(log, b, &st, sync && log->has_sk, &tree_bytes);
+    int bad_tree = rc == 0 && !log->has_sk && replica_sign(log, &st) < 0;
+    if (rc == 0 && !bad_tree) {
         what = "commit";
         rc = commit_io(log, b, &st, slot, sync, tree_bytes, &what);
     }
 
     pthread_mutex_lock(&log->mu);
-    if (rc < 0) {
+    if (bad_tree) {
+        fail_verify(log, "a replica's commit");
+    } else if (rc < 0) {
         fail_handle(log, rc, what);
     } else {
         log->last = st;
@@ -634,13 +672,21 @@ static void sign_last(kl_log *log) {
     if (log->failed || log->last.sig_len != 0)
         return;
     kl_slot st = log->last;
+    if (!log->has_sk) { /* a replica: signed only with the peer's signature at its length */
+        int rc = replica_sign(log, &st);
+        if (rc < 0)
+            fail_verify(log, "a replica's last commit");
+        if (rc <= 0)
+            return;
+    }
     st.seq = ++log->seq;
     int slot = 1 - log->anchor;
     pthread_mutex_unlock(&log->mu);
     /* A follower just woken may have been queued on this CPU: let it run before the signature */
     if (atomic_load_explicit(&log->len_waiters, memory_order_relaxed) > 0)
         sched_yield();
-    kl_commit_sign(log, &st);
+    if (log->has_sk)
+        kl_commit_sign(log, &st);
     kl_slot_encode(log->slotbuf, &st);
     struct iovec iov = {log->slotbuf, KL_HDR_SLOT_BYTES};
     kl_io_op op = {.kind = KL_IO_OP_WRITE,
@@ -654,6 +700,47 @@ static void sign_last(kl_log *log) {
         fail_handle(log, rc, "writing the signed header slot");
     else
         log->last = st;
+}
+
+int kl_replica_target(kl_log *log, const kl_signed_state *t) {
+    if (log->readonly || log->has_sk)
+        return kl_errf(KL_EINVAL, "%s is not a writable replica", log->dir);
+    uint64_t idx[KL_MAX_ROOTS];
+    size_t want = kl_ft_full_roots(t->length, idx);
+    int ok = t->nroots == want &&
+             t->sig_len == (log->kind == KL_CORE_COMPAT ? KL_STORED_SIG_COMPAT : KL_STORED_SIG_V1);
+    for (size_t i = 0; ok && i < want; i++)
+        ok = t->roots[i].index == idx[i];
+    if (!ok)
+        return kl_errf(KL_EINVAL,
+                       "a signed state of length %llu with %zu roots, signature of %zu "
+                       "bytes: not the shape of one",
+                       (unsigned long long)t->length, t->nroots, t->sig_len);
+    pthread_mutex_lock(&log->mu);
+    while (log->committing) /* commit_open reads the target without mu */
+        pthread_cond_wait(&log->cv, &log->mu);
+    int rc = 0;
+    if (log->failed)
+        rc = failed_error(log);
+    else if (t->fork != log->last.fork)
+        rc = kl_errf(KL_EFORK, "the peer signed fork %llu; this replica is at fork %llu",
+                     (unsigned long long)t->fork, (unsigned long long)log->last.fork);
+    else if (t->length < log->f_index)
+        rc = kl_errf(KL_EINVAL, "the peer signed length %llu; this replica already has %llu blocks",
+                     (unsigned long long)t->length, (unsigned long long)log->f_index);
+    if (rc == 0) {
+        log->target = *t;
+        log->has_target = 1;
+        if (log->last.length == t->length && log->last.sig_len == 0) {
+            log->committing = 1; /* already there: sign the state it has */
+            sign_last(log);
+            release_role(log);
+            if (log->failed)
+                rc = failed_error(log);
+        }
+    }
+    pthread_mutex_unlock(&log->mu);
+    return rc;
 }
 
 void kl_commit_last(kl_log *log, kl_slot *out) {
@@ -767,6 +854,12 @@ static int frame_append(kl_log *log, const kl_block *blocks, size_t count, uint6
     for (;;) {
         if (log->failed)
             return failed_error(log);
+        if (!log->has_sk && log->f_index + count > log->target.length)
+            return kl_errf(KL_EINVAL,
+                           "a replica appends only up to the length its peer signed (%llu); "
+                           "%zu blocks at %llu go past it",
+                           (unsigned long long)log->target.length, count,
+                           (unsigned long long)log->f_index);
         if (expect && log->f_index != *expect)
             return kl_errf(KL_ECONFLICT, "expected length %llu, the log has %llu",
                            (unsigned long long)*expect, (unsigned long long)log->f_index);
@@ -884,7 +977,7 @@ static int append(kl_log *log, const kl_block *blocks, size_t count, const uint6
     kl_err_clear();
     if (log->readonly)
         return kl_log_err(log, kl_errf(KL_EREADONLY, "%s was opened read-only", log->dir));
-    if (!log->has_sk)
+    if (!log->has_sk && !log->has_target)
         return kl_log_err(
             log, kl_errf(KL_EREADONLY, "cannot append to %s: %s", log->dir, log->sk_problem));
     uint64_t data_bytes = 0;

@@ -151,8 +151,9 @@ void kl_slot_tree_hash(const kl_slot *s, uint8_t out[KL_HASH_BYTES]) {
 int kl_slot_verify(const kl_slot *s) {
     if (s->sig_len == 0)
         return kl_errf(KL_EVERIFY,
-                       "the commit of length %llu is not signed: its writer stopped before "
-                       "signing it, and its next writable open will",
+                       "the state at length %llu is not signed: its writer stopped between a "
+                       "commit and its signature (its next writable open signs it), or it is a "
+                       "replica between two lengths its peer signed",
                        (unsigned long long)s->length);
     uint8_t th[KL_HASH_BYTES], key[KL_HASH_BYTES];
     kl_slot_tree_hash(s, th);

@@ -164,9 +164,17 @@ static int write_new_file(kl_io *io, const char *path, const void *p, size_t n, 
 
 /*
  * The key pair (from cfg->seed or random) and the signed empty tree: the
- * secret goes to DIR/secret, the rest into the slot.
+ * secret goes to DIR/secret, the rest into the slot. A replica (replica_pk)
+ * gets the peer's public key and no secret; its empty tree stays unsigned.
  */
-static int create_keys(kl_io *io, const char *dir, const kl_config *cfg, kl_slot *st) {
+static int create_keys(kl_io *io, const char *dir, const kl_config *cfg, const uint8_t *replica_pk,
+                       kl_slot *st) {
+    if (replica_pk) {
+        st->kind = cfg->compat ? KL_CORE_COMPAT : KL_CORE_DEFAULT;
+        memcpy(st->public_key, replica_pk, KL_PK_BYTES);
+        st->sig_len = 0;
+        return 0;
+    }
     uint8_t seed[KL_SEED_BYTES], sk[KL_SK_BYTES], key[KL_HASH_BYTES], th[KL_HASH_BYTES];
     if (cfg->seed)
         memcpy(seed, cfg->seed, KL_SEED_BYTES);
@@ -188,7 +196,8 @@ static int create_keys(kl_io *io, const char *dir, const kl_config *cfg, kl_slot
 }
 
 /* The files of an empty log: segment 0, its index, the tree, the secret, then the header last. */
-static int create_files(kl_io *io, const char *dir, const char *seg_dir, const kl_config *cfg) {
+static int create_files(kl_io *io, const char *dir, const char *seg_dir, const kl_config *cfg,
+                        const uint8_t *replica_pk) {
     char path[4096];
     uint8_t seg_hdr[KL_SEG_HEADER_BYTES];
     uint64_t now = kl_now_ms();
@@ -230,7 +239,7 @@ static int create_files(kl_io *io, const char *dir, const char *seg_dir, const k
                   .created_ms = now,
                   .cfg = *cfg};
     st.cfg.seed = NULL;
-    if ((rc = create_keys(io, dir, cfg, &st)) < 0)
+    if ((rc = create_keys(io, dir, cfg, replica_pk, &st)) < 0)
         return rc;
     uint8_t *buf = calloc(1, KL_HDR_FILE_BYTES);
     if (!buf)
@@ -255,7 +264,8 @@ static int create_files(kl_io *io, const char *dir, const char *seg_dir, const k
     return 0;
 }
 
-int kl_log_create_io(const char *dir, const kl_config *cfg_in, kl_io *io) {
+static int create_log(const char *dir, const kl_config *cfg_in, const uint8_t *replica_pk,
+                      kl_io *io) {
     kl_config cfg;
     if (!dir || !*dir)
         return kl_errf(KL_EINVAL, "no directory given");
@@ -295,11 +305,22 @@ int kl_log_create_io(const char *dir, const kl_config *cfg_in, kl_io *io) {
         rc = kl_errf(kl_err_from_errno(-rc), "creating %s: %s", seg_dir, strerror(-rc));
         goto out;
     }
-    rc = create_files(io, dir, seg_dir, &cfg);
+    rc = create_files(io, dir, seg_dir, &cfg, replica_pk);
 out:
     free(hdr);
     free(seg_dir);
     return rc;
+}
+
+int kl_log_create_io(const char *dir, const kl_config *cfg, kl_io *io) {
+    return create_log(dir, cfg, NULL, io);
+}
+
+int kl_replica_create_io(const char *dir, const kl_config *cfg, const uint8_t pk[KL_PK_BYTES],
+                         kl_io *io) {
+    if (cfg && cfg->seed)
+        return kl_errf(KL_EINVAL, "a replica has no key pair of its own: no seed");
+    return create_log(dir, cfg, pk, io);
 }
 
 int kl_log_create(const char *dir, const kl_config *cfg) {

@@ -111,6 +111,20 @@ typedef struct kl_commit_buf {
     size_t nleaves, capleaves;
 } kl_commit_buf;
 
+/*
+ * A signed state from a peer (a verified upgrade): the length, fork and full
+ * roots of its tree and the signer's stored signature over them. A replica
+ * commits the blocks below it unsigned, and the commit that reaches
+ * `length` carries this signature, once its own roots equal these.
+ */
+typedef struct kl_signed_state {
+    uint64_t length, fork;
+    size_t nroots;
+    kl_node roots[KL_MAX_ROOTS];
+    uint8_t sig[KL_STORED_SIG_MAX];
+    size_t sig_len;
+} kl_signed_state;
+
 struct kl_log {
     char *dir;
     char *hdr_path;
@@ -206,9 +220,12 @@ struct kl_log {
     char sk_problem[4400];     /* why there is no usable secret key */
     char slot_problem[2][512]; /* why a header slot was not a candidate, "" if it was */
     char recovery_note[1024];  /* what this open's recovery cut or repaired, "" if nothing */
-    kl_treeb tb;               /* the tree of the last commit (commit role) */
-    uint64_t tree_file_size;   /* bytes of the tree file: nodes, plus zeroed space ahead (always) */
-    uint8_t *treebuf;          /* the nodes one commit writes (commit role) */
+    /* a replica (no secret key): the signed state its appends grow towards (commit.c) */
+    int has_target;
+    kl_signed_state target;
+    kl_treeb tb;             /* the tree of the last commit (commit role) */
+    uint64_t tree_file_size; /* bytes of the tree file: nodes, plus zeroed space ahead (always) */
+    uint8_t *treebuf;        /* the nodes one commit writes (commit role) */
     size_t treebuf_cap;
 
     /* following (follow.c) */
@@ -244,6 +261,19 @@ int kl_header_read(kl_log *log, uint8_t **out, size_t *got);
 int kl_recover(kl_log *log);
 /* After the keys are loaded: sign an accepted state its writer left unsigned (writable). */
 int kl_recover_sign(kl_log *log);
+
+/* Replicas (log.c, commit.c): logs copied from a peer, without the secret key. */
+/* Create an empty replica in dir of the core whose signer's key is pk (kind: cfg->compat). */
+int kl_replica_create_io(const char *dir, const kl_config *cfg, const uint8_t pk[KL_PK_BYTES],
+                         kl_io *io);
+/*
+ * Let a writable replica append up to t->length blocks; the commit that
+ * reaches it stores t's signature (its roots must be t's). If the log is
+ * already at t->length, its unsigned state is signed with t now.
+ * KL_EINVAL for a t shorter than what is framed, KL_EFORK for another fork,
+ * KL_EVERIFY for roots that are not ours at an equal length.
+ */
+int kl_replica_target(kl_log *log, const kl_signed_state *t);
 
 /* commit.c */
 int kl_commit_init(kl_log *log);

@@ -94,8 +94,8 @@ int kl_log_proof(kl_log *log, const kl_proof_ask *ask, uint64_t request_id, unsi
     kl_commit_last(log, st);
     int rc = st->sig_len == 0 && ask->upgrade
                  ? kl_errf(KL_EBUSY,
-                           "the newest commit (length %llu) is not signed yet: its writer "
-                           "stopped before signing it, and its next writable open will",
+                           "the state at length %llu is not signed (yet): no upgrade to it "
+                           "can be proven",
                            (unsigned long long)st->length)
                  : build(log, st, ask, request_id, out, n);
     free(st);
