@@ -81,43 +81,9 @@ trap 'rm -rf "$T"' EXIT
 
 # ---------------------------------------------------------------- 1. Node, npm, packages
 
-command -v node >/dev/null ||
-    die "node is not on PATH: this test runs the real JavaScript hypercore and needs Node.js (>= 18) and npm; scripts/deps.sh test installs them"
-node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)' ||
-    die "node $(node --version) is too old: Node.js >= 18 is needed"
-
-lock_ok() {
-    [ -f "$HCJS/node_modules/hypercore/package.json" ] &&
-        cmp -s "$HCJS/node_modules/.kl-package-lock.json" "$JS/package-lock.json" &&
-        cmp -s "$HCJS/package.json" "$JS/package.json"
-}
-
-install_js() {
-    lock_ok && return 0
-    command -v npm >/dev/null ||
-        die "npm is not on PATH: it installs tests/js (hypercore 11.37.1); scripts/deps.sh test installs it"
-    echo "test_hc_live: npm ci of tests/js into $HCJS" >&2
-    rm -rf "$HCJS/node_modules"
-    cp "$JS/package.json" "$JS/package-lock.json" "$HCJS/" || die "cannot copy tests/js/package*.json to $HCJS"
-    if ! (cd "$HCJS" && npm ci --no-audit --no-fund --loglevel=error) >"$HCJS/npm-ci.log" 2>&1; then
-        cat "$HCJS/npm-ci.log" >&2
-        die "npm ci in $HCJS failed (network? registry?): see above"
-    fi
-    cp "$JS/package-lock.json" "$HCJS/node_modules/.kl-package-lock.json"
-}
-
-mkdir -p "$HCJS" || die "cannot create $HCJS"
-if command -v flock >/dev/null; then
-    # two test runs sharing a build tree must not install at the same time
-    exec 9>"$HCJS/.install.lock"
-    flock 9
-    install_js
-    flock -u 9
-    exec 9>&-
-else
-    install_js
-fi
-export NODE_PATH="$HCJS/node_modules"
+# shellcheck source=tests/hc_js.sh
+. "$KL_SOURCE_DIR/tests/hc_js.sh"
+hc_js_install
 
 # ---------------------------------------------------------------- 2. the JS side checks itself
 

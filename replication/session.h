@@ -1,0 +1,78 @@
+/*
+ * session.h - one replication connection, as bytes in and bytes out: the
+ * Noise handshake, the secret stream, Protomux, and the hypercore channels
+ * on it (notes 8.1-8.6). No socket and no thread here: the caller feeds
+ * what it read (kl_session_input) and writes what kl_session_output gives,
+ * so one event loop drives any number of sessions, and tests drive two
+ * sessions against each other in memory.
+ *
+ * Channels: kl_session_open_core announces a core (by its key) and checks
+ * the remote's capability when the remote opens the same core; the
+ * callbacks see a channel once both sides opened it, and every hypercore
+ * message on it, undecoded (wire.h decodes them). A remote open of a core
+ * we did not announce goes to on_remote_open, which may announce it (a
+ * server with that core) or leave it, in which case it is rejected.
+ *
+ * Limits, for peers nobody trusts: frames of at most KL_FRAME_WIRE_MAX
+ * bytes, at most KL_SESSION_MAX_CHANNELS channels, and an output buffer
+ * that refuses to grow past KL_SESSION_OUT_MAX (the caller stops reading
+ * from a peer that does not read what it is sent). Any protocol error
+ * fails the session for good with the reason in kl_last_error(); the
+ * caller closes the connection.
+ */
+#ifndef KL_SESSION_H
+#define KL_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/hc.h"
+#include "noise.h"
+#include "stream.h"
+
+#define KL_SESSION_MAX_CHANNELS 64u
+#define KL_SESSION_OUT_MAX      (8u << 20)
+
+typedef struct kl_session kl_session;
+
+typedef struct kl_session_cbs {
+    /* The remote opened a core we have not announced (discovery key dkey). */
+    void (*on_remote_open)(kl_session *s, const uint8_t dkey[KL_HASH_BYTES], void *ctx);
+    /* Both sides opened channel ch (its capability checked). */
+    void (*on_channel)(kl_session *s, int ch, void *ctx);
+    /* A hypercore message on channel ch (type KL_MSG_*, the payload as received). */
+    int (*on_message)(kl_session *s, int ch, uint64_t type, const uint8_t *payload, size_t len,
+                      void *ctx);
+    /* The remote closed or rejected channel ch. */
+    void (*on_channel_closed)(kl_session *s, int ch, void *ctx);
+} kl_session_cbs;
+
+/* A new session; static_sk: our Noise identity (libsodium's 64-byte secret key). */
+int kl_session_new(kl_noise_role role, const uint8_t static_sk[KL_NOISE_SK_BYTES],
+                   const kl_session_cbs *cbs, void *ctx, kl_session **out);
+void kl_session_free(kl_session *s);
+
+/* Feed received bytes. 0, or the error that failed the session. */
+int kl_session_input(kl_session *s, const uint8_t *in, size_t n);
+/* The bytes waiting to be sent (*n may be 0), and how many were sent. */
+const uint8_t *kl_session_output(kl_session *s, size_t *n);
+void kl_session_sent(kl_session *s, size_t n);
+
+/* Is the secret stream up (handshake done, our header sent)? */
+int kl_session_ready(const kl_session *s);
+/* The error that failed the session, 0 if none. */
+int kl_session_error(const kl_session *s);
+
+/*
+ * Announce the core `key` (its channel is opened as soon as the handshake
+ * is done). Returns the channel number (>= 0) or an error.
+ */
+int kl_session_open_core(kl_session *s, const uint8_t key[KL_HASH_BYTES]);
+/* Is channel ch open on both sides? */
+int kl_session_channel_open(const kl_session *s, int ch);
+/* The core key and discovery key of channel ch. */
+const uint8_t *kl_session_core_key(const kl_session *s, int ch);
+/* Send one hypercore message (payload already encoded) on an open channel. */
+int kl_session_send(kl_session *s, int ch, uint64_t type, const uint8_t *payload, size_t len);
+
+#endif

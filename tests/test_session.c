@@ -1,0 +1,251 @@
+/*
+ * test_session.c - replication/session.c: two sessions, an initiator and a
+ * responder, wired to each other in memory (each one's output is the
+ * other's input, in pieces of varying size).
+ *
+ * - The handshake completes, both secret streams come up, and a core the
+ *   initiator announces is opened by the responder from on_remote_open:
+ *   both see the channel open, and hypercore messages cross both ways
+ *   intact (also an empty one and one of 1 MiB).
+ * - A core the responder does not hold is rejected: the initiator hears
+ *   the channel closed; the connection stays up for other cores.
+ * - Garbage at each stage (instead of the first handshake message, after
+ *   the handshake instead of the header, a flipped bit in an encrypted
+ *   message) fails the receiving session with a reason, for good.
+ * - Output the peer never reads is bounded: past KL_SESSION_OUT_MAX the
+ *   session fails instead of growing.
+ */
+#include "testutil.h"
+
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "replication/session.h"
+#include "replication/wire.h"
+
+typedef struct side {
+    kl_session *s;
+    int channel_opened;
+    int closed;
+    int remote_opens;
+    int messages;
+    uint64_t last_type;
+    uint8_t *last;
+    size_t last_len;
+    int serve;                   /* on_remote_open: announce the core if it is `have` */
+    uint8_t have[KL_HASH_BYTES]; /* the core this side holds */
+} side;
+
+static void on_remote_open(kl_session *s, const uint8_t dkey[KL_HASH_BYTES], void *ctx) {
+    side *d = ctx;
+    d->remote_opens++;
+    uint8_t mine[KL_HASH_BYTES];
+    kl_hc_discovery_key(d->have, mine);
+    if (d->serve && memcmp(mine, dkey, KL_HASH_BYTES) == 0)
+        assert_true(kl_session_open_core(s, d->have) >= 0);
+}
+
+static void on_channel(kl_session *s, int ch, void *ctx) {
+    (void)s;
+    (void)ch;
+    ((side *)ctx)->channel_opened++;
+}
+
+static int on_message(kl_session *s, int ch, uint64_t type, const uint8_t *p, size_t n, void *ctx) {
+    (void)s;
+    (void)ch;
+    side *d = ctx;
+    d->messages++;
+    d->last_type = type;
+    free(d->last);
+    d->last = malloc(n ? n : 1);
+    memcpy(d->last, p, n);
+    d->last_len = n;
+    return 0;
+}
+
+static void on_closed(kl_session *s, int ch, void *ctx) {
+    (void)s;
+    (void)ch;
+    ((side *)ctx)->closed++;
+}
+
+static const kl_session_cbs cbs = {on_remote_open, on_channel, on_message, on_closed};
+
+static void new_pair(side *a, side *b) {
+    memset(a, 0, sizeof *a);
+    memset(b, 0, sizeof *b);
+    uint8_t pk[32], ska[64], skb[64];
+    crypto_sign_keypair(pk, ska);
+    crypto_sign_keypair(pk, skb);
+    assert_int_equal(kl_session_new(KL_NOISE_INITIATOR, ska, &cbs, a, &a->s), 0);
+    assert_int_equal(kl_session_new(KL_NOISE_RESPONDER, skb, &cbs, b, &b->s), 0);
+}
+
+static void free_pair(side *a, side *b) {
+    kl_session_free(a->s);
+    kl_session_free(b->s);
+    free(a->last);
+    free(b->last);
+}
+
+/* Move `from`'s output into `to`, in pieces of 1..97 bytes; returns bytes moved or an error. */
+static long move(side *from, side *to, uint64_t *rng) {
+    size_t n = 0;
+    const uint8_t *p = kl_session_output(from->s, &n);
+    long moved = (long)n;
+    while (n > 0) {
+        size_t k = 1 + (size_t)(tu_rand(rng) % 97);
+        if (k > n)
+            k = n;
+        int rc = kl_session_input(to->s, p, k);
+        kl_session_sent(from->s, k);
+        if (rc < 0)
+            return rc;
+        p = kl_session_output(from->s, &n);
+    }
+    return moved;
+}
+
+/* Exchange until neither side has anything to send. */
+static void pump(side *a, side *b) {
+    uint64_t rng = 7;
+    for (int round = 0; round < 100; round++) {
+        long x = move(a, b, &rng), y = move(b, a, &rng);
+        assert_true(x >= 0 && y >= 0);
+        if (x == 0 && y == 0)
+            return;
+    }
+    fail_msg("the sessions never went quiet");
+}
+
+static void test_handshake_channel_and_messages(void **state) {
+    (void)state;
+    side a, b;
+    new_pair(&a, &b);
+    randombytes_buf(a.have, sizeof a.have);
+    memcpy(b.have, a.have, sizeof a.have);
+    b.serve = 1;
+    int ch = kl_session_open_core(a.s, a.have); /* before the handshake: opened once it is up */
+    assert_true(ch >= 0);
+    assert_false(kl_session_ready(a.s));
+    pump(&a, &b);
+    assert_true(kl_session_ready(a.s) && kl_session_ready(b.s));
+    assert_int_equal(b.remote_opens, 1);
+    assert_int_equal(a.channel_opened, 1);
+    assert_int_equal(b.channel_opened, 1);
+    assert_true(kl_session_channel_open(a.s, ch));
+
+    /* a sync from a, a range back from b, an empty and a 1 MiB extension */
+    kl_wire_sync sync = {.flags = KL_WIRE_SYNC_DOWNLOADING, .fork = 0, .length = 0};
+    uint8_t buf[64];
+    size_t n = 0;
+    assert_int_equal(kl_wire_sync_encode(&sync, buf, sizeof buf, &n), 0);
+    assert_int_equal(kl_session_send(a.s, ch, KL_MSG_SYNC, buf, n), 0);
+    pump(&a, &b);
+    assert_int_equal(b.messages, 1);
+    assert_int_equal(b.last_type, KL_MSG_SYNC);
+    assert_int_equal(b.last_len, n);
+    assert_memory_equal(b.last, buf, n);
+    assert_int_equal(kl_session_send(b.s, 0, KL_MSG_RANGE, (const uint8_t *)"\x00\x00\x03", 3), 0);
+    pump(&a, &b);
+    assert_int_equal(a.messages, 1);
+    assert_int_equal(a.last_type, KL_MSG_RANGE);
+    assert_int_equal(kl_session_send(a.s, ch, KL_MSG_EXTENSION, NULL, 0), 0);
+    pump(&a, &b);
+    assert_int_equal(b.last_len, 0);
+    size_t big = 1u << 20;
+    uint8_t *p = malloc(big);
+    randombytes_buf(p, big);
+    assert_int_equal(kl_session_send(a.s, ch, KL_MSG_EXTENSION, p, big), 0);
+    pump(&a, &b);
+    assert_int_equal(b.messages, 3);
+    assert_int_equal(b.last_len, big);
+    assert_memory_equal(b.last, p, big);
+    free(p);
+    /* a core b does not hold: rejected, the connection stays */
+    uint8_t other[KL_HASH_BYTES];
+    randombytes_buf(other, sizeof other);
+    int ch2 = kl_session_open_core(a.s, other);
+    assert_true(ch2 >= 0 && ch2 != ch);
+    pump(&a, &b);
+    assert_int_equal(a.closed, 1);
+    assert_false(kl_session_channel_open(a.s, ch2));
+    assert_true(kl_session_channel_open(a.s, ch));
+    assert_int_equal(kl_session_error(a.s), 0);
+    assert_int_equal(kl_session_error(b.s), 0);
+    free_pair(&a, &b);
+}
+
+static void test_garbage_fails_the_receiving_session(void **state) {
+    (void)state;
+    side a, b;
+    uint64_t rng = 3;
+    /* instead of handshake message 1: a frame of the wrong size */
+    new_pair(&a, &b);
+    static const uint8_t junk[] = {5, 0, 0, 1, 2, 3, 4, 5};
+    assert_true(kl_session_input(b.s, junk, sizeof junk) < 0);
+    assert_non_null(strstr(kl_last_error(), "handshake"));
+    assert_true(kl_session_error(b.s) < 0);
+    assert_true(kl_session_input(b.s, junk, 1) < 0); /* failed for good */
+    free_pair(&a, &b);
+    /* after the handshake, a header frame that is not one */
+    new_pair(&a, &b);
+    assert_true(move(&a, &b, &rng) > 0); /* message 1 */
+    assert_true(move(&b, &a, &rng) > 0); /* message 2 */
+    size_t n = 0;
+    kl_session_output(a.s, &n); /* message 3 and a's header */
+    uint8_t *copy = malloc(n);
+    memcpy(copy, kl_session_output(a.s, &n), n);
+    copy[n - 1 - KL_SS_HEADER_BYTES] ^= 1; /* the last byte of a's stream id */
+    assert_true(kl_session_input(b.s, copy, n) < 0);
+    assert_non_null(strstr(kl_last_error(), "stream header"));
+    free(copy);
+    free_pair(&a, &b);
+    /* a flipped bit in an encrypted message */
+    new_pair(&a, &b);
+    pump(&a, &b);
+    uint8_t key[KL_HASH_BYTES] = {1};
+    assert_true(kl_session_open_core(a.s, key) >= 0);
+    const uint8_t *out = kl_session_output(a.s, &n);
+    assert_true(n > 20);
+    copy = malloc(n);
+    memcpy(copy, out, n);
+    copy[10] ^= 0x40;
+    assert_true(kl_session_input(b.s, copy, n) < 0);
+    free(copy);
+    free_pair(&a, &b);
+}
+
+static void test_unread_output_is_bounded(void **state) {
+    (void)state;
+    side a, b;
+    new_pair(&a, &b);
+    memset(a.have, 9, sizeof a.have);
+    memcpy(b.have, a.have, sizeof a.have);
+    b.serve = 1;
+    int ch = kl_session_open_core(a.s, a.have);
+    pump(&a, &b);
+    static uint8_t chunk[1u << 20];
+    int rc = 0;
+    int sent = 0;
+    for (; sent < 64 && (rc = kl_session_send(a.s, ch, KL_MSG_EXTENSION, chunk, sizeof chunk)) == 0;
+         sent++)
+        ; /* nobody reads a's output */
+    assert_int_equal(rc, KL_ETOOBIG);
+    assert_true(sent >= 4 && sent < 9); /* the cap is 8 MiB */
+    assert_int_equal(kl_session_error(a.s), KL_ETOOBIG);
+    free_pair(&a, &b);
+}
+
+int main(void) {
+    if (sodium_init() < 0)
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_handshake_channel_and_messages),
+        cmocka_unit_test(test_garbage_fails_the_receiving_session),
+        cmocka_unit_test(test_unread_output_is_bounded),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
