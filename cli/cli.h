@@ -74,5 +74,6 @@ extern const cli_command cli_cmd_consume;
 extern const cli_command cli_cmd_cursors;
 extern const cli_command cli_cmd_cursor;
 extern const cli_command cli_cmd_view;
+extern const cli_command cli_cmd_clone;
 
 #endif

@@ -198,6 +198,8 @@ const char *kl_strerror(int code) {
         return "too big";
     case KL_EFORK:
         return "the log was truncated (fork changed)";
+    case KL_EPEER:
+        return "the peer broke the protocol";
     default:
         return "unknown error";
     }

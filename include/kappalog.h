@@ -61,7 +61,8 @@ typedef enum kl_error {
     KL_EREADONLY = -12, /* the handle was opened read-only */
     KL_ECONFLICT = -13, /* an expected length did not match */
     KL_ETOOBIG = -14,   /* a block or batch exceeds the engine's limits */
-    KL_EFORK = -15      /* the log was truncated (its fork changed) under a handle or cursor */
+    KL_EFORK = -15,     /* the log was truncated (its fork changed) under a handle or cursor */
+    KL_EPEER = -16      /* a replication peer broke the protocol (sent what was not asked for) */
 } kl_error;
 
 /* Fsync policies (docs/DURABILITY.md says exactly what each one promises). */
@@ -256,6 +257,37 @@ KL_API int kl_log_verify(kl_log *log, kl_progress_fn progress, void *ctx, uint64
  * finishes it or finds the log as it was.
  */
 KL_API int kl_truncate(const char *dir, uint64_t length, const kl_open_options *opts);
+
+/* ---- replication: cloning a core from a Hypercore peer ---- */
+
+typedef struct kl_clone_options {
+    int follow;        /* nonzero: keep up with the peer's new appends until *stop is set */
+    uint32_t stall_ms; /* give up when the peer sends nothing this long (default 10000) */
+    int fsync_set;     /* nonzero: a new replica gets fsync_mode (default: always) */
+    kl_fsync_mode fsync_mode;
+    kl_progress_fn progress; /* called as blocks are stored (done, total); may be NULL */
+    void *ctx;
+    volatile int *stop; /* if not NULL, the clone returns 0 soon after *stop becomes nonzero */
+} kl_clone_options;
+
+KL_API void kl_clone_options_default(kl_clone_options *opts);
+
+/*
+ * Download the core `key` (its Hypercore key, 32 bytes) from the peer at
+ * host_port ("HOST:PORT") over the Hypercore wire protocol into the replica
+ * in `dir`: created (without a secret key) on the first verified upgrade,
+ * or resumed if dir already holds a replica of this core. Every upgrade and
+ * every block is verified against the signed tree before it is stored;
+ * blocks go through the normal commit pipeline, so a crash leaves a
+ * committed prefix that the next call resumes. Returns 0 once the replica
+ * holds everything the peer has and signed (with `follow`, once *stop is
+ * set); KL_EVERIFY for a proof or signature that does not hold, KL_EPEER
+ * for a message nobody asked for, KL_ENOTFOUND if the peer does not serve
+ * the core, KL_EFORK if the peer's fork changed, KL_EIO for a lost or
+ * stalled connection. opts may be NULL.
+ */
+KL_API int kl_clone(const char *host_port, const unsigned char key[32], const char *dir,
+                    const kl_clone_options *opts);
 
 /*
  * What a Hypercore peer asks a proof for (the parts of its `request`):

@@ -13,8 +13,13 @@
 #     seed and blocks (`kappalog init --seed`, `append`, `info --json`);
 #   - the server's range message must announce the whole core.
 # Cores: 3 one-byte blocks (default), the same as a compat core, and 2,000
-# lines of random length in one append. And a core the server does not
-# have: the tool must report the channel rejected and fail.
+# lines of random length in one append. Then `kappalog clone` of JS cores
+# (default, compat, and 10,000 blocks of mixed sizes with empty blocks and
+# one of 1 MiB): the replica's blocks, key, tree hash and signature equal
+# the JS core's, and `kappalog verify` passes on it; and `clone --follow`
+# against a JS core that keeps appending must show each new block within a
+# second, then end cleanly on SIGINT. And a core the server does not have:
+# the tool must report the channel rejected and fail.
 #
 # Environment: KAPPALOG, KL_BUILD_DIR, KL_SOURCE_DIR (set by ctest).
 
@@ -115,6 +120,85 @@ awk 'BEGIN { srand(7); for (i = 0; i < 2000; i++) { n = 1 + int(rand() * 300); s
     >"$T/lines.txt"
 check_core lines 0909090909090909090909090909090909090909090909090909090909090909 "$T/lines.txt"
 
+# `kappalog clone` of a JS core: the replica's blocks, key, tree hash and
+# signature are the JS core's, and `kappalog verify` passes on it.
+clone_core() {
+    local name=$1 seed=$2 file=$3 format=$4
+    shift 4
+    serve "$name" "$seed" "$file" --format "$format" "$@"
+    local js rep="$T/$name.replica"
+    js=$(grep '"listen"' "$T/$name.err" | head -n 1)
+    "$K" clone "$PORT" "$JS_KEY" "$rep" --fsync never 2>"$T/$name.clone.err" || {
+        cat "$T/$name.clone.err" >&2
+        die "$name: kappalog clone failed"
+    }
+    stop
+    "$K" read "$rep" --format "$format" | cmp -s - "$file" ||
+        die "$name: the replica's blocks are not the JS core's"
+    local own
+    own=$("$K" info "$rep" --json | tr -d ' \n')
+    for f in key length byte_length tree_hash signature public_key; do
+        [ -n "$(field "$own" "$f")" ] && [ "$(field "$own" "$f")" = "$(field "$js" "$f")" ] ||
+            die "$name: $f: the replica has '$(field "$own" "$f")', the JS core '$(field "$js" "$f")'"
+    done
+    "$K" verify "$rep" >/dev/null 2>"$T/$name.verify.err" || {
+        cat "$T/$name.verify.err" >&2
+        die "$name: kappalog verify fails on the replica"
+    }
+    CASES=$((CASES + 1))
+}
+
+clone_core abc-clone 0101010101010101010101010101010101010101010101010101010101010101 \
+    "$T/abc.txt" lines
+clone_core abc-compat-clone 0404040404040404040404040404040404040404040404040404040404040404 \
+    "$T/abc.txt" lines --compat
+# 10,000 blocks of mixed sizes, some empty, one of 1 MiB, as len32
+node -e '
+let seed = 12345
+const rnd = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648
+const parts = []
+for (let i = 0; i < 10000; i++) {
+  const n = i === 4321 ? 1 << 20 : (i % 97 === 0 ? 0 : Math.floor(rnd() * 2000))
+  const h = Buffer.alloc(4); h.writeUInt32LE(n)
+  const b = Buffer.alloc(n); for (let k = 0; k < n; k++) b[k] = Math.floor(rnd() * 256)
+  parts.push(h, b)
+}
+process.stdout.write(Buffer.concat(parts))' >"$T/mixed.len32" || die "cannot make the mixed core"
+clone_core mixed-clone 0505050505050505050505050505050505050505050505050505050505050505 \
+    "$T/mixed.len32" len32
+
+# live: `kappalog clone --follow` sees each new JS append within a second
+mkfifo "$T/feed"
+node "$PEER" --seed 0606060606060606060606060606060606060606060606060606060606060606 \
+    --blocks-file "$T/abc.txt" --append-stdin <"$T/feed" >"$T/live.out" 2>"$T/live.err" &
+SERVER_PID=$!
+exec 7>"$T/feed"
+for _ in $(seq 1 200); do grep -q '^ready$' "$T/live.out" 2>/dev/null && break; sleep 0.1; done
+PORT=$(sed -n 's/.*"listen":"\([^"]*\)".*/\1/p' "$T/live.err" | head -n 1)
+"$K" clone "$PORT" "$(head -n 1 "$T/live.out")" "$T/live.replica" --follow --fsync never \
+    2>"$T/live.clone.err" &
+CLONE_PID=$!
+length_of() { "$K" info "$1" --json 2>/dev/null | tr -d ' \n' | sed -n 's/.*"length":\([0-9]*\).*/\1/p'; }
+for want in 3 4 5 6; do
+    [ "$want" -gt 3 ] && echo "live-$want" >&7
+    ok=0
+    for _ in $(seq 1 50); do # 50 x 20 ms: one second
+        [ "$(length_of "$T/live.replica")" = "$want" ] && ok=1 && break
+        sleep 0.02
+    done
+    [ $ok = 1 ] || {
+        cat "$T/live.clone.err" >&2
+        die "live: the replica did not reach length $want within a second of the append"
+    }
+done
+kill -INT "$CLONE_PID"
+wait "$CLONE_PID" || die "live: kappalog clone --follow did not end cleanly on SIGINT"
+exec 7>&-
+stop
+"$K" read "$T/live.replica" | tr '\n' ' ' | grep -q '^a b c live-4 live-5 live-6 $' ||
+    die "live: the replica's blocks are $("$K" read "$T/live.replica" | tr '\n' ' ')"
+CASES=$((CASES + 1))
+
 # a core the server does not hold: rejected, and the client says so
 serve missing 0101010101010101010101010101010101010101010101010101010101010101 "$T/abc.txt"
 if "$TOOL" "$PORT" 0000000000000000000000000000000000000000000000000000000000000001 \
@@ -127,4 +211,4 @@ grep -q "rejected" "$T/missing.tool.err" || {
 }
 stop
 
-echo "test_hc_wire_live: $CASES cores verified over the wire against hypercore 11.37.1, and a missing core rejected"
+echo "test_hc_wire_live: $CASES cases against hypercore 11.37.1 (upgrades verified, clones equal to the JS cores, live follow), and a missing core rejected"

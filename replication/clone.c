@@ -1,0 +1,648 @@
+/*
+ * clone.c - kl_clone: download a core from a Hypercore peer into a
+ * replica (kappalog.h), over one TCP connection driven by the event loop.
+ *
+ * The protocol, as a JS downloader runs it (notes 8.8, 8.9):
+ *   1. open the core's channel, send our sync (our signed length);
+ *   2. when the peer's sync shows a longer length it can upgrade us to and
+ *      acknowledges ours, request the upgrade from our length (with the
+ *      manifest while we have none); verify it (engine/proof.c): the
+ *      roots, the tree hash, the signature, the key. The first one creates
+ *      the replica with the public key it proved;
+ *   3. request the blocks the peer announced (range messages), up to
+ *      CLONE_WINDOW at a time, each with `nodes` = the levels we lack above
+ *      its leaf (notes 7.3), and verify each against the signed roots and
+ *      the nodes already proven, before anything is stored;
+ *   4. append verified blocks to the replica in order, in batches; the
+ *      engine checks its own roots against the signed ones at the end.
+ * With `follow`, a later sync with a longer length starts over at 2.
+ *
+ * Nodes proven by block proofs and not yet stored by the replica are kept
+ * in a small map (for requests' `nodes` and for verifying later proofs);
+ * entries the replica has stored are dropped as it grows.
+ *
+ * Untrusted peer: anything that does not verify, a message we did not ask
+ * for (a data reply to no request of ours), a malformed message or a stall
+ * past stall_ms ends the clone with the reason; nothing unverified is ever
+ * appended, and what was appended is a committed prefix (a rerun resumes).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "engine/log_internal.h"
+#include "engine/proof.h"
+#include "engine/util.h"
+#include "loop.h"
+#include "session.h"
+#include "wire.h"
+
+#define CLONE_WINDOW     64u        /* block requests in flight */
+#define CLONE_APPEND_MAX 256u       /* blocks per append */
+#define CLONE_VALUE_MAX  (4u << 20) /* a block: at most one frame */
+#define UPGRADE_ID       1u         /* block requests use id index + 2 */
+
+typedef struct slot {
+    int state; /* 0 free, 1 requested, 2 received */
+    uint64_t index;
+    uint8_t *data;
+    size_t len;
+} slot;
+
+typedef struct node_map {
+    kl_node *n;
+    uint8_t *used;
+    size_t cap, count;
+} node_map;
+
+typedef struct cloner {
+    const char *dir;
+    uint8_t key[KL_HASH_BYTES];
+    const kl_clone_options *opts;
+    kl_session *s;
+    kl_loop *loop;
+    int fd;
+    int ch;
+    int err;
+    int finished;
+    kl_log *log;
+    kl_core_kind kind;
+    uint8_t pk[KL_PK_BYTES];
+    int has_pk;
+    kl_signed_state target; /* the newest verified signed state */
+    int has_target;
+    uint64_t have; /* blocks stored in the replica */
+    uint64_t next; /* next block to request */
+    uint64_t remote_len, remote_fork, remote_range;
+    int remote_can_upgrade;
+    uint64_t remote_acked; /* the length the peer says we have */
+    int upgrading;
+    slot win[CLONE_WINDOW];
+    node_map map;
+    uint64_t last_progress_ns;
+    uint64_t last_input_ns;
+} cloner;
+
+static int cfail(cloner *c, int rc) {
+    if (!c->err)
+        c->err = rc;
+    return rc;
+}
+
+/* ---- the proven-node map (open addressing on the flat-tree index) ---- */
+
+static size_t map_slot(const node_map *m, uint64_t index) {
+    size_t i = (size_t)(index * 0x9e3779b97f4a7c15ull) & (m->cap - 1);
+    while (m->used[i] && m->n[i].index != index)
+        i = (i + 1) & (m->cap - 1);
+    return i;
+}
+
+static const kl_node *map_get(const node_map *m, uint64_t index) {
+    if (!m->cap)
+        return NULL;
+    size_t i = map_slot(m, index);
+    return m->used[i] ? &m->n[i] : NULL;
+}
+
+static int map_put(node_map *m, const kl_node *node);
+
+static int map_grow(node_map *m, size_t cap) {
+    node_map g = {calloc(cap, sizeof *g.n), calloc(cap, 1), cap, 0};
+    if (!g.n || !g.used) {
+        free(g.n);
+        free(g.used);
+        return kl_errf(KL_ENOMEM, "proven nodes");
+    }
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->used[i])
+            map_put(&g, &m->n[i]);
+    free(m->n);
+    free(m->used);
+    *m = g;
+    return 0;
+}
+
+static int map_put(node_map *m, const kl_node *node) {
+    if (m->count + 1 > m->cap / 2) {
+        int rc = map_grow(m, m->cap ? 2 * m->cap : 1024);
+        if (rc < 0)
+            return rc;
+    }
+    size_t i = map_slot(m, node->index);
+    if (!m->used[i]) {
+        m->used[i] = 1;
+        m->count++;
+    }
+    m->n[i] = *node;
+    return 0;
+}
+
+/* Drop the nodes the replica now stores itself (everything under its first `have` blocks). */
+static int map_prune(node_map *m, uint64_t have) {
+    node_map keep = {0};
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->used[i] && kl_ft_right_span(m->n[i].index) >= 2 * have) {
+            int rc = map_put(&keep, &m->n[i]);
+            if (rc < 0)
+                return rc;
+        }
+    free(m->n);
+    free(m->used);
+    *m = keep;
+    return 0;
+}
+
+/* ---- what we hold ---- */
+
+static int is_root(const cloner *c, uint64_t index) {
+    for (size_t i = 0; i < c->target.nroots; i++)
+        if (c->target.roots[i].index == index)
+            return 1;
+    return 0;
+}
+
+/* kl_proof_get_fn: a node we hold (proven, or stored by the replica). */
+static int get_node(void *ctx, uint64_t index, kl_node *out) {
+    cloner *c = ctx;
+    const kl_node *n = map_get(&c->map, index);
+    if (n) {
+        *out = *n;
+        return 0;
+    }
+    if (c->log && kl_ft_right_span(index) < 2 * c->have)
+        return kl_log_node(c->log, index, out);
+    return KL_ENOTFOUND;
+}
+
+static int holds(cloner *c, uint64_t index) {
+    kl_node n;
+    return is_root(c, index) || get_node(c, index, &n) == 0;
+}
+
+/* notes 7.3: the levels from leaf 2i up that we do not hold. */
+static uint64_t missing_nodes(cloner *c, uint64_t i) {
+    uint64_t n = 0;
+    for (uint64_t idx = 2 * i; !holds(c, idx); idx = kl_ft_parent(idx))
+        n++;
+    return n;
+}
+
+/* ---- sending ---- */
+
+static int send_sync(cloner *c) {
+    kl_wire_sync m = {
+        .flags = KL_WIRE_SYNC_CAN_UPGRADE | KL_WIRE_SYNC_UPLOADING | KL_WIRE_SYNC_DOWNLOADING |
+                 (c->has_pk && c->kind == KL_CORE_DEFAULT ? KL_WIRE_SYNC_HAS_MANIFEST : 0),
+        .fork = c->has_target ? c->target.fork : c->remote_fork,
+        .length = c->has_target ? c->target.length : c->have,
+        .remote_length = c->remote_len};
+    uint8_t buf[64];
+    size_t n = 0;
+    int rc = kl_wire_sync_encode(&m, buf, sizeof buf, &n);
+    return rc < 0 ? rc : kl_session_send(c->s, c->ch, KL_MSG_SYNC, buf, n);
+}
+
+static int send_request(cloner *c, const kl_proof_request *r) {
+    uint8_t buf[128];
+    size_t n = 0;
+    int rc = kl_proof_request_encode(r, buf, sizeof buf, &n);
+    return rc < 0 ? rc : kl_session_send(c->s, c->ch, KL_MSG_REQUEST, buf, n);
+}
+
+static uint64_t signed_len(const cloner *c) {
+    return c->has_target ? c->target.length : c->have;
+}
+
+/* Ask for an upgrade if the peer has more and acknowledges our length; then blocks. */
+static int pump(cloner *c) {
+    if (c->ch < 0 || !kl_session_channel_open(c->s, c->ch))
+        return 0;
+    uint64_t mine = signed_len(c);
+    if (!c->upgrading && c->remote_can_upgrade && c->remote_len > mine && c->remote_acked == mine) {
+        kl_proof_request r;
+        memset(&r, 0, sizeof r);
+        r.flags = KL_PROOF_UPGRADE | (c->has_pk ? 0 : KL_PROOF_MANIFEST);
+        r.id = UPGRADE_ID;
+        r.fork = c->remote_fork;
+        r.upgrade.start = mine;
+        r.upgrade.length = c->remote_len - mine;
+        int rc = send_request(c, &r);
+        if (rc < 0)
+            return rc;
+        c->upgrading = 1;
+    }
+    if (!c->has_target)
+        return 0;
+    uint64_t avail = KL_MIN(c->target.length, c->remote_range);
+    while (c->next < avail && c->next < c->have + CLONE_WINDOW) {
+        slot *w = &c->win[c->next % CLONE_WINDOW];
+        KL_ASSERT(w->state == 0);
+        kl_proof_request r;
+        memset(&r, 0, sizeof r);
+        r.flags = KL_PROOF_BLOCK;
+        r.id = c->next + 2;
+        r.fork = c->target.fork;
+        r.block.index = c->next;
+        r.block.nodes = missing_nodes(c, c->next);
+        int rc = send_request(c, &r);
+        if (rc < 0)
+            return rc;
+        *w = (slot){.state = 1, .index = c->next};
+        c->next++;
+    }
+    return 0;
+}
+
+/* ---- receiving ---- */
+
+static int open_replica(cloner *c) {
+    kl_config cfg;
+    kl_config_default(&cfg);
+    cfg.compat = c->kind == KL_CORE_COMPAT;
+    if (c->opts && c->opts->fsync_set)
+        cfg.fsync_mode = c->opts->fsync_mode;
+    kl_io *io = NULL;
+    int rc = kl_io_new(KL_IO_AUTO, &io);
+    if (rc == 0)
+        rc = kl_replica_create_io(c->dir, &cfg, c->pk, io);
+    if (io)
+        kl_io_destroy(io);
+    if (rc < 0)
+        return rc;
+    return kl_log_open(c->dir, NULL, &c->log);
+}
+
+static int on_upgrade(cloner *c, const kl_proof *p) {
+    kl_proof_result *res = calloc(1, sizeof *res);
+    if (!res)
+        return kl_errf(KL_ENOMEM, "upgrade");
+    kl_slot cur;
+    memset(&cur, 0, sizeof cur);
+    if (c->log)
+        kl_commit_last(c->log, &cur);
+    kl_core_kind kind = c->has_pk ? c->kind : p->manifest ? KL_CORE_DEFAULT : KL_CORE_COMPAT;
+    kl_proof_receiver rx = {
+        .kind = kind,
+        .key = c->key,
+        .pk = c->has_pk                ? c->pk
+              : kind == KL_CORE_COMPAT ? c->key
+                                       : NULL,
+        .length = c->has_target ? c->target.length : cur.length,
+        .fork = p->fork,
+        .roots = c->has_target ? c->target.roots : cur.roots,
+        .nroots = c->has_target ? c->target.nroots : cur.nroots,
+        .get = get_node,
+        .ctx = c,
+    };
+    int rc = kl_proof_verify(&rx, p, res);
+    if (rc == 0 && !c->has_pk) {
+        c->kind = kind;
+        memcpy(c->pk, kind == KL_CORE_COMPAT ? c->key : res->pk, KL_PK_BYTES);
+        c->has_pk = 1;
+        rc = open_replica(c);
+    }
+    if (rc == 0) {
+        c->target.length = res->length;
+        c->target.fork = p->fork;
+        c->target.nroots = res->nroots;
+        memcpy(c->target.roots, res->roots, res->nroots * sizeof *res->roots);
+        memcpy(c->target.sig, res->signature, res->signature_len);
+        c->target.sig_len = res->signature_len;
+        c->has_target = 1;
+        rc = kl_replica_target(c->log, &c->target);
+    }
+    free(res);
+    c->upgrading = 0;
+    if (rc < 0)
+        return kl_err_prefix(rc, "the peer's upgrade: ");
+    return send_sync(c);
+}
+
+/* Append the verified blocks that continue the replica. */
+static int flush(cloner *c) {
+    kl_block blocks[CLONE_APPEND_MAX];
+    for (;;) {
+        size_t n = 0;
+        while (n < CLONE_APPEND_MAX) {
+            slot *w = &c->win[(c->have + n) % CLONE_WINDOW];
+            if (w->state != 2 || w->index != c->have + n)
+                break;
+            blocks[n] = (kl_block){w->data, w->len};
+            n++;
+            if (n == CLONE_WINDOW)
+                break;
+        }
+        if (n == 0)
+            return 0;
+        int rc = kl_log_append(c->log, blocks, n, NULL);
+        for (size_t k = 0; k < n; k++) {
+            slot *w = &c->win[(c->have + k) % CLONE_WINDOW];
+            free(w->data);
+            *w = (slot){0};
+        }
+        if (rc < 0)
+            return rc;
+        uint64_t before = c->have;
+        c->have += n;
+        if ((before >> 12) != (c->have >> 12) || c->have == c->target.length) {
+            if ((rc = map_prune(&c->map, c->have)) < 0)
+                return rc;
+        }
+        if (c->opts && c->opts->progress)
+            c->opts->progress(c->opts->ctx, c->have, c->target.length);
+    }
+}
+
+static int on_block(cloner *c, const kl_proof *p) {
+    uint64_t i = p->block.index;
+    slot *w = &c->win[i % CLONE_WINDOW];
+    if (w->state != 1 || w->index != i || p->request != i + 2)
+        return kl_errf(KL_EPEER, "the peer sent block %llu, which was not asked for",
+                       (unsigned long long)i);
+    kl_proof_result *res = calloc(1, sizeof *res);
+    if (!res)
+        return kl_errf(KL_ENOMEM, "block");
+    kl_proof_receiver rx = {.kind = c->kind,
+                            .key = c->key,
+                            .pk = c->pk,
+                            .length = c->target.length,
+                            .fork = c->target.fork,
+                            .roots = c->target.roots,
+                            .nroots = c->target.nroots,
+                            .get = get_node,
+                            .ctx = c};
+    int rc = kl_proof_verify(&rx, p, res);
+    for (size_t k = 0; rc == 0 && k < res->nnodes; k++)
+        if (kl_ft_right_span(res->nodes[k].index) >= 2 * c->have &&
+            !is_root(c, res->nodes[k].index))
+            rc = map_put(&c->map, &res->nodes[k]);
+    free(res);
+    if (rc < 0)
+        return kl_err_prefix(rc, "block %llu: ", (unsigned long long)i);
+    w->data = malloc(p->block.value_len ? p->block.value_len : 1);
+    if (!w->data)
+        return kl_errf(KL_ENOMEM, "block %llu", (unsigned long long)i);
+    memcpy(w->data, p->block.value, p->block.value_len);
+    w->len = p->block.value_len;
+    w->state = 2;
+    return flush(c);
+}
+
+static int on_message(kl_session *s, int ch, uint64_t type, const uint8_t *p, size_t len,
+                      void *ctx) {
+    (void)s;
+    cloner *c = ctx;
+    if (ch != c->ch)
+        return 0;
+    kl_wire_message *m = calloc(1, sizeof *m);
+    if (!m)
+        return kl_errf(KL_ENOMEM, "message");
+    int rc = kl_wire_message_decode(type, p, len, CLONE_VALUE_MAX, m);
+    if (rc == KL_ENOTFOUND) {
+        free(m);
+        return 0; /* a type we do not know: ignored, as JS does */
+    }
+    if (rc == 0) {
+        switch (m->type) {
+        case KL_MSG_SYNC: {
+            uint64_t old_len = c->remote_len, old_acked = c->remote_acked;
+            c->remote_len = m->u.sync.length;
+            c->remote_fork = m->u.sync.fork;
+            c->remote_acked = m->u.sync.remote_length;
+            c->remote_can_upgrade = (m->u.sync.flags & KL_WIRE_SYNC_CAN_UPGRADE) != 0;
+            if (c->has_target && c->remote_fork != c->target.fork)
+                rc =
+                    kl_errf(KL_EFORK, "the peer is at fork %llu, this replica at %llu",
+                            (unsigned long long)c->remote_fork, (unsigned long long)c->target.fork);
+            else if (old_len != c->remote_len || old_acked != c->remote_acked)
+                rc = send_sync(c); /* answer a changed sync, as JS does */
+            break;
+        }
+        case KL_MSG_RANGE:
+            if (m->u.range.start == 0 && !(m->u.range.flags & KL_WIRE_RANGE_DROP) &&
+                m->u.range.length > c->remote_range)
+                c->remote_range = m->u.range.length;
+            break;
+        case KL_MSG_DATA:
+            if ((m->u.data.flags & KL_PROOF_UPGRADE) && m->u.data.request == UPGRADE_ID &&
+                c->upgrading)
+                rc = on_upgrade(c, &m->u.data);
+            else if ((m->u.data.flags & KL_PROOF_BLOCK) && c->has_target)
+                rc = on_block(c, &m->u.data);
+            else
+                rc = kl_errf(KL_EPEER, "the peer sent data nobody asked for (request %llu)",
+                             (unsigned long long)m->u.data.request);
+            break;
+        case KL_MSG_NO_DATA:
+            rc = kl_errf(KL_EPEER, "the peer cannot serve request %llu",
+                         (unsigned long long)m->u.no_data.request);
+            break;
+        default:
+            break; /* requests, wants, bitfields, extensions: a downloader needs none */
+        }
+    }
+    free(m);
+    if (rc == 0)
+        rc = pump(c);
+    return rc < 0 ? cfail(c, rc) : 0;
+}
+
+static void on_channel(kl_session *s, int ch, void *ctx) {
+    (void)s;
+    cloner *c = ctx;
+    c->ch = ch;
+    int rc = send_sync(c);
+    if (rc < 0)
+        cfail(c, rc);
+}
+
+static void on_closed(kl_session *s, int ch, void *ctx) {
+    (void)s;
+    (void)ch;
+    cloner *c = ctx;
+    cfail(c, kl_errf(KL_ENOTFOUND, "the peer does not serve this core (it closed the channel)"));
+}
+
+static int dial(const char *host_port, int *out) {
+    char host[256];
+    const char *colon = strrchr(host_port, ':');
+    if (!colon || colon == host_port || (size_t)(colon - host_port) >= sizeof host || !colon[1])
+        return kl_errf(KL_EINVAL, "'%s' is not HOST:PORT", host_port);
+    memcpy(host, host_port, (size_t)(colon - host_port));
+    host[colon - host_port] = 0;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+    int g = getaddrinfo(host, colon + 1, &hints, &ai);
+    if (g != 0)
+        return kl_errf(KL_EINVAL, "%s: %s", host_port, gai_strerror(g));
+    int fd = -1, err = 0;
+    for (struct addrinfo *a = ai; a && fd < 0; a = a->ai_next) {
+        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+        if (fd >= 0 && connect(fd, a->ai_addr, a->ai_addrlen) < 0) {
+            err = errno;
+            close(fd);
+            fd = -1;
+        }
+    }
+    freeaddrinfo(ai);
+    if (fd < 0)
+        return kl_errf(KL_EIO, "connecting to %s: %s", host_port, strerror(err ? err : EIO));
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    *out = fd;
+    return 0;
+}
+
+/* Write what the session has for the peer; watch for writability while some is left. */
+static int flush_out(cloner *c) {
+    size_t n = 0;
+    const uint8_t *p = kl_session_output(c->s, &n);
+    while (n > 0) {
+        ssize_t w = send(c->fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        if (w < 0)
+            return kl_errf(KL_EIO, "sending to the peer: %s", strerror(errno));
+        kl_session_sent(c->s, (size_t)w);
+        p = kl_session_output(c->s, &n);
+    }
+    return kl_loop_mod(c->loop, c->fd, EPOLLIN | (n ? EPOLLOUT : 0));
+}
+
+static void on_socket(kl_loop *loop, int fd, uint32_t events, void *ctx) {
+    (void)loop;
+    cloner *c = ctx;
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+        static uint8_t buf[1u << 16];
+        ssize_t r = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (r == 0) {
+            cfail(c, kl_errf(KL_EIO, "the peer closed the connection"));
+            return;
+        }
+        if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            cfail(c, kl_errf(KL_EIO, "reading from the peer: %s", strerror(errno)));
+            return;
+        }
+        if (r > 0) {
+            c->last_input_ns = kl_mono_ns();
+            if (kl_session_input(c->s, buf, (size_t)r) < 0) {
+                cfail(c, kl_session_error(c->s));
+                return;
+            }
+        }
+    }
+    int rc = flush_out(c);
+    if (rc < 0)
+        cfail(c, rc);
+}
+
+void kl_clone_options_default(kl_clone_options *o) {
+    memset(o, 0, sizeof *o);
+    o->stall_ms = 10000;
+}
+
+int kl_clone(const char *host_port, const unsigned char key[32], const char *dir,
+             const kl_clone_options *opts_in) {
+    kl_err_clear();
+    if (sodium_init() < 0)
+        return kl_errf(KL_EIO, "libsodium failed to initialize");
+    if (!host_port || !key || !dir)
+        return kl_errf(KL_EINVAL, "kl_clone: NULL argument");
+    kl_clone_options defaults;
+    kl_clone_options_default(&defaults);
+    const kl_clone_options *opts = opts_in ? opts_in : &defaults;
+    cloner *c = calloc(1, sizeof *c);
+    if (!c)
+        return kl_errf(KL_ENOMEM, "clone");
+    c->dir = dir;
+    c->opts = opts;
+    c->fd = -1;
+    c->ch = -1;
+    memcpy(c->key, key, KL_HASH_BYTES);
+    int rc = 0;
+    /* an existing replica: resume from what it holds */
+    if (access(dir, F_OK) == 0) {
+        struct stat st;
+        char hdr[4096];
+        snprintf(hdr, sizeof hdr, "%s/header", dir);
+        if (stat(hdr, &st) == 0) {
+            rc = kl_log_open(dir, NULL, &c->log);
+            if (rc == 0 && memcmp(c->log->key, key, KL_HASH_BYTES) != 0)
+                rc = kl_errf(KL_EINVAL, "%s holds another core", dir);
+            if (rc == 0 && c->log->has_sk)
+                rc = kl_errf(KL_EINVAL, "%s is a writable log, not a replica", dir);
+            if (rc == 0) {
+                c->kind = c->log->kind;
+                memcpy(c->pk, c->log->public_key, KL_PK_BYTES);
+                c->has_pk = 1;
+                c->have = kl_log_length(c->log);
+                c->next = c->have;
+                kl_slot cur;
+                kl_commit_last(c->log, &cur);
+                c->remote_fork = cur.fork;
+            }
+        }
+    }
+    uint8_t pk[32], sk[64];
+    crypto_sign_keypair(pk, sk);
+    kl_session_cbs cbs = {
+        .on_channel = on_channel, .on_message = on_message, .on_channel_closed = on_closed};
+    if (rc == 0)
+        rc = kl_loop_new(&c->loop);
+    if (rc == 0)
+        rc = dial(host_port, &c->fd);
+    if (rc == 0)
+        rc = kl_session_new(KL_NOISE_INITIATOR, sk, &cbs, c, &c->s);
+    sodium_memzero(sk, sizeof sk);
+    if (rc == 0) {
+        int ch = kl_session_open_core(c->s, key);
+        rc = ch < 0 ? ch : 0;
+    }
+    if (rc == 0)
+        rc = kl_loop_add(c->loop, c->fd, EPOLLIN | EPOLLOUT, on_socket, c);
+    c->last_input_ns = kl_mono_ns();
+    while (rc == 0 && !c->err) {
+        if (c->has_target && c->have == c->target.length && !opts->follow &&
+            c->remote_len <= c->have)
+            break; /* everything the peer has is here and signed */
+        if (opts->stop && *opts->stop)
+            break;
+        rc = kl_loop_run_once(c->loop, 100);
+        if (rc > 0)
+            rc = 0;
+        if (kl_mono_ns() - c->last_input_ns > (uint64_t)opts->stall_ms * 1000000u)
+            rc = kl_errf(KL_EIO, "the peer sent nothing for %u ms", opts->stall_ms);
+    }
+    if (rc == 0)
+        rc = c->err;
+    if (c->s)
+        kl_session_free(c->s);
+    if (c->fd >= 0) {
+        kl_loop_del(c->loop, c->fd);
+        close(c->fd);
+    }
+    kl_loop_free(c->loop);
+    for (size_t i = 0; i < CLONE_WINDOW; i++)
+        free(c->win[i].data);
+    free(c->map.n);
+    free(c->map.used);
+    if (c->log) {
+        int crc = kl_log_close(c->log);
+        if (rc == 0)
+            rc = crc;
+    }
+    free(c);
+    return rc;
+}
