@@ -409,6 +409,7 @@ typedef struct kinds {
 static void truncate_to_every_length(rec_fn fn, kl_codec codec, int compat, kl_fsync_mode mode,
                                      uint64_t stride, const char *tag) {
     static base b;
+    stride *= tu_sweep_stride();
     make_base(&b, tag, fn, codec, compat, mode);
     unsigned zb = zstd_batches(b.dir, &b);
     if (codec == KL_CODEC_ZSTD && zb * 2 < b.nbatches)
@@ -894,7 +895,9 @@ static void crash_during_apply(crash_case *cc, uint64_t *points) {
     uint64_t total = apply_ops(cc);
     const int errs[] = {EIO, ENOSPC, EIO};
     const int kinds_[] = {KL_FAULT_ERROR, KL_FAULT_ERROR, KL_FAULT_SHORT};
-    for (uint64_t op = 1; op <= total; op++) {
+    uint64_t stride = tu_sweep_stride();
+    for (uint64_t op = 1; op <= total;
+         op = op + stride > total && op < total ? total : op + stride) {
         char what[128];
         for (int f = 0; f < 3; f++) {
             kl_fault_plan plan = {.fail_at = op,

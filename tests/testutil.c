@@ -276,6 +276,12 @@ void tu_expect_signed(kl_log *log, const uint8_t *seed, uint64_t fork,
                  (unsigned long long)info.length, (unsigned long long)info.fork, kl_last_error());
 }
 
+uint64_t tu_sweep_stride(void) {
+    const char *e = getenv("KL_TEST_SWEEP_STRIDE");
+    unsigned long v = e ? strtoul(e, NULL, 10) : 1;
+    return v >= 1 && v <= 100 ? v : 1;
+}
+
 int tu_expect_slots_trusted(const char *dir, const char *what, uint64_t *unsigned_seen) {
     char path[4096];
     snprintf(path, sizeof path, "%s/header", dir);

@@ -123,6 +123,14 @@ void tu_expect_signed(kl_log *log, const uint8_t *seed, uint64_t fork,
  */
 int tu_expect_slots_trusted(const char *dir, const char *what, uint64_t *unsigned_seen);
 
+/*
+ * How sparsely the crash-point sweeps (test_power_loss, test_truncate) take
+ * their points: KL_TEST_SWEEP_STRIDE, default 1 (every point). The build
+ * under AddressSanitizer sets 3 (tests/CMakeLists.txt): the normal build
+ * covers every point, the sanitizers check memory on a third of them.
+ */
+uint64_t tu_sweep_stride(void);
+
 /* ---- the golden vectors of tests/data/hypercore/ (found through KL_TEST_DATA) ---- */
 
 /* The parsed vector file NAME (json_decref it); fails the test if it cannot be read. */
