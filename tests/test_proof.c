@@ -245,39 +245,6 @@ static void vec_free(tt_vec *v) {
     free(v);
 }
 
-static void request_from_json(const json_t *j, kl_proof_request *r) {
-    memset(r, 0, sizeof *r);
-    r->id = tu_json_u64(j, "id");
-    r->fork = tu_json_u64(j, "fork");
-    const json_t *b = tu_json_get(j, "block"), *h = tu_json_get(j, "hash"),
-                 *s = tu_json_get(j, "seek"), *u = tu_json_get(j, "upgrade");
-    if (!json_is_null(b)) {
-        r->flags |= KL_PROOF_BLOCK;
-        r->block.index = tu_json_u64(b, "index");
-        r->block.nodes = tu_json_u64(b, "nodes");
-    }
-    if (!json_is_null(h)) {
-        r->flags |= KL_PROOF_HASH;
-        r->hash.index = tu_json_u64(h, "index");
-        r->hash.nodes = tu_json_u64(h, "nodes");
-    }
-    if (!json_is_null(s)) {
-        r->flags |= KL_PROOF_SEEK;
-        r->seek.bytes = tu_json_u64(s, "bytes");
-        r->seek.padding = tu_json_u64(s, "padding");
-    }
-    if (!json_is_null(u)) {
-        r->flags |= KL_PROOF_UPGRADE;
-        r->upgrade.start = tu_json_u64(u, "start");
-        r->upgrade.length = tu_json_u64(u, "length");
-    }
-    if (json_is_true(tu_json_get(j, "manifest")))
-        r->flags |= KL_PROOF_MANIFEST;
-    r->priority = tu_json_u64(j, "priority");
-    if (r->priority)
-        r->flags |= KL_PROOF_PRIORITY;
-}
-
 static void expect_same_request(const kl_proof_request *a, const kl_proof_request *b) {
     assert_int_equal(a->flags, b->flags);
     assert_int_equal(a->id, b->id);
@@ -359,7 +326,7 @@ static size_t vec_build(const tt_vec *v, const json_t *c, kl_proof *p, uint8_t *
     tt_view view;
     source_at(&src, &view, &v->tree, &v->id, KL_CORE_DEFAULT, len, &sig);
     kl_proof_request req;
-    request_from_json(tu_json_get(c, "request"), &req);
+    tu_request_from_json(tu_json_get(c, "request"), &req);
     assert_int_equal(kl_proof_build(&src, &req, p), 0);
     fill_value(p, &v->tree);
     size_t n = encode(p, out);
@@ -385,7 +352,7 @@ static void test_vector_requests_encode_and_decode_as_hypercore(void **state) {
             const json_t *c = json_array_get(lists[l], i);
             int is_case = l == 0;
             kl_proof_request req, back;
-            request_from_json(tu_json_get(c, is_case ? "request" : "message"), &req);
+            tu_request_from_json(tu_json_get(c, is_case ? "request" : "message"), &req);
             const char *hex = tu_json_str(c, is_case ? "request_bytes" : "hex");
             size_t n = 0;
             assert_int_equal(kl_proof_request_encode(&req, msg_a, MSG_MAX, &n), 0);

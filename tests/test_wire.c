@@ -111,39 +111,6 @@ static size_t manifest_from_json(const json_t *m, uint8_t out[KL_MANIFEST_MAX]) 
     return n;
 }
 
-static void request_from_json(const json_t *j, kl_proof_request *r) {
-    memset(r, 0, sizeof *r);
-    r->id = tu_json_u64(j, "id");
-    r->fork = tu_json_u64(j, "fork");
-    const json_t *b = tu_json_get(j, "block"), *h = tu_json_get(j, "hash"),
-                 *s = tu_json_get(j, "seek"), *u = tu_json_get(j, "upgrade");
-    if (!json_is_null(b)) {
-        r->flags |= KL_PROOF_BLOCK;
-        r->block.index = tu_json_u64(b, "index");
-        r->block.nodes = tu_json_u64(b, "nodes");
-    }
-    if (!json_is_null(h)) {
-        r->flags |= KL_PROOF_HASH;
-        r->hash.index = tu_json_u64(h, "index");
-        r->hash.nodes = tu_json_u64(h, "nodes");
-    }
-    if (!json_is_null(s)) {
-        r->flags |= KL_PROOF_SEEK;
-        r->seek.bytes = tu_json_u64(s, "bytes");
-        r->seek.padding = tu_json_u64(s, "padding");
-    }
-    if (!json_is_null(u)) {
-        r->flags |= KL_PROOF_UPGRADE;
-        r->upgrade.start = tu_json_u64(u, "start");
-        r->upgrade.length = tu_json_u64(u, "length");
-    }
-    if (json_flag(j, "manifest"))
-        r->flags |= KL_PROOF_MANIFEST;
-    r->priority = tu_json_u64(j, "priority");
-    if (r->priority)
-        r->flags |= KL_PROOF_PRIORITY;
-}
-
 static void data_from_json(const json_t *j, kl_proof *p, tw_arena *a) {
     memset(p, 0, sizeof *p);
     p->request = tu_json_u64(j, "request");
@@ -202,7 +169,7 @@ static void from_json(kl_msg_type t, const json_t *j, kl_wire_message *m, tw_are
         m->u.sync.remote_length = tu_json_u64(j, "remoteLength");
         return;
     case KL_MSG_REQUEST:
-        request_from_json(j, &m->u.request);
+        tu_request_from_json(j, &m->u.request);
         return;
     case KL_MSG_CANCEL:
         m->u.cancel.request = tu_json_u64(j, "request");

@@ -476,3 +476,36 @@ const char *tu_cli_bin(void) {
     }
     return bin;
 }
+
+void tu_request_from_json(const json_t *j, kl_proof_request *r) {
+    memset(r, 0, sizeof *r);
+    r->id = tu_json_u64(j, "id");
+    r->fork = tu_json_u64(j, "fork");
+    const json_t *b = tu_json_get(j, "block"), *h = tu_json_get(j, "hash"),
+                 *s = tu_json_get(j, "seek"), *u = tu_json_get(j, "upgrade");
+    if (!json_is_null(b)) {
+        r->flags |= KL_PROOF_BLOCK;
+        r->block.index = tu_json_u64(b, "index");
+        r->block.nodes = tu_json_u64(b, "nodes");
+    }
+    if (!json_is_null(h)) {
+        r->flags |= KL_PROOF_HASH;
+        r->hash.index = tu_json_u64(h, "index");
+        r->hash.nodes = tu_json_u64(h, "nodes");
+    }
+    if (!json_is_null(s)) {
+        r->flags |= KL_PROOF_SEEK;
+        r->seek.bytes = tu_json_u64(s, "bytes");
+        r->seek.padding = tu_json_u64(s, "padding");
+    }
+    if (!json_is_null(u)) {
+        r->flags |= KL_PROOF_UPGRADE;
+        r->upgrade.start = tu_json_u64(u, "start");
+        r->upgrade.length = tu_json_u64(u, "length");
+    }
+    if (json_is_true(tu_json_get(j, "manifest")))
+        r->flags |= KL_PROOF_MANIFEST;
+    r->priority = tu_json_u64(j, "priority");
+    if (r->priority)
+        r->flags |= KL_PROOF_PRIORITY;
+}

@@ -17,6 +17,7 @@
 #include "engine/io/io.h"
 #include "engine/io/io_fault.h"
 #include "engine/log_internal.h"
+#include "engine/proof.h"
 #include "kappalog.h"
 
 /* A new empty directory under $TMPDIR (or /tmp); free() the path, tu_rmrf the tree. */
@@ -152,5 +153,8 @@ void tu_dir_digest(const char *dir, uint8_t out[KL_HASH_BYTES]);
 
 /* The kappalog binary ($KL_TEST_BIN) for tests that run it; exits 77 (skip) if there is none. */
 const char *tu_cli_bin(void);
+
+/* A request of the golden vectors (wire-messages.json, proofs.json) as the struct. */
+void tu_request_from_json(const json_t *j, kl_proof_request *r);
 
 #endif

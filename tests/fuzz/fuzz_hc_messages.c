@@ -80,15 +80,6 @@ static int same_data(const kl_proof *a, const kl_proof *b) {
            same_bytes(a->manifest, a->manifest_len, b->manifest, b->manifest_len);
 }
 
-static int same_request(const kl_proof_request *a, const kl_proof_request *b) {
-    return a->flags == b->flags && a->id == b->id && a->fork == b->fork &&
-           a->block.index == b->block.index && a->block.nodes == b->block.nodes &&
-           a->hash.index == b->hash.index && a->hash.nodes == b->hash.nodes &&
-           a->seek.bytes == b->seek.bytes && a->seek.padding == b->seek.padding &&
-           a->upgrade.start == b->upgrade.start && a->upgrade.length == b->upgrade.length &&
-           a->priority == b->priority;
-}
-
 static int same_message(const kl_wire_message *a, const kl_wire_message *b) {
     if (a->type != b->type)
         return 0;
@@ -99,7 +90,7 @@ static int same_message(const kl_wire_message *a, const kl_wire_message *b) {
                a->u.sync.length == b->u.sync.length &&
                a->u.sync.remote_length == b->u.sync.remote_length;
     case KL_MSG_REQUEST:
-        return same_request(&a->u.request, &b->u.request);
+        return fz_same_request(&a->u.request, &b->u.request);
     case KL_MSG_CANCEL:
         return a->u.cancel.request == b->u.cancel.request;
     case KL_MSG_DATA:

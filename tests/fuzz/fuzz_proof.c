@@ -216,15 +216,6 @@ static void answer(const kl_proof_request *req, uint64_t length) {
     KL_ASSERT(result.length == length);
 }
 
-static int same_request(const kl_proof_request *a, const kl_proof_request *b) {
-    return a->flags == b->flags && a->id == b->id && a->fork == b->fork &&
-           a->block.index == b->block.index && a->block.nodes == b->block.nodes &&
-           a->hash.index == b->hash.index && a->hash.nodes == b->hash.nodes &&
-           a->seek.bytes == b->seek.bytes && a->seek.padding == b->seek.padding &&
-           a->upgrade.start == b->upgrade.start && a->upgrade.length == b->upgrade.length &&
-           a->priority == b->priority;
-}
-
 static void drive_request(const uint8_t *data, size_t size) {
     kl_proof_request req, back;
     if (kl_proof_request_decode(data, size, &req) != 0)
@@ -233,7 +224,7 @@ static void drive_request(const uint8_t *data, size_t size) {
     KL_ASSERT(kl_proof_request_encode(&req, msg, sizeof msg, &n) == 0);
     KL_ASSERT(n <= size);
     KL_ASSERT(kl_proof_request_decode(msg, n, &back) == 0);
-    KL_ASSERT(same_request(&req, &back));
+    KL_ASSERT(fz_same_request(&req, &back));
     answer(&req, BLOCKS);
     answer(&req, 5);
 }
