@@ -22,7 +22,7 @@
 
 /* Bounds of the argument parser: more than any command needs. */
 #define CLI_MAX_FLAGS 12
-#define CLI_MAX_ARGS  4
+#define CLI_MAX_ARGS  16
 
 /* One flag of a command: "--batch" with value name "N", or a switch (value NULL). */
 typedef struct cli_flag {
@@ -75,5 +75,6 @@ extern const cli_command cli_cmd_cursors;
 extern const cli_command cli_cmd_cursor;
 extern const cli_command cli_cmd_view;
 extern const cli_command cli_cmd_clone;
+extern const cli_command cli_cmd_serve;
 
 #endif

@@ -22,7 +22,7 @@
 static const cli_command *const commands[] = {
     &cli_cmd_init,   &cli_cmd_append,   &cli_cmd_get,   &cli_cmd_read,    &cli_cmd_info,
     &cli_cmd_verify, &cli_cmd_truncate, &cli_cmd_proof, &cli_cmd_consume, &cli_cmd_cursors,
-    &cli_cmd_cursor, &cli_cmd_view,     &cli_cmd_clone,
+    &cli_cmd_cursor, &cli_cmd_view,     &cli_cmd_clone, &cli_cmd_serve,
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

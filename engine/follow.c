@@ -208,6 +208,11 @@ int kl_log_refresh(kl_log *log) {
         rc = kl_errf(KL_EFORK, "%s was truncated (fork %llu, now %llu): reopen it", log->dir,
                      (unsigned long long)log->last.fork, (unsigned long long)st.fork);
     if (rc < 0 || st.length <= atomic_load(&log->length)) {
+        if (rc == 0 && st.length == log->last.length && st.seq > log->last.seq) {
+            pthread_mutex_lock(&log->mu); /* the same state, now signed (or synced) */
+            log->last = st;
+            pthread_mutex_unlock(&log->mu);
+        }
         pthread_mutex_unlock(&log->refresh_mu);
         return rc < 0 ? kl_log_err(log, rc) : 0;
     }

@@ -289,6 +289,29 @@ KL_API void kl_clone_options_default(kl_clone_options *opts);
 KL_API int kl_clone(const char *host_port, const unsigned char key[32], const char *dir,
                     const kl_clone_options *opts);
 
+typedef struct kl_serve_options {
+    uint32_t stall_ms;  /* drop a peer that sends nothing this long (default 30000) */
+    int quiet;          /* nonzero: no line on stderr per connection */
+    volatile int *stop; /* if not NULL, kl_serve returns 0 soon after *stop becomes nonzero */
+    /* called once listening, with the address ("HOST:PORT", the port chosen if 0 was asked) */
+    void (*on_listening)(void *ctx, const char *address);
+    void *ctx;
+} kl_serve_options;
+
+KL_API void kl_serve_options_default(kl_serve_options *opts);
+
+/*
+ * Serve the logs in dirs[0..ndirs) (opened read-only: a writer may append
+ * to them meanwhile) to Hypercore peers on host_port, over the Hypercore
+ * wire protocol, until *opts->stop is set: any number of peers on one
+ * thread; requests answered with blocks and proofs from each log's tree;
+ * every new signed length announced to connected peers as it lands. A peer
+ * that breaks the protocol or stalls is dropped with the reason on stderr;
+ * the others are unaffected.
+ */
+KL_API int kl_serve(const char *const *dirs, size_t ndirs, const char *host_port,
+                    const kl_serve_options *opts);
+
 /*
  * What a Hypercore peer asks a proof for (the parts of its `request`):
  * a block with the `block_nodes` levels of its path the asker lacks, an

@@ -18,7 +18,13 @@
 # one of 1 MiB): the replica's blocks, key, tree hash and signature equal
 # the JS core's, and `kappalog verify` passes on it; and `clone --follow`
 # against a JS core that keeps appending must show each new block within a
-# second, then end cleanly on SIGINT. And a core the server does not have:
+# second, then end cleanly on SIGINT. Then `kappalog serve` of kappalog
+# logs (default, compat, the mixed 10,000-block one): the JS
+# tests/js/peer/clone.mjs clones each and verifies every block and the
+# signature with its own code (its blocks, tree hash, signature and key
+# equal the log's), `kappalog clone` of the same server gives the same
+# blocks, and the JS follow.mjs sees each append a kappalog writer makes in
+# another process within a second. And a core the server does not have:
 # the tool must report the channel rejected and fail.
 #
 # Environment: KAPPALOG, KL_BUILD_DIR, KL_SOURCE_DIR (set by ctest).
@@ -43,6 +49,7 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/kappalog-hc-wire.XXXXXX") || exit 1
 SERVER_PID=
 cleanup() {
     [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null
+    [ -n "${SERVE_PID:-}" ] && kill "$SERVE_PID" 2>/dev/null
     rm -rf "$T"
 }
 trap cleanup EXIT
@@ -199,6 +206,86 @@ stop
     die "live: the replica's blocks are $("$K" read "$T/live.replica" | tr '\n' ' ')"
 CASES=$((CASES + 1))
 
+# `kappalog serve`: a JavaScript hypercore clones kappalog logs (default,
+# compat, the mixed 10,000-block one) and verifies every block and the
+# signature with its own code; `kappalog clone` of the same served logs
+# gives the same blocks; a JS follower sees each new append by a kappalog
+# writer in another process within a second.
+SERVE_PID=
+start_kappalog_serve() {
+    "$K" serve "$@" --listen 127.0.0.1:0 --quiet >"$T/kserve.out" 2>"$T/kserve.err" &
+    SERVE_PID=$!
+    for _ in $(seq 1 100); do
+        [ "$(grep -c '^key ' "$T/kserve.out" 2>/dev/null)" -ge $# ] && break
+        sleep 0.05
+    done
+    KPORT=$(sed -n 's/^listening on //p' "$T/kserve.out")
+    [ -n "$KPORT" ] || {
+        cat "$T/kserve.err" >&2
+        die "kappalog serve did not start"
+    }
+}
+key_of() { awk -v d="$1" '$1 == "key" && $3 == d { print $2 }' "$T/kserve.out"; }
+
+"$K" init "$T/k-lines" --fsync never --seed 0707070707070707070707070707070707070707070707070707070707070707 >/dev/null
+"$K" append "$T/k-lines" <"$T/lines.txt" >/dev/null
+"$K" init "$T/k-compat" --compat --seed 0808080808080808080808080808080808080808080808080808080808080808 >/dev/null
+"$K" append "$T/k-compat" <"$T/abc.txt" >/dev/null
+"$K" init "$T/k-mixed" --fsync never >/dev/null
+"$K" append "$T/k-mixed" --format len32 --batch 500 <"$T/mixed.len32" >/dev/null
+start_kappalog_serve "$T/k-lines" "$T/k-compat" "$T/k-mixed"
+for spec in "k-lines lines $T/lines.txt" "k-compat lines $T/abc.txt" "k-mixed len32 $T/mixed.len32"; do
+    read -r name format file <<<"$spec"
+    key=$(key_of "$T/$name")
+    want=$("$K" info "$T/$name" --json | tr -d ' \n')
+    node "$KL_SOURCE_DIR/tests/js/peer/clone.mjs" "$KPORT" "$key" \
+        --expect-length "$(field "$want" length)" --timeout 60 --out "$T/$name.js-out" \
+        --out-format "$format" >"$T/$name.js.json" 2>"$T/$name.js.err" || {
+        cat "$T/$name.js.err" "$T/kserve.err" >&2
+        die "$name: the JavaScript hypercore could not clone it from kappalog serve"
+    }
+    cmp -s "$T/$name.js-out" "$file" || die "$name: the JS clone's blocks differ from the log's"
+    js=$(tr -d ' \n' <"$T/$name.js.json")
+    for c in tree_hash_recomputed signature_verified length_ok; do
+        grep -q "\"$c\":true" <<<"$js" || die "$name: the JS clone reports $c false"
+    done
+    for f in length tree_hash signature public_key; do
+        [ "$(field "$js" "$f")" = "$(field "$want" "$f")" ] ||
+            die "$name: $f: JS cloned '$(field "$js" "$f")', the log has '$(field "$want" "$f")'"
+    done
+    "$K" clone "$KPORT" "$key" "$T/$name.c-clone" --fsync never 2>"$T/$name.c.err" || {
+        cat "$T/$name.c.err" >&2
+        die "$name: kappalog clone from kappalog serve failed"
+    }
+    "$K" read "$T/$name.c-clone" --format "$format" | cmp -s - "$file" ||
+        die "$name: kappalog's clone of kappalog serve differs"
+    CASES=$((CASES + 2))
+done
+# live: a JS follower of kappalog serve, while kappalog appends in another process
+key=$(key_of "$T/k-lines")
+base=$(field "$("$K" info "$T/k-lines" --json | tr -d ' \n')" length)
+node "$KL_SOURCE_DIR/tests/js/peer/follow.mjs" "$KPORT" "$key" --until-length $((base + 3)) \
+    --timeout 30 >"$T/follow.out" 2>"$T/follow.err" &
+FOLLOW_PID=$!
+for _ in $(seq 1 200); do grep -q "\"length\":$base" "$T/follow.out" 2>/dev/null && break; sleep 0.05; done
+for i in 1 2 3; do
+    echo "appended-$i" | "$K" append "$T/k-lines" >/dev/null
+    ok=0
+    for _ in $(seq 1 50); do
+        grep -q "\"length\":$((base + i))," "$T/follow.out" && ok=1 && break
+        sleep 0.02
+    done
+    [ $ok = 1 ] || {
+        cat "$T/follow.err" "$T/kserve.err" >&2
+        die "follow: the JS follower did not see length $((base + i)) within a second"
+    }
+done
+wait "$FOLLOW_PID" || die "follow: the JS follower failed"
+kill -INT "$SERVE_PID"
+wait "$SERVE_PID" || die "kappalog serve did not end cleanly on SIGINT"
+SERVE_PID=
+CASES=$((CASES + 1))
+
 # a core the server does not hold: rejected, and the client says so
 serve missing 0101010101010101010101010101010101010101010101010101010101010101 "$T/abc.txt"
 if "$TOOL" "$PORT" 0000000000000000000000000000000000000000000000000000000000000001 \
@@ -211,4 +298,4 @@ grep -q "rejected" "$T/missing.tool.err" || {
 }
 stop
 
-echo "test_hc_wire_live: $CASES cases against hypercore 11.37.1 (upgrades verified, clones equal to the JS cores, live follow), and a missing core rejected"
+echo "test_hc_wire_live: $CASES cases against hypercore 11.37.1 (upgrades verified; kappalog clones of JS cores and JS clones of kappalog serve equal their sources; live follow both ways), and a missing core rejected"

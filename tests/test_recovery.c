@@ -215,7 +215,6 @@ static void test_an_unsigned_last_commit_is_served_and_signed_by_the_next_writer
     kl_proof_ask block_only = {.block = 1, .block_index = 7, .block_nodes = 0};
     assert_int_equal(kl_log_proof(ro, &block_only, 2, &msg, &len), 0);
     free(msg);
-    assert_int_equal(kl_log_close(ro), 0);
 
     kl_log *log = tu_open(f->dir);
     assert_int_equal(kl_log_info(log, &info), 0);
@@ -225,6 +224,13 @@ static void test_an_unsigned_last_commit_is_served_and_signed_by_the_next_writer
     assert_non_null(strstr(info.recovery, "not been signed"));
     assert_int_equal(kl_log_verify(log, NULL, NULL, NULL), 0);
     assert_int_equal(kl_log_close(log), 0);
+    /* the reader, still open, sees the signature once it refreshes (same length) */
+    assert_int_equal(kl_log_refresh(ro), 0);
+    assert_int_equal(kl_log_info(ro, &info), 0);
+    assert_int_equal(info.length, 30);
+    assert_int_equal(info.signature_len, s[n].sig_len);
+    assert_int_equal(kl_log_verify(ro, NULL, NULL, NULL), 0);
+    assert_int_equal(kl_log_close(ro), 0);
     read_slots(f->dir, s, valid); /* the signed state is the newest; the unsigned one, older */
     assert_true(valid[0] && valid[1]);
     n = s[1].seq > s[0].seq;

@@ -1,0 +1,488 @@
+/*
+ * serve.c - kl_serve: serve logs to Hypercore peers (kappalog.h), any
+ * number of connections on one thread (the event loop).
+ *
+ * Each log is opened read-only, so it can be served while a writer appends
+ * to it in another process; an inotify watch on its header wakes the loop
+ * when a commit lands, the handle refreshes, and every peer with that
+ * core's channel gets `range` and `sync` with the new length (notes 8.9:
+ * what makes JS followers upgrade). Only signed lengths are announced: a
+ * writer's unsigned moment (docs/DURABILITY.md) is followed within
+ * microseconds by its signed slot, which wakes the loop again.
+ *
+ * Per peer (responder side of the handshake): a remote open of a core we
+ * serve opens our channel; its sync is answered with ours (echoing the
+ * peer's length, as JS does); each request is answered with a data message
+ * built by kl_log_proof, or noData when it cannot be (a block we do not
+ * have, another fork, a malformed request, hash and seek requests); a want
+ * is answered with the range we hold. Nothing a peer sends is stored.
+ *
+ * Bounds: a peer whose unsent output passes SERVE_OUT_HIGH is not read
+ * from until it drains (no request is answered faster than it is read);
+ * the session refuses to buffer more than KL_SESSION_OUT_MAX; a peer silent
+ * for stall_ms is dropped; every offence closes only that connection, with
+ * the reason logged.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/inotify.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "engine/log_internal.h"
+#include "engine/proof.h"
+#include "engine/util.h"
+#include "loop.h"
+#include "session.h"
+#include "wire.h"
+
+#define SERVE_OUT_HIGH (2u << 20)
+#define SERVE_MAX_LOGS 64u
+
+typedef struct server server;
+
+typedef struct served {
+    server *srv;
+    kl_log *log;
+    int ino_fd;
+    uint64_t announced; /* the signed length peers were last told */
+} served;
+
+typedef struct peer {
+    server *srv;
+    int fd;
+    kl_session *s;
+    uint64_t last_input_ns;
+    int ch_log[KL_SESSION_MAX_CHANNELS]; /* channel -> index in srv->logs, -1 */
+    uint64_t remote_len[KL_SESSION_MAX_CHANNELS];
+    int reading;
+    struct peer *next;
+} peer;
+
+struct server {
+    kl_loop *loop;
+    int listen_fd;
+    served logs[SERVE_MAX_LOGS];
+    size_t nlogs;
+    peer *peers;
+    const kl_serve_options *opts;
+    uint8_t sk[64];
+};
+
+static void say(const server *srv, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(const server *srv, const char *fmt, ...) {
+    if (srv->opts->quiet)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "kappalog serve: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+}
+
+static void drop(peer *p, const char *why) {
+    server *srv = p->srv;
+    say(srv, "peer %d closed: %s", p->fd, why);
+    kl_loop_del(srv->loop, p->fd);
+    close(p->fd);
+    kl_session_free(p->s);
+    for (peer **pp = &srv->peers; *pp; pp = &(*pp)->next)
+        if (*pp == p) {
+            *pp = p->next;
+            break;
+        }
+    free(p);
+}
+
+/* The signed state of a served log (its length and fork); 0 if it has none yet. */
+static int signed_state(served *sv, uint64_t *length, uint64_t *fork) {
+    kl_slot st;
+    kl_commit_last(sv->log, &st);
+    *length = st.length;
+    *fork = st.fork;
+    return st.sig_len != 0;
+}
+
+static int send_sync(peer *p, int ch) {
+    served *sv = &p->srv->logs[p->ch_log[ch]];
+    uint64_t length = 0, fork = 0;
+    signed_state(sv, &length, &fork);
+    if (length > sv->announced)
+        length = sv->announced; /* never more than what was signed when announced */
+    kl_wire_sync m = {.flags = KL_WIRE_SYNC_CAN_UPGRADE | KL_WIRE_SYNC_UPLOADING |
+                               (sv->log->kind == KL_CORE_DEFAULT ? KL_WIRE_SYNC_HAS_MANIFEST : 0),
+                      .fork = fork,
+                      .length = length,
+                      .remote_length = p->remote_len[ch] <= length ? p->remote_len[ch] : 0};
+    uint8_t buf[64];
+    size_t n = 0;
+    int rc = kl_wire_sync_encode(&m, buf, sizeof buf, &n);
+    return rc < 0 ? rc : kl_session_send(p->s, ch, KL_MSG_SYNC, buf, n);
+}
+
+static int send_range(peer *p, int ch) {
+    served *sv = &p->srv->logs[p->ch_log[ch]];
+    if (sv->announced == 0)
+        return 0;
+    kl_wire_range r = {.start = 0, .length = sv->announced};
+    uint8_t buf[32];
+    size_t n = 0;
+    int rc = kl_wire_range_encode(&r, buf, sizeof buf, &n);
+    return rc < 0 ? rc : kl_session_send(p->s, ch, KL_MSG_RANGE, buf, n);
+}
+
+static int send_no_data(peer *p, int ch, uint64_t request, uint64_t reason) {
+    kl_wire_no_data m = {.request = request, .reason = reason};
+    uint8_t buf[32];
+    size_t n = 0;
+    int rc = kl_wire_no_data_encode(&m, buf, sizeof buf, &n);
+    return rc < 0 ? rc : kl_session_send(p->s, ch, KL_MSG_NO_DATA, buf, n);
+}
+
+static int on_request(peer *p, int ch, const kl_proof_request *r) {
+    served *sv = &p->srv->logs[p->ch_log[ch]];
+    if (r->flags & (KL_PROOF_HASH | KL_PROOF_SEEK))
+        return send_no_data(p, ch, r->id, KL_WIRE_REASON_NOT_AVAILABLE);
+    kl_proof_ask ask = {.block = (r->flags & KL_PROOF_BLOCK) != 0,
+                        .block_index = r->block.index,
+                        .block_nodes = r->block.nodes,
+                        .upgrade = (r->flags & KL_PROOF_UPGRADE) != 0,
+                        .upgrade_start = r->upgrade.start,
+                        .upgrade_length = r->upgrade.length,
+                        .manifest = (r->flags & KL_PROOF_MANIFEST) != 0};
+    uint64_t length = 0, fork = 0;
+    signed_state(sv, &length, &fork);
+    if (r->fork != fork)
+        return send_no_data(p, ch, r->id, KL_WIRE_REASON_NOT_AVAILABLE);
+    unsigned char *msg = NULL;
+    size_t n = 0;
+    int rc = kl_log_proof(sv->log, &ask, r->id, &msg, &n);
+    if (rc < 0) /* not one we can answer: as JS, noData (invalid request or not available) */
+        return send_no_data(p, ch, r->id,
+                            rc == KL_EINVAL ? KL_WIRE_REASON_INVALID_REQUEST
+                                            : KL_WIRE_REASON_NOT_AVAILABLE);
+    rc = kl_session_send(p->s, ch, KL_MSG_DATA, msg, n);
+    free(msg);
+    return rc;
+}
+
+static int on_message(kl_session *s, int ch, uint64_t type, const uint8_t *payload, size_t len,
+                      void *ctx) {
+    (void)s;
+    peer *p = ctx;
+    if (ch < 0 || ch >= (int)KL_SESSION_MAX_CHANNELS || p->ch_log[ch] < 0)
+        return 0;
+    kl_wire_message *m = calloc(1, sizeof *m);
+    if (!m)
+        return kl_errf(KL_ENOMEM, "message");
+    int rc = kl_wire_message_decode(type, payload, len, 0, m);
+    if (rc == KL_ENOTFOUND) {
+        free(m);
+        return 0;
+    }
+    if (rc == 0) {
+        switch (m->type) {
+        case KL_MSG_SYNC:
+            if (m->u.sync.length != p->remote_len[ch]) {
+                p->remote_len[ch] = m->u.sync.length;
+                rc = send_sync(p, ch); /* answer a changed sync, as JS does */
+            }
+            break;
+        case KL_MSG_REQUEST:
+            rc = on_request(p, ch, &m->u.request);
+            break;
+        case KL_MSG_WANT:
+            rc = send_range(p, ch);
+            break;
+        case KL_MSG_DATA:
+            rc = kl_errf(KL_EPEER, "the peer sent data to a server that asked for none");
+            break;
+        default:
+            break; /* cancel (answers are immediate), unwant, bitfield, range, extension */
+        }
+    }
+    free(m);
+    return rc;
+}
+
+static void on_remote_open(kl_session *s, const uint8_t dkey[KL_HASH_BYTES], void *ctx) {
+    peer *p = ctx;
+    server *srv = p->srv;
+    for (size_t i = 0; i < srv->nlogs; i++)
+        if (memcmp(srv->logs[i].log->dkey, dkey, KL_HASH_BYTES) == 0) {
+            int ch = kl_session_open_core(s, srv->logs[i].log->key);
+            if (ch >= 0)
+                p->ch_log[ch] = (int)i;
+            return;
+        }
+}
+
+static void on_channel(kl_session *s, int ch, void *ctx) {
+    (void)s;
+    peer *p = ctx;
+    if (p->ch_log[ch] < 0)
+        return;
+    p->remote_len[ch] = 0;
+    int rc = send_sync(p, ch);
+    if (rc == 0)
+        rc = send_range(p, ch);
+    (void)rc; /* a failure fails the session; the socket handler drops the peer */
+}
+
+static void on_closed(kl_session *s, int ch, void *ctx) {
+    (void)s;
+    peer *p = ctx;
+    p->ch_log[ch] = -1;
+}
+
+/* Send what is pending; read only while the backlog is small. */
+static void pump_peer(peer *p) {
+    size_t n = 0;
+    const uint8_t *out = kl_session_output(p->s, &n);
+    while (n > 0) {
+        ssize_t w = send(p->fd, out, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        if (w < 0) {
+            drop(p, strerror(errno));
+            return;
+        }
+        kl_session_sent(p->s, (size_t)w);
+        out = kl_session_output(p->s, &n);
+    }
+    p->reading = n < SERVE_OUT_HIGH;
+    kl_loop_mod(p->srv->loop, p->fd, (p->reading ? EPOLLIN : 0) | (n ? EPOLLOUT : 0));
+}
+
+static void on_peer_io(kl_loop *loop, int fd, uint32_t events, void *ctx) {
+    (void)loop;
+    (void)fd;
+    peer *p = ctx;
+    if (p->reading && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
+        static uint8_t buf[1u << 16];
+        ssize_t r = recv(p->fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (r == 0) {
+            drop(p, "the peer closed the connection");
+            return;
+        }
+        if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            drop(p, strerror(errno));
+            return;
+        }
+        if (r > 0) {
+            p->last_input_ns = kl_mono_ns();
+            if (kl_session_input(p->s, buf, (size_t)r) < 0) {
+                char why[512];
+                snprintf(why, sizeof why, "%s", kl_last_error());
+                drop(p, why);
+                return;
+            }
+        }
+    }
+    pump_peer(p);
+}
+
+static void on_accept(kl_loop *loop, int fd, uint32_t events, void *ctx) {
+    (void)events;
+    server *srv = ctx;
+    int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (c < 0)
+        return;
+    int one = 1;
+    setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    peer *p = calloc(1, sizeof *p);
+    kl_session_cbs cbs = {.on_remote_open = on_remote_open,
+                          .on_channel = on_channel,
+                          .on_message = on_message,
+                          .on_channel_closed = on_closed};
+    if (!p || kl_session_new(KL_NOISE_RESPONDER, srv->sk, &cbs, p, &p->s) < 0) {
+        free(p);
+        close(c);
+        return;
+    }
+    p->srv = srv;
+    p->fd = c;
+    p->reading = 1;
+    p->last_input_ns = kl_mono_ns();
+    for (size_t i = 0; i < KL_SESSION_MAX_CHANNELS; i++)
+        p->ch_log[i] = -1;
+    if (kl_loop_add(loop, c, EPOLLIN, on_peer_io, p) < 0) {
+        kl_session_free(p->s);
+        free(p);
+        close(c);
+        return;
+    }
+    p->next = srv->peers;
+    srv->peers = p;
+    say(srv, "peer %d connected", c);
+}
+
+/* A served log's header changed: refresh, and announce a new signed length. */
+static void on_log_change(kl_loop *loop, int fd, uint32_t events, void *ctx) {
+    (void)loop;
+    (void)events;
+    served *sv = ctx;
+    char buf[4096];
+    while (read(fd, buf, sizeof buf) > 0)
+        ;
+    if (kl_log_refresh(sv->log) < 0)
+        return; /* a fork change or damage: keep serving what was signed */
+    uint64_t length = 0, fork = 0;
+    if (!signed_state(sv, &length, &fork) || length <= sv->announced)
+        return;
+    sv->announced = length;
+    server *srv = sv->srv;
+    int index = (int)(sv - srv->logs);
+    for (peer *p = srv->peers, *next; p; p = next) {
+        next = p->next;
+        int rc = 0;
+        for (int ch = 0; ch < (int)KL_SESSION_MAX_CHANNELS && rc == 0; ch++)
+            if (p->ch_log[ch] == index && kl_session_channel_open(p->s, ch)) {
+                rc = send_range(p, ch);
+                if (rc == 0)
+                    rc = send_sync(p, ch);
+            }
+        if (rc < 0) {
+            char why[512];
+            snprintf(why, sizeof why, "%s", kl_last_error());
+            drop(p, why);
+        } else {
+            pump_peer(p);
+        }
+    }
+}
+
+static int listen_on(const char *host_port, int *out) {
+    char host[256];
+    const char *colon = strrchr(host_port, ':');
+    if (!colon || colon == host_port || (size_t)(colon - host_port) >= sizeof host)
+        return kl_errf(KL_EINVAL, "'%s' is not HOST:PORT", host_port);
+    memcpy(host, host_port, (size_t)(colon - host_port));
+    host[colon - host_port] = 0;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE},
+                    *ai = NULL;
+    int g = getaddrinfo(host, colon + 1, &hints, &ai);
+    if (g != 0)
+        return kl_errf(KL_EINVAL, "%s: %s", host_port, gai_strerror(g));
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int one = 1, err = 0;
+    if (fd >= 0)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 128) < 0)
+        err = errno;
+    freeaddrinfo(ai);
+    if (err) {
+        if (fd >= 0)
+            close(fd);
+        return kl_errf(KL_EIO, "listening on %s: %s", host_port, strerror(err));
+    }
+    *out = fd;
+    return 0;
+}
+
+void kl_serve_options_default(kl_serve_options *o) {
+    memset(o, 0, sizeof *o);
+    o->stall_ms = 30000;
+}
+
+int kl_serve(const char *const *dirs, size_t ndirs, const char *host_port,
+             const kl_serve_options *opts_in) {
+    kl_err_clear();
+    if (sodium_init() < 0)
+        return kl_errf(KL_EIO, "libsodium failed to initialize");
+    if (!dirs || ndirs == 0 || !host_port)
+        return kl_errf(KL_EINVAL, "kl_serve: no logs or no address");
+    if (ndirs > SERVE_MAX_LOGS)
+        return kl_errf(KL_EINVAL, "at most %u logs per server", SERVE_MAX_LOGS);
+    kl_serve_options defaults;
+    kl_serve_options_default(&defaults);
+    server *srv = calloc(1, sizeof *srv);
+    if (!srv)
+        return kl_errf(KL_ENOMEM, "server");
+    srv->opts = opts_in ? opts_in : &defaults;
+    srv->listen_fd = -1;
+    uint8_t pk[32];
+    crypto_sign_keypair(pk, srv->sk);
+    int rc = kl_loop_new(&srv->loop);
+    kl_open_options oo;
+    kl_open_options_default(&oo);
+    oo.flags = KL_OPEN_READONLY;
+    for (size_t i = 0; rc == 0 && i < ndirs; i++) {
+        served *sv = &srv->logs[i];
+        sv->srv = srv;
+        sv->ino_fd = -1;
+        rc = kl_log_open(dirs[i], &oo, &sv->log);
+        if (rc < 0)
+            break;
+        srv->nlogs++;
+        uint64_t length = 0, fork = 0;
+        signed_state(sv, &length, &fork);
+        sv->announced = length;
+        sv->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        if (sv->ino_fd < 0 || inotify_add_watch(sv->ino_fd, sv->log->hdr_path, IN_MODIFY) < 0)
+            rc = kl_errf(KL_EIO, "watching %s: %s", sv->log->hdr_path, strerror(errno));
+        if (rc == 0)
+            rc = kl_loop_add(srv->loop, sv->ino_fd, EPOLLIN, on_log_change, sv);
+        for (size_t j = 0; rc == 0 && j < i; j++)
+            if (memcmp(srv->logs[j].log->key, sv->log->key, KL_HASH_BYTES) == 0)
+                rc = kl_errf(KL_EINVAL, "%s and %s are the same core", dirs[j], dirs[i]);
+    }
+    if (rc == 0)
+        rc = listen_on(host_port, &srv->listen_fd);
+    if (rc == 0)
+        rc = kl_loop_add(srv->loop, srv->listen_fd, EPOLLIN, on_accept, srv);
+    if (rc == 0 && srv->opts->on_listening) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        char host[128] = "?", port[16] = "?";
+        if (getsockname(srv->listen_fd, (struct sockaddr *)&ss, &sl) == 0)
+            getnameinfo((struct sockaddr *)&ss, sl, host, sizeof host, port, sizeof port,
+                        NI_NUMERICHOST | NI_NUMERICSERV);
+        char addr[160];
+        snprintf(addr, sizeof addr, "%s:%s", host, port);
+        srv->opts->on_listening(srv->opts->ctx, addr);
+    }
+    while (rc == 0 && !(srv->opts->stop && *srv->opts->stop)) {
+        int n = kl_loop_run_once(srv->loop, 100);
+        if (n < 0)
+            rc = n;
+        uint64_t now = kl_mono_ns();
+        for (peer *p = srv->peers, *next; p; p = next) {
+            next = p->next;
+            if (now - p->last_input_ns > (uint64_t)srv->opts->stall_ms * 1000000u)
+                drop(p, "it sent nothing for too long");
+        }
+    }
+    while (srv->peers)
+        drop(srv->peers, "the server is stopping");
+    if (srv->listen_fd >= 0) {
+        kl_loop_del(srv->loop, srv->listen_fd);
+        close(srv->listen_fd);
+    }
+    for (size_t i = 0; i < srv->nlogs; i++) {
+        if (srv->logs[i].ino_fd >= 0) {
+            kl_loop_del(srv->loop, srv->logs[i].ino_fd);
+            close(srv->logs[i].ino_fd);
+        }
+        kl_log_close(srv->logs[i].log);
+    }
+    kl_loop_free(srv->loop);
+    sodium_memzero(srv->sk, sizeof srv->sk);
+    free(srv);
+    return rc;
+}
