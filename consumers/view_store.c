@@ -259,30 +259,6 @@ int vs_versions(const char *view_dir, uint64_t *out, size_t cap, size_t *n) {
     return rc;
 }
 
-/* Remove path and everything under it, at most `depth` levels down. Missing is fine. */
-static int remove_tree(int at, const char *path, int depth) {
-    if (unlinkat(at, path, 0) == 0 || errno == ENOENT)
-        return 0;
-    if ((errno != EISDIR && errno != EPERM) || depth == 0)
-        return kl_errf(KL_EIO, "removing %s: %s", path, strerror(errno));
-    int fd = openat(at, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-    if (!d) {
-        if (fd >= 0)
-            close(fd);
-        return errno == ENOENT ? 0 : kl_errf(KL_EIO, "removing %s: %s", path, strerror(errno));
-    }
-    struct dirent *de;
-    int rc = 0;
-    while (rc == 0 && (de = readdir(d)) != NULL)
-        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-            rc = remove_tree(dirfd(d), de->d_name, depth - 1);
-    closedir(d);
-    if (rc == 0 && unlinkat(at, path, AT_REMOVEDIR) != 0 && errno != ENOENT)
-        rc = kl_errf(KL_EIO, "removing %s: %s", path, strerror(errno));
-    return rc;
-}
-
 int vs_version_remove(const char *view_dir, uint64_t version) {
     char vdir[VS_PATH_BYTES];
     vs_version_dir(vdir, view_dir, version);
@@ -291,7 +267,7 @@ int vs_version_remove(const char *view_dir, uint64_t version) {
     vs_path(data, "%s/data.mdb", vdir);
     if (unlink(data) != 0 && errno != ENOENT)
         return kl_errf(KL_EIO, "removing %s: %s", data, strerror(errno));
-    return remove_tree(AT_FDCWD, vdir, VS_REMOVE_DEPTH - 1);
+    return kl_remove_tree(AT_FDCWD, vdir, VS_REMOVE_DEPTH - 1);
 }
 
 /* views/.tmp-<pid>-... and views/.drop-<pid>-... of processes that are gone: remove them. */
@@ -305,7 +281,7 @@ static void sweep(const char *views) {
         if (sscanf(de->d_name, ".tmp-%d-", &pid) != 1 && sscanf(de->d_name, ".drop-%d-", &pid) != 1)
             continue;
         if (pid > 0 && kill(pid, 0) != 0 && errno == ESRCH)
-            remove_tree(dirfd(d), de->d_name, VS_REMOVE_DEPTH);
+            kl_remove_tree(dirfd(d), de->d_name, VS_REMOVE_DEPTH);
     }
     closedir(d);
 }
@@ -358,7 +334,7 @@ int vs_create(const char *dir, const char *name, const vs_meta *m,
     if (rc == 0)
         rc = sync_dir(views);
     if (rc < 0)
-        remove_tree(AT_FDCWD, tmp, VS_REMOVE_DEPTH);
+        kl_remove_tree(AT_FDCWD, tmp, VS_REMOVE_DEPTH);
     return rc;
 }
 
@@ -377,7 +353,8 @@ int vs_drop(const char *dir, const char *name) {
         rc = sync_dir(views); /* the view is gone for good from here on */
     vs_unlock(fd);
     if (rc == 0)
-        remove_tree(AT_FDCWD, gone, VS_REMOVE_DEPTH); /* what a crash leaves here, sweep removes */
+        kl_remove_tree(AT_FDCWD, gone,
+                       VS_REMOVE_DEPTH); /* what a crash leaves here, sweep removes */
     return rc;
 }
 

@@ -14,6 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
 
 #define KL_ERR_BUF_BYTES 512
 
@@ -207,4 +211,27 @@ const char *kl_strerror(int code) {
 
 const char *kl_version(void) {
     return KL_VERSION_STRING;
+}
+
+int kl_remove_tree(int at, const char *path, int depth) {
+    if (unlinkat(at, path, 0) == 0 || errno == ENOENT)
+        return 0;
+    if ((errno != EISDIR && errno != EPERM) || depth == 0)
+        return kl_errf(KL_EIO, "removing %s: %s", path, strerror(errno));
+    int fd = openat(at, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return errno == ENOENT ? 0 : kl_errf(KL_EIO, "removing %s: %s", path, strerror(errno));
+    }
+    struct dirent *de;
+    int rc = 0;
+    while (rc == 0 && (de = readdir(d)) != NULL)
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+            rc = kl_remove_tree(dirfd(d), de->d_name, depth - 1);
+    closedir(d);
+    if (rc == 0 && unlinkat(at, path, AT_REMOVEDIR) != 0 && errno != ENOENT)
+        rc = kl_errf(KL_EIO, "removing %s: %s", path, strerror(errno));
+    return rc;
 }

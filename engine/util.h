@@ -92,4 +92,10 @@ int kl_boot_id_known(const uint8_t id[16]);
 #define KL_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define KL_MAX(a, b) ((a) > (b) ? (a) : (b))
 
+/*
+ * Remove path (relative to the directory fd `at`, or AT_FDCWD) and
+ * everything under it, at most `depth` levels down. Missing is fine.
+ */
+int kl_remove_tree(int at, const char *path, int depth);
+
 #endif

@@ -31,6 +31,7 @@
 #endif
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -268,16 +269,41 @@ static int pump(cloner *c) {
 
 /* ---- receiving ---- */
 
+/*
+ * Create the replica beside DIR (DIR.creating, whose name is ours: what a
+ * crash left there is removed first), then rename it into place: a crash
+ * never leaves DIR half created, and a rerun finds either nothing or a
+ * replica it can resume.
+ */
 static int open_replica(cloner *c) {
     kl_config cfg;
     kl_config_default(&cfg);
     cfg.compat = c->kind == KL_CORE_COMPAT;
     if (c->opts && c->opts->fsync_set)
         cfg.fsync_mode = c->opts->fsync_mode;
+    char tmp[4096];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.creating", c->dir) >= sizeof tmp)
+        return kl_errf(KL_EINVAL, "%s: path too long", c->dir);
+    int rc = kl_remove_tree(AT_FDCWD, tmp, 4);
     kl_io *io = NULL;
-    int rc = kl_io_new(KL_IO_AUTO, &io);
     if (rc == 0)
-        rc = kl_replica_create_io(c->dir, &cfg, c->pk, io);
+        rc = kl_io_new(KL_IO_AUTO, &io);
+    if (rc == 0)
+        rc = kl_replica_create_io(tmp, &cfg, c->pk, io);
+    if (rc == 0 && rename(tmp, c->dir) != 0)
+        rc = kl_errf(errno == ENOTEMPTY || errno == EEXIST ? KL_EEXIST : KL_EIO,
+                     "moving the new replica to %s: %s", c->dir, strerror(errno));
+    if (rc == 0) {
+        char parent[4096];
+        snprintf(parent, sizeof parent, "%s", c->dir);
+        char *slash = strrchr(parent, '/');
+        if (slash && slash != parent)
+            *slash = 0;
+        else
+            snprintf(parent, sizeof parent, "%s", slash ? "/" : ".");
+        rc = kl_io_sync_dir(io, parent);
+        rc = rc < 0 ? kl_errf(KL_EIO, "syncing %s: %s", parent, strerror(-rc)) : 0;
+    }
     if (io)
         kl_io_destroy(io);
     if (rc < 0)

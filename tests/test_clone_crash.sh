@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# test_clone_crash.sh - replica crash safety: `kappalog clone` is killed with
+# SIGKILL at random moments, at least 50 times, while it downloads a log of
+# 20,000 blocks from `kappalog serve`; each restart resumes from what the
+# replica holds. After every kill the replica (if it exists yet) opens, is
+# a prefix of the source block for block, and is never longer than the
+# source; at the end a clone completes, `kappalog verify` passes on the
+# replica, and its blocks, key, tree hash and signature equal the source's.
+#
+# Environment: KAPPALOG (set by ctest); KL_CLONE_KILLS (default 50).
+
+set -u
+set -o pipefail
+export LC_ALL=C
+export KL_QUIET=1
+: "${KAPPALOG:?set KAPPALOG to the kappalog binary}"
+K=$KAPPALOG
+KILLS=${KL_CLONE_KILLS:-50}
+
+die() {
+    echo "FAIL: $*" >&2
+    exit 1
+}
+T=$(mktemp -d "${TMPDIR:-/tmp}/kappalog-clone-crash.XXXXXX") || exit 1
+SERVE_PID=
+cleanup() {
+    [ -n "$SERVE_PID" ] && kill "$SERVE_PID" 2>/dev/null
+    rm -rf "$T"
+}
+trap cleanup EXIT
+
+# the source: 20,000 lines of 1..200 bytes
+awk 'BEGIN { srand(11); for (i = 0; i < 20000; i++) { n = 1 + int(rand() * 200); s = sprintf("%06d:", i); for (j = 0; j < n; j++) s = s sprintf("%c", 97 + int(rand() * 26)); print s } }' >"$T/src.txt"
+"$K" init "$T/src" --fsync never >/dev/null || die "init"
+"$K" append "$T/src" --batch 100 <"$T/src.txt" >/dev/null || die "append"
+
+"$K" serve "$T/src" --listen 127.0.0.1:0 --quiet >"$T/serve.out" 2>"$T/serve.err" &
+SERVE_PID=$!
+for _ in $(seq 1 100); do grep -q '^key ' "$T/serve.out" 2>/dev/null && break; sleep 0.05; done
+PORT=$(sed -n 's/^listening on //p' "$T/serve.out")
+KEY=$(awk '$1 == "key" { print $2 }' "$T/serve.out")
+[ -n "$PORT" ] && [ -n "$KEY" ] || die "kappalog serve did not start: $(cat "$T/serve.err")"
+
+length_of() { "$K" info "$1" --json 2>/dev/null | tr -d ' \n' | sed -n 's/.*"length":\([0-9]*\).*/\1/p'; }
+
+R="$T/replica"
+kills=0
+resumed_partial=0
+prev=0
+RANDOM=4242
+while [ $kills -lt "$KILLS" ]; do
+    "$K" clone "$PORT" "$KEY" "$R" 2>"$T/clone.err" &
+    pid=$!
+    sleep "0.$(printf '%03d' $((20 + RANDOM % 280)))"
+    if ! kill -0 "$pid" 2>/dev/null; then
+        wait "$pid" || die "a clone failed on its own: $(cat "$T/clone.err")"
+        break # it finished before the kill: enough rounds happened, or the log is done
+    fi
+    kill -9 "$pid"
+    wait "$pid" 2>/dev/null
+    kills=$((kills + 1))
+    [ -d "$R" ] || continue # killed before the replica was created
+    now=$(length_of "$R")
+    [ -n "$now" ] || die "kill $kills: the replica does not open: $("$K" info "$R" 2>&1)"
+    [ "$now" -ge "$prev" ] || die "kill $kills: the replica went back from $prev to $now blocks"
+    [ "$now" -le 20000 ] || die "kill $kills: the replica has $now blocks"
+    # block for block a prefix of the source
+    "$K" read "$R" | cmp -s - <(head -n "$now" "$T/src.txt") ||
+        die "kill $kills: the replica's $now blocks are not the source's first $now"
+    [ "$now" -gt 0 ] && [ "$now" -lt 20000 ] && resumed_partial=$((resumed_partial + 1))
+    prev=$now
+done
+[ $kills -ge "$KILLS" ] || echo "note: the clone finished after $kills kills" >&2
+"$K" clone "$PORT" "$KEY" "$R" 2>"$T/clone.err" || die "the last clone failed: $(cat "$T/clone.err")"
+"$K" verify "$R" >/dev/null 2>"$T/verify.err" || die "verify fails on the replica: $(cat "$T/verify.err")"
+"$K" read "$R" | cmp -s - "$T/src.txt" || die "the replica's blocks differ from the source's"
+a=$("$K" info "$T/src" --json | tr -d ' \n')
+b=$("$K" info "$R" --json | tr -d ' \n')
+for f in key length tree_hash signature; do
+    va=$(sed -n "s/.*\"$f\":\"\\{0,1\\}\\([0-9a-f]*\\)\"\\{0,1\\}[,}].*/\\1/p" <<<"$a")
+    vb=$(sed -n "s/.*\"$f\":\"\\{0,1\\}\\([0-9a-f]*\\)\"\\{0,1\\}[,}].*/\\1/p" <<<"$b")
+    [ -n "$va" ] && [ "$va" = "$vb" ] || die "$f: source '$va', replica '$vb'"
+done
+[ $kills -ge "$KILLS" ] || die "only $kills kills landed during the clone (wanted $KILLS)"
+[ $resumed_partial -ge 10 ] || die "only $resumed_partial kills left a partial replica"
+echo "test_clone_crash: $kills kills during clone ($resumed_partial left a partial replica that resumed); the final replica verifies and equals the source"
