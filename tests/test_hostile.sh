@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# test_hostile.sh - replication against hostile peers (tests/tool_evilpeer).
+#
+# kappalog clone against a hostile server, one misbehaviour each: garbage
+# instead of the handshake, an oversized frame, a garbage frame after the
+# handshake, block proofs with a flipped node hash, an upgrade with a flipped
+# signature bit, a block nobody asked for, a server that stalls. Each time
+# the clone must fail within 3 seconds (the stall: past --stall-ms 1000)
+# with a reason naming the offence, and store nothing: no replica, or an
+# empty one (the honest upgrade may have created it).
+#
+# kappalog serve against hostile clients, while a good `kappalog clone`
+# downloads a 30,000-block log from the same server: garbage instead of the
+# handshake, an oversized frame, a garbage frame, a data message to a
+# server, and a flood of requests from a client that never reads. Each
+# connection must be closed within 1 s of the offence (the flood: within
+# 1.5 s of the server having to stop reading from it, by --stall-ms 1000),
+# with the reason on the server's stderr; and the good clone must finish,
+# verify and equal the source.
+#
+# Environment: KAPPALOG, KL_BUILD_DIR (set by ctest).
+
+set -u
+set -o pipefail
+export LC_ALL=C
+: "${KAPPALOG:?set KAPPALOG to the kappalog binary}"
+: "${KL_BUILD_DIR:?set KL_BUILD_DIR to the build tree}"
+K=$KAPPALOG
+EVIL="$KL_BUILD_DIR/tests/tool_evilpeer"
+die() {
+    echo "FAIL: $*" >&2
+    exit 1
+}
+[ -x "$EVIL" ] || die "$EVIL is not built"
+T=$(mktemp -d "${TMPDIR:-/tmp}/kappalog-hostile.XXXXXX") || exit 1
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    rm -rf "$T"
+}
+trap cleanup EXIT
+export KL_QUIET=1
+
+length_of() { "$K" info "$1" --json 2>/dev/null | tr -d ' \n' | sed -n 's/.*"length":\([0-9]*\).*/\1/p'; }
+key_of() { "$K" info "$1" --json | tr -d ' \n' | sed -n 's/.*"key":"\([0-9a-f]*\)".*/\1/p'; }
+
+awk 'BEGIN { srand(5); for (i = 0; i < 300; i++) { n = 1 + int(rand() * 100); s = ""; for (j = 0; j < n; j++) s = s sprintf("%c", 97 + int(rand() * 26)); print s } }' >"$T/small.txt"
+"$K" init "$T/small" >/dev/null && "$K" append "$T/small" <"$T/small.txt" >/dev/null || die "small log"
+SMALL_KEY=$(key_of "$T/small")
+
+# ---- hostile servers
+for spec in "garbage-handshake:handshake" "oversize:more than the" \
+    "garbage-frame:authenticate" "bad-proof:block" "bad-signature:upgrade" \
+    "unsolicited:not asked for" "stall:sent nothing"; do
+    mode=${spec%%:*}
+    words=${spec#*:}
+    "$EVIL" serve "$mode" "$T/small" >"$T/evil-$mode.out" 2>"$T/evil-$mode.err" &
+    pid=$!
+    PIDS+=("$pid")
+    for _ in $(seq 1 100); do grep -q '^listening' "$T/evil-$mode.out" 2>/dev/null && break; sleep 0.05; done
+    port=$(sed -n 's/^listening on //p' "$T/evil-$mode.out")
+    [ -n "$port" ] || die "$mode: the hostile server did not start"
+    start=$(date +%s%N)
+    if "$K" clone "$port" "$SMALL_KEY" "$T/rep-$mode" --stall-ms 1000 2>"$T/clone-$mode.err"; then
+        die "$mode: kappalog clone succeeded against a hostile server"
+    fi
+    ms=$((($(date +%s%N) - start) / 1000000))
+    [ $ms -lt 3000 ] || die "$mode: the clone took $ms ms to give up"
+    grep -qi "$words" "$T/clone-$mode.err" || die "$mode: the error does not say '$words': $(cat "$T/clone-$mode.err")"
+    if [ -d "$T/rep-$mode" ]; then
+        [ "$(length_of "$T/rep-$mode")" = 0 ] ||
+            die "$mode: the replica kept $(length_of "$T/rep-$mode") blocks from a hostile server"
+    fi
+    kill "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    echo "hostile server $mode: clone refused it after $ms ms ($(head -c 120 "$T/clone-$mode.err"))"
+done
+
+# ---- hostile clients, beside a good one
+awk 'BEGIN { srand(6); for (i = 0; i < 30000; i++) { n = 1 + int(rand() * 150); s = ""; for (j = 0; j < n; j++) s = s sprintf("%c", 97 + int(rand() * 26)); print s } }' >"$T/big.txt"
+"$K" init "$T/big" --fsync never >/dev/null && "$K" append "$T/big" <"$T/big.txt" >/dev/null || die "big log"
+BIG_KEY=$(key_of "$T/big")
+"$K" serve "$T/big" --listen 127.0.0.1:0 --stall-ms 1000 >"$T/serve.out" 2>"$T/serve.err" &
+SERVE_PID=$!
+PIDS+=("$SERVE_PID")
+for _ in $(seq 1 100); do grep -q '^key ' "$T/serve.out" 2>/dev/null && break; sleep 0.05; done
+PORT=$(sed -n 's/^listening on //p' "$T/serve.out")
+[ -n "$PORT" ] || die "kappalog serve did not start"
+"$K" clone "$PORT" "$BIG_KEY" "$T/good" 2>"$T/good.err" &
+GOOD_PID=$!
+PIDS+=("$GOOD_PID")
+for mode in garbage-handshake oversize garbage-frame bad-data flood; do
+    out=$("$EVIL" attack "$mode" "$PORT" "$BIG_KEY" 2>&1) || die "$mode: the server did not close the connection ($out)"
+    ms=$(sed -n 's/^closed after \([0-9]*\) ms$/\1/p' <<<"$out")
+    limit=1000
+    [ "$mode" = flood ] && limit=1500
+    [ -n "$ms" ] && [ "$ms" -le $limit ] || die "$mode: closed after ${ms:-?} ms (limit $limit): $out"
+    echo "hostile client $mode: $(tr '\n' ' ' <<<"$out")"
+done
+wait "$GOOD_PID" || die "the good clone failed beside the hostile clients: $(cat "$T/good.err")"
+"$K" verify "$T/good" >/dev/null || die "the good clone does not verify"
+"$K" read "$T/good" | cmp -s - "$T/big.txt" || die "the good clone differs from the source"
+closes=$(grep -c 'closed:' "$T/serve.err")
+[ "$closes" -ge 5 ] || die "the server logged $closes closed connections, expected a reason for each attack"
+kill -INT "$SERVE_PID"
+wait "$SERVE_PID" || die "kappalog serve did not end cleanly"
+echo "test_hostile: 7 hostile servers refused, 5 hostile clients closed, the good clone finished"
