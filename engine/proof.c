@@ -771,7 +771,8 @@ static int v_upgrade(const kl_proof_receiver *rx, const kl_proof *p, const uint8
         return kl_errf(KL_EVERIFY, "upgrade: no signature");
     prf_stack st;
     st.len = rx->nroots;
-    memcpy(st.n, rx->roots, rx->nroots * sizeof(kl_node));
+    if (rx->nroots) /* a receiver at length 0 has no roots (and may pass NULL) */
+        memcpy(st.n, rx->roots, rx->nroots * sizeof(kl_node));
     uint64_t t = s + len;
     int rc = v_take(&p->upgrade.nodes, "upgrade.nodes", 2 * s, 2 * t, top, top_used, &st, out);
     if (rc)

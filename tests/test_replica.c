@@ -166,11 +166,18 @@ static void expect_same_as_peer(const char *replica_dir, const char *peer_dir) {
     assert_int_equal(kl_log_close(peer), 0);
 }
 
+static int create_replica(const char *dir, const kl_config *cfg, const uint8_t pk[KL_PK_BYTES]) {
+    kl_io *io = tu_io();
+    int rc = kl_replica_create_io(dir, cfg, pk, io);
+    kl_io_destroy(io);
+    return rc;
+}
+
 static kl_log *new_replica(const char *dir, const uint8_t pk[KL_PK_BYTES], int compat) {
     kl_config cfg;
     kl_config_default(&cfg);
     cfg.compat = compat;
-    assert_int_equal(kl_replica_create_io(dir, &cfg, pk, tu_io()), 0);
+    assert_int_equal(create_replica(dir, &cfg, pk), 0);
     return tu_open(dir);
 }
 
@@ -300,7 +307,7 @@ static void test_every_crash_of_a_replica_leaves_a_prefix_that_resumes(void **st
     kl_io *io = tu_fault_io(&dry);
     kl_config cfg;
     kl_config_default(&cfg);
-    assert_int_equal(kl_replica_create_io(f->replica, &cfg, pk, tu_io()), 0);
+    assert_int_equal(create_replica(f->replica, &cfg, pk), 0);
     kl_log *rep = NULL;
     assert_int_equal(kl_log_open_io(f->replica, NULL, io, &rep), 0);
     assert_int_equal(kl_replica_target(rep, &t), 0);
@@ -314,7 +321,7 @@ static void test_every_crash_of_a_replica_leaves_a_prefix_that_resumes(void **st
         kl_fault_plan plan = {
             .crash_after = n, .track_power = 1, .skip_real_sync = 1, .shared = 1, .seed = n};
         io = tu_fault_io(&plan);
-        assert_int_equal(kl_replica_create_io(f->replica, &cfg, pk, tu_io()), 0);
+        assert_int_equal(create_replica(f->replica, &cfg, pk), 0);
         rep = NULL;
         if (kl_log_open_io(f->replica, NULL, io, &rep) == 0) {
             if (kl_replica_target(rep, &t) == 0)
