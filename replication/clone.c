@@ -84,8 +84,10 @@ typedef struct cloner {
     int has_pk;
     kl_signed_state target; /* the newest verified signed state */
     int has_target;
-    uint64_t have; /* blocks stored in the replica */
-    uint64_t next; /* next block to request */
+    int resume_signed; /* the replica we resumed ends in a signed commit */
+    int got_sync;      /* the peer's sync arrived */
+    uint64_t have;     /* blocks stored in the replica */
+    uint64_t next;     /* next block to request */
     uint64_t remote_len, remote_fork, remote_range;
     int remote_can_upgrade;
     uint64_t remote_acked; /* the length the peer says we have */
@@ -203,6 +205,16 @@ static uint64_t missing_nodes(cloner *c, uint64_t i) {
 
 /* ---- sending ---- */
 
+/*
+ * The length we hold a signature for: the newest verified upgrade's, else
+ * the replica's own if its last commit is signed, else 0 (a replica that
+ * stopped between two signed lengths upgrades from 0 again: its blocks are
+ * kept, and the upgrade's signature then covers them).
+ */
+static uint64_t signed_len(const cloner *c) {
+    return c->has_target ? c->target.length : c->resume_signed ? c->have : 0;
+}
+
 static int send_sync(cloner *c) {
     kl_wire_sync m = {
         .flags = KL_WIRE_SYNC_CAN_UPGRADE | KL_WIRE_SYNC_UPLOADING | KL_WIRE_SYNC_DOWNLOADING |
@@ -221,10 +233,6 @@ static int send_request(cloner *c, const kl_proof_request *r) {
     size_t n = 0;
     int rc = kl_proof_request_encode(r, buf, sizeof buf, &n);
     return rc < 0 ? rc : kl_session_send(c->s, c->ch, KL_MSG_REQUEST, buf, n);
-}
-
-static uint64_t signed_len(const cloner *c) {
-    return c->has_target ? c->target.length : c->have;
 }
 
 /* Ask for an upgrade if the peer has more and acknowledges our length; then blocks. */
@@ -317,8 +325,8 @@ static int on_upgrade(cloner *c, const kl_proof *p) {
         return kl_errf(KL_ENOMEM, "upgrade");
     kl_slot cur;
     memset(&cur, 0, sizeof cur);
-    if (c->log)
-        kl_commit_last(c->log, &cur);
+    if (c->log && c->resume_signed)
+        kl_commit_last(c->log, &cur); /* else: from length 0, no roots */
     kl_core_kind kind = c->has_pk ? c->kind : p->manifest ? KL_CORE_DEFAULT : KL_CORE_COMPAT;
     kl_proof_receiver rx = {
         .kind = kind,
@@ -421,7 +429,8 @@ static int on_block(cloner *c, const kl_proof *p) {
     w->data = malloc(p->block.value_len ? p->block.value_len : 1);
     if (!w->data)
         return kl_errf(KL_ENOMEM, "block %llu", (unsigned long long)i);
-    memcpy(w->data, p->block.value, p->block.value_len);
+    if (p->block.value_len) /* an empty block has no value pointer */
+        memcpy(w->data, p->block.value, p->block.value_len);
     w->len = p->block.value_len;
     w->state = 2;
     return flush(c);
@@ -449,6 +458,7 @@ static int on_message(kl_session *s, int ch, uint64_t type, const uint8_t *p, si
             c->remote_fork = m->u.sync.fork;
             c->remote_acked = m->u.sync.remote_length;
             c->remote_can_upgrade = (m->u.sync.flags & KL_WIRE_SYNC_CAN_UPGRADE) != 0;
+            c->got_sync = 1;
             if (c->has_target && c->remote_fork != c->target.fork)
                 rc =
                     kl_errf(KL_EFORK, "the peer is at fork %llu, this replica at %llu",
@@ -618,6 +628,7 @@ int kl_clone(const char *host_port, const unsigned char key[32], const char *dir
                 kl_slot cur;
                 kl_commit_last(c->log, &cur);
                 c->remote_fork = cur.fork;
+                c->resume_signed = cur.sig_len != 0;
             }
         }
     }
@@ -640,7 +651,7 @@ int kl_clone(const char *host_port, const unsigned char key[32], const char *dir
         rc = kl_loop_add(c->loop, c->fd, EPOLLIN | EPOLLOUT, on_socket, c);
     c->last_input_ns = kl_mono_ns();
     while (rc == 0 && !c->err) {
-        if (c->has_target && c->have == c->target.length && !opts->follow &&
+        if (c->got_sync && !opts->follow && c->log && c->have == signed_len(c) &&
             c->remote_len <= c->have)
             break; /* everything the peer has is here and signed */
         if (opts->stop && *opts->stop)

@@ -18,7 +18,9 @@
  * is answered with the range we hold. Nothing a peer sends is stored.
  *
  * Bounds: a peer whose unsent output passes SERVE_OUT_HIGH is not read
- * from until it drains (no request is answered faster than it is read);
+ * from until it drains (no request is answered faster than it is read),
+ * and is dropped if it does not drain within SERVE_BACKLOG_NS (it keeps
+ * more requests outstanding than it reads answers for);
  * the session refuses to buffer more than KL_SESSION_OUT_MAX; a peer silent
  * for stall_ms is dropped; every offence closes only that connection, with
  * the reason logged.
@@ -49,7 +51,9 @@
 #include "wire.h"
 
 #define SERVE_OUT_HIGH (2u << 20)
-#define SERVE_MAX_LOGS 64u
+/* A peer that leaves more than SERVE_OUT_HIGH of answers unread this long is dropped. */
+#define SERVE_BACKLOG_NS 1000000000ull
+#define SERVE_MAX_LOGS   64u
 
 typedef struct server server;
 
@@ -65,6 +69,7 @@ typedef struct peer {
     int fd;
     kl_session *s;
     uint64_t last_input_ns;
+    uint64_t backlog_since_ns; /* when its unread answers passed SERVE_OUT_HIGH; 0: they did not */
     int ch_log[KL_SESSION_MAX_CHANNELS]; /* channel -> index in srv->logs, -1 */
     uint64_t remote_len[KL_SESSION_MAX_CHANNELS];
     int reading;
@@ -264,6 +269,10 @@ static void pump_peer(peer *p) {
         out = kl_session_output(p->s, &n);
     }
     p->reading = n < SERVE_OUT_HIGH;
+    if (p->reading)
+        p->backlog_since_ns = 0;
+    else if (!p->backlog_since_ns)
+        p->backlog_since_ns = kl_mono_ns();
     kl_loop_mod(p->srv->loop, p->fd, (p->reading ? EPOLLIN : 0) | (n ? EPOLLOUT : 0));
 }
 
@@ -464,7 +473,11 @@ int kl_serve(const char *const *dirs, size_t ndirs, const char *host_port,
         uint64_t now = kl_mono_ns();
         for (peer *p = srv->peers, *next; p; p = next) {
             next = p->next;
-            if (now - p->last_input_ns > (uint64_t)srv->opts->stall_ms * 1000000u)
+            if (p->backlog_since_ns && now - p->backlog_since_ns > SERVE_BACKLOG_NS)
+                drop(p, "it left its answers unread (over 2 MiB for a second): too many "
+                        "requests outstanding");
+            else if (p->reading &&
+                     now - p->last_input_ns > (uint64_t)srv->opts->stall_ms * 1000000u)
                 drop(p, "it sent nothing for too long");
         }
     }

@@ -20,7 +20,7 @@
  *   oversize           after the handshake, a frame header announcing 16 MiB
  *   garbage-frame      after the handshake and channel, an encrypted junk frame
  *   bad-data           after the channel, a data message (a server asked for none)
- *   flood              requests without reading anything back, for 3 s
+ *   flood              requests without reading anything back, until dropped (10 s)
  * and prints the milliseconds from the offence until the server closed the
  * connection ("closed after N ms"); exit 0 if it was closed, 1 if not.
  */
@@ -336,7 +336,7 @@ static int run_attack(const char *mode, const char *hostport, const char *keyhex
         uint8_t req[64];
         size_t n = 0;
         int sent = 0;
-        while (now_ms() - t < 3000) {
+        while (now_ms() - t < 10000) { /* until the server drops us */
             r.id = (uint64_t)++sent;
             kl_proof_request_encode(&r, req, sizeof req, &n);
             kl_session_send(e.s, e.ch, KL_MSG_REQUEST, req, n);
