@@ -23,8 +23,12 @@
  *   proof.c does refuse them in request and data; that is its choice.
  * - noData without its flags field and want/unwant without theirs decode
  *   with flags 0, as JS does ("state.start < state.end ? ... : 0").
- * - Unknown flag bits are refused (KL_ECORRUPT), as proof.c does, so that a
- *   bit that would announce an extra field never goes unnoticed.
+ * - Unknown flag bits in the channel handshake, sync, noData, want/unwant
+ *   and range are ignored, as JS ignores them: a newer peer that sets a bit
+ *   this version does not know is still understood (any field such a bit
+ *   announced would come last, and trailing bytes are ignored). In request
+ *   and data, where a bit announces a field in the middle, proof.c refuses
+ *   them. Encoders never write an unknown bit.
  * - A batch inside a batch is refused. JS's _onbatch would recurse into it,
  *   but JS never writes one (a corked control frame goes into a batch as
  *   an item of channel 0, and only open, reject and close are written that
@@ -103,6 +107,10 @@ uint64_t kl_ce_read_uint(kl_ce_reader *r, const char *field) {
     else
         kl_ce_fail(r, "%s at byte %zu is above 2^53 - 1", field, at);
     return 0;
+}
+
+uint32_t kl_ce_read_flags_lenient(kl_ce_reader *r, uint32_t known, const char *field) {
+    return (uint32_t)(kl_ce_read_uint(r, field) & known);
 }
 
 uint32_t kl_ce_read_flags(kl_ce_reader *r, uint32_t known, const char *field) {
@@ -557,7 +565,7 @@ int kl_wire_handshake_decode(const uint8_t *p, size_t len, kl_wire_handshake *h)
     kl_ce_reader_init(&r, p, len);
     kl_wire_handshake v;
     memset(&v, 0, sizeof v);
-    v.flags = kl_ce_read_flags(&r, KL_WIRE_HS_FLAGS, "flags");
+    v.flags = kl_ce_read_flags_lenient(&r, KL_WIRE_HS_FLAGS, "flags");
     const uint8_t *c = kl_ce_read_fixed(&r, KL_HASH_BYTES, "capability");
     if (c != NULL)
         memcpy(v.capability, c, KL_HASH_BYTES);
@@ -584,7 +592,7 @@ int kl_wire_sync_decode(const uint8_t *p, size_t len, kl_wire_sync *m) {
     kl_ce_reader r;
     kl_ce_reader_init(&r, p, len);
     kl_wire_sync v;
-    v.flags = kl_ce_read_flags(&r, KL_WIRE_SYNC_FLAGS, "flags");
+    v.flags = kl_ce_read_flags_lenient(&r, KL_WIRE_SYNC_FLAGS, "flags");
     v.fork = kl_ce_read_uint(&r, "fork");
     v.length = kl_ce_read_uint(&r, "length");
     v.remote_length = kl_ce_read_uint(&r, "remoteLength");
@@ -629,7 +637,8 @@ int kl_wire_no_data_decode(const uint8_t *p, size_t len, kl_wire_no_data *m) {
     kl_wire_no_data v;
     v.request = kl_ce_read_uint(&r, "request");
     /* Older peers end here: no flags field means no reason (as JS). */
-    uint32_t flags = kl_ce_left(&r) ? kl_ce_read_flags(&r, KL_WIRE_NO_DATA_REASON, "flags") : 0;
+    uint32_t flags =
+        kl_ce_left(&r) ? kl_ce_read_flags_lenient(&r, KL_WIRE_NO_DATA_REASON, "flags") : 0;
     v.reason = flags & KL_WIRE_NO_DATA_REASON ? kl_ce_read_uint(&r, "reason") : 0;
     return wire_out(&r, "noData message", m, &v, sizeof v);
 }
@@ -656,7 +665,7 @@ int kl_wire_want_decode(const uint8_t *p, size_t len, kl_wire_want *m) {
     kl_wire_want v;
     v.start = kl_ce_read_uint(&r, "start");
     v.length = kl_ce_read_uint(&r, "length");
-    v.flags = kl_ce_left(&r) ? kl_ce_read_flags(&r, KL_WIRE_WANT_FLAGS, "flags") : 0;
+    v.flags = kl_ce_left(&r) ? kl_ce_read_flags_lenient(&r, KL_WIRE_WANT_FLAGS, "flags") : 0;
     return wire_out(&r, "want message", m, &v, sizeof v);
 }
 
@@ -712,7 +721,7 @@ int kl_wire_range_decode(const uint8_t *p, size_t len, kl_wire_range *m) {
     kl_ce_reader r;
     kl_ce_reader_init(&r, p, len);
     kl_wire_range v;
-    uint32_t flags = kl_ce_read_flags(&r, KL_WIRE_RANGE_FLAGS, "flags");
+    uint32_t flags = kl_ce_read_flags_lenient(&r, KL_WIRE_RANGE_FLAGS, "flags");
     v.flags = flags & KL_WIRE_RANGE_DROP;
     v.start = kl_ce_read_uint(&r, "start");
     v.length = flags & KL_WIRE_RANGE_ONE ? 1 : kl_ce_read_uint(&r, "length");

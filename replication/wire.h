@@ -51,6 +51,12 @@ size_t kl_ce_left(const kl_ce_reader *r);
 uint64_t kl_ce_read_uint(kl_ce_reader *r, const char *field);
 /* A uint of flag bits; a bit outside `known` fails the reader. */
 uint32_t kl_ce_read_flags(kl_ce_reader *r, uint32_t known, const char *field);
+/*
+ * A uint of flag bits, keeping only the `known` ones: what JS does with the
+ * flags of the channel handshake, sync, noData, want/unwant and range, so a
+ * newer peer that sets a bit this version does not know is not refused.
+ */
+uint32_t kl_ce_read_flags_lenient(kl_ce_reader *r, uint32_t known, const char *field);
 /* n raw bytes (fixed32 and friends), NULL on failure. */
 const uint8_t *kl_ce_read_fixed(kl_ce_reader *r, size_t n, const char *field);
 /* buffer / string: uint length (at most max) then the bytes; empty is non-NULL with *n = 0. */
