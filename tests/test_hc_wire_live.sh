@@ -19,7 +19,8 @@
 # the JS core's, and `kappalog verify` passes on it; and `clone --follow`
 # against a JS core that keeps appending must show each new block within a
 # second, then end cleanly on SIGINT. Then `kappalog serve` of kappalog
-# logs (default, compat, the mixed 10,000-block one): the JS
+# logs (default, compat, the mixed 10,000-block one, and the replica of the
+# JS mixed core: a replica can itself be served): the JS
 # tests/js/peer/clone.mjs clones each and verifies every block and the
 # signature with its own code (its blocks, tree hash, signature and key
 # equal the log's), `kappalog clone` of the same server gives the same
@@ -233,8 +234,10 @@ key_of() { awk -v d="$1" '$1 == "key" && $3 == d { print $2 }' "$T/kserve.out"; 
 "$K" append "$T/k-compat" <"$T/abc.txt" >/dev/null
 "$K" init "$T/k-mixed" --fsync never >/dev/null
 "$K" append "$T/k-mixed" --format len32 --batch 500 <"$T/mixed.len32" >/dev/null
-start_kappalog_serve "$T/k-lines" "$T/k-compat" "$T/k-mixed"
-for spec in "k-lines lines $T/lines.txt" "k-compat lines $T/abc.txt" "k-mixed len32 $T/mixed.len32"; do
+# the replica cloned from the JS mixed core above is served too: a replica can itself be served
+start_kappalog_serve "$T/k-lines" "$T/k-compat" "$T/k-mixed" "$T/mixed-clone.replica"
+for spec in "k-lines lines $T/lines.txt" "k-compat lines $T/abc.txt" "k-mixed len32 $T/mixed.len32" \
+    "mixed-clone.replica len32 $T/mixed.len32"; do
     read -r name format file <<<"$spec"
     key=$(key_of "$T/$name")
     want=$("$K" info "$T/$name" --json | tr -d ' \n')
