@@ -230,7 +230,10 @@ test_acks() {
     assert_same_file "$T/out" "$T/seq.in" "acks: content"
     # A partial batch is committed as soon as stdin has nothing more ready, even
     # inside a record that is still being written.
-    { printf 'a\nb'; sleep 0.5; printf 'c\nd\n'; } | "$K" append "$log" --acks >"$T/out" 2>"$T/err"
+    # (each piece is one write: cat of a small file; the printf builtin may write in parts)
+    printf 'a\nb' >"$T/ab.in"
+    printf 'c\nd\n' >"$T/cd.in"
+    { cat "$T/ab.in"; sleep 0.5; cat "$T/cd.in"; } | "$K" append "$log" --acks >"$T/out" 2>"$T/err"
     assert_eq "$(tr '\n' ' ' <"$T/out")" "10003 10005 " "a partial batch does not wait for --batch"
     run get "$log" 10003
     assert_eq "$(cat "$T/out")" "bc" "a record split across reads"

@@ -290,9 +290,10 @@ static int run_attack(const char *mode, const char *hostport, const char *keyhex
     if (e.fd < 0)
         return 1;
     if (is(&e, "garbage-handshake")) {
-        uint8_t junk[35];
+        /* a first message of the wrong size: unmistakable (random 32 bytes can be a valid key) */
+        uint8_t junk[43];
         randombytes_buf(junk, sizeof junk);
-        junk[0] = 32;
+        junk[0] = 40;
         junk[1] = junk[2] = 0;
         uint64_t t = now_ms();
         write_all(e.fd, junk, sizeof junk);
