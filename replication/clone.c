@@ -513,16 +513,10 @@ static void on_closed(kl_session *s, int ch, void *ctx) {
 }
 
 static int dial(const char *host_port, int *out) {
-    char host[256];
-    const char *colon = strrchr(host_port, ':');
-    if (!colon || colon == host_port || (size_t)(colon - host_port) >= sizeof host || !colon[1])
-        return kl_errf(KL_EINVAL, "'%s' is not HOST:PORT", host_port);
-    memcpy(host, host_port, (size_t)(colon - host_port));
-    host[colon - host_port] = 0;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
-    int g = getaddrinfo(host, colon + 1, &hints, &ai);
-    if (g != 0)
-        return kl_errf(KL_EINVAL, "%s: %s", host_port, gai_strerror(g));
+    struct addrinfo *ai = NULL;
+    int rc = kl_addr_resolve(host_port, 0, &ai);
+    if (rc < 0)
+        return rc;
     int fd = -1, err = 0;
     for (struct addrinfo *a = ai; a && fd < 0; a = a->ai_next) {
         fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);

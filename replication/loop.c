@@ -17,6 +17,8 @@
 #include "loop.h"
 
 #include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -156,4 +158,31 @@ int kl_loop_run_once(kl_loop *l, int timeout_ms) {
     l->dispatching = 0;
     free_dead(l);
     return called;
+}
+
+int kl_addr_resolve(const char *host_port, int passive, struct addrinfo **out) {
+    char host[256];
+    const char *colon = strrchr(host_port, ':');
+    size_t hlen = colon ? (size_t)(colon - host_port) : 0;
+    size_t plen = colon ? strlen(colon + 1) : 0;
+    if (!colon || hlen == 0 || hlen >= sizeof host || plen == 0 || plen > 5 ||
+        strspn(colon + 1, "0123456789") != plen)
+        return kl_errf(KL_EINVAL, "'%s' is not HOST:PORT", host_port);
+    if (atoi(colon + 1) > 65535)
+        return kl_errf(KL_EINVAL, "%s: port %s is out of range (0..65535)", host_port, colon + 1);
+    if (host_port[0] == '[' && colon[-1] == ']') { /* [::1]:PORT */
+        memcpy(host, host_port + 1, hlen - 2);
+        host[hlen - 2] = 0;
+    } else {
+        memcpy(host, host_port, hlen);
+        host[hlen] = 0;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0)};
+    int g = getaddrinfo(host, colon + 1, &hints, out);
+    if (g != 0)
+        return kl_errf(KL_EINVAL, "%s: %s", host_port,
+                       g == EAI_SYSTEM ? strerror(errno) : gai_strerror(g));
+    return 0;
 }

@@ -33,4 +33,12 @@ void kl_loop_del(kl_loop *loop, int fd);
  */
 int kl_loop_run_once(kl_loop *loop, int timeout_ms);
 
+struct addrinfo;
+/*
+ * Resolve "HOST:PORT" (PORT a decimal 0..65535; HOST a name or address,
+ * IPv6 in brackets or bare) for a TCP socket, to listen on if passive.
+ * KL_EINVAL with the reason for anything else. Free *out with freeaddrinfo.
+ */
+int kl_addr_resolve(const char *host_port, int passive, struct addrinfo **out);
+
 #endif

@@ -17,13 +17,15 @@
  * have, another fork, a malformed request, hash and seek requests); a want
  * is answered with the range we hold. Nothing a peer sends is stored.
  *
- * Bounds: a peer whose unsent output passes SERVE_OUT_HIGH is not read
- * from until it drains (no request is answered faster than it is read),
- * and is dropped if it does not drain within SERVE_BACKLOG_NS (it keeps
- * more requests outstanding than it reads answers for);
- * the session refuses to buffer more than KL_SESSION_OUT_MAX; a peer silent
- * for stall_ms is dropped; every offence closes only that connection, with
- * the reason logged.
+ * Bounds: requests are answered only while a peer's unsent output is below
+ * SERVE_OUT_HIGH; the rest of what was read waits (at most one read,
+ * SERVE_READ_BYTES) and nothing more is read until the output drains, so
+ * no request is answered faster than its answers are read. A peer that
+ * does not drain within SERVE_BACKLOG_NS (it keeps more requests
+ * outstanding than it reads answers for) is dropped, as is a peer silent
+ * for stall_ms. A connection holds at most KL_CONN_MEM_MAX bytes (the
+ * session's bound plus the waiting read); its peak is logged when it
+ * closes. Every offence closes only that connection, with the reason.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -50,7 +52,8 @@
 #include "session.h"
 #include "wire.h"
 
-#define SERVE_OUT_HIGH (2u << 20)
+#define SERVE_OUT_HIGH   (2u << 20)
+#define SERVE_READ_BYTES (64u << 10) /* one recv */
 /* A peer that leaves more than SERVE_OUT_HIGH of answers unread this long is dropped. */
 #define SERVE_BACKLOG_NS 1000000000ull
 #define SERVE_MAX_LOGS   64u
@@ -73,6 +76,9 @@ typedef struct peer {
     int ch_log[KL_SESSION_MAX_CHANNELS]; /* channel -> index in srv->logs, -1 */
     uint64_t remote_len[KL_SESSION_MAX_CHANNELS];
     int reading;
+    uint8_t *in; /* read but not yet fed (the session's output was too high): SERVE_READ_BYTES */
+    size_t in_off, in_len;
+    size_t peak_mem; /* the most this connection held (peer_memory) */
     struct peer *next;
 } peer;
 
@@ -98,12 +104,18 @@ static void say(const server *srv, const char *fmt, ...) {
     va_end(ap);
 }
 
+/* What a connection holds: its session, its waiting read and its own state. */
+static size_t peer_memory(const peer *p) {
+    return kl_session_memory(p->s) + (p->in ? SERVE_READ_BYTES : 0) + sizeof *p;
+}
+
 static void drop(peer *p, const char *why) {
     server *srv = p->srv;
-    say(srv, "peer %d closed: %s", p->fd, why);
+    say(srv, "peer %d closed: %s (it held at most %zu KiB)", p->fd, why, p->peak_mem >> 10);
     kl_loop_del(srv->loop, p->fd);
     close(p->fd);
     kl_session_free(p->s);
+    free(p->in);
     for (peer **pp = &srv->peers; *pp; pp = &(*pp)->next)
         if (*pp == p) {
             *pp = p->next;
@@ -161,13 +173,8 @@ static int on_request(peer *p, int ch, const kl_proof_request *r) {
     served *sv = &p->srv->logs[p->ch_log[ch]];
     if (r->flags & (KL_PROOF_HASH | KL_PROOF_SEEK))
         return send_no_data(p, ch, r->id, KL_WIRE_REASON_NOT_AVAILABLE);
-    kl_proof_ask ask = {.block = (r->flags & KL_PROOF_BLOCK) != 0,
-                        .block_index = r->block.index,
-                        .block_nodes = r->block.nodes,
-                        .upgrade = (r->flags & KL_PROOF_UPGRADE) != 0,
-                        .upgrade_start = r->upgrade.start,
-                        .upgrade_length = r->upgrade.length,
-                        .manifest = (r->flags & KL_PROOF_MANIFEST) != 0};
+    kl_proof_ask ask;
+    kl_wire_ask_from_request(r, &ask);
     uint64_t length = 0, fork = 0;
     signed_state(sv, &length, &fork);
     if (r->fork != fork)
@@ -181,6 +188,8 @@ static int on_request(peer *p, int ch, const kl_proof_request *r) {
                                             : KL_WIRE_REASON_NOT_AVAILABLE);
     rc = kl_session_send(p->s, ch, KL_MSG_DATA, msg, n);
     free(msg);
+    if (rc == KL_ETOOBIG && kl_session_error(p->s) == 0) /* a block too big for one frame */
+        return send_no_data(p, ch, r->id, KL_WIRE_REASON_NOT_AVAILABLE);
     return rc;
 }
 
@@ -253,27 +262,71 @@ static void on_closed(kl_session *s, int ch, void *ctx) {
     p->ch_log[ch] = -1;
 }
 
-/* Send what is pending; read only while the backlog is small. */
-static void pump_peer(peer *p) {
-    size_t n = 0;
-    const uint8_t *out = kl_session_output(p->s, &n);
-    while (n > 0) {
-        ssize_t w = send(p->fd, out, n, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            break;
-        if (w < 0) {
-            drop(p, strerror(errno));
-            return;
-        }
-        kl_session_sent(p->s, (size_t)w);
-        out = kl_session_output(p->s, &n);
+/*
+ * Feed in[0..n) to the session while its output stays below SERVE_OUT_HIGH;
+ * keep what is left in p->in (in may be p->in's own bytes). < 0: dropped.
+ */
+static int feed(peer *p, const uint8_t *in, size_t n) {
+    size_t used = 0;
+    if (kl_session_input_upto(p->s, in, n, SERVE_OUT_HIGH, &used) < 0) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", kl_last_error());
+        drop(p, why);
+        return -1;
     }
-    p->reading = n < SERVE_OUT_HIGH;
-    if (p->reading)
+    size_t rest = n - used;
+    if (rest == 0) {
+        free(p->in);
+        p->in = NULL;
+        p->in_off = p->in_len = 0;
+    } else if (p->in && in == p->in + p->in_off) { /* fed from p->in: what is left stays */
+        p->in_off += used;
+        p->in_len = rest;
+    } else {
+        KL_ASSERT(rest <= SERVE_READ_BYTES);
+        if (!p->in && !(p->in = malloc(SERVE_READ_BYTES))) {
+            drop(p, "out of memory");
+            return -1;
+        }
+        memcpy(p->in, in + used, rest);
+        p->in_off = 0;
+        p->in_len = rest;
+    }
+    p->peak_mem = KL_MAX(p->peak_mem, peer_memory(p));
+    return 0;
+}
+
+/*
+ * Send what is pending, and answer what was read and not yet answered as
+ * the output drains; read more only when both are done. < 0: dropped.
+ */
+static int pump_peer(peer *p) {
+    size_t n = 0;
+    for (;;) {
+        const uint8_t *out = kl_session_output(p->s, &n);
+        while (n > 0) {
+            ssize_t w = send(p->fd, out, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                break;
+            if (w < 0) {
+                drop(p, strerror(errno));
+                return -1;
+            }
+            kl_session_sent(p->s, (size_t)w);
+            out = kl_session_output(p->s, &n);
+        }
+        if (p->in_len == 0 || n >= SERVE_OUT_HIGH)
+            break;
+        if (feed(p, p->in + p->in_off, p->in_len) < 0)
+            return -1;
+    }
+    p->reading = n < SERVE_OUT_HIGH && p->in_len == 0;
+    if (n < SERVE_OUT_HIGH)
         p->backlog_since_ns = 0;
     else if (!p->backlog_since_ns)
         p->backlog_since_ns = kl_mono_ns();
     kl_loop_mod(p->srv->loop, p->fd, (p->reading ? EPOLLIN : 0) | (n ? EPOLLOUT : 0));
+    return 0;
 }
 
 static void on_peer_io(kl_loop *loop, int fd, uint32_t events, void *ctx) {
@@ -281,7 +334,7 @@ static void on_peer_io(kl_loop *loop, int fd, uint32_t events, void *ctx) {
     (void)fd;
     peer *p = ctx;
     if (p->reading && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
-        static uint8_t buf[1u << 16];
+        static uint8_t buf[SERVE_READ_BYTES];
         ssize_t r = recv(p->fd, buf, sizeof buf, MSG_DONTWAIT);
         if (r == 0) {
             drop(p, "the peer closed the connection");
@@ -293,12 +346,8 @@ static void on_peer_io(kl_loop *loop, int fd, uint32_t events, void *ctx) {
         }
         if (r > 0) {
             p->last_input_ns = kl_mono_ns();
-            if (kl_session_input(p->s, buf, (size_t)r) < 0) {
-                char why[512];
-                snprintf(why, sizeof why, "%s", kl_last_error());
-                drop(p, why);
+            if (feed(p, buf, (size_t)r) < 0)
                 return;
-            }
         }
     }
     pump_peer(p);
@@ -375,19 +424,10 @@ static void on_log_change(kl_loop *loop, int fd, uint32_t events, void *ctx) {
 }
 
 static int listen_on(const char *host_port, int *out) {
-    char host[256];
-    const char *colon = strrchr(host_port, ':');
-    if (!colon || colon == host_port || (size_t)(colon - host_port) >= sizeof host)
-        return kl_errf(KL_EINVAL, "'%s' is not HOST:PORT", host_port);
-    memcpy(host, host_port, (size_t)(colon - host_port));
-    host[colon - host_port] = 0;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC,
-                             .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE},
-                    *ai = NULL;
-    int g = getaddrinfo(host, colon + 1, &hints, &ai);
-    if (g != 0)
-        return kl_errf(KL_EINVAL, "%s: %s", host_port, gai_strerror(g));
+    struct addrinfo *ai = NULL;
+    int rc = kl_addr_resolve(host_port, 1, &ai);
+    if (rc < 0)
+        return rc;
     int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     int one = 1, err = 0;
     if (fd >= 0)

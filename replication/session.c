@@ -25,6 +25,9 @@
 #include "kappalog.h"
 #include "wire.h"
 
+/* The output buffer an idle session keeps (past it, a drained buffer is freed). */
+#define SESSION_OUT_KEEP (256u << 10)
+
 typedef struct channel {
     int used;
     int announced;    /* we want this core on this connection */
@@ -60,6 +63,11 @@ static int fail(kl_session *s, int rc) {
     return rc;
 }
 
+size_t kl_session_memory(const kl_session *s) {
+    return sizeof *s + s->frames.cap + s->plain_cap + s->out_cap;
+}
+
+/* Room for n more output bytes, within the session's memory bound. */
 static int out_reserve(kl_session *s, size_t n) {
     if (s->out_off > 0 && s->out_off == s->out_len)
         s->out_off = s->out_len = 0;
@@ -73,13 +81,17 @@ static int out_reserve(kl_session *s, size_t n) {
             return 0;
     }
     size_t need = s->out_len + n;
-    if (need > KL_SESSION_OUT_MAX)
+    size_t room = KL_SESSION_MEM_MAX - (kl_session_memory(s) - s->out_cap);
+    if (need > room)
         return kl_errf(KL_ETOOBIG,
-                       "the peer does not read what it is sent (%zu bytes waiting, at most %u)",
-                       need, KL_SESSION_OUT_MAX);
+                       "the peer does not read what it is sent (%zu bytes to send, room for "
+                       "%zu: a connection holds at most %zu bytes)",
+                       need, room, (size_t)KL_CONN_MEM_MAX);
+    /* double while small; past 1 MiB grow by a quarter, so capacity stays close to use */
     size_t cap = s->out_cap ? s->out_cap : 4096;
     while (cap < need)
-        cap *= 2;
+        cap = cap < (1u << 20) ? cap * 2 : cap + cap / 4;
+    cap = KL_MIN(cap, room);
     uint8_t *p = realloc(s->out, cap);
     if (!p)
         return kl_errf(KL_ENOMEM, "session output of %zu bytes", cap);
@@ -279,7 +291,21 @@ static int handshake_step(kl_session *s) {
     return next == KL_NOISE_DONE ? start_stream(s) : 0;
 }
 
-static int on_wire_frame(kl_session *s, const uint8_t *p, size_t n) {
+/* Let go of a message buffer grown past what an idle connection keeps. */
+static void plain_trim(kl_session *s) {
+    if (s->plain_cap > KL_FRAMES_KEEP) {
+        free(s->plain);
+        s->plain = NULL;
+        s->plain_cap = 0;
+    }
+}
+
+/*
+ * One received frame: p[0..n), also writable at own when the frame reader
+ * assembled it (then it is decrypted in place, so a big message is held
+ * once, not twice).
+ */
+static int on_wire_frame(kl_session *s, const uint8_t *p, size_t n, uint8_t *own) {
     if (!s->ready) {
         int rc = kl_noise_read(&s->noise, p, n);
         return rc < 0 ? kl_err_prefix(rc, "handshake: ") : handshake_step(s);
@@ -290,23 +316,33 @@ static int on_wire_frame(kl_session *s, const uint8_t *p, size_t n) {
     }
     if (n < KL_SS_OVERHEAD)
         return kl_errf(KL_ECORRUPT, "a message of %zu bytes, shorter than its own overhead", n);
-    if (s->plain_cap < n - KL_SS_OVERHEAD) {
-        size_t cap = KL_MAX(n - KL_SS_OVERHEAD, (size_t)4096);
-        uint8_t *pl = realloc(s->plain, cap);
-        if (!pl)
-            return kl_errf(KL_ENOMEM, "a message of %zu bytes", cap);
-        s->plain = pl;
-        s->plain_cap = cap;
+    uint8_t *plain = own ? own + 1 : NULL;
+    size_t cap = n - 1;
+    if (!own) {
+        if (s->plain_cap < n - KL_SS_OVERHEAD) {
+            size_t want = KL_MAX(n - KL_SS_OVERHEAD, (size_t)4096);
+            plain_trim(s);
+            uint8_t *pl = realloc(s->plain, want);
+            if (!pl)
+                return kl_errf(KL_ENOMEM, "a message of %zu bytes", want);
+            s->plain = pl;
+            s->plain_cap = want;
+        }
+        plain = s->plain;
+        cap = s->plain_cap;
     }
     size_t len = 0;
-    int rc = kl_ss_decrypt(&s->ss, p, n, s->plain, s->plain_cap, &len);
+    int rc = kl_ss_decrypt(&s->ss, p, n, plain, cap, &len);
     if (rc < 0)
         return rc;
     kl_mux_frame f;
-    rc = kl_mux_decode(s->plain, len, &f);
+    rc = kl_mux_decode(plain, len, &f);
     if (rc < 0)
         return kl_err_prefix(rc, "a Protomux frame: ");
-    return on_frame(s, &f);
+    rc = on_frame(s, &f);
+    plain_trim(s);
+    kl_frames_trim(&s->frames);
+    return rc;
 }
 
 int kl_session_new(kl_noise_role role, const uint8_t static_sk[KL_NOISE_SK_BYTES],
@@ -343,21 +379,29 @@ void kl_session_free(kl_session *s) {
     free(s);
 }
 
-int kl_session_input(kl_session *s, const uint8_t *in, size_t n) {
+int kl_session_input_upto(kl_session *s, const uint8_t *in, size_t n, size_t out_limit,
+                          size_t *used) {
+    *used = 0;
     if (s->err)
         return s->err;
-    while (n > 0) {
-        size_t used = 0, len = 0;
+    while (n > 0 && s->out_len - s->out_off < out_limit) {
+        size_t took = 0, len = 0;
         const uint8_t *frame = NULL;
-        int rc = kl_frames_next(&s->frames, in, n, &used, &frame, &len);
-        in += used;
-        n -= used;
+        int rc = kl_frames_next(&s->frames, in, n, &took, &frame, &len);
+        in += took;
+        n -= took;
+        *used += took;
         if (rc == 1)
-            rc = on_wire_frame(s, frame, len);
+            rc = on_wire_frame(s, frame, len, kl_frames_held(&s->frames));
         if (rc < 0)
             return fail(s, rc);
     }
     return 0;
+}
+
+int kl_session_input(kl_session *s, const uint8_t *in, size_t n) {
+    size_t used = 0;
+    return kl_session_input_upto(s, in, n, SIZE_MAX, &used);
 }
 
 const uint8_t *kl_session_output(kl_session *s, size_t *n) {
@@ -368,8 +412,14 @@ const uint8_t *kl_session_output(kl_session *s, size_t *n) {
 void kl_session_sent(kl_session *s, size_t n) {
     KL_ASSERT(n <= s->out_len - s->out_off);
     s->out_off += n;
-    if (s->out_off == s->out_len)
+    if (s->out_off == s->out_len) {
         s->out_off = s->out_len = 0;
+        if (s->out_cap > SESSION_OUT_KEEP) { /* drained: an idle connection keeps little */
+            free(s->out);
+            s->out = NULL;
+            s->out_cap = 0;
+        }
+    }
 }
 
 int kl_session_ready(const kl_session *s) {
@@ -426,6 +476,11 @@ int kl_session_send(kl_session *s, int ch, uint64_t type, const uint8_t *payload
     int rc = kl_mux_message_encode(&m, NULL, 0, &n);
     if (rc != KL_ETOOSMALL && rc != 0)
         return rc;
+    if (n + KL_SS_OVERHEAD > KL_FRAME_WIRE_MAX) /* refused, and the session goes on */
+        return kl_errf(KL_ETOOBIG,
+                       "a message of %zu bytes: a frame carries at most %u (its peer would "
+                       "refuse it)",
+                       n, KL_FRAME_WIRE_MAX - KL_SS_OVERHEAD);
     uint8_t *frame = malloc(n ? n : 1);
     if (!frame)
         return kl_errf(KL_ENOMEM, "a message of %zu bytes", n);

@@ -14,11 +14,15 @@
  * server with that core) or leave it, in which case it is rejected.
  *
  * Limits, for peers nobody trusts: frames of at most KL_FRAME_WIRE_MAX
- * bytes, at most KL_SESSION_MAX_CHANNELS channels, and an output buffer
- * that refuses to grow past KL_SESSION_OUT_MAX (the caller stops reading
- * from a peer that does not read what it is sent). Any protocol error
- * fails the session for good with the reason in kl_last_error(); the
- * caller closes the connection.
+ * bytes, at most KL_SESSION_MAX_CHANNELS channels, and at most
+ * KL_SESSION_MEM_MAX bytes held by the session in all (kl_session_memory:
+ * the frame being received, decrypted in place, and the output not yet
+ * sent), which leaves KL_SESSION_CALLER_MEM of the issue's per-connection
+ * bound "4 MiB plus one frame" to the caller. Output past that fails the
+ * session: a caller that answers requests stops feeding input while much
+ * output waits (kl_session_input_upto). Any protocol error fails the
+ * session for good with the reason in kl_last_error(); the caller closes
+ * the connection.
  */
 #ifndef KL_SESSION_H
 #define KL_SESSION_H
@@ -31,7 +35,11 @@
 #include "stream.h"
 
 #define KL_SESSION_MAX_CHANNELS 64u
-#define KL_SESSION_OUT_MAX      (8u << 20)
+/* What one connection may hold in all: one frame plus 4 MiB (issue 6). */
+#define KL_CONN_MEM_MAX ((size_t)KL_FRAME_WIRE_MAX + (4u << 20))
+/* The caller's share of it (its read buffer, its state), and the session's. */
+#define KL_SESSION_CALLER_MEM ((size_t)256u << 10)
+#define KL_SESSION_MEM_MAX    (KL_CONN_MEM_MAX - KL_SESSION_CALLER_MEM)
 
 typedef struct kl_session kl_session;
 
@@ -54,6 +62,15 @@ void kl_session_free(kl_session *s);
 
 /* Feed received bytes. 0, or the error that failed the session. */
 int kl_session_input(kl_session *s, const uint8_t *in, size_t n);
+/*
+ * Feed received bytes, but stop after a frame that leaves out_limit or more
+ * bytes of output waiting: *used gets the bytes taken (the caller keeps the
+ * rest and feeds it once the output drained). 0, or the session's error.
+ */
+int kl_session_input_upto(kl_session *s, const uint8_t *in, size_t n, size_t out_limit,
+                          size_t *used);
+/* The bytes the session holds now: its state and every buffer's capacity. */
+size_t kl_session_memory(const kl_session *s);
 /* The bytes waiting to be sent (*n may be 0), and how many were sent. */
 const uint8_t *kl_session_output(kl_session *s, size_t *n);
 void kl_session_sent(kl_session *s, size_t n);
@@ -72,7 +89,11 @@ int kl_session_open_core(kl_session *s, const uint8_t key[KL_HASH_BYTES]);
 int kl_session_channel_open(const kl_session *s, int ch);
 /* The core key and discovery key of channel ch. */
 const uint8_t *kl_session_core_key(const kl_session *s, int ch);
-/* Send one hypercore message (payload already encoded) on an open channel. */
+/*
+ * Send one hypercore message (payload already encoded) on an open channel.
+ * KL_ETOOBIG without failing the session if its frame would exceed
+ * KL_FRAME_WIRE_MAX; any other error fails the session.
+ */
 int kl_session_send(kl_session *s, int ch, uint64_t type, const uint8_t *payload, size_t len);
 
 #endif

@@ -90,6 +90,15 @@ size_t kl_frames_pending(const kl_frames *r) {
     return r->hdr_have + r->have;
 }
 
+uint8_t *kl_frames_held(kl_frames *r) {
+    return r->held ? r->buf : NULL;
+}
+
+void kl_frames_trim(kl_frames *r) {
+    if (r->hdr_have == 0 && r->cap > KL_FRAMES_KEEP)
+        kl_frames_free(r);
+}
+
 static int frames_fail(kl_frames *r, int code) {
     KL_ASSERT(code < 0);
     kl_frames_free(r);
@@ -140,10 +149,10 @@ int kl_frames_next(kl_frames *r, const uint8_t *in, size_t n, size_t *used, cons
     *used = 0;
     *frame = NULL;
     *len = 0;
+    r->held = 0;
     if (r->err)
         return kl_errf(r->err, "frames: the stream failed earlier");
-    if (r->hdr_have == 0 && r->cap > KL_FRAMES_KEEP)
-        kl_frames_free(r); /* between frames: let a big buffer go */
+    kl_frames_trim(r); /* between frames: let a big buffer go */
     int rc = frames_take_header(r, in, n, &at);
     *used = at;
     if (rc <= 0)
@@ -165,6 +174,7 @@ int kl_frames_next(kl_frames *r, const uint8_t *in, size_t n, size_t *used, cons
         if (r->have < r->need)
             return 0;
         *frame = r->buf;
+        r->held = 1;
     }
     *len = r->need;
     *used = at;

@@ -52,7 +52,8 @@ typedef struct kl_frames {
     size_t have;     /* payload bytes held, < need */
     uint8_t *buf;
     size_t cap;
-    int err; /* 0, or the error that failed the reader for good */
+    int held; /* the last frame returned is in buf (kl_frames_held) */
+    int err;  /* 0, or the error that failed the reader for good */
 } kl_frames;
 
 /* A reader of frames of at most max_payload bytes (1..KL_FRAME_MAX_PAYLOAD, else KL_EINVAL). */
@@ -75,6 +76,16 @@ int kl_frames_next(kl_frames *r, const uint8_t *in, size_t n, size_t *used, cons
 
 /* The bytes held of the frame in progress (length prefix and payload). */
 size_t kl_frames_pending(const kl_frames *r);
+
+/*
+ * The frame kl_frames_next just returned, writable, if it was assembled in
+ * the reader's buffer (NULL if it points into the caller's bytes): the
+ * caller may decrypt it in place. Valid until the next call.
+ */
+uint8_t *kl_frames_held(kl_frames *r);
+
+/* Let go of a buffer grown past KL_FRAMES_KEEP if no frame is in progress. */
+void kl_frames_trim(kl_frames *r);
 
 /* ---- the secret stream ---- */
 
@@ -131,7 +142,8 @@ int kl_ss_encrypt(kl_ss *s, const uint8_t *plain, size_t n, uint8_t *out, size_t
  * carries a tag other than TAG_MESSAGE, KL_EVERIFY if it does not
  * authenticate: both fail receiving for good. KL_EINVAL before the remote's
  * header was accepted, KL_ETOOSMALL if cap < len - 17: nothing changes.
- * payload and out must not overlap.
+ * out may be payload + 1 (decrypted in place: the message starts one byte
+ * into its frame, after the encrypted tag); otherwise they must not overlap.
  */
 int kl_ss_decrypt(kl_ss *s, const uint8_t *payload, size_t len, uint8_t *out, size_t cap,
                   size_t *out_len);

@@ -775,8 +775,11 @@ int kl_wire_message_decode(uint64_t type, const uint8_t *p, size_t len, size_t m
     case KL_MSG_NO_DATA:
         return kl_wire_no_data_decode(p, len, &m->u.no_data);
     case KL_MSG_WANT:
-    case KL_MSG_UNWANT:
         return kl_wire_want_decode(p, len, &m->u.want);
+    case KL_MSG_UNWANT: { /* the same fields: "want message: ..." becomes "unwant message: ..." */
+        int rc = kl_wire_want_decode(p, len, &m->u.want);
+        return rc < 0 ? kl_err_prefix(rc, "un") : rc;
+    }
     case KL_MSG_BITFIELD:
         return kl_wire_bitfield_decode(p, len, &m->u.bitfield);
     case KL_MSG_RANGE:
@@ -816,4 +819,14 @@ int kl_wire_message_encode(const kl_wire_message *m, uint8_t *out, size_t cap, s
         break;
     }
     return kl_errf(KL_EINVAL, "message type %u is not one of hypercore's", (unsigned)m->type);
+}
+
+void kl_wire_ask_from_request(const kl_proof_request *r, kl_proof_ask *ask) {
+    *ask = (kl_proof_ask){.block = (r->flags & KL_PROOF_BLOCK) != 0,
+                          .block_index = r->block.index,
+                          .block_nodes = r->block.nodes,
+                          .upgrade = (r->flags & KL_PROOF_UPGRADE) != 0,
+                          .upgrade_start = r->upgrade.start,
+                          .upgrade_length = r->upgrade.length,
+                          .manifest = (r->flags & KL_PROOF_MANIFEST) != 0};
 }

@@ -26,6 +26,7 @@
 
 #include "engine/hc.h"
 #include "engine/proof.h"
+#include "kappalog.h"
 
 /* ------------------------------------------------ compact-encoding (notes 1) */
 
@@ -320,5 +321,8 @@ int kl_wire_message_decode(uint64_t type, const uint8_t *p, size_t len, size_t m
                            kl_wire_message *m);
 /* Encode m's payload by m->type (KL_EINVAL for an unknown type). */
 int kl_wire_message_encode(const kl_wire_message *m, uint8_t *out, size_t cap, size_t *n);
+
+/* What a request asks kl_log_proof for (its block, upgrade and manifest parts). */
+void kl_wire_ask_from_request(const kl_proof_request *r, kl_proof_ask *ask);
 
 #endif

@@ -373,6 +373,36 @@ test_usage_errors() {
 }
 
 # ---------------------------------------------------------------- runtime errors (status 1)
+# clone and serve: bad arguments and unreachable peers give one line, and change nothing
+test_replication_errors() {
+    local log=$T/lines before
+    before=$(state "$log")
+    run clone 127.0.0.1:1 abc "$T/rep"
+    expect_error 2 "KEY: 'abc' is not 64 hex digits" "clone with a short key"
+    run clone 127.0.0.1:1 "$(printf 'g%.0s' $(seq 64))" "$T/rep"
+    expect_error 2 "is not 64 hex digits" "clone with a key that is not hex"
+    run clone 127.0.0.1:1 "$(printf '0%.0s' $(seq 64))" "$T/rep" --fsync sometimes
+    expect_error 2 "--fsync" "clone with a bad --fsync"
+    run clone 127.0.0.1:1 "$(printf '0%.0s' $(seq 64))" "$T/rep"
+    expect_error 1 "connecting to 127.0.0.1:1" "clone from a port nobody listens on"
+    run clone nohost "$(printf '0%.0s' $(seq 64))" "$T/rep"
+    expect_error 2 "'nohost' is not HOST:PORT" "clone from an address without a port"
+    run clone 127.0.0.1:65536 "$(printf '0%.0s' $(seq 64))" "$T/rep"
+    expect_error 2 "port 65536 is out of range" "clone from a port out of range"
+    check "a failed clone created nothing" [ ! -e "$T/rep" ]
+    run serve "$log"
+    expect_error 2 "--listen HOST:PORT is required" "serve without --listen"
+    run serve "$T/missing" --listen 127.0.0.1:0
+    expect_error 1 "no such directory" "serve a missing directory"
+    run serve "$log" "$log" --listen 127.0.0.1:0
+    expect_error 2 "are the same core" "serve the same log twice"
+    run serve "$log" --listen 127.0.0.1:99999
+    expect_error 2 "port 99999 is out of range" "serve on a port out of range"
+    run serve "$log" --listen 127.0.0.1:http
+    expect_error 2 "is not HOST:PORT" "serve on a port that is not a number"
+    assert_eq "$(state "$log")" "$before" "failed clone and serve commands left the log alone"
+}
+
 test_runtime_errors() {
     local log=$T/lines before
     before=$(state "$log")
@@ -653,6 +683,7 @@ test_readers_beside_writer
 test_epipe
 test_usage_errors
 test_runtime_errors
+test_replication_errors
 test_malformed_input
 test_million_lines
 test_signed_core

@@ -12,8 +12,12 @@
  * - Garbage at each stage (instead of the first handshake message, after
  *   the handshake instead of the header, a flipped bit in an encrypted
  *   message) fails the receiving session with a reason, for good.
- * - Output the peer never reads is bounded: past KL_SESSION_OUT_MAX the
- *   session fails instead of growing.
+ * - Memory is bounded: a session holds at most KL_SESSION_MEM_MAX bytes
+ *   (output the peer never reads fails the session instead of growing);
+ *   a message of the largest frame, received in small pieces or in one
+ *   piece, is held once (decrypted in place), and an idle session lets
+ *   big buffers go. A message too big for one frame is refused and the
+ *   session goes on.
  */
 #include "testutil.h"
 
@@ -21,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/util.h"
 #include "replication/session.h"
 #include "replication/wire.h"
 
@@ -34,6 +39,7 @@ typedef struct side {
     uint8_t *last;
     size_t last_len;
     int serve;                   /* on_remote_open: announce the core if it is `have` */
+    size_t echo;                 /* answer each message with this many bytes (0: none) */
     uint8_t have[KL_HASH_BYTES]; /* the core this side holds */
 } side;
 
@@ -53,8 +59,6 @@ static void on_channel(kl_session *s, int ch, void *ctx) {
 }
 
 static int on_message(kl_session *s, int ch, uint64_t type, const uint8_t *p, size_t n, void *ctx) {
-    (void)s;
-    (void)ch;
     side *d = ctx;
     d->messages++;
     d->last_type = type;
@@ -62,6 +66,12 @@ static int on_message(kl_session *s, int ch, uint64_t type, const uint8_t *p, si
     d->last = malloc(n ? n : 1);
     memcpy(d->last, p, n);
     d->last_len = n;
+    if (d->echo > 0) {
+        static const uint8_t answer[256];
+        /* the whole frame on the wire is echo bytes: the payload less the overheads */
+        return kl_session_send(s, ch, KL_MSG_EXTENSION, answer,
+                               d->echo - KL_FRAME_HDR_BYTES - KL_SS_OVERHEAD - 2);
+    }
     return 0;
 }
 
@@ -234,8 +244,101 @@ static void test_unread_output_is_bounded(void **state) {
          sent++)
         ; /* nobody reads a's output */
     assert_int_equal(rc, KL_ETOOBIG);
-    assert_true(sent >= 4 && sent < 9); /* the cap is 8 MiB */
+    assert_true(sent >= 3 && sent < 8); /* the bound is 8 MiB less the caller's share */
+    assert_true(kl_session_memory(a.s) <= KL_SESSION_MEM_MAX);
     assert_int_equal(kl_session_error(a.s), KL_ETOOBIG);
+    free_pair(&a, &b);
+}
+
+/* Deliver a's output to b in pieces of `piece` bytes; the most b held meanwhile. */
+static size_t deliver(side *a, side *b, size_t piece) {
+    size_t n = 0, peak = 0;
+    const uint8_t *p = kl_session_output(a->s, &n);
+    while (n > 0) {
+        size_t k = KL_MIN(piece, n);
+        assert_int_equal(kl_session_input(b->s, p, k), 0);
+        kl_session_sent(a->s, k);
+        peak = KL_MAX(peak, kl_session_memory(b->s));
+        p = kl_session_output(a->s, &n);
+    }
+    return peak;
+}
+
+static void test_memory_per_connection(void **state) {
+    (void)state;
+    side a, b;
+    new_pair(&a, &b);
+    memset(a.have, 5, sizeof a.have);
+    memcpy(b.have, a.have, sizeof a.have);
+    b.serve = 1;
+    int ch = kl_session_open_core(a.s, a.have);
+    pump(&a, &b);
+    size_t idle = kl_session_memory(b.s);
+    assert_true(idle < (256u << 10));
+    /* the largest message one frame carries: channel and type take 2 bytes of it */
+    size_t big = KL_FRAME_WIRE_MAX - KL_SS_OVERHEAD - 2;
+    uint8_t *p = malloc(big + 1);
+    randombytes_buf(p, big + 1);
+    assert_int_equal(kl_session_send(a.s, ch, KL_MSG_EXTENSION, p, big + 1), KL_ETOOBIG);
+    assert_int_equal(kl_session_error(a.s), 0); /* refused, not failed */
+    size_t pieces[] = {4096, 65536, (size_t)KL_FRAME_WIRE_MAX + 64};
+    for (size_t i = 0; i < sizeof pieces / sizeof *pieces; i++) {
+        int before = b.messages;
+        assert_int_equal(kl_session_send(a.s, ch, KL_MSG_EXTENSION, p, big), 0);
+        assert_true(kl_session_memory(a.s) <= KL_SESSION_MEM_MAX);
+        size_t peak = deliver(&a, &b, pieces[i]);
+        assert_int_equal(b.messages, before + 1);
+        assert_int_equal(b.last_len, big);
+        assert_memory_equal(b.last, p, big);
+        /* held once: the frame, decrypted where it lies, plus what an idle session holds */
+        assert_true(peak <= KL_FRAME_WIRE_MAX + idle + KL_FRAMES_KEEP);
+        assert_true(kl_session_memory(b.s) <= idle + KL_FRAMES_KEEP); /* let go once done */
+        kl_session_output(a.s, &big); /* a's output drained and trimmed too */
+        assert_int_equal(big, 0);
+        big = KL_FRAME_WIRE_MAX - KL_SS_OVERHEAD - 2;
+        assert_true(kl_session_memory(a.s) <= idle + KL_FRAMES_KEEP);
+    }
+    free(p);
+    assert_int_equal(kl_session_error(b.s), 0);
+    free_pair(&a, &b);
+}
+
+/* kl_session_input_upto stops once enough output waits, and the rest can be fed later. */
+static void test_input_upto(void **state) {
+    (void)state;
+    side a, b;
+    new_pair(&a, &b);
+    memset(a.have, 6, sizeof a.have);
+    memcpy(b.have, a.have, sizeof a.have);
+    b.serve = 1;
+    int ch = kl_session_open_core(a.s, a.have);
+    pump(&a, &b);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(kl_session_send(a.s, ch, KL_MSG_EXTENSION, (const uint8_t *)"x", 1), 0);
+    size_t n = 0, used = 0, at = 0;
+    const uint8_t *in = kl_session_output(a.s, &n);
+    uint8_t *copy = malloc(n);
+    memcpy(copy, in, n);
+    size_t total = n;
+    kl_session_sent(a.s, n);
+    /* b answers each message with 100 bytes: stop once 250 wait, after the third message */
+    int before = b.messages;
+    b.echo = 100;
+    assert_int_equal(kl_session_input_upto(b.s, copy, total, 250, &used), 0);
+    assert_true(used < total);
+    assert_int_equal(b.messages, before + 3);
+    assert_int_equal(kl_session_input_upto(b.s, copy + used, total - used, 250, &at), 0);
+    assert_int_equal(at, 0); /* nothing drained: nothing more taken */
+    for (int rounds = 0; used < total; rounds++) {
+        assert_true(rounds < 10);
+        kl_session_output(b.s, &n);
+        kl_session_sent(b.s, n); /* drained: the rest goes in */
+        assert_int_equal(kl_session_input_upto(b.s, copy + used, total - used, 250, &at), 0);
+        assert_true(at > 0);
+        used += at;
+    }
+    assert_int_equal(b.messages, before + 10);
+    free(copy);
     free_pair(&a, &b);
 }
 
@@ -246,6 +349,8 @@ int main(void) {
         cmocka_unit_test(test_handshake_channel_and_messages),
         cmocka_unit_test(test_garbage_fails_the_receiving_session),
         cmocka_unit_test(test_unread_output_is_bounded),
+        cmocka_unit_test(test_memory_per_connection),
+        cmocka_unit_test(test_input_upto),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

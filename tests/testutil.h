@@ -157,4 +157,7 @@ const char *tu_cli_bin(void);
 /* A request of the golden vectors (wire-messages.json, proofs.json) as the struct. */
 void tu_request_from_json(const json_t *j, kl_proof_request *r);
 
+/* A TCP connection to "IPV4:PORT" (test tools); the fd, or -1. */
+int tu_dial(const char *hostport);
+
 #endif

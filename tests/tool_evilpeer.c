@@ -12,6 +12,9 @@
  *   bad-signature      the upgrade's signature with one bit flipped
  *   unsolicited        honest upgrade, then a block nobody asked for
  *   stall              completes the handshake and channel, then says nothing
+ *   garbage-header     completes the handshake, then a stream header of junk
+ *   garbage-msg-T      answers the clone's sync with a hypercore message of
+ *                      type T (0..9: sync .. extension) that does not decode
  * Everything else it does honestly (proofs from LOGDIR via kl_log_proof).
  *
  * As a client (`tool_evilpeer attack MODE HOST:PORT KEYHEX`) against
@@ -21,8 +24,18 @@
  *   garbage-frame      after the handshake and channel, an encrypted junk frame
  *   bad-data           after the channel, a data message (a server asked for none)
  *   flood              requests without reading anything back, until dropped (10 s)
+ *   garbage-header     completes the handshake, then a stream header of junk
+ *   garbage-msg-T      after the channel, a hypercore message of type T (0..9)
+ *                      that does not decode
+ *   hold-frame         after the handshake, all but the last byte of a frame
+ *                      of the largest size allowed (4 MiB), then nothing: the
+ *                      server holds it until it drops the peer as stalled
  * and prints the milliseconds from the offence until the server closed the
  * connection ("closed after N ms"); exit 0 if it was closed, 1 if not.
+ *
+ * A message "that does not decode" is the one byte 0xfd: every hypercore
+ * message starts with a compact-encoding uint, and 0xfd announces two more
+ * bytes that are not there.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -40,6 +53,7 @@
 #include <unistd.h>
 
 #include "engine/hc.h"
+#include "testutil.h"
 #include "engine/proof.h"
 #include "kappalog.h"
 #include "replication/session.h"
@@ -84,6 +98,21 @@ static void flush_session(evil *e) {
     }
 }
 
+/* The message type of a garbage-msg-T mode, or -1 for other modes. */
+static int garbage_type(const evil *e) {
+    unsigned t = 0;
+    char end = 0;
+    if (sscanf(e->mode, "garbage-msg-%u%c", &t, &end) == 1 && t <= KL_MSG_EXTENSION)
+        return (int)t;
+    return -1;
+}
+
+static void send_garbage_message(evil *e, int ch) {
+    static const uint8_t undecodable[] = {0xfd};
+    kl_session_send(e->s, ch, (uint64_t)garbage_type(e), undecodable, sizeof undecodable);
+    flush_session(e);
+}
+
 /* Send a data message, tampered as the mode says. */
 static int send_data(evil *e, int ch, unsigned char *msg, size_t n) {
     kl_proof *p = calloc(1, sizeof *p);
@@ -112,7 +141,9 @@ static int srv_message(kl_session *s, int ch, uint64_t type, const uint8_t *payl
         return 0;
     kl_wire_message *m = calloc(1, sizeof *m);
     int rc = kl_wire_message_decode(type, payload, len, 0, m);
-    if (rc == 0 && m->type == KL_MSG_SYNC) {
+    if (rc == 0 && m->type == KL_MSG_SYNC && garbage_type(e) >= 0) {
+        send_garbage_message(e, ch);
+    } else if (rc == 0 && m->type == KL_MSG_SYNC) {
         kl_info info;
         kl_log_info(e->log, &info);
         kl_wire_sync sy = {.flags = KL_WIRE_SYNC_CAN_UPGRADE | KL_WIRE_SYNC_UPLOADING |
@@ -128,13 +159,8 @@ static int srv_message(kl_session *s, int ch, uint64_t type, const uint8_t *payl
         kl_session_send(s, ch, KL_MSG_RANGE, buf, n);
     } else if (rc == 0 && m->type == KL_MSG_REQUEST) {
         const kl_proof_request *r = &m->u.request;
-        kl_proof_ask ask = {.block = (r->flags & KL_PROOF_BLOCK) != 0,
-                            .block_index = r->block.index,
-                            .block_nodes = r->block.nodes,
-                            .upgrade = (r->flags & KL_PROOF_UPGRADE) != 0,
-                            .upgrade_start = r->upgrade.start,
-                            .upgrade_length = r->upgrade.length,
-                            .manifest = (r->flags & KL_PROOF_MANIFEST) != 0};
+        kl_proof_ask ask;
+        kl_wire_ask_from_request(r, &ask);
         uint64_t id = r->id;
         if (is(e, "unsolicited") && ask.block && !e->sent_unsolicited) {
             ask.block_index = r->block.index + 5; /* not the block asked for */
@@ -170,6 +196,25 @@ static void send_junk_frame(evil *e) {
 static void send_oversize(evil *e) {
     static const uint8_t hdr[3] = {0x00, 0x00, 0x00 + 0xff}; /* 0xff0000: about 16 MiB */
     write_all(e->fd, hdr, 3);
+}
+
+/*
+ * Send what the session has, with its stream header frame turned to junk:
+ * the output of the moment the handshake completed, which starts with the
+ * initiator's handshake message 3 (skip_first) and then the header frame.
+ */
+static void send_garbage_header(evil *e, int skip_first) {
+    size_t n = 0;
+    const uint8_t *out = kl_session_output(e->s, &n);
+    uint8_t *copy = malloc(n);
+    memcpy(copy, out, n);
+    size_t at =
+        skip_first ? KL_FRAME_HDR_BYTES + (copy[0] | copy[1] << 8 | (size_t)copy[2] << 16) : 0;
+    if (at + KL_FRAME_HDR_BYTES + KL_SS_HELLO_BYTES <= n)
+        randombytes_buf(copy + at + KL_FRAME_HDR_BYTES, KL_SS_HELLO_BYTES);
+    write_all(e->fd, copy, n);
+    kl_session_sent(e->s, n);
+    free(copy);
 }
 
 static int run_server(const char *mode, const char *logdir) {
@@ -218,8 +263,14 @@ static int run_server(const char *mode, const char *logdir) {
             }
             if (offended)
                 continue;
+            int was_ready = kl_session_ready(e.s);
             if (kl_session_input(e.s, buf, (size_t)r) < 0)
                 break;
+            if (!was_ready && kl_session_ready(e.s) && is(&e, "garbage-header")) {
+                send_garbage_header(&e, 0); /* the responder's output starts with its header */
+                offended = 1;
+                continue;
+            }
         }
         if (!offended && kl_session_ready(e.s) && (is(&e, "oversize") || is(&e, "garbage-frame"))) {
             flush_session(&e);
@@ -237,21 +288,6 @@ static int run_server(const char *mode, const char *logdir) {
     kl_session_free(e.s);
     kl_log_close(e.log);
     return 0;
-}
-
-static int dial(const char *hostport) {
-    char host[64];
-    const char *colon = strrchr(hostport, ':');
-    if (!colon || (size_t)(colon - hostport) >= sizeof host)
-        return -1;
-    memcpy(host, hostport, (size_t)(colon - hostport));
-    host[colon - hostport] = 0;
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
-    inet_pton(AF_INET, host, &sa.sin_addr);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
-        return -1;
-    return fd;
 }
 
 static int cli_message(kl_session *s, int ch, uint64_t type, const uint8_t *p, size_t n,
@@ -286,7 +322,7 @@ static int run_attack(const char *mode, const char *hostport, const char *keyhex
     size_t kn = 0;
     if (sodium_hex2bin(key, sizeof key, keyhex, strlen(keyhex), NULL, &kn, NULL) != 0 || kn != 32)
         return 2;
-    e.fd = dial(hostport);
+    e.fd = tu_dial(hostport);
     if (e.fd < 0)
         return 1;
     if (is(&e, "garbage-handshake")) {
@@ -308,9 +344,10 @@ static int run_attack(const char *mode, const char *hostport, const char *keyhex
     kl_session_open_core(e.s, key);
     static uint8_t buf[1 << 16];
     uint64_t deadline = now_ms() + 5000;
-    int need_channel = !is(&e, "oversize");
+    int need_channel = !is(&e, "oversize") && !is(&e, "garbage-header") && !is(&e, "hold-frame");
     while (now_ms() < deadline && !(kl_session_ready(e.s) && (!need_channel || e.ch >= 0))) {
-        flush_session(&e);
+        if (!kl_session_ready(e.s) || !is(&e, "garbage-header"))
+            flush_session(&e);
         struct pollfd pfd = {.fd = e.fd, .events = POLLIN};
         poll(&pfd, 1, 50);
         if (pfd.revents & POLLIN) {
@@ -319,17 +356,38 @@ static int run_attack(const char *mode, const char *hostport, const char *keyhex
                 return 1;
         }
     }
-    flush_session(&e);
     uint64_t t = now_ms();
-    if (is(&e, "oversize")) {
+    if (is(&e, "garbage-header")) {
+        send_garbage_header(&e, 1); /* after our handshake message 3 */
+    } else if (garbage_type(&e) >= 0) {
+        flush_session(&e);
+        t = now_ms();
+        send_garbage_message(&e, e.ch);
+    } else if (is(&e, "hold-frame")) {
+        flush_session(&e);
+        /* a frame of the largest size allowed, all but its last byte, then silence */
+        size_t len = KL_FRAME_WIRE_MAX, n = KL_FRAME_HDR_BYTES + len - 1;
+        uint8_t *frame = malloc(n);
+        kl_frame_header(frame, len);
+        randombytes_buf(frame + KL_FRAME_HDR_BYTES, len - 1);
+        write_all(e.fd, frame, n);
+        free(frame);
+        printf("holding\n");
+        fflush(stdout);
+        t = now_ms();
+    } else if (is(&e, "oversize")) {
+        flush_session(&e);
         send_oversize(&e);
     } else if (is(&e, "garbage-frame")) {
+        flush_session(&e);
         send_junk_frame(&e);
     } else if (is(&e, "bad-data")) {
+        flush_session(&e);
         static const uint8_t junk_data[] = {0x01, 0x05, 0x00, 0x00, 0x00, 0x00};
         kl_session_send(e.s, e.ch, KL_MSG_DATA, junk_data, sizeof junk_data);
         flush_session(&e);
     } else if (is(&e, "flood")) {
+        flush_session(&e);
         /* requests for block 0 as fast as the socket takes them, never reading */
         kl_proof_request r;
         memset(&r, 0, sizeof r);

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "engine/hc.h"
+#include "testutil.h"
 #include "kappalog.h"
 #include "engine/proof.h"
 #include "replication/session.h"
@@ -133,25 +134,6 @@ static int on_message(kl_session *s, int ch, uint64_t type, const uint8_t *p, si
     return 0; /* bitfield, want, extension...: not needed here */
 }
 
-static int dial(const char *hostport) {
-    char host[256];
-    const char *colon = strrchr(hostport, ':');
-    if (!colon || (size_t)(colon - hostport) >= sizeof host)
-        return -1;
-    memcpy(host, hostport, (size_t)(colon - hostport));
-    host[colon - hostport] = 0;
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
-    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
-        return -1;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: tool_hcpeer HOST:PORT KEYHEX [--compat] [--timeout SECONDS]\n");
@@ -180,7 +162,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     c.res = calloc(1, sizeof *c.res);
-    int fd = dial(argv[1]);
+    int fd = tu_dial(argv[1]);
     if (fd < 0) {
         fprintf(stderr, "tool_hcpeer: cannot connect to %s: %s\n", argv[1], strerror(errno));
         return 1;
