@@ -117,7 +117,14 @@ static int ur_submit(kl_io *io, kl_io_op *ops, int n) {
     } while (rc == -EINTR);
     if (rc < 0)
         return rc;
-    for (int seen = 0; seen < n;) {
+    /*
+     * The kernel may take fewer than n (it stops at an entry it refuses):
+     * wait only for those, never for completions that cannot come. The
+     * caller fails the handle on the error, so the entries left in the
+     * ring are never submitted.
+     */
+    int taken = rc;
+    for (int seen = 0; seen < taken;) {
         struct io_uring_cqe *cqe;
         rc = io_uring_wait_cqe(&u->ring, &cqe);
         if (rc == -EINTR)
@@ -130,6 +137,8 @@ static int ur_submit(kl_io *io, kl_io_op *ops, int n) {
         io_uring_cqe_seen(&u->ring, cqe);
         seen++;
     }
+    if (taken < n)
+        return -EIO; /* reported by the caller, which fails the handle */
     int first_err = 0;
     for (int i = 0; i < n; i++) {
         if (ops[i].kind == KL_IO_OP_WRITE && ops[i].res >= 0 &&
