@@ -16,9 +16,9 @@
 #include "proof.h"
 #include "util.h"
 
-/* Build and encode; *out malloc'ed. */
-static int build(kl_log *log, const kl_slot *st, const kl_proof_ask *ask, uint64_t id,
-                 unsigned char **out, size_t *n) {
+/* Build and encode the answer to req (its fork is the snapshot's); *out malloc'ed. */
+static int build(kl_log *log, const kl_slot *st, const kl_proof_request *r, unsigned char **out,
+                 size_t *n) {
     uint8_t manifest[KL_MANIFEST_MAX];
     size_t mlen = kl_hc_manifest_default(st->public_key, manifest);
     kl_node_src ns = {log, st->length};
@@ -30,33 +30,20 @@ static int build(kl_log *log, const kl_slot *st, const kl_proof_ask *ask, uint64
                            .manifest_len = st->kind == KL_CORE_COMPAT ? 0 : mlen,
                            .get = kl_node_src_get,
                            .ctx = &ns};
-    kl_proof_request req;
-    memset(&req, 0, sizeof req);
-    req.id = id;
+    kl_proof_request req = *r;
     req.fork = st->fork;
-    if (ask->block) {
-        req.flags |= KL_PROOF_BLOCK;
-        req.block.index = ask->block_index;
-        req.block.nodes = ask->block_nodes;
-    }
-    if (ask->upgrade) {
-        req.flags |= KL_PROOF_UPGRADE;
-        req.upgrade.start = ask->upgrade_start;
-        req.upgrade.length = ask->upgrade_length;
-    }
-    if (ask->manifest)
-        req.flags |= KL_PROOF_MANIFEST;
+    const int has_block = (req.flags & KL_PROOF_BLOCK) != 0;
     kl_proof *p = malloc(sizeof *p);
     uint8_t *value = NULL;
     if (!p)
         return kl_errf(KL_ENOMEM, "proof");
     int rc = kl_proof_build(&src, &req, p);
-    if (rc == 0 && ask->block) {
+    if (rc == 0 && has_block) {
         size_t size = 0;
-        rc = kl_log_get(log, ask->block_index, NULL, 0, &size);
+        rc = kl_log_get(log, req.block.index, NULL, 0, &size);
         if (rc == KL_ETOOSMALL || rc == 0) {
             value = malloc(size ? size : 1);
-            rc = value ? kl_log_get(log, ask->block_index, value, size, &size)
+            rc = value ? kl_log_get(log, req.block.index, value, size, &size)
                        : kl_errf(KL_ENOMEM, "proof");
         }
         p->block.value = value;
@@ -81,9 +68,8 @@ static int build(kl_log *log, const kl_slot *st, const kl_proof_ask *ask, uint64
     return rc;
 }
 
-int kl_log_proof(kl_log *log, const kl_proof_ask *ask, uint64_t request_id, unsigned char **out,
-                 size_t *n) {
-    if (!log || !ask || !out || !n)
+int kl_log_proof_request(kl_log *log, const kl_proof_request *req, unsigned char **out, size_t *n) {
+    if (!log || !req || !out || !n)
         return kl_errf(KL_EINVAL, "kl_log_proof: NULL argument");
     kl_err_clear();
     *out = NULL;
@@ -92,12 +78,34 @@ int kl_log_proof(kl_log *log, const kl_proof_ask *ask, uint64_t request_id, unsi
     if (!st)
         return kl_log_err(log, kl_errf(KL_ENOMEM, "proof"));
     kl_commit_last(log, st);
-    int rc = st->sig_len == 0 && ask->upgrade
+    int rc = st->sig_len == 0 && (req->flags & KL_PROOF_UPGRADE)
                  ? kl_errf(KL_EBUSY,
                            "the state at length %llu is not signed (yet): no upgrade to it "
                            "can be proven",
                            (unsigned long long)st->length)
-                 : build(log, st, ask, request_id, out, n);
+                 : build(log, st, req, out, n);
     free(st);
     return kl_log_err(log, rc);
+}
+
+int kl_log_proof(kl_log *log, const kl_proof_ask *ask, uint64_t request_id, unsigned char **out,
+                 size_t *n) {
+    if (!ask)
+        return kl_errf(KL_EINVAL, "kl_log_proof: NULL argument");
+    kl_proof_request req;
+    memset(&req, 0, sizeof req);
+    req.id = request_id;
+    if (ask->block) {
+        req.flags |= KL_PROOF_BLOCK;
+        req.block.index = ask->block_index;
+        req.block.nodes = ask->block_nodes;
+    }
+    if (ask->upgrade) {
+        req.flags |= KL_PROOF_UPGRADE;
+        req.upgrade.start = ask->upgrade_start;
+        req.upgrade.length = ask->upgrade_length;
+    }
+    if (ask->manifest)
+        req.flags |= KL_PROOF_MANIFEST;
+    return kl_log_proof_request(log, &req, out, n);
 }

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "hc.h"
+#include "kappalog.h"
 
 /*
  * The flag bits of both messages, as on the wire. A request uses all six;
@@ -211,5 +212,12 @@ int kl_proof_request_encode(const kl_proof_request *r, uint8_t *out, size_t cap,
  */
 int kl_proof_decode(const uint8_t *in, size_t len, size_t max_value, kl_proof *p);
 int kl_proof_request_decode(const uint8_t *in, size_t len, kl_proof_request *r);
+
+/*
+ * kl_log_proof for a request as it came off the wire: block, hash, upgrade
+ * and manifest parts (log_proof.c). Its fork is taken as the log's; the
+ * caller answers a request of another fork itself. Seek is not answered.
+ */
+int kl_log_proof_request(kl_log *log, const kl_proof_request *req, unsigned char **out, size_t *n);
 
 #endif

@@ -13,8 +13,8 @@
  * Per peer (responder side of the handshake): a remote open of a core we
  * serve opens our channel; its sync is answered with ours (echoing the
  * peer's length, as JS does); each request is answered with a data message
- * built by kl_log_proof, or noData when it cannot be (a block we do not
- * have, another fork, a malformed request, hash and seek requests); a want
+ * built by kl_log_proof_request, or noData when it cannot be (a block we do
+ * not have, another fork, a malformed request, a seek request); a want
  * is answered with the range we hold. Nothing a peer sends is stored.
  *
  * Bounds: requests are answered only while a peer's unsent output is below
@@ -171,17 +171,21 @@ static int send_no_data(peer *p, int ch, uint64_t request, uint64_t reason) {
 
 static int on_request(peer *p, int ch, const kl_proof_request *r) {
     served *sv = &p->srv->logs[p->ch_log[ch]];
-    if (r->flags & (KL_PROOF_HASH | KL_PROOF_SEEK))
+    if (r->flags & KL_PROOF_SEEK)
         return send_no_data(p, ch, r->id, KL_WIRE_REASON_NOT_AVAILABLE);
-    kl_proof_ask ask;
-    kl_wire_ask_from_request(r, &ask);
     uint64_t length = 0, fork = 0;
     signed_state(sv, &length, &fork);
+    /*
+     * A request of another fork (sent before the peer heard of a truncation)
+     * gets noData without a reason: JS says NOT_AVAILABLE here, which its
+     * peers count as a backoff, and a follower with many requests in flight
+     * when the log is truncated would stop asking this server at all.
+     */
     if (r->fork != fork)
-        return send_no_data(p, ch, r->id, KL_WIRE_REASON_NOT_AVAILABLE);
+        return send_no_data(p, ch, r->id, 0);
     unsigned char *msg = NULL;
     size_t n = 0;
-    int rc = kl_log_proof(sv->log, &ask, r->id, &msg, &n);
+    int rc = kl_log_proof_request(sv->log, r, &msg, &n);
     if (rc < 0) /* not one we can answer: as JS, noData (invalid request or not available) */
         return send_no_data(p, ch, r->id,
                             rc == KL_EINVAL ? KL_WIRE_REASON_INVALID_REQUEST
@@ -388,7 +392,35 @@ static void on_accept(kl_loop *loop, int fd, uint32_t events, void *ctx) {
     say(srv, "peer %d connected", c);
 }
 
-/* A served log's header changed: refresh, and announce a new signed length. */
+/*
+ * The log was truncated (its fork changed), or refreshing failed: a
+ * read-only handle cannot follow a truncation, so open it again. Requests of the old fork are
+ * answered noData from now on; peers learn the new fork from the sync that follows. On failure (the
+ * truncation is not finished yet) the old handle stays, and the header write that finishes it calls
+ * here again.
+ */
+static int reopen(served *sv) {
+    kl_open_options oo;
+    kl_open_options_default(&oo);
+    oo.flags = KL_OPEN_READONLY;
+    kl_log *fresh = NULL;
+    int rc = kl_log_open(sv->log->dir, &oo, &fresh);
+    if (rc < 0) {
+        say(sv->srv, "%s was truncated; reopening it: %s", sv->log->dir, kl_last_error());
+        return rc;
+    }
+    if (fresh->last.fork != sv->log->last.fork)
+        say(sv->srv, "%s was truncated: now serving fork %llu", sv->log->dir,
+            (unsigned long long)fresh->last.fork);
+    kl_log_close(sv->log);
+    sv->log = fresh;
+    /* the header may be a new file: watch the path again (the same watch if it is not) */
+    if (inotify_add_watch(sv->ino_fd, sv->log->hdr_path, IN_MODIFY) < 0)
+        say(sv->srv, "watching %s: %s", sv->log->hdr_path, strerror(errno));
+    return 0;
+}
+
+/* A served log's header changed: refresh, and announce a new signed length or fork. */
 static void on_log_change(kl_loop *loop, int fd, uint32_t events, void *ctx) {
     (void)loop;
     (void)events;
@@ -396,22 +428,29 @@ static void on_log_change(kl_loop *loop, int fd, uint32_t events, void *ctx) {
     char buf[4096];
     while (read(fd, buf, sizeof buf) > 0)
         ;
-    if (kl_log_refresh(sv->log) < 0)
-        return; /* a fork change or damage: keep serving what was signed */
+    uint64_t old_fork = sv->log->last.fork;
+    int rc = kl_log_refresh(sv->log);
+    if (rc < 0) /* truncated (KL_EFORK), or files changed under a truncation: open anew */
+        rc = reopen(sv);
+    if (rc < 0)
+        return; /* damage, or a truncation not finished yet: keep serving what was signed */
     uint64_t length = 0, fork = 0;
-    if (!signed_state(sv, &length, &fork) || length <= sv->announced)
+    int forked = sv->log->last.fork != old_fork;
+    if (!signed_state(sv, &length, &fork) || (length <= sv->announced && !forked))
         return;
     sv->announced = length;
     server *srv = sv->srv;
     int index = (int)(sv - srv->logs);
     for (peer *p = srv->peers, *next; p; p = next) {
         next = p->next;
-        int rc = 0;
+        rc = 0;
         for (int ch = 0; ch < (int)KL_SESSION_MAX_CHANNELS && rc == 0; ch++)
             if (p->ch_log[ch] == index && kl_session_channel_open(p->s, ch)) {
-                rc = send_range(p, ch);
+                /* after a truncation the sync goes first: a range before it would read
+                   as blocks of the old fork, and the peer would ask for them in vain */
+                rc = forked ? send_sync(p, ch) : send_range(p, ch);
                 if (rc == 0)
-                    rc = send_sync(p, ch);
+                    rc = forked ? send_range(p, ch) : send_sync(p, ch);
             }
         if (rc < 0) {
             char why[512];

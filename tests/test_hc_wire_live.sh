@@ -25,7 +25,9 @@
 # signature with its own code (its blocks, tree hash, signature and key
 # equal the log's), `kappalog clone` of the same server gives the same
 # blocks, and the JS follow.mjs sees each append a kappalog writer makes in
-# another process within a second. And a core the server does not have:
+# another process within a second; when the writer truncates the log and
+# appends past the old length, the JS follower sees the new fork and
+# follows it (verified). And a core the server does not have:
 # the tool must report the channel rejected and fail.
 #
 # Environment: KAPPALOG, KL_BUILD_DIR, KL_SOURCE_DIR (set by ctest).
@@ -284,6 +286,29 @@ for i in 1 2 3; do
     }
 done
 wait "$FOLLOW_PID" || die "follow: the JS follower failed"
+CASES=$((CASES + 1))
+# live truncation: kappalog truncates the served log by 5 blocks and appends 6; the JS
+# follower sees the new fork (its hash requests find the fork point) and follows on to
+# the new length, with every block verified against the new signed tree
+len=$((base + 3))
+node "$KL_SOURCE_DIR/tests/js/peer/follow.mjs" "$KPORT" "$key" --until-length $((len + 1)) \
+    --timeout 30 >"$T/reorg.out" 2>"$T/reorg.err" &
+FOLLOW_PID=$!
+for _ in $(seq 1 200); do grep -q "\"length\":$len," "$T/reorg.out" 2>/dev/null && break; sleep 0.05; done
+grep -q "\"length\":$len," "$T/reorg.out" || die "truncate: the JS follower did not reach length $len"
+"$K" truncate "$T/k-lines" $((len - 5)) >/dev/null || die "truncate: kappalog truncate failed"
+for i in 1 2 3 4 5 6; do echo "after-fork-$i" | "$K" append "$T/k-lines" >/dev/null; done
+wait "$FOLLOW_PID" || {
+    cat "$T/reorg.err" "$T/kserve.err" >&2
+    die "truncate: the JS follower did not follow the truncated log to length $((len + 1))"
+}
+# JS finds the fork point by asking for tree hashes: the ancestor it reports is a subtree
+# boundary at or below the length truncated to
+ancestor=$(sed -n 's/^{"truncated":\([0-9]*\),"fork":1}$/\1/p' "$T/reorg.out")
+[ -n "$ancestor" ] && [ "$ancestor" -le $((len - 5)) ] ||
+    die "truncate: the JS follower did not see the truncation to $((len - 5)) (fork 1): $(cat "$T/reorg.out")"
+grep -q "\"length\":$((len + 1)),\"fork\":1," "$T/reorg.out" ||
+    die "truncate: the JS follower did not reach length $((len + 1)) at fork 1: $(cat "$T/reorg.out")"
 kill -INT "$SERVE_PID"
 wait "$SERVE_PID" || die "kappalog serve did not end cleanly on SIGINT"
 SERVE_PID=
@@ -301,4 +326,4 @@ grep -q "rejected" "$T/missing.tool.err" || {
 }
 stop
 
-echo "test_hc_wire_live: $CASES cases against hypercore 11.37.1 (upgrades verified; kappalog clones of JS cores and JS clones of kappalog serve equal their sources; live follow both ways), and a missing core rejected"
+echo "test_hc_wire_live: $CASES cases against hypercore 11.37.1 (upgrades verified; kappalog clones of JS cores and JS clones of kappalog serve equal their sources; live follow both ways, a truncation followed by JS), and a missing core rejected"
