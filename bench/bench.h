@@ -211,8 +211,9 @@ void bench_append(const bench_opts *o); /* the ceilings and the appends, paired 
 void bench_concurrency(const bench_opts *o);
 void bench_reads(const bench_opts *o); /* sequential read and random get */
 void bench_open(const bench_opts *o);
-void bench_follow(const bench_opts *o); /* append-to-visible latency of followers */
-void bench_views(const bench_opts *o);  /* count view build rate, against SQLite */
+void bench_follow(const bench_opts *o);      /* append-to-visible latency of followers */
+void bench_views(const bench_opts *o);       /* count view build rate, against SQLite */
+void bench_replication(const bench_opts *o); /* kl_clone from kl_serve, against hypercore */
 
 /*
  * The Hypercore tree's cost (hashing.c, hypercore.c, verify.c): 100-byte
@@ -226,6 +227,15 @@ void hashing_check(const bench_opts *o); /* the ceiling's hashes are kappalog's,
 void hashing_ceiling(const bench_opts *o);
 void hypercore_prepare(const bench_opts *o); /* find or install hypercore (not timed) */
 void hypercore_run(const bench_opts *o);
+/*
+ * The JavaScript peers (hypercore.c): bench/SCRIPT run by Node.js with
+ * hypercore 11.37.1, printing one JSON line. 0, or -1 and why not.
+ */
+int hc_peer_prepare(const bench_opts *o, const char *script, char *why, size_t cap);
+int hc_peer_run(const bench_opts *o, const char *script, char *const args[], double timeout_s,
+                char *out, size_t cap, char *why, size_t why_cap);
+double hc_json_number(const char *line, const char *key);
+void hc_json_string(const char *line, const char *key, char *out, size_t cap);
 void verify_prepare(const bench_opts *o); /* build or reuse the verify log (not timed) */
 void verify_run(const bench_opts *o);
 void verify_finish(const bench_opts *o); /* its ratio, its line, its log removed */

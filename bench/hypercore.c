@@ -5,7 +5,9 @@
  * of it. bench/hypercore_append.mjs does the appending and prints one JSON
  * line; this file finds Node.js and the package, runs the script once per
  * repetition (just before the kappalog append it is compared with) and
- * turns the line into a result.
+ * turns the line into a result. Finding them and running a script are
+ * shared with the other JavaScript peer, bench/hypercore_clone.mjs
+ * (replication.c): hc_peer_prepare, hc_peer_run.
  *
  * Where hypercore comes from, first that applies:
  *   --hypercore-modules DIR   a node_modules holding it (NODE_PATH=DIR)
@@ -46,7 +48,8 @@
 #endif
 
 #define HC_VERSION     "11.37.1" /* tests/js/package.json pins it; the targets name it */
-#define HC_SCRIPT      KL_BENCH_SOURCE_DIR "/bench/hypercore_append.mjs"
+#define HC_SCRIPT_DIR  KL_BENCH_SOURCE_DIR "/bench"
+#define HC_SCRIPT      "hypercore_append.mjs"
 #define HC_JS_DIR      KL_BENCH_SOURCE_DIR "/tests/js"
 #define HC_INSTALL     KL_BENCH_BUILD_DIR "/hc-js"
 #define NODE_MIN_MAJOR 18
@@ -277,8 +280,67 @@ static void find_modules(const bench_opts *o, char *why, size_t cap) {
     }
 }
 
+/*
+ * Can the JavaScript peer bench/SCRIPT run? Node.js and hypercore are looked
+ * for (and installed, see the top of this file) once, for every script. 0 if
+ * so, else -1 and why not into why.
+ */
+int hc_peer_prepare(const bench_opts *o, const char *script, char *why, size_t cap) {
+    static int checked;
+    static char env_why[256];
+    if (!checked) {
+        check_node(o, env_why, sizeof env_why);
+        if (!env_why[0])
+            find_modules(o, env_why, sizeof env_why);
+        checked = 1;
+    }
+    char path[4096];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", HC_SCRIPT_DIR, script);
+    if (stat(path, &st) < 0)
+        snprintf(why, cap, "%s is missing", path);
+    else
+        snprintf(why, cap, "%s", env_why);
+    return why[0] ? -1 : 0;
+}
+
+/*
+ * Run bench/SCRIPT with args (NULL-terminated) under Node.js, stopped past
+ * timeout_s: its line into out. 0 if it exited 0 with hypercore HC_VERSION
+ * in its line; else -1 and why into why (with the first line of its stderr).
+ */
+int hc_peer_run(const bench_opts *o, const char *script, char *const args[], double timeout_s,
+                char *out, size_t cap, char *why, size_t why_cap) {
+    char path[4096], err_path[4096], err[200], version[32];
+    char *argv[32] = {(char *)o->node, path};
+    size_t n = 2;
+    for (; args[n - 2]; n++) {
+        if (n + 1 >= sizeof argv / sizeof *argv)
+            die("bench/%s: too many arguments", script);
+        argv[n] = args[n - 2];
+    }
+    argv[n] = NULL;
+    snprintf(path, sizeof path, "%s/%s", HC_SCRIPT_DIR, script);
+    path_join(err_path, sizeof err_path, o->dir, "hypercore.err");
+    why[0] = '\0';
+    int rc = run_child(argv, NULL, timeout_s, out, cap, err_path, why, why_cap);
+    first_line(err_path, err, sizeof err);
+    unlink(err_path);
+    hc_json_string(out, "hypercore", version, sizeof version);
+    if (rc > 0)
+        snprintf(why, why_cap, "bench/%s exited with %d: %s", script, rc,
+                 err[0] ? err : "(nothing on stderr)");
+    else if (rc < 0 && err[0])
+        snprintf(why + strlen(why), why_cap - strlen(why), ": %s", err);
+    else if (rc == 0 && strcmp(version, HC_VERSION) != 0)
+        snprintf(why, why_cap,
+                 "found hypercore %s, the comparison is with %s (tests/js/package.json)",
+                 version[0] ? version : "of unknown version", HC_VERSION);
+    return why[0] ? -1 : 0;
+}
+
 /* The number after "key": in a JSON line, or -1. */
-static double json_number(const char *s, const char *key) {
+double hc_json_number(const char *s, const char *key) {
     char k[64];
     snprintf(k, sizeof k, "\"%s\":", key);
     const char *p = strstr(s, k);
@@ -286,7 +348,7 @@ static double json_number(const char *s, const char *key) {
 }
 
 /* The string after "key": in a JSON line, into out ("" if absent). */
-static void json_string(const char *s, const char *key, char *out, size_t cap) {
+void hc_json_string(const char *s, const char *key, char *out, size_t cap) {
     char k[64];
     snprintf(k, sizeof k, "\"%s\":\"", key);
     const char *p = strstr(s, k);
@@ -312,34 +374,18 @@ void hypercore_prepare(const bench_opts *o) {
     if (!want_scenario(o, name))
         return;
     bench_result *r = hypercore_result();
-    char why[sizeof r->missing] = "";
-    struct stat st;
-    if (stat(HC_SCRIPT, &st) < 0)
-        snprintf(why, sizeof why, "%s is missing", HC_SCRIPT);
-    if (!why[0])
-        check_node(o, why, sizeof why);
-    if (!why[0])
-        find_modules(o, why, sizeof why);
-    snprintf(r->missing, sizeof r->missing, "%s", why);
-    if (why[0])
-        progress("%s: not measured: %s", name, why);
+    if (hc_peer_prepare(o, HC_SCRIPT, r->missing, sizeof r->missing) < 0)
+        progress("%s: not measured: %s", name, r->missing);
 }
 
 /* Turn the script's line into a run, or set r->missing. */
 static void take_line(const bench_opts *o, bench_result *r, const char *out, bench_run *run) {
-    double blocks = json_number(out, "blocks"), secs = json_number(out, "seconds");
-    char version[32], node[32];
-    json_string(out, "hypercore", version, sizeof version);
-    json_string(out, "node", node, sizeof node);
+    double blocks = hc_json_number(out, "blocks"), secs = hc_json_number(out, "seconds");
+    char node[32];
+    hc_json_string(out, "node", node, sizeof node);
     if (blocks != (double)o->hypercore_records || secs <= 0) {
-        snprintf(r->missing, sizeof r->missing, "%s printed no usable result: '%.120s'", HC_SCRIPT,
-                 out);
-        return;
-    }
-    if (strcmp(version, HC_VERSION) != 0) {
-        snprintf(r->missing, sizeof r->missing,
-                 "found hypercore %s, the comparison is with %s (tests/js/package.json)",
-                 version[0] ? version : "of unknown version", HC_VERSION);
+        snprintf(r->missing, sizeof r->missing, "bench/%s printed no usable result: '%.120s'",
+                 HC_SCRIPT, out);
         return;
     }
     run->records = (uint64_t)blocks;
@@ -350,8 +396,8 @@ static void take_line(const bench_opts *o, bench_result *r, const char *out, ben
              "hypercore %s on Node.js %s: a fresh default core (tree, one Ed25519 signature per "
              "append, RocksDB storage) in --dir, %llu records per run; the appends are timed, "
              "not starting Node or closing the core (last close %.3f s); no per-call latency",
-             version, node, (unsigned long long)o->hypercore_records,
-             json_number(out, "close_seconds"));
+             HC_VERSION, node, (unsigned long long)o->hypercore_records,
+             hc_json_number(out, "close_seconds"));
 }
 
 void hypercore_run(const bench_opts *o) {
@@ -363,33 +409,19 @@ void hypercore_run(const bench_opts *o) {
     if (r->missing[0])
         return; /* said once by hypercore_prepare or the first failed run */
     progress("%s: run %d", name, r->nruns + 1);
-    char records[32], rec[16], batch[16], out[OUT_CAP], err_path[4096];
+    char records[32], rec[16], batch[16], out[OUT_CAP];
     snprintf(records, sizeof records, "%llu", (unsigned long long)o->hypercore_records);
     snprintf(rec, sizeof rec, "%d", HASH_RECORD_BYTES);
     snprintf(batch, sizeof batch, "%d", HASH_BATCH);
-    path_join(err_path, sizeof err_path, o->dir, "hypercore.err");
-    char *argv[] = {
-        (char *)o->node, HC_SCRIPT, "--records",    records, "--record-bytes", rec, "--batch",
-        batch,           "--dir",   (char *)o->dir, NULL};
+    char *args[] = {"--records", records, "--record-bytes", rec, "--batch",
+                    batch,       "--dir", (char *)o->dir,   NULL};
     bench_run run = {0};
     cpu_mark cpu;
     cpu_mark_now(&cpu);
-    char why[sizeof r->missing] = "";
-    int rc = run_child(argv, NULL, RUN_TIMEOUT_S(o->hypercore_records), out, sizeof out, err_path,
-                       why, sizeof why);
-    run.other_cpu_s = cpu_other_s(&cpu); /* the child's CPU is ours (cpu.c) */
-    if (rc != 0) {
-        char err[200];
-        first_line(err_path, err, sizeof err);
-        if (rc > 0)
-            snprintf(r->missing, sizeof r->missing, "bench/hypercore_append.mjs exited with %d: %s",
-                     rc, err[0] ? err : "(nothing on stderr)");
-        else
-            snprintf(r->missing, sizeof r->missing, "%s%s%s", why, err[0] ? ": " : "", err);
-    } else {
+    if (hc_peer_run(o, HC_SCRIPT, args, RUN_TIMEOUT_S(o->hypercore_records), out, sizeof out,
+                    r->missing, sizeof r->missing) == 0)
         take_line(o, r, out, &run);
-    }
-    unlink(err_path);
+    run.other_cpu_s = cpu_other_s(&cpu); /* the child's CPU is ours (cpu.c) */
     settle(o->dir);
     if (r->missing[0]) {
         progress("%s: not measured: %s", name, r->missing);

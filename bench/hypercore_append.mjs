@@ -12,61 +12,32 @@
 //
 //   node bench/hypercore_append.mjs [--records 1000000] [--record-bytes 100] [--batch 1000] [--dir D]
 //
-// hypercore is loaded with require(): from NODE_PATH, else from an install
-// of tests/js (tests/js/node_modules, $KL_BUILD_DIR/hc-js/node_modules or
-// build/hc-js/node_modules, where tests/test_hc_live.sh puts it), e.g.
+// hypercore is loaded with require() (bench/hypercore_peer.mjs): from
+// NODE_PATH, else from an install of tests/js (tests/js/node_modules,
+// $KL_BUILD_DIR/hc-js/node_modules or build/hc-js/node_modules, where
+// tests/test_hc_live.sh puts it), e.g.
 //   NODE_PATH=build/hc-js/node_modules node bench/hypercore_append.mjs
 
-import { createRequire } from 'node:module'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { dieWith, intArg, loadHypercore } from './hypercore_peer.mjs'
 
-const here = path.dirname(fileURLToPath(import.meta.url))
-
-function die (msg, status = 1) {
-  process.stderr.write('hypercore_append: ' + msg + '\n')
-  process.exit(status)
-}
-
-// The first place that has hypercore: normal resolution (NODE_PATH), then the tests/js installs.
-function loadHypercore () {
-  const places = [
-    import.meta.url,
-    path.join(here, '..', 'tests', 'js', 'package.json'),
-    process.env.KL_BUILD_DIR ? path.join(process.env.KL_BUILD_DIR, 'hc-js', 'package.json') : null,
-    path.join(here, '..', 'build', 'hc-js', 'package.json')
-  ].filter(Boolean)
-  for (const from of places) {
-    const req = createRequire(from)
-    try {
-      return { Hypercore: req('hypercore'), hcrypto: req('hypercore-crypto'), version: req('hypercore/package.json').version }
-    } catch {}
-  }
-  die('cannot find hypercore: set NODE_PATH to a node_modules with tests/js installed (npm ci), e.g. build/hc-js/node_modules after ctest -R test_hc_live')
-}
-
-function intArg (args, name, fallback) {
-  const i = args.indexOf(name)
-  if (i < 0) return fallback
-  const v = args[i + 1]
-  if (v === undefined || !/^\d+$/.test(v.replace(/_/g, '')) || Number(v.replace(/_/g, '')) < 1) die(name + ' needs a positive integer', 2)
-  return Number(v.replace(/_/g, ''))
-}
+const die = dieWith('hypercore_append')
 
 const args = process.argv.slice(2)
 if (args.includes('--help')) {
   process.stdout.write('usage: node bench/hypercore_append.mjs [--records N] [--record-bytes B] [--batch M] [--dir D]\n')
   process.exit(0)
 }
-const records = intArg(args, '--records', 1000000)
-const recordBytes = intArg(args, '--record-bytes', 100)
-const batch = intArg(args, '--batch', 1000)
+const records = intArg(args, '--records', 1000000, die)
+const recordBytes = intArg(args, '--record-bytes', 100, die)
+const batch = intArg(args, '--batch', 1000, die)
 const dirArg = args.includes('--dir') ? args[args.indexOf('--dir') + 1] : null
 
-const { Hypercore, hcrypto, version } = loadHypercore()
+const { Hypercore, version, req } = loadHypercore(die)
+const hcrypto = req('hypercore-crypto')
 
 const POOL = 16
 const pool = []

@@ -7,9 +7,10 @@
  *                  [--segment-bytes N] [--keep] [--node PATH]
  *                  [--hypercore-modules DIR] [--hypercore-records N]
  *
- * Groups run in this order: ceilings, hashing, hypercore, append and verify
- * (paired, run by run: append.c), concurrency, read and get, open. A
- * ratio's reference runs in the same repetition, next to it.
+ * Groups run in this order: follow, then ceilings, hashing, hypercore,
+ * append and verify (paired, run by run: append.c), concurrency, read and
+ * get, open, views, replication. A ratio's reference runs in the same
+ * repetition, next to it.
  *
  * What a reader would get wrong: every file the benchmark makes lives under
  * --dir, which must be on the disk being measured (the ceilings and the
@@ -22,7 +23,8 @@
 
 #include "bench.h"
 
-#define GROUPS "ceilings,hashing,hypercore,append,verify,concurrency,read,get,open,follow,views"
+#define GROUPS                                                                                     \
+    "ceilings,hashing,hypercore,append,verify,concurrency,read,get,open,follow,views,replication"
 
 static bench_opts opts;
 
@@ -171,12 +173,13 @@ static void probe_backend(const bench_opts *o, bench_machine *m) {
 }
 
 static void cleanup(void) {
-    static const char *names[] = {"append-log",  "concurrency-log", "read-log",     "probe-log",
-                                  "ceiling.dat", "hashcheck-log",   "hypercore.err"};
+    static const char *names[] = {"append-log",  "concurrency-log", "read-log",      "probe-log",
+                                  "ceiling.dat", "hashcheck-log",   "hypercore.err", "replication"};
     if (!opts.dir)
         return;
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
-        if (opts.keep && strcmp(names[i], "read-log") == 0)
+        if (opts.keep &&
+            (strcmp(names[i], "read-log") == 0 || strcmp(names[i], "replication") == 0))
             continue;
         char path[4096];
         path_join(path, sizeof path, opts.dir, names[i]);
@@ -192,8 +195,10 @@ static void summary_line(const char *name, const char *what, const char *of, dou
                          int *nna) {
     const char *op = tk == TARGET_RATIO_MAX || tk == TARGET_P99_MAX_US ? "<=" : ">=";
     if (!has) {
-        const bench_result *ref = of ? result_find(of) : NULL;
-        if (ref && ref->missing[0])
+        const bench_result *self = result_find(name), *ref = of ? result_find(of) : NULL;
+        if (self && self->missing[0] && self->nruns == 0)
+            printf("  n/a  %s: not measured (target %s %g): %s\n", name, op, target, self->missing);
+        else if (ref && ref->missing[0])
             printf("  n/a  %s: %s %s not measured (target %s %g): %s\n", name, what, of, op, target,
                    ref->missing);
         else
@@ -261,6 +266,8 @@ int main(int argc, char **argv) {
         bench_open(&opts);
     if (want_group(&opts, "views"))
         bench_views(&opts);
+    if (want_group(&opts, "replication"))
+        bench_replication(&opts);
     summary();
     machine_loadavg(m.loadavg_end, sizeof m.loadavg_end);
     if (json_write(opts.json, &opts, &m) < 0)
