@@ -50,13 +50,15 @@
 #include "session.h"
 #include "wire.h"
 
-#define CLONE_WINDOW     64u        /* block requests in flight */
+#define CLONE_WINDOW     256u       /* block requests in flight */
 #define CLONE_APPEND_MAX 256u       /* blocks per append */
 #define CLONE_VALUE_MAX  (4u << 20) /* a block: at most one frame */
-#define UPGRADE_ID       1u         /* block requests use id index + 2 */
+#define CLONE_HELD_MAX   (4u << 20) /* bytes of blocks received ahead of a missing one */
+#define CLONE_READ_BYTES (64u << 10)
+#define UPGRADE_ID       1u /* block requests use id index + 2 */
 
 typedef struct slot {
-    int state; /* 0 free, 1 requested, 2 received */
+    int state; /* 0 free, 1 requested, 2 received, 3 to ask again (dropped: too much held) */
     uint64_t index;
     uint8_t *data;
     size_t len;
@@ -93,9 +95,14 @@ typedef struct cloner {
     uint64_t remote_acked; /* the length the peer says we have */
     int upgrading;
     slot win[CLONE_WINDOW];
+    size_t held;    /* bytes of received blocks waiting for an earlier one */
+    uint64_t retry; /* blocks to ask again (state 3) */
     node_map map;
-    uint64_t last_progress_ns;
+    uint64_t last_progress_ns; /* when the replica last grew, or a wait for blocks began */
     uint64_t last_input_ns;
+    kl_wire_message msg; /* the message being handled (big: no stack, no allocation per message) */
+    kl_proof_result result; /* what verifying a proof gave */
+    uint8_t rbuf[CLONE_READ_BYTES];
 } cloner;
 
 static int cfail(cloner *c, int rc) {
@@ -255,6 +262,23 @@ static int pump(cloner *c) {
     }
     if (!c->has_target)
         return 0;
+    for (uint64_t i = c->have; c->retry > 0 && i < c->next; i++) {
+        slot *w = &c->win[i % CLONE_WINDOW];
+        if (w->state != 3 || (i != c->have && c->held > CLONE_HELD_MAX / 2))
+            continue; /* the next block to append is always asked again */
+        kl_proof_request r;
+        memset(&r, 0, sizeof r);
+        r.flags = KL_PROOF_BLOCK;
+        r.id = i + 2;
+        r.fork = c->target.fork;
+        r.block.index = i;
+        r.block.nodes = missing_nodes(c, i);
+        int rc = send_request(c, &r);
+        if (rc < 0)
+            return rc;
+        w->state = 1;
+        c->retry--;
+    }
     uint64_t avail = KL_MIN(c->target.length, c->remote_range);
     while (c->next < avail && c->next < c->have + CLONE_WINDOW) {
         slot *w = &c->win[c->next % CLONE_WINDOW];
@@ -320,9 +344,7 @@ static int open_replica(cloner *c) {
 }
 
 static int on_upgrade(cloner *c, const kl_proof *p) {
-    kl_proof_result *res = calloc(1, sizeof *res);
-    if (!res)
-        return kl_errf(KL_ENOMEM, "upgrade");
+    kl_proof_result *res = &c->result;
     kl_slot cur;
     memset(&cur, 0, sizeof cur);
     if (c->log && c->resume_signed)
@@ -358,7 +380,6 @@ static int on_upgrade(cloner *c, const kl_proof *p) {
         c->has_target = 1;
         rc = kl_replica_target(c->log, &c->target);
     }
-    free(res);
     c->upgrading = 0;
     if (rc < 0)
         return kl_err_prefix(rc, "the peer's upgrade: ");
@@ -384,9 +405,11 @@ static int flush(cloner *c) {
         int rc = kl_log_append(c->log, blocks, n, NULL);
         for (size_t k = 0; k < n; k++) {
             slot *w = &c->win[(c->have + k) % CLONE_WINDOW];
+            c->held -= w->len;
             free(w->data);
             *w = (slot){0};
         }
+        c->last_progress_ns = kl_mono_ns();
         if (rc < 0)
             return rc;
         uint64_t before = c->have;
@@ -400,15 +423,20 @@ static int flush(cloner *c) {
     }
 }
 
+/*
+ * A block, verified before anything is kept. Blocks are appended in order
+ * (flush, after each read): one that arrives ahead of a missing one is held
+ * meanwhile, up to CLONE_HELD_MAX bytes; past that it is let go and asked
+ * for again later, so a peer that holds back one block while it sends the
+ * others cannot make the clone hold more.
+ */
 static int on_block(cloner *c, const kl_proof *p) {
     uint64_t i = p->block.index;
     slot *w = &c->win[i % CLONE_WINDOW];
     if (w->state != 1 || w->index != i || p->request != i + 2)
         return kl_errf(KL_EPEER, "the peer sent block %llu, which was not asked for",
                        (unsigned long long)i);
-    kl_proof_result *res = calloc(1, sizeof *res);
-    if (!res)
-        return kl_errf(KL_ENOMEM, "block");
+    kl_proof_result *res = &c->result;
     kl_proof_receiver rx = {.kind = c->kind,
                             .key = c->key,
                             .pk = c->pk,
@@ -423,9 +451,13 @@ static int on_block(cloner *c, const kl_proof *p) {
         if (kl_ft_right_span(res->nodes[k].index) >= 2 * c->have &&
             !is_root(c, res->nodes[k].index))
             rc = map_put(&c->map, &res->nodes[k]);
-    free(res);
     if (rc < 0)
         return kl_err_prefix(rc, "block %llu: ", (unsigned long long)i);
+    if (i != c->have && c->held + p->block.value_len > CLONE_HELD_MAX) {
+        w->state = 3; /* too much held already: ask again once the replica caught up */
+        c->retry++;
+        return 0;
+    }
     w->data = malloc(p->block.value_len ? p->block.value_len : 1);
     if (!w->data)
         return kl_errf(KL_ENOMEM, "block %llu", (unsigned long long)i);
@@ -433,7 +465,8 @@ static int on_block(cloner *c, const kl_proof *p) {
         memcpy(w->data, p->block.value, p->block.value_len);
     w->len = p->block.value_len;
     w->state = 2;
-    return flush(c);
+    c->held += w->len;
+    return 0;
 }
 
 static int on_message(kl_session *s, int ch, uint64_t type, const uint8_t *p, size_t len,
@@ -442,14 +475,10 @@ static int on_message(kl_session *s, int ch, uint64_t type, const uint8_t *p, si
     cloner *c = ctx;
     if (ch != c->ch)
         return 0;
-    kl_wire_message *m = calloc(1, sizeof *m);
-    if (!m)
-        return kl_errf(KL_ENOMEM, "message");
+    kl_wire_message *m = &c->msg;
     int rc = kl_wire_message_decode(type, p, len, CLONE_VALUE_MAX, m);
-    if (rc == KL_ENOTFOUND) {
-        free(m);
+    if (rc == KL_ENOTFOUND)
         return 0; /* a type we do not know: ignored, as JS does */
-    }
     if (rc == 0) {
         switch (m->type) {
         case KL_MSG_SYNC: {
@@ -490,9 +519,8 @@ static int on_message(kl_session *s, int ch, uint64_t type, const uint8_t *p, si
             break; /* requests, wants, bitfields, extensions: a downloader needs none */
         }
     }
-    free(m);
-    if (rc == 0)
-        rc = pump(c);
+    if (rc == 0 && m->type != KL_MSG_DATA)
+        rc = pump(c); /* after data, on_socket appends what arrived, then asks for more */
     return rc < 0 ? cfail(c, rc) : 0;
 }
 
@@ -555,8 +583,8 @@ static void on_socket(kl_loop *loop, int fd, uint32_t events, void *ctx) {
     (void)loop;
     cloner *c = ctx;
     if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-        static uint8_t buf[1u << 16];
-        ssize_t r = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+        uint8_t *buf = c->rbuf;
+        ssize_t r = recv(fd, buf, sizeof c->rbuf, MSG_DONTWAIT);
         if (r == 0) {
             cfail(c, kl_errf(KL_EIO, "the peer closed the connection"));
             return;
@@ -569,6 +597,14 @@ static void on_socket(kl_loop *loop, int fd, uint32_t events, void *ctx) {
             c->last_input_ns = kl_mono_ns();
             if (kl_session_input(c->s, buf, (size_t)r) < 0) {
                 cfail(c, kl_session_error(c->s));
+                return;
+            }
+            /* what this read brought, appended in one batch; then ask for more */
+            int rc = c->log && c->has_target ? flush(c) : 0;
+            if (rc == 0)
+                rc = pump(c);
+            if (rc < 0) {
+                cfail(c, rc);
                 return;
             }
         }
@@ -653,8 +689,14 @@ int kl_clone(const char *host_port, const unsigned char key[32], const char *dir
         rc = kl_loop_run_once(c->loop, 100);
         if (rc > 0)
             rc = 0;
-        if (kl_mono_ns() - c->last_input_ns > (uint64_t)opts->stall_ms * 1000000u)
+        uint64_t now = kl_mono_ns(), stall_ns = (uint64_t)opts->stall_ms * 1000000u;
+        if (now - c->last_input_ns > stall_ns)
             rc = kl_errf(KL_EIO, "the peer sent nothing for %u ms", opts->stall_ms);
+        if (c->next == c->have) /* not waiting for blocks: nothing to stall on */
+            c->last_progress_ns = now;
+        else if (now - c->last_progress_ns > stall_ns)
+            rc = kl_errf(KL_EIO, "the peer did not send block %llu, asked for %u ms ago",
+                         (unsigned long long)c->have, opts->stall_ms);
     }
     if (rc == 0)
         rc = c->err;

@@ -90,6 +90,7 @@ struct server {
     peer *peers;
     const kl_serve_options *opts;
     uint8_t sk[64];
+    uint8_t rbuf[SERVE_READ_BYTES]; /* one recv, fed at once (feed keeps what waits) */
 };
 
 static void say(const server *srv, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -338,8 +339,8 @@ static void on_peer_io(kl_loop *loop, int fd, uint32_t events, void *ctx) {
     (void)fd;
     peer *p = ctx;
     if (p->reading && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
-        static uint8_t buf[SERVE_READ_BYTES];
-        ssize_t r = recv(p->fd, buf, sizeof buf, MSG_DONTWAIT);
+        uint8_t *buf = p->srv->rbuf;
+        ssize_t r = recv(p->fd, buf, SERVE_READ_BYTES, MSG_DONTWAIT);
         if (r == 0) {
             drop(p, "the peer closed the connection");
             return;

@@ -9,7 +9,10 @@
 # a server that stalls. Each time the clone must fail within 3 seconds (the
 # stall: past --stall-ms 1000) with a reason naming the offence, and store
 # nothing: no replica, or an empty one (the honest upgrade may have created
-# it).
+# it). And a server that sends 60 blocks of 200 KB but never block 0: the
+# clone gives up naming block 0, stores nothing, and its peak resident
+# memory stays within 8 MiB of an honest clone's of the same log (it keeps
+# at most 4 MiB of blocks ahead of a missing one).
 #
 # kappalog serve against hostile clients, while a good `kappalog clone`
 # downloads a 30,000-block log from the same server: garbage instead of the
@@ -89,6 +92,46 @@ for spec in "${SERVER_SPECS[@]}"; do
     wait "$pid" 2>/dev/null
     echo "hostile server $mode: clone refused it after $ms ms ($(head -c 120 "$T/clone-$mode.err"))"
 done
+
+# ---- a server that holds back block 0 of big blocks while it sends the rest: the clone
+# keeps at most 4 MiB of blocks ahead of a missing one (asks for the others again later),
+# so its peak resident memory stays within 8 MiB of an honest clone's; and it gives up
+# once block 0 has been asked for --stall-ms ago
+for i in $(seq 1 60); do head -c 150000 /dev/urandom | base64 -w0; echo; done >"$T/fat.txt"
+"$K" init "$T/fat" --fsync never >/dev/null && "$K" append "$T/fat" <"$T/fat.txt" >/dev/null || die "fat log"
+FAT_KEY=$(key_of "$T/fat")
+hwm_of_clone() { # MODE: the clone's peak resident KiB; its status in $T/hwm-rc
+    "$EVIL" serve "$1" "$T/fat" >"$T/evil-$1.out" 2>&1 &
+    local epid=$! port hwm=0 h cpid
+    PIDS+=("$epid")
+    for _ in $(seq 1 100); do grep -q '^listening' "$T/evil-$1.out" 2>/dev/null && break; sleep 0.05; done
+    port=$(sed -n 's/^listening on //p' "$T/evil-$1.out")
+    "$K" clone "$port" "$FAT_KEY" "$T/rep-$1" --stall-ms 1000 --fsync never 2>"$T/clone-$1.err" &
+    cpid=$!
+    while kill -0 "$cpid" 2>/dev/null; do
+        h=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB$/\1/p' "/proc/$cpid/status" 2>/dev/null)
+        [ -n "$h" ] && hwm=$h
+        sleep 0.02
+    done
+    wait "$cpid"
+    echo $? >"$T/hwm-rc"
+    kill "$epid" 2>/dev/null
+    wait "$epid" 2>/dev/null
+    echo "$hwm"
+}
+honest=$(hwm_of_clone honest)
+[ "$(cat "$T/hwm-rc")" = 0 ] || die "honest: the clone of the fat log failed: $(cat "$T/clone-honest.err")"
+"$K" read "$T/rep-honest" | cmp -s - "$T/fat.txt" || die "honest: the clone of the fat log differs"
+held=$(hwm_of_clone hold-back)
+[ "$(cat "$T/hwm-rc")" != 0 ] || die "hold-back: the clone succeeded without block 0"
+grep -q "did not send block 0" "$T/clone-hold-back.err" ||
+    die "hold-back: the error does not name the missing block: $(cat "$T/clone-hold-back.err")"
+[ -z "$(ls "$T/rep-hold-back" 2>/dev/null)" ] || [ "$(length_of "$T/rep-hold-back")" = 0 ] ||
+    die "hold-back: the replica kept blocks without block 0"
+echo "hostile server hold-back: peak resident memory $held KiB, an honest clone's $honest KiB ($(head -c 100 "$T/clone-hold-back.err"))"
+if [ "${KL_SANITIZE:-0}" != 1 ]; then
+    [ $((held - honest)) -le 8192 ] || die "hold-back: the clone held $((held - honest)) KiB more than an honest one (limit 8192)"
+fi
 
 # ---- hostile clients, beside a good one
 awk 'BEGIN { srand(6); for (i = 0; i < 30000; i++) { n = 1 + int(rand() * 150); s = ""; for (j = 0; j < n; j++) s = s sprintf("%c", 97 + int(rand() * 26)); print s } }' >"$T/big.txt"

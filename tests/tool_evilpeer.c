@@ -11,6 +11,7 @@
  *                      hash flipped
  *   bad-signature      the upgrade's signature with one bit flipped
  *   unsolicited        honest upgrade, then a block nobody asked for
+ *   hold-back          honest, except that it never sends block 0
  *   stall              completes the handshake and channel, then says nothing
  *   garbage-header     completes the handshake, then a stream header of junk
  *   garbage-msg-T      answers the clone's sync with a hypercore message of
@@ -169,7 +170,9 @@ static int srv_message(kl_session *s, int ch, uint64_t type, const uint8_t *payl
         }
         unsigned char *msg = NULL;
         size_t n = 0;
-        if (kl_log_proof(e->log, &ask, id, &msg, &n) == 0)
+        if (is(e, "hold-back") && ask.block && ask.block_index == 0)
+            ask.block = 0; /* block 0 is never sent */
+        if ((ask.block || ask.upgrade) && kl_log_proof(e->log, &ask, id, &msg, &n) == 0)
             send_data(e, ch, msg, n);
         free(msg);
     }
@@ -263,8 +266,15 @@ static int run_server(const char *mode, const char *logdir) {
             }
             if (offended)
                 continue;
-            int was_ready = kl_session_ready(e.s);
-            if (kl_session_input(e.s, buf, (size_t)r) < 0)
+            int was_ready = kl_session_ready(e.s), failed = 0;
+            /* answer at most 1 MiB at a time, written out before more is read (as kl_serve) */
+            for (size_t off = 0, used = 0; !failed && off < (size_t)r; off += used) {
+                failed =
+                    kl_session_input_upto(e.s, buf + off, (size_t)r - off, 1u << 20, &used) < 0;
+                if (!failed && (was_ready || !is(&e, "garbage-header")))
+                    flush_session(&e);
+            }
+            if (failed)
                 break;
             if (!was_ready && kl_session_ready(e.s) && is(&e, "garbage-header")) {
                 send_garbage_header(&e, 0); /* the responder's output starts with its header */
