@@ -38,30 +38,31 @@ static int build(kl_log *log, const kl_slot *st, const kl_proof_request *r, unsi
     if (!p)
         return kl_errf(KL_ENOMEM, "proof");
     int rc = kl_proof_build(&src, &req, p);
+    /* most blocks fit the first try; a bigger one is read again into its own buffer */
+    uint8_t small[4096];
     if (rc == 0 && has_block) {
         size_t size = 0;
-        rc = kl_log_get(log, req.block.index, NULL, 0, &size);
-        if (rc == KL_ETOOSMALL || rc == 0) {
-            value = malloc(size ? size : 1);
+        rc = kl_log_get(log, req.block.index, small, sizeof small, &size);
+        if (rc == KL_ETOOSMALL) {
+            value = malloc(size);
             rc = value ? kl_log_get(log, req.block.index, value, size, &size)
                        : kl_errf(KL_ENOMEM, "proof");
         }
-        p->block.value = value;
+        p->block.value = value ? value : small;
         p->block.value_len = size;
     }
-    size_t need = 0;
-    if (rc == 0) {
-        rc = kl_proof_encode(p, NULL, 0, &need);
-        if (rc == KL_ETOOSMALL)
-            rc = 0;
+    /* the encoding is the block plus a few hundred bytes: one allocation, encoded once */
+    size_t cap = (has_block ? p->block.value_len : 0) + 1024 + 64 * KL_PROOF_MAX_NODES;
+    if (rc == 0)
+        rc = (*out = malloc(cap)) ? kl_proof_encode(p, *out, cap, n) : kl_errf(KL_ENOMEM, "proof");
+    if (rc == KL_ETOOSMALL) { /* a long manifest or signature: the size it asked for */
+        free(*out);
+        cap = *n;
+        rc = (*out = malloc(cap)) ? kl_proof_encode(p, *out, cap, n) : kl_errf(KL_ENOMEM, "proof");
     }
-    if (rc == 0) {
-        *out = malloc(need ? need : 1);
-        rc = *out ? kl_proof_encode(p, *out, need, n) : kl_errf(KL_ENOMEM, "proof");
-        if (rc < 0) {
-            free(*out);
-            *out = NULL;
-        }
+    if (rc < 0) {
+        free(*out);
+        *out = NULL;
     }
     free(value);
     free(p);

@@ -134,6 +134,42 @@ static int prf_check_struct(const kl_proof *p) {
     return 0;
 }
 
+/*
+ * Empty a proof or a result without zeroing their node arrays (tens of KB,
+ * and a proof is decoded or verified per block): every count is 0, so no
+ * node past it is ever read.
+ */
+static void prf_clear(kl_proof *p) {
+    p->flags = 0;
+    p->request = p->fork = 0;
+    p->block.index = 0;
+    p->block.value = NULL;
+    p->block.value_len = 0;
+    p->block.nodes.n = 0;
+    p->hash.index = 0;
+    p->hash.nodes.n = 0;
+    p->seek.bytes = 0;
+    p->seek.nodes.n = 0;
+    p->upgrade.start = p->upgrade.length = 0;
+    p->upgrade.nodes.n = p->upgrade.additional.n = 0;
+    p->upgrade.signature = NULL;
+    p->upgrade.signature_len = 0;
+    p->manifest = NULL;
+    p->manifest_len = 0;
+}
+
+static void result_clear(kl_proof_result *r) {
+    r->flags = 0;
+    r->nnodes = 0;
+    r->length = r->byte_length = 0;
+    r->nroots = 0;
+    memset(r->tree_hash, 0, sizeof r->tree_hash);
+    memset(r->signature, 0, sizeof r->signature);
+    r->signature_len = 0;
+    r->learned_pk = 0;
+    memset(r->pk, 0, sizeof r->pk);
+}
+
 int kl_proof_encode(const kl_proof *p, uint8_t *out, size_t cap, size_t *n) {
     KL_ASSERT(p != NULL && n != NULL && (out != NULL || cap == 0));
     int rc = prf_check_struct(p);
@@ -322,7 +358,7 @@ static int r_manifest(prf_r *r, kl_proof *p) {
 
 int kl_proof_decode(const uint8_t *in, size_t len, size_t max_value, kl_proof *p) {
     KL_ASSERT(p != NULL && (in != NULL || len == 0));
-    memset(p, 0, sizeof *p);
+    prf_clear(p);
     prf_r r = {.d = {.p = in, .at = 0, .len = len, .err = 0}, .msg = "data", .why = ""};
     p->flags = r_flags(&r, KL_PROOF_DATA_FLAGS);
     p->request = r_uint(&r, "request");
@@ -559,7 +595,7 @@ int kl_proof_build(const kl_proof_source *src, const kl_proof_request *req, kl_p
     int rc = prf_plan_make(src, req, &pl);
     if (rc)
         return rc;
-    memset(out, 0, sizeof *out);
+    prf_clear(out);
     out->request = req->id;
     out->fork = src->fork;
     if (pl.part == KL_PROOF_BLOCK) {
@@ -875,7 +911,7 @@ static int v_all(const kl_proof_receiver *rx, const kl_proof *p, kl_proof_result
 
 int kl_proof_verify(const kl_proof_receiver *rx, const kl_proof *p, kl_proof_result *out) {
     KL_ASSERT(rx != NULL && p != NULL && out != NULL);
-    memset(out, 0, sizeof *out);
+    result_clear(out);
     int rc = v_check_receiver(rx);
     if (rc == 0)
         rc = prf_check_struct(p);
@@ -892,7 +928,7 @@ int kl_proof_verify(const kl_proof_receiver *rx, const kl_proof *p, kl_proof_res
     }
     rc = v_all(rx, p, out);
     if (rc) {
-        memset(out, 0, sizeof *out);
+        result_clear(out);
         return rc;
     }
     KL_ASSERT(out->nnodes <= KL_PROOF_MAX_TRUSTED && out->nroots <= KL_MAX_ROOTS);

@@ -91,6 +91,7 @@ struct server {
     const kl_serve_options *opts;
     uint8_t sk[64];
     uint8_t rbuf[SERVE_READ_BYTES]; /* one recv, fed at once (feed keeps what waits) */
+    kl_wire_message msg;            /* the message being handled (one at a time: one thread) */
 };
 
 static void say(const server *srv, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -204,14 +205,10 @@ static int on_message(kl_session *s, int ch, uint64_t type, const uint8_t *paylo
     peer *p = ctx;
     if (ch < 0 || ch >= (int)KL_SESSION_MAX_CHANNELS || p->ch_log[ch] < 0)
         return 0;
-    kl_wire_message *m = calloc(1, sizeof *m);
-    if (!m)
-        return kl_errf(KL_ENOMEM, "message");
+    kl_wire_message *m = &p->srv->msg;
     int rc = kl_wire_message_decode(type, payload, len, 0, m);
-    if (rc == KL_ENOTFOUND) {
-        free(m);
+    if (rc == KL_ENOTFOUND)
         return 0;
-    }
     if (rc == 0) {
         switch (m->type) {
         case KL_MSG_SYNC:
@@ -233,7 +230,6 @@ static int on_message(kl_session *s, int ch, uint64_t type, const uint8_t *paylo
             break; /* cancel (answers are immediate), unwant, bitfield, range, extension */
         }
     }
-    free(m);
     return rc;
 }
 
