@@ -680,6 +680,7 @@ int kl_clone(const char *host_port, const unsigned char key[32], const char *dir
     if (rc == 0)
         rc = kl_loop_add(c->loop, c->fd, EPOLLIN | EPOLLOUT, on_socket, c);
     c->last_input_ns = kl_mono_ns();
+    const uint64_t started_ns = c->last_input_ns;
     while (rc == 0 && !c->err) {
         if (c->got_sync && !opts->follow && c->log && c->have == signed_len(c) &&
             c->remote_len <= c->have)
@@ -692,6 +693,8 @@ int kl_clone(const char *host_port, const unsigned char key[32], const char *dir
         uint64_t now = kl_mono_ns(), stall_ns = (uint64_t)opts->stall_ms * 1000000u;
         if (now - c->last_input_ns > stall_ns)
             rc = kl_errf(KL_EIO, "the peer sent nothing for %u ms", opts->stall_ms);
+        else if (!kl_session_ready(c->s) && now - started_ns > stall_ns)
+            rc = kl_errf(KL_EIO, "the handshake did not finish within %u ms", opts->stall_ms);
         if (c->next == c->have) /* not waiting for blocks: nothing to stall on */
             c->last_progress_ns = now;
         else if (now - c->last_progress_ns > stall_ns)

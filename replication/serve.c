@@ -72,6 +72,7 @@ typedef struct peer {
     int fd;
     kl_session *s;
     uint64_t last_input_ns;
+    uint64_t accepted_ns;
     uint64_t backlog_since_ns; /* when its unread answers passed SERVE_OUT_HIGH; 0: they did not */
     int ch_log[KL_SESSION_MAX_CHANNELS]; /* channel -> index in srv->logs, -1 */
     uint64_t remote_len[KL_SESSION_MAX_CHANNELS];
@@ -375,7 +376,7 @@ static void on_accept(kl_loop *loop, int fd, uint32_t events, void *ctx) {
     p->srv = srv;
     p->fd = c;
     p->reading = 1;
-    p->last_input_ns = kl_mono_ns();
+    p->last_input_ns = p->accepted_ns = kl_mono_ns();
     for (size_t i = 0; i < KL_SESSION_MAX_CHANNELS; i++)
         p->ch_log[i] = -1;
     if (kl_loop_add(loop, c, EPOLLIN, on_peer_io, p) < 0) {
@@ -555,6 +556,9 @@ int kl_serve(const char *const *dirs, size_t ndirs, const char *host_port,
             else if (p->reading &&
                      now - p->last_input_ns > (uint64_t)srv->opts->stall_ms * 1000000u)
                 drop(p, "it sent nothing for too long");
+            else if (!kl_session_ready(p->s) &&
+                     now - p->accepted_ns > (uint64_t)srv->opts->stall_ms * 1000000u)
+                drop(p, "its handshake did not finish in time");
         }
     }
     while (srv->peers)

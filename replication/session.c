@@ -312,7 +312,10 @@ static int on_wire_frame(kl_session *s, const uint8_t *p, size_t n, uint8_t *own
     }
     if (!s->ss.rx_ready) {
         int rc = kl_ss_accept(&s->ss, p, n);
-        return rc < 0 ? kl_err_prefix(rc, "the peer's stream header: ") : 0;
+        if (rc < 0)
+            return kl_err_prefix(rc, "the peer's stream header: ");
+        s->frames.max = KL_FRAME_WIRE_MAX; /* handshake and header are small; messages not */
+        return 0;
     }
     if (n < KL_SS_OVERHEAD)
         return kl_errf(KL_ECORRUPT, "a message of %zu bytes, shorter than its own overhead", n);
@@ -356,7 +359,7 @@ int kl_session_new(kl_noise_role role, const uint8_t static_sk[KL_NOISE_SK_BYTES
         s->cbs = *cbs;
     int rc = kl_noise_init(&s->noise, role, static_sk, NULL);
     if (rc == 0)
-        rc = kl_frames_init(&s->frames, KL_FRAME_WIRE_MAX);
+        rc = kl_frames_init(&s->frames, KL_NOISE_MSG_MAX); /* until the stream is up */
     if (rc == 0)
         rc = handshake_step(s); /* the initiator's first message */
     if (rc < 0) {

@@ -13,13 +13,13 @@
  * we did not announce goes to on_remote_open, which may announce it (a
  * server with that core) or leave it, in which case it is rejected.
  *
- * Limits, for peers nobody trusts: frames of at most KL_FRAME_WIRE_MAX
- * bytes, at most KL_SESSION_MAX_CHANNELS channels, and at most
- * KL_SESSION_MEM_MAX bytes held by the session in all (kl_session_memory:
- * the frame being received, decrypted in place, and the output not yet
- * sent), which leaves KL_SESSION_CALLER_MEM of the issue's per-connection
- * bound "4 MiB plus one frame" to the caller. Output past that fails the
- * session: a caller that answers requests stops feeding input while much
+ * Limits, for peers nobody trusts: frames of at most KL_NOISE_MSG_MAX
+ * bytes until the peer's stream header was accepted (the handshake
+ * messages and the header are that small), KL_FRAME_WIRE_MAX after, at most KL_SESSION_MAX_CHANNELS
+ * channels, and at most KL_SESSION_MEM_MAX bytes held by the session in all (kl_session_memory: the
+ * frame being received, decrypted in place, and the output not yet sent), which leaves
+ * KL_SESSION_CALLER_MEM of the issue's per-connection bound "4 MiB plus one frame" to the caller.
+ * Output past that fails the session: a caller that answers requests stops feeding input while much
  * output waits (kl_session_input_upto). Any protocol error fails the
  * session for good with the reason in kl_last_error(); the caller closes
  * the connection.

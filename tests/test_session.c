@@ -200,6 +200,12 @@ static void test_garbage_fails_the_receiving_session(void **state) {
     assert_true(kl_session_error(b.s) < 0);
     assert_true(kl_session_input(b.s, junk, 1) < 0); /* failed for good */
     free_pair(&a, &b);
+    /* a handshake frame longer than any handshake message: refused on its length alone */
+    new_pair(&a, &b);
+    static const uint8_t big[] = {0x61, 0, 0}; /* 97 bytes announced */
+    assert_true(kl_session_input(b.s, big, sizeof big) < 0);
+    assert_true(kl_session_memory(b.s) < (64u << 10));
+    free_pair(&a, &b);
     /* after the handshake, a header frame that is not one */
     new_pair(&a, &b);
     assert_true(move(&a, &b, &rng) > 0); /* message 1 */

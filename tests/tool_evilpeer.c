@@ -28,6 +28,8 @@
  *   garbage-header     completes the handshake, then a stream header of junk
  *   garbage-msg-T      after the channel, a hypercore message of type T (0..9)
  *                      that does not decode
+ *   slow-handshake     handshake message 1 one byte every 100 ms (never silent
+ *                      for long, never done)
  *   hold-frame         after the handshake, all but the last byte of a frame
  *                      of the largest size allowed (4 MiB), then nothing: the
  *                      server holds it until it drops the peer as stalled
@@ -351,6 +353,22 @@ static int run_attack(const char *mode, const char *hostport, const char *keyhex
     crypto_sign_keypair(pk, sk);
     kl_session_cbs cbs = {.on_message = cli_message, .on_channel = cli_channel};
     kl_session_new(KL_NOISE_INITIATOR, sk, &cbs, &e, &e.s);
+    if (is(&e, "slow-handshake")) {
+        size_t n = 0;
+        const uint8_t *msg1 = kl_session_output(e.s, &n);
+        uint64_t t = now_ms();
+        for (size_t i = 0; i + 1 < n; i++) { /* never the last byte */
+            if (send(e.fd, msg1 + i, 1, MSG_NOSIGNAL) != 1)
+                break; /* closed: what the test waits for */
+            struct pollfd pfd = {.fd = e.fd, .events = POLLIN};
+            if (poll(&pfd, 1, 100) > 0)
+                break;
+        }
+        long ms = wait_closed(e.fd, t);
+        printf("closed after %ld ms\n", ms);
+        kl_session_free(e.s);
+        return ms >= 0 ? 0 : 1;
+    }
     kl_session_open_core(e.s, key);
     static uint8_t buf[1 << 16];
     uint64_t deadline = now_ms() + 5000;
