@@ -130,6 +130,18 @@ static void pump(side *a, side *b) {
     fail_msg("the sessions never went quiet");
 }
 
+/* A pair with one core (its key all `fill` bytes) that b serves, its channel open on both. */
+static int open_pair(side *a, side *b, uint8_t fill) {
+    new_pair(a, b);
+    memset(a->have, fill, sizeof a->have);
+    memcpy(b->have, a->have, sizeof a->have);
+    b->serve = 1;
+    int ch = kl_session_open_core(a->s, a->have);
+    pump(a, b);
+    assert_true(kl_session_channel_open(a->s, ch));
+    return ch;
+}
+
 static void test_handshake_channel_and_messages(void **state) {
     (void)state;
     side a, b;
@@ -237,12 +249,7 @@ static void test_garbage_fails_the_receiving_session(void **state) {
 static void test_unread_output_is_bounded(void **state) {
     (void)state;
     side a, b;
-    new_pair(&a, &b);
-    memset(a.have, 9, sizeof a.have);
-    memcpy(b.have, a.have, sizeof a.have);
-    b.serve = 1;
-    int ch = kl_session_open_core(a.s, a.have);
-    pump(&a, &b);
+    int ch = open_pair(&a, &b, 9);
     static uint8_t chunk[1u << 20];
     int rc = 0;
     int sent = 0;
@@ -273,12 +280,7 @@ static size_t deliver(side *a, side *b, size_t piece) {
 static void test_memory_per_connection(void **state) {
     (void)state;
     side a, b;
-    new_pair(&a, &b);
-    memset(a.have, 5, sizeof a.have);
-    memcpy(b.have, a.have, sizeof a.have);
-    b.serve = 1;
-    int ch = kl_session_open_core(a.s, a.have);
-    pump(&a, &b);
+    int ch = open_pair(&a, &b, 5);
     size_t idle = kl_session_memory(b.s);
     assert_true(idle < (256u << 10));
     /* the largest message one frame carries: channel and type take 2 bytes of it */
@@ -313,12 +315,7 @@ static void test_memory_per_connection(void **state) {
 static void test_input_upto(void **state) {
     (void)state;
     side a, b;
-    new_pair(&a, &b);
-    memset(a.have, 6, sizeof a.have);
-    memcpy(b.have, a.have, sizeof a.have);
-    b.serve = 1;
-    int ch = kl_session_open_core(a.s, a.have);
-    pump(&a, &b);
+    int ch = open_pair(&a, &b, 6);
     for (int i = 0; i < 10; i++)
         assert_int_equal(kl_session_send(a.s, ch, KL_MSG_EXTENSION, (const uint8_t *)"x", 1), 0);
     size_t n = 0, used = 0, at = 0;
