@@ -274,6 +274,12 @@ int kl_replica_create_io(const char *dir, const kl_config *cfg, const uint8_t pk
  * KL_EVERIFY for roots that are not ours at an equal length.
  */
 int kl_replica_target(kl_log *log, const kl_signed_state *t);
+/*
+ * Cut the replica in dir to `length` blocks at `fork` (its peer's, after the
+ * peer truncated), crash-safe as kl_truncate; the new state is unsigned
+ * until the replica reaches a signed length of that fork again.
+ */
+int kl_replica_truncate(const char *dir, uint64_t length, uint64_t fork);
 
 /* commit.c */
 int kl_commit_init(kl_log *log);

@@ -129,9 +129,13 @@ static int check_roots(kl_log *log, const kl_slot *cur, const kl_node *roots, si
                   : 0;
 }
 
-/* The signed state after truncating to n, and where the data now ends. */
-static int plan(kl_log *log, uint64_t n, kl_slot *s1, uint64_t *seg_first, uint64_t *cut,
-                uint8_t **batch, size_t *batch_len) {
+/*
+ * The state after truncating to n at `fork`, and where the data now ends:
+ * signed with the log's key, or for a replica (no key) left unsigned until
+ * it reaches its peer's signed length again.
+ */
+static int plan(kl_log *log, uint64_t n, uint64_t fork, kl_slot *s1, uint64_t *seg_first,
+                uint64_t *cut, uint8_t **batch, size_t *batch_len) {
     *s1 = log->last;
     *batch = NULL;
     *batch_len = 0;
@@ -148,10 +152,12 @@ static int plan(kl_log *log, uint64_t n, kl_slot *s1, uint64_t *seg_first, uint6
     if (crc < 0)
         return crc;
     s1->length = n;
-    s1->fork = log->last.fork + 1;
+    s1->fork = fork;
     s1->flags = 0;
     s1->commit_ms = kl_now_ms();
-    kl_commit_sign(log, s1);
+    s1->sig_len = 0;
+    if (log->has_sk)
+        kl_commit_sign(log, s1);
     *seg_first = log->last.active_segment;
     *cut = log->last.active_end;
     if (n == log->last.length)
@@ -196,15 +202,22 @@ static int write_redo(kl_log *log, const kl_slot *s1, uint64_t seg_first, uint64
                   : 0;
 }
 
-int kl_truncate(const char *dir, uint64_t length, const kl_open_options *opts) {
+/* kl_truncate, and kl_replica_truncate for a replica (fork given: its peer's new one). */
+static int truncate_log(const char *dir, uint64_t length, int replica, uint64_t fork,
+                        const kl_open_options *opts) {
     kl_err_clear();
     kl_log *log = NULL;
     int rc = kl_log_open(dir, opts, &log);
     if (rc < 0)
         return rc;
     uint64_t have = kl_log_length(log);
-    if (!log->has_sk)
+    if (!replica && !log->has_sk)
         rc = kl_errf(KL_EREADONLY, "cannot truncate %s: %s", dir, log->sk_problem);
+    else if (replica && (log->has_sk || log->readonly))
+        rc = kl_errf(KL_EINVAL, "%s is not a writable replica", dir);
+    else if (replica && fork <= log->last.fork)
+        rc = kl_errf(KL_EFORK, "%s is at fork %llu: no truncation to fork %llu", dir,
+                     (unsigned long long)log->last.fork, (unsigned long long)fork);
     else if (length > have)
         rc = kl_errf(KL_EINVAL, "cannot truncate %s to %llu blocks: it has %llu", dir,
                      (unsigned long long)length, (unsigned long long)have);
@@ -217,7 +230,8 @@ int kl_truncate(const char *dir, uint64_t length, const kl_open_options *opts) {
     if (rc == 0 && !s1)
         rc = kl_errf(KL_ENOMEM, "truncating");
     if (rc == 0)
-        rc = plan(log, length, s1, &seg_first, &cut, &batch, &batch_len);
+        rc = plan(log, length, replica ? fork : log->last.fork + 1, s1, &seg_first, &cut, &batch,
+                  &batch_len);
     if (rc == 0)
         rc = write_redo(log, s1, seg_first, cut, batch, batch_len);
     free(batch);
@@ -232,6 +246,14 @@ int kl_truncate(const char *dir, uint64_t length, const kl_open_options *opts) {
     if (rc == 0)
         rc = kl_log_close(log);
     return rc;
+}
+
+int kl_truncate(const char *dir, uint64_t length, const kl_open_options *opts) {
+    return truncate_log(dir, length, 0, 0, opts);
+}
+
+int kl_replica_truncate(const char *dir, uint64_t length, uint64_t fork) {
+    return truncate_log(dir, length, 1, fork, NULL);
 }
 
 /* Remove the files of segments after `first`. */

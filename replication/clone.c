@@ -87,6 +87,8 @@ typedef struct cloner {
     kl_signed_state target; /* the newest verified signed state */
     int has_target;
     int resume_signed; /* the replica we resumed ends in a signed commit */
+    uint64_t fork;     /* the replica's fork (once there is a replica) */
+    int reorg;         /* the peer is at a newer fork: its upgrade from 0 is awaited */
     int got_sync;      /* the peer's sync arrived */
     uint64_t have;     /* blocks stored in the replica */
     uint64_t next;     /* next block to request */
@@ -247,6 +249,23 @@ static int pump(cloner *c) {
     if (c->ch < 0 || !kl_session_channel_open(c->s, c->ch))
         return 0;
     uint64_t mine = signed_len(c);
+    if (c->reorg && !c->upgrading && c->remote_can_upgrade) {
+        /* the peer truncated: prove its whole new tree, from nothing */
+        kl_proof_request r;
+        memset(&r, 0, sizeof r);
+        r.flags = KL_PROOF_UPGRADE;
+        r.id = UPGRADE_ID;
+        r.fork = c->remote_fork;
+        r.upgrade.start = 0;
+        r.upgrade.length = c->remote_len;
+        int rc = send_request(c, &r);
+        if (rc < 0)
+            return rc;
+        c->upgrading = 1;
+        return 0;
+    }
+    if (c->reorg)
+        return 0;
     if (!c->upgrading && c->remote_can_upgrade && c->remote_len > mine && c->remote_acked == mine) {
         kl_proof_request r;
         memset(&r, 0, sizeof r);
@@ -343,11 +362,59 @@ static int open_replica(cloner *c) {
     return kl_log_open(c->dir, NULL, &c->log);
 }
 
+/* Let go of every block asked for or held: the peer's fork changed under them. */
+static void drop_window(cloner *c) {
+    for (size_t i = 0; i < CLONE_WINDOW; i++) {
+        free(c->win[i].data);
+        c->win[i] = (slot){0};
+    }
+    c->held = 0;
+    c->retry = 0;
+    c->next = c->have;
+}
+
+/*
+ * The peer truncated and res is its new tree, verified from nothing: keep
+ * the blocks under the new roots the replica already holds (each root
+ * that covers only stored blocks and equals our node there), cut the rest
+ * (kl_replica_truncate: crash-safe, unsigned until the new signed length
+ * is reached), and download from there.
+ */
+static int reorg_replica(cloner *c, const kl_proof_result *res, uint64_t fork) {
+    uint64_t keep = 0;
+    for (size_t i = 0; i < res->nroots; i++) {
+        uint64_t end = kl_ft_right_span(res->roots[i].index) / 2 + 1;
+        kl_node mine;
+        if (end > c->have || kl_log_node(c->log, res->roots[i].index, &mine) < 0 ||
+            mine.size != res->roots[i].size ||
+            memcmp(mine.hash, res->roots[i].hash, KL_HASH_BYTES) != 0)
+            break;
+        keep = end;
+    }
+    int rc = kl_log_close(c->log);
+    c->log = NULL;
+    if (rc == 0)
+        rc = kl_replica_truncate(c->dir, keep, fork);
+    if (rc == 0)
+        rc = kl_log_open(c->dir, NULL, &c->log);
+    if (rc < 0)
+        return kl_err_prefix(rc, "following the peer's truncation: ");
+    c->have = keep;
+    c->fork = fork;
+    c->has_target = 0;
+    drop_window(c);
+    free(c->map.n);
+    free(c->map.used);
+    memset(&c->map, 0, sizeof c->map); /* nodes proven under the old fork */
+    return 0;
+}
+
 static int on_upgrade(cloner *c, const kl_proof *p) {
     kl_proof_result *res = &c->result;
     kl_slot cur;
     memset(&cur, 0, sizeof cur);
-    if (c->log && c->resume_signed)
+    const int reorg = c->reorg;
+    if (c->log && c->resume_signed && !reorg)
         kl_commit_last(c->log, &cur); /* else: from length 0, no roots */
     kl_core_kind kind = c->has_pk ? c->kind : p->manifest ? KL_CORE_DEFAULT : KL_CORE_COMPAT;
     kl_proof_receiver rx = {
@@ -356,10 +423,16 @@ static int on_upgrade(cloner *c, const kl_proof *p) {
         .pk = c->has_pk                ? c->pk
               : kind == KL_CORE_COMPAT ? c->key
                                        : NULL,
-        .length = c->has_target ? c->target.length : cur.length,
+        .length = reorg           ? 0
+                  : c->has_target ? c->target.length
+                                  : cur.length,
         .fork = p->fork,
-        .roots = c->has_target ? c->target.roots : cur.roots,
-        .nroots = c->has_target ? c->target.nroots : cur.nroots,
+        .roots = reorg           ? NULL
+                 : c->has_target ? c->target.roots
+                                 : cur.roots,
+        .nroots = reorg           ? 0
+                  : c->has_target ? c->target.nroots
+                                  : cur.nroots,
         .get = get_node,
         .ctx = c,
     };
@@ -369,6 +442,15 @@ static int on_upgrade(cloner *c, const kl_proof *p) {
         memcpy(c->pk, kind == KL_CORE_COMPAT ? c->key : res->pk, KL_PK_BYTES);
         c->has_pk = 1;
         rc = open_replica(c);
+    }
+    if (rc == 0 && reorg && p->fork <= c->fork)
+        rc = kl_errf(KL_EFORK, "the peer's upgrade is of fork %llu, this replica is at %llu",
+                     (unsigned long long)p->fork, (unsigned long long)c->fork);
+    if (rc == 0 && reorg)
+        rc = reorg_replica(c, res, p->fork);
+    if (rc == 0) {
+        c->reorg = 0;
+        c->fork = p->fork;
     }
     if (rc == 0) {
         c->target.length = res->length;
@@ -488,11 +570,15 @@ static int on_message(kl_session *s, int ch, uint64_t type, const uint8_t *p, si
             c->remote_acked = m->u.sync.remote_length;
             c->remote_can_upgrade = (m->u.sync.flags & KL_WIRE_SYNC_CAN_UPGRADE) != 0;
             c->got_sync = 1;
-            if (c->has_target && c->remote_fork != c->target.fork)
-                rc =
-                    kl_errf(KL_EFORK, "the peer is at fork %llu, this replica at %llu",
-                            (unsigned long long)c->remote_fork, (unsigned long long)c->target.fork);
-            else if (old_len != c->remote_len || old_acked != c->remote_acked)
+            if (c->log && c->remote_fork < c->fork)
+                rc = kl_errf(KL_EFORK, "the peer is at fork %llu, older than this replica's %llu",
+                             (unsigned long long)c->remote_fork, (unsigned long long)c->fork);
+            else if (c->log && c->remote_fork > c->fork && !c->reorg) {
+                c->reorg = 1; /* the peer truncated: what was asked for is void */
+                c->upgrading = 0;
+                drop_window(c);
+            }
+            if (rc == 0 && (old_len != c->remote_len || old_acked != c->remote_acked))
                 rc = send_sync(c); /* answer a changed sync, as JS does */
             break;
         }
@@ -503,18 +589,28 @@ static int on_message(kl_session *s, int ch, uint64_t type, const uint8_t *p, si
             break;
         case KL_MSG_DATA:
             if ((m->u.data.flags & KL_PROOF_UPGRADE) && m->u.data.request == UPGRADE_ID &&
+                c->reorg && m->u.data.fork != c->remote_fork)
+                break; /* the answer to an upgrade asked for before the truncation */
+            if ((m->u.data.flags & KL_PROOF_UPGRADE) && m->u.data.request == UPGRADE_ID &&
                 c->upgrading)
                 rc = on_upgrade(c, &m->u.data);
+            else if ((m->u.data.flags & KL_PROOF_BLOCK) && c->log &&
+                     (c->reorg || m->u.data.fork != c->fork))
+                break; /* an answer of the fork before a truncation: void */
             else if ((m->u.data.flags & KL_PROOF_BLOCK) && c->has_target)
                 rc = on_block(c, &m->u.data);
             else
                 rc = kl_errf(KL_EPEER, "the peer sent data nobody asked for (request %llu)",
                              (unsigned long long)m->u.data.request);
             break;
-        case KL_MSG_NO_DATA:
-            rc = kl_errf(KL_EPEER, "the peer cannot serve request %llu",
-                         (unsigned long long)m->u.no_data.request);
+        case KL_MSG_NO_DATA: {
+            uint64_t id = m->u.no_data.request;
+            const slot *w = id >= 2 ? &c->win[(id - 2) % CLONE_WINDOW] : NULL;
+            if (c->reorg || (w && (w->state != 1 || w->index != id - 2)))
+                break; /* a request voided by a truncation */
+            rc = kl_errf(KL_EPEER, "the peer cannot serve request %llu", (unsigned long long)id);
             break;
+        }
         default:
             break; /* requests, wants, bitfields, extensions: a downloader needs none */
         }
@@ -657,7 +753,7 @@ int kl_clone(const char *host_port, const unsigned char key[32], const char *dir
                 c->next = c->have;
                 kl_slot cur;
                 kl_commit_last(c->log, &cur);
-                c->remote_fork = cur.fork;
+                c->remote_fork = c->fork = cur.fork;
                 c->resume_signed = cur.sig_len != 0;
             }
         }
@@ -682,8 +778,8 @@ int kl_clone(const char *host_port, const unsigned char key[32], const char *dir
     c->last_input_ns = kl_mono_ns();
     const uint64_t started_ns = c->last_input_ns;
     while (rc == 0 && !c->err) {
-        if (c->got_sync && !opts->follow && c->log && c->have == signed_len(c) &&
-            c->remote_len <= c->have)
+        if (c->got_sync && !opts->follow && c->log && !c->reorg && c->remote_fork == c->fork &&
+            c->have == signed_len(c) && c->remote_len <= c->have)
             break; /* everything the peer has is here and signed */
         if (opts->stop && *opts->stop)
             break;

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# test_clone_fork.sh - a replica follows its source through truncations.
+#
+# kappalog serve serves a log of 3,000 blocks; `kappalog clone --follow`
+# copies it. The writer then truncates the log by 10 blocks and appends 25
+# new ones: the follower sees the new fork, keeps the blocks under the new
+# tree's roots it already holds, cuts the rest and downloads the new ones,
+# and ends equal to the source (same blocks, length, fork, tree hash and
+# signature; `kappalog verify` passes). Then the replica is left behind
+# (no follower) while the source is truncated to 100 blocks and grows to
+# 180: a plain `kappalog clone` rerun on the old replica brings it to the
+# source's new fork and equals it again.
+#
+# Environment: KAPPALOG (set by ctest).
+
+set -u
+set -o pipefail
+export LC_ALL=C
+export KL_QUIET=1
+: "${KAPPALOG:?set KAPPALOG to the kappalog binary}"
+K=$KAPPALOG
+
+die() {
+    echo "FAIL: $*" >&2
+    exit 1
+}
+T=$(mktemp -d "${TMPDIR:-/tmp}/kappalog-clone-fork.XXXXXX") || exit 1
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    rm -rf "$T"
+}
+trap cleanup EXIT
+
+info() { "$K" info "$1" --json 2>/dev/null | tr -d ' \n'; }
+field() { sed -n "s/.*\"$2\":\"\\{0,1\\}\\([^,\"]*\\).*/\\1/p" <<<"$1"; }
+lines() { # N FIRST TAG: N lines, numbered from FIRST
+    awk -v n="$1" -v f="$2" -v t="$3" 'BEGIN { srand(f); for (i = 0; i < n; i++) { s = sprintf("%s-%06d:", t, f + i); m = int(rand() * 120); for (j = 0; j < m; j++) s = s sprintf("%c", 97 + int(rand() * 26)); print s } }'
+}
+# the replica equals the source: blocks, and every signed fact of the tree
+same() { # SRC REPLICA WHAT
+    local a b f
+    a=$(info "$1")
+    b=$(info "$2")
+    for f in length fork tree_hash signature key; do
+        [ "$(field "$a" "$f")" = "$(field "$b" "$f")" ] ||
+            die "$3: $f: the source has '$(field "$a" "$f")', the replica '$(field "$b" "$f")'"
+    done
+    "$K" read "$1" | cmp -s - <("$K" read "$2") || die "$3: the replica's blocks differ from the source's"
+    "$K" verify "$2" >/dev/null || die "$3: the replica does not verify"
+}
+wait_for() { # DIR LENGTH FORK SECONDS
+    local i n
+    for i in $(seq 1 $(($4 * 20))); do
+        n=$(info "$1")
+        [ "$(field "$n" length)" = "$2" ] && [ "$(field "$n" fork)" = "$3" ] && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+lines 3000 0 a >"$T/src.txt"
+"$K" init "$T/src" --fsync never >/dev/null || die "init"
+"$K" append "$T/src" --batch 100 <"$T/src.txt" >/dev/null || die "append"
+"$K" serve "$T/src" --listen 127.0.0.1:0 >"$T/serve.out" 2>"$T/serve.err" &
+PIDS+=($!)
+for _ in $(seq 1 100); do grep -q '^key ' "$T/serve.out" 2>/dev/null && break; sleep 0.05; done
+PORT=$(sed -n 's/^listening on //p' "$T/serve.out")
+KEY=$(awk '$1 == "key" { print $2 }' "$T/serve.out")
+[ -n "$PORT" ] && [ -n "$KEY" ] || die "kappalog serve did not start: $(cat "$T/serve.err")"
+
+# ---- a follower through a truncation
+"$K" clone "$PORT" "$KEY" "$T/follow" --follow --fsync never 2>"$T/follow.err" &
+FOLLOW=$!
+PIDS+=("$FOLLOW")
+wait_for "$T/follow" 3000 0 20 || die "the follower did not reach 3000 blocks: $(cat "$T/follow.err")"
+"$K" truncate "$T/src" 2990 >/dev/null || die "truncate to 2990"
+lines 25 2990 b | "$K" append "$T/src" --batch 5 >/dev/null || die "append after the truncation"
+wait_for "$T/follow" 3015 1 20 || {
+    cat "$T/follow.err" "$T/serve.err" >&2
+    die "the follower did not follow the truncation to length 3015 at fork 1 (it is at $(field "$(info "$T/follow")" length), fork $(field "$(info "$T/follow")" fork))"
+}
+kill -INT "$FOLLOW"
+wait "$FOLLOW" || die "the follower did not end cleanly on SIGINT: $(cat "$T/follow.err")"
+same "$T/src" "$T/follow" "follow"
+echo "follow: the replica followed a truncation by 10 blocks and 25 appends (length 3015, fork 1)"
+
+# ---- a replica left behind, brought up to date by a rerun
+"$K" truncate "$T/src" 100 >/dev/null || die "truncate to 100"
+lines 80 100 c | "$K" append "$T/src" >/dev/null || die "append after the second truncation"
+"$K" clone "$PORT" "$KEY" "$T/follow" --fsync never 2>"$T/rerun.err" ||
+    die "the rerun on the old replica failed: $(cat "$T/rerun.err")"
+same "$T/src" "$T/follow" "rerun"
+echo "rerun: the replica at fork 1 was brought to the source's fork 2 (length 180)"
+echo "test_clone_fork: a replica follows truncations live and on a rerun"
