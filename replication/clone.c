@@ -249,8 +249,9 @@ static int pump(cloner *c) {
     if (c->ch < 0 || !kl_session_channel_open(c->s, c->ch))
         return 0;
     uint64_t mine = signed_len(c);
-    if (c->reorg && !c->upgrading && c->remote_can_upgrade) {
-        /* the peer truncated: prove its whole new tree, from nothing */
+    if (c->reorg && !c->upgrading) {
+        /* the peer truncated: prove its whole new tree, from nothing (a JS peer does not
+           say canUpgrade to a peer of another fork, but answers) */
         kl_proof_request r;
         memset(&r, 0, sizeof r);
         r.flags = KL_PROOF_UPGRADE;

@@ -18,7 +18,8 @@
 # one of 1 MiB): the replica's blocks, key, tree hash and signature equal
 # the JS core's, and `kappalog verify` passes on it; and `clone --follow`
 # against a JS core that keeps appending must show each new block within a
-# second, then end cleanly on SIGINT. Then `kappalog serve` of kappalog
+# second, take the JS writer's truncation (a new fork) and the appends after
+# it, then end cleanly on SIGINT with a replica that verifies. Then `kappalog serve` of kappalog
 # logs (default, compat, the mixed 10,000-block one, and the replica of the
 # JS mixed core: a replica can itself be served): the JS
 # tests/js/peer/clone.mjs clones each and verifies every block and the
@@ -177,7 +178,7 @@ process.stdout.write(Buffer.concat(parts))' >"$T/mixed.len32" || die "cannot mak
 clone_core mixed-clone 0505050505050505050505050505050505050505050505050505050505050505 \
     "$T/mixed.len32" len32
 
-# live: `kappalog clone --follow` sees each new JS append within a second
+# live: `kappalog clone --follow` sees each new JS append within a second, and a truncation
 mkfifo "$T/feed"
 node "$PEER" --seed 0606060606060606060606060606060606060606060606060606060606060606 \
     --blocks-file "$T/abc.txt" --append-stdin <"$T/feed" >"$T/live.out" 2>"$T/live.err" &
@@ -201,12 +202,25 @@ for want in 3 4 5 6; do
         die "live: the replica did not reach length $want within a second of the append"
     }
 done
+# the JS writer truncates to 4 blocks and appends 2: the follower takes the new fork
+printf '!truncate 4\nlive-7\nlive-8\n' >&7
+ok=0
+for _ in $(seq 1 100); do # 100 x 20 ms: two seconds
+    info=$("$K" info "$T/live.replica" --json 2>/dev/null | tr -d ' \n')
+    case $info in *'"length":6,'*'"fork":1,'*) ok=1 && break ;; esac
+    sleep 0.02
+done
+[ $ok = 1 ] || {
+    cat "$T/live.clone.err" >&2
+    die "live: the follower did not take the JS core's truncation (length 6, fork 1): $info"
+}
 kill -INT "$CLONE_PID"
 wait "$CLONE_PID" || die "live: kappalog clone --follow did not end cleanly on SIGINT"
 exec 7>&-
 stop
-"$K" read "$T/live.replica" | tr '\n' ' ' | grep -q '^a b c live-4 live-5 live-6 $' ||
+"$K" read "$T/live.replica" | tr '\n' ' ' | grep -q '^a b c live-4 live-7 live-8 $' ||
     die "live: the replica's blocks are $("$K" read "$T/live.replica" | tr '\n' ' ')"
+"$K" verify "$T/live.replica" >/dev/null || die "live: the replica does not verify after the truncation"
 CASES=$((CASES + 1))
 
 # `kappalog serve`: a JavaScript hypercore clones kappalog logs (default,
