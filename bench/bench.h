@@ -214,6 +214,8 @@ void bench_open(const bench_opts *o);
 void bench_follow(const bench_opts *o);      /* append-to-visible latency of followers */
 void bench_views(const bench_opts *o);       /* count view build rate, against SQLite */
 void bench_replication(const bench_opts *o); /* kl_clone from kl_serve, against hypercore */
+/* `kappalog-bench compare ...` (bench/compare/compare.c): argv[0] is "compare". */
+int bench_compare(int argc, char **argv);
 
 /*
  * The Hypercore tree's cost (hashing.c, hypercore.c, verify.c): 100-byte

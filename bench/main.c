@@ -6,6 +6,7 @@
  *                  [--match TEXT] [--io auto|uring|posix] [--reps N]
  *                  [--segment-bytes N] [--keep] [--node PATH]
  *                  [--hypercore-modules DIR] [--hypercore-records N]
+ *   kappalog-bench compare ...   (the peer comparison: bench/compare/compare.c)
  *
  * Groups run in this order: follow, then ceilings, hashing, hypercore,
  * append and verify (paired, run by run: append.c), concurrency, read and
@@ -52,6 +53,7 @@ static void usage(FILE *f) {
           "                 $NODE_PATH, else BUILD/hc-js, installed there with npm ci)\n"
           "  --hypercore-records N  records the hypercore peer appends per run (default\n"
           "                 1000000, 200000 with --quick)\n"
+          "kappalog-bench compare --help: kappalog against its peers (bench/compare)\n"
           "See bench/README.md for what each scenario measures.\n",
           f);
 }
@@ -241,6 +243,8 @@ static void summary(void) {
 }
 
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "compare") == 0) /* its own options: compare/compare.c */
+        return bench_compare(argc - 1, argv + 1);
     parse_args(&opts, argc, argv);
     if (mkdir_p(opts.dir) < 0)
         die("cannot create %s", opts.dir);

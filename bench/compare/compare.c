@@ -1,0 +1,644 @@
+/*
+ * compare.c - `kappalog-bench compare`: kappalog and its peers on the same
+ * workloads in one run, the ratios the issue sets as targets, and the raw
+ * results as JSON (bench/json.c's format, group "compare").
+ *
+ *   kappalog-bench compare [--quick] [--out DIR] [--dir DIR] [--only PEERS]
+ *                          [--match TEXT] [--reps N] [--io auto|uring|posix]
+ *
+ * Workloads: 100-byte and 1 KiB records; appends in each peer's batches
+ * under two durability classes ("interval ~1 s" and "every batch", see
+ * compare.h), each run time-bounded on a fresh store; then, per record
+ * size, one read store per peer, read sequentially to the end and by
+ * random point reads (the same indexes for every peer).
+ *
+ * Order: in every repetition, for each record size and durability class,
+ * every peer runs its batches one after the other, so the runs a ratio
+ * pairs (run i of kappalog with run i of the peer) are made within seconds
+ * of each other. Records are made up front: one pool per record size and
+ * batch, the same bytes (same seed) for every peer.
+ *
+ * Names: "compare PEER VERB rec=100B BATCHWORD=64 SETTINGWORD=SETTING" for
+ * appends ("compare redis xadd rec=100B pipeline=64 appendfsync=everysec"),
+ * "compare PEER VERB rec=100B" for reads. In the JSON, "kind" is
+ * PEER_append, PEER_read or PEER_get, "params.fsync" the peer's own
+ * durability setting, "params.batch" the records per op.
+ *
+ * What a reader would get wrong: a peer that cannot be run (not installed,
+ * built without its library, failed to start) is never skipped: each of
+ * its results is in the output as "not measured" with the reason, and so
+ * are the ratios and targets that needed it.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "compare.h"
+
+#ifndef KL_BENCH_SOURCE_DIR
+#define KL_BENCH_SOURCE_DIR "."
+#endif
+
+#define CMP_PEERS       "kappalog,sqlite,redis"
+#define CMP_GET_INDEXES (1u << 18) /* a power of two: the loops mask */
+#define CMP_SEED        4242
+
+static const cmp_peer *const peers[] = {&cmp_peer_kappalog, &cmp_peer_sqlite, &cmp_peer_redis};
+#define NPEERS (sizeof peers / sizeof *peers)
+
+static const size_t rec_sizes[] = {100, 1024};
+
+/* The issue's targets: kappalog's figure over the peer's, 100-byte records. */
+typedef struct cmp_target {
+    cmp_op op;
+    size_t record_bytes, batch; /* batch: appends only */
+    cmp_durability dur;         /* appends only */
+    const char *peer;
+    double min_ratio;
+} cmp_target;
+
+static const cmp_target targets[] = {
+    {CMP_APPEND, 100, 64, CMP_DUR_INTERVAL, "redis", 3.0},
+    {CMP_APPEND, 100, 64, CMP_DUR_EVERY, "redis", 2.0},
+    {CMP_APPEND, 100, 1000, CMP_DUR_INTERVAL, "sqlite", 2.0},
+    {CMP_APPEND, 100, 1000, CMP_DUR_EVERY, "sqlite", 2.0},
+    {CMP_GET, 100, 0, CMP_DUR_INTERVAL, "redis", 3.0},
+};
+
+static bench_opts opts;
+static const char *out_dir;
+static int own_scratch;            /* the scratch dir is ours: removed at exit */
+static char peer_why[NPEERS][256]; /* why a peer is not measured, "" if it is */
+static char scratch_default[4096 + 32];
+
+static void usage(FILE *f) {
+    fputs("usage: kappalog-bench compare [--quick] [--out DIR] [--dir DIR] [--only PEERS]\n"
+          "                              [--match TEXT] [--reps N] [--io auto|uring|posix]\n"
+          "  --quick        short runs and small stores (the whole run in under 2 minutes)\n"
+          "  --out DIR      where the results go, as <UTC date>-<host>-compare.json\n"
+          "                 (default: bench/results of the source tree)\n"
+          "  --dir DIR      scratch dir for the logs, databases and servers (default\n"
+          "                 OUT/compare-tmp); put it on the disk you want to measure\n"
+          "  --only PEERS   run only these peers: " CMP_PEERS "\n"
+          "  --match TEXT   run only the scenarios whose name contains TEXT (or one of\n"
+          "                 several, comma-separated)\n"
+          "  --reps N       repetitions of every scenario; figures are medians (default 3,\n"
+          "                 1 with --quick)\n"
+          "  --io KIND      I/O backend of kappalog's logs (default auto)\n"
+          "See bench/compare/README.md for what each scenario measures.\n",
+          f);
+}
+
+static cmp_ctx ctx_defaults(int quick) {
+    cmp_ctx c = {0};
+    c.append_s = quick ? 0.5 : 3.0;
+    c.get_s = quick ? 0.3 : 2.0;
+    c.run_cap_bytes = quick ? (256ull << 20) : (1ull << 30);
+    c.read_records = quick ? 100000 : 2000000;
+    c.read_cap_bytes = quick ? (64ull << 20) : (512ull << 20);
+    return c;
+}
+
+/* Which I/O backend kappalog's logs get here: one scratch log, opened and removed. */
+static void probe_backend(bench_machine *m) {
+    char path[4096];
+    path_join(path, sizeof path, opts.dir, "kappalog-probe");
+    kl_log *log = bench_log_fresh(&opts, path, KL_FSYNC_NEVER);
+    kl_info info;
+    int rc = kl_log_info(log, &info);
+    if (rc < 0)
+        die_kl("kl_log_info", rc);
+    snprintf(m->io_backend, sizeof m->io_backend, "%s", info.io_backend);
+    kl_log_close(log);
+    rm_rf(path);
+}
+
+static const char *value(int argc, char **argv, int *i) {
+    if (*i + 1 >= argc)
+        die("%s needs a value (compare --help)", argv[*i]);
+    return argv[++*i];
+}
+
+static void save_cmdline(bench_opts *o, int argc, char **argv) {
+    size_t n = snprintf(o->cmdline, sizeof o->cmdline, "kappalog-bench");
+    for (int i = 0; i < argc && n < sizeof o->cmdline; i++) {
+        int w = snprintf(o->cmdline + n, sizeof o->cmdline - n, " %s", argv[i]);
+        n += w > 0 ? (size_t)w : 0;
+    }
+}
+
+/* argv[0] is "compare". */
+static void parse_args(bench_opts *o, int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--quick") == 0)
+            o->quick = 1;
+    o->reps = o->quick ? 1 : 3;
+    o->io = KL_IO_AUTO;
+    o->io_name = "auto";
+    o->segment_bytes = KL_DEFAULT_SEGMENT_BYTES;
+    out_dir = KL_BENCH_SOURCE_DIR "/bench/results";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--quick") == 0)
+            continue;
+        else if (strcmp(a, "--out") == 0)
+            out_dir = value(argc, argv, &i);
+        else if (strcmp(a, "--dir") == 0)
+            o->dir = value(argc, argv, &i);
+        else if (strcmp(a, "--only") == 0)
+            o->only = value(argc, argv, &i);
+        else if (strcmp(a, "--match") == 0)
+            o->match = value(argc, argv, &i);
+        else if (strcmp(a, "--reps") == 0)
+            o->reps = atoi(value(argc, argv, &i));
+        else if (strcmp(a, "--io") == 0) {
+            const char *v = value(argc, argv, &i);
+            o->io = strcmp(v, "uring") == 0   ? KL_IO_URING
+                    : strcmp(v, "posix") == 0 ? KL_IO_POSIX
+                                              : KL_IO_AUTO;
+            if (o->io == KL_IO_AUTO && strcmp(v, "auto") != 0)
+                die("--io: '%s' is not auto, uring or posix", v);
+            o->io_name = v;
+        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+            usage(stdout), exit(0);
+        else
+            usage(stderr), die("compare: unknown option '%s'", a);
+    }
+    if (o->reps < 1 || o->reps > BENCH_MAX_RUNS)
+        die("--reps must be 1..%d", BENCH_MAX_RUNS);
+    for (const char *p = o->only; p && *p;) {
+        size_t len = strcspn(p, ",");
+        char g[32];
+        snprintf(g, sizeof g, "%.*s", (int)len, p);
+        if (len == 0 || len >= sizeof g || !strstr("," CMP_PEERS ",", g))
+            die("--only: '%s' is not one of " CMP_PEERS, g);
+        p += len + (p[len] == ',');
+    }
+    if (!o->dir) {
+        snprintf(scratch_default, sizeof scratch_default, "%s/compare-tmp", out_dir);
+        o->dir = scratch_default;
+    }
+    save_cmdline(o, argc, argv);
+}
+
+/* Only the names the peers create under the scratch dir, then the dir if it is empty. */
+static void cleanup(void) {
+    static const char *names[] = {"kappalog-append", "kappalog-read", "kappalog-probe",
+                                  "sqlite-append",   "sqlite-read",   "redis-append",
+                                  "redis-read"};
+    if (!opts.dir)
+        return;
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        char path[4096];
+        path_join(path, sizeof path, opts.dir, names[i]);
+        rm_rf(path);
+    }
+    if (own_scratch)
+        rmdir(opts.dir);
+}
+
+/* ---- helpers for the peers (compare.h) ---- */
+
+const kl_block *cmp_record(const cmp_case *k, uint64_t i) {
+    const bench_pool *p = k->pool;
+    return &pool_batch_blocks(p, (unsigned)(i / p->batch))[i % p->batch];
+}
+
+void cmp_scratch(const cmp_ctx *c, const char *name, char *out, size_t cap) {
+    path_join(out, cap, c->o->dir, name);
+    if (rm_rf(out) < 0)
+        die("cannot remove %s", out);
+}
+
+void cmp_op_done(cmp_out *out, uint64_t *t, size_t records, size_t bytes) {
+    uint64_t t1 = now_ns();
+    hist_add(out->hist, t1 - *t);
+    *t = t1;
+    out->run.ops++;
+    out->run.records += records;
+    out->run.bytes += bytes;
+}
+
+/* ---- names and results ---- */
+
+static void name_of(char *out, size_t cap, const cmp_peer *p, cmp_op op, size_t rec, size_t batch,
+                    cmp_durability dur) {
+    if (op == CMP_APPEND)
+        snprintf(out, cap, "compare %s %s rec=%zuB %s=%zu %s=%s", p->name, p->append_verb, rec,
+                 p->batch_word, batch, p->setting_word, p->setting[dur]);
+    else
+        snprintf(out, cap, "compare %s %s rec=%zuB", p->name,
+                 op == CMP_READ ? p->read_verb : p->get_verb, rec);
+}
+
+static bench_result *result_of(const cmp_peer *p, cmp_op op, size_t rec, size_t batch,
+                               cmp_durability dur) {
+    static const char *const ops[] = {"append", "read", "get"};
+    char name[128], kind[32];
+    name_of(name, sizeof name, p, op, rec, batch, dur);
+    snprintf(kind, sizeof kind, "%s_%s", p->name, ops[op]);
+    bench_result *r = result_get("compare", kind, name);
+    r->record_bytes = rec;
+    r->batch = batch;
+    r->threads = 1;
+    if (op == CMP_APPEND)
+        snprintf(r->fsync, sizeof r->fsync, "%s", p->setting[dur]);
+    return r;
+}
+
+static int peer_index(const cmp_peer *p) {
+    for (size_t i = 0; i < NPEERS; i++)
+        if (peers[i] == p)
+            return (int)i;
+    return -1;
+}
+
+static int want_peer(const cmp_peer *p) {
+    return want_group(&opts, p->name);
+}
+
+/* Take one run's out into r, or its failure. */
+static void take(bench_result *r, const cmp_out *out, int rc) {
+    if (rc < 0) {
+        progress("%s: run failed: %s", r->name, out->why);
+        if (r->nruns == 0)
+            snprintf(r->missing, sizeof r->missing, "%s", out->why);
+        else
+            snprintf(r->note, sizeof r->note, "a run failed: %s", out->why);
+        return;
+    }
+    r->missing[0] = '\0';
+    if (out->note[0])
+        snprintf(r->note, sizeof r->note, "%s", out->note);
+    result_add_run(r, &out->run, out->hist);
+}
+
+static cmp_out *out_new(void) {
+    cmp_out *out = calloc(1, sizeof *out);
+    if (!out || !(out->hist = malloc(sizeof *out->hist)))
+        die("out of memory");
+    hist_reset(out->hist);
+    return out;
+}
+
+static void out_free(cmp_out *out) {
+    free(out->hist);
+    free(out);
+}
+
+/* ---- the runs ---- */
+
+static void append_one(const cmp_ctx *c, const cmp_peer *p, size_t rec, size_t batch,
+                       cmp_durability dur) {
+    char name[128];
+    name_of(name, sizeof name, p, CMP_APPEND, rec, batch, dur);
+    if (!want_scenario(&opts, name))
+        return;
+    bench_result *r = result_of(p, CMP_APPEND, rec, batch, dur);
+    const char *why = peer_why[peer_index(p)];
+    if (why[0]) {
+        snprintf(r->missing, sizeof r->missing, "%.255s", why);
+        return;
+    }
+    bench_pool pool;
+    pool_init(&pool, rec, batch, CMP_SEED + rec * 7 + batch);
+    cmp_case k = {.op = CMP_APPEND,
+                  .record_bytes = rec,
+                  .batch = batch,
+                  .dur = dur,
+                  .setting = p->setting[dur],
+                  .pool = &pool};
+    cmp_out *out = out_new();
+    progress("%s: run %d", name, r->nruns + 1);
+    take(r, out, p->append(c, &k, out));
+    out_free(out);
+    pool_free(&pool);
+    settle(opts.dir);
+}
+
+static void appends(const cmp_ctx *c, size_t rec) {
+    for (int dur = 0; dur < CMP_DUR_N; dur++)
+        for (size_t i = 0; i < NPEERS; i++) {
+            const cmp_peer *p = peers[i];
+            if (!want_peer(p))
+                continue;
+            for (size_t b = 0; b < CMP_MAX_BATCHES && p->batches[b]; b++)
+                append_one(c, p, rec, p->batches[b], (cmp_durability)dur);
+        }
+}
+
+/* Read stores of every peer for this record size, each read by every repetition in turn. */
+static void reads(const cmp_ctx *c, size_t rec) {
+    uint64_t records = c->read_records;
+    if (records > c->read_cap_bytes / rec)
+        records = c->read_cap_bytes / rec;
+    records -= records % CMP_LOAD_BATCH;
+    bench_pool pool;
+    pool_init(&pool, rec, CMP_LOAD_BATCH, CMP_SEED + rec);
+    uint64_t *idx = malloc(CMP_GET_INDEXES * sizeof *idx), st = CMP_SEED + rec;
+    if (!idx)
+        die("out of memory");
+    for (unsigned i = 0; i < CMP_GET_INDEXES; i++)
+        idx[i] = rng_next(&st) % records;
+    cmp_case k = {.record_bytes = rec,
+                  .batch = CMP_LOAD_BATCH,
+                  .pool = &pool,
+                  .records = records,
+                  .idx = idx,
+                  .nidx = CMP_GET_INDEXES};
+    int loaded[NPEERS] = {0};
+    bench_result *rr[NPEERS] = {0}, *rg[NPEERS] = {0};
+    for (size_t i = 0; i < NPEERS; i++) {
+        const cmp_peer *p = peers[i];
+        char rname[128], gname[128], why[256] = "";
+        name_of(rname, sizeof rname, p, CMP_READ, rec, 0, 0);
+        name_of(gname, sizeof gname, p, CMP_GET, rec, 0, 0);
+        if (!want_peer(p))
+            continue;
+        if (want_scenario(&opts, rname))
+            rr[i] = result_of(p, CMP_READ, rec, CMP_LOAD_BATCH, 0);
+        if (want_scenario(&opts, gname))
+            rg[i] = result_of(p, CMP_GET, rec, CMP_LOAD_BATCH, 0);
+        if (!rr[i] && !rg[i])
+            continue;
+        snprintf(why, sizeof why, "%.255s", peer_why[i]);
+        if (!why[0]) {
+            progress("compare %s: loading %llu records of %zu bytes (not timed)", p->name,
+                     (unsigned long long)records, rec);
+            if (p->load(c, &k, why, sizeof why) == 0)
+                loaded[i] = 1;
+            else if (p->unload)
+                p->unload(c);
+        }
+        bench_result *both[2] = {rr[i], rg[i]};
+        for (int j = 0; j < 2; j++) {
+            if (!both[j])
+                continue;
+            both[j]->log_bytes = records * rec;
+            if (!loaded[i])
+                snprintf(both[j]->missing, sizeof both[j]->missing, "%s", why);
+        }
+    }
+    settle(opts.dir);
+    for (int rep = 0; rep < opts.reps; rep++)
+        for (size_t i = 0; i < NPEERS; i++) {
+            if (!loaded[i])
+                continue;
+            const cmp_peer *p = peers[i];
+            if (rr[i]) {
+                k.op = CMP_READ;
+                cmp_out *out = out_new();
+                progress("%s: run %d", rr[i]->name, rep + 1);
+                take(rr[i], out, p->read(c, &k, out));
+                out_free(out);
+            }
+            if (rg[i]) {
+                k.op = CMP_GET;
+                cmp_out *out = out_new();
+                progress("%s: run %d", rg[i]->name, rep + 1);
+                take(rg[i], out, p->get(c, &k, out));
+                out_free(out);
+            }
+        }
+    for (size_t i = 0; i < NPEERS; i++)
+        if (loaded[i])
+            peers[i]->unload(c);
+    free(idx);
+    pool_free(&pool);
+}
+
+/* ---- ratios, printing, summary ---- */
+
+static int has_batch(const cmp_peer *p, size_t batch) {
+    for (size_t b = 0; b < CMP_MAX_BATCHES && p->batches[b]; b++)
+        if (p->batches[b] == batch)
+            return 1;
+    return 0;
+}
+
+/* The issue's target for kappalog's figure against peer p, or 0. */
+static double target_for(const cmp_peer *p, cmp_op op, size_t rec, size_t batch,
+                         cmp_durability dur) {
+    for (size_t i = 0; i < sizeof targets / sizeof *targets; i++) {
+        const cmp_target *t = &targets[i];
+        if (t->op == op && t->record_bytes == rec && strcmp(t->peer, p->name) == 0 &&
+            (op != CMP_APPEND || (t->batch == batch && t->dur == dur)))
+            return t->min_ratio;
+    }
+    return 0;
+}
+
+/*
+ * Each kappalog figure as a multiple of every peer's matching figure (same
+ * record size, same batch, same durability class; reads with reads): the
+ * one with a target first (result_ratio), the others after (result_also).
+ */
+static void one_ratio_set(bench_result *r, cmp_op op, size_t rec, size_t batch,
+                          cmp_durability dur) {
+    const cmp_peer *refs[NPEERS];
+    double tg[NPEERS];
+    size_t n = 0;
+    for (size_t i = 0; i < NPEERS; i++) {
+        const cmp_peer *p = peers[i];
+        if (p == &cmp_peer_kappalog || (op == CMP_APPEND && !has_batch(p, batch)))
+            continue;
+        double t = target_for(p, op, rec, batch, dur);
+        size_t at = n++;
+        if (t > 0) /* the targeted one first */
+            for (; at > 0; at--) {
+                refs[at] = refs[at - 1];
+                tg[at] = tg[at - 1];
+            }
+        refs[at] = p;
+        tg[at] = t;
+    }
+    int placed = 0;
+    for (size_t i = 0; i < n && placed <= BENCH_MAX_ALSO; i++) {
+        char ref[128];
+        name_of(ref, sizeof ref, refs[i], op, rec, batch, dur);
+        if (!result_find(ref)) /* that peer was left out (--only, --match) */
+            continue;
+        target_kind tk = tg[i] > 0 ? TARGET_RATIO_MIN : TARGET_NONE;
+        if (placed++ == 0)
+            result_ratio(r, ref, "x", tk, tg[i]);
+        else
+            result_also(r, ref, "x", tk, tg[i]);
+    }
+}
+
+static void ratios(void) {
+    for (size_t i = 0; i < result_count(); i++) {
+        bench_result *r = result_at(i);
+        if (strncmp(r->kind, "kappalog_", 9) != 0)
+            continue;
+        cmp_op op = strcmp(r->kind, "kappalog_append") == 0 ? CMP_APPEND
+                    : strcmp(r->kind, "kappalog_read") == 0 ? CMP_READ
+                                                            : CMP_GET;
+        cmp_durability dur = strcmp(r->fsync, "always") == 0 ? CMP_DUR_EVERY : CMP_DUR_INTERVAL;
+        one_ratio_set(r, op, r->record_bytes, r->batch, dur);
+    }
+}
+
+static const char *verb(const bench_result *r) {
+    const char *op = strrchr(r->kind, '_');
+    if (op && strcmp(op, "_read") == 0)
+        return "records read";
+    if (op && strcmp(op, "_get") == 0)
+        return "records got";
+    return "records written";
+}
+
+static void print_cmp(const char *what, const char *of, double ratio, target_kind tk, double target,
+                      int pass) {
+    if (ratio < 0) {
+        const bench_result *ref = result_find(of);
+        printf("    = n/a %s %s (%s%s)\n", what, of, ref && ref->missing[0] ? "not measured: " : "",
+               ref && ref->missing[0] ? ref->missing : "not run");
+        return;
+    }
+    printf("    = %.3f %s %s", ratio, what, of);
+    if (tk == TARGET_RATIO_MIN)
+        printf(" (target >= %.2f: %s)", target, pass ? "PASS" : "MISS");
+    printf("\n");
+}
+
+static void print_result(const bench_result *r) {
+    uint64_t records = 0;
+    for (int i = 0; i < r->nruns; i++)
+        records += r->runs[i].records;
+    if (r->nruns == 0) {
+        printf("%s: not measured: %s\n", r->name, r->missing[0] ? r->missing : "not run");
+    } else {
+        printf("%s: %llu %s, %.1f records/sec (%.2f MB/sec)", r->name, (unsigned long long)records,
+               verb(r), r->rate, r->rate * (double)r->record_bytes / (1024.0 * 1024.0));
+        const bench_hist *h = r->hist;
+        if (h->count)
+            printf(", %.3g ms avg, %.3g ms p50, %.3g ms p99, %.3g ms p99.9, %.3g ms max latency",
+                   hist_avg_ns(h) / 1e6, (double)hist_percentile_ns(h, 50) / 1e6,
+                   (double)hist_percentile_ns(h, 99) / 1e6,
+                   (double)hist_percentile_ns(h, 99.9) / 1e6, (double)h->max_ns / 1e6);
+        printf(".");
+        if (r->nruns > 1)
+            printf(" [median of %d runs]", r->nruns);
+        double other = 0, secs = 0;
+        for (int i = 0; i < r->nruns; i++) {
+            other += r->runs[i].other_cpu_s;
+            secs += r->runs[i].seconds;
+        }
+        if (secs > 0 && other / secs > 0.1) /* as bench/result.c flags a disturbed result */
+            printf(" [other processes used %.2f CPU-s in %.2f s]", other, secs);
+        printf("\n");
+    }
+    if (r->ratio_what)
+        print_cmp(r->ratio_what, r->ratio_of, r->ratio, r->tkind, r->target, r->pass);
+    for (int i = 0; i < r->nalso; i++) {
+        const bench_cmp *c = &r->also[i];
+        print_cmp(c->what, c->of, c->ratio, c->tkind, c->target, c->pass);
+    }
+}
+
+static void summary_line(const char *name, const char *of, double ratio, int has, int pass,
+                         double target, int *np, int *nm, int *nn) {
+    if (!has) {
+        const bench_result *self = result_find(name), *ref = result_find(of);
+        const char *why = self && self->nruns == 0 && self->missing[0] ? self->missing
+                          : ref && ref->missing[0]                     ? ref->missing
+                                                                       : "not run";
+        printf("  n/a  %s: x %s not measured (target >= %g): %s\n", name, of, target, why);
+        (*nn)++;
+        return;
+    }
+    printf("  %-4s %s: %.3f x %s (target >= %g)\n", pass ? "PASS" : "MISS", name, ratio, of,
+           target);
+    pass ? (*np)++ : (*nm)++;
+}
+
+static void summary(void) {
+    int np = 0, nm = 0, nn = 0;
+    printf("\ntargets:\n");
+    for (size_t i = 0; i < result_count(); i++) {
+        const bench_result *r = result_at(i);
+        if (r->tkind == TARGET_RATIO_MIN)
+            summary_line(r->name, r->ratio_of, r->ratio, r->has_verdict, r->pass, r->target, &np,
+                         &nm, &nn);
+        for (int k = 0; k < r->nalso; k++)
+            if (r->also[k].tkind == TARGET_RATIO_MIN)
+                summary_line(r->name, r->also[k].of, r->also[k].ratio, r->also[k].has_verdict,
+                             r->also[k].pass, r->also[k].target, &np, &nm, &nn);
+    }
+    printf("%d passed, %d missed, %d without a figure\n", np, nm, nn);
+}
+
+/* OUT/<UTC date>-<host>-compare.json */
+static void json_path(char *out, size_t cap, const bench_machine *m) {
+    char date[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(date, sizeof date, "%Y%m%dT%H%M%SZ", &tm);
+    char host[64];
+    snprintf(host, sizeof host, "%.63s", m->hostname[0] ? m->hostname : "host");
+    for (char *p = host; *p; p++)
+        if (*p == '/' || *p == ' ')
+            *p = '_';
+    snprintf(out, cap, "%s/%s-%s-compare.json", out_dir, date, host);
+}
+
+int bench_compare(int argc, char **argv) {
+    parse_args(&opts, argc, argv);
+    cmp_ctx c = ctx_defaults(opts.quick);
+    c.o = &opts;
+    if (mkdir_p(out_dir) < 0)
+        die("cannot create %s", out_dir);
+    own_scratch = access(opts.dir, F_OK) != 0;
+    if (mkdir_p(opts.dir) < 0)
+        die("cannot create %s", opts.dir);
+    atexit(cleanup);
+    /* the main benchmark's settings, as the JSON writes them */
+    opts.sync_s = c.append_s;
+    opts.get_s = c.get_s;
+    opts.run_cap_bytes = c.run_cap_bytes;
+    opts.read_records = c.read_records;
+    bench_machine m;
+    machine_probe(&m, opts.dir);
+    char json[4200];
+    json_path(json, sizeof json, &m);
+    opts.json = json;
+    probe_backend(&m);
+    printf("kappalog-bench compare %s: %s, %ld cores, %s on %s (%s), io %s%s\n", kl_version(),
+           m.cpu, m.cores, m.fs_type, m.device, opts.dir, m.io_backend,
+           opts.quick ? ", quick" : "");
+    for (size_t i = 0; i < NPEERS; i++) {
+        if (!want_peer(peers[i]))
+            continue;
+        if (peers[i]->setup(&c, peer_why[i], sizeof peer_why[i]) < 0) {
+            if (!peer_why[i][0])
+                snprintf(peer_why[i], sizeof peer_why[i], "setup failed");
+            progress("compare %s: not measured: %s", peers[i]->name, peer_why[i]);
+        }
+    }
+    settle(opts.dir);
+    uint64_t t0 = now_ns();
+    for (int rep = 0; rep < opts.reps; rep++)
+        for (size_t i = 0; i < sizeof rec_sizes / sizeof *rec_sizes; i++)
+            appends(&c, rec_sizes[i]);
+    for (size_t i = 0; i < sizeof rec_sizes / sizeof *rec_sizes; i++)
+        reads(&c, rec_sizes[i]);
+    for (size_t i = 0; i < NPEERS; i++)
+        if (want_peer(peers[i]) && !peer_why[i][0] && peers[i]->teardown)
+            peers[i]->teardown(&c);
+    ratios();
+    printf("\n");
+    for (size_t i = 0; i < result_count(); i++)
+        print_result(result_at(i));
+    summary();
+    printf("compare took %.0f s\n", (double)(now_ns() - t0) / 1e9);
+    machine_loadavg(m.loadavg_end, sizeof m.loadavg_end);
+    if (json_write(opts.json, &opts, &m) < 0)
+        die("cannot write %s", opts.json);
+    printf("results: %s\n", opts.json);
+    results_free();
+    return 0;
+}

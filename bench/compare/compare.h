@@ -1,0 +1,133 @@
+/*
+ * compare.h - what the files of `kappalog-bench compare` share: the run's
+ * settings, the workloads (cases), what one timed run gives back, and the
+ * peer interface every compared system implements (kappalog, SQLite and
+ * Redis Streams so far; fio, NATS and hypercore are to come).
+ *
+ * A peer is a small module: a table of names and settings, and functions
+ * the driver (compare.c) calls in this order:
+ *   setup                once, before anything is timed; -1 and why: every
+ *                        figure of the peer is then "not measured", with why
+ *   append               one timed append run on a fresh store of the peer's
+ *                        own (it makes it, times the loop, removes it)
+ *   load, read, get,     the read store: `records` records written untimed
+ *   unload               (and a sample read back and checked), then timed
+ *                        sequential reads of everything and random point
+ *                        reads, then removed
+ *   teardown             once, at the end (and it must be safe to call
+ *                        after a failed setup)
+ *
+ * Durability is matched by class, not by name: each peer says which of its
+ * settings gives "interval ~1 s" and which "every batch" (kappalog's
+ * interval:1000 and always, Redis's everysec and always, SQLite WAL's
+ * NORMAL and FULL).
+ *
+ * What a reader would get wrong: "batch" is what one timed op carries:
+ * records per kl_log_append call, XADDs per pipeline round trip, rows per
+ * SQLite transaction. Latency is per op, so per batch.
+ */
+#ifndef KL_BENCH_COMPARE_H
+#define KL_BENCH_COMPARE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bench.h"
+
+typedef enum cmp_op { CMP_APPEND = 0, CMP_READ, CMP_GET } cmp_op;
+
+typedef enum cmp_durability {
+    CMP_DUR_INTERVAL = 0, /* synced about once a second */
+    CMP_DUR_EVERY,        /* every batch is on stable storage when acknowledged */
+    CMP_DUR_N
+} cmp_durability;
+
+#define CMP_MAX_BATCHES 8
+#define CMP_LOAD_BATCH  1000u /* records per write while a read store is loaded */
+#define CMP_CHECKS      1000u /* point reads compared byte for byte after a load */
+
+/* The settings of one compare run (compare.c fills it from the options). */
+typedef struct cmp_ctx {
+    const bench_opts *o;     /* quick, dir (scratch, on the disk measured), io, reps */
+    double append_s;         /* one append run */
+    double get_s;            /* one random point-read run */
+    uint64_t run_cap_bytes;  /* no append run writes more payload than this */
+    uint64_t read_records;   /* records in each read store, before the byte cap */
+    uint64_t read_cap_bytes; /* payload bytes of a read store at most */
+} cmp_ctx;
+
+/* One workload as a peer sees it. */
+typedef struct cmp_case {
+    cmp_op op;
+    size_t record_bytes;
+    size_t batch;           /* CMP_APPEND: records per op; reads: CMP_LOAD_BATCH */
+    cmp_durability dur;     /* CMP_APPEND only */
+    const char *setting;    /* the peer's own name of dur: "interval:1000", "everysec", "FULL" */
+    const bench_pool *pool; /* the records, made up front: batches of `batch` records */
+    uint64_t records;       /* CMP_READ, CMP_GET: records in the read store */
+    const uint64_t *idx;    /* CMP_GET: random indexes < records, drawn up front */
+    size_t nidx;            /* a power of two: the loops mask */
+} cmp_case;
+
+/* What one timed run gives back. */
+typedef struct cmp_out {
+    bench_run run;
+    bench_hist *hist;    /* latency per op (reset by the driver); may stay empty */
+    double server_cpu_s; /* CPU of the peer's own server process during the timed loop */
+    char note[512];      /* how the peer ran it: versions, settings, untimed costs */
+    char why[256];       /* set when the run fails (returns -1) */
+} cmp_out;
+
+typedef struct cmp_peer {
+    const char *name;                /* second word of its results' names: "redis" */
+    const char *append_verb;         /* "append", "xadd", "insert" */
+    const char *batch_word;          /* "batch", "pipeline", "txn" */
+    const char *setting_word;        /* "fsync", "appendfsync", "synchronous" */
+    const char *read_verb;           /* "read sequential", "xrange sequential" */
+    const char *get_verb;            /* "get random", "xrange point" */
+    const char *setting[CMP_DUR_N];  /* its setting of each durability class */
+    size_t batches[CMP_MAX_BATCHES]; /* append batches, 0-terminated */
+    int (*setup)(const cmp_ctx *c, char *why, size_t cap);
+    int (*append)(const cmp_ctx *c, const cmp_case *k, cmp_out *out);
+    int (*load)(const cmp_ctx *c, const cmp_case *k, char *why, size_t cap);
+    int (*read)(const cmp_ctx *c, const cmp_case *k, cmp_out *out);
+    int (*get)(const cmp_ctx *c, const cmp_case *k, cmp_out *out);
+    void (*unload)(const cmp_ctx *c);
+    void (*teardown)(const cmp_ctx *c);
+} cmp_peer;
+
+extern const cmp_peer cmp_peer_kappalog; /* peer_kappalog.c */
+extern const cmp_peer cmp_peer_sqlite;   /* peer_sqlite.c */
+extern const cmp_peer cmp_peer_redis;    /* peer_redis.c */
+
+/* Record i of a read store: the pool's records over and over (compare.c). */
+const kl_block *cmp_record(const cmp_case *k, uint64_t i);
+/* A fresh directory name under the scratch dir (removed first). */
+void cmp_scratch(const cmp_ctx *c, const char *name, char *out, size_t cap);
+/* Add one op's latency and its records; t is updated to now. */
+void cmp_op_done(cmp_out *out, uint64_t *t, size_t records, size_t bytes);
+
+/*
+ * The peers' server processes (redis_server.c): started by the bench on
+ * 127.0.0.1 on a free port, in a directory of their own, stopped by their
+ * pid (SIGTERM, then wait) at the end, on errors (atexit) and on SIGINT or
+ * SIGTERM; the child also gets SIGTERM if the bench dies (PR_SET_PDEATHSIG).
+ */
+typedef struct cmp_server {
+    int pid; /* 0 if not running */
+    int port;
+    char dir[4096];
+    char log[4200];
+} cmp_server;
+
+/* The redis-server binary, installed with apt-get when missing and root; 0, or -1 and why. */
+int redis_server_find(char *path, size_t cap, char *version, size_t vcap, char *why,
+                      size_t why_cap);
+/* Start redis-server from `path` in dir with these extra "--name value" pairs; 0 or -1, why. */
+int redis_server_start(cmp_server *s, const char *path, const char *dir, char *const extra[],
+                       char *why, size_t cap);
+void redis_server_stop(cmp_server *s);
+/* utime + stime of a process in seconds (0 if gone). */
+double proc_cpu_s(int pid);
+
+#endif
