@@ -134,6 +134,8 @@ void result_print(const bench_result *r);
 size_t result_count(void);
 bench_result *result_at(size_t i);
 void results_free(void);
+/* Every target of the run, one line each (PASS, MISS or n/a with the reason), and the counts. */
+void results_summary(void);
 
 /* ---- machine facts and JSON (machine.c, json.c) ---- */
 

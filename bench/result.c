@@ -277,3 +277,54 @@ void results_free(void) {
     table = NULL;
     ntable = captable = 0;
 }
+
+/* One target's summary line; counts it. */
+static void summary_line(const char *name, const char *what, const char *of, double v, int has,
+                         int pass, target_kind tk, double target, int *npass, int *nmiss,
+                         int *nna) {
+    const char *op = tk == TARGET_RATIO_MAX || tk == TARGET_P99_MAX_US ? "<=" : ">=";
+    if (!has) {
+        const bench_result *self = result_find(name), *ref = of ? result_find(of) : NULL;
+        if (self && self->missing[0] && self->nruns == 0)
+            printf("  n/a  %s: not measured (target %s %g): %s\n", name, op, target, self->missing);
+        else if (ref && ref->missing[0])
+            printf("  n/a  %s: %s %s not measured (target %s %g): %s\n", name, what, of, op, target,
+                   ref->missing);
+        else
+            printf("  n/a  %s: %s %s not run (target %s %g)\n", name, what, of ? of : "", op,
+                   target);
+        (*nna)++;
+        return;
+    }
+    if (of)
+        printf("  %-4s %s: %.3f %s %s (target %s %g)\n", pass ? "PASS" : "MISS", name, v, what, of,
+               op, target);
+    else
+        printf("  %-4s %s: %.3f (target %s %g)\n", pass ? "PASS" : "MISS", name, v, op, target);
+    pass ? (*npass)++ : (*nmiss)++;
+}
+
+void results_summary(void) {
+    int pass = 0, miss = 0, na = 0;
+    printf("\ntargets:\n");
+    for (size_t i = 0; i < result_count(); i++) {
+        const bench_result *r = result_at(i);
+        if (r->tkind == TARGET_RATE_MIN)
+            summary_line(r->name, "", NULL, r->rate, r->has_verdict, r->pass, r->tkind, r->target,
+                         &pass, &miss, &na);
+        else if (r->tkind == TARGET_P99_MAX_US)
+            summary_line(r->name, "p99 us", NULL,
+                         r->hist ? (double)hist_percentile_ns(r->hist, 99.0) / 1e3 : -1.0,
+                         r->has_verdict, r->pass, r->tkind, r->target, &pass, &miss, &na);
+        else if (r->tkind != TARGET_NONE)
+            summary_line(r->name, r->ratio_what, r->ratio_of, r->ratio, r->has_verdict, r->pass,
+                         r->tkind, r->target, &pass, &miss, &na);
+        for (int k = 0; k < r->nalso; k++) {
+            const bench_cmp *c = &r->also[k];
+            if (c->tkind != TARGET_NONE)
+                summary_line(r->name, c->what, c->of, c->ratio, c->has_verdict, c->pass, c->tkind,
+                             c->target, &pass, &miss, &na);
+        }
+    }
+    printf("%d passed, %d missed, %d without a figure\n", pass, miss, na);
+}

@@ -539,38 +539,6 @@ static void print_result(const bench_result *r) {
     }
 }
 
-static void summary_line(const char *name, const char *of, double ratio, int has, int pass,
-                         double target, int *np, int *nm, int *nn) {
-    if (!has) {
-        const bench_result *self = result_find(name), *ref = result_find(of);
-        const char *why = self && self->nruns == 0 && self->missing[0] ? self->missing
-                          : ref && ref->missing[0]                     ? ref->missing
-                                                                       : "not run";
-        printf("  n/a  %s: x %s not measured (target >= %g): %s\n", name, of, target, why);
-        (*nn)++;
-        return;
-    }
-    printf("  %-4s %s: %.3f x %s (target >= %g)\n", pass ? "PASS" : "MISS", name, ratio, of,
-           target);
-    pass ? (*np)++ : (*nm)++;
-}
-
-static void summary(void) {
-    int np = 0, nm = 0, nn = 0;
-    printf("\ntargets:\n");
-    for (size_t i = 0; i < result_count(); i++) {
-        const bench_result *r = result_at(i);
-        if (r->tkind == TARGET_RATIO_MIN)
-            summary_line(r->name, r->ratio_of, r->ratio, r->has_verdict, r->pass, r->target, &np,
-                         &nm, &nn);
-        for (int k = 0; k < r->nalso; k++)
-            if (r->also[k].tkind == TARGET_RATIO_MIN)
-                summary_line(r->name, r->also[k].of, r->also[k].ratio, r->also[k].has_verdict,
-                             r->also[k].pass, r->also[k].target, &np, &nm, &nn);
-    }
-    printf("%d passed, %d missed, %d without a figure\n", np, nm, nn);
-}
-
 /* OUT/<UTC date>-<host>-compare.json */
 static void json_path(char *out, size_t cap, const bench_machine *m) {
     char date[32];
@@ -633,7 +601,7 @@ int bench_compare(int argc, char **argv) {
     printf("\n");
     for (size_t i = 0; i < result_count(); i++)
         print_result(result_at(i));
-    summary();
+    results_summary();
     printf("compare took %.0f s\n", (double)(now_ns() - t0) / 1e9);
     machine_loadavg(m.loadavg_end, sizeof m.loadavg_end);
     if (json_write(opts.json, &opts, &m) < 0)
