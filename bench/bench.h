@@ -177,6 +177,12 @@ uint64_t rng_next(uint64_t *state);
 int want_group(const bench_opts *o, const char *group);
 int want_scenario(const bench_opts *o, const char *name);
 void fmt_bytes(char *out, size_t cap, uint64_t bytes);
+/* Command lines: the value after option argv[*i] (or die), --io's value, the line for the JSON. */
+const char *bench_arg_value(int argc, char **argv, int *i);
+void bench_parse_io(bench_opts *o, const char *v);
+void bench_save_cmdline(bench_opts *o, const char *prefix, int argc, char **argv);
+/* Open and remove a scratch log `name` under o->dir: the directory works; m gets its backend. */
+void bench_probe_backend(const bench_opts *o, bench_machine *m, const char *name);
 
 /*
  * The records: one pool of pseudo-random bytes made up front, and for each

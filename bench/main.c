@@ -81,32 +81,6 @@ static void defaults(bench_opts *o) {
     o->node = "node";
 }
 
-static void parse_io(bench_opts *o, const char *v) {
-    if (strcmp(v, "uring") == 0)
-        o->io = KL_IO_URING;
-    else if (strcmp(v, "posix") == 0)
-        o->io = KL_IO_POSIX;
-    else if (strcmp(v, "auto") == 0)
-        o->io = KL_IO_AUTO;
-    else
-        die("--io: '%s' is not auto, uring or posix", v);
-    o->io_name = v;
-}
-
-static void save_cmdline(bench_opts *o, int argc, char **argv) {
-    size_t n = 0;
-    for (int i = 0; i < argc && n < sizeof o->cmdline; i++) {
-        int w = snprintf(o->cmdline + n, sizeof o->cmdline - n, i ? " %s" : "%s", argv[i]);
-        n += w > 0 ? (size_t)w : 0;
-    }
-}
-
-static const char *value(int argc, char **argv, int *i) {
-    if (*i + 1 >= argc)
-        die("%s needs a value (--help)", argv[*i]);
-    return argv[++*i];
-}
-
 static void parse_args(bench_opts *o, int argc, char **argv) {
     for (int i = 1; i < argc; i++) /* --quick first: it sets the defaults */
         if (strcmp(argv[i], "--quick") == 0)
@@ -119,25 +93,25 @@ static void parse_args(bench_opts *o, int argc, char **argv) {
         else if (strcmp(a, "--keep") == 0)
             o->keep = 1;
         else if (strcmp(a, "--dir") == 0)
-            o->dir = value(argc, argv, &i);
+            o->dir = bench_arg_value(argc, argv, &i);
         else if (strcmp(a, "--json") == 0)
-            o->json = value(argc, argv, &i);
+            o->json = bench_arg_value(argc, argv, &i);
         else if (strcmp(a, "--only") == 0)
-            o->only = value(argc, argv, &i);
+            o->only = bench_arg_value(argc, argv, &i);
         else if (strcmp(a, "--match") == 0)
-            o->match = value(argc, argv, &i);
+            o->match = bench_arg_value(argc, argv, &i);
         else if (strcmp(a, "--io") == 0)
-            parse_io(o, value(argc, argv, &i));
+            bench_parse_io(o, bench_arg_value(argc, argv, &i));
         else if (strcmp(a, "--reps") == 0)
-            o->reps = atoi(value(argc, argv, &i));
+            o->reps = atoi(bench_arg_value(argc, argv, &i));
         else if (strcmp(a, "--segment-bytes") == 0)
-            o->segment_bytes = strtoull(value(argc, argv, &i), NULL, 10);
+            o->segment_bytes = strtoull(bench_arg_value(argc, argv, &i), NULL, 10);
         else if (strcmp(a, "--node") == 0)
-            o->node = value(argc, argv, &i);
+            o->node = bench_arg_value(argc, argv, &i);
         else if (strcmp(a, "--hypercore-modules") == 0)
-            o->hypercore_modules = value(argc, argv, &i);
+            o->hypercore_modules = bench_arg_value(argc, argv, &i);
         else if (strcmp(a, "--hypercore-records") == 0)
-            o->hypercore_records = strtoull(value(argc, argv, &i), NULL, 10);
+            o->hypercore_records = strtoull(bench_arg_value(argc, argv, &i), NULL, 10);
         else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
             usage(stdout), exit(0);
         else
@@ -157,21 +131,7 @@ static void parse_args(bench_opts *o, int argc, char **argv) {
             die("--only: '%s' is not one of " GROUPS, g);
         p += len + (p[len] == ',');
     }
-    save_cmdline(o, argc, argv);
-}
-
-/* Open a scratch log once: the directory works, and which backend the logs get. */
-static void probe_backend(const bench_opts *o, bench_machine *m) {
-    char path[4096];
-    path_join(path, sizeof path, o->dir, "probe-log");
-    kl_log *log = bench_log_fresh(o, path, KL_FSYNC_NEVER);
-    kl_info info;
-    int rc = kl_log_info(log, &info);
-    if (rc < 0)
-        die_kl("kl_log_info", rc);
-    snprintf(m->io_backend, sizeof m->io_backend, "%s", info.io_backend);
-    kl_log_close(log);
-    rm_rf(path);
+    bench_save_cmdline(o, NULL, argc, argv);
 }
 
 static void cleanup(void) {
@@ -200,7 +160,7 @@ int main(int argc, char **argv) {
     atexit(cleanup);
     bench_machine m;
     machine_probe(&m, opts.dir);
-    probe_backend(&opts, &m);
+    bench_probe_backend(&opts, &m, "probe-log");
     settle(opts.dir);
     printf("kappalog-bench %s: %s, %ld cores, %s on %s (%s), io %s%s\n", kl_version(), m.cpu,
            m.cores, m.fs_type, m.device, opts.dir, m.io_backend, opts.quick ? ", quick" : "");

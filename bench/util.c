@@ -166,3 +166,46 @@ void fmt_bytes(char *out, size_t cap, uint64_t bytes) {
     else
         snprintf(out, cap, "%lluB", (unsigned long long)bytes);
 }
+
+const char *bench_arg_value(int argc, char **argv, int *i) {
+    if (*i + 1 >= argc)
+        die("%s needs a value (--help)", argv[*i]);
+    return argv[++*i];
+}
+
+void bench_parse_io(bench_opts *o, const char *v) {
+    if (strcmp(v, "uring") == 0)
+        o->io = KL_IO_URING;
+    else if (strcmp(v, "posix") == 0)
+        o->io = KL_IO_POSIX;
+    else if (strcmp(v, "auto") == 0)
+        o->io = KL_IO_AUTO;
+    else
+        die("--io: '%s' is not auto, uring or posix", v);
+    o->io_name = v;
+}
+
+void bench_save_cmdline(bench_opts *o, const char *prefix, int argc, char **argv) {
+    size_t n = 0;
+    if (prefix) {
+        int w = snprintf(o->cmdline, sizeof o->cmdline, "%s", prefix);
+        n = w > 0 ? (size_t)w : 0;
+    }
+    for (int i = 0; i < argc && n < sizeof o->cmdline; i++) {
+        int w = snprintf(o->cmdline + n, sizeof o->cmdline - n, n ? " %s" : "%s", argv[i]);
+        n += w > 0 ? (size_t)w : 0;
+    }
+}
+
+void bench_probe_backend(const bench_opts *o, bench_machine *m, const char *name) {
+    char path[4096];
+    path_join(path, sizeof path, o->dir, name);
+    kl_log *log = bench_log_fresh(o, path, KL_FSYNC_NEVER);
+    kl_info info;
+    int rc = kl_log_info(log, &info);
+    if (rc < 0)
+        die_kl("kl_log_info", rc);
+    snprintf(m->io_backend, sizeof m->io_backend, "%s", info.io_backend);
+    kl_log_close(log);
+    rm_rf(path);
+}

@@ -101,34 +101,6 @@ static cmp_ctx ctx_defaults(int quick) {
     return c;
 }
 
-/* Which I/O backend kappalog's logs get here: one scratch log, opened and removed. */
-static void probe_backend(bench_machine *m) {
-    char path[4096];
-    path_join(path, sizeof path, opts.dir, "kappalog-probe");
-    kl_log *log = bench_log_fresh(&opts, path, KL_FSYNC_NEVER);
-    kl_info info;
-    int rc = kl_log_info(log, &info);
-    if (rc < 0)
-        die_kl("kl_log_info", rc);
-    snprintf(m->io_backend, sizeof m->io_backend, "%s", info.io_backend);
-    kl_log_close(log);
-    rm_rf(path);
-}
-
-static const char *value(int argc, char **argv, int *i) {
-    if (*i + 1 >= argc)
-        die("%s needs a value (compare --help)", argv[*i]);
-    return argv[++*i];
-}
-
-static void save_cmdline(bench_opts *o, int argc, char **argv) {
-    size_t n = snprintf(o->cmdline, sizeof o->cmdline, "kappalog-bench");
-    for (int i = 0; i < argc && n < sizeof o->cmdline; i++) {
-        int w = snprintf(o->cmdline + n, sizeof o->cmdline - n, " %s", argv[i]);
-        n += w > 0 ? (size_t)w : 0;
-    }
-}
-
 /* argv[0] is "compare". */
 static void parse_args(bench_opts *o, int argc, char **argv) {
     for (int i = 1; i < argc; i++)
@@ -144,24 +116,18 @@ static void parse_args(bench_opts *o, int argc, char **argv) {
         if (strcmp(a, "--quick") == 0)
             continue;
         else if (strcmp(a, "--out") == 0)
-            out_dir = value(argc, argv, &i);
+            out_dir = bench_arg_value(argc, argv, &i);
         else if (strcmp(a, "--dir") == 0)
-            o->dir = value(argc, argv, &i);
+            o->dir = bench_arg_value(argc, argv, &i);
         else if (strcmp(a, "--only") == 0)
-            o->only = value(argc, argv, &i);
+            o->only = bench_arg_value(argc, argv, &i);
         else if (strcmp(a, "--match") == 0)
-            o->match = value(argc, argv, &i);
+            o->match = bench_arg_value(argc, argv, &i);
         else if (strcmp(a, "--reps") == 0)
-            o->reps = atoi(value(argc, argv, &i));
-        else if (strcmp(a, "--io") == 0) {
-            const char *v = value(argc, argv, &i);
-            o->io = strcmp(v, "uring") == 0   ? KL_IO_URING
-                    : strcmp(v, "posix") == 0 ? KL_IO_POSIX
-                                              : KL_IO_AUTO;
-            if (o->io == KL_IO_AUTO && strcmp(v, "auto") != 0)
-                die("--io: '%s' is not auto, uring or posix", v);
-            o->io_name = v;
-        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+            o->reps = atoi(bench_arg_value(argc, argv, &i));
+        else if (strcmp(a, "--io") == 0)
+            bench_parse_io(o, bench_arg_value(argc, argv, &i));
+        else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
             usage(stdout), exit(0);
         else
             usage(stderr), die("compare: unknown option '%s'", a);
@@ -180,7 +146,7 @@ static void parse_args(bench_opts *o, int argc, char **argv) {
         snprintf(scratch_default, sizeof scratch_default, "%s/compare-tmp", out_dir);
         o->dir = scratch_default;
     }
-    save_cmdline(o, argc, argv);
+    bench_save_cmdline(o, "kappalog-bench", argc, argv);
 }
 
 /* Only the names the peers create under the scratch dir, then the dir if it is empty. */
@@ -574,7 +540,7 @@ int bench_compare(int argc, char **argv) {
     char json[4200];
     json_path(json, sizeof json, &m);
     opts.json = json;
-    probe_backend(&m);
+    bench_probe_backend(&opts, &m, "kappalog-probe");
     printf("kappalog-bench compare %s: %s, %ld cores, %s on %s (%s), io %s%s\n", kl_version(),
            m.cpu, m.cores, m.fs_type, m.device, opts.dir, m.io_backend,
            opts.quick ? ", quick" : "");
