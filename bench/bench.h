@@ -173,6 +173,9 @@ typedef struct cpu_mark {
 
 void cpu_mark_now(cpu_mark *m);
 double cpu_other_s(const cpu_mark *start);
+/* Fields of /proc/PID/stat: flags, utime and stime (ticks). 0, or -1 if unreadable. */
+int proc_stat(const char *pid, unsigned long *flags, unsigned long long *utime_ticks,
+              unsigned long long *stime_ticks);
 uint64_t rng_next(uint64_t *state);
 int want_group(const bench_opts *o, const char *group);
 int want_scenario(const bench_opts *o, const char *name);

@@ -30,21 +30,28 @@
 
 #define PF_KTHREAD 0x00200000u /* include/linux/sched.h */
 
-/* utime + stime of a kernel thread, in ticks; 0 for anything else. */
-static uint64_t kthread_ticks(const char *pid) {
+int proc_stat(const char *pid, unsigned long *flags, unsigned long long *utime_ticks,
+              unsigned long long *stime_ticks) {
     char path[64], buf[1024];
     snprintf(path, sizeof path, "/proc/%s/stat", pid);
     FILE *f = fopen(path, "r");
     if (!f)
-        return 0;
+        return -1;
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[n] = '\0';
     const char *p = strrchr(buf, ')'); /* the command may hold spaces and parens */
-    unsigned long flags;
-    unsigned long long ut, st;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %lu %*u %*u %*u %*u %llu %llu", &flags, &ut,
-                     &st) != 3)
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %lu %*u %*u %*u %*u %llu %llu", flags,
+                     utime_ticks, stime_ticks) != 3)
+        return -1;
+    return 0;
+}
+
+/* utime + stime of a kernel thread, in ticks; 0 for anything else. */
+static uint64_t kthread_ticks(const char *pid) {
+    unsigned long flags = 0;
+    unsigned long long ut = 0, st = 0;
+    if (proc_stat(pid, &flags, &ut, &st) < 0)
         return 0;
     return (flags & PF_KTHREAD) ? ut + st : 0;
 }

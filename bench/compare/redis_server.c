@@ -321,17 +321,11 @@ void redis_server_stop(cmp_server *s) {
 }
 
 double proc_cpu_s(int pid) {
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0.0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')'); /* the command may hold spaces and parens */
+    char id[24];
+    snprintf(id, sizeof id, "%d", pid);
+    unsigned long flags = 0;
     unsigned long long ut = 0, st = 0;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+    if (proc_stat(id, &flags, &ut, &st) < 0)
         return 0.0;
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
