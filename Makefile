@@ -1,7 +1,10 @@
 # The two commands of the README, and a few conveniences.
 #   make demo   install what is missing, build, and run the main job (scripts/demo.sh)
 #   make test   install what is missing, build, and run the whole test suite (scripts/test.sh)
-.PHONY: demo test build bench format clean
+#   make compare  the peer benchmark (issue 7): installs the peers, runs
+#                 `kappalog-bench compare` and regenerates its part of
+#                 docs/BENCHMARKS.md and the plots in docs/plots/ (scripts/compare.sh)
+.PHONY: demo test build bench compare format clean
 
 demo:
 	@scripts/demo.sh
@@ -16,6 +19,9 @@ build:
 
 bench: build
 	@build/bench/kappalog-bench
+
+compare:
+	@scripts/compare.sh
 
 format:
 	@scripts/check-format.sh --fix

@@ -101,7 +101,9 @@ typedef struct bench_result {
     char group[24]; /* ceilings, append, concurrency, read, get, open */
     char kind[32];  /* e.g. "write_nosync", "kappalog_append", "open_close" */
     uint64_t record_bytes, batch, threads, write_bytes, log_bytes;
-    char fsync[16]; /* never / always / "" */
+    uint64_t disk_bytes; /* compare reads: the store's bytes on disk (0: not known) */
+    char fsync[16];      /* never / always / "" */
+    char durability[12]; /* compare: the class of fsync, "none", "interval", "every" ("" else) */
     int nruns;
     bench_run runs[BENCH_MAX_RUNS];
     bench_hist *hist; /* latency per op, merged over the runs */
@@ -213,6 +215,16 @@ kl_log *bench_log_open(const bench_opts *o, const char *path, kl_fsync_mode mode
 /* ---- scenario groups ---- */
 
 void ceiling_one(const bench_opts *o, size_t record_bytes, size_t batch, int sync);
+/*
+ * The ceilings' timed loop (ceiling.c), also compare's ceiling peer: a fresh
+ * file at path, one write(2) of write_bytes (<= a pool batch) per op from
+ * the pool's batches in turn, fdatasync after each if sync, one clock read
+ * per op into h; until `seconds` have passed or cap_bytes are written; the
+ * file removed. run is set; 0, or -1 and why (the run up to the failure).
+ */
+int ceiling_write_file(const char *path, const bench_pool *p, size_t write_bytes, int sync,
+                       double seconds, uint64_t cap_bytes, bench_run *run, bench_hist *h, char *why,
+                       size_t why_cap);
 void ceiling_reference(const bench_opts *o); /* 100 B records in 64 KiB writes */
 /* The system calls and bytes of kappalog's commit under never, without its work. */
 void ceiling_pattern(const bench_opts *o, size_t record_bytes, size_t batch);

@@ -19,6 +19,10 @@
  * scenarios', so the ratios compare like with like. append.c runs each
  * ceiling right before the matching append, repetition by repetition, so
  * a ratio pairs runs made a few seconds apart.
+ *
+ * The write(2) loop itself (ceiling_write_file) is also the ceiling peer
+ * of `kappalog-bench compare` (compare/peer_ceiling.c): one loop, so the
+ * two benchmarks' ceilings cannot drift apart.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -43,50 +47,79 @@ void name_ceiling_bytes(char *out, size_t cap, size_t record_bytes, size_t write
     snprintf(out, cap, "ceiling write(2) no-sync rec=%zuB write=%s", record_bytes, b);
 }
 
-static void write_all(int fd, const uint8_t *p, size_t n) {
+/* All n bytes, or -1 (errno set; ENOSPC for a write that wrote nothing). */
+static int write_all(int fd, const uint8_t *p, size_t n) {
     while (n > 0) {
         ssize_t w = write(fd, p, n);
         if (w < 0 && errno == EINTR)
             continue;
+        if (w == 0)
+            errno = ENOSPC;
         if (w <= 0)
-            die("ceiling write: %s", w < 0 ? strerror(errno) : "wrote nothing");
+            return -1;
         p += w;
         n -= (size_t)w;
     }
+    return 0;
 }
 
-/* One run: write `write_bytes` per op from the pool, with or without fdatasync. */
-static void ceiling_run(const bench_opts *o, bench_result *r, const bench_pool *p,
-                        size_t write_bytes, int sync, double seconds) {
-    char path[4096];
-    path_join(path, sizeof path, o->dir, "ceiling.dat");
+int ceiling_write_file(const char *path, const bench_pool *p, size_t write_bytes, int sync,
+                       double seconds, uint64_t cap_bytes, bench_run *run, bench_hist *h, char *why,
+                       size_t why_cap) {
+    if (write_bytes > p->record_bytes * p->batch) {
+        snprintf(why, why_cap, "%zu bytes per write, the pool's batches hold %zu", write_bytes,
+                 p->record_bytes * p->batch);
+        return -1;
+    }
     unlink(path);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        die("%s: %s", path, strerror(errno));
+    if (fd < 0) {
+        snprintf(why, why_cap, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    const char *failed = NULL;
+    *run = (bench_run){0};
+    cpu_mark cpu;
+    cpu_mark_now(&cpu);
+    uint64_t start = now_ns(), t = start, end = start + (uint64_t)(seconds * 1e9);
+    for (unsigned v = 0; t < end && run->bytes < cap_bytes; v++) {
+        if (write_all(fd, pool_batch_bytes(p, v), write_bytes) < 0) {
+            failed = "write";
+            break;
+        }
+        if (sync && fdatasync(fd) < 0) {
+            failed = "fdatasync";
+            break;
+        }
+        uint64_t t1 = now_ns();
+        hist_add(h, t1 - t);
+        t = t1;
+        run->ops++;
+        run->bytes += write_bytes;
+    }
+    if (failed)
+        snprintf(why, why_cap, "%s %s: %s", failed, path, strerror(errno));
+    run->records = run->bytes / p->record_bytes;
+    run->seconds = (double)(t - start) / 1e9;
+    run->other_cpu_s = cpu_other_s(&cpu);
+    close(fd);
+    unlink(path);
+    return failed ? -1 : 0;
+}
+
+/* One run of the main benchmark: write `write_bytes` per op from the pool, into r. */
+static void ceiling_run(const bench_opts *o, bench_result *r, const bench_pool *p,
+                        size_t write_bytes, int sync, double seconds) {
+    char path[4096], why[4200];
+    path_join(path, sizeof path, o->dir, "ceiling.dat");
     bench_hist *h = malloc(sizeof *h);
     if (!h)
         die("out of memory");
     hist_reset(h);
-    bench_run run = {0};
-    cpu_mark cpu;
-    cpu_mark_now(&cpu);
-    uint64_t start = now_ns(), t = start, end = start + (uint64_t)(seconds * 1e9);
-    for (unsigned v = 0; t < end && run.bytes < o->run_cap_bytes; v++) {
-        write_all(fd, pool_batch_bytes(p, v), write_bytes);
-        if (sync && fdatasync(fd) < 0)
-            die("fdatasync %s: %s", path, strerror(errno));
-        uint64_t t1 = now_ns();
-        hist_add(h, t1 - t);
-        t = t1;
-        run.ops++;
-        run.bytes += write_bytes;
-    }
-    run.records = run.bytes / p->record_bytes;
-    run.seconds = (double)(t - start) / 1e9;
-    run.other_cpu_s = cpu_other_s(&cpu);
-    close(fd);
-    unlink(path);
+    bench_run run;
+    if (ceiling_write_file(path, p, write_bytes, sync, seconds, o->run_cap_bytes, &run, h, why,
+                           sizeof why) < 0)
+        die("ceiling: %s", why);
     settle(o->dir);
     result_add_run(r, &run, h);
     free(h);

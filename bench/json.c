@@ -142,7 +142,18 @@ static void write_latency(FILE *f, const bench_hist *h) {
     hist_over(h, SLOW_NS, &slow, &slow_ns);
     fprintf(f, ",\"over_10ms\":%llu,\"over_10ms_total_s\":", (unsigned long long)slow);
     jnum(f, slow_ns / 1e9);
-    fputc('}', f);
+    /* the distribution, for the latency CDF plots: [percentile, us] pairs */
+    static const double cdf[] = {1,  5,  10, 20, 30, 40,   50,   60,
+                                 70, 80, 90, 95, 99, 99.5, 99.9, 99.99};
+    fputs(",\"cdf\":[", f);
+    for (size_t i = 0; h->count && i < sizeof cdf / sizeof *cdf; i++) {
+        fprintf(f, "%s[", i ? "," : "");
+        jnum(f, cdf[i]);
+        fputc(',', f);
+        jnum(f, (double)hist_percentile_ns(h, cdf[i]) / 1e3);
+        fputc(']', f);
+    }
+    fputs("]}", f);
 }
 
 static void write_runs(FILE *f, const bench_result *r) {
@@ -231,11 +242,15 @@ static void write_result(FILE *f, const bench_result *r) {
     jstr(f, r->kind);
     fprintf(f,
             ",\"params\":{\"record_bytes\":%llu,\"batch\":%llu,\"threads\":%llu,"
-            "\"write_bytes\":%llu,\"log_bytes\":%llu,\"fsync\":",
+            "\"write_bytes\":%llu,\"log_bytes\":%llu,\"disk_bytes\":%llu,\"fsync\":",
             (unsigned long long)r->record_bytes, (unsigned long long)r->batch,
             (unsigned long long)r->threads, (unsigned long long)r->write_bytes,
-            (unsigned long long)r->log_bytes);
+            (unsigned long long)r->log_bytes, (unsigned long long)r->disk_bytes);
     jstr(f, r->fsync);
+    if (r->durability[0]) {
+        fputs(",\"durability\":", f);
+        jstr(f, r->durability);
+    }
     uint64_t records = 0, ops = 0;
     double secs = 0;
     for (int i = 0; i < r->nruns; i++) {

@@ -3,25 +3,28 @@
 #   scripts/deps.sh build   the build: compiler, cmake, pkg-config, -dev libraries
 #   scripts/deps.sh test    the build plus what the test suite uses (cmocka, clang
 #                           and its fuzzer/sanitizer runtime, clang-format, and
-#                           Node.js + npm unless a `node` is already on PATH) and
-#                           the libraries the benchmark links (SQLite, hiredis), so
-#                           all of its code is built with -Werror
+#                           Node.js + npm unless a `node` is already on PATH), the
+#                           libraries the benchmark links (SQLite, hiredis, the
+#                           NATS C client), so all of its code is built with
+#                           -Werror, and redis-server for the compare harness test
 #   scripts/deps.sh bench   the build plus the peers of `kappalog-bench compare`:
-#                           SQLite and hiredis to link, redis-server to run
+#                           SQLite, hiredis and the NATS client to link,
+#                           redis-server, nats-server and fio to run, gnuplot to
+#                           plot the report
 # Runs apt-get as root (or through sudo). Everything comes from Debian's packages.
 set -euo pipefail
 
 what=${1:-build}
 build_pkgs=(build-essential cmake pkg-config liburing-dev libsodium-dev libzstd-dev libxxhash-dev libyajl-dev liblmdb-dev)
 test_pkgs=(libcmocka-dev libjansson-dev clang libclang-rt-14-dev clang-format)
-bench_libs=(libsqlite3-dev libhiredis-dev)
-bench_pkgs=("${bench_libs[@]}" redis-server)
+bench_libs=(libsqlite3-dev libhiredis-dev libnats-dev)
+bench_pkgs=("${bench_libs[@]}" redis-server nats-server fio gnuplot-nox)
 
 pkgs=("${build_pkgs[@]}")
 case "$what" in
 build) ;;
 test)
-  pkgs+=("${test_pkgs[@]}" "${bench_libs[@]}")
+  pkgs+=("${test_pkgs[@]}" "${bench_libs[@]}" redis-server)
   # tests/test_hc_live.sh runs the real JavaScript hypercore; keep a Node already on PATH.
   command -v node >/dev/null || pkgs+=(nodejs npm)
   ;;

@@ -5,12 +5,15 @@
  *
  *   kappalog-bench compare [--quick] [--out DIR] [--dir DIR] [--only PEERS]
  *                          [--match TEXT] [--reps N] [--io auto|uring|posix]
+ *                          [--node PATH] [--hypercore-modules DIR]
  *
  * Workloads: 100-byte and 1 KiB records; appends in each peer's batches
- * under two durability classes ("interval ~1 s" and "every batch", see
- * compare.h), each run time-bounded on a fresh store; then, per record
- * size, one read store per peer, read sequentially to the end and by
- * random point reads (the same indexes for every peer).
+ * under each durability class it has ("none", "interval ~1 s", "every
+ * batch", see compare.h), each run time-bounded on a fresh store, and with
+ * 4 and 16 producers; append-to-visible latency; then, per record size,
+ * one read store per peer, its bytes on disk, read sequentially to the end
+ * and by random point reads (the same indexes for every peer); last,
+ * kappalog's log growing to 20 GiB (growth.c).
  *
  * Order: in every repetition, for each record size and durability class,
  * every peer runs its batches one after the other, so the runs a ratio
@@ -29,9 +32,16 @@
  * its results is in the output as "not measured" with the reason, and so
  * are the ratios and targets that needed it.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* nftw's FTW_PHYS */
+#endif
+#include <errno.h>
+#include <ftw.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,11 +51,13 @@
 #define KL_BENCH_SOURCE_DIR "."
 #endif
 
-#define CMP_PEERS       "kappalog,sqlite,redis"
+#define CMP_PEERS       "kappalog,ceiling,fio,sqlite,redis,nats,hypercore"
 #define CMP_GET_INDEXES (1u << 18) /* a power of two: the loops mask */
 #define CMP_SEED        4242
 
-static const cmp_peer *const peers[] = {&cmp_peer_kappalog, &cmp_peer_sqlite, &cmp_peer_redis};
+static const cmp_peer *const peers[] = {&cmp_peer_kappalog, &cmp_peer_ceiling, &cmp_peer_fio,
+                                        &cmp_peer_sqlite,   &cmp_peer_redis,   &cmp_peer_nats,
+                                        &cmp_peer_hypercore};
 #define NPEERS (sizeof peers / sizeof *peers)
 
 static const size_t rec_sizes[] = {100, 1024};
@@ -64,7 +76,8 @@ static const cmp_target targets[] = {
     {CMP_APPEND, 100, 64, CMP_DUR_EVERY, "redis", 2.0},
     {CMP_APPEND, 100, 1000, CMP_DUR_INTERVAL, "sqlite", 2.0},
     {CMP_APPEND, 100, 1000, CMP_DUR_EVERY, "sqlite", 2.0},
-    {CMP_GET, 100, 0, CMP_DUR_INTERVAL, "redis", 3.0},
+    {CMP_GET, 100, 0, CMP_DUR_NONE, "redis", 3.0},
+    {CMP_APPEND, 100, 1000, CMP_DUR_NONE, "hypercore", 12.0},
 };
 
 static bench_opts opts;
@@ -76,6 +89,7 @@ static char scratch_default[4096 + 32];
 static void usage(FILE *f) {
     fputs("usage: kappalog-bench compare [--quick] [--out DIR] [--dir DIR] [--only PEERS]\n"
           "                              [--match TEXT] [--reps N] [--io auto|uring|posix]\n"
+          "                              [--node PATH] [--hypercore-modules DIR]\n"
           "  --quick        short runs and small stores (the whole run in under 2 minutes)\n"
           "  --out DIR      where the results go, as <UTC date>-<host>-compare.json\n"
           "                 (default: bench/results of the source tree)\n"
@@ -87,6 +101,9 @@ static void usage(FILE *f) {
           "  --reps N       repetitions of every scenario; figures are medians (default 3,\n"
           "                 1 with --quick)\n"
           "  --io KIND      I/O backend of kappalog's logs (default auto)\n"
+          "  --node PATH    the Node.js that runs the hypercore peer (default: node on PATH)\n"
+          "  --hypercore-modules DIR  a node_modules with hypercore 11.37.1 (default:\n"
+          "                 $NODE_PATH, else BUILD/hc-js/node_modules, installed if missing)\n"
           "See bench/compare/README.md for what each scenario measures.\n",
           f);
 }
@@ -127,6 +144,10 @@ static void parse_args(bench_opts *o, int argc, char **argv) {
             o->reps = atoi(bench_arg_value(argc, argv, &i));
         else if (strcmp(a, "--io") == 0)
             bench_parse_io(o, bench_arg_value(argc, argv, &i));
+        else if (strcmp(a, "--node") == 0)
+            o->node = bench_arg_value(argc, argv, &i);
+        else if (strcmp(a, "--hypercore-modules") == 0)
+            o->hypercore_modules = bench_arg_value(argc, argv, &i);
         else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
             usage(stdout), exit(0);
         else
@@ -151,9 +172,12 @@ static void parse_args(bench_opts *o, int argc, char **argv) {
 
 /* Only the names the peers create under the scratch dir, then the dir if it is empty. */
 static void cleanup(void) {
-    static const char *names[] = {"kappalog-append", "kappalog-read", "kappalog-probe",
-                                  "sqlite-append",   "sqlite-read",   "redis-append",
-                                  "redis-read"};
+    static const char *names[] = {"kappalog-append", "kappalog-read",      "kappalog-probe",
+                                  "kappalog-growth", "ceiling-append.dat", "fio-append",
+                                  "sqlite-append",   "sqlite-read",        "redis-append",
+                                  "redis-read",      "hypercore-append",   "hypercore-visible",
+                                  "hypercore-read",  "hypercore-files",    "nats-append",
+                                  "nats-visible",    "nats-read"};
     if (!opts.dir)
         return;
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
@@ -187,30 +211,126 @@ void cmp_op_done(cmp_out *out, uint64_t *t, size_t records, size_t bytes) {
     out->run.bytes += bytes;
 }
 
-/* ---- names and results ---- */
-
-static void name_of(char *out, size_t cap, const cmp_peer *p, cmp_op op, size_t rec, size_t batch,
-                    cmp_durability dur) {
-    if (op == CMP_APPEND)
-        snprintf(out, cap, "compare %s %s rec=%zuB %s=%zu %s=%s", p->name, p->append_verb, rec,
-                 p->batch_word, batch, p->setting_word, p->setting[dur]);
-    else
-        snprintf(out, cap, "compare %s %s rec=%zuB", p->name,
-                 op == CMP_READ ? p->read_verb : p->get_verb, rec);
+void cmp_sleep_until(uint64_t at_ns) {
+    /* now_ns() reads CLOCK_MONOTONIC */
+    struct timespec ts = {.tv_sec = (time_t)(at_ns / 1000000000u),
+                          .tv_nsec = (long)(at_ns % 1000000000u)};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+        ;
 }
 
-static bench_result *result_of(const cmp_peer *p, cmp_op op, size_t rec, size_t batch,
-                               cmp_durability dur) {
-    static const char *const ops[] = {"append", "read", "get"};
+static uint64_t du_sum; /* nftw has no argument for its callback */
+
+static int du_one(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+    (void)path;
+    (void)type;
+    (void)ftw;
+    du_sum += (uint64_t)st->st_blocks * 512u;
+    return 0;
+}
+
+uint64_t cmp_disk_bytes(const char *path) {
+    du_sum = 0;
+    if (nftw(path, du_one, 16, FTW_PHYS) != 0)
+        return 0;
+    return du_sum;
+}
+
+static cmp_out *out_new(void);
+static void out_free(cmp_out *out);
+
+typedef struct producer {
+    pthread_t tid;
+    int i, rc;
+    uint64_t *end; /* set by the main thread between the two barrier waits */
+    pthread_barrier_t *go;
+    cmp_producer_fn fn;
+    void *arg;
+    cmp_out *out;
+} producer;
+
+static void *producer_main(void *v) {
+    producer *w = v;
+    pthread_barrier_wait(w->go); /* all started */
+    pthread_barrier_wait(w->go); /* end is set */
+    w->rc = w->fn(w->arg, w->i, *w->end, w->out);
+    return NULL;
+}
+
+int cmp_run_producers(const cmp_case *k, double seconds, cmp_producer_fn fn, void *arg,
+                      cmp_out *out) {
+    int n = k->producers < 1 ? 1 : k->producers;
+    producer *ws = calloc((size_t)n, sizeof *ws);
+    pthread_barrier_t go;
+    uint64_t end = 0;
+    if (!ws || pthread_barrier_init(&go, NULL, (unsigned)n + 1) != 0)
+        die("out of memory");
+    for (int i = 0; i < n; i++) {
+        ws[i] = (producer){.i = i, .end = &end, .go = &go, .fn = fn, .arg = arg, .out = out_new()};
+        if (pthread_create(&ws[i].tid, NULL, producer_main, &ws[i]) != 0)
+            die("pthread_create failed");
+    }
+    pthread_barrier_wait(&go);
+    end = now_ns() + (uint64_t)(seconds * 1e9);
+    pthread_barrier_wait(&go);
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        pthread_join(ws[i].tid, NULL);
+        cmp_out *o = ws[i].out;
+        if (ws[i].rc < 0 && rc == 0) {
+            rc = -1;
+            snprintf(out->why, sizeof out->why, "producer %d: %.200s", i, o->why);
+        }
+        out->run.ops += o->run.ops;
+        out->run.records += o->run.records;
+        out->run.bytes += o->run.bytes;
+        if (o->run.seconds > out->run.seconds)
+            out->run.seconds = o->run.seconds;
+        if (o->run.other_cpu_s > out->run.other_cpu_s)
+            out->run.other_cpu_s = o->run.other_cpu_s;
+        out->server_cpu_s += o->server_cpu_s;
+        hist_merge(out->hist, o->hist);
+        if (i == 0 && o->note[0])
+            snprintf(out->note, sizeof out->note, "%s", o->note);
+        out_free(o);
+    }
+    pthread_barrier_destroy(&go);
+    free(ws);
+    return rc;
+}
+
+/* ---- names and results ---- */
+
+static void name_of(char *out, size_t cap, const cmp_peer *p, const cmp_case *k) {
+    if (k->op == CMP_APPEND) {
+        int n =
+            snprintf(out, cap, "compare %s %s rec=%zuB %s=%zu %s=%s", p->name, p->append_verb,
+                     k->record_bytes, p->batch_word, k->batch, p->setting_word, p->setting[k->dur]);
+        if (k->producers > 1 && n > 0 && (size_t)n < cap)
+            snprintf(out + n, cap - (size_t)n, " producers=%d", k->producers);
+    } else if (k->op == CMP_VISIBLE) {
+        snprintf(out, cap, "compare %s visible rec=%zuB %s=%s", p->name, k->record_bytes,
+                 p->setting_word, p->setting[k->dur]);
+    } else {
+        snprintf(out, cap, "compare %s %s rec=%zuB", p->name,
+                 k->op == CMP_READ ? p->read_verb : p->get_verb, k->record_bytes);
+    }
+}
+
+static bench_result *result_of(const cmp_peer *p, const cmp_case *k) {
+    static const char *const ops[] = {"append", "read", "get", "visible"};
     char name[128], kind[32];
-    name_of(name, sizeof name, p, op, rec, batch, dur);
-    snprintf(kind, sizeof kind, "%s_%s", p->name, ops[op]);
+    name_of(name, sizeof name, p, k);
+    snprintf(kind, sizeof kind, "%s_%s", p->name, ops[k->op]);
     bench_result *r = result_get("compare", kind, name);
-    r->record_bytes = rec;
-    r->batch = batch;
-    r->threads = 1;
-    if (op == CMP_APPEND)
-        snprintf(r->fsync, sizeof r->fsync, "%s", p->setting[dur]);
+    r->record_bytes = k->record_bytes;
+    r->batch = k->batch;
+    r->threads = k->producers > 1 ? (uint64_t)k->producers : 1;
+    static const char *const classes[CMP_DUR_N] = {"none", "interval", "every"};
+    if (k->op == CMP_APPEND || k->op == CMP_VISIBLE) {
+        snprintf(r->fsync, sizeof r->fsync, "%s", p->setting[k->dur]);
+        snprintf(r->durability, sizeof r->durability, "%s", classes[k->dur]);
+    }
     return r;
 }
 
@@ -256,13 +376,22 @@ static void out_free(cmp_out *out) {
 
 /* ---- the runs ---- */
 
+/* Producers of the scaling runs: 100-byte records, the peer's first batch, every class. */
+static const int producer_counts[] = {4, 16};
+
 static void append_one(const cmp_ctx *c, const cmp_peer *p, size_t rec, size_t batch,
-                       cmp_durability dur) {
+                       cmp_durability dur, int producers) {
+    cmp_case k = {.op = CMP_APPEND,
+                  .record_bytes = rec,
+                  .batch = batch,
+                  .dur = dur,
+                  .producers = producers,
+                  .setting = p->setting[dur]};
     char name[128];
-    name_of(name, sizeof name, p, CMP_APPEND, rec, batch, dur);
+    name_of(name, sizeof name, p, &k);
     if (!want_scenario(&opts, name))
         return;
-    bench_result *r = result_of(p, CMP_APPEND, rec, batch, dur);
+    bench_result *r = result_of(p, &k);
     const char *why = peer_why[peer_index(p)];
     if (why[0]) {
         snprintf(r->missing, sizeof r->missing, "%.255s", why);
@@ -270,12 +399,7 @@ static void append_one(const cmp_ctx *c, const cmp_peer *p, size_t rec, size_t b
     }
     bench_pool pool;
     pool_init(&pool, rec, batch, CMP_SEED + rec * 7 + batch);
-    cmp_case k = {.op = CMP_APPEND,
-                  .record_bytes = rec,
-                  .batch = batch,
-                  .dur = dur,
-                  .setting = p->setting[dur],
-                  .pool = &pool};
+    k.pool = &pool;
     cmp_out *out = out_new();
     progress("%s: run %d", name, r->nruns + 1);
     take(r, out, p->append(c, &k, out));
@@ -288,11 +412,60 @@ static void appends(const cmp_ctx *c, size_t rec) {
     for (int dur = 0; dur < CMP_DUR_N; dur++)
         for (size_t i = 0; i < NPEERS; i++) {
             const cmp_peer *p = peers[i];
-            if (!want_peer(p))
+            if (!want_peer(p) || !p->append || !p->setting[dur])
                 continue;
             for (size_t b = 0; b < CMP_MAX_BATCHES && p->batches[b]; b++)
-                append_one(c, p, rec, p->batches[b], (cmp_durability)dur);
+                append_one(c, p, rec, p->batches[b], (cmp_durability)dur, 1);
+            if (rec != 100 || !p->producers)
+                continue;
+            for (size_t n = 0; n < sizeof producer_counts / sizeof *producer_counts; n++)
+                append_one(c, p, rec, p->batches[0], (cmp_durability)dur, producer_counts[n]);
         }
+}
+
+/*
+ * Append-to-visible latency: 100-byte records, one every VISIBLE_PACE_US, in
+ * the interval class (a peer without one: its first class).
+ */
+#define VISIBLE_PACE_US 1000.0
+
+static void visibles(const cmp_ctx *c) {
+    for (size_t i = 0; i < NPEERS; i++) {
+        const cmp_peer *p = peers[i];
+        /* the interval class, or else the first class the peer has */
+        int dur = CMP_DUR_INTERVAL;
+        for (int d = 0; !p->setting[dur] && d < CMP_DUR_N; d++)
+            dur = d;
+        if (!want_peer(p) || !p->visible || !p->setting[dur])
+            continue;
+        cmp_case k = {.op = CMP_VISIBLE,
+                      .record_bytes = 100,
+                      .batch = 1,
+                      .dur = (cmp_durability)dur,
+                      .producers = 1,
+                      .pace_us = VISIBLE_PACE_US,
+                      .setting = p->setting[dur]};
+        char name[128];
+        name_of(name, sizeof name, p, &k);
+        if (!want_scenario(&opts, name))
+            continue;
+        bench_result *r = result_of(p, &k);
+        if (peer_why[i][0]) {
+            snprintf(r->missing, sizeof r->missing, "%.255s", peer_why[i]);
+            continue;
+        }
+        bench_pool pool;
+        pool_init(&pool, 100, 1, CMP_SEED + 99);
+        k.pool = &pool;
+        for (int rep = 0; rep < opts.reps; rep++) {
+            cmp_out *out = out_new();
+            progress("%s: run %d", name, rep + 1);
+            take(r, out, p->visible(c, &k, out));
+            out_free(out);
+        }
+        pool_free(&pool);
+        settle(opts.dir);
+    }
 }
 
 /* Read stores of every peer for this record size, each read by every repetition in turn. */
@@ -304,45 +477,60 @@ static void reads(const cmp_ctx *c, size_t rec) {
     bench_pool pool;
     pool_init(&pool, rec, CMP_LOAD_BATCH, CMP_SEED + rec);
     uint64_t *idx = malloc(CMP_GET_INDEXES * sizeof *idx), st = CMP_SEED + rec;
-    if (!idx)
+    uint64_t *idx_capped = malloc(CMP_GET_INDEXES * sizeof *idx_capped);
+    if (!idx || !idx_capped)
         die("out of memory");
     for (unsigned i = 0; i < CMP_GET_INDEXES; i++)
         idx[i] = rng_next(&st) % records;
-    cmp_case k = {.record_bytes = rec,
-                  .batch = CMP_LOAD_BATCH,
-                  .pool = &pool,
-                  .records = records,
-                  .idx = idx,
-                  .nidx = CMP_GET_INDEXES};
+    cmp_case ks[NPEERS];
     int loaded[NPEERS] = {0};
     bench_result *rr[NPEERS] = {0}, *rg[NPEERS] = {0};
     for (size_t i = 0; i < NPEERS; i++) {
         const cmp_peer *p = peers[i];
         char rname[128], gname[128], why[256] = "";
-        name_of(rname, sizeof rname, p, CMP_READ, rec, 0, 0);
-        name_of(gname, sizeof gname, p, CMP_GET, rec, 0, 0);
-        if (!want_peer(p))
+        cmp_case *kp = &ks[i];
+        *kp = (cmp_case){.record_bytes = rec,
+                         .batch = CMP_LOAD_BATCH,
+                         .pool = &pool,
+                         .records = records,
+                         .idx = idx,
+                         .nidx = CMP_GET_INDEXES};
+        if (p->read_records_max && p->read_records_max < records) {
+            /* a slow peer's smaller store: the same draws, folded into it */
+            kp->records = p->read_records_max - p->read_records_max % CMP_LOAD_BATCH;
+            for (unsigned j = 0; j < CMP_GET_INDEXES; j++)
+                idx_capped[j] = idx[j] % kp->records;
+            kp->idx = idx_capped;
+        }
+        cmp_case k = *kp;
+        if (!want_peer(p) || !p->load)
             continue;
-        if (want_scenario(&opts, rname))
-            rr[i] = result_of(p, CMP_READ, rec, CMP_LOAD_BATCH, 0);
-        if (want_scenario(&opts, gname))
-            rg[i] = result_of(p, CMP_GET, rec, CMP_LOAD_BATCH, 0);
+        k.op = CMP_READ;
+        name_of(rname, sizeof rname, p, &k);
+        if (p->read && want_scenario(&opts, rname))
+            rr[i] = result_of(p, &k);
+        k.op = CMP_GET;
+        name_of(gname, sizeof gname, p, &k);
+        if (p->get && want_scenario(&opts, gname))
+            rg[i] = result_of(p, &k);
         if (!rr[i] && !rg[i])
             continue;
         snprintf(why, sizeof why, "%.255s", peer_why[i]);
         if (!why[0]) {
             progress("compare %s: loading %llu records of %zu bytes (not timed)", p->name,
-                     (unsigned long long)records, rec);
+                     (unsigned long long)k.records, rec);
             if (p->load(c, &k, why, sizeof why) == 0)
                 loaded[i] = 1;
             else if (p->unload)
                 p->unload(c);
         }
+        uint64_t disk = loaded[i] && p->storage ? p->storage(c) : 0;
         bench_result *both[2] = {rr[i], rg[i]};
         for (int j = 0; j < 2; j++) {
             if (!both[j])
                 continue;
-            both[j]->log_bytes = records * rec;
+            both[j]->log_bytes = k.records * rec;
+            both[j]->disk_bytes = disk;
             if (!loaded[i])
                 snprintf(both[j]->missing, sizeof both[j]->missing, "%s", why);
         }
@@ -353,6 +541,7 @@ static void reads(const cmp_ctx *c, size_t rec) {
             if (!loaded[i])
                 continue;
             const cmp_peer *p = peers[i];
+            cmp_case k = ks[i];
             if (rr[i]) {
                 k.op = CMP_READ;
                 cmp_out *out = out_new();
@@ -372,6 +561,7 @@ static void reads(const cmp_ctx *c, size_t rec) {
         if (loaded[i])
             peers[i]->unload(c);
     free(idx);
+    free(idx_capped);
     pool_free(&pool);
 }
 
@@ -385,12 +575,12 @@ static int has_batch(const cmp_peer *p, size_t batch) {
 }
 
 /* The issue's target for kappalog's figure against peer p, or 0. */
-static double target_for(const cmp_peer *p, cmp_op op, size_t rec, size_t batch,
-                         cmp_durability dur) {
+static double target_for(const cmp_peer *p, const cmp_case *k) {
     for (size_t i = 0; i < sizeof targets / sizeof *targets; i++) {
         const cmp_target *t = &targets[i];
-        if (t->op == op && t->record_bytes == rec && strcmp(t->peer, p->name) == 0 &&
-            (op != CMP_APPEND || (t->batch == batch && t->dur == dur)))
+        if (t->op == k->op && t->record_bytes == k->record_bytes && strcmp(t->peer, p->name) == 0 &&
+            (k->op != CMP_APPEND ||
+             (t->batch == k->batch && t->dur == k->dur && k->producers == 1)))
             return t->min_ratio;
     }
     return 0;
@@ -398,19 +588,21 @@ static double target_for(const cmp_peer *p, cmp_op op, size_t rec, size_t batch,
 
 /*
  * Each kappalog figure as a multiple of every peer's matching figure (same
- * record size, same batch, same durability class; reads with reads): the
- * one with a target first (result_ratio), the others after (result_also).
+ * op, record size, batch, durability class and producers; reads with
+ * reads): the one with a target first (result_ratio), the others after
+ * (result_also). Latencies (visible) have no ratio: the report sets them
+ * side by side.
  */
-static void one_ratio_set(bench_result *r, cmp_op op, size_t rec, size_t batch,
-                          cmp_durability dur) {
+static void one_ratio_set(bench_result *r, const cmp_case *k) {
     const cmp_peer *refs[NPEERS];
     double tg[NPEERS];
     size_t n = 0;
     for (size_t i = 0; i < NPEERS; i++) {
         const cmp_peer *p = peers[i];
-        if (p == &cmp_peer_kappalog || (op == CMP_APPEND && !has_batch(p, batch)))
+        if (p == &cmp_peer_kappalog || (k->op == CMP_APPEND && !has_batch(p, k->batch)) ||
+            (k->op == CMP_APPEND && !p->setting[k->dur]))
             continue;
-        double t = target_for(p, op, rec, batch, dur);
+        double t = target_for(p, k);
         size_t at = n++;
         if (t > 0) /* the targeted one first */
             for (; at > 0; at--) {
@@ -423,8 +615,8 @@ static void one_ratio_set(bench_result *r, cmp_op op, size_t rec, size_t batch,
     int placed = 0;
     for (size_t i = 0; i < n && placed <= BENCH_MAX_ALSO; i++) {
         char ref[128];
-        name_of(ref, sizeof ref, refs[i], op, rec, batch, dur);
-        if (!result_find(ref)) /* that peer was left out (--only, --match) */
+        name_of(ref, sizeof ref, refs[i], k);
+        if (!result_find(ref)) /* that peer was left out (--only, --match), or lacks it */
             continue;
         target_kind tk = tg[i] > 0 ? TARGET_RATIO_MIN : TARGET_NONE;
         if (placed++ == 0)
@@ -437,13 +629,19 @@ static void one_ratio_set(bench_result *r, cmp_op op, size_t rec, size_t batch,
 static void ratios(void) {
     for (size_t i = 0; i < result_count(); i++) {
         bench_result *r = result_at(i);
-        if (strncmp(r->kind, "kappalog_", 9) != 0)
+        if (strcmp(r->kind, "kappalog_append") != 0 && strcmp(r->kind, "kappalog_read") != 0 &&
+            strcmp(r->kind, "kappalog_get") != 0) /* visible, growth and open have none */
             continue;
-        cmp_op op = strcmp(r->kind, "kappalog_append") == 0 ? CMP_APPEND
-                    : strcmp(r->kind, "kappalog_read") == 0 ? CMP_READ
-                                                            : CMP_GET;
-        cmp_durability dur = strcmp(r->fsync, "always") == 0 ? CMP_DUR_EVERY : CMP_DUR_INTERVAL;
-        one_ratio_set(r, op, r->record_bytes, r->batch, dur);
+        cmp_case k = {.op = strcmp(r->kind, "kappalog_append") == 0 ? CMP_APPEND
+                            : strcmp(r->kind, "kappalog_read") == 0 ? CMP_READ
+                                                                    : CMP_GET,
+                      .record_bytes = r->record_bytes,
+                      .batch = r->batch,
+                      .producers = (int)r->threads};
+        for (int d = 0; d < CMP_DUR_N; d++)
+            if (cmp_peer_kappalog.setting[d] && strcmp(cmp_peer_kappalog.setting[d], r->fsync) == 0)
+                k.dur = (cmp_durability)d;
+        one_ratio_set(r, &k);
     }
 }
 
@@ -453,6 +651,8 @@ static const char *verb(const bench_result *r) {
         return "records read";
     if (op && strcmp(op, "_get") == 0)
         return "records got";
+    if (op && strcmp(op, "_visible") == 0)
+        return "records seen";
     return "records written";
 }
 
@@ -476,6 +676,9 @@ static void print_result(const bench_result *r) {
         records += r->runs[i].records;
     if (r->nruns == 0) {
         printf("%s: not measured: %s\n", r->name, r->missing[0] ? r->missing : "not run");
+    } else if (strcmp(r->kind, "kappalog_open") == 0) {
+        printf("%s: %.3f ms (open of a log of %.1f GiB of records)\n", r->name, r->value_ms,
+               (double)r->log_bytes / (1 << 30));
     } else {
         printf("%s: %llu %s, %.1f records/sec (%.2f MB/sec)", r->name, (unsigned long long)records,
                verb(r), r->rate, r->rate * (double)r->record_bytes / (1024.0 * 1024.0));
@@ -558,11 +761,13 @@ int bench_compare(int argc, char **argv) {
     for (int rep = 0; rep < opts.reps; rep++)
         for (size_t i = 0; i < sizeof rec_sizes / sizeof *rec_sizes; i++)
             appends(&c, rec_sizes[i]);
+    visibles(&c);
     for (size_t i = 0; i < sizeof rec_sizes / sizeof *rec_sizes; i++)
         reads(&c, rec_sizes[i]);
     for (size_t i = 0; i < NPEERS; i++)
         if (want_peer(peers[i]) && !peer_why[i][0] && peers[i]->teardown)
             peers[i]->teardown(&c);
+    cmp_growth(&c);
     ratios();
     printf("\n");
     for (size_t i = 0; i < result_count(); i++)

@@ -1,8 +1,8 @@
 /*
  * compare.h - what the files of `kappalog-bench compare` share: the run's
  * settings, the workloads (cases), what one timed run gives back, and the
- * peer interface every compared system implements (kappalog, SQLite and
- * Redis Streams so far; fio, NATS and hypercore are to come).
+ * peer interface every compared system implements (kappalog, the C-loop
+ * and fio ceilings, SQLite, Redis Streams, NATS JetStream, hypercore).
  *
  * A peer is a small module: a table of names and settings, and functions
  * the driver (compare.c) calls in this order:
@@ -10,10 +10,14 @@
  *                        figure of the peer is then "not measured", with why
  *   append               one timed append run on a fresh store of the peer's
  *                        own (it makes it, times the loop, removes it)
- *   load, read, get,     the read store: `records` records written untimed
- *   unload               (and a sample read back and checked), then timed
- *                        sequential reads of everything and random point
- *                        reads, then removed
+ *   visible              (optional) append-to-visible latency: one writer
+ *                        appends single records at a steady pace, a
+ *                        reader of its own (thread, connection, process)
+ *                        waits for each; latency = seen - append started
+ *   load, storage,       the read store: `records` records written untimed
+ *   read, get, unload    (and a sample read back and checked), its bytes on
+ *                        disk, then timed sequential reads of everything
+ *                        and random point reads, then removed
  *   teardown             once, at the end (and it must be safe to call
  *                        after a failed setup)
  *
@@ -34,11 +38,16 @@
 
 #include "bench.h"
 
-typedef enum cmp_op { CMP_APPEND = 0, CMP_READ, CMP_GET } cmp_op;
+typedef enum cmp_op { CMP_APPEND = 0, CMP_READ, CMP_GET, CMP_VISIBLE } cmp_op;
 
+/*
+ * A peer without a setting of some class leaves it NULL: its figures of
+ * that class are "not measured" with the reason.
+ */
 typedef enum cmp_durability {
-    CMP_DUR_INTERVAL = 0, /* synced about once a second */
-    CMP_DUR_EVERY,        /* every batch is on stable storage when acknowledged */
+    CMP_DUR_NONE = 0, /* never synced by the peer: the OS writes back when it likes */
+    CMP_DUR_INTERVAL, /* synced about once a second */
+    CMP_DUR_EVERY,    /* every batch is on stable storage when acknowledged */
     CMP_DUR_N
 } cmp_durability;
 
@@ -64,6 +73,8 @@ typedef struct cmp_case {
     cmp_durability dur;     /* CMP_APPEND only */
     const char *setting;    /* the peer's own name of dur: "interval:1000", "everysec", "FULL" */
     const bench_pool *pool; /* the records, made up front: batches of `batch` records */
+    int producers;          /* CMP_APPEND: concurrent producers (threads, connections), 1+ */
+    double pace_us;         /* CMP_VISIBLE: one record every pace_us microseconds */
     uint64_t records;       /* CMP_READ, CMP_GET: records in the read store */
     const uint64_t *idx;    /* CMP_GET: random indexes < records, drawn up front */
     size_t nidx;            /* a power of two: the loops mask */
@@ -87,18 +98,26 @@ typedef struct cmp_peer {
     const char *get_verb;            /* "get random", "xrange point" */
     const char *setting[CMP_DUR_N];  /* its setting of each durability class */
     size_t batches[CMP_MAX_BATCHES]; /* append batches, 0-terminated */
+    int producers;                   /* its append runs k->producers > 1 (4 and 16, batches[0]) */
+    uint64_t read_records_max; /* its read store holds at most this many records (0: no cap) */
     int (*setup)(const cmp_ctx *c, char *why, size_t cap);
     int (*append)(const cmp_ctx *c, const cmp_case *k, cmp_out *out);
+    int (*visible)(const cmp_ctx *c, const cmp_case *k, cmp_out *out); /* NULL: none */
     int (*load)(const cmp_ctx *c, const cmp_case *k, char *why, size_t cap);
+    uint64_t (*storage)(const cmp_ctx *c); /* bytes on disk of the loaded read store */
     int (*read)(const cmp_ctx *c, const cmp_case *k, cmp_out *out);
     int (*get)(const cmp_ctx *c, const cmp_case *k, cmp_out *out);
     void (*unload)(const cmp_ctx *c);
     void (*teardown)(const cmp_ctx *c);
 } cmp_peer;
 
-extern const cmp_peer cmp_peer_kappalog; /* peer_kappalog.c */
-extern const cmp_peer cmp_peer_sqlite;   /* peer_sqlite.c */
-extern const cmp_peer cmp_peer_redis;    /* peer_redis.c */
+extern const cmp_peer cmp_peer_kappalog;  /* peer_kappalog.c */
+extern const cmp_peer cmp_peer_ceiling;   /* peer_ceiling.c: the plain C write(2) loop */
+extern const cmp_peer cmp_peer_fio;       /* peer_fio.c: the disk ceiling */
+extern const cmp_peer cmp_peer_sqlite;    /* peer_sqlite.c */
+extern const cmp_peer cmp_peer_redis;     /* peer_redis.c */
+extern const cmp_peer cmp_peer_nats;      /* peer_nats.c: NATS JetStream */
+extern const cmp_peer cmp_peer_hypercore; /* peer_hypercore.c: hypercore@11.37.1 via Node */
 
 /* Record i of a read store: the pool's records over and over (compare.c). */
 const kl_block *cmp_record(const cmp_case *k, uint64_t i);
@@ -106,19 +125,39 @@ const kl_block *cmp_record(const cmp_case *k, uint64_t i);
 void cmp_scratch(const cmp_ctx *c, const char *name, char *out, size_t cap);
 /* Add one op's latency and its records; t is updated to now. */
 void cmp_op_done(cmp_out *out, uint64_t *t, size_t records, size_t bytes);
+/* Bytes a file or directory tree takes on disk (allocated blocks), 0 if it is gone. */
+uint64_t cmp_disk_bytes(const char *path);
 
 /*
- * The peers' server processes (redis_server.c): started by the bench on
- * 127.0.0.1 on a free port, in a directory of their own, stopped by their
- * pid (SIGTERM, then wait) at the end, on errors (atexit) and on SIGINT or
- * SIGTERM; the child also gets SIGTERM if the bench dies (PR_SET_PDEATHSIG).
+ * k->producers threads, started together, each running fn(arg, i, end, o)
+ * with a cmp_out of its own until now_ns() >= end (end = start +
+ * seconds); their runs are summed into out (seconds: the longest, the
+ * latencies merged). 0, or -1 with the first failure's why in out->why.
+ */
+typedef int (*cmp_producer_fn)(void *arg, int i, uint64_t end_ns, cmp_out *o);
+int cmp_run_producers(const cmp_case *k, double seconds, cmp_producer_fn fn, void *arg,
+                      cmp_out *out);
+
+/* kappalog's append rate and open time as its log grows to 20 GiB (growth.c). */
+void cmp_growth(const cmp_ctx *c);
+
+/*
+ * The peers' server processes (server.c): redis-server and nats-server,
+ * started by the bench on 127.0.0.1 on a free port, in a directory of
+ * their own, stopped by their pid (SIGTERM, then wait) at the end, on
+ * errors (atexit) and on SIGINT or SIGTERM; the child also gets SIGTERM if
+ * the bench dies (PR_SET_PDEATHSIG). One spawn/stop implementation for all.
  */
 typedef struct cmp_server {
     int pid; /* 0 if not running */
     int port;
     char dir[4096];
     char log[4200];
+    char name[32]; /* "redis-server", "nats-server": for messages */
 } cmp_server;
+
+/* The argument of a server's argv that server.c replaces with the port it chose. */
+#define CMP_SERVER_PORT "@PORT@"
 
 /* The redis-server binary, installed with apt-get when missing and root; 0, or -1 and why. */
 int redis_server_find(char *path, size_t cap, char *version, size_t vcap, char *why,
@@ -126,7 +165,25 @@ int redis_server_find(char *path, size_t cap, char *version, size_t vcap, char *
 /* Start redis-server from `path` in dir with these extra "--name value" pairs; 0 or -1, why. */
 int redis_server_start(cmp_server *s, const char *path, const char *dir, char *const extra[],
                        char *why, size_t cap);
-void redis_server_stop(cmp_server *s);
+void redis_server_stop(cmp_server *s); /* cmp_server_stop */
+/* The nats-server binary ("2.9.10"), installed as redis-server is; 0, or -1 and why. */
+int nats_server_find(char *path, size_t cap, char *version, size_t vcap, char *why, size_t why_cap);
+/* Start nats-server with JetStream on, its store in dir, these extra options; 0 or -1, why. */
+int nats_server_start(cmp_server *s, const char *path, const char *dir, char *const extra[],
+                      char *why, size_t cap);
+/* Stop a server started above (SIGTERM, wait, SIGKILL after 30 s); s->pid is then 0. */
+void cmp_server_stop(cmp_server *s);
+/*
+ * The program `name` of Debian's package of the same name (redis-server,
+ * nats-server, fio), installed with apt-get when missing and the bench runs
+ * as root, and the first line of `name --version`; 0, or -1 and why.
+ */
+int cmp_program_find(const char *name, char *path, size_t cap, char *line, size_t lcap, char *why,
+                     size_t why_cap);
+/* The last non-empty line of a file (a child's log), for an error message. */
+void cmp_last_line(const char *path, char *out, size_t cap);
+/* Sleep until now_ns() reaches at_ns (the paced writers of the visible runs). */
+void cmp_sleep_until(uint64_t at_ns);
 /* utime + stime of a process in seconds (0 if gone). */
 double proc_cpu_s(int pid);
 
