@@ -18,6 +18,22 @@
  * it needs no lock of its own. A short write breaks its link; the rest of
  * that chain is finished synchronously so the caller still sees either full
  * success or the kernel's error.
+ *
+ * Waiting: the submission and the wait are two calls, and the wait is in
+ * slices of URING_WAIT_SLICE_MS, each of which looks at the completion
+ * queue again. A completion is never given up on (an operation in flight
+ * must not be abandoned, and a sync is never retried), but a wake-up that
+ * does not come cannot hang a commit. Rarely (twice in many CI runs, under
+ * load) a test hung for ten minutes; once gdb showed the commit's thread
+ * asleep in io_uring_submit_and_wait for completions the kernel had not
+ * delivered, and the process had no io-wq worker thread left to run the
+ * punted write and fdatasync. So after URING_KICK_SLICES empty slices the
+ * wait submits a no-op forced to the worker pool (IOSQE_ASYNC): queueing
+ * it makes the kernel start a worker, which also runs the stranded work.
+ * The no-op has no effect of its own and its completion is skipped; with
+ * slices, a completion posted without its wake-up is also found at the
+ * next look. `stalled_slices` and `kicks` count, for a debugger;
+ * KL_URING_TRACE=1 says each kick on stderr.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -27,17 +43,28 @@
 #include <errno.h>
 #include <liburing.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 #include <stdlib.h>
 
 #include "../util.h"
 
-#define URING_ENTRIES 64
+#define URING_ENTRIES       64
+#ifndef URING_WAIT_SLICE_MS /* -D by a test build that wants the kicks exercised */
+#define URING_WAIT_SLICE_MS 1000
+#endif
+#ifndef URING_KICK_SLICES
+#define URING_KICK_SLICES 2
+#endif
+#define URING_KICK_DATA     UINT64_MAX /* the user data of a kick's no-op */
 
 typedef struct uring_io {
     kl_io base;
     struct io_uring ring;
-    int writes_via_ring; /* KL_URING_WRITES=ring */
+    int writes_via_ring;     /* KL_URING_WRITES=ring */
+    uint64_t stalled_slices; /* wait slices that ended with no completion */
+    uint64_t kicks;          /* no-ops sent to the worker pool to get stranded work run */
+    int trace;               /* KL_URING_TRACE=1 */
 } uring_io;
 
 static void prep_op(struct io_uring_sqe *sqe, const kl_io_op *op, int i) {
@@ -97,6 +124,28 @@ static int finish_chain_sync(kl_io_op *ops, int n, int start) {
     return 0;
 }
 
+/*
+ * A no-op through the worker pool, so the kernel starts a worker if it has
+ * none: the work of a submission still waiting for one then runs too.
+ */
+static void kick(uring_io *u, int waiting) {
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+    if (!sqe)
+        return; /* the ring is full of kicks already: the next slice tries again */
+    io_uring_prep_nop(sqe);
+    io_uring_sqe_set_flags(sqe, IOSQE_ASYNC);
+    io_uring_sqe_set_data64(sqe, URING_KICK_DATA);
+    int rc;
+    do {
+        rc = io_uring_submit(&u->ring);
+    } while (rc == -EINTR);
+    u->kicks++;
+    if (u->trace)
+        fprintf(stderr, "kappalog: io_uring: %d completions late by %llu s; kick %llu (%s)\n",
+                waiting, (unsigned long long)(u->stalled_slices * URING_WAIT_SLICE_MS / 1000),
+                (unsigned long long)u->kicks, rc < 0 ? strerror(-rc) : "sent");
+}
+
 static int ur_submit(kl_io *io, kl_io_op *ops, int n) {
     uring_io *u = (uring_io *)io;
     KL_ASSERT(n > 0 && n <= KL_IO_MAX_OPS && n <= URING_ENTRIES);
@@ -113,7 +162,7 @@ static int ur_submit(kl_io *io, kl_io_op *ops, int n) {
     }
     int rc;
     do {
-        rc = io_uring_submit_and_wait(&u->ring, (unsigned)n);
+        rc = io_uring_submit(&u->ring);
     } while (rc == -EINTR);
     if (rc < 0)
         return rc;
@@ -123,15 +172,27 @@ static int ur_submit(kl_io *io, kl_io_op *ops, int n) {
      * caller fails the handle on the error, so the entries left in the
      * ring are never submitted.
      */
-    int taken = rc;
+    int taken = rc, empty = 0;
     for (int seen = 0; seen < taken;) {
         struct io_uring_cqe *cqe;
-        rc = io_uring_wait_cqe(&u->ring, &cqe);
+        struct __kernel_timespec slice = {.tv_sec = URING_WAIT_SLICE_MS / 1000,
+                                          .tv_nsec = (URING_WAIT_SLICE_MS % 1000) * 1000000L};
+        rc = io_uring_wait_cqe_timeout(&u->ring, &cqe, &slice);
+        if (rc == -ETIME) {
+            u->stalled_slices++;
+            if (++empty % URING_KICK_SLICES == 0)
+                kick(u, taken - seen);
+            continue;
+        }
         if (rc == -EINTR)
             continue;
         if (rc < 0)
             return rc;
         uint64_t i = io_uring_cqe_get_data64(cqe);
+        if (i == URING_KICK_DATA) { /* a kick's no-op */
+            io_uring_cqe_seen(&u->ring, cqe);
+            continue;
+        }
         KL_ASSERT(i < (uint64_t)n);
         ops[i].res = cqe->res;
         io_uring_cqe_seen(&u->ring, cqe);
@@ -186,6 +247,8 @@ int kl_io_uring_new(kl_io **out) {
     pthread_once(&uring_vtbl_once, init_vtbl);
     const char *w = getenv("KL_URING_WRITES");
     u->writes_via_ring = w && strcmp(w, "ring") == 0;
+    const char *t = getenv("KL_URING_TRACE");
+    u->trace = t && strcmp(t, "1") == 0;
     u->base.v = &uring_vtbl;
     u->base.name = "io_uring";
     *out = &u->base;
