@@ -49,14 +49,14 @@
 
 #include "../util.h"
 
-#define URING_ENTRIES       64
+#define URING_ENTRIES 64
 #ifndef URING_WAIT_SLICE_MS /* -D by a test build that wants the kicks exercised */
 #define URING_WAIT_SLICE_MS 1000
 #endif
 #ifndef URING_KICK_SLICES
 #define URING_KICK_SLICES 2
 #endif
-#define URING_KICK_DATA     UINT64_MAX /* the user data of a kick's no-op */
+#define URING_KICK_DATA UINT64_MAX /* the user data of a kick's no-op */
 
 typedef struct uring_io {
     kl_io base;
