@@ -88,8 +88,8 @@ typedef struct bench_cmp {
     int has_verdict, pass;
 } bench_cmp;
 
-#define BENCH_MAX_ALSO 6 /* further comparisons of one result (result_also): compare has 6 peers   \
-                          */
+/* Further comparisons of one result (result_also): compare has 6 peers. */
+#define BENCH_MAX_ALSO 6
 
 typedef struct bench_run {
     uint64_t ops, records, bytes;
