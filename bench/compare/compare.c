@@ -211,12 +211,55 @@ void cmp_op_done(cmp_out *out, uint64_t *t, size_t records, size_t bytes) {
     out->run.bytes += bytes;
 }
 
+int cmp_get_loop(const cmp_ctx *c, const cmp_case *k, cmp_read_fn read_one, void *arg,
+                 cmp_out *out) {
+    uint8_t *buf = malloc(k->record_bytes);
+    if (!buf)
+        die("out of memory");
+    int rc = 0;
+    uint64_t start = now_ns(), t = start, end = start + (uint64_t)(c->get_s * 1e9);
+    for (uint64_t i = 0; t < end; i++) {
+        long n = read_one(arg, i, buf, k->record_bytes, out->why, sizeof out->why);
+        if (n < 0) {
+            rc = -1;
+            break;
+        }
+        cmp_op_done(out, &t, 1, (size_t)n);
+    }
+    out->run.seconds = (double)(t - start) / 1e9;
+    free(buf);
+    return rc;
+}
+
 void cmp_sleep_until(uint64_t at_ns) {
     /* now_ns() reads CLOCK_MONOTONIC */
     struct timespec ts = {.tv_sec = (time_t)(at_ns / 1000000000u),
                           .tv_nsec = (long)(at_ns % 1000000000u)};
     while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
         ;
+}
+
+int cmp_paced_write(const cmp_ctx *c, const cmp_case *k, uint64_t t0, uint64_t slots,
+                    _Atomic uint64_t *start_ns, _Atomic uint64_t *written, uint64_t *late,
+                    cmp_append_fn append_one, void *arg, char *why, size_t why_cap) {
+    uint64_t pace_ns = (uint64_t)(k->pace_us * 1e3), end = t0 + (uint64_t)(c->append_s * 1e9);
+    uint64_t slot = t0;
+    for (uint64_t i = 0; i < slots; i++) {
+        cmp_sleep_until(slot);
+        uint64_t t = now_ns();
+        if (t >= end)
+            break;
+        atomic_store_explicit(&start_ns[i], t, memory_order_release);
+        if (append_one(arg, i, why, why_cap) < 0)
+            return -1;
+        atomic_store_explicit(written, i + 1, memory_order_release);
+        slot += pace_ns;
+        if (slot < now_ns()) {
+            slot = now_ns();
+            (*late)++;
+        }
+    }
+    return 0;
 }
 
 static uint64_t du_sum; /* nftw has no argument for its callback */

@@ -33,6 +33,7 @@
 #ifndef KL_BENCH_COMPARE_H
 #define KL_BENCH_COMPARE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -125,6 +126,16 @@ const kl_block *cmp_record(const cmp_case *k, uint64_t i);
 void cmp_scratch(const cmp_ctx *c, const char *name, char *out, size_t cap);
 /* Add one op's latency and its records; t is updated to now. */
 void cmp_op_done(cmp_out *out, uint64_t *t, size_t records, size_t bytes);
+/*
+ * Random point reads for c->get_s seconds: read_one(arg, i, buf, cap, why,
+ * why_cap) reads op i's record (k->idx[i & (k->nidx - 1)], as the peer
+ * names it) into buf and returns its size, or -1 and why. Sets out->run's
+ * counts and seconds; 0, or -1 with why in out->why.
+ */
+typedef long (*cmp_read_fn)(void *arg, uint64_t i, uint8_t *buf, size_t cap, char *why,
+                            size_t why_cap);
+int cmp_get_loop(const cmp_ctx *c, const cmp_case *k, cmp_read_fn read_one, void *arg,
+                 cmp_out *out);
 /* Bytes a file or directory tree takes on disk (allocated blocks), 0 if it is gone. */
 uint64_t cmp_disk_bytes(const char *path);
 
@@ -184,6 +195,31 @@ int cmp_program_find(const char *name, char *path, size_t cap, char *line, size_
 void cmp_last_line(const char *path, char *out, size_t cap);
 /* Sleep until now_ns() reaches at_ns (the paced writers of the visible runs). */
 void cmp_sleep_until(uint64_t at_ns);
+/*
+ * The writer of a visible run: record i (0, 1, ...) is appended by
+ * append_one(arg, i, why, why_cap) at the slot t0 + i * pace, until
+ * c->append_s has passed or `slots` records are written; start_ns[i] is
+ * stored (release) just before record i's append, *written after it. A
+ * slot missed because an append ran long is not made up (*late counts
+ * them). 0, or -1 with append_one's why.
+ */
+typedef int (*cmp_append_fn)(void *arg, uint64_t i, char *why, size_t why_cap);
+int cmp_paced_write(const cmp_ctx *c, const cmp_case *k, uint64_t t0, uint64_t slots,
+                    _Atomic uint64_t *start_ns, _Atomic uint64_t *written, uint64_t *late,
+                    cmp_append_fn append_one, void *arg, char *why, size_t why_cap);
+/*
+ * The CPU of a timed loop that talks to a server of its own: at the stop,
+ * out->server_cpu_s is the server's CPU since the start, and
+ * out->run.other_cpu_s every other process's, the server's left out (it is
+ * part of what is measured, not a disturbance).
+ */
+typedef struct cmp_cpu {
+    cpu_mark mark;
+    double server0;
+    int pid;
+} cmp_cpu;
+void cmp_cpu_start(cmp_cpu *m, int server_pid);
+void cmp_cpu_stop(const cmp_cpu *m, cmp_out *out);
 /* utime + stime of a process in seconds (0 if gone). */
 double proc_cpu_s(int pid);
 

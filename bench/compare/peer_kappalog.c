@@ -237,30 +237,12 @@ out:
 }
 
 /* The writer: one record every pace; late slots are not made up. 0 or -1 and why. */
-static int visible_write(const cmp_ctx *c, kl_visible *v, uint64_t slots, uint64_t t0,
-                         uint64_t *late) {
-    const cmp_case *k = v->k;
-    uint64_t pace_ns = (uint64_t)(k->pace_us * 1e3), end = t0 + (uint64_t)(c->append_s * 1e9);
-    uint64_t slot = t0;
-    for (uint64_t i = 0; i < slots; i++) {
-        cmp_sleep_until(slot);
-        uint64_t t = now_ns();
-        if (t >= end)
-            break;
-        atomic_store_explicit(&v->start_ns[i], t, memory_order_release);
-        int rc = kl_log_append(v->log, pool_batch_blocks(k->pool, (unsigned)i), 1, NULL);
-        if (rc < 0) {
-            snprintf(v->why, sizeof v->why, "writer: kl_log_append: %s", kl_strerror(rc));
-            return -1;
-        }
-        atomic_store_explicit(&v->written, i + 1, memory_order_release);
-        slot += pace_ns;
-        if (slot < now_ns()) {
-            slot = now_ns();
-            (*late)++;
-        }
-    }
-    return 0;
+static int visible_append(void *arg, uint64_t i, char *why, size_t why_cap) {
+    kl_visible *v = arg;
+    int rc = kl_log_append(v->log, pool_batch_blocks(v->k->pool, (unsigned)i), 1, NULL);
+    if (rc < 0)
+        snprintf(why, why_cap, "writer: kl_log_append: %s", kl_strerror(rc));
+    return rc < 0 ? -1 : 0;
 }
 
 static int kl_visible_run(const cmp_ctx *c, const cmp_case *k, cmp_out *out) {
@@ -281,9 +263,8 @@ static int kl_visible_run(const cmp_ctx *c, const cmp_case *k, cmp_out *out) {
     cpu_mark_now(&cpu);
     uint64_t t0 = now_ns();
     char wwhy[256] = "";
-    int rc = visible_write(c, &v, slots, t0, &late);
-    if (rc < 0)
-        snprintf(wwhy, sizeof wwhy, "%s", v.why);
+    int rc = cmp_paced_write(c, k, t0, slots, v.start_ns, &v.written, &late, visible_append, &v,
+                             wwhy, sizeof wwhy);
     atomic_store_explicit(&v.done, 1, memory_order_release);
     pthread_join(reader, NULL);
     out->run.other_cpu_s = cpu_other_s(&cpu);
@@ -377,26 +358,25 @@ static int kl_read(const cmp_ctx *c, const cmp_case *k, cmp_out *out) {
     return 0;
 }
 
+static long get_one(void *arg, uint64_t i, uint8_t *buf, size_t cap, char *why, size_t why_cap) {
+    const cmp_case *k = arg;
+    size_t size = 0;
+    int rc = kl_log_get(read_log, k->idx[i & (k->nidx - 1)], buf, cap, &size);
+    if (rc < 0) {
+        snprintf(why, why_cap, "kl_log_get: %s", kl_strerror(rc));
+        return -1;
+    }
+    return (long)size;
+}
+
 static int kl_get(const cmp_ctx *c, const cmp_case *k, cmp_out *out) {
-    uint8_t *buf = malloc(k->record_bytes);
-    if (!buf)
-        die("out of memory");
     cpu_mark cpu;
     cpu_mark_now(&cpu);
-    uint64_t start = now_ns(), t = start, end = start + (uint64_t)(c->get_s * 1e9);
-    for (uint64_t i = 0; t < end; i++) {
-        size_t size = 0;
-        int rc = kl_log_get(read_log, k->idx[i & (k->nidx - 1)], buf, k->record_bytes, &size);
-        if (rc < 0)
-            die_kl("kl_log_get", rc);
-        cmp_op_done(out, &t, 1, size);
-    }
-    out->run.seconds = (double)(t - start) / 1e9;
+    int rc = cmp_get_loop(c, k, get_one, (void *)k, out);
     out->run.other_cpu_s = cpu_other_s(&cpu);
     snprintf(out->note, sizeof out->note,
              "kl_log_get of uniformly random indexes into a buffer, one thread, page-cached");
-    free(buf);
-    return 0;
+    return rc;
 }
 
 /* The read store's directory: its segments, index and header files as closed and reopened. */

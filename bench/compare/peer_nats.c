@@ -270,14 +270,10 @@ static int nt_append(const cmp_ctx *c, const cmp_case *k, cmp_out *out) {
         return -1;
     }
     append_arg a = {c, k, cls};
-    cpu_mark cpu;
-    cpu_mark_now(&cpu);
-    double srv0 = proc_cpu_s(srv.pid);
+    cmp_cpu cpu;
+    cmp_cpu_start(&cpu, srv.pid);
     int rc = cmp_run_producers(k, c->append_s, produce, &a, out);
-    out->server_cpu_s = proc_cpu_s(srv.pid) - srv0;
-    out->run.other_cpu_s = cpu_other_s(&cpu) - out->server_cpu_s;
-    if (out->run.other_cpu_s < 0)
-        out->run.other_cpu_s = 0;
+    cmp_cpu_stop(&cpu, out);
     long long msgs = rc == 0 ? stream_msgs(&cls[0], out->why, sizeof out->why) : -1;
     if (rc == 0 && msgs != (long long)out->run.records) {
         if (msgs >= 0)
@@ -504,9 +500,8 @@ static int nt_read(const cmp_ctx *c, const cmp_case *k, cmp_out *out) {
         return -1;
     uint64_t sink = 0;
     int rc = 0;
-    cpu_mark cpu;
-    cpu_mark_now(&cpu);
-    double srv0 = proc_cpu_s(read_server.pid);
+    cmp_cpu cpu;
+    cmp_cpu_start(&cpu, read_server.pid);
     uint64_t start_ns = now_ns();
     while (out->run.records < k->records) {
         natsMsgList list = {0};
@@ -529,10 +524,7 @@ static int nt_read(const cmp_ctx *c, const cmp_case *k, cmp_out *out) {
         natsMsgList_Destroy(&list);
     }
     out->run.seconds = (double)(now_ns() - start_ns) / 1e9;
-    out->server_cpu_s = proc_cpu_s(read_server.pid) - srv0;
-    out->run.other_cpu_s = cpu_other_s(&cpu) - out->server_cpu_s;
-    if (out->run.other_cpu_s < 0)
-        out->run.other_cpu_s = 0;
+    cmp_cpu_stop(&cpu, out);
     natsSubscription_Unsubscribe(sub); /* deletes the consumer (not timed) */
     natsSubscription_Destroy(sub);
     if (rc == 0 && out->run.records != k->records)
@@ -547,35 +539,21 @@ static int nt_read(const cmp_ctx *c, const cmp_case *k, cmp_out *out) {
     return rc;
 }
 
+static long get_one(void *arg, uint64_t i, uint8_t *buf, size_t cap, char *why, size_t why_cap) {
+    const cmp_case *k = arg;
+    return direct_get(&read_cl, k->idx[i & (k->nidx - 1)] + 1, buf, cap, why, why_cap);
+}
+
 static int nt_get(const cmp_ctx *c, const cmp_case *k, cmp_out *out) {
-    uint8_t *buf = malloc(k->record_bytes);
-    if (!buf)
-        die("out of memory");
-    cpu_mark cpu;
-    cpu_mark_now(&cpu);
-    double srv0 = proc_cpu_s(read_server.pid);
-    int rc = 0;
-    uint64_t start_ns = now_ns(), t = start_ns, end = start_ns + (uint64_t)(c->get_s * 1e9);
-    for (uint64_t i = 0; t < end; i++) {
-        long n = direct_get(&read_cl, k->idx[i & (k->nidx - 1)] + 1, buf, k->record_bytes, out->why,
-                            sizeof out->why);
-        if (n < 0) {
-            rc = -1;
-            break;
-        }
-        cmp_op_done(out, &t, 1, (size_t)n);
-    }
-    out->run.seconds = (double)(t - start_ns) / 1e9;
-    out->server_cpu_s = proc_cpu_s(read_server.pid) - srv0;
-    out->run.other_cpu_s = cpu_other_s(&cpu) - out->server_cpu_s;
-    if (out->run.other_cpu_s < 0)
-        out->run.other_cpu_s = 0;
+    cmp_cpu cpu;
+    cmp_cpu_start(&cpu, read_server.pid);
+    int rc = cmp_get_loop(c, k, get_one, (void *)k, out);
+    cmp_cpu_stop(&cpu, out);
     snprintf(out->note, sizeof out->note,
              "nats-server %s, js_DirectGetMsg of random sequences (stream AllowDirect), one "
              "round trip each over loopback (libnats %s), the record copied into a buffer; the "
              "server used %.2f CPU-s in the last run",
              server_version, nats_GetVersion(), out->server_cpu_s);
-    free(buf);
     return rc;
 }
 

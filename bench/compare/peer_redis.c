@@ -206,9 +206,8 @@ static int rd_append(const cmp_ctx *c, const cmp_case *k, cmp_out *out) {
     redisContext *ctx = NULL;
     if (start(c, "redis-append", k->setting, &s, &ctx, out->why, sizeof out->why) < 0)
         return -1;
-    cpu_mark cpu;
-    cpu_mark_now(&cpu);
-    double srv0 = proc_cpu_s(s.pid);
+    cmp_cpu cpu;
+    cmp_cpu_start(&cpu, s.pid);
     int rc;
     char how[96] = "";
     if (k->producers > 1) {
@@ -218,10 +217,7 @@ static int rd_append(const cmp_ctx *c, const cmp_case *k, cmp_out *out) {
     } else {
         rc = append_single(c, k, ctx, out);
     }
-    out->server_cpu_s = proc_cpu_s(s.pid) - srv0;
-    out->run.other_cpu_s = cpu_other_s(&cpu) - out->server_cpu_s;
-    if (out->run.other_cpu_s < 0)
-        out->run.other_cpu_s = 0;
+    cmp_cpu_stop(&cpu, out);
     long long n = rc == 0 ? xlen(ctx) : -1;
     if (rc == 0 && n != (long long)out->run.records) {
         snprintf(out->why, sizeof out->why, "redis: XLEN is %lld, %llu were added", n,
@@ -328,30 +324,17 @@ static void *visible_reader(void *arg) {
     return NULL;
 }
 
-/* The writer: one XADD (explicit id 0-(i+1)) every pace; late slots are not made up. */
-static int visible_write(const cmp_ctx *c, rd_visible *v, redisContext *ctx, uint64_t slots,
-                         uint64_t t0, uint64_t *late, char *why, size_t cap) {
-    const cmp_case *k = v->k;
-    uint64_t pace_ns = (uint64_t)(k->pace_us * 1e3), end = t0 + (uint64_t)(c->append_s * 1e9);
-    uint64_t slot = t0;
-    for (uint64_t i = 0; i < slots; i++) {
-        char id[1][ID_CAP];
-        snprintf(id[0], ID_CAP, "0-%llu", (unsigned long long)i + 1);
-        cmp_sleep_until(slot);
-        uint64_t t = now_ns();
-        if (t >= end)
-            break;
-        atomic_store_explicit(&v->start_ns[i], t, memory_order_release);
-        if (xadd_round(ctx, pool_batch_blocks(k->pool, (unsigned)i), 1, id, why, cap) < 0)
-            return -1;
-        atomic_store_explicit(&v->written, i + 1, memory_order_release);
-        slot += pace_ns;
-        if (slot < now_ns()) {
-            slot = now_ns();
-            (*late)++;
-        }
-    }
-    return 0;
+typedef struct rd_writer {
+    redisContext *ctx;
+    const cmp_case *k;
+} rd_writer;
+
+/* Record i of the visible run: one XADD with the explicit id 0-(i+1). */
+static int visible_append(void *arg, uint64_t i, char *why, size_t why_cap) {
+    const rd_writer *w = arg;
+    char id[1][ID_CAP];
+    snprintf(id[0], ID_CAP, "0-%llu", (unsigned long long)i + 1);
+    return xadd_round(w->ctx, pool_batch_blocks(w->k->pool, (unsigned)i), 1, id, why, why_cap);
 }
 
 static int rd_visible_run(const cmp_ctx *c, const cmp_case *k, cmp_out *out) {
@@ -369,17 +352,15 @@ static int rd_visible_run(const cmp_ctx *c, const cmp_case *k, cmp_out *out) {
     pthread_t reader;
     if (pthread_create(&reader, NULL, visible_reader, &v) != 0)
         die("pthread_create failed");
-    cpu_mark cpu;
-    cpu_mark_now(&cpu);
-    double srv0 = proc_cpu_s(s.pid);
+    cmp_cpu cpu;
+    cmp_cpu_start(&cpu, s.pid);
     uint64_t t0 = now_ns();
-    int rc = visible_write(c, &v, ctx, slots, t0, &late, out->why, sizeof out->why);
+    rd_writer w = {ctx, k};
+    int rc = cmp_paced_write(c, k, t0, slots, v.start_ns, &v.written, &late, visible_append, &w,
+                             out->why, sizeof out->why);
     atomic_store_explicit(&v.done, 1, memory_order_release);
     pthread_join(reader, NULL);
-    out->server_cpu_s = proc_cpu_s(s.pid) - srv0;
-    out->run.other_cpu_s = cpu_other_s(&cpu) - out->server_cpu_s;
-    if (out->run.other_cpu_s < 0)
-        out->run.other_cpu_s = 0;
+    cmp_cpu_stop(&cpu, out);
     uint64_t written = atomic_load(&v.written);
     if (rc == 0 && !v.why[0] && v.seen != written)
         snprintf(v.why, sizeof v.why, "reader saw %llu entries of %llu added",
@@ -461,9 +442,8 @@ static int rd_read(const cmp_ctx *c, const cmp_case *k, cmp_out *out) {
     char from[ID_CAP + 1] = "-", count[16];
     snprintf(count, sizeof count, "%d", READ_PAGE);
     uint64_t sink = 0;
-    cpu_mark cpu;
-    cpu_mark_now(&cpu);
-    double srv0 = proc_cpu_s(read_server.pid);
+    cmp_cpu cpu;
+    cmp_cpu_start(&cpu, read_server.pid);
     uint64_t start_ns = now_ns();
     for (;;) {
         const char *argv[6] = {"XRANGE", "log", from, "+", "COUNT", count};
@@ -493,10 +473,7 @@ static int rd_read(const cmp_ctx *c, const cmp_case *k, cmp_out *out) {
             break;
     }
     out->run.seconds = (double)(now_ns() - start_ns) / 1e9;
-    out->server_cpu_s = proc_cpu_s(read_server.pid) - srv0;
-    out->run.other_cpu_s = cpu_other_s(&cpu) - out->server_cpu_s;
-    if (out->run.other_cpu_s < 0)
-        out->run.other_cpu_s = 0;
+    cmp_cpu_stop(&cpu, out);
     if (out->run.records != k->records)
         die("redis: read %llu entries of %llu", (unsigned long long)out->run.records,
             (unsigned long long)k->records);
@@ -507,39 +484,32 @@ static int rd_read(const cmp_ctx *c, const cmp_case *k, cmp_out *out) {
     return 0;
 }
 
+typedef struct rd_get_arg {
+    char (*ids)[ID_CAP]; /* made before the clock starts */
+    size_t mask;
+} rd_get_arg;
+
+static long get_one(void *arg, uint64_t i, uint8_t *buf, size_t cap, char *why, size_t why_cap) {
+    const rd_get_arg *g = arg;
+    return point_read(read_ctx, g->ids[i & g->mask], buf, cap, why, why_cap);
+}
+
 static int rd_get(const cmp_ctx *c, const cmp_case *k, cmp_out *out) {
-    char(*ids)[ID_CAP] = malloc(k->nidx * sizeof *ids);
-    uint8_t *buf = malloc(k->record_bytes);
-    if (!ids || !buf)
+    rd_get_arg g = {malloc(k->nidx * sizeof *g.ids), k->nidx - 1};
+    if (!g.ids)
         die("out of memory");
     for (size_t i = 0; i < k->nidx; i++)
-        snprintf(ids[i], ID_CAP, "0-%llu", (unsigned long long)k->idx[i] + 1);
-    cpu_mark cpu;
-    cpu_mark_now(&cpu);
-    double srv0 = proc_cpu_s(read_server.pid);
-    int rc = 0;
-    uint64_t start_ns = now_ns(), t = start_ns, end = start_ns + (uint64_t)(c->get_s * 1e9);
-    for (uint64_t i = 0; t < end; i++) {
-        long n = point_read(read_ctx, ids[i & (k->nidx - 1)], buf, k->record_bytes, out->why,
-                            sizeof out->why);
-        if (n < 0) {
-            rc = -1;
-            break;
-        }
-        cmp_op_done(out, &t, 1, (size_t)n);
-    }
-    out->run.seconds = (double)(t - start_ns) / 1e9;
-    out->server_cpu_s = proc_cpu_s(read_server.pid) - srv0;
-    out->run.other_cpu_s = cpu_other_s(&cpu) - out->server_cpu_s;
-    if (out->run.other_cpu_s < 0)
-        out->run.other_cpu_s = 0;
+        snprintf(g.ids[i], ID_CAP, "0-%llu", (unsigned long long)k->idx[i] + 1);
+    cmp_cpu cpu;
+    cmp_cpu_start(&cpu, read_server.pid);
+    int rc = cmp_get_loop(c, k, get_one, &g, out);
+    cmp_cpu_stop(&cpu, out);
     snprintf(out->note, sizeof out->note,
              "redis-server %s, XRANGE log ID ID of random ids, one round trip each over "
              "loopback (hiredis), the record copied into a buffer; the server used %.2f CPU-s "
              "in the last run",
              server_version, out->server_cpu_s);
-    free(ids);
-    free(buf);
+    free(g.ids);
     return rc;
 }
 

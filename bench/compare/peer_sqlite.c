@@ -385,27 +385,19 @@ static void *visible_reader(void *arg) {
 }
 
 /* The writer: one row per transaction, every pace; late slots are not made up. */
-static void visible_write(const cmp_ctx *c, sq_visible *v, sqlite3 *db, uint64_t slots, uint64_t t0,
-                          uint64_t *late) {
-    const cmp_case *k = v->k;
-    sqlite3_stmt *ins = prepare(db, "INSERT INTO log(data) VALUES (?1)");
-    uint64_t pace_ns = (uint64_t)(k->pace_us * 1e3), end = t0 + (uint64_t)(c->append_s * 1e9);
-    uint64_t slot = t0;
-    for (uint64_t i = 0; i < slots; i++) {
-        cmp_sleep_until(slot);
-        uint64_t t = now_ns();
-        if (t >= end)
-            break;
-        atomic_store_explicit(&v->start_ns[i], t, memory_order_release);
-        insert_rows(db, ins, pool_batch_blocks(k->pool, (unsigned)i), 1);
-        atomic_store_explicit(&v->written, i + 1, memory_order_release);
-        slot += pace_ns;
-        if (slot < now_ns()) {
-            slot = now_ns();
-            (*late)++;
-        }
-    }
-    sqlite3_finalize(ins);
+typedef struct sq_writer {
+    sqlite3 *db;
+    sqlite3_stmt *ins;
+    const cmp_case *k;
+} sq_writer;
+
+/* Record i of the visible run: one row in a transaction of its own (insert_rows dies on errors). */
+static int visible_append(void *arg, uint64_t i, char *why, size_t why_cap) {
+    (void)why;
+    (void)why_cap;
+    const sq_writer *w = arg;
+    insert_rows(w->db, w->ins, pool_batch_blocks(w->k->pool, (unsigned)i), 1);
+    return 0;
 }
 
 static int sq_visible_run(const cmp_ctx *c, const cmp_case *k, cmp_out *out) {
@@ -425,7 +417,11 @@ static int sq_visible_run(const cmp_ctx *c, const cmp_case *k, cmp_out *out) {
     cpu_mark cpu;
     cpu_mark_now(&cpu);
     uint64_t t0 = now_ns();
-    visible_write(c, &v, db, slots, t0, &late);
+    sq_writer w = {db, prepare(db, "INSERT INTO log(data) VALUES (?1)"), k};
+    char wwhy[256] = "";
+    cmp_paced_write(c, k, t0, slots, v.start_ns, &v.written, &late, visible_append, &w, wwhy,
+                    sizeof wwhy);
+    sqlite3_finalize(w.ins);
     atomic_store_explicit(&v.done, 1, memory_order_release);
     pthread_join(reader, NULL);
     out->run.other_cpu_s = cpu_other_s(&cpu);
@@ -509,27 +505,30 @@ static int sq_read(const cmp_ctx *c, const cmp_case *k, cmp_out *out) {
     return 0;
 }
 
+typedef struct sq_get_arg {
+    sqlite3_stmt *sel;
+    const cmp_case *k;
+} sq_get_arg;
+
+static long get_one(void *arg, uint64_t i, uint8_t *buf, size_t cap, char *why, size_t why_cap) {
+    (void)why;
+    (void)why_cap;
+    const sq_get_arg *g = arg;
+    return (long)point_read(g->sel, g->k->idx[i & (g->k->nidx - 1)] + 1, buf, cap);
+}
+
 static int sq_get(const cmp_ctx *c, const cmp_case *k, cmp_out *out) {
-    sqlite3_stmt *sel = prepare(read_db, "SELECT data FROM log WHERE id = ?1");
-    uint8_t *buf = malloc(k->record_bytes);
-    if (!buf)
-        die("out of memory");
+    sq_get_arg g = {prepare(read_db, "SELECT data FROM log WHERE id = ?1"), k};
     cpu_mark cpu;
     cpu_mark_now(&cpu);
-    uint64_t start = now_ns(), t = start, end = start + (uint64_t)(c->get_s * 1e9);
-    for (uint64_t i = 0; t < end; i++) {
-        size_t n = point_read(sel, k->idx[i & (k->nidx - 1)] + 1, buf, k->record_bytes);
-        cmp_op_done(out, &t, 1, n);
-    }
-    out->run.seconds = (double)(t - start) / 1e9;
+    int rc = cmp_get_loop(c, k, get_one, &g, out);
     out->run.other_cpu_s = cpu_other_s(&cpu);
     snprintf(out->note, sizeof out->note,
              "SQLite %s, a prepared SELECT data FROM log WHERE id = ? per read, the blob copied "
              "into a buffer, page-cached",
              sqlite3_libversion());
-    free(buf);
-    sqlite3_finalize(sel);
-    return 0;
+    sqlite3_finalize(g.sel);
+    return rc;
 }
 
 /*

@@ -405,6 +405,19 @@ void redis_server_stop(cmp_server *s) {
     cmp_server_stop(s);
 }
 
+void cmp_cpu_start(cmp_cpu *m, int server_pid) {
+    m->pid = server_pid;
+    cpu_mark_now(&m->mark);
+    m->server0 = proc_cpu_s(server_pid);
+}
+
+void cmp_cpu_stop(const cmp_cpu *m, cmp_out *out) {
+    out->server_cpu_s = proc_cpu_s(m->pid) - m->server0;
+    out->run.other_cpu_s = cpu_other_s(&m->mark) - out->server_cpu_s;
+    if (out->run.other_cpu_s < 0)
+        out->run.other_cpu_s = 0;
+}
+
 double proc_cpu_s(int pid) {
     char id[24];
     snprintf(id, sizeof id, "%d", pid);
