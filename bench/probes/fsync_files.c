@@ -110,7 +110,8 @@ int main(int argc, char **argv) {
         for (int i = 0; i < NFILES; i++)
             round_one(fds[i], r);
     double serial = rounds / (now_s() - t);
-    printf("1 file, write + fdatasync:                  %8.0f rounds/s (%.0f us)\n", one, 1e6 / one);
+    printf("1 file, write + fdatasync:                  %8.0f rounds/s (%.0f us)\n", one,
+           1e6 / one);
     printf("%d files in parallel, write + fdatasync each: %8.0f rounds/s (%.0f us, %.2f x one)\n",
            NFILES, parallel, 1e6 / parallel, one / parallel);
     printf("%d files one after the other:                %8.0f rounds/s (%.0f us, %.2f x one)\n",
