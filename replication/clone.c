@@ -96,6 +96,7 @@ typedef struct cloner {
     int remote_can_upgrade;
     uint64_t remote_acked; /* the length the peer says we have */
     int upgrading;
+    int upgrade_after_sync; /* the peer refused an upgrade: ask again after its next sync */
     slot win[CLONE_WINDOW];
     size_t held;    /* bytes of received blocks waiting for an earlier one */
     uint64_t retry; /* blocks to ask again (state 3) */
@@ -267,7 +268,8 @@ static int pump(cloner *c) {
     }
     if (c->reorg)
         return 0;
-    if (!c->upgrading && c->remote_can_upgrade && c->remote_len > mine && c->remote_acked == mine) {
+    if (!c->upgrading && !c->upgrade_after_sync && c->remote_can_upgrade && c->remote_len > mine &&
+        c->remote_acked == mine) {
         kl_proof_request r;
         memset(&r, 0, sizeof r);
         r.flags = KL_PROOF_UPGRADE | (c->has_pk ? 0 : KL_PROOF_MANIFEST);
@@ -571,6 +573,7 @@ static int on_message(kl_session *s, int ch, uint64_t type, const uint8_t *p, si
             c->remote_acked = m->u.sync.remote_length;
             c->remote_can_upgrade = (m->u.sync.flags & KL_WIRE_SYNC_CAN_UPGRADE) != 0;
             c->got_sync = 1;
+            c->upgrade_after_sync = 0;
             if (c->log && c->remote_fork < c->fork)
                 rc = kl_errf(KL_EFORK, "the peer is at fork %llu, older than this replica's %llu",
                              (unsigned long long)c->remote_fork, (unsigned long long)c->fork);
@@ -609,6 +612,14 @@ static int on_message(kl_session *s, int ch, uint64_t type, const uint8_t *p, si
             const slot *w = id >= 2 ? &c->win[(id - 2) % CLONE_WINDOW] : NULL;
             if (c->reorg || (w && (w->state != 1 || w->index != id - 2)))
                 break; /* a request voided by a truncation */
+            if (id == UPGRADE_ID && c->upgrading) {
+                /* A serving peer that truncates answers the requests of the old fork, an
+                   upgrade too, with noData before its sync of the new fork arrives: ask again
+                   after its next sync (a peer that never sends one stalls the clone). */
+                c->upgrading = 0;
+                c->upgrade_after_sync = 1;
+                break;
+            }
             rc = kl_errf(KL_EPEER, "the peer cannot serve request %llu", (unsigned long long)id);
             break;
         }
