@@ -55,7 +55,8 @@
 #define CLONE_VALUE_MAX  (4u << 20) /* a block: at most one frame */
 #define CLONE_HELD_MAX   (4u << 20) /* bytes of blocks received ahead of a missing one */
 #define CLONE_READ_BYTES (64u << 10)
-#define UPGRADE_ID       1u /* block requests use id index + 2 */
+#define UPGRADE_ID       1u                     /* block requests use id index + 2 */
+#define CLONE_REASK_NS   (1000ull * 1000000ull) /* an upgrade refused: asked again after this */
 
 typedef struct slot {
     int state; /* 0 free, 1 requested, 2 received, 3 to ask again (dropped: too much held) */
@@ -95,8 +96,11 @@ typedef struct cloner {
     uint64_t remote_len, remote_fork, remote_range;
     int remote_can_upgrade;
     uint64_t remote_acked; /* the length the peer says we have */
-    int upgrading;
+    int upgrading;         /* an upgrade to the peer's state as we know it is asked for */
+    uint32_t upgrades_out; /* upgrade requests not answered yet (older ones may be among them) */
+    uint64_t upgrade_asked_ns;
     int upgrade_after_sync; /* the peer refused an upgrade: ask again after its next sync */
+    uint64_t refused_ns;    /* ... or a second after the refusal, whichever comes first */
     slot win[CLONE_WINDOW];
     size_t held;    /* bytes of received blocks waiting for an earlier one */
     uint64_t retry; /* blocks to ask again (state 3) */
@@ -245,12 +249,23 @@ static int send_request(cloner *c, const kl_proof_request *r) {
     return rc < 0 ? rc : kl_session_send(c->s, c->ch, KL_MSG_REQUEST, buf, n);
 }
 
+/* Every upgrade request has id UPGRADE_ID; the peer answers requests in order. */
+static int ask_upgrade(cloner *c, const kl_proof_request *r) {
+    int rc = send_request(c, r);
+    if (rc < 0)
+        return rc;
+    c->upgrading = 1;
+    c->upgrades_out++;
+    c->upgrade_asked_ns = kl_mono_ns();
+    return 0;
+}
+
 /* Ask for an upgrade if the peer has more and acknowledges our length; then blocks. */
 static int pump(cloner *c) {
     if (c->ch < 0 || !kl_session_channel_open(c->s, c->ch))
         return 0;
     uint64_t mine = signed_len(c);
-    if (c->reorg && !c->upgrading) {
+    if (c->reorg && !c->upgrading && !c->upgrade_after_sync) {
         /* the peer truncated: prove its whole new tree, from nothing (a JS peer does not
            say canUpgrade to a peer of another fork, but answers) */
         kl_proof_request r;
@@ -260,11 +275,7 @@ static int pump(cloner *c) {
         r.fork = c->remote_fork;
         r.upgrade.start = 0;
         r.upgrade.length = c->remote_len;
-        int rc = send_request(c, &r);
-        if (rc < 0)
-            return rc;
-        c->upgrading = 1;
-        return 0;
+        return ask_upgrade(c, &r);
     }
     if (c->reorg)
         return 0;
@@ -277,10 +288,9 @@ static int pump(cloner *c) {
         r.fork = c->remote_fork;
         r.upgrade.start = mine;
         r.upgrade.length = c->remote_len - mine;
-        int rc = send_request(c, &r);
+        int rc = ask_upgrade(c, &r);
         if (rc < 0)
             return rc;
-        c->upgrading = 1;
     }
     if (!c->has_target)
         return 0;
@@ -471,6 +481,26 @@ static int on_upgrade(cloner *c, const kl_proof *p) {
     return send_sync(c);
 }
 
+/*
+ * The answer to an upgrade request: data (proof != NULL) or noData. Only the
+ * answer to the last one asked counts; one the peer could not give (noData,
+ * or a proof of a fork it has left since) is asked again after its next
+ * sync, which tells what there is to ask for now.
+ */
+static int on_upgrade_answer(cloner *c, const kl_proof *proof) {
+    if (c->upgrades_out == 0)
+        return kl_errf(KL_EPEER, "the peer answered upgrade request %u, which was not asked for",
+                       UPGRADE_ID);
+    if (--c->upgrades_out > 0 || !c->upgrading)
+        return 0; /* an answer to one asked before the peer's fork changed */
+    if (proof && proof->fork == c->remote_fork)
+        return on_upgrade(c, proof);
+    c->upgrading = 0;
+    c->upgrade_after_sync = 1;
+    c->refused_ns = kl_mono_ns();
+    return 0;
+}
+
 /* Append the verified blocks that continue the replica. */
 static int flush(cloner *c) {
     kl_block blocks[CLONE_APPEND_MAX];
@@ -567,7 +597,8 @@ static int on_message(kl_session *s, int ch, uint64_t type, const uint8_t *p, si
     if (rc == 0) {
         switch (m->type) {
         case KL_MSG_SYNC: {
-            uint64_t old_len = c->remote_len, old_acked = c->remote_acked;
+            uint64_t old_len = c->remote_len, old_acked = c->remote_acked,
+                     old_fork = c->remote_fork;
             c->remote_len = m->u.sync.length;
             c->remote_fork = m->u.sync.fork;
             c->remote_acked = m->u.sync.remote_length;
@@ -577,8 +608,9 @@ static int on_message(kl_session *s, int ch, uint64_t type, const uint8_t *p, si
             if (c->log && c->remote_fork < c->fork)
                 rc = kl_errf(KL_EFORK, "the peer is at fork %llu, older than this replica's %llu",
                              (unsigned long long)c->remote_fork, (unsigned long long)c->fork);
-            else if (c->log && c->remote_fork > c->fork && !c->reorg) {
-                c->reorg = 1; /* the peer truncated: what was asked for is void */
+            else if (c->log && c->remote_fork > c->fork &&
+                     (!c->reorg || c->remote_fork != old_fork)) {
+                c->reorg = 1; /* the peer truncated (again): what was asked for is void */
                 c->upgrading = 0;
                 drop_window(c);
             }
@@ -592,12 +624,8 @@ static int on_message(kl_session *s, int ch, uint64_t type, const uint8_t *p, si
                 c->remote_range = m->u.range.length;
             break;
         case KL_MSG_DATA:
-            if ((m->u.data.flags & KL_PROOF_UPGRADE) && m->u.data.request == UPGRADE_ID &&
-                c->reorg && m->u.data.fork != c->remote_fork)
-                break; /* the answer to an upgrade asked for before the truncation */
-            if ((m->u.data.flags & KL_PROOF_UPGRADE) && m->u.data.request == UPGRADE_ID &&
-                c->upgrading)
-                rc = on_upgrade(c, &m->u.data);
+            if ((m->u.data.flags & KL_PROOF_UPGRADE) && m->u.data.request == UPGRADE_ID)
+                rc = on_upgrade_answer(c, &m->u.data);
             else if ((m->u.data.flags & KL_PROOF_BLOCK) && c->log &&
                      (c->reorg || m->u.data.fork != c->fork))
                 break; /* an answer of the fork before a truncation: void */
@@ -609,17 +637,15 @@ static int on_message(kl_session *s, int ch, uint64_t type, const uint8_t *p, si
             break;
         case KL_MSG_NO_DATA: {
             uint64_t id = m->u.no_data.request;
+            if (id == UPGRADE_ID) {
+                /* e.g. a serving peer that truncates answers the requests of the old fork,
+                   an upgrade too, with noData before its sync of the new fork arrives */
+                rc = on_upgrade_answer(c, NULL);
+                break;
+            }
             const slot *w = id >= 2 ? &c->win[(id - 2) % CLONE_WINDOW] : NULL;
             if (c->reorg || (w && (w->state != 1 || w->index != id - 2)))
                 break; /* a request voided by a truncation */
-            if (id == UPGRADE_ID && c->upgrading) {
-                /* A serving peer that truncates answers the requests of the old fork, an
-                   upgrade too, with noData before its sync of the new fork arrives: ask again
-                   after its next sync (a peer that never sends one stalls the clone). */
-                c->upgrading = 0;
-                c->upgrade_after_sync = 1;
-                break;
-            }
             rc = kl_errf(KL_EPEER, "the peer cannot serve request %llu", (unsigned long long)id);
             break;
         }
@@ -722,6 +748,23 @@ static void on_socket(kl_loop *loop, int fd, uint32_t events, void *ctx) {
         cfail(c, rc);
 }
 
+/* The peer stopped answering: what it left unanswered, as an error (0 if nothing). */
+static int stalled(const cloner *c, uint64_t now, uint64_t started_ns) {
+    const uint32_t ms = c->opts->stall_ms;
+    const uint64_t stall_ns = (uint64_t)ms * 1000000u;
+    /* the most telling first: what was asked for and never came */
+    if (now - c->last_progress_ns > stall_ns)
+        return kl_errf(KL_EIO, "the peer did not send block %llu, asked for %u ms ago",
+                       (unsigned long long)c->have, ms);
+    if (c->upgrading && now - c->upgrade_asked_ns > stall_ns)
+        return kl_errf(KL_EIO, "the peer did not answer the upgrade asked for %u ms ago", ms);
+    if (!kl_session_ready(c->s) && now - started_ns > stall_ns)
+        return kl_errf(KL_EIO, "the handshake did not finish within %u ms", ms);
+    if (now - c->last_input_ns > stall_ns)
+        return kl_errf(KL_EIO, "the peer sent nothing for %u ms", ms);
+    return 0;
+}
+
 void kl_clone_options_default(kl_clone_options *o) {
     memset(o, 0, sizeof *o);
     o->stall_ms = 10000;
@@ -798,16 +841,20 @@ int kl_clone(const char *host_port, const unsigned char key[32], const char *dir
         rc = kl_loop_run_once(c->loop, 100);
         if (rc > 0)
             rc = 0;
-        uint64_t now = kl_mono_ns(), stall_ns = (uint64_t)opts->stall_ms * 1000000u;
-        if (now - c->last_input_ns > stall_ns)
-            rc = kl_errf(KL_EIO, "the peer sent nothing for %u ms", opts->stall_ms);
-        else if (!kl_session_ready(c->s) && now - started_ns > stall_ns)
-            rc = kl_errf(KL_EIO, "the handshake did not finish within %u ms", opts->stall_ms);
+        uint64_t now = kl_mono_ns();
+        /* a quiet connection stays open: the peer hears from us every few seconds */
+        if (rc == 0 && kl_session_keepalive(c->s, now) != 0)
+            rc = kl_session_error(c->s) ? kl_session_error(c->s) : flush_out(c);
+        if (rc == 0 && c->upgrade_after_sync && now - c->refused_ns > CLONE_REASK_NS) {
+            c->upgrade_after_sync = 0; /* no sync came: ask again anyway */
+            rc = pump(c);
+            if (rc == 0)
+                rc = flush_out(c);
+        }
         if (c->next == c->have) /* not waiting for blocks: nothing to stall on */
             c->last_progress_ns = now;
-        else if (now - c->last_progress_ns > stall_ns)
-            rc = kl_errf(KL_EIO, "the peer did not send block %llu, asked for %u ms ago",
-                         (unsigned long long)c->have, opts->stall_ms);
+        if (rc == 0)
+            rc = stalled(c, now, started_ns);
     }
     if (rc == 0)
         rc = c->err;

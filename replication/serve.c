@@ -550,7 +550,12 @@ int kl_serve(const char *const *dirs, size_t ndirs, const char *host_port,
         uint64_t now = kl_mono_ns();
         for (peer *p = srv->peers, *next; p; p = next) {
             next = p->next;
-            if (p->backlog_since_ns && now - p->backlog_since_ns > SERVE_BACKLOG_NS)
+            int ka = kl_session_keepalive(p->s, now); /* a quiet peer hears from us now and then */
+            if (ka < 0)
+                drop(p, kl_last_error());
+            else if (ka > 0)
+                pump_peer(p); /* < 0: dropped */
+            else if (p->backlog_since_ns && now - p->backlog_since_ns > SERVE_BACKLOG_NS)
                 drop(p, "it left its answers unread (over 2 MiB for a second): too many "
                         "requests outstanding");
             else if (p->reading &&

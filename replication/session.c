@@ -51,6 +51,8 @@ struct kl_session {
     uint8_t *plain; /* a decrypted message */
     size_t plain_cap;
     uint64_t remote_max_id;
+    int queued;           /* a message was queued since the last keepalive check */
+    uint64_t quiet_since; /* when the keepalive check last saw us send */
     channel ch[KL_SESSION_MAX_CHANNELS];
     kl_session_cbs cbs;
     void *ctx;
@@ -121,6 +123,7 @@ static int send_plain(kl_session *s, const uint8_t *p, size_t n) {
     if (rc < 0)
         return rc;
     s->out_len += got;
+    s->queued = 1;
     return 0;
 }
 
@@ -423,6 +426,24 @@ void kl_session_sent(kl_session *s, size_t n) {
             s->out_cap = 0;
         }
     }
+}
+
+int kl_session_keepalive(kl_session *s, uint64_t now_ns) {
+    if (s->err || !s->ready)
+        return 0;
+    if (s->queued || s->quiet_since == 0 || now_ns < s->quiet_since) {
+        s->queued = 0;
+        s->quiet_since = now_ns;
+        return 0;
+    }
+    if (now_ns - s->quiet_since < KL_SESSION_KEEPALIVE_NS)
+        return 0;
+    int rc = send_plain(s, NULL, 0); /* an empty message: every peer ignores it */
+    if (rc < 0)
+        return fail(s, rc);
+    s->queued = 0;
+    s->quiet_since = now_ns;
+    return 1;
 }
 
 int kl_session_ready(const kl_session *s) {

@@ -75,6 +75,17 @@ size_t kl_session_memory(const kl_session *s);
 const uint8_t *kl_session_output(kl_session *s, size_t *n);
 void kl_session_sent(kl_session *s, size_t n);
 
+/*
+ * Keep a quiet connection alive as JS does (hypercore.replicate turns on a
+ * 5 s keepalive): call this now and then (every loop turn) with the
+ * monotonic clock; after KL_SESSION_KEEPALIVE_NS in which nothing was
+ * queued, it queues an empty message and returns 1 (then send the output).
+ * A peer that hears nothing for longer than a few of these can tell the
+ * connection is dead. 0 when nothing was queued; < 0: the session failed.
+ */
+#define KL_SESSION_KEEPALIVE_NS (5000ull * 1000000ull)
+int kl_session_keepalive(kl_session *s, uint64_t now_ns);
+
 /* Is the secret stream up (handshake done, our header sent)? */
 int kl_session_ready(const kl_session *s);
 /* The error that failed the session, 0 if none. */

@@ -11,6 +11,10 @@
 # 180: a plain `kappalog clone` rerun on the old replica brings it to the
 # source's new fork and equals it again.
 #
+# Before the truncation the source stays quiet for 12 s, longer than the
+# server's --stall-ms (8 s) and the clone's (10 s): each side's keepalive
+# (an empty message after 5 s of quiet) keeps the connection open.
+#
 # Environment: KAPPALOG (set by ctest).
 
 set -u
@@ -62,7 +66,7 @@ wait_for() { # DIR LENGTH FORK SECONDS
 lines 3000 0 a >"$T/src.txt"
 "$K" init "$T/src" --fsync never >/dev/null || die "init"
 "$K" append "$T/src" --batch 100 <"$T/src.txt" >/dev/null || die "append"
-"$K" serve "$T/src" --listen 127.0.0.1:0 >"$T/serve.out" 2>"$T/serve.err" &
+"$K" serve "$T/src" --listen 127.0.0.1:0 --stall-ms 8000 >"$T/serve.out" 2>"$T/serve.err" &
 PIDS+=($!)
 for _ in $(seq 1 100); do grep -q '^key ' "$T/serve.out" 2>/dev/null && break; sleep 0.05; done
 PORT=$(sed -n 's/^listening on //p' "$T/serve.out")
@@ -74,6 +78,10 @@ KEY=$(awk '$1 == "key" { print $2 }' "$T/serve.out")
 FOLLOW=$!
 PIDS+=("$FOLLOW")
 wait_for "$T/follow" 3000 0 20 || die "the follower did not reach 3000 blocks: $(cat "$T/follow.err")"
+sleep 12
+kill -0 "$FOLLOW" 2>/dev/null || die "the follower of a quiet source ended: $(cat "$T/follow.err")"
+grep -q 'closed' "$T/serve.err" && die "the server dropped the quiet follower: $(cat "$T/serve.err")"
+echo "quiet: the follower and the server kept a connection open through 12 s without appends"
 "$K" truncate "$T/src" 2990 >/dev/null || die "truncate to 2990"
 lines 25 2990 b | "$K" append "$T/src" --batch 5 >/dev/null || die "append after the truncation"
 wait_for "$T/follow" 3015 1 20 || {

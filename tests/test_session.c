@@ -345,6 +345,42 @@ static void test_input_upto(void **state) {
     free_pair(&a, &b);
 }
 
+/* A quiet session queues one empty message per KL_SESSION_KEEPALIVE_NS; the peer ignores it. */
+static void test_keepalive(void **state) {
+    (void)state;
+    side a, b;
+    new_pair(&a, &b);
+    assert_int_equal(kl_session_keepalive(a.s, 1000), 0); /* no handshake yet: nothing */
+    size_t n = 0;
+    kl_session_output(a.s, &n);
+    assert_true(n > 0); /* the first handshake message only */
+    free_pair(&a, &b);
+
+    int ch = open_pair(&a, &b, 9);
+    const uint64_t t0 = 1000000000ull, k = KL_SESSION_KEEPALIVE_NS;
+    assert_int_equal(kl_session_keepalive(a.s, t0), 0); /* the open was queued: quiet from now */
+    assert_int_equal(kl_session_keepalive(a.s, t0 + k - 1), 0);
+    assert_int_equal(kl_session_keepalive(a.s, t0 + k), 1);
+    kl_session_output(a.s, &n);
+    assert_int_equal(n, KL_FRAME_HDR_BYTES + KL_SS_OVERHEAD); /* 20 bytes, as JS sends */
+    int before = b.messages;
+    pump(&a, &b);
+    assert_int_equal(b.messages, before); /* ignored, and the session goes on */
+    assert_int_equal(kl_session_error(b.s), 0);
+    assert_int_equal(kl_session_keepalive(a.s, t0 + k + 1), 0);
+    /* a message sent meanwhile restarts the quiet period */
+    assert_int_equal(kl_session_send(a.s, ch, KL_MSG_EXTENSION, (const uint8_t *)"x", 1), 0);
+    assert_int_equal(kl_session_keepalive(a.s, t0 + 2 * k), 0);
+    assert_int_equal(kl_session_keepalive(a.s, t0 + 3 * k - 1), 0);
+    assert_int_equal(kl_session_keepalive(a.s, t0 + 3 * k), 1);
+    pump(&a, &b);
+    assert_int_equal(b.messages, before + 1);
+    assert_int_equal(kl_session_send(a.s, ch, KL_MSG_EXTENSION, (const uint8_t *)"y", 1), 0);
+    pump(&a, &b);
+    assert_int_equal(b.messages, before + 2);
+    free_pair(&a, &b);
+}
+
 int main(void) {
     if (sodium_init() < 0)
         return 1;
@@ -354,6 +390,7 @@ int main(void) {
         cmocka_unit_test(test_unread_output_is_bounded),
         cmocka_unit_test(test_memory_per_connection),
         cmocka_unit_test(test_input_upto),
+        cmocka_unit_test(test_keepalive),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
