@@ -72,6 +72,20 @@
 #define TREE_PREALLOC_BYTES (256u * 1024u)
 static const uint8_t zero_chunk[ZERO_CHUNK_BYTES];
 
+/*
+ * A writer's commit under `always` syncs one file: its segment (after the
+ * batches, the tree nodes and the working slot are written, in that order).
+ * A device that serializes cache flushes makes the three syncs of a full
+ * round cost 2.2-2.5 single ones (bench/probes/fsync_files.c). The tree and
+ * the slot are derived from the batches: a power loss that takes them is
+ * repaired by recovery, which re-reads the synced batches past the anchor,
+ * hashes them into the tree and signs their state again (recover.c,
+ * docs/DURABILITY.md). A full round (a checkpoint: segment, tree and slot
+ * synced, the slot becomes the anchor) bounds that work: every CKPT_BYTES of
+ * segment, at every roll, for a replica (it cannot sign again), and on close.
+ */
+#define CKPT_BYTES (32ull << 20)
+
 static int buf_reserve(kl_commit_buf *b, size_t need) {
     if (b->cap >= need)
         return 0;
@@ -321,7 +335,7 @@ static int write_lent(kl_log *log, const kl_commit_buf *b, const kl_seg *seg) {
 
 /* The I/O of one commit. Returns 0 or -errno; *what names the failing step. */
 static int commit_io(kl_log *log, kl_commit_buf *b, const kl_slot *st, int slot, int sync,
-                     size_t tree_bytes, const char **what) {
+                     int one_file, size_t tree_bytes, const char **what) {
     kl_seg *seg = b->seg;
     int rc;
     if (b->new_segment) {
@@ -367,7 +381,7 @@ static int commit_io(kl_log *log, kl_commit_buf *b, const kl_slot *st, int slot,
     struct iovec iov_tree = {log->treebuf, tree_bytes};
     uint64_t tree_end = kl_tree_off(kl_tree_nodes(b->end_index));
     uint64_t tree_zero_from = KL_MAX(tree_end, log->tree_file_size), tree_zero_to = tree_zero_from;
-    if (sync && log->tree_file_size < tree_end + TREE_PREALLOC_BYTES / 2)
+    if (sync && !one_file && log->tree_file_size < tree_end + TREE_PREALLOC_BYTES / 2)
         tree_zero_to = tree_zero_from + TREE_PREALLOC_BYTES;
     struct iovec iov_tree_zero[TREE_PREALLOC_BYTES / ZERO_CHUNK_BYTES];
     int ntzero = 0;
@@ -400,7 +414,23 @@ static int commit_io(kl_log *log, kl_commit_buf *b, const kl_slot *st, int slot,
                                       .iovcnt = 1,
                                       .offset = off};
     }
-    if (sync) { /* two chains, one sync round */
+    if (one_file) { /* one chain: batches, nodes, slot, then the segment's sync */
+        if (nzero)
+            ops[n++] = (kl_io_op){.kind = KL_IO_OP_WRITE,
+                                  .link = 1,
+                                  .fd = seg->wfd,
+                                  .iov = iov_zero,
+                                  .iovcnt = nzero,
+                                  .offset = b->zero_from};
+        ops[n++] = tree_write;
+        ops[n++] = (kl_io_op){.kind = KL_IO_OP_WRITE,
+                              .link = 1,
+                              .fd = log->hdr_fd,
+                              .iov = &iov_hdr,
+                              .iovcnt = 1,
+                              .offset = hdr_off};
+        ops[n++] = (kl_io_op){.kind = KL_IO_OP_DATASYNC, .fd = seg->wfd};
+    } else if (sync) { /* a full round: two chains, one sync round */
         if (nzero)
             ops[n++] = (kl_io_op){.kind = KL_IO_OP_WRITE,
                                   .link = 1,
@@ -451,7 +481,9 @@ static int commit_io(kl_log *log, kl_commit_buf *b, const kl_slot *st, int slot,
                               .iovcnt = 1,
                               .offset = tix_off};
     KL_ASSERT(n <= KL_IO_MAX_OPS);
-    *what = sync ? "writing and syncing a commit" : "writing a commit";
+    *what = one_file ? "writing a commit and syncing its segment"
+            : sync   ? "writing and syncing a commit"
+                     : "writing a commit";
     rc = kl_io_submit(log->io, ops, n);
     if (rc < 0)
         return rc;
@@ -605,10 +637,13 @@ static void commit_open(kl_log *log) {
     log->open_buf = b == &log->bufs[0] ? &log->bufs[1] : &log->bufs[0];
     buf_reset(log, log->open_buf, b->seq + 1);
     int sync = log->cfg.fsync_mode == KL_FSYNC_ALWAYS;
+    int one_file = sync && log->has_sk && !b->new_segment && log->ckpt_lag < CKPT_BYTES;
     plan_prealloc(log, b, sync);
     int slot = 1 - log->anchor;
     kl_slot st = log->last;
     st.seq = ++log->seq;
+    /* not ORDERED under `always`, though a one-file commit writes the slot after its batches:
+       recovery checks the newest span rather than trust the page cache, as for a full round */
     st.flags = sync ? 0 : KL_SLOT_ORDERED;
     kl_boot_id(st.boot_id);
     st.length = b->end_index;
@@ -624,7 +659,7 @@ static void commit_open(kl_log *log) {
     int bad_tree = rc == 0 && !log->has_sk && replica_sign(log, &st) < 0;
     if (rc == 0 && !bad_tree) {
         what = "commit";
-        rc = commit_io(log, b, &st, slot, sync, tree_bytes, &what);
+        rc = commit_io(log, b, &st, slot, sync, one_file, tree_bytes, &what);
     }
 
     pthread_mutex_lock(&log->mu);
@@ -636,9 +671,14 @@ static void commit_open(kl_log *log) {
         log->last = st;
         log->c_segp = b->seg;
         b->seg->file_size = KL_MAX(KL_MAX(b->seg->file_size, st.active_end), b->zero_to);
-        if (sync) {
+        if (one_file) { /* the batches are durable; the anchor stays until a full round */
+            log->dirty = 1;
+            log->ckpt_lag += b->len;
+            log->last_sync_ns = kl_mono_ns();
+        } else if (sync) {
             log->anchor = slot;
             log->dirty = 0;
+            log->ckpt_lag = 0;
             log->last_sync_ns = kl_mono_ns();
         } else {
             log->dirty = 1;
@@ -1144,6 +1184,7 @@ int kl_commit_sync(kl_log *log, int final) {
         goto fail;
     log->anchor = 1 - slot; /* the twin: both slots hold the same durable state */
     log->dirty = 0;
+    log->ckpt_lag = 0;
     log->dir_dirty = 0;
     log->last_sync_ns = kl_mono_ns();
     KL_ASSERT(synced_segments == log->nunsynced); /* only commits add to it, and none ran */

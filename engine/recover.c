@@ -488,6 +488,68 @@ __attribute__((format(printf, 2, 3))) static void note_recovery(kl_log *log, con
     va_end(ap);
 }
 
+/*
+ * A writer's commit under `always` syncs only its segment (commit.c), so the
+ * accepted slot may end before batches that were acknowledged: their tree
+ * nodes and slot were written but perhaps never reached the disk. Take every
+ * batch past acc's end in its segment that checks out and continues the
+ * log (the first that does not ends the scan: a torn or unsynced write, or
+ * the zeroed space ahead), hash its blocks into the tree (nodes written past
+ * acc's), and give *acc their state, signed. *grown: how many blocks came.
+ * A replica cannot sign, and its commits sync all three files: it keeps acc.
+ */
+static int extend_tail(kl_log *log, kl_slot *acc, uint64_t *grown) {
+    *grown = 0;
+    if (log->readonly || !log->has_sk)
+        return 0;
+    span_tree t = {.pos = kl_tree_nodes(acc->length), .write = 1, .cap = SPAN_FLUSH_BYTES};
+    kl_treeb_init(&t.tb, acc->roots, acc->nroots, acc->length);
+    seg_reader r;
+    int rc = reader_open(log, &r, acc->active_segment);
+    if (rc == 0 && !(t.buf = malloc(t.cap)))
+        rc = kl_errf(KL_ENOMEM, "recovering the synced tail");
+    uint64_t pos = acc->active_end, index = acc->length, bytes = acc->byte_length, ms = 0;
+    while (rc == 0) {
+        kl_batch_hdr h;
+        rc = reader_batch(&r, pos, UINT64_MAX, 1, &h);
+        if (rc == 0 && (h.first_index != index || h.count == 0))
+            break;
+        if (rc == 0)
+            rc = span_add_batch(log, &t, &h, r.buf);
+        if (rc < 0) {
+            if (is_verdict(rc))
+                rc = 0; /* the end of what was synced */
+            break;
+        }
+        pos += kl_batch_frame_len(&h);
+        index += h.count;
+        bytes += h.data_bytes;
+        ms = h.timestamp_ms;
+    }
+    if (rc == 0 && index > acc->length)
+        rc = span_flush(log, &t);
+    reader_close(&r);
+    free(t.buf);
+    free(t.raw);
+    ZSTD_freeDCtx(t.dctx);
+    if (rc < 0 || index == acc->length)
+        return rc < 0 ? kl_err_prefix(rc, "recovering the synced tail: ") : 0;
+    *grown = index - acc->length;
+    note_recovery(log,
+                  "blocks %llu..%llu, synced past the last checkpoint, were recovered from "
+                  "their segment (tree and header slot rebuilt)",
+                  (unsigned long long)acc->length, (unsigned long long)index - 1);
+    acc->length = index;
+    acc->byte_length = bytes;
+    acc->active_end = pos;
+    acc->commit_ms = KL_MAX(acc->commit_ms, ms);
+    acc->flags = 0;
+    acc->nroots = (uint32_t)t.tb.n;
+    memcpy(acc->roots, t.tb.roots, t.tb.n * sizeof *t.tb.roots);
+    kl_commit_sign(log, acc);
+    return 0;
+}
+
 /* Cut the active segment to the committed end; refuse if committed bytes are missing. */
 static int cut_active(kl_log *log, kl_seg *seg, const kl_slot *s) {
     char path[4096];
@@ -600,7 +662,7 @@ static int sync_segments_from(kl_log *log, uint64_t from, kl_seg *active) {
  * a process crash under `interval` or `never`), then overwrite a refused newer slot.
  */
 static int make_durable(kl_log *log, kl_seg *active, const kl_slot s[2], const int valid[2],
-                        int pick, int rejected) {
+                        int pick, int rejected, const kl_slot *grown) {
     uint64_t from = s[pick].active_segment;
     for (int i = 0; i < 2; i++)
         if (valid[i] && s[i].active_segment < from)
@@ -618,13 +680,14 @@ static int make_durable(kl_log *log, kl_seg *active, const kl_slot s[2], const i
     if (rc < 0)
         return kl_errf(kl_err_from_errno(-rc), "syncing the recovered state: %s", strerror(-rc));
     log->anchor = pick;
-    if (!rejected && valid[1 - pick])
-        return 0; /* else the other slot is refused or damaged: give it the accepted state */
+    if (!grown && !rejected && valid[1 - pick])
+        return 0; /* else the other slot is refused, damaged or behind the tail: rewrite it */
     uint8_t *slot = malloc(KL_HDR_SLOT_BYTES);
     if (!slot)
         return kl_errf(KL_ENOMEM, "header slot");
-    kl_slot fresh = s[pick];
-    fresh.seq = ++log->seq;
+    kl_slot fresh = grown ? *grown : s[pick]; /* grown: numbered by the caller */
+    if (!grown)
+        fresh.seq = ++log->seq;
     kl_slot_encode(slot, &fresh);
     rc = kl_io_write_sync(log->io, log->hdr_fd, slot, KL_HDR_SLOT_BYTES,
                           (uint64_t)(1 - pick) * KL_HDR_SLOT_BYTES, 1);
@@ -632,7 +695,7 @@ static int make_durable(kl_log *log, kl_seg *active, const kl_slot s[2], const i
     if (rc < 0)
         return kl_errf(kl_err_from_errno(-rc), "rewriting header slot: %s", strerror(-rc));
     log->anchor = 1 - pick;
-    if (log->slot_problem[1 - pick][0])
+    if (log->slot_problem[1 - pick][0] && !grown)
         note_recovery(log, "header slot %d was damaged (%s) and was rewritten from slot %d",
                       1 - pick, log->slot_problem[1 - pick], pick);
     log->slot_problem[1 - pick][0] = 0;
@@ -684,10 +747,19 @@ int kl_recover(kl_log *log) {
         free(firsts);
         return rc;
     }
+    kl_slot ext = s[pick];
     const kl_slot *acc = &s[pick];
     log->kind = (kl_core_kind)acc->kind;
     memcpy(log->public_key, acc->public_key, KL_PK_BYTES);
     kl_keys_derive(log);
+    uint64_t grown = 0;
+    if (!log->readonly && find_first(firsts, n, acc->active_segment) < n) {
+        rc = kl_keys_load(log); /* a writer can sign the synced tail again */
+        if (rc == 0)
+            rc = extend_tail(log, &ext, &grown);
+    }
+    if (grown)
+        acc = &ext;
     kl_treeb_init(&log->tb, acc->roots, acc->nroots, acc->length);
     if (rc == 0 && !log->readonly)
         rc = cut_tree(log, acc);
@@ -696,6 +768,8 @@ int kl_recover(kl_log *log) {
         return rc;
     }
     log->seq = KL_MAX(valid[0] ? s[0].seq : 0, valid[1] ? s[1].seq : 0);
+    if (grown)
+        ext.seq = ++log->seq;
     log->stored = *acc;
     log->last = *acc;
     log->cfg = acc->cfg;
@@ -720,7 +794,7 @@ int kl_recover(kl_log *log) {
     if (rc == 0)
         atomic_store(&active->idx_ready, 1);
     if (rc == 0 && !log->readonly)
-        rc = make_durable(log, active, s, valid, pick, rejected);
+        rc = make_durable(log, active, s, valid, pick, rejected, grown ? &ext : NULL);
     if (rc < 0)
         return rc;
     atomic_store(&log->length, acc->length);

@@ -109,7 +109,11 @@ static void test_a_torn_batch_at_the_tail_is_cut(void **state) {
 
 static void test_a_newer_slot_whose_data_is_missing_is_refused_and_overwritten(void **state) {
     fixture *f = *state;
-    uint64_t active = fill(f->dir, 40); /* 8 commits of 5 */
+    fill(f->dir, 35); /* closed: both slots say 35 */
+    tu_append_and_die(f->dir, SEED, MAX_REC, 35, 40, 5); /* one more commit, then a crash */
+    kl_log *probe = tu_open_ro(f->dir);
+    uint64_t active = probe->segs[probe->nsegs - 1]->first;
+    assert_int_equal(kl_log_close(probe), 0);
     kl_slot s[2];
     int valid[2];
     read_slots(f->dir, s, valid);

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -111,6 +112,22 @@ kl_log *tu_open(const char *dir) {
     if (rc != 0)
         fail_msg("open %s: %d %s", dir, rc, kl_last_error());
     return log;
+}
+
+void tu_append_and_die(const char *dir, uint64_t seed, size_t max_size, uint64_t from,
+                       uint64_t to, size_t batch) {
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        kl_log *log = NULL;
+        int rc = kl_log_open_io(dir, NULL, tu_io(), &log);
+        if (rc == 0)
+            rc = tu_append_range(log, seed, max_size, from, to, batch);
+        _exit(rc == 0 ? 0 : 1); /* no close: nothing it would make durable is */
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
 kl_log *tu_open_ro(const char *dir) {
