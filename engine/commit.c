@@ -414,30 +414,27 @@ static int commit_io(kl_log *log, kl_commit_buf *b, const kl_slot *st, int slot,
                                       .iovcnt = 1,
                                       .offset = off};
     }
+    const kl_io_op zero_write = {.kind = KL_IO_OP_WRITE,
+                                 .link = 1,
+                                 .fd = seg->wfd,
+                                 .iov = iov_zero,
+                                 .iovcnt = nzero,
+                                 .offset = b->zero_from};
+    kl_io_op hdr_write = {.kind = KL_IO_OP_WRITE,
+                          .link = 1,
+                          .fd = log->hdr_fd,
+                          .iov = &iov_hdr,
+                          .iovcnt = 1,
+                          .offset = hdr_off};
     if (one_file) { /* one chain: batches, nodes, slot, then the segment's sync */
         if (nzero)
-            ops[n++] = (kl_io_op){.kind = KL_IO_OP_WRITE,
-                                  .link = 1,
-                                  .fd = seg->wfd,
-                                  .iov = iov_zero,
-                                  .iovcnt = nzero,
-                                  .offset = b->zero_from};
+            ops[n++] = zero_write;
         ops[n++] = tree_write;
-        ops[n++] = (kl_io_op){.kind = KL_IO_OP_WRITE,
-                              .link = 1,
-                              .fd = log->hdr_fd,
-                              .iov = &iov_hdr,
-                              .iovcnt = 1,
-                              .offset = hdr_off};
+        ops[n++] = hdr_write;
         ops[n++] = (kl_io_op){.kind = KL_IO_OP_DATASYNC, .fd = seg->wfd};
     } else if (sync) { /* a full round: two chains, one sync round */
         if (nzero)
-            ops[n++] = (kl_io_op){.kind = KL_IO_OP_WRITE,
-                                  .link = 1,
-                                  .fd = seg->wfd,
-                                  .iov = iov_zero,
-                                  .iovcnt = nzero,
-                                  .offset = b->zero_from};
+            ops[n++] = zero_write;
         ops[n++] = (kl_io_op){.kind = KL_IO_OP_DATASYNC, .fd = seg->wfd};
         ops[n++] = tree_write;
         if (ntzero) /* zeroed space ahead, so the sync below need not grow the file */
@@ -448,12 +445,7 @@ static int commit_io(kl_log *log, kl_commit_buf *b, const kl_slot *st, int slot,
                                   .iovcnt = ntzero,
                                   .offset = tree_zero_from};
         ops[n++] = (kl_io_op){.kind = KL_IO_OP_DATASYNC, .fd = log->tree_fd};
-        ops[n++] = (kl_io_op){.kind = KL_IO_OP_WRITE,
-                              .link = 1,
-                              .fd = log->hdr_fd,
-                              .iov = &iov_hdr,
-                              .iovcnt = 1,
-                              .offset = hdr_off};
+        ops[n++] = hdr_write;
         ops[n++] = (kl_io_op){.kind = KL_IO_OP_DATASYNC, .fd = log->hdr_fd};
         if (b->new_segment) {
             ops[n++] = (kl_io_op){.kind = KL_IO_OP_FULLSYNC, .fd = log->segdir_fd};
@@ -461,11 +453,8 @@ static int commit_io(kl_log *log, kl_commit_buf *b, const kl_slot *st, int slot,
         }
     } else { /* the slot only after its batches and nodes: it never claims unwritten bytes */
         ops[n++] = tree_write;
-        ops[n++] = (kl_io_op){.kind = KL_IO_OP_WRITE,
-                              .fd = log->hdr_fd,
-                              .iov = &iov_hdr,
-                              .iovcnt = 1,
-                              .offset = hdr_off};
+        hdr_write.link = 0; /* the end of the chain */
+        ops[n++] = hdr_write;
     }
     if (kl_oidx_pending(&seg->idx, b->idx_upto, &iov_idx, &idx_off))
         ops[n++] = (kl_io_op){.kind = KL_IO_OP_WRITE,

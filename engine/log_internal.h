@@ -165,9 +165,9 @@ struct kl_log {
     uint8_t *slotbuf; /* the header slot being written (commit role) */
     int segdir_fd;
     /* header slots */
-    uint64_t seq; /* the last slot sequence number written */
-    int anchor;   /* the slot (0/1) whose state is fully durable */
-    int dirty;    /* commits since the last sync (not durable yet) */
+    uint64_t seq;      /* the last slot sequence number written */
+    int anchor;        /* the slot (0/1) whose state is fully durable */
+    int dirty;         /* commits since the last sync (not durable yet) */
     uint64_t ckpt_lag; /* segment bytes synced by one-file commits since the anchor was */
     uint64_t last_sync_ns;
     /* sealed segments whose data no sync has covered yet (interval, never): their

@@ -15,8 +15,15 @@
  * that happened to re-create batches of the same shape could make that stale
  * slot "check out" on a later open.
  *
+ * Under `always` a writer's commits between checkpoints sync only their
+ * segment, so the accepted slot may end before batches that were
+ * acknowledged: a writable open with the secret key then takes back every
+ * batch past it that checks out and continues the log, hashes it into the
+ * tree and signs the state again (extend_tail).
+ *
  * Cost: the batches of the newest commit span (usually one commit), plus the
- * active segment's unindexed tail. Never the whole log.
+ * active segment's unindexed tail, plus (after a power loss under `always`)
+ * at most one checkpoint's worth of synced tail. Never the whole log.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE

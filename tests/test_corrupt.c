@@ -305,8 +305,8 @@ int main(void) {
             test_flipped_bytes_in_a_sealed_segment_are_reported_never_served, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_flipped_bytes_in_the_active_segment_are_reported_or_cut, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_damage_in_the_newest_commit_is_reported_or_cut,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damage_in_the_newest_commit_is_reported_or_cut, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_damaged_or_missing_indexes_are_rebuilt, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_a_damaged_header_slot_is_replaced_by_the_other, setup,

@@ -109,7 +109,7 @@ static void test_a_torn_batch_at_the_tail_is_cut(void **state) {
 
 static void test_a_newer_slot_whose_data_is_missing_is_refused_and_overwritten(void **state) {
     fixture *f = *state;
-    fill(f->dir, 35); /* closed: both slots say 35 */
+    fill(f->dir, 35);                                    /* closed: both slots say 35 */
     tu_append_and_die(f->dir, SEED, MAX_REC, 35, 40, 5); /* one more commit, then a crash */
     kl_log *probe = tu_open_ro(f->dir);
     uint64_t active = probe->segs[probe->nsegs - 1]->first;

@@ -114,8 +114,8 @@ kl_log *tu_open(const char *dir) {
     return log;
 }
 
-void tu_append_and_die(const char *dir, uint64_t seed, size_t max_size, uint64_t from,
-                       uint64_t to, size_t batch) {
+void tu_append_and_die(const char *dir, uint64_t seed, size_t max_size, uint64_t from, uint64_t to,
+                       size_t batch) {
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {

@@ -74,8 +74,8 @@ int tu_append_range(kl_log *log, uint64_t seed, size_t max_size, uint64_t from, 
  * are acknowledged, but what a close would make durable (under `always`
  * the anchor slot and tree nodes of a checkpoint) is not.
  */
-void tu_append_and_die(const char *dir, uint64_t seed, size_t max_size, uint64_t from,
-                       uint64_t to, size_t batch);
+void tu_append_and_die(const char *dir, uint64_t seed, size_t max_size, uint64_t from, uint64_t to,
+                       size_t batch);
 
 /* Flip one bit of a file at offset (or truncate it to size with tu_truncate). */
 void tu_flip(const char *path, uint64_t offset, uint8_t mask);

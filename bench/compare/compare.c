@@ -239,9 +239,10 @@ void cmp_sleep_until(uint64_t at_ns) {
         ;
 }
 
-int cmp_paced_write(const cmp_ctx *c, const cmp_case *k, uint64_t t0, uint64_t slots,
-                    _Atomic uint64_t *start_ns, _Atomic uint64_t *written, uint64_t *late,
-                    cmp_append_fn append_one, void *arg, char *why, size_t why_cap) {
+/* The paced writer of a visible run (cmp_visible_run); 0, or -1 with append_one's why. */
+static int paced_write(const cmp_ctx *c, const cmp_case *k, uint64_t t0, uint64_t slots,
+                       _Atomic uint64_t *start_ns, _Atomic uint64_t *written, uint64_t *late,
+                       cmp_append_fn append_one, void *arg, char *why, size_t why_cap) {
     uint64_t pace_ns = (uint64_t)(k->pace_us * 1e3), end = t0 + (uint64_t)(c->append_s * 1e9);
     uint64_t slot = t0;
     for (uint64_t i = 0; i < slots; i++) {
@@ -260,6 +261,45 @@ int cmp_paced_write(const cmp_ctx *c, const cmp_case *k, uint64_t t0, uint64_t s
         }
     }
     return 0;
+}
+
+int cmp_visible_run(const cmp_ctx *c, cmp_visible *v, void *(*reader)(void *), void *state,
+                    cmp_append_fn append_one, void *writer, int server_pid, const char *things,
+                    uint64_t *late, cmp_out *out) {
+    const cmp_case *k = v->k;
+    uint64_t slots = (uint64_t)(c->append_s * 1e6 / k->pace_us) + 2;
+    *late = 0;
+    v->start_ns = calloc(slots, sizeof *v->start_ns);
+    if (!v->start_ns)
+        die("out of memory");
+    atomic_init(&v->written, 0);
+    atomic_init(&v->done, 0);
+    pthread_t th;
+    if (pthread_create(&th, NULL, reader, state) != 0)
+        die("pthread_create failed");
+    cmp_cpu cpu;
+    cmp_cpu_start(&cpu, server_pid);
+    uint64_t t0 = now_ns();
+    char wwhy[256] = "";
+    int rc = paced_write(c, k, t0, slots, v->start_ns, &v->written, late, append_one, writer, wwhy,
+                         sizeof wwhy);
+    atomic_store_explicit(&v->done, 1, memory_order_release);
+    pthread_join(th, NULL);
+    cmp_cpu_stop(&cpu, out);
+    uint64_t written = atomic_load(&v->written);
+    if (rc == 0 && !v->why[0] && v->seen != written)
+        snprintf(v->why, sizeof v->why, "the reader saw %llu %s of %llu written",
+                 (unsigned long long)v->seen, things, (unsigned long long)written);
+    if (rc < 0 || v->why[0]) {
+        snprintf(out->why, sizeof out->why, "%s", rc < 0 ? wwhy : v->why);
+        rc = -1;
+    }
+    out->run.records = out->run.ops = v->seen;
+    out->run.bytes = v->seen * k->record_bytes;
+    out->run.seconds = (double)((v->last_ns > t0 ? v->last_ns : now_ns()) - t0) / 1e9;
+    free(v->start_ns);
+    v->start_ns = NULL;
+    return rc;
 }
 
 static uint64_t du_sum; /* nftw has no argument for its callback */

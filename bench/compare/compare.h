@@ -196,17 +196,33 @@ void cmp_last_line(const char *path, char *out, size_t cap);
 /* Sleep until now_ns() reaches at_ns (the paced writers of the visible runs). */
 void cmp_sleep_until(uint64_t at_ns);
 /*
- * The writer of a visible run: record i (0, 1, ...) is appended by
- * append_one(arg, i, why, why_cap) at the slot t0 + i * pace, until
- * c->append_s has passed or `slots` records are written; start_ns[i] is
- * stored (release) just before record i's append, *written after it. A
- * slot missed because an append ran long is not made up (*late counts
- * them). 0, or -1 with append_one's why.
+ * An append-to-visible run, the part every peer shares. The peer's state
+ * starts with a cmp_visible (k and hist set); its reader thread, given that
+ * state, waits for each new record, checks it and adds its latency
+ * (now - start_ns[i]) to hist, counting `seen` and noting `last_ns`, until
+ * `done` is set and it has seen `written` records (or sets why and stops).
+ * cmp_visible_run starts the reader, then writes record i (0, 1, ...) with
+ * append_one(writer, i, why, why_cap) at the slot start + i * k->pace_us
+ * until c->append_s has passed: start_ns[i] is stored (release) just before
+ * record i's write, `written` after it; a slot missed because a write ran
+ * long is not made up (*late counts them). Then it stops the reader and
+ * fills out->run and, on failure, out->why (the writer's reason, else the
+ * reader's, else "the reader saw N <things> of M written"). server_pid > 0:
+ * that server's CPU is counted apart (cmp_cpu). 0, or -1.
  */
+typedef struct cmp_visible {
+    const cmp_case *k;
+    _Atomic uint64_t *start_ns;   /* when the write of record i started */
+    atomic_uint_fast64_t written; /* writes returned */
+    atomic_int done;              /* the writer has stopped: written is final */
+    uint64_t seen, last_ns;       /* the reader's: records seen, when it saw the last */
+    bench_hist *hist;
+    char why[256];
+} cmp_visible;
 typedef int (*cmp_append_fn)(void *arg, uint64_t i, char *why, size_t why_cap);
-int cmp_paced_write(const cmp_ctx *c, const cmp_case *k, uint64_t t0, uint64_t slots,
-                    _Atomic uint64_t *start_ns, _Atomic uint64_t *written, uint64_t *late,
-                    cmp_append_fn append_one, void *arg, char *why, size_t why_cap);
+int cmp_visible_run(const cmp_ctx *c, cmp_visible *v, void *(*reader)(void *), void *state,
+                    cmp_append_fn append_one, void *writer, int server_pid, const char *things,
+                    uint64_t *late, cmp_out *out);
 /*
  * The CPU of a timed loop that talks to a server of its own: at the stop,
  * out->server_cpu_s is the server's CPU since the start, and

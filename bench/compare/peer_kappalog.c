@@ -161,20 +161,15 @@ static int kl_append(const cmp_ctx *c, const cmp_case *k, cmp_out *out) {
  * seen record i, so 0 there would mean a record seen before it was sent.
  */
 typedef struct kl_visible {
+    cmp_visible v; /* what cmp_visible_run shares with the reader */
     kl_log *log;
-    const cmp_case *k;
-    _Atomic uint64_t *start_ns;   /* when the append of record i started */
-    atomic_uint_fast64_t written; /* appends returned */
-    atomic_int done;              /* the writer has stopped: written is final */
-    uint64_t seen, last_ns;       /* the reader's: records seen, when it saw the last */
-    bench_hist *hist;
-    char why[256];
 } kl_visible;
 
 /* Record i as the reader got it, checked against what was appended; 0 or -1 and why. */
-static int visible_check(kl_visible *v, uint64_t i, uint8_t *buf) {
+static int visible_check(kl_visible *s, uint64_t i, uint8_t *buf) {
+    cmp_visible *v = &s->v;
     size_t size = 0;
-    int rc = kl_log_get(v->log, i, buf, v->k->record_bytes, &size);
+    int rc = kl_log_get(s->log, i, buf, v->k->record_bytes, &size);
     if (rc < 0) {
         snprintf(v->why, sizeof v->why, "reader: kl_log_get(%llu): %s", (unsigned long long)i,
                  kl_strerror(rc));
@@ -190,7 +185,8 @@ static int visible_check(kl_visible *v, uint64_t i, uint8_t *buf) {
 }
 
 static void *visible_reader(void *arg) {
-    kl_visible *v = arg;
+    kl_visible *s = arg;
+    cmp_visible *v = &s->v;
     uint8_t *buf = malloc(v->k->record_bytes);
     if (!buf)
         die("out of memory");
@@ -200,7 +196,7 @@ static void *visible_reader(void *arg) {
         uint64_t written = atomic_load_explicit(&v->written, memory_order_acquire);
         if (done && v->seen >= written)
             break;
-        int rc = kl_log_wait(v->log, v->seen, WAIT_SLICE_MS);
+        int rc = kl_log_wait(s->log, v->seen, WAIT_SLICE_MS);
         if (rc < 0) {
             snprintf(v->why, sizeof v->why, "reader: kl_log_wait: %s", kl_strerror(rc));
             break;
@@ -218,8 +214,8 @@ static void *visible_reader(void *arg) {
             }
             continue;
         }
-        for (uint64_t len = kl_log_length(v->log); v->seen < len; v->seen++) {
-            if (visible_check(v, v->seen, buf) < 0)
+        for (uint64_t len = kl_log_length(s->log); v->seen < len; v->seen++) {
+            if (visible_check(s, v->seen, buf) < 0)
                 goto out;
             uint64_t t0 = atomic_load_explicit(&v->start_ns[v->seen], memory_order_acquire);
             v->last_ns = now_ns();
@@ -238,8 +234,8 @@ out:
 
 /* The writer: one record every pace; late slots are not made up. 0 or -1 and why. */
 static int visible_append(void *arg, uint64_t i, char *why, size_t why_cap) {
-    kl_visible *v = arg;
-    int rc = kl_log_append(v->log, pool_batch_blocks(v->k->pool, (unsigned)i), 1, NULL);
+    kl_visible *s = arg;
+    int rc = kl_log_append(s->log, pool_batch_blocks(s->v.k->pool, (unsigned)i), 1, NULL);
     if (rc < 0)
         snprintf(why, why_cap, "writer: kl_log_append: %s", kl_strerror(rc));
     return rc < 0 ? -1 : 0;
@@ -248,43 +244,16 @@ static int visible_append(void *arg, uint64_t i, char *why, size_t why_cap) {
 static int kl_visible_run(const cmp_ctx *c, const cmp_case *k, cmp_out *out) {
     char path[4096];
     cmp_scratch(c, "kappalog-append", path, sizeof path);
-    kl_visible v = {.k = k, .hist = out->hist};
+    kl_visible v = {.v = {.k = k, .hist = out->hist}};
     v.log = open_log(c, path, mode_of(k->dur), 1);
-    uint64_t slots = (uint64_t)(c->append_s * 1e6 / k->pace_us) + 2, late = 0;
-    v.start_ns = calloc(slots, sizeof *v.start_ns);
-    if (!v.start_ns)
-        die("out of memory");
-    atomic_init(&v.written, 0);
-    atomic_init(&v.done, 0);
-    pthread_t reader;
-    if (pthread_create(&reader, NULL, visible_reader, &v) != 0)
-        die("pthread_create failed");
-    cpu_mark cpu;
-    cpu_mark_now(&cpu);
-    uint64_t t0 = now_ns();
-    char wwhy[256] = "";
-    int rc = cmp_paced_write(c, k, t0, slots, v.start_ns, &v.written, &late, visible_append, &v,
-                             wwhy, sizeof wwhy);
-    atomic_store_explicit(&v.done, 1, memory_order_release);
-    pthread_join(reader, NULL);
-    out->run.other_cpu_s = cpu_other_s(&cpu);
-    uint64_t written = atomic_load(&v.written);
-    if (rc == 0 && !v.why[0] && v.seen != written)
-        snprintf(v.why, sizeof v.why, "reader saw %llu records of %llu appended",
-                 (unsigned long long)v.seen, (unsigned long long)written);
-    if (rc < 0 || v.why[0]) {
-        snprintf(out->why, sizeof out->why, "%s", wwhy[0] ? wwhy : v.why);
-        rc = -1;
-    }
-    out->run.records = out->run.ops = v.seen;
-    out->run.bytes = v.seen * k->record_bytes;
-    out->run.seconds = (double)((v.last_ns > t0 ? v.last_ns : now_ns()) - t0) / 1e9;
+    uint64_t late = 0;
+    int rc =
+        cmp_visible_run(c, &v.v, visible_reader, &v, visible_append, &v, 0, "records", &late, out);
     int crc = kl_log_close(v.log);
     if (crc < 0 && rc == 0) {
         snprintf(out->why, sizeof out->why, "kl_log_close: %s", kl_strerror(crc));
         rc = -1;
     }
-    free(v.start_ns);
     rm_rf(path);
     snprintf(out->note, sizeof out->note,
              "kappalog %s, fsync %s, a writer thread appending one %zu-byte record every %.0f us "

@@ -242,18 +242,12 @@ static int rd_append(const cmp_ctx *c, const cmp_case *k, cmp_out *out) {
  * it was sent.
  */
 typedef struct rd_visible {
-    const cmp_case *k;
+    cmp_visible v; /* what cmp_visible_run shares with the reader */
     int port;
-    _Atomic uint64_t *start_ns;   /* when the XADD of record i was sent */
-    atomic_uint_fast64_t written; /* XADDs answered */
-    atomic_int done;              /* the writer has stopped: written is final */
-    uint64_t seen, last_ns;       /* the reader's: entries seen, when it saw the last */
-    bench_hist *hist;
-    char why[256];
 } rd_visible;
 
 /* The entries of one XREAD reply ([[key, [entry...]]]): each checked and timed; 0 or -1. */
-static int visible_entries(rd_visible *v, const redisReply *r, char *last, size_t cap) {
+static int visible_entries(cmp_visible *v, const redisReply *r, char *last, size_t cap) {
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 1 ||
         r->element[0]->type != REDIS_REPLY_ARRAY || r->element[0]->elements != 2 ||
         r->element[0]->element[1]->type != REDIS_REPLY_ARRAY) {
@@ -285,8 +279,9 @@ static int visible_entries(rd_visible *v, const redisReply *r, char *last, size_
 }
 
 static void *visible_reader(void *arg) {
-    rd_visible *v = arg;
-    redisContext *ctx = connect_to(v->port, v->why, sizeof v->why);
+    rd_visible *s = arg;
+    cmp_visible *v = &s->v;
+    redisContext *ctx = connect_to(s->port, v->why, sizeof v->why);
     if (!ctx)
         return NULL;
     char last[ID_CAP] = "0-0";
@@ -342,38 +337,12 @@ static int rd_visible_run(const cmp_ctx *c, const cmp_case *k, cmp_out *out) {
     redisContext *ctx = NULL;
     if (start(c, "redis-append", k->setting, &s, &ctx, out->why, sizeof out->why) < 0)
         return -1;
-    rd_visible v = {.k = k, .port = s.port, .hist = out->hist};
-    uint64_t slots = (uint64_t)(c->append_s * 1e6 / k->pace_us) + 2, late = 0;
-    v.start_ns = calloc(slots, sizeof *v.start_ns);
-    if (!v.start_ns)
-        die("out of memory");
-    atomic_init(&v.written, 0);
-    atomic_init(&v.done, 0);
-    pthread_t reader;
-    if (pthread_create(&reader, NULL, visible_reader, &v) != 0)
-        die("pthread_create failed");
-    cmp_cpu cpu;
-    cmp_cpu_start(&cpu, s.pid);
-    uint64_t t0 = now_ns();
+    rd_visible v = {.v = {.k = k, .hist = out->hist}, .port = s.port};
     rd_writer w = {ctx, k};
-    int rc = cmp_paced_write(c, k, t0, slots, v.start_ns, &v.written, &late, visible_append, &w,
-                             out->why, sizeof out->why);
-    atomic_store_explicit(&v.done, 1, memory_order_release);
-    pthread_join(reader, NULL);
-    cmp_cpu_stop(&cpu, out);
-    uint64_t written = atomic_load(&v.written);
-    if (rc == 0 && !v.why[0] && v.seen != written)
-        snprintf(v.why, sizeof v.why, "reader saw %llu entries of %llu added",
-                 (unsigned long long)v.seen, (unsigned long long)written);
-    if (rc == 0 && v.why[0]) {
-        snprintf(out->why, sizeof out->why, "%s", v.why);
-        rc = -1;
-    }
-    out->run.records = out->run.ops = v.seen;
-    out->run.bytes = v.seen * k->record_bytes;
-    out->run.seconds = (double)((v.last_ns > t0 ? v.last_ns : now_ns()) - t0) / 1e9;
+    uint64_t late = 0;
+    int rc = cmp_visible_run(c, &v.v, visible_reader, &v, visible_append, &w, s.pid, "entries",
+                             &late, out);
     stop(&s, &ctx);
-    free(v.start_ns);
     snprintf(out->note, sizeof out->note,
              "redis-server %s, appendonly yes, appendfsync %s, a writer XADDing one %zu-byte "
              "record every %.0f us (clock_nanosleep to an absolute slot; %llu late slots not "

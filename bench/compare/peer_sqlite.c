@@ -298,14 +298,9 @@ static size_t point_read(sqlite3_stmt *sel, uint64_t id, uint8_t *buf, size_t ca
  * seen that row, so 0 there would mean a row seen before it was inserted.
  */
 typedef struct sq_visible {
-    const cmp_case *k;
+    cmp_visible v; /* what cmp_visible_run shares with the reader */
     char path[4200];
-    _Atomic uint64_t *start_ns;    /* when the insert of record i started */
-    atomic_uint_fast64_t written;  /* inserts committed */
-    atomic_int done;               /* the writer has stopped: written is final */
-    uint64_t seen, last_ns, polls; /* the reader's: rows seen, when it saw the last, its polls */
-    bench_hist *hist;
-    char why[256];
+    uint64_t polls; /* the reader's */
 } sq_visible;
 
 /* The largest id committed, as a fresh read transaction sees it; -1 and why on errors. */
@@ -319,7 +314,7 @@ static int64_t max_id(sqlite3 *db, sqlite3_stmt *st, char *why, size_t cap) {
 }
 
 /* Row i + 1 as the reader got it, checked against what was inserted; 0 or -1 and why. */
-static int visible_check(sq_visible *v, sqlite3 *db, sqlite3_stmt *sel, uint64_t i) {
+static int visible_check(cmp_visible *v, sqlite3 *db, sqlite3_stmt *sel, uint64_t i) {
     const kl_block *b = pool_batch_blocks(v->k->pool, (unsigned)i);
     sqlite3_bind_int64(sel, 1, (sqlite3_int64)i + 1);
     int rc = sqlite3_step(sel);
@@ -333,7 +328,8 @@ static int visible_check(sq_visible *v, sqlite3 *db, sqlite3_stmt *sel, uint64_t
 }
 
 /* Poll max(id) until the writer is done and every row it inserted was seen. */
-static void visible_poll(sq_visible *v, sqlite3 *db, sqlite3_stmt *top, sqlite3_stmt *sel) {
+static void visible_poll(sq_visible *s, sqlite3 *db, sqlite3_stmt *top, sqlite3_stmt *sel) {
+    cmp_visible *v = &s->v;
     const struct timespec nap = {.tv_nsec = POLL_NS};
     uint64_t drain_end = 0;
     for (;;) {
@@ -342,7 +338,7 @@ static void visible_poll(sq_visible *v, sqlite3 *db, sqlite3_stmt *top, sqlite3_
         if (done && v->seen >= written)
             return;
         int64_t top_id = max_id(db, top, v->why, sizeof v->why);
-        v->polls++;
+        s->polls++;
         if (top_id < 0)
             return;
         for (; v->seen < (uint64_t)top_id; v->seen++) {
@@ -371,13 +367,14 @@ static void visible_poll(sq_visible *v, sqlite3 *db, sqlite3_stmt *top, sqlite3_
 }
 
 static void *visible_reader(void *arg) {
-    sq_visible *v = arg;
-    sqlite3 *db = connect_db(v->path, v->k->setting, v->why, sizeof v->why);
+    sq_visible *s = arg;
+    cmp_visible *v = &s->v;
+    sqlite3 *db = connect_db(s->path, v->k->setting, v->why, sizeof v->why);
     if (!db)
         return NULL;
     sqlite3_stmt *top = prepare(db, "SELECT max(id) FROM log");
     sqlite3_stmt *sel = prepare(db, "SELECT data FROM log WHERE id = ?1");
-    visible_poll(v, db, top, sel);
+    visible_poll(s, db, top, sel);
     sqlite3_finalize(top);
     sqlite3_finalize(sel);
     sqlite3_close(db);
@@ -403,39 +400,15 @@ static int visible_append(void *arg, uint64_t i, char *why, size_t why_cap) {
 static int sq_visible_run(const cmp_ctx *c, const cmp_case *k, cmp_out *out) {
     char dir[4096];
     sqlite3 *db = open_db(c, "sqlite-append", k->setting, dir, sizeof dir);
-    sq_visible v = {.k = k, .hist = out->hist};
+    sq_visible v = {.v = {.k = k, .hist = out->hist}};
     snprintf(v.path, sizeof v.path, "%s/log.db", dir);
-    uint64_t slots = (uint64_t)(c->append_s * 1e6 / k->pace_us) + 2, late = 0;
-    v.start_ns = calloc(slots, sizeof *v.start_ns);
-    if (!v.start_ns)
-        die("out of memory");
-    atomic_init(&v.written, 0);
-    atomic_init(&v.done, 0);
-    pthread_t reader;
-    if (pthread_create(&reader, NULL, visible_reader, &v) != 0)
-        die("pthread_create failed");
-    cpu_mark cpu;
-    cpu_mark_now(&cpu);
-    uint64_t t0 = now_ns();
     sq_writer w = {db, prepare(db, "INSERT INTO log(data) VALUES (?1)"), k};
-    char wwhy[256] = "";
-    cmp_paced_write(c, k, t0, slots, v.start_ns, &v.written, &late, visible_append, &w, wwhy,
-                    sizeof wwhy);
+    uint64_t late = 0;
+    int rc =
+        cmp_visible_run(c, &v.v, visible_reader, &v, visible_append, &w, 0, "rows", &late, out);
     sqlite3_finalize(w.ins);
-    atomic_store_explicit(&v.done, 1, memory_order_release);
-    pthread_join(reader, NULL);
-    out->run.other_cpu_s = cpu_other_s(&cpu);
-    uint64_t written = atomic_load(&v.written);
-    if (!v.why[0] && v.seen != written)
-        snprintf(v.why, sizeof v.why, "reader saw %llu rows of %llu inserted",
-                 (unsigned long long)v.seen, (unsigned long long)written);
-    snprintf(out->why, sizeof out->why, "%s", v.why);
-    out->run.records = out->run.ops = v.seen;
-    out->run.bytes = v.seen * k->record_bytes;
-    out->run.seconds = (double)((v.last_ns > t0 ? v.last_ns : now_ns()) - t0) / 1e9;
     if (sqlite3_close(db) != SQLITE_OK)
         die("sqlite: close failed");
-    free(v.start_ns);
     rm_rf(dir);
     snprintf(out->note, sizeof out->note,
              "SQLite %s, WAL, synchronous=%s, a writer inserting one %zu-byte row per "
@@ -445,7 +418,7 @@ static int sq_visible_run(const cmp_ctx *c, const cmp_case *k, cmp_out *out) {
              "= its row read - its insert started",
              sqlite3_libversion(), k->setting, k->record_bytes, k->pace_us,
              (unsigned long long)late, (unsigned long long)v.polls, POLL_NS / 1000);
-    return v.why[0] ? -1 : 0;
+    return rc;
 }
 
 static int sq_load(const cmp_ctx *c, const cmp_case *k, char *why, size_t cap) {

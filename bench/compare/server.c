@@ -408,11 +408,11 @@ void redis_server_stop(cmp_server *s) {
 void cmp_cpu_start(cmp_cpu *m, int server_pid) {
     m->pid = server_pid;
     cpu_mark_now(&m->mark);
-    m->server0 = proc_cpu_s(server_pid);
+    m->server0 = server_pid > 0 ? proc_cpu_s(server_pid) : 0.0;
 }
 
 void cmp_cpu_stop(const cmp_cpu *m, cmp_out *out) {
-    out->server_cpu_s = proc_cpu_s(m->pid) - m->server0;
+    out->server_cpu_s = m->pid > 0 ? proc_cpu_s(m->pid) - m->server0 : 0.0;
     out->run.other_cpu_s = cpu_other_s(&m->mark) - out->server_cpu_s;
     if (out->run.other_cpu_s < 0)
         out->run.other_cpu_s = 0;

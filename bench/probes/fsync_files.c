@@ -84,8 +84,18 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: kappalog-fsync-files DIR [ROUNDS]\n");
         return 2;
     }
-    if (argc == 3)
-        rounds = (unsigned)strtoul(argv[2], NULL, 10);
+    if (argc == 3) {
+        char *end = NULL;
+        errno = 0;
+        unsigned long r = strtoul(argv[2], &end, 10);
+        if (errno || end == argv[2] || *end || r == 0 || r > 1000000) {
+            fprintf(stderr,
+                    "kappalog-fsync-files: ROUNDS: '%s' is not a number from 1 to 1000000\n",
+                    argv[2]);
+            return 2;
+        }
+        rounds = (unsigned)r;
+    }
     for (int i = 0; i < NFILES; i++)
         fds[i] = make_file(argv[1], i);
     double t = now_s();
