@@ -448,7 +448,7 @@ int kl_log_open_io(const char *dir, const kl_open_options *opts_in, kl_io *io, k
     int rc = open_header(log, opts.lock_wait_ms);
     if (rc == 0)
         rc = kl_recover(log);
-    if (rc == 0)
+    if (rc == 0 && !log->has_sk) /* a writable recovery may have loaded it already */
         rc = kl_keys_load(log);
     if (rc == 0)
         rc = kl_recover_sign(log);
