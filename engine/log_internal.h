@@ -79,11 +79,16 @@ typedef struct kl_seal_job {
     uint64_t data_bytes, first_index, timestamp_ms;
 } kl_seal_job;
 
-/* The leaf hashes of one framed append, computed by its caller before framing. */
+/*
+ * The leaf hashes of one framed append: computed by its caller before
+ * framing, or (`deferred`) by the committer while the commit's segment
+ * syncs (commit.c, tree_step).
+ */
 typedef struct kl_leaf_job {
-    const uint8_t *hashes; /* count x 32 bytes, the caller's: valid until its commit completes */
+    uint8_t *hashes; /* count x 32 bytes, the caller's: valid until its commit completes */
     const kl_block *blocks;
     size_t count;
+    int deferred; /* hashes is still to be filled in */
 } kl_leaf_job;
 
 typedef struct kl_commit_buf {
@@ -155,6 +160,7 @@ struct kl_log {
     int committing;                 /* someone holds the commit role */
     _Atomic uint64_t committed_seq; /* buffers up to this ticket are acknowledged */
     _Atomic int failed;             /* fail-stop: a commit's write or sync failed */
+    _Atomic uint32_t appenders;     /* threads inside kl_log_append (commit.c: deferred leaves) */
     int fail_code;
     /* framing state: where the next batch lands */
     uint64_t f_index, f_bytes, f_seg, f_pos;
@@ -226,6 +232,7 @@ struct kl_log {
     kl_signed_state target;
     kl_treeb tb;             /* the tree of the last commit (commit role) */
     uint64_t tree_file_size; /* bytes of the tree file: nodes, plus zeroed space ahead (always) */
+    uint64_t tree_wb_from;   /* tree bytes from here on may be dirty: not yet sent to disk */
     uint8_t *treebuf;        /* the nodes one commit writes (commit role) */
     size_t treebuf_cap;
 

@@ -344,6 +344,56 @@ static void metadata_ops_work(kl_io *io, const char *dir) {
     free(sub);
 }
 
+/* Groups started one by one run while the caller goes on; one finish reports them all. */
+static void started_groups_finish_together(kl_io *io, const char *dir) {
+    char *good = join(dir, "good"), *ro = join(dir, "ro");
+    put_file(ro, "read only", 9);
+    int fd = io_open(io, good, O_RDWR | O_CREAT | O_TRUNC);
+    int rfd = io_open(io, ro, O_RDONLY); /* a write to it fails with EBADF */
+    struct iovec A = {"AAAA", 4}, B = {"BBBB", 4}, C = {"CCCC", 4};
+    kl_io_op a[2] = {write_op(fd, &A, 1, 0, 1), sync_op(KL_IO_OP_DATASYNC, fd, 0)};
+    kl_io_op b[1] = {write_op(fd, &B, 1, 100, 0)}; /* writes only: the ring runs them inline */
+    assert_int_equal(kl_io_start(io, a, 2), 0);
+    assert_int_equal(kl_io_start(io, b, 1), 0);
+    assert_int_equal(kl_io_finish(io), 0);
+    assert_int_equal(a[0].res, 4);
+    assert_int_equal(a[1].res, 0);
+    assert_int_equal(b[0].res, 4);
+
+    /* A failure in a later group is the finish's error; earlier groups still ran in full. */
+    kl_io_op c[2] = {write_op(fd, &C, 1, 200, 1), sync_op(KL_IO_OP_DATASYNC, fd, 0)};
+    kl_io_op d[3] = {write_op(rfd, &A, 1, 0, 1),
+                     write_op(fd, &B, 1, 300, 0),
+                     {.kind = KL_IO_OP_WRITEBACK, .fd = fd, .offset = 0, .nbytes = 4096}};
+    assert_int_equal(kl_io_start(io, c, 2), 0);
+    int rc = kl_io_start(io, d, 3); /* known at once only where the ops ran inline */
+    assert_true(rc == 0 || rc == -EBADF);
+    assert_int_equal(kl_io_finish(io), -EBADF);
+    assert_int_equal(c[0].res, 4);
+    assert_int_equal(c[1].res, 0);
+    assert_int_equal(d[0].res, -EBADF);
+    assert_int_equal(d[1].res, -ECANCELED);
+    assert_int_equal(d[2].res, 0); /* another chain */
+
+    /* The error was handed over once: the next round starts clean. */
+    kl_io_op e[1] = {{.kind = KL_IO_OP_WRITEBACK, .fd = rfd, .offset = 0, .nbytes = 9}};
+    assert_int_equal(kl_io_start(io, e, 1), 0);
+    assert_int_equal(kl_io_finish(io), 0); /* writeback of a read-only descriptor is allowed */
+    assert_int_equal(e[0].res, 0);
+    kl_io_close(io, fd);
+    kl_io_close(io, rfd);
+    size_t len;
+    uint8_t *got = get_file(good, &len);
+    assert_non_null(got);
+    assert_int_equal(len, 204);
+    assert_memory_equal(got + 0, "AAAA", 4);
+    assert_memory_equal(got + 100, "BBBB", 4);
+    assert_memory_equal(got + 200, "CCCC", 4);
+    free(got);
+    free(good);
+    free(ro);
+}
+
 typedef void (*io_case)(kl_io *io, const char *dir);
 
 static void on_every_backend(io_case fn, const char *tag) {
@@ -367,6 +417,11 @@ static void test_writes_land_at_their_offsets_from_many_iovecs(void **state) {
 static void test_failed_op_cancels_the_rest_of_its_chain_only(void **state) {
     (void)state;
     on_every_backend(a_failed_op_cancels_the_rest_of_its_chain_only, "iochain");
+}
+
+static void test_started_groups_finish_together(void **state) {
+    (void)state;
+    on_every_backend(started_groups_finish_together, "iostart");
 }
 
 static void test_datasync_and_fullsync_succeed(void **state) {
@@ -644,6 +699,17 @@ static void test_power_loss_drop_restores_the_last_synced_content(void **state) 
     uint8_t want[7000];
     memcpy(want, a, sizeof a);
     memcpy(want + 4000, b, sizeof b);
+    expect_file(f, want, sizeof want);
+
+    /* Writeback sends bytes to disk but makes nothing durable. */
+    io = power_backend(4);
+    fd = io_open(io, f, O_RDWR);
+    write_at(io, fd, c, sizeof c, 100, 0);
+    kl_io_op wb = {.kind = KL_IO_OP_WRITEBACK, .fd = fd, .offset = 0, .nbytes = 7000};
+    assert_int_equal(kl_io_submit(io, &wb, 1), 0);
+    kl_io_close(io, fd);
+    assert_int_equal(kl_io_fault_power_loss(io, KL_POWER_DROP), 0);
+    kl_io_destroy(io);
     expect_file(f, want, sizeof want);
 
     /* A truncation that was never synced is undone; an O_TRUNC open too. */
@@ -938,6 +1004,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_writes_land_at_their_offsets_from_many_iovecs),
         cmocka_unit_test(test_failed_op_cancels_the_rest_of_its_chain_only),
+        cmocka_unit_test(test_started_groups_finish_together),
         cmocka_unit_test(test_datasync_and_fullsync_succeed),
         cmocka_unit_test(test_pread_at_end_of_file_returns_a_short_count),
         cmocka_unit_test(test_map_shows_the_file_and_later_writes),

@@ -27,7 +27,8 @@ typedef struct kl_io kl_io;
 enum kl_io_op_kind {
     KL_IO_OP_WRITE = 1,    /* pwritev of iov[0..iovcnt) at offset */
     KL_IO_OP_DATASYNC = 2, /* fdatasync(fd) */
-    KL_IO_OP_FULLSYNC = 3  /* fsync(fd): for directories */
+    KL_IO_OP_FULLSYNC = 3, /* fsync(fd): for directories */
+    KL_IO_OP_WRITEBACK = 4 /* start writing nbytes at offset to disk; makes nothing durable */
 };
 
 /* The most ops one submit() takes (a commit uses about ten). */
@@ -39,7 +40,8 @@ typedef struct kl_io_op {
     int fd;
     const struct iovec *iov; /* writes: the bytes, valid until submit returns */
     int iovcnt;
-    uint64_t offset; /* writes: byte position in the file */
+    uint64_t offset; /* writes, writeback: byte position in the file */
+    uint64_t nbytes; /* writeback: how many bytes */
     int64_t res;     /* out: bytes written, 0 for a sync, or -errno */
 } kl_io_op;
 
@@ -51,6 +53,15 @@ struct kl_io_vtbl {
     int (*pread)(kl_io *io, int fd, void *buf, size_t len, uint64_t offset, size_t *got);
     /* Run ops (chains as described above). 0 if all succeeded in full. */
     int (*submit)(kl_io *io, kl_io_op *ops, int n);
+    /*
+     * Optional: start ops without waiting for them (see kl_io_start). ops
+     * must stay valid until finish returns. start returns an error it
+     * already knows (the ops it did not hand over never run); finish waits
+     * for every op started since the last finish and returns the first
+     * error of all of them, as submit does.
+     */
+    int (*start)(kl_io *io, kl_io_op *ops, int n);
+    int (*finish)(kl_io *io);
     int (*truncate)(kl_io *io, int fd, uint64_t size);
     int (*size)(kl_io *io, int fd, uint64_t *size);
     int (*unlink)(kl_io *io, const char *path);
@@ -66,6 +77,7 @@ struct kl_io {
     const struct kl_io_vtbl *v;
     const char *name; /* "io_uring", "posix", "fault" */
     int thread_safe;  /* submit() may be called from several threads at once */
+    int started_rc;   /* kl_io_start without a backend start(): the first error so far */
 };
 
 /*
@@ -112,6 +124,31 @@ static inline int kl_io_pread(kl_io *io, int fd, void *buf, size_t len, uint64_t
 }
 static inline int kl_io_submit(kl_io *io, kl_io_op *ops, int n) {
     return io->v->submit(io, ops, n);
+}
+
+/*
+ * Start ops and return while they run, so the caller can compute beside
+ * them (the commit hashes and signs while its segment syncs). Any number of
+ * starts, then exactly one kl_io_finish, which waits for all of them and
+ * returns the first error as submit would. A backend without start() runs
+ * the ops here and keeps their error for kl_io_finish. A negative return
+ * means an error is already known: start nothing more that depends on
+ * these ops, but still call kl_io_finish.
+ */
+static inline int kl_io_start(kl_io *io, kl_io_op *ops, int n) {
+    if (io->v->start)
+        return io->v->start(io, ops, n);
+    int rc = io->v->submit(io, ops, n);
+    if (rc < 0 && !io->started_rc)
+        io->started_rc = rc;
+    return rc;
+}
+static inline int kl_io_finish(kl_io *io) {
+    if (io->v->finish)
+        return io->v->finish(io);
+    int rc = io->started_rc;
+    io->started_rc = 0;
+    return rc;
 }
 static inline void kl_io_destroy(kl_io *io) {
     if (io)

@@ -270,8 +270,8 @@ static int short_write(kl_io_op *op, int err) {
 static int run_one(fault_io *f, kl_io_op *op) {
     int sw;
     const char *path = path_of_fd(f, op->fd);
-    static const char *const names[] = {"?", "write", "datasync", "fullsync"};
-    int rc = count_op_named(f, &sw, names[op->kind <= 3 ? op->kind : 0], path);
+    static const char *const names[] = {"?", "write", "datasync", "fullsync", "writeback"};
+    int rc = count_op_named(f, &sw, names[op->kind <= 4 ? op->kind : 0], path);
     fentry *e = (f->plan.track_power && path) ? entry_of(f, path) : NULL;
     if (op->kind == KL_IO_OP_WRITE && e && (rc == 0 || sw))
         mark_dirty(e, op->offset, kl_iov_bytes(op->iov, op->iovcnt));
@@ -285,7 +285,7 @@ static int run_one(fault_io *f, kl_io_op *op) {
         op->res = rc = 0;
     else
         rc = kl_posix_run_op(op);
-    if (rc == 0 && e && op->kind != KL_IO_OP_WRITE) {
+    if (rc == 0 && e && op->kind != KL_IO_OP_WRITE && op->kind != KL_IO_OP_WRITEBACK) {
         if (e->is_dir)
             dir_synced(f, e->path);
         else

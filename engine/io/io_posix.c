@@ -99,6 +99,13 @@ int kl_posix_run_op(kl_io_op *op) {
         rc = fsync(op->fd) < 0 ? -errno : 0;
         op->res = rc;
         return rc;
+    case KL_IO_OP_WRITEBACK:
+        rc =
+            sync_file_range(op->fd, (off_t)op->offset, (off_t)op->nbytes, SYNC_FILE_RANGE_WRITE) < 0
+                ? -errno
+                : 0;
+        op->res = rc;
+        return rc;
     default:
         KL_ASSERT(!"unknown io op");
     }

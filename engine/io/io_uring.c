@@ -14,6 +14,11 @@
  * context switches cost about a fifth of the throughput (measured:
  * docs/BENCHMARKS.md). KL_URING_WRITES=ring sends them to the ring anyway.
  *
+ * A commit may also start its groups one by one (kl_io_start) and compute
+ * while they run: the segment's write and sync go first, the tree nodes and
+ * the slot follow once they are hashed and signed, and one finish waits for
+ * all of them. The user data of a completion names its group and its op.
+ *
  * The ring is used only by the thread that holds the log's commit role, so
  * it needs no lock of its own. A short write breaks its link; the rest of
  * that chain is finished synchronously so the caller still sees either full
@@ -41,6 +46,7 @@
 #include "io.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <liburing.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -49,7 +55,11 @@
 
 #include "../util.h"
 
-#define URING_ENTRIES 64
+#define URING_ENTRIES   128 /* room for URING_GROUPS groups of KL_IO_MAX_OPS, and kicks */
+#define URING_GROUPS    3   /* groups started and not yet finished (kl_io_start) */
+#define URING_GROUP_OPS 256 /* a completion's user data: group * URING_GROUP_OPS + op */
+_Static_assert(KL_IO_MAX_OPS < URING_GROUP_OPS && URING_GROUPS * KL_IO_MAX_OPS < URING_ENTRIES,
+               "the ring holds every group in flight");
 #ifndef URING_WAIT_SLICE_MS /* -D by a test build that wants the kicks exercised */
 #define URING_WAIT_SLICE_MS 1000
 #endif
@@ -58,9 +68,19 @@
 #endif
 #define URING_KICK_DATA UINT64_MAX /* the user data of a kick's no-op */
 
+typedef struct ur_group {
+    kl_io_op *ops;
+    int n;
+    int taken; /* how many the kernel accepted */
+} ur_group;
+
 typedef struct uring_io {
     kl_io base;
     struct io_uring ring;
+    ur_group groups[URING_GROUPS]; /* started since the last finish */
+    int ngroups;
+    int inflight;            /* completions still due */
+    int start_err;           /* a refused submission: the first error for finish */
     int writes_via_ring;     /* KL_URING_WRITES=ring */
     uint64_t stalled_slices; /* wait slices that ended with no completion */
     uint64_t kicks;          /* no-ops sent to the worker pool to get stranded work run */
@@ -77,6 +97,10 @@ static void prep_op(struct io_uring_sqe *sqe, const kl_io_op *op, int i) {
         break;
     case KL_IO_OP_FULLSYNC:
         io_uring_prep_fsync(sqe, op->fd, 0);
+        break;
+    case KL_IO_OP_WRITEBACK:
+        io_uring_prep_sync_file_range(sqe, op->fd, (unsigned)op->nbytes, op->offset,
+                                      SYNC_FILE_RANGE_WRITE);
         break;
     default:
         KL_ASSERT(!"unknown io op");
@@ -146,77 +170,123 @@ static void kick(uring_io *u, int waiting) {
                 (unsigned long long)u->kicks, rc < 0 ? strerror(-rc) : "sent");
 }
 
-static int ur_submit(kl_io *io, kl_io_op *ops, int n) {
-    uring_io *u = (uring_io *)io;
-    KL_ASSERT(n > 0 && n <= KL_IO_MAX_OPS && n <= URING_ENTRIES);
-    int syncs = 0;
+/* Whether ops go to the ring; a group of writes only runs inline (the comment on top). */
+static int via_ring(const uring_io *u, const kl_io_op *ops, int n) {
     for (int i = 0; i < n; i++)
-        syncs += ops[i].kind != KL_IO_OP_WRITE;
-    if (syncs == 0 && !u->writes_via_ring)
-        return kl_io_posix_vtbl()->submit(io, ops, n);
+        if (ops[i].kind != KL_IO_OP_WRITE)
+            return 1;
+    return u->writes_via_ring;
+}
+
+/* Hand ops to the kernel as one more group in flight; see kl_io_start. */
+static int ur_start(kl_io *io, kl_io_op *ops, int n) {
+    uring_io *u = (uring_io *)io;
+    KL_ASSERT(n > 0 && n <= KL_IO_MAX_OPS);
+    if (u->start_err)
+        return u->start_err; /* a group was refused: nothing more until finish */
+    if (!via_ring(u, ops, n)) {
+        int rc = kl_io_posix_vtbl()->submit(io, ops, n);
+        if (rc < 0)
+            u->start_err = rc;
+        return rc;
+    }
+    KL_ASSERT(u->ngroups < URING_GROUPS && io_uring_sq_space_left(&u->ring) >= (unsigned)n);
+    int g = u->ngroups;
     for (int i = 0; i < n; i++) {
         struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
-        KL_ASSERT(sqe != NULL); /* the ring is empty between submissions */
-        prep_op(sqe, &ops[i], i);
+        KL_ASSERT(sqe != NULL);
+        prep_op(sqe, &ops[i], g * URING_GROUP_OPS + i);
         ops[i].res = -ECANCELED;
     }
     int rc;
     do {
         rc = io_uring_submit(&u->ring);
     } while (rc == -EINTR);
-    if (rc < 0)
-        return rc;
     /*
      * The kernel may take fewer than n (it stops at an entry it refuses):
      * wait only for those, never for completions that cannot come. The
      * caller fails the handle on the error, so the entries left in the
      * ring are never submitted.
      */
-    int taken = rc, empty = 0;
-    for (int seen = 0; seen < taken;) {
+    int taken = rc < 0 ? 0 : rc;
+    u->groups[g] = (ur_group){ops, n, taken};
+    u->ngroups++;
+    u->inflight += taken;
+    if (taken < n)
+        u->start_err = rc < 0 ? rc : -EIO;
+    return u->start_err;
+}
+
+/* Wait for every completion still due; 0 or the ring's own error. */
+static int reap(uring_io *u) {
+    int empty = 0;
+    while (u->inflight > 0) {
         struct io_uring_cqe *cqe;
         struct __kernel_timespec slice = {.tv_sec = URING_WAIT_SLICE_MS / 1000,
                                           .tv_nsec = (URING_WAIT_SLICE_MS % 1000) * 1000000L};
-        rc = io_uring_wait_cqe_timeout(&u->ring, &cqe, &slice);
+        int rc = io_uring_wait_cqe_timeout(&u->ring, &cqe, &slice);
         if (rc == -ETIME) {
             u->stalled_slices++;
             if (++empty % URING_KICK_SLICES == 0)
-                kick(u, taken - seen);
+                kick(u, u->inflight);
             continue;
         }
         if (rc == -EINTR)
             continue;
         if (rc < 0)
             return rc;
-        uint64_t i = io_uring_cqe_get_data64(cqe);
-        if (i == URING_KICK_DATA) { /* a kick's no-op */
+        uint64_t data = io_uring_cqe_get_data64(cqe);
+        if (data == URING_KICK_DATA) { /* a kick's no-op */
             io_uring_cqe_seen(&u->ring, cqe);
             continue;
         }
-        KL_ASSERT(i < (uint64_t)n);
-        ops[i].res = cqe->res;
+        uint64_t g = data / URING_GROUP_OPS, i = data % URING_GROUP_OPS;
+        KL_ASSERT(g < (uint64_t)u->ngroups && i < (uint64_t)u->groups[g].n);
+        u->groups[g].ops[i].res = cqe->res;
         io_uring_cqe_seen(&u->ring, cqe);
-        seen++;
+        u->inflight--;
     }
-    if (taken < n)
-        return -EIO; /* reported by the caller, which fails the handle */
+    return 0;
+}
+
+/* The first error of one group, finishing its short writes. */
+static int group_result(kl_io_op *ops, int n) {
     int first_err = 0;
     for (int i = 0; i < n; i++) {
         if (ops[i].kind == KL_IO_OP_WRITE && ops[i].res >= 0 &&
             (size_t)ops[i].res < kl_iov_bytes(ops[i].iov, ops[i].iovcnt)) {
-            rc = finish_chain_sync(ops, n, i);
+            int rc = finish_chain_sync(ops, n, i);
             if (rc < 0 && !first_err)
                 first_err = rc;
         } else if (ops[i].res < 0 && ops[i].res != -ECANCELED && !first_err) {
             first_err = (int)ops[i].res;
         }
     }
-    if (!first_err) {
-        for (int i = 0; i < n; i++)
-            if (ops[i].res < 0)
-                first_err = (int)ops[i].res;
-    }
+    for (int i = 0; i < n && !first_err; i++)
+        if (ops[i].res < 0)
+            first_err = (int)ops[i].res;
     return first_err;
+}
+
+static int ur_finish(kl_io *io) {
+    uring_io *u = (uring_io *)io;
+    int first_err = reap(u);
+    if (!first_err)
+        first_err = u->start_err;
+    for (int g = 0; g < u->ngroups && !first_err; g++)
+        first_err = group_result(u->groups[g].ops, u->groups[g].n);
+    u->ngroups = 0;
+    u->start_err = 0;
+    return first_err;
+}
+
+static int ur_submit(kl_io *io, kl_io_op *ops, int n) {
+    uring_io *u = (uring_io *)io;
+    KL_ASSERT(u->ngroups == 0 && u->inflight == 0);
+    if (!via_ring(u, ops, n))
+        return kl_io_posix_vtbl()->submit(io, ops, n);
+    ur_start(io, ops, n);
+    return ur_finish(io);
 }
 
 static void ur_destroy(kl_io *io) {
@@ -232,6 +302,8 @@ static pthread_once_t uring_vtbl_once = PTHREAD_ONCE_INIT;
 static void init_vtbl(void) {
     uring_vtbl = *kl_io_posix_vtbl();
     uring_vtbl.submit = ur_submit;
+    uring_vtbl.start = ur_start;
+    uring_vtbl.finish = ur_finish;
     uring_vtbl.destroy = ur_destroy;
 }
 
