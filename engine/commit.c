@@ -388,6 +388,33 @@ static int replica_sign(const kl_log *log, kl_slot *st) {
     return 1;
 }
 
+static void futex_wake_all(_Atomic uint32_t *word) {
+    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+static void futex_wait(_Atomic uint32_t *word, uint32_t seen) {
+    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
+}
+
+/* Wake the appenders waiting for commits of this ticket's parity. */
+static void wake_done(kl_log *log, uint64_t seq) {
+    atomic_fetch_add_explicit(&log->done_word[seq & 1], 1, memory_order_release);
+    futex_wake_all(&log->done_word[seq & 1]);
+}
+
+/*
+ * Wake the appenders of the last commit, if not done yet (commit role).
+ * When commits follow each other, the next one starts its segment's I/O
+ * first: waking a group of threads costs tens of microseconds of the
+ * committer's time, which is better spent while the disk works.
+ */
+static void pay_wake(kl_log *log) {
+    if (log->wake_owed) {
+        wake_done(log, log->wake_owed - 1);
+        log->wake_owed = 0;
+    }
+}
+
 /*
  * Add the buffer's leaves to the tree (commit role, without mu): the new
  * nodes go to log->treebuf, the new roots to st, and with `sign` their
@@ -463,6 +490,8 @@ static int commit_io(kl_log *log, kl_commit_buf *b, kl_slot *st, int slot, int s
     kl_seg *seg = b->seg;
     int overlap = sync && log->has_sk;
     size_t tree_bytes = 0;
+    if (!overlap)
+        pay_wake(log);
     int rc = overlap ? 0 : tree_step(log, b, st, sync, &tree_bytes, bad_tree, what);
     if (rc < 0)
         return rc;
@@ -534,7 +563,9 @@ static int commit_io(kl_log *log, kl_commit_buf *b, kl_slot *st, int slot, int s
         seg_ops[ns++] = (kl_io_op){.kind = KL_IO_OP_DATASYNC, .fd = seg->wfd};
     if (overlap) {
         *what = "writing and syncing a commit's batches";
-        if (kl_io_start(log->io, seg_ops, ns) < 0)
+        rc = kl_io_start(log->io, seg_ops, ns);
+        pay_wake(log);
+        if (rc < 0)
             return kl_io_finish(log->io);
         rc = tree_step(log, b, st, sync, &tree_bytes, bad_tree, what);
         if (rc < 0) {
@@ -634,20 +665,6 @@ static int commit_io(kl_log *log, kl_commit_buf *b, kl_slot *st, int slot, int s
     if (b->new_segment)
         seal_segment(log, b->prev, seg->first, sync);
     return 0;
-}
-
-static void futex_wake_all(_Atomic uint32_t *word) {
-    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
-}
-
-static void futex_wait(_Atomic uint32_t *word, uint32_t seen) {
-    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
-}
-
-/* Wake the appenders waiting for commits of this ticket's parity. */
-static void wake_done(kl_log *log, uint64_t seq) {
-    atomic_fetch_add_explicit(&log->done_word[seq & 1], 1, memory_order_release);
-    futex_wake_all(&log->done_word[seq & 1]);
 }
 
 /*
@@ -761,7 +778,7 @@ static void commit_open(kl_log *log) {
         atomic_store_explicit(&log->length, st.length, memory_order_release);
         /* last: an appender that sees its ticket done returns and may read all of the above */
         atomic_store_explicit(&log->committed_seq, b->seq, memory_order_release);
-        wake_done(log, b->seq);
+        log->wake_owed = b->seq + 1; /* by the next commit of this lead, or when it ends */
         kl_follow_notify(log);
     }
 }
@@ -877,6 +894,7 @@ static void lead(kl_log *log, uint64_t my_seq) {
         commit_open(log);
     } while (!log->failed && log->open_buf->frames > 0 &&
              (log->committed_seq < my_seq || extra++ < LEAD_EXTRA));
+    pay_wake(log);
     sign_last(log);
     release_role(log);
 }

@@ -161,6 +161,7 @@ struct kl_log {
     _Atomic uint64_t committed_seq; /* buffers up to this ticket are acknowledged */
     _Atomic int failed;             /* fail-stop: a commit's write or sync failed */
     _Atomic uint32_t appenders;     /* threads inside kl_log_append (commit.c: deferred leaves) */
+    uint64_t wake_owed;             /* commit role: a done commit's ticket + 1, not yet woken */
     int fail_code;
     /* framing state: where the next batch lands */
     uint64_t f_index, f_bytes, f_seg, f_pos;
