@@ -180,6 +180,45 @@ static void test_a_reader_in_another_process_is_woken_by_a_commit(void **st) {
     tu_rm_log(dir);
 }
 
+/*
+ * Under `always` a writer's commit syncs its batches while it hashes and
+ * signs, then writes its slot: a reader refreshing at any moment must find
+ * every batch the newest slot names already readable (a slot ahead of its
+ * batches would mark the blocks unreadable for this reader for good).
+ */
+static void test_a_reader_never_sees_a_slot_ahead_of_its_batches(void **st) {
+    (void)st;
+    char *dir = tu_new_log("follow-always", KL_FSYNC_ALWAYS);
+    kl_log *w = tu_open(dir);
+    kl_log *r = tu_open_ro(dir);
+    appender a = {w, 0, 2000, 1, 0, 0}; /* single records, one appender: the overlapped commit */
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, append_slowly, &a), 0);
+    uint64_t seen = 0, refreshes = 0;
+    uint8_t buf[MAX_SIZE], want[MAX_SIZE];
+    while (seen < 2000) {
+        int rc = kl_log_refresh(r);
+        if (rc < 0)
+            fail_msg("refresh at %llu: %s", (unsigned long long)seen, kl_last_error());
+        refreshes++;
+        uint64_t len = kl_log_length(r);
+        for (; seen < len; seen++) { /* every new block, at once */
+            size_t n = 0, wn = tu_record(SEED, seen, MAX_SIZE, want);
+            if (kl_log_get(r, seen, buf, sizeof buf, &n) < 0)
+                fail_msg("block %llu of %llu: %s", (unsigned long long)seen,
+                         (unsigned long long)len, kl_last_error());
+            assert_int_equal(n, wn);
+            assert_memory_equal(buf, want, n);
+        }
+    }
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(a.rc, 0);
+    assert_true(refreshes > 100);
+    assert_int_equal(kl_log_close(w), 0);
+    assert_int_equal(kl_log_close(r), 0);
+    tu_rm_log(dir);
+}
+
 typedef struct waiter {
     kl_log *log;
     uint64_t want;
@@ -266,6 +305,7 @@ int main(void) {
         cmocka_unit_test(test_a_reader_refreshes_across_segment_rolls),
         cmocka_unit_test(test_a_reader_refreshes_across_rolls_of_zstd_batches),
         cmocka_unit_test(test_a_reader_in_another_process_is_woken_by_a_commit),
+        cmocka_unit_test(test_a_reader_never_sees_a_slot_ahead_of_its_batches),
         cmocka_unit_test(test_several_threads_wait_on_one_read_only_handle),
         cmocka_unit_test(test_a_truncation_under_a_reader_is_reported_not_followed),
     };
