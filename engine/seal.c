@@ -15,7 +15,8 @@
  * append's cost, and with one appender the second core would be idle. The
  * appender posts the second half, hashes the first, then takes the second
  * back if the sealer has not started it (so a busy or sleeping sealer never
- * makes an append wait longer than hashing it alone would).
+ * makes an append wait longer than hashing it alone would). Under `always`
+ * it does only that, for big commits (kl_leaves_post, from the commit).
  *
  * The one thing a reader would get wrong: the sealer writes into the commit
  * buffer's own bytes (the meta of each lent batch) while the committer
@@ -49,6 +50,15 @@ void kl_seal_run(kl_commit_buf *b) {
 /* Appends of fewer blocks hash all their leaves themselves. */
 #define LEAF_SPLIT_MIN 64u
 
+/*
+ * Under `always` the sealer never spins: with many appenders of small
+ * appends a spinning thread takes the CPU their wake-ups need. It only takes
+ * half of the leaves of a big commit, which a lone appender leaves to the
+ * commit: the commit posts them before it writes its batches, so the sealer
+ * is awake by the time the hashing starts, while the segment syncs.
+ */
+#define LEAF_SPLIT_MIN_SLEEPY 256u
+
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
@@ -79,7 +89,7 @@ static int has_work(kl_log *log) {
 /* Wait for a job, spinning first, then sleeping. 0: quit. */
 static int wait_work(kl_log *log) {
     uint64_t until = kl_mono_ns() + SPIN_NS;
-    for (unsigned i = 0; !has_work(log); i++) {
+    for (unsigned i = 0; !log->sealer_idle_sleeps && !has_work(log); i++) {
         if ((i & 63) == 63 && kl_mono_ns() > until)
             break;
         cpu_relax();
@@ -101,23 +111,38 @@ static void wake_sealer(kl_log *log) {
     }
 }
 
-void kl_hash_leaves(kl_log *log, const kl_block *blocks, size_t count, uint8_t *hashes) {
+/*
+ * Post the second half of these leaves to the sealer if it can take them.
+ * Returns the number of leading blocks left to the caller (all of them when
+ * nothing was posted), which it passes to kl_leaves_finish.
+ */
+size_t kl_leaves_post(kl_log *log, const kl_block *blocks, size_t count, uint8_t *hashes) {
     int state = LEAF_FREE;
-    if (!log->sealer_on || count < LEAF_SPLIT_MIN ||
-        !atomic_compare_exchange_strong(&log->leaf_state, &state, LEAF_SETUP)) {
-        kl_tree_hash_leaves(blocks, count, hashes);
-        return;
-    }
+    if (!log->sealer_on ||
+        count < (log->sealer_idle_sleeps ? LEAF_SPLIT_MIN_SLEEPY : LEAF_SPLIT_MIN) ||
+        !atomic_compare_exchange_strong(&log->leaf_state, &state, LEAF_SETUP))
+        return count;
     size_t half = count / 2;
     log->leaf_blocks = blocks + half;
     log->leaf_count = count - half;
     log->leaf_out = hashes + KL_HASH_BYTES * half;
     atomic_store(&log->leaf_state, LEAF_POSTED);
     wake_sealer(log);
-    kl_tree_hash_leaves(blocks, half, hashes);
-    state = LEAF_POSTED;
+    return half;
+}
+
+/*
+ * Hash the caller's part, then take the posted part back if the sealer has
+ * not started it, or wait for it.
+ */
+void kl_leaves_finish(kl_log *log, const kl_block *blocks, size_t count, uint8_t *hashes,
+                      size_t mine) {
+    kl_tree_hash_leaves(blocks, mine, hashes);
+    if (mine == count)
+        return;
+    int state = LEAF_POSTED;
     if (atomic_compare_exchange_strong(&log->leaf_state, &state, LEAF_FREE)) {
-        kl_tree_hash_leaves(blocks + half, count - half, hashes + KL_HASH_BYTES * half);
+        kl_tree_hash_leaves(blocks + mine, count - mine, hashes + KL_HASH_BYTES * mine);
         return; /* taken back: the sealer never started it */
     }
     for (unsigned i = 0; atomic_load(&log->leaf_state) != LEAF_DONE; i++) {
@@ -127,6 +152,10 @@ void kl_hash_leaves(kl_log *log, const kl_block *blocks, size_t count, uint8_t *
             sched_yield();
     }
     atomic_store(&log->leaf_state, LEAF_FREE);
+}
+
+void kl_hash_leaves(kl_log *log, const kl_block *blocks, size_t count, uint8_t *hashes) {
+    kl_leaves_finish(log, blocks, count, hashes, kl_leaves_post(log, blocks, count, hashes));
 }
 
 static void *sealer_main(void *arg) {
@@ -154,9 +183,9 @@ static void *sealer_main(void *arg) {
 
 int kl_sealer_start(kl_log *log) {
     log->sealer_on = 0;
-    if (log->readonly || log->cfg.fsync_mode == KL_FSYNC_ALWAYS ||
-        sysconf(_SC_NPROCESSORS_ONLN) < 2)
-        return 0; /* nothing to overlap with: the sync or the single core dominates */
+    if (log->readonly || sysconf(_SC_NPROCESSORS_ONLN) < 2)
+        return 0; /* nothing to overlap with: the single core dominates */
+    log->sealer_idle_sleeps = log->cfg.fsync_mode == KL_FSYNC_ALWAYS;
     if (pthread_create(&log->sealer, NULL, sealer_main, log) != 0)
         return 0; /* not fatal: batches are then sealed inline */
     log->sealer_on = 1;
