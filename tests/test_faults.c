@@ -3,9 +3,9 @@
  * failed in turn: with EIO, with ENOSPC, and as a short write.
  *
  * A dry run counts the operations of the script (open a log that already
- * holds data, append batches across several segment rolls, read some
- * blocks, close). Then for each operation index N the script runs with
- * operation N failing. What must hold:
+ * holds data, append batches across several segment rolls, one of them of
+ * BIG_BATCH records, read some blocks, close). Then for each operation index
+ * N the script runs with operation N failing. What must hold:
  *   - the call during which the failure happened either reports it (the
  *     injected code: KL_EIO or KL_ENOSPC) or, if it succeeded, lost nothing
  *     (the failed operation was on derived data, such as an index rewrite);
@@ -26,6 +26,9 @@
 #define PREFILL   100u
 #define APPENDS   30u
 #define MAX_BATCH 16u
+/* one append of the script is this big: a commit of 32 KiB and more, and of
+   256 blocks and more (half its leaves hashed by the sealer under `always`) */
+#define BIG_BATCH 300u
 
 typedef struct outcome {
     uint64_t acked, attempted;
@@ -70,11 +73,13 @@ static void script(const char *dir, kl_io *io, uint64_t target, outcome *o) {
                  (unsigned long long)target, (unsigned long long)kl_log_length(log),
                  (unsigned long long)o->acked);
     uint64_t rng = 99;
-    static uint8_t buf[MAX_BATCH][MAX_REC];
-    kl_block blocks[MAX_BATCH];
+    static uint8_t buf[BIG_BATCH][MAX_REC];
+    static kl_block blocks[BIG_BATCH];
     for (unsigned a = 0; a < APPENDS; a++) {
         uint64_t first = kl_log_length(log);
         size_t n = 1 + (size_t)(tu_rand(&rng) % MAX_BATCH);
+        if (a == APPENDS / 2)
+            n = BIG_BATCH;
         for (size_t k = 0; k < n; k++) {
             blocks[k].data = buf[k];
             blocks[k].size = tu_record(SEED, first + k, MAX_REC, buf[k]);

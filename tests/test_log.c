@@ -96,6 +96,42 @@ static void test_packed_batches_are_written_in_place_and_read_back(void **state)
     free(dir);
 }
 
+/*
+ * Under `always` a lone appender's big commit hashes half of its leaves on
+ * the sealer thread while its segment syncs: the signed tree must be the
+ * oracle's, record for record, across batches of 256 blocks and more.
+ */
+static void test_big_always_commits_sign_the_right_tree(void **state) {
+    (void)state;
+    char *dir = tu_tmpdir("bigalways");
+    char *sub = NULL;
+    assert_true(asprintf(&sub, "%s/l", dir) > 0);
+    kl_config cfg;
+    kl_config_default(&cfg);
+    assert_int_equal(cfg.fsync_mode, KL_FSYNC_ALWAYS);
+    tu_create(sub, &cfg);
+    kl_log *log = tu_open(sub);
+    enum { MAX = 150 };
+    assert_int_equal(tu_append_range(log, 23, MAX, 0, 3000, 1000), 0);
+    assert_int_equal(tu_append_range(log, 23, MAX, 3000, 3257, 257), 0);
+    assert_int_equal(tu_append_range(log, 23, MAX, 3257, 3300, 43), 0);
+    tu_tree t;
+    tu_tree_init(&t);
+    tu_tree_grow(&t, 23, MAX, 3300);
+    uint8_t want[KL_HASH_BYTES];
+    tu_tree_hash(&t, want);
+    tu_expect_signed(log, NULL, 0, want, "after big always commits");
+    tu_expect_verified(log, "after big always commits");
+    assert_int_equal(kl_log_close(log), 0);
+    log = tu_open(sub);
+    tu_expect_records(log, 23, MAX, 3300);
+    tu_expect_signed(log, NULL, 0, want, "reopened");
+    assert_int_equal(kl_log_close(log), 0);
+    tu_rmrf(dir);
+    free(sub);
+    free(dir);
+}
+
 typedef struct packer {
     kl_log *log;
     int id;
@@ -237,6 +273,7 @@ int main(void) {
         cmocka_unit_test(test_append_get_and_reopen),
         cmocka_unit_test(test_refused_io_uring_falls_back_to_posix),
         cmocka_unit_test(test_packed_batches_are_written_in_place_and_read_back),
+        cmocka_unit_test(test_big_always_commits_sign_the_right_tree),
         cmocka_unit_test(test_concurrent_packed_batches_share_commits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
