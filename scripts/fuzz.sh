@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # fuzz.sh [SECONDS] - build every libFuzzer target of tests/fuzz/ and run each
 # for SECONDS (default 30) from a fresh seed corpus, one target per core at a
-# time.
+# time. fuzz.sh --build-only builds them and stops (scripts/test.sh builds
+# them beside the first test run).
 #
 #   - builds with clang, -DKL_FUZZ=ON (ASan + UBSan + libFuzzer), into
 #     $KL_FUZZ_BUILD (default build-fuzz/ under the repo root); only the
@@ -14,8 +15,14 @@
 #   - prints one line per target (runs, runs/s, corpus size), keeps each log
 #     and any crash input under $KL_FUZZ_BUILD/fuzz-out/<target>/, and exits
 #     non-zero if any target crashed, timed out, ran out of memory or did
-#     not build.
+#     not build;
+#   - KL_FUZZ_JOBS sets how many build and run at a time (default: the cores).
 set -euo pipefail
+build_only=0
+if [[ "${1:-}" == --build-only ]]; then
+  build_only=1
+  shift
+fi
 seconds=${1:-30}
 if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [[ "$seconds" -lt 1 ]]; then
   echo "usage: $0 [SECONDS]   (a whole number >= 1; default 30)" >&2
@@ -23,7 +30,7 @@ if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [[ "$seconds" -lt 1 ]]; then
 fi
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${KL_FUZZ_BUILD:-$root/build-fuzz}
-jobs=$(nproc 2>/dev/null || echo 2)
+jobs=${KL_FUZZ_JOBS:-$(nproc 2>/dev/null || echo 2)}
 
 shopt -s nullglob
 sources=("$root"/tests/fuzz/fuzz_*.c)
@@ -46,6 +53,9 @@ CC=${CC_FUZZ:-clang} cmake -S "$root" -B "$build" -DKL_FUZZ=ON -DKL_TESTS=ON -DK
   exit 1
 }
 cmake --build "$build" -j "$jobs" --target "${targets[@]}"
+if [[ $build_only -eq 1 ]]; then
+  exit 0
+fi
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}

@@ -4,7 +4,7 @@
 #   2. formatting check (clang-format)
 #   3. build with -Wall -Wextra -Werror and run every test (ctest: unit tests on
 #      the io_uring and the posix backend, crash tests, power-loss and fault
-#      tests, CLI tests)
+#      tests, CLI tests); the builds of steps 4 and 5 run beside these tests
 #   4. the same build and tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   5. every libFuzzer target for KL_FUZZ_SECONDS (default 30) seconds
 # Build directories: build/, build-asan/, build-fuzz/ (under the repo root).
@@ -23,12 +23,28 @@ jobs=$(nproc)
 step "build (gcc, -Werror)"
 cmake -S . -B build -DKL_WERROR=ON -DKL_TESTS=ON -DKL_BENCH=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j "$jobs"
-step "tests"
-ctest --test-dir build --output-on-failure -j "$jobs"
 
-step "build (ASan + UBSan)"
-cmake -S . -B build-asan -DKL_WERROR=ON -DKL_SANITIZE=ON -DKL_TESTS=ON -DKL_BENCH=OFF -DCMAKE_BUILD_TYPE=Debug >/dev/null
-cmake --build build-asan -j "$jobs"
+# The first test run waits on the disk much of the time (about 60% of two
+# cores busy, measured): the sanitizer and fuzzer builds go beside it, one
+# compiler at a time, their output in build-later.log.
+step "tests, with the ASan + UBSan and fuzzer builds beside them"
+(
+  cmake -S . -B build-asan -DKL_WERROR=ON -DKL_SANITIZE=ON -DKL_TESTS=ON -DKL_BENCH=OFF \
+    -DCMAKE_BUILD_TYPE=Debug &&
+    cmake --build build-asan -j 1 &&
+    KL_FUZZ_JOBS=1 scripts/fuzz.sh --build-only
+) >build-later.log 2>&1 &
+later=$!
+trap 'kill "$later" 2>/dev/null || true' EXIT
+ctest --test-dir build --output-on-failure -j "$jobs"
+step "waiting for the ASan + UBSan and fuzzer builds"
+if ! wait "$later"; then
+  tail -n 40 build-later.log >&2
+  echo "test.sh: the sanitizer or fuzzer build failed (build-later.log)" >&2
+  exit 1
+fi
+trap - EXIT
+
 step "tests under ASan + UBSan"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs"
