@@ -247,9 +247,15 @@ static void every_point(const script *sc, const enum kl_power_mode *modes, int n
     stride *= tu_sweep_stride();
     uint64_t total = count_ops(sc);
     uint64_t points = 0, checked_before = signed_checked, unsigned_before = unsigned_left;
+    /* the sanitizers' sampled sweep takes one loss mode per point, in turn */
+    int one_mode = tu_sweep_stride() > 1;
     for (uint64_t n = 1; n <= total; n += stride)
-        for (int m = 0; m < nmodes; m++, points++)
+        for (int m = 0; m < nmodes; m++) {
+            if (one_mode && m != (int)((n / stride) % (uint64_t)nmodes))
+                continue;
             crash_at(sc, n, modes[m], n * 7919u + (uint64_t)m);
+            points++;
+        }
     uint64_t unsigned_here = unsigned_left - unsigned_before;
     print_message("policy %d: %llu operations, %llu crash points checked (each: data, "
                   "kl_log_verify, signature over the records' tree); %llu left an unsigned "
