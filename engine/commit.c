@@ -243,6 +243,7 @@ void kl_commit_free(kl_log *log) {
         free(log->bufs[i].leaves);
     }
     free(log->treebuf);
+    free(log->tree_rows);
     free(log->scratch);
     free(log->slotbuf);
     ZSTD_freeCCtx(log->zcctx);
@@ -432,7 +433,8 @@ static void pay_wake(kl_log *log) {
  */
 static int build_tree(kl_log *log, const kl_commit_buf *b, kl_slot *st, int sign,
                       size_t *tree_bytes) {
-    uint64_t nodes = kl_tree_nodes(b->end_index) - kl_tree_nodes(b->start_index);
+    uint64_t base = kl_tree_nodes(b->start_index);
+    uint64_t nodes = kl_tree_nodes(b->end_index) - base;
     size_t need = (size_t)nodes * KL_TREE_NODE_BYTES + KL_TREEB_MAX_NEW * KL_TREE_NODE_BYTES;
     if (log->treebuf_cap < need) {
         size_t cap = KL_MAX(need, 2 * log->treebuf_cap);
@@ -442,15 +444,28 @@ static int build_tree(kl_log *log, const kl_commit_buf *b, kl_slot *st, int sign
         log->treebuf = t;
         log->treebuf_cap = cap;
     }
+    size_t rows = 0;
+    for (size_t j = 0; j < b->nleaves; j++)
+        rows = KL_MAX(rows, b->leaves[j].count);
+    if (log->tree_rows_cap < rows) {
+        size_t cap = KL_MAX(rows, 2 * log->tree_rows_cap);
+        kl_node *r = realloc(log->tree_rows, cap * sizeof *r);
+        if (!r)
+            return -ENOMEM;
+        log->tree_rows = r;
+        log->tree_rows_cap = cap;
+    }
     KL_ASSERT(log->tb.length == b->start_index);
-    size_t k = 0;
+    /* each append's blocks as complete subtrees, joined to the roots (tree.h) */
     for (size_t j = 0; j < b->nleaves; j++) {
         const kl_leaf_job *lj = &b->leaves[j];
-        for (size_t i = 0; i < lj->count; i++)
-            k += kl_treeb_add(&log->tb, lj->hashes + KL_HASH_BYTES * i, lj->blocks[i].size,
-                              log->treebuf + KL_TREE_NODE_BYTES * k);
+        kl_node tops[KL_TREE_MAX_SPANS];
+        uint64_t first = log->tb.length;
+        size_t n = kl_tree_build_spans(lj->blocks, lj->hashes, first, first + lj->count, base,
+                                       log->treebuf, log->tree_rows, tops);
+        kl_treeb_join(&log->tb, tops, n, base, log->treebuf);
     }
-    KL_ASSERT(k == nodes && log->tb.length == b->end_index);
+    KL_ASSERT(log->tb.length == b->end_index);
     *tree_bytes = (size_t)nodes * KL_TREE_NODE_BYTES;
     st->nroots = (uint32_t)log->tb.n;
     memcpy(st->roots, log->tb.roots, log->tb.n * sizeof *st->roots);

@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <sodium.h>
 
+#include "b2b4.h"
 #include "util.h"
 
 uint64_t kl_ft_depth(uint64_t i) {
@@ -97,6 +98,46 @@ void kl_hc_leaf(uint64_t block, const uint8_t *data, size_t len, kl_node *out) {
     out->size = len;
 }
 
+/* A leaf's message: type 0, the block's length (u64 LE), its bytes. */
+#define LEAF_PREFIX_BYTES 9u
+#define LEAF_X4_MAX       (KL_B2B4_MAX_BYTES - LEAF_PREFIX_BYTES)
+
+static void leaf_message(const kl_block *b, uint8_t m[KL_B2B4_MAX_BYTES], uint64_t *len) {
+    m[0] = 0;
+    kl_store64(m + 1, (uint64_t)b->size);
+    if (b->size)
+        memcpy(m + LEAF_PREFIX_BYTES, b->data, b->size);
+    memset(m + LEAF_PREFIX_BYTES + b->size, 0, LEAF_X4_MAX - b->size);
+    *len = LEAF_PREFIX_BYTES + b->size;
+}
+
+void kl_hc_leaf_hashes(const kl_block *blocks, size_t count, uint8_t *hashes) {
+    size_t i = 0;
+    while (i + 4 <= count) {
+        const kl_block *b = blocks + i;
+        if (b[0].size > LEAF_X4_MAX || b[1].size > LEAF_X4_MAX || b[2].size > LEAF_X4_MAX ||
+            b[3].size > LEAF_X4_MAX) {
+            kl_node leaf;
+            kl_hc_leaf(0, b[0].data, b[0].size, &leaf);
+            memcpy(hashes + KL_HASH_BYTES * i, leaf.hash, KL_HASH_BYTES);
+            i++;
+            continue;
+        }
+        uint8_t m[4][KL_B2B4_MAX_BYTES], h[4][32];
+        uint64_t len[4];
+        for (int k = 0; k < 4; k++)
+            leaf_message(&b[k], m[k], &len[k]);
+        kl_b2b4(m, len, h);
+        memcpy(hashes + KL_HASH_BYTES * i, h, sizeof h);
+        i += 4;
+    }
+    for (; i < count; i++) {
+        kl_node leaf;
+        kl_hc_leaf(0, blocks[i].data, blocks[i].size, &leaf);
+        memcpy(hashes + KL_HASH_BYTES * i, leaf.hash, KL_HASH_BYTES);
+    }
+}
+
 void kl_hc_parent(const kl_node *a, const kl_node *b, kl_node *out) {
     if (a->index > b->index) {
         const kl_node *t = a;
@@ -115,6 +156,36 @@ void kl_hc_parent(const kl_node *a, const kl_node *b, kl_node *out) {
     fresh(&st);
     crypto_generichash_blake2b_update(&st, in, sizeof in);
     crypto_generichash_blake2b_final(&st, out->hash, KL_HASH_BYTES);
+}
+
+/* A parent's message: type 1, the sum of the sizes (u64 LE), the left hash, the right hash. */
+#define PARENT_MSG_BYTES (9u + 2u * KL_HASH_BYTES)
+
+void kl_hc_parent_row(const kl_node *children, size_t n, kl_node *out) {
+    size_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        uint8_t m[4][KL_B2B4_MAX_BYTES], h[4][32];
+        uint64_t len[4], index[4], size[4];
+        for (int k = 0; k < 4; k++) {
+            const kl_node *l = &children[2 * (j + (size_t)k)], *r = l + 1;
+            index[k] = kl_ft_parent(l->index);
+            size[k] = l->size + r->size;
+            m[k][0] = 1;
+            kl_store64(m[k] + 1, size[k]);
+            memcpy(m[k] + 9, l->hash, KL_HASH_BYTES);
+            memcpy(m[k] + 9 + KL_HASH_BYTES, r->hash, KL_HASH_BYTES);
+            memset(m[k] + PARENT_MSG_BYTES, 0, KL_B2B4_MAX_BYTES - PARENT_MSG_BYTES);
+            len[k] = PARENT_MSG_BYTES;
+        }
+        kl_b2b4(m, len, h); /* every child is read: out may now overwrite them */
+        for (int k = 0; k < 4; k++) {
+            out[j + (size_t)k].index = index[k];
+            out[j + (size_t)k].size = size[k];
+            memcpy(out[j + (size_t)k].hash, h[k], KL_HASH_BYTES);
+        }
+    }
+    for (; j < n; j++)
+        kl_hc_parent(&children[2 * j], &children[2 * j + 1], &out[j]);
 }
 
 void kl_hc_tree_hash(const kl_node *r, size_t n, uint8_t out[KL_HASH_BYTES]) {

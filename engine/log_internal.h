@@ -238,6 +238,8 @@ struct kl_log {
     uint64_t tree_wb_from;   /* tree bytes from here on may be dirty: not yet sent to disk */
     uint8_t *treebuf;        /* the nodes one commit writes (commit role) */
     size_t treebuf_cap;
+    kl_node *tree_rows; /* kl_tree_build_spans' scratch (commit role) */
+    size_t tree_rows_cap;
 
     /* following (follow.c) */
     _Atomic uint32_t len_word;    /* futex: bumped after every new length is published */

@@ -69,14 +69,10 @@ void kl_treeb_init(kl_treeb *t, const kl_node *roots, size_t n, uint64_t length)
     t->length = length;
 }
 
-size_t kl_treeb_add(kl_treeb *t, const uint8_t hash[KL_HASH_BYTES], uint64_t size, uint8_t *out) {
-    kl_node cur;
-    cur.index = 2 * t->length;
-    cur.size = size;
-    memcpy(cur.hash, hash, KL_HASH_BYTES);
+/* Put the complete subtree cur on the roots, joining it to its left siblings: each
+   parent made is encoded at out, one after the other. Returns how many. */
+static size_t treeb_push(kl_treeb *t, kl_node cur, uint8_t *out) {
     size_t k = 0;
-    kl_tree_node_encode(out, &cur);
-    k++;
     /* the last root is cur's left sibling exactly when they have the same depth */
     while (t->n > 0 && t->roots[t->n - 1].index == kl_ft_sibling(cur.index) &&
            t->roots[t->n - 1].index < cur.index) {
@@ -89,8 +85,69 @@ size_t kl_treeb_add(kl_treeb *t, const uint8_t hash[KL_HASH_BYTES], uint64_t siz
     }
     KL_ASSERT(t->n < KL_MAX_ROOTS);
     t->roots[t->n++] = cur;
+    return k;
+}
+
+size_t kl_treeb_add(kl_treeb *t, const uint8_t hash[KL_HASH_BYTES], uint64_t size, uint8_t *out) {
+    kl_node leaf;
+    leaf.index = 2 * t->length;
+    leaf.size = size;
+    memcpy(leaf.hash, hash, KL_HASH_BYTES);
+    kl_tree_node_encode(out, &leaf);
+    size_t k = 1 + treeb_push(t, leaf, out + KL_TREE_NODE_BYTES);
     t->length++;
     return k;
+}
+
+uint64_t kl_tree_span_at(uint64_t a, uint64_t e) {
+    KL_ASSERT(a < e);
+    uint64_t span = a ? (a & (~a + 1)) : UINT64_C(1) << 63;
+    while (span > e - a)
+        span >>= 1;
+    return span;
+}
+
+size_t kl_tree_build_spans(const kl_block *blocks, const uint8_t *hashes, uint64_t a, uint64_t e,
+                           uint64_t base, uint8_t *nodes, kl_node *scratch,
+                           kl_node tops[KL_TREE_MAX_SPANS]) {
+    size_t n = 0, i = 0;
+    while (a < e) {
+        uint64_t span = kl_tree_span_at(a, e);
+        for (uint64_t j = 0; j < span; j++) {
+            kl_node *leaf = &scratch[j];
+            leaf->index = 2 * (a + j);
+            leaf->size = blocks[i + j].size;
+            memcpy(leaf->hash, hashes + KL_HASH_BYTES * (i + j), KL_HASH_BYTES);
+            kl_tree_node_encode(nodes + KL_TREE_NODE_BYTES * (kl_tree_pos(leaf->index) - base),
+                                leaf);
+        }
+        /* a span is aligned to its size: its parents, a row at a time, stay inside it */
+        for (uint64_t width = span / 2; width > 0; width /= 2) {
+            kl_hc_parent_row(scratch, (size_t)width, scratch);
+            for (uint64_t j = 0; j < width; j++)
+                kl_tree_node_encode(nodes +
+                                        KL_TREE_NODE_BYTES * (kl_tree_pos(scratch[j].index) - base),
+                                    &scratch[j]);
+        }
+        KL_ASSERT(n < KL_TREE_MAX_SPANS);
+        tops[n++] = scratch[0];
+        a += span;
+        i += (size_t)span;
+    }
+    return n;
+}
+
+size_t kl_treeb_join(kl_treeb *t, const kl_node *tops, size_t n, uint64_t base, uint8_t *nodes) {
+    size_t made = 0;
+    for (size_t s = 0; s < n; s++) {
+        uint64_t left = kl_ft_left_span(tops[s].index), right = kl_ft_right_span(tops[s].index);
+        KL_ASSERT(left == 2 * t->length);
+        /* the parents joining it follow its top in the file */
+        uint64_t at = kl_tree_pos(tops[s].index) + 1 - base;
+        made += treeb_push(t, tops[s], nodes + KL_TREE_NODE_BYTES * at);
+        t->length += (right - left) / 2 + 1;
+    }
+    return made;
 }
 
 size_t kl_treeb_add_block(kl_treeb *t, const uint8_t *data, size_t len, uint8_t *out) {
@@ -100,9 +157,5 @@ size_t kl_treeb_add_block(kl_treeb *t, const uint8_t *data, size_t len, uint8_t 
 }
 
 void kl_tree_hash_leaves(const kl_block *blocks, size_t count, uint8_t *hashes) {
-    for (size_t i = 0; i < count; i++) {
-        kl_node leaf;
-        kl_hc_leaf(0, blocks[i].data, blocks[i].size, &leaf);
-        memcpy(hashes + KL_HASH_BYTES * i, leaf.hash, KL_HASH_BYTES);
-    }
+    kl_hc_leaf_hashes(blocks, count, hashes);
 }

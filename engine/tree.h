@@ -57,6 +57,37 @@ void kl_treeb_init(kl_treeb *t, const kl_node *roots, size_t n, uint64_t length)
 /* Add the next block's leaf; its new nodes go encoded to out. Returns how many. */
 size_t kl_treeb_add(kl_treeb *t, const uint8_t hash[KL_HASH_BYTES], uint64_t size, uint8_t *out);
 
+/*
+ * Building the nodes of many blocks at once. Blocks [a, e) split into
+ * complete subtrees ("spans"), each aligned to its size and as big as that
+ * allows, so nothing in one joins a node left of it: its parents can be
+ * made a row at a time, four hashes per step (kl_hc_parent_row), rather
+ * than one leaf's chain after another. kl_treeb_join then puts the spans'
+ * tops on the roots, making the few parents that join them. Every node
+ * lands where kl_treeb_add puts it: `nodes` holds file positions from
+ * `base` on (kl_tree_pos(node) - base).
+ */
+#define KL_TREE_MAX_SPANS 128u
+
+/* Blocks of the biggest complete subtree that starts at block a and ends by e (a < e). */
+uint64_t kl_tree_span_at(uint64_t a, uint64_t e);
+
+/*
+ * The spans of blocks [a, e) (leaf hashes and blocks from block a on): every
+ * node in them goes encoded to nodes + 40 * (kl_tree_pos(node) - base), their
+ * tops to tops. scratch holds e - a nodes. Returns how many spans.
+ */
+size_t kl_tree_build_spans(const kl_block *blocks, const uint8_t *hashes, uint64_t a, uint64_t e,
+                           uint64_t base, uint8_t *nodes, kl_node *scratch,
+                           kl_node tops[KL_TREE_MAX_SPANS]);
+
+/*
+ * Add the n spans kl_tree_build_spans made (t->length must be their first
+ * block) to t: the parents that join them go encoded to their places in
+ * nodes. Returns how many parents.
+ */
+size_t kl_treeb_join(kl_treeb *t, const kl_node *tops, size_t n, uint64_t base, uint8_t *nodes);
+
 /* As kl_treeb_add with the block's bytes: hashes the leaf first. */
 size_t kl_treeb_add_block(kl_treeb *t, const uint8_t *data, size_t len, uint8_t *out);
 

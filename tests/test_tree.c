@@ -91,6 +91,77 @@ static void test_builder_makes_every_node_in_file_order(void **state) {
     free(want);
 }
 
+/*
+ * Building many blocks at once (kl_tree_build_spans, kl_treeb_join) makes the
+ * same bytes and roots as kl_treeb_add one block at a time, for trees of every
+ * shape: starting lengths 0, powers of two and their neighbours and random
+ * ones, appends of 1..3000 blocks, some of them after a few blocks added one
+ * at a time.
+ */
+static void test_spans_make_the_same_nodes(void **state) {
+    (void)state;
+    enum { MAX_N = 3000 };
+    uint64_t rng = 0x7ee5u;
+    uint8_t *hashes = malloc((size_t)MAX_N * KL_HASH_BYTES);
+    kl_block *blocks = calloc(MAX_N, sizeof *blocks);
+    kl_node *rows = malloc(MAX_N * sizeof *rows);
+    size_t cap = (size_t)(2 * MAX_N + KL_TREEB_MAX_NEW) * KL_TREE_NODE_BYTES;
+    uint8_t *one = malloc(cap), *two = malloc(cap);
+    assert_true(hashes && blocks && rows && one && two);
+    static const uint64_t starts[] = {0, 1, 2, 3, 7, 8, 9, 255, 256, 257, 1023, 1024, 4097};
+    unsigned cases = 0;
+    for (unsigned round = 0; round < 400; round++) {
+        uint64_t start = round < 13 * 8 ? starts[round % 13] : tu_rand(&rng) % 70000;
+        size_t n = 1 + (size_t)(tu_rand(&rng) % (round % 3 == 0 ? MAX_N : 600));
+        size_t mine = round % 2 ? 0 : (size_t)(tu_rand(&rng) % n); /* added one at a time */
+        /* the roots of a tree of `start` blocks (leaf hashes of a simple rule) */
+        kl_treeb base_tb;
+        kl_treeb_init(&base_tb, NULL, 0, 0);
+        uint8_t spill[KL_TREEB_MAX_NEW * KL_TREE_NODE_BYTES];
+        for (uint64_t i = 0; i < start; i++) {
+            uint8_t h[KL_HASH_BYTES];
+            memset(h, (int)(i % 251), sizeof h);
+            memcpy(h, &i, sizeof i);
+            kl_treeb_add(&base_tb, h, i % 97, spill);
+        }
+        for (size_t i = 0; i < n; i++) {
+            for (size_t j = 0; j < KL_HASH_BYTES; j++)
+                hashes[KL_HASH_BYTES * i + j] = (uint8_t)tu_rand(&rng);
+            blocks[i].size = (size_t)(tu_rand(&rng) % 5000);
+        }
+        uint64_t base = kl_tree_nodes(start), nodes = kl_tree_nodes(start + n) - base;
+        kl_treeb a = base_tb, b = base_tb;
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+            k += kl_treeb_add(&a, hashes + KL_HASH_BYTES * i, blocks[i].size,
+                              one + KL_TREE_NODE_BYTES * k);
+        assert_int_equal(k, nodes);
+        memset(two, 0xee, cap);
+        size_t k2 = 0;
+        for (size_t i = 0; i < mine; i++)
+            k2 += kl_treeb_add(&b, hashes + KL_HASH_BYTES * i, blocks[i].size,
+                               two + KL_TREE_NODE_BYTES * k2);
+        assert_int_equal(k2, kl_tree_nodes(start + mine) - base);
+        kl_node tops[KL_TREE_MAX_SPANS];
+        size_t ntops = kl_tree_build_spans(blocks + mine, hashes + KL_HASH_BYTES * mine,
+                                           start + mine, start + n, base, two, rows, tops);
+        size_t joined = kl_treeb_join(&b, tops, ntops, base, two);
+        /* every span's nodes plus the joining parents fill the rest */
+        assert_int_equal(k2 + 2 * (n - mine) - ntops + joined, nodes);
+        assert_memory_equal(one, two, (size_t)nodes * KL_TREE_NODE_BYTES);
+        assert_int_equal(b.length, start + n);
+        assert_int_equal(b.n, a.n);
+        assert_memory_equal(b.roots, a.roots, a.n * sizeof *a.roots);
+        cases++;
+    }
+    assert_int_equal(cases, 400);
+    free(hashes);
+    free(blocks);
+    free(rows);
+    free(one);
+    free(two);
+}
+
 static void test_log_signs_every_checkpoint_like_hypercore(void **state) {
     (void)state;
     size_t count = 0;
@@ -178,6 +249,7 @@ int main(void) {
     vec = tu_vector("tree-1000.json");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_builder_makes_every_node_in_file_order),
+        cmocka_unit_test(test_spans_make_the_same_nodes),
         cmocka_unit_test(test_log_signs_every_checkpoint_like_hypercore),
         cmocka_unit_test(test_tree_header_is_checked),
     };

@@ -1,0 +1,132 @@
+/*
+ * test_b2b4.c - four one-block BLAKE2b-256 hashes at once (engine/b2b4.c)
+ * give libsodium's digests, and the leaf hashes built on them
+ * (kl_hc_leaf_hashes) are kl_hc_leaf's, one block at a time.
+ *
+ *   - every message length 0..128 in every lane, the others random, with
+ *     random bytes: kl_b2b4 (AVX2 where the CPU has it) and
+ *     kl_b2b4_portable against crypto_generichash_blake2b;
+ *   - runs of 0..40 blocks of 0..300 bytes, so groups of four small blocks
+ *     mix with blocks too big for one BLAKE2b block (119 and 120 bytes, the
+ *     edge, are drawn often): every hash as kl_hc_leaf makes it;
+ *   - rows of 0..37 parents (kl_hc_parent_row), also written over their own
+ *     children: every one as kl_hc_parent makes it.
+ */
+#include "testutil.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/b2b4.h"
+#include "engine/hc.h"
+
+static void reference(const uint8_t *m, size_t len, uint8_t out[32]) {
+    assert_int_equal(crypto_generichash_blake2b(out, 32, m, len, NULL, 0), 0);
+}
+
+static void test_four_at_once_match_libsodium(void **state) {
+    (void)state;
+    uint64_t rng = 0xb2b4u;
+    unsigned checked = 0;
+    for (unsigned len0 = 0; len0 <= KL_B2B4_MAX_BYTES; len0++) {
+        for (unsigned lane = 0; lane < 4; lane++) {
+            uint8_t block[4][KL_B2B4_MAX_BYTES], out[4][32], port[4][32], want[32];
+            uint64_t len[4];
+            memset(block, 0, sizeof block);
+            for (unsigned k = 0; k < 4; k++) {
+                len[k] = k == lane ? len0 : tu_rand(&rng) % (KL_B2B4_MAX_BYTES + 1);
+                for (uint64_t j = 0; j < len[k]; j++)
+                    block[k][j] = (uint8_t)tu_rand(&rng);
+            }
+            kl_b2b4(block, len, out);
+            kl_b2b4_portable(block, len, port);
+            for (unsigned k = 0; k < 4; k++) {
+                reference(block[k], (size_t)len[k], want);
+                if (memcmp(out[k], want, 32) != 0 || memcmp(port[k], want, 32) != 0)
+                    fail_msg("lane %u, %llu bytes: digest differs from libsodium's", k,
+                             (unsigned long long)len[k]);
+                checked++;
+            }
+        }
+    }
+    print_message("%u digests checked (vector unit: %s)\n", checked,
+                  kl_b2b4_vector() ? "AVX2" : "none, plain C");
+    assert_int_equal(checked, 129u * 4u * 4u);
+}
+
+static void test_leaf_hashes_match_one_at_a_time(void **state) {
+    (void)state;
+    uint64_t rng = 0x1eafu;
+    static uint8_t data[40][300];
+    kl_block blocks[40];
+    uint8_t got[40 * KL_HASH_BYTES];
+    unsigned checked = 0;
+    for (unsigned round = 0; round < 2000; round++) {
+        size_t count = (size_t)(tu_rand(&rng) % 41);
+        for (size_t i = 0; i < count; i++) {
+            uint64_t r = tu_rand(&rng) % 10;
+            size_t size = r < 2 ? 119 + (size_t)(r & 1) : (size_t)(tu_rand(&rng) % 301);
+            if (r == 2)
+                size = (size_t)(tu_rand(&rng) % 120); /* more groups of four small ones */
+            for (size_t j = 0; j < size; j++)
+                data[i][j] = (uint8_t)tu_rand(&rng);
+            blocks[i].data = data[i];
+            blocks[i].size = size;
+        }
+        kl_hc_leaf_hashes(blocks, count, got);
+        for (size_t i = 0; i < count; i++) {
+            kl_node want;
+            kl_hc_leaf(0, blocks[i].data, blocks[i].size, &want);
+            if (memcmp(got + KL_HASH_BYTES * i, want.hash, KL_HASH_BYTES) != 0)
+                fail_msg("round %u, block %zu of %zu (%zu bytes): leaf hash differs", round, i,
+                         count, blocks[i].size);
+            checked++;
+        }
+    }
+    print_message("%u leaf hashes checked\n", checked);
+    assert_true(checked > 30000);
+}
+
+static void test_parent_rows_match_one_at_a_time(void **state) {
+    (void)state;
+    uint64_t rng = 0xba5eu;
+    enum { MAX_ROW = 37 };
+    kl_node children[2 * MAX_ROW], inplace[2 * MAX_ROW], out[MAX_ROW];
+    unsigned checked = 0;
+    for (unsigned round = 0; round < 500; round++) {
+        size_t n = (size_t)(tu_rand(&rng) % (MAX_ROW + 1));
+        uint64_t depth = tu_rand(&rng) % 5, first = tu_rand(&rng) % 1000;
+        for (size_t i = 0; i < 2 * n; i++) { /* siblings in pairs, at some depth */
+            children[i].index = kl_ft_index(depth, 2 * first + i);
+            children[i].size = tu_rand(&rng) % 100000;
+            for (size_t j = 0; j < KL_HASH_BYTES; j++)
+                children[i].hash[j] = (uint8_t)tu_rand(&rng);
+        }
+        memcpy(inplace, children, sizeof inplace);
+        kl_hc_parent_row(children, n, out);
+        kl_hc_parent_row(inplace, n, inplace); /* out may be the children */
+        for (size_t j = 0; j < n; j++) {
+            kl_node want;
+            kl_hc_parent(&children[2 * j], &children[2 * j + 1], &want);
+            assert_int_equal(out[j].index, want.index);
+            assert_int_equal(out[j].size, want.size);
+            assert_memory_equal(out[j].hash, want.hash, KL_HASH_BYTES);
+            assert_memory_equal(&inplace[j], &out[j], sizeof out[j]);
+            checked++;
+        }
+    }
+    print_message("%u parents checked\n", checked);
+    assert_true(checked > 5000);
+}
+
+int main(void) {
+    assert_true(sodium_init() >= 0);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_four_at_once_match_libsodium),
+        cmocka_unit_test(test_leaf_hashes_match_one_at_a_time),
+        cmocka_unit_test(test_parent_rows_match_one_at_a_time),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
