@@ -24,8 +24,7 @@
  * out[k] = BLAKE2b-256(block[k][0 .. len[k])) for k = 0..3. Each block is
  * KL_B2B4_MAX_BYTES long and zero past len[k] (len[k] <= 128).
  */
-void kl_b2b4(const uint8_t block[4][KL_B2B4_MAX_BYTES], const uint64_t len[4],
-             uint8_t out[4][32]);
+void kl_b2b4(const uint8_t block[4][KL_B2B4_MAX_BYTES], const uint64_t len[4], uint8_t out[4][32]);
 
 /* The same in plain C, whatever the CPU (tests compare the two). */
 void kl_b2b4_portable(const uint8_t block[4][KL_B2B4_MAX_BYTES], const uint64_t len[4],

@@ -477,32 +477,6 @@ static int build_tree(kl_log *log, const kl_commit_buf *b, kl_slot *st, int sign
 }
 
 /*
- * Hand half of the deferred leaves of a big commit to the sealer (commit
- * role): it hashes them while the commit writes and syncs. At most one job
- * is posted; tree_step, or leaves_settle on an error before it, finishes it.
- */
-static void leaves_post(kl_log *log, kl_commit_buf *b) {
-    for (size_t j = 0; j < b->nleaves; j++) {
-        kl_leaf_job *lj = &b->leaves[j];
-        if (lj->deferred) {
-            lj->mine = kl_leaves_post(log, lj->blocks, lj->count, lj->hashes);
-            if (lj->mine < lj->count)
-                return;
-        }
-    }
-}
-
-/* Finish the leaves posted by leaves_post (a commit that fails before its tree_step). */
-static void leaves_settle(kl_log *log, kl_commit_buf *b) {
-    for (size_t j = 0; j < b->nleaves; j++) {
-        kl_leaf_job *lj = &b->leaves[j];
-        if (lj->deferred && lj->mine < lj->count)
-            kl_leaves_finish(log, lj->blocks, lj->count, lj->hashes, lj->mine);
-        lj->deferred = 0;
-    }
-}
-
-/*
  * The commit's Merkle work (commit role, without mu): the leaves its
  * appenders left to it, the new nodes and roots, and the signature: a
  * writer's under `always`, or a replica's from its peer, which must match
@@ -514,7 +488,7 @@ static int tree_step(kl_log *log, kl_commit_buf *b, kl_slot *st, int sync, size_
     for (size_t j = 0; j < b->nleaves; j++) {
         kl_leaf_job *lj = &b->leaves[j];
         if (lj->deferred)
-            kl_leaves_finish(log, lj->blocks, lj->count, lj->hashes, lj->mine);
+            kl_tree_hash_leaves(lj->blocks, lj->count, lj->hashes);
         lj->deferred = 0;
     }
     int rc = build_tree(log, b, st, sync && log->has_sk, tree_bytes);
@@ -612,13 +586,9 @@ static int commit_io(kl_log *log, kl_commit_buf *b, kl_slot *st, int slot, int s
          */
         *what = "writing a commit's batches";
         seg_ops[ns - 1].link = 0;
-        if (overlap)
-            leaves_post(log, b);
         rc = kl_io_submit(log->io, seg_ops, ns);
-        if (rc < 0) {
-            leaves_settle(log, b);
+        if (rc < 0)
             return rc;
-        }
         ns = 0;
     }
     if (nzero)
@@ -634,10 +604,8 @@ static int commit_io(kl_log *log, kl_commit_buf *b, kl_slot *st, int slot, int s
         *what = "syncing a commit's batches";
         rc = kl_io_start(log->io, seg_ops, ns);
         pay_wake(log);
-        if (rc < 0) {
-            leaves_settle(log, b);
+        if (rc < 0)
             return kl_io_finish(log->io);
-        }
         rc = tree_step(log, b, st, sync, &tree_bytes, bad_tree, what);
         if (rc < 0) {
             kl_io_finish(log->io); /* the batches' I/O is in flight: wait for it */
@@ -1099,7 +1067,7 @@ static int frame_append(kl_log *log, const kl_block *blocks, size_t count, uint6
             kl_batch_frame(at, log->f_index, blocks, count, data_bytes, ts);
         if (lend)
             buf_lend(b, lend, (size_t)data_bytes);
-        b->leaves[b->nleaves++] = (kl_leaf_job){hashes, blocks, count, defer, count};
+        b->leaves[b->nleaves++] = (kl_leaf_job){hashes, blocks, count, defer};
         kl_seg_note(log->f_segp, log->f_index - log->f_seg, log->f_pos, ts);
         log->f_ts = ts;
         *first = log->f_index;

@@ -89,7 +89,6 @@ typedef struct kl_leaf_job {
     const kl_block *blocks;
     size_t count;
     int deferred; /* hashes is still to be filled in */
-    size_t mine;  /* deferred, and half posted to the sealer: the blocks left to the commit */
 } kl_leaf_job;
 
 typedef struct kl_commit_buf {
@@ -193,7 +192,6 @@ struct kl_log {
     /* the sealer thread (seal.c): checksums of lent batches beside their write */
     pthread_t sealer;
     int sealer_on;
-    int sealer_idle_sleeps; /* under `always`: never spins, takes big leaf jobs only */
     _Atomic int sealer_quit, sealer_done, sealer_sleeping, poster_sleeping;
     kl_commit_buf *_Atomic sealer_job;
     _Atomic int leaf_state; /* seal.c: half an append's leaves, posted to the sealer */
@@ -319,9 +317,6 @@ void kl_sealer_post(kl_log *log, kl_commit_buf *b);
 void kl_sealer_wait(kl_log *log);
 /* The leaf hashes of an append's blocks, half of a big one on the sealer thread. */
 void kl_hash_leaves(kl_log *log, const kl_block *blocks, size_t count, uint8_t *hashes);
-size_t kl_leaves_post(kl_log *log, const kl_block *blocks, size_t count, uint8_t *hashes);
-void kl_leaves_finish(kl_log *log, const kl_block *blocks, size_t count, uint8_t *hashes,
-                      size_t mine);
 
 /* read.c */
 kl_seg *kl_seg_new(uint64_t first);
