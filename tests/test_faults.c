@@ -26,8 +26,8 @@
 #define PREFILL   100u
 #define APPENDS   30u
 #define MAX_BATCH 16u
-/* one append of the script is this big: a commit of 32 KiB and more, and of
-   256 blocks and more (half its leaves hashed by the sealer under `always`) */
+/* one append of the script is this big: a commit of 32 KiB and more, whose
+   tree is built as complete subtrees (tree.h, kl_tree_build_spans) */
 #define BIG_BATCH 300u
 
 typedef struct outcome {

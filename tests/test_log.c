@@ -97,9 +97,10 @@ static void test_packed_batches_are_written_in_place_and_read_back(void **state)
 }
 
 /*
- * Under `always` a lone appender's big commit hashes half of its leaves on
- * the sealer thread while its segment syncs: the signed tree must be the
- * oracle's, record for record, across batches of 256 blocks and more.
+ * Under `always` a lone appender's big commit hashes its leaves four at a
+ * time and builds its tree as complete subtrees while its segment syncs:
+ * the signed tree must be the oracle's, record for record, across batches
+ * of 256 blocks and more.
  */
 static void test_big_always_commits_sign_the_right_tree(void **state) {
     (void)state;
