@@ -17,14 +17,22 @@
 #     --self-test check the JS side itself against the golden vectors
 #     ($KL_TEST_DATA/hypercore) and JS-made proofs, genuine and tampered.
 #  3. A probe checks that kappalog has the commands this test drives.
-#  4. Cases 0..N-1 (N = KL_HC_CASES, default 50, 20 under the sanitizers;
-#     run KL_HC_JOBS at a time, default 2). hc_case.mjs --generate makes
-#     case i of base seed KL_HC_SEED (printed; the same seed and index give
-#     the same case): a random 32-byte seed, default or compat core,
-#     1..2000 blocks of 0..10000 random bytes (some empty) in random
-#     batches, in half the cases one or two
-#     truncations mid-way with appends after them; it builds the JS core and
-#     the JS data messages for four requests. kappalog replays the plan:
+#  4. Cases 0..N-1 (N = KL_HC_CASES, default 50, 20 under the sanitizers),
+#     split among KL_HC_JOBS parallel jobs (default 2): job j takes cases
+#     j, j+JOBS, j+2*JOBS, ... Case i of base seed KL_HC_SEED (printed; the
+#     same seed and index give the same case) is a random 32-byte seed,
+#     default or compat core, 1..2000 blocks of 0..10000 random bytes (some
+#     empty) in random batches, in half the cases one or two truncations
+#     mid-way with appends after them, and four proof requests. Each job
+#     runs three steps, one Node process for each JS step, so that loading
+#     Node and hypercore is paid twice per job rather than three times per
+#     case:
+#     a. hc_case.mjs --generate-many --indices (the job's cases) --root $T
+#        --run writes each case into $T/case-i (as --generate --index i
+#        --out $T/case-i would: the case files and plan.txt), builds the JS
+#        core and the JS data messages for the four requests, and writes
+#        its JSON line to js.json (or its error to gen.err: that case FAILs).
+#     b. kappalog replays each case's plan:
 #         kappalog init LOG --seed HEX64 [--compat]
 #         kappalog append LOG --format len32 --batch N < op-K.len32   (one append call per op)
 #         kappalog truncate LOG LENGTH
@@ -33,17 +41,25 @@
 #         kappalog proof LOG --block I --upgrade 0:S [--manifest]   (S < L: additional nodes)
 #         kappalog proof LOG --block J --nodes K    (K = depth of leaf J below its root)
 #         kappalog info LOG --json
-#     hc_case.mjs --compare checks info and the proof bytes against JS;
-#     verify_proof.mjs --tamper --expect feeds each proof to a fresh JS core
-#     (the last one after the upgrade proof) and requires the JS core state.
+#        A failing step other than a proof FAILs the case (not verified).
+#     c. verify_proof.mjs --cases (the job's cases kappalog got through)
+#        does for each what hc_case.mjs --compare does (info and the proof
+#        bytes against JS) and what verify_proof.mjs --tamper --expect does
+#        (feeds each proof to a fresh JS core, the last one after the
+#        upgrade proof, and requires the JS core state), writing the case's
+#        lines to verify.log and PASS or FAIL to verify.status.
+#     A case passes only if all three steps passed for it. Every case gets
+#     a summary line; a failing case's log (kappalog calls, mismatches,
+#     failed checks) is printed.
 #
 # Environment: KAPPALOG, KL_BUILD_DIR, KL_SOURCE_DIR, KL_TEST_DATA (set by
 # ctest); KL_HC_SEED (base seed, any string), KL_HC_CASES (count),
-# KL_HC_CASE (run only that case index), KL_HC_JOBS (parallel cases),
+# KL_HC_CASE (run only that case index), KL_HC_JOBS (parallel jobs),
 # KL_HC_MAX_BLOCKS / KL_HC_MAX_SIZE (case limits, default 2000 / 10000),
-# KL_HC_JS_ONLY=1 (steps 1, 2 and the JS half of the cases, no kappalog).
-# A failing case's files are kept in $KL_BUILD_DIR/hc-live-failed/case-I
-# with a replay line.
+# KL_HC_JS_ONLY=1 (steps 1, 2 and 4a, no kappalog). A failing case's files
+# (the first five) are kept in $KL_BUILD_DIR/hc-live-failed/case-I with a
+# replay line and, if kappalog got through, the verify_proof.mjs --cases
+# line that checks them again.
 
 set -u
 set -o pipefail
@@ -127,47 +143,32 @@ fi
 
 # ---------------------------------------------------------------- 4. the cases
 
-# run_case I: case I in $T/case-I; its verdict in $T/case-I/result, its story in .../log.
-run_case() {
-    local i=$1
-    local C="$T/case-$i"
-    local LOG="$C/log.kl"
-    mkdir -p "$C"
-    exec >>"$C/log" 2>&1
-    verdict() {
-        echo "$1" >"$C/result"
-    }
-    if ! node "$JS/hc_case.mjs" --generate --base-seed "$BASE" --index "$i" --out "$C" \
-        --max-blocks "$MAX_BLOCKS" --max-size "$MAX_SIZE" --run >"$C/js.json"; then
-        echo "hc_case.mjs could not build the JS core"
-        verdict FAIL
-        return
-    fi
-    if [ "$JS_ONLY" = 1 ]; then
-        verdict PASS
-        return
-    fi
+# Case I lives in $T/case-I: the files hc_case.mjs makes, its story in log,
+# its verdict (PASS or FAIL) in result.
 
-    local compat=0 fails=0 w groups=() args
+# kl_case I: replays case I's plan with kappalog (run with its output going to
+# the case's log). A failing step other than a proof writes result FAIL: the
+# case is not verified. Failed proof calls are counted in proof-fails (the
+# comparison reports what they printed), and the case is left to be verified.
+kl_case() {
+    local C="$T/case-$1"
+    local LOG="$C/log.kl"
+    local fails=0 w args st
     while read -r -a w; do
         case ${w[0]} in
         init)
             args=(init "$LOG" --seed "${w[1]}")
-            if [ "${w[2]}" = compat ]; then
-                compat=1
+            if [ "${w[2]:-}" = compat ]; then
                 args+=(--compat)
             fi
             ;;
         append) args=(append "$LOG" --format len32 --batch "${w[2]}") ;;
         truncate) args=(truncate "$LOG" "${w[1]}") ;;
         proof) args=(proof "$LOG" "${w[@]:2}") ;;
-        verify)
-            groups+=("${w[1]}")
-            continue
-            ;;
+        verify) continue ;; # verify_proof.mjs --cases reads these itself
         *)
             echo "unknown plan step: ${w[*]}"
-            verdict FAIL
+            echo FAIL >"$C/result"
             return
             ;;
         esac
@@ -179,12 +180,12 @@ run_case() {
         else
             "$K" "${args[@]}" >/dev/null
         fi
-        local st=$?
+        st=$?
         if [ $st -ne 0 ]; then
             echo "kappalog ${args[0]} exited with status $st"
             # a failed proof is reported by the comparison; anything else stops the case
             if [ "${w[0]}" != proof ]; then
-                verdict FAIL
+                echo FAIL >"$C/result"
                 return
             fi
             fails=$((fails + 1))
@@ -194,26 +195,73 @@ run_case() {
     echo "+ kappalog info $LOG --json"
     if ! "$K" info "$LOG" --json >"$C/kl.json"; then
         echo "kappalog info exited with an error"
-        verdict FAIL
+        echo FAIL >"$C/result"
         return
     fi
-    echo "+ compare with JS (hc_case.mjs --compare)"
-    node "$JS/hc_case.mjs" --compare "$C" || fails=$((fails + 1))
+    echo "$fails" >"$C/proof-fails"
+}
 
-    local key vargs=() g p list
-    key=$(sed -n 's/^{"key":"\([0-9a-f]*\)".*/\1/p' "$C/js.json")
-    for g in "${groups[@]}"; do
-        list=""
-        for p in ${g//,/ }; do
-            list+="${list:+,}@$C/proof-$p.hex"
-        done
-        vargs+=("$list")
+# run_job J: the cases list[J], list[J+JOBS], ... in three steps, one Node
+# process for each JS step: hc_case.mjs --generate-many makes and runs them
+# all, kappalog replays each (kl_case), verify_proof.mjs --cases compares and
+# verifies those kappalog got through. Each case ends with a result.
+run_job() {
+    local j=$1 n i C gst vst mine=() dirs=()
+    for ((n = j; n < ${#list[@]}; n += JOBS)); do
+        mine+=("${list[n]}")
     done
-    set --
-    if [ $compat = 1 ]; then set -- --compat; fi
-    echo "+ verify_proof.mjs $* --tamper --expect js.json KEY ${groups[*]}"
-    node "$JS/verify_proof.mjs" "$@" --tamper --expect "$C/js.json" "$key" "${vargs[@]}" || fails=$((fails + 1))
-    if [ $fails -eq 0 ]; then verdict PASS; else verdict FAIL; fi
+
+    local indices
+    printf -v indices '%s,' "${mine[@]}"
+    indices=${indices%,}
+    node "$JS/hc_case.mjs" --generate-many --base-seed "$BASE" --indices "$indices" --root "$T" \
+        --max-blocks "$MAX_BLOCKS" --max-size "$MAX_SIZE" --run >"$T/job-$j.gen" 2>&1
+    gst=$?
+    for i in "${mine[@]}"; do
+        C="$T/case-$i"
+        mkdir -p "$C"
+        {
+            echo "+ hc_case.mjs --generate --base-seed '$BASE' --index $i --max-blocks $MAX_BLOCKS --max-size $MAX_SIZE --run (one of --generate-many --indices $indices)"
+            if [ -s "$C/js.json" ]; then
+                if [ "$JS_ONLY" = 1 ]; then
+                    echo PASS >"$C/result"
+                else
+                    kl_case "$i"
+                    [ -f "$C/result" ] || dirs+=("$C")
+                fi
+            else
+                if [ -f "$C/gen.err" ]; then
+                    cat "$C/gen.err"
+                else
+                    echo "hc_case.mjs --generate-many (exit status $gst) ended before this case; its output:"
+                    tail -n 40 "$T/job-$j.gen"
+                fi
+                echo "hc_case.mjs could not build the JS core"
+                echo FAIL >"$C/result"
+            fi
+        } >>"$C/log" 2>&1
+    done
+    [ ${#dirs[@]} -gt 0 ] || return 0
+
+    node "$JS/verify_proof.mjs" --cases "${dirs[@]}" >"$T/job-$j.verify" 2>&1
+    vst=$?
+    for C in "${dirs[@]}"; do
+        {
+            echo "+ compare with JS and verify (one of verify_proof.mjs --cases, job $j)"
+            if [ -f "$C/verify.status" ]; then
+                cat "$C/verify.log"
+                if [ "$(cat "$C/verify.status")" = PASS ] && [ "$(cat "$C/proof-fails")" = 0 ]; then
+                    echo PASS >"$C/result"
+                else
+                    echo FAIL >"$C/result"
+                fi
+            else
+                echo "verify_proof.mjs --cases (exit status $vst) ended before judging this case; its output:"
+                tail -n 40 "$T/job-$j.verify"
+                echo FAIL >"$C/result"
+            fi
+        } >>"$C/log" 2>&1
+    done
 }
 
 if [ -n "$ONLY" ]; then
@@ -221,16 +269,14 @@ if [ -n "$ONLY" ]; then
     echo "test_hc_live: base seed '$BASE' (KL_HC_SEED), case $ONLY only (KL_HC_CASE)"
 else
     mapfile -t list < <(seq 0 $((CASES - 1)))
-    echo "test_hc_live: base seed '$BASE' (KL_HC_SEED), $CASES cases (KL_HC_CASES), $JOBS at a time (KL_HC_JOBS)"
+    echo "test_hc_live: base seed '$BASE' (KL_HC_SEED), $CASES cases (KL_HC_CASES), in $JOBS parallel jobs (KL_HC_JOBS)"
 fi
 [ ${#list[@]} -gt 0 ] || die "no cases to run"
+[ "$JOBS" -le ${#list[@]} ] || JOBS=${#list[@]}
 
 start=$SECONDS
-for i in "${list[@]}"; do
-    while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do
-        wait -n
-    done
-    run_case "$i" &
+for ((j = 0; j < JOBS; j++)); do
+    run_job "$j" &
 done
 wait
 
@@ -262,7 +308,10 @@ if [ ${#failed[@]} -gt 0 ]; then
         if [ $n -lt 5 ]; then
             rm -rf "${keep:?}/case-$i"
             mv "$T/case-$i" "$keep/case-$i" &&
-                echo "     kept in $keep/case-$i; replay: KL_HC_SEED='$BASE' KL_HC_CASE=$i ctest -R test_hc_live --output-on-failure" >&2
+                echo "     kept in $keep/case-$i; replay: KL_HC_SEED='$BASE' KL_HC_CASE=$i ctest -R test_hc_live --output-on-failure" >&2 &&
+                if [ -f "$keep/case-$i/kl.json" ]; then
+                    echo "     check its files again: NODE_PATH='$HCJS/node_modules' node '$JS/verify_proof.mjs' --cases '$keep/case-$i'" >&2
+                fi
         fi
         n=$((n + 1))
     done

@@ -39,10 +39,20 @@
 //           verify P[,P...]             (a group for verify_proof.mjs)
 //       With --run it also runs the case (as above) and prints its JSON line.
 //
+//   node hc_case.mjs --generate-many --base-seed S --indices I[,I...] --root DIR
+//                    [--run] [--max-blocks 2000] [--max-size 10000]
+//       The same for several cases in one process (test_hc_live.sh runs one
+//       per parallel job): case I goes to DIR/case-I, exactly the files of
+//       --generate --index I --out DIR/case-I, and with --run its JSON line
+//       to DIR/case-I/js.json instead of stdout. A case that throws gets its
+//       error in DIR/case-I/gen.err (and no js.json); the others still run.
+//       Exit 0 only if every case was made (and run).
+//
 //   node hc_case.mjs --compare DIR
 //       Compares DIR/js.json (this script's output) with DIR/kl.json
 //       (`kappalog info --json`) field by field, and each DIR/proof-P.hex
-//       (kappalog's proof) with the JS data message for the same request.
+//       (kappalog's proof) with the JS data message for the same request
+//       (compareDir in common.mjs; verify_proof.mjs --cases does the same).
 //       Prints one line per difference; exit 0 only if there is none.
 //
 //   node hc_case.mjs --self-test [VECTORS_DIR]
@@ -58,7 +68,7 @@
 // node_modules installed elsewhere (test_hc_live.sh installs tests/js with
 // npm ci into $KL_BUILD_DIR/hc-js). Exit status: 0 ok, 1 failure, 2 usage.
 
-import { dataMessage, depthUnderRoot, dieAs, hex, loadHypercore } from './common.mjs'
+import { HEX_FIELDS, NUM_FIELDS, compareDir, dataMessage, depthUnderRoot, dieAs, hex, loadHypercore, proofArgs } from './common.mjs'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
@@ -284,17 +294,6 @@ function generate ({ baseSeed, index, maxBlocks, maxSize }) {
   return { seed, compat, ops, proofs, groups, length: L }
 }
 
-function proofArgs (r) {
-  const a = []
-  if (r.block) {
-    a.push('--block', String(r.block.index))
-    if (r.block.nodes) a.push('--nodes', String(r.block.nodes))
-  }
-  if (r.upgrade) a.push('--upgrade', r.upgrade.start + ':' + r.upgrade.length)
-  if (r.manifest) a.push('--manifest')
-  return a.join(' ')
-}
-
 function writeCase (dir, g) {
   fs.mkdirSync(dir, { recursive: true })
   const plan = ['init ' + hex(g.seed) + ' ' + (g.compat ? 'compat' : 'default')]
@@ -322,89 +321,12 @@ function writeCase (dir, g) {
   fs.writeFileSync(path.join(dir, 'case.json'), JSON.stringify({ seed: hex(g.seed), compat: g.compat, ops: jsonOps, proofs: g.proofs }) + '\n')
 }
 
-// ------------------------------------------------------------ comparing
-
-const HEX_FIELDS = ['key', 'discovery_key', 'public_key', 'tree_hash', 'signature']
-const NUM_FIELDS = ['length', 'byte_length', 'fork']
-
-function compareDir (dir) {
-  const read = (f) => JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8'))
-  const diffs = []
-  let js, kl
-  try {
-    js = read('js.json')
-  } catch (err) {
-    return ['cannot read js.json: ' + err.message]
-  }
-  try {
-    kl = read('kl.json')
-  } catch (err) {
-    return ['`kappalog info --json` did not print a JSON object (' + err.message + ')']
-  }
-  for (const f of NUM_FIELDS) {
-    const v = kl[f]
-    if (v === undefined) diffs.push(f + ': missing in kappalog info --json')
-    else if (typeof v !== 'number' || v !== js[f]) diffs.push(f + ': kappalog ' + JSON.stringify(v) + ', JS ' + js[f])
-  }
-  for (const f of HEX_FIELDS) {
-    const v = kl[f]
-    if (v === undefined) diffs.push(f + ': missing in kappalog info --json')
-    else if (v !== js[f]) diffs.push(f + ': kappalog ' + JSON.stringify(v) + ', JS ' + JSON.stringify(js[f]))
-  }
-  const requests = JSON.parse(fs.readFileSync(path.join(dir, 'case.json'), 'utf8')).proofs || []
-  requests.forEach((r, p) => {
-    const file = path.join(dir, 'proof-' + p + '.hex')
-    let got = null
-    try {
-      got = fs.readFileSync(file, 'utf8').trim()
-    } catch {
-      diffs.push('proof ' + p + ' (' + proofArgs(r) + '): kappalog printed nothing')
-      return
-    }
-    const want = js.proofs[p]
-    if (got === want) return
-    const n = Math.min(got.length, want.length)
-    let i = 0
-    while (i < n && got[i] === want[i]) i++
-    const from = Math.max(0, i - 64)
-    const window = (h) => (from > 0 ? '...' : '') + h.slice(from, i + 136) + (h.length > i + 136 ? '...' : '')
-    diffs.push('proof ' + p + ' (' + proofArgs(r) + '): not the bytes a JS peer sends; first difference at hex digit ' +
-      i + ' (kappalog ' + got.length + ' digits, JS ' + want.length + ')' + fieldDiff(got, want) +
-      '\n  kappalog ' + window(got) + '\n  JS       ' + window(want))
-  })
-  return diffs
-}
-
-// Which fields of the two data messages differ, as " [path: kappalog X, JS Y; ...]".
-function fieldDiff (gotHex, wantHex) {
-  const decode = (h) => {
-    const b = Buffer.from(h, 'hex')
-    const st = { start: 0, end: b.length, buffer: b }
-    const d = m.wire.data.decode(st)
-    if (st.start !== st.end) d.trailing_bytes = st.end - st.start
-    return d
-  }
-  let got
-  try {
-    if (!/^([0-9a-f]{2})*$/.test(gotHex)) throw new Error('not lowercase hex bytes')
-    got = decode(gotHex)
-  } catch (err) {
-    return ' [kappalog\'s does not decode: ' + err.message + ']'
-  }
-  const want = decode(wantHex)
-  const out = []
-  const show = (v) => (v && v.buffer instanceof ArrayBuffer && v.byteLength !== undefined ? hex(v) : JSON.stringify(v))
-  const walk = (a, b, where) => {
-    if (out.length >= 6) return
-    const leaf = (v) => v === null || typeof v !== 'object' || v.byteLength !== undefined
-    if (leaf(a) || leaf(b)) {
-      if (show(a) !== show(b)) out.push(where + ': kappalog ' + String(show(a)).slice(0, 80) + ', JS ' + String(show(b)).slice(0, 80))
-      return
-    }
-    for (const k of new Set(Object.keys(a).concat(Object.keys(b)))) walk(a[k], b[k], where ? where + '.' + k : k)
-  }
-  walk(got, want, '')
-  return out.length ? ' [' + out.join('; ') + ']' : ''
+// Makes case `index` into directory `out` (writeCase); with `run` also runs
+// it and returns its JSON line, else returns null.
+async function generateCase ({ baseSeed, index, maxBlocks, maxSize, out, run }) {
+  const g = generate({ baseSeed, index, maxBlocks, maxSize })
+  writeCase(out, g)
+  return run ? JSON.stringify(await runCase(g)) + '\n' : null
 }
 
 // ------------------------------------------------------------ self-test
@@ -543,6 +465,7 @@ async function main () {
   if (!args.length || args.includes('--help')) {
     process.stdout.write('usage: node hc_case.mjs CASE.json\n' +
       '       node hc_case.mjs --generate --base-seed S --index I --out DIR [--run] [--max-blocks N] [--max-size N]\n' +
+      '       node hc_case.mjs --generate-many --base-seed S --indices I[,I...] --root DIR [--run] [--max-blocks N] [--max-size N]\n' +
       '       node hc_case.mjs --compare DIR\n' +
       '       node hc_case.mjs --self-test [VECTORS_DIR]\n')
     process.exit(args.length ? 0 : 2)
@@ -550,7 +473,7 @@ async function main () {
   if (args[0] === '--compare') {
     if (!args[1]) die('--compare needs a directory', 2)
     loadPackages()
-    const diffs = compareDir(args[1])
+    const diffs = compareDir(pk, args[1])
     for (const d of diffs) process.stdout.write('MISMATCH ' + d + '\n')
     process.exit(diffs.length ? 1 : 0)
   }
@@ -563,17 +486,44 @@ async function main () {
     process.stdout.write('hc_case self-test: ' + checks + ' checks, ' + fails.length + ' failures\n')
     process.exit(fails.length ? 1 : 0)
   }
-  if (args[0] === '--generate') {
+  if (args[0] === '--generate' || args[0] === '--generate-many') {
+    const many = args[0] === '--generate-many'
     const baseSeed = option(args, '--base-seed', null)
-    const index = intOption(args, '--index', null)
-    const out = option(args, '--out', null)
-    if (baseSeed === null || index === null || out === null) die('--generate needs --base-seed, --index and --out', 2)
     const maxBlocks = intOption(args, '--max-blocks', 2000)
     const maxSize = intOption(args, '--max-size', 10000)
     if (maxBlocks < 1) die('--max-blocks must be at least 1', 2)
-    const g = generate({ baseSeed, index, maxBlocks, maxSize })
-    writeCase(out, g)
-    if (args.includes('--run')) process.stdout.write(JSON.stringify(await runCase(g)) + '\n')
+    const run = args.includes('--run')
+    if (!many) {
+      const index = intOption(args, '--index', null)
+      const out = option(args, '--out', null)
+      if (baseSeed === null || index === null || out === null) die('--generate needs --base-seed, --index and --out', 2)
+      const line = await generateCase({ baseSeed, index, maxBlocks, maxSize, out, run })
+      if (line !== null) process.stdout.write(line)
+      return
+    }
+    const indices = option(args, '--indices', null)
+    const root = option(args, '--root', null)
+    if (baseSeed === null || indices === null || root === null) die('--generate-many needs --base-seed, --indices and --root', 2)
+    if (!/^\d+(,\d+)*$/.test(indices)) die('--indices must be case indices joined with commas', 2)
+    let failed = 0
+    for (const index of indices.split(',').map(Number)) {
+      const out = path.join(root, 'case-' + index)
+      try {
+        const line = await generateCase({ baseSeed, index, maxBlocks, maxSize, out, run })
+        if (line !== null) fs.writeFileSync(path.join(out, 'js.json'), line)
+      } catch (err) {
+        // this case fails alone; the others still run
+        failed++
+        const msg = 'hc_case: ' + ((err && err.stack) || String(err)) + '\n'
+        try {
+          fs.mkdirSync(out, { recursive: true })
+          fs.writeFileSync(path.join(out, 'gen.err'), msg)
+        } catch {
+          process.stderr.write('case ' + index + ': ' + msg)
+        }
+      }
+    }
+    process.exitCode = failed ? 1 : 0
     return
   }
   if (args.length !== 1 || args[0].startsWith('--')) die('unknown arguments: ' + args.join(' '), 2)

@@ -23,6 +23,19 @@
 //            verifier must be at that length, byte_length, fork, tree_hash
 //            and signature.
 //
+//   node verify_proof.mjs --cases DIR...
+//            test_hc_live.sh's check of its case directories, one Node
+//            process for many cases. For each DIR (hc_case.mjs --generate
+//            files with js.json, kappalog's kl.json and proof-P.hex): the
+//            comparison of `hc_case.mjs --compare DIR` (MISMATCH lines), then
+//            the checks of `verify_proof.mjs [--compat] --tamper --expect
+//            DIR/js.json KEY GROUP...`, compat from the third word of
+//            plan.txt's init line, KEY the key of js.json, the groups its
+//            `verify P[,P...]` lines (proofs DIR/proof-P.hex). The case's
+//            lines and its own count go to DIR/verify.log, PASS or FAIL to
+//            DIR/verify.status; a missing or unreadable file is a FAIL. Prints
+//            "DIR: PASS|FAIL" per case; exit 0 only if every case passed.
+//
 //   node verify_proof.mjs --self-test [VECTORS_DIR]
 //            checks this script itself: proofs made by hypercore's own proof
 //            code (the steps of Peer._getProof in lib/replicator.js) for
@@ -46,9 +59,9 @@
 // matched: the replicator only uses them to pair data with its requests.)
 //
 // Prints one line per check ("ok ..." or "FAIL ..."); exit 0 only if every
-// check passed, 1 otherwise, 2 for bad arguments.
+// check passed, 1 otherwise, 2 for bad arguments (--cases: see above).
 
-import { dataMessage, depthUnderRoot, dieAs, hex, loadHypercore } from './common.mjs'
+import { compareDir, dataMessage, depthUnderRoot, dieAs, hex, loadHypercore } from './common.mjs'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
@@ -69,6 +82,12 @@ function freshDir () {
   const d = path.join(tmpRoot, String(tmpCount++))
   fs.mkdirSync(d)
   return d
+}
+
+// Removes the verifier cores' directories (every core in them is closed).
+function clearTmp () {
+  if (tmpRoot) fs.rmSync(tmpRoot, { recursive: true, force: true })
+  tmpRoot = null
 }
 
 // ------------------------------------------------------------ verification
@@ -193,13 +212,20 @@ function tamperedCopies (buf) {
 
 // ------------------------------------------------------------ reporting
 
-let failures = 0
-let passes = 0
+// Where the check lines go and how many checks passed and failed: stdout and
+// one count for the whole run, except under --cases, where each case
+// directory gets its own while it is checked (one case at a time).
+const newTally = (write) => ({ write, passes: 0, failures: 0 })
+const stdoutTally = newTally((line) => process.stdout.write(line))
+let tally = stdoutTally
+
 function report (ok, what, detail) {
-  if (ok) passes++
-  else failures++
-  process.stdout.write((ok ? 'ok   ' : 'FAIL ') + what + (detail ? ': ' + detail : '') + '\n')
+  if (ok) tally.passes++
+  else tally.failures++
+  tally.write((ok ? 'ok   ' : 'FAIL ') + what + (detail ? ': ' + detail : '') + '\n')
 }
+
+const summary = () => 'verify_proof: ' + tally.passes + ' checks passed, ' + tally.failures + ' failed\n'
 
 const describe = (s) => 'length ' + s.length + ', byte_length ' + s.byte_length + ', fork ' + s.fork + ', tree hash ' + s.tree_hash.slice(0, 16) + '...'
 
@@ -233,6 +259,100 @@ async function mustReject (what, key, proofs, opts = {}) {
     if (!(err instanceof Rejected)) throw err
     report(true, what, 'rejected (' + err.message + ')')
   }
+}
+
+// Groups of proofs, each a list of hex strings or @FILE (read from FILE),
+// numbered from 1, fed to fresh cores under key (a Buffer).
+async function verifyGroups (key, groups, opts) {
+  for (let g = 0; g < groups.length; g++) {
+    const parts = groups[g]
+    const proofs = []
+    let bad = null
+    parts.forEach((p, i) => {
+      if (p.startsWith('@')) {
+        try {
+          p = fs.readFileSync(p.slice(1), 'utf8').trim()
+        } catch (err) {
+          bad = 'cannot read proof ' + (i + 1) + ': ' + err.message
+          return
+        }
+      }
+      if (!/^([0-9a-fA-F]{2})+$/.test(p)) bad = 'proof ' + (i + 1) + ' is not an even number of hex digits (' + JSON.stringify(p.slice(0, 40)) + ')'
+      proofs.push(Buffer.from(p, 'hex'))
+    })
+    const what = 'group ' + (g + 1) + ' (' + parts.length + (parts.length > 1 ? ' proofs' : ' proof') + ')'
+    if (bad) report(false, what, bad)
+    else await mustVerify(what, key, proofs, opts)
+  }
+}
+
+// ------------------------------------------------------------ case directories
+
+class BadCase extends Error {}
+
+// What a case directory's plan.txt says about verifying: compat (the third
+// word of its init line) and the groups (its `verify P[,P...]` lines).
+function readPlan (dir) {
+  const file = path.join(dir, 'plan.txt')
+  let text
+  try {
+    text = fs.readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new BadCase('cannot read plan.txt: ' + err.message)
+  }
+  let compat = null
+  const groups = []
+  for (const line of text.split('\n')) {
+    const w = line.split(' ')
+    if (w[0] === 'init') compat = w[2] === 'compat'
+    else if (w[0] === 'verify') {
+      if (w.length !== 2 || !/^\d+(,\d+)*$/.test(w[1])) throw new BadCase('bad plan.txt line: ' + line)
+      groups.push(w[1])
+    }
+  }
+  if (compat === null) throw new BadCase('plan.txt has no init line')
+  if (!groups.length) throw new BadCase('plan.txt has no verify lines')
+  return { compat, groups }
+}
+
+// One case directory of test_hc_live.sh (hc_case.mjs --generate files,
+// js.json, kappalog's kl.json and proof-P.hex): what `hc_case.mjs --compare
+// DIR` does, then what `verify_proof.mjs [--compat] --tamper --expect
+// DIR/js.json KEY GROUP...` does, KEY the key of js.json and each GROUP the
+// proofs of a plan `verify` line. The lines go to DIR/verify.log, then PASS
+// or FAIL (no difference, no failed check) to DIR/verify.status. Returns
+// whether it passed.
+async function checkCase (dir) {
+  const lines = []
+  const write = (line) => lines.push(line)
+  tally = newTally(write)
+  let ok = false
+  try {
+    write('+ compare with JS (as hc_case.mjs --compare DIR)\n')
+    const diffs = compareDir(pk, dir)
+    for (const d of diffs) write('MISMATCH ' + d + '\n')
+    const { compat, groups } = readPlan(dir)
+    let expect
+    try {
+      expect = JSON.parse(fs.readFileSync(path.join(dir, 'js.json'), 'utf8'))
+    } catch (err) {
+      throw new BadCase('cannot read js.json: ' + err.message)
+    }
+    if (typeof expect.key !== 'string' || !/^[0-9a-fA-F]{64}$/.test(expect.key)) throw new BadCase('js.json has no key of 64 hex digits')
+    write('+ verify (as verify_proof.mjs ' + (compat ? '--compat ' : '') + '--tamper --expect js.json KEY ' + groups.join(' ') + ')\n')
+    const files = groups.map((g) => g.split(',').map((p) => '@' + path.join(dir, 'proof-' + p + '.hex')))
+    await verifyGroups(Buffer.from(expect.key, 'hex'), files, { compat, tamper: true, expect })
+    write(summary())
+    ok = diffs.length === 0 && tally.failures === 0
+  } catch (err) {
+    write('FAIL ' + (err instanceof BadCase ? err.message : 'verify_proof: ' + ((err && err.stack) || String(err))) + '\n')
+  } finally {
+    tally = stdoutTally
+    clearTmp()
+  }
+  fs.writeFileSync(path.join(dir, 'verify.log'), lines.join(''))
+  fs.writeFileSync(path.join(dir, 'verify.status'), ok ? 'PASS\n' : 'FAIL\n')
+  return ok
 }
 
 // ------------------------------------------------------------ self-test
@@ -344,10 +464,24 @@ async function main () {
   const args = process.argv.slice(2)
   if (!args.length || args.includes('--help')) {
     process.stdout.write('usage: node verify_proof.mjs [--compat] [--tamper] [--expect STATE.json] KEYHEX PROOF[,PROOF...]...   (PROOF: hex or @FILE)\n' +
+      '       node verify_proof.mjs --cases DIR...\n' +
       '       node verify_proof.mjs --self-test [VECTORS_DIR]\n')
     process.exit(args.length ? 0 : 2)
   }
   loadPackages()
+  if (args[0] === '--cases') {
+    const dirs = args.slice(1)
+    if (!dirs.length) die('--cases needs at least one directory', 2)
+    let passed = 0
+    for (const dir of dirs) {
+      const ok = await checkCase(dir)
+      if (ok) passed++
+      process.stdout.write(dir + ': ' + (ok ? 'PASS' : 'FAIL') + '\n')
+    }
+    process.stdout.write('verify_proof --cases: ' + passed + ' of ' + dirs.length + ' cases passed\n')
+    process.exitCode = passed === dirs.length ? 0 : 1
+    return
+  }
   if (args[0] === '--self-test') {
     const vdir = args[1] || path.join(path.dirname(new URL(import.meta.url).pathname), '..', 'data', 'hypercore')
     await selfTest(vdir)
@@ -372,30 +506,10 @@ async function main () {
     }
     if (rest.length < 2) die('need KEYHEX and at least one PROOF', 2)
     if (!/^[0-9a-fA-F]{64}$/.test(rest[0])) die('KEYHEX must be 64 hex digits', 2)
-    const key = Buffer.from(rest[0], 'hex')
-    for (let g = 1; g < rest.length; g++) {
-      const parts = rest[g].split(',')
-      const proofs = []
-      let bad = null
-      parts.forEach((p, i) => {
-        if (p.startsWith('@')) {
-          try {
-            p = fs.readFileSync(p.slice(1), 'utf8').trim()
-          } catch (err) {
-            bad = 'cannot read proof ' + (i + 1) + ': ' + err.message
-            return
-          }
-        }
-        if (!/^([0-9a-fA-F]{2})+$/.test(p)) bad = 'proof ' + (i + 1) + ' is not an even number of hex digits (' + JSON.stringify(p.slice(0, 40)) + ')'
-        proofs.push(Buffer.from(p, 'hex'))
-      })
-      const what = 'group ' + g + ' (' + parts.length + (parts.length > 1 ? ' proofs' : ' proof') + ')'
-      if (bad) report(false, what, bad)
-      else await mustVerify(what, key, proofs, { compat, tamper, expect })
-    }
+    await verifyGroups(Buffer.from(rest[0], 'hex'), rest.slice(1).map((g) => g.split(',')), { compat, tamper, expect })
   }
-  process.stdout.write('verify_proof: ' + passes + ' checks passed, ' + failures + ' failed\n')
-  process.exitCode = failures ? 1 : 0
+  process.stdout.write(summary())
+  process.exitCode = tally.failures ? 1 : 0
 }
 
 try {
@@ -404,5 +518,5 @@ try {
   process.stderr.write('verify_proof: ' + ((err && err.stack) || String(err)) + '\n')
   process.exitCode = 1
 } finally {
-  if (tmpRoot) fs.rmSync(tmpRoot, { recursive: true, force: true })
+  clearTmp()
 }
