@@ -172,12 +172,12 @@ static void parse_args(bench_opts *o, int argc, char **argv) {
 
 /* Only the names the peers create under the scratch dir, then the dir if it is empty. */
 static void cleanup(void) {
-    static const char *names[] = {"kappalog-append", "kappalog-read",      "kappalog-probe",
-                                  "kappalog-growth", "ceiling-append.dat", "fio-append",
-                                  "sqlite-append",   "sqlite-read",        "redis-append",
-                                  "redis-read",      "hypercore-append",   "hypercore-visible",
-                                  "hypercore-read",  "hypercore-files",    "nats-append",
-                                  "nats-visible",    "nats-read"};
+    static const char *names[] = {"kappalog-append",      "kappalog-read",      "kappalog-probe",
+                                  "kappalog-growth",      "ceiling-append.dat", "fio-append",
+                                  "kappalog-growth-warm", "sqlite-append",      "sqlite-read",
+                                  "redis-append",         "redis-read",         "hypercore-append",
+                                  "hypercore-visible",    "hypercore-read",     "hypercore-files",
+                                  "nats-append",          "nats-visible",       "nats-read"};
     if (!opts.dir)
         return;
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
