@@ -3,7 +3,7 @@
 # what is missing (scripts/deps.sh bench: SQLite, hiredis and the NATS client,
 # redis-server, nats-server, fio, gnuplot; Node.js for hypercore), builds the
 # benchmark in Release, runs `kappalog-bench compare` with the arguments given
-# (none: the full run, about half an hour and 45 GiB of free disk for the
+# (none: the full run, about 40 minutes and 45 GiB of free disk for the
 # growth run; `--quick`: a few minutes), and regenerates the compare part of
 # docs/BENCHMARKS.md and docs/plots/compare-*.png from its JSON.
 set -euo pipefail

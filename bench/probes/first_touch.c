@@ -56,9 +56,10 @@ int main(int argc, char **argv) {
         double t1 = now_s();
         memset(p, 2, n);
         double t2 = now_s();
-        printf("round %d: first touch %.2f GB/s (%.2f us per 4 KiB page), written again %.2f GB/s\n",
-               r + 1, (double)n / (t1 - t0) / 1e9, (t1 - t0) * 1e6 / (double)(n / 4096),
-               (double)n / (t2 - t1) / 1e9);
+        printf(
+            "round %d: first touch %.2f GB/s (%.2f us per 4 KiB page), written again %.2f GB/s\n",
+            r + 1, (double)n / (t1 - t0) / 1e9, (t1 - t0) * 1e6 / (double)(n / 4096),
+            (double)n / (t2 - t1) / 1e9);
         munmap(p, n);
     }
     return 0;
