@@ -167,6 +167,8 @@ int path_join(char *out, size_t cap, const char *a, const char *b);
 int rm_rf(const char *path);
 int mkdir_p(const char *path);
 uint64_t disk_free_bytes(const char *dir);
+/* A /proc/meminfo field ("MemTotal", "MemFree", ...) in bytes; 0 if unreadable. */
+uint64_t meminfo_bytes(const char *key);
 void settle(const char *dir);
 
 /* CPU used by other processes during a run (cpu.c). */

@@ -52,6 +52,12 @@ static void proc_field(const char *file, const char *key, char *out, size_t cap)
     fclose(f);
 }
 
+uint64_t meminfo_bytes(const char *key) {
+    char v[64];
+    proc_field("/proc/meminfo", key, v, sizeof v); /* "NNN kB" */
+    return (uint64_t)strtoull(v, NULL, 10) * 1024u;
+}
+
 /* The mount holding dir: filesystem type, source device and mount point. */
 static void probe_mount(bench_machine *m, const char *dir) {
     struct stat st;
@@ -145,9 +151,7 @@ void machine_probe(bench_machine *m, const char *dir) {
                  u.machine);
     proc_field("/proc/cpuinfo", "model name", m->cpu, sizeof m->cpu);
     m->cores = sysconf(_SC_NPROCESSORS_ONLN);
-    char mem[64];
-    proc_field("/proc/meminfo", "MemTotal", mem, sizeof mem);
-    m->ram_bytes = strtoull(mem, NULL, 10) * 1024u;
+    m->ram_bytes = meminfo_bytes("MemTotal");
     probe_mount(m, dir);
     const char *dev = strrchr(m->device, '/') ? strrchr(m->device, '/') + 1 : m->device;
     probe_journal(m, dev);

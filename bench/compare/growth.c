@@ -98,27 +98,13 @@ static kl_log *open_timed(const cmp_ctx *c, const char *path, uint64_t at_bytes)
     return log;
 }
 
-/* MemFree of /proc/meminfo in bytes, 0 if it cannot be read. */
-static uint64_t mem_free_bytes(void) {
-    FILE *f = fopen("/proc/meminfo", "r");
-    if (!f)
-        return 0;
-    char line[256];
-    unsigned long long kib = 0;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "MemFree: %llu kB", &kib) == 1)
-            break;
-    fclose(f);
-    return (uint64_t)kib * 1024u;
-}
-
 /*
  * Fill the free memory with page cache (see the top): a sparse file at
  * `path`, read through, kept until the caller removes it. Returns the bytes
  * read (0: nothing to fill, or it failed, said on stderr).
  */
 static uint64_t warm_page_cache(const char *path) {
-    uint64_t free_b = mem_free_bytes();
+    uint64_t free_b = meminfo_bytes("MemFree");
     if (free_b <= GROWTH_WARM_SPARE * 2)
         return 0;
     uint64_t want = free_b - GROWTH_WARM_SPARE;
@@ -149,7 +135,7 @@ static uint64_t warm_page_cache(const char *path) {
     close(fd);
     progress("compare kappalog growth: page cache filled in %.1f s (%.2f GB/s), %.1f GiB free now",
              (double)(now_ns() - t0) / 1e9, (double)done / ((double)(now_ns() - t0) + 1),
-             (double)mem_free_bytes() / (1 << 30));
+             (double)meminfo_bytes("MemFree") / (1 << 30));
     return done;
 }
 

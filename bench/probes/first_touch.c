@@ -29,16 +29,21 @@ static double now_s(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-int main(int argc, char **argv) {
+/* argv[i] as a whole number in 1..max, or def if absent; 0 if it is not one. */
+static unsigned long arg_num(int argc, char **argv, int i, unsigned long def, unsigned long max) {
+    if (argc <= i)
+        return def;
     char *end = NULL;
-    unsigned long mib = argc > 1 ? strtoul(argv[1], &end, 10) : 4096;
-    if (argc > 1 && (*end || mib == 0)) {
-        fprintf(stderr, "usage: kappalog-first-touch [SIZE_MIB] [ROUNDS]\n");
-        return 2;
-    }
-    int rounds = argc > 2 ? atoi(argv[2]) : 3;
-    if (rounds < 1 || argc > 3) {
-        fprintf(stderr, "usage: kappalog-first-touch [SIZE_MIB] [ROUNDS]\n");
+    unsigned long v = strtoul(argv[i], &end, 10);
+    return end != argv[i] && *end == '\0' && argv[i][0] != '-' && v <= max ? v : 0;
+}
+
+int main(int argc, char **argv) {
+    unsigned long mib = arg_num(argc, argv, 1, 4096, 1ul << 20);
+    int rounds = (int)arg_num(argc, argv, 2, 3, 1000);
+    if (argc > 3 || mib == 0 || rounds == 0) {
+        fprintf(stderr, "usage: kappalog-first-touch [SIZE_MIB] [ROUNDS]   (whole numbers: "
+                        "1..1048576 MiB, 1..1000 rounds; default 4096 and 3)\n");
         return 2;
     }
     size_t n = (size_t)mib << 20;
