@@ -114,6 +114,7 @@ typedef struct bench_result {
     const char *ratio_what; /* how the ratio reads, "of write(2) no-sync ceiling" */
     double ratio;           /* < 0 if not computed */
     int ratio_paired;       /* median of run-by-run ratios (else ratio of the medians) */
+    int unpaired; /* its runs were not made next to its references' (ratio of the medians) */
     target_kind tkind;
     double target;
     int has_verdict, pass;

@@ -112,7 +112,8 @@ static double run_value(const bench_result *r, const bench_run *x) {
  * ratio = r / ref, by rate, or by time for open results. When both have
  * the same number of runs, run i of each was made next to the other (the
  * scenarios pair them), and the ratio is the median of the run-by-run
- * ratios; otherwise it is the ratio of the medians. A missing reference
+ * ratios; otherwise, or when r says its runs were not made next to the
+ * reference's (r->unpaired), it is the ratio of the medians. A missing reference
  * (its group not run, or not measured) leaves the ratio at -1.
  */
 static double ratio_to(const bench_result *r, const char *ref_name, int *paired) {
@@ -120,7 +121,7 @@ static double ratio_to(const bench_result *r, const char *ref_name, int *paired)
     *paired = 0;
     if (!ref || ref->nruns == 0 || r->nruns == 0)
         return -1.0;
-    if (ref->nruns == r->nruns) {
+    if (ref->nruns == r->nruns && !r->unpaired) {
         double v[BENCH_MAX_RUNS];
         int n = 0;
         for (int i = 0; i < r->nruns; i++) {

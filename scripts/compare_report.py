@@ -209,7 +209,8 @@ def section_growth(d):
     text = ("### kappalog as its log grows (100-byte records, batches of 1,000, "
             "interval:1000)\n\n"
             "Each row is the window of appends that ends when the log holds that much record "
-            "data; the target compares the last window with the first.\n\n"
+            "data, the median of its runs; the target divides the last window's median by "
+            "the first's.\n\n"
             + table(["log (records)", "records/s", "MB/s"] + LAT_HEAD
                     + ["x first window", "target", "", "other CPU"], rows))
     if opens:
