@@ -41,7 +41,7 @@
 #define NCASES     5
 
 static const char *const case_names[NCASES] = {"seg", "seg+side", "seg+side/rnd", "seg180",
-                                                "seg+busy"};
+                                               "seg+busy"};
 
 static uint8_t buf[SEG_BYTES + TREE_BYTES];
 static atomic_int busy_on, busy_quit;
