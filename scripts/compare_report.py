@@ -62,8 +62,8 @@ def section_run(d, src):
         ["command", "`%s`" % d["command"]],
         ["date (UTC)", d["date"]],
         ["kappalog", "%s, source tree `%s`" % (d["kappalog_version"], d["source_commit"] or "?")],
-        ["repetitions", "%d per scenario; rates are medians, ratios the median of paired runs"
-         % s["reps"]],
+        ["repetitions", "%d per scenario; rates are medians, ratios the median of paired runs "
+         "(growth: the ratio of its windows' medians)" % s["reps"]],
         ["JSON", "`%s` (not committed)" % os.path.basename(src)],
     ]
     if s.get("only") or s.get("match"):

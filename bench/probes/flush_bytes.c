@@ -52,8 +52,28 @@ static uint64_t now_ns(void) {
     return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
+static const char *scratch_dir; /* DIR, where the probe's files are */
+
+static void file_path(char *p, size_t n, int k, const char *kind) {
+    snprintf(p, n, "%s/flush-bytes-%d.%s", scratch_dir, k, kind);
+}
+
+/* Remove every file the probe makes (those not made yet are no error). */
+static void remove_files(void) {
+    char p[4096];
+    for (int k = 0; k < NCASES; k++) {
+        file_path(p, sizeof p, k, "seg");
+        unlink(p);
+        file_path(p, sizeof p, k, "side");
+        unlink(p);
+    }
+}
+
+/* Report what failed, leave DIR as it was, exit 1. */
 static void fail(const char *what) {
-    fprintf(stderr, "kappalog-flush-bytes: %s: %s\n", what, strerror(errno));
+    int e = errno;
+    fprintf(stderr, "kappalog-flush-bytes: %s: %s\n", what, strerror(e));
+    remove_files();
     exit(1);
 }
 
@@ -85,14 +105,18 @@ typedef struct {
     uint64_t side_len, side_wb;
 } files;
 
-static void open_files(files *f, const char *dir, int k) {
+static int open_file(int k, const char *kind) {
     char p[4096];
-    snprintf(p, sizeof p, "%s/flush-bytes-%d.seg", dir, k);
-    f->seg = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
-    snprintf(p, sizeof p, "%s/flush-bytes-%d.side", dir, k);
-    f->side = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
-    if (f->seg < 0 || f->side < 0)
+    file_path(p, sizeof p, k, kind);
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0)
         fail(p);
+    return fd;
+}
+
+static void open_files(files *f, int k) {
+    f->seg = open_file(k, "seg");
+    f->side = open_file(k, "side");
     f->side_len = f->side_wb = 0;
 }
 
@@ -138,14 +162,15 @@ int main(int argc, char **argv) {
     }
     for (size_t i = 0; i < sizeof buf; i++)
         buf[i] = (uint8_t)(i * 131u + 7u);
-    unsigned passes = rounds / PASS;
+    scratch_dir = argv[1];
+    unsigned passes = rounds / PASS; /* rounded down to whole passes; the output says how many */
     uint64_t *lat[NCASES];
     files f[NCASES];
     for (int k = 0; k < NCASES; k++) {
         lat[k] = malloc(sizeof(uint64_t) * passes * PASS);
         if (!lat[k])
             fail("malloc");
-        open_files(&f[k], argv[1], k);
+        open_files(&f[k], k);
     }
     pthread_t busy;
     if (pthread_create(&busy, NULL, busy_main, NULL) != 0)
@@ -176,12 +201,8 @@ int main(int argc, char **argv) {
                (double)lat[k][n * 99 / 100] / 1e3, (double)p50 / (double)base);
         close(f[k].seg);
         close(f[k].side);
-        char p[4096];
-        snprintf(p, sizeof p, "%s/flush-bytes-%d.seg", argv[1], k);
-        unlink(p);
-        snprintf(p, sizeof p, "%s/flush-bytes-%d.side", argv[1], k);
-        unlink(p);
         free(lat[k]);
     }
+    remove_files();
     return 0;
 }
