@@ -92,7 +92,7 @@
  */
 #define PREALLOC_MAX_COMMIT (32u * 1024u)
 #define ZERO_CHUNK_BYTES    (64u * 1024u)
-/* The same for the tree file, which grows by 80 bytes a block. */
+/* The same for the tree file, which grows by 5 bytes a block (80 with low 0, tree.h). */
 #define TREE_PREALLOC_BYTES (256u * 1024u)
 static const uint8_t zero_chunk[ZERO_CHUNK_BYTES];
 
@@ -113,10 +113,10 @@ static const uint8_t zero_chunk[ZERO_CHUNK_BYTES];
 /*
  * Between checkpoints the tree file's new nodes are sent to disk (not
  * synced) every TREE_WB_BYTES: a checkpoint's fdatasync of the tree then
- * finds little left to write. Without it the pages pile up, 80 bytes a
- * block, and a checkpoint after 32 MiB of small records flushes about 24 MiB
- * of nodes at once: measured here, p99.9 of batch-1000 commits 22 ms with
- * the pile, 2 ms without any checkpoint.
+ * finds little left to write. Without it the pages pile up, and when the
+ * file stored every node (80 bytes a block) a checkpoint after 32 MiB of
+ * small records flushed about 24 MiB of nodes at once: measured here, p99.9
+ * of batch-1000 commits 22 ms with the pile, 2 ms without any checkpoint.
  */
 #define TREE_WB_BYTES (1u << 20)
 
@@ -433,8 +433,8 @@ static void pay_wake(kl_log *log) {
  */
 static int build_tree(kl_log *log, const kl_commit_buf *b, kl_slot *st, int sign,
                       size_t *tree_bytes) {
-    uint64_t base = kl_tree_nodes(b->start_index);
-    uint64_t nodes = kl_tree_nodes(b->end_index) - base;
+    uint64_t base = kl_tree_count(b->start_index, log->tree_low);
+    uint64_t nodes = kl_tree_count(b->end_index, log->tree_low) - base;
     size_t need = (size_t)nodes * KL_TREE_NODE_BYTES + KL_TREEB_MAX_NEW * KL_TREE_NODE_BYTES;
     if (log->treebuf_cap < need) {
         size_t cap = KL_MAX(need, 2 * log->treebuf_cap);
@@ -461,8 +461,8 @@ static int build_tree(kl_log *log, const kl_commit_buf *b, kl_slot *st, int sign
         const kl_leaf_job *lj = &b->leaves[j];
         kl_node tops[KL_TREE_MAX_SPANS];
         uint64_t first = log->tb.length;
-        size_t n = kl_tree_build_spans(lj->blocks, lj->hashes, first, first + lj->count, base,
-                                       log->treebuf, log->tree_rows, tops);
+        size_t n = kl_tree_build_spans(lj->blocks, lj->hashes, first, first + lj->count,
+                                       log->tree_low, base, log->treebuf, log->tree_rows, tops);
         kl_treeb_join(&log->tb, tops, n, base, log->treebuf);
     }
     KL_ASSERT(log->tb.length == b->end_index);
@@ -617,7 +617,7 @@ static int commit_io(kl_log *log, kl_commit_buf *b, kl_slot *st, int slot, int s
     struct iovec iov_idx, iov_tix;
     struct iovec iov_hdr = {log->slotbuf, KL_HDR_SLOT_BYTES};
     struct iovec iov_tree = {log->treebuf, tree_bytes};
-    uint64_t tree_end = kl_tree_off(kl_tree_nodes(b->end_index));
+    uint64_t tree_end = kl_tree_bytes(b->end_index, log->tree_low);
     uint64_t tree_zero_from = KL_MAX(tree_end, log->tree_file_size), tree_zero_to = tree_zero_from;
     if (sync && !one_file && log->tree_file_size < tree_end + TREE_PREALLOC_BYTES / 2)
         tree_zero_to = tree_zero_from + TREE_PREALLOC_BYTES;
@@ -632,12 +632,13 @@ static int commit_io(kl_log *log, kl_commit_buf *b, kl_slot *st, int slot, int s
     int n = overlap ? 0 : ns;
     if (n > 0 && !sync)
         ops[n - 1].link = 1; /* and the slot follows the batches in the same chain */
-    ops[n++] = (kl_io_op){.kind = KL_IO_OP_WRITE,
-                          .link = 1,
-                          .fd = log->tree_fd,
-                          .iov = &iov_tree,
-                          .iovcnt = 1,
-                          .offset = kl_tree_off(kl_tree_nodes(b->start_index))};
+    if (tree_bytes)          /* most small commits complete no stored node (tree.h) */
+        ops[n++] = (kl_io_op){.kind = KL_IO_OP_WRITE,
+                              .link = 1,
+                              .fd = log->tree_fd,
+                              .iov = &iov_tree,
+                              .iovcnt = 1,
+                              .offset = kl_tree_bytes(b->start_index, log->tree_low)};
     if (sync && !one_file) { /* a full round: the nodes' and the slot's syncs in parallel */
         if (ntzero)          /* zeroed space ahead, so the sync below need not grow the file */
             ops[n++] = (kl_io_op){.kind = KL_IO_OP_WRITE,
@@ -668,7 +669,7 @@ static int commit_io(kl_log *log, kl_commit_buf *b, kl_slot *st, int slot, int s
         ops[n++] = (kl_io_op){.kind = KL_IO_OP_WRITEBACK,
                               .fd = log->tree_fd,
                               .offset = wb_from,
-                              .nbytes = kl_tree_off(kl_tree_nodes(b->start_index)) - wb_from};
+                              .nbytes = kl_tree_bytes(b->start_index, log->tree_low) - wb_from};
     if (kl_oidx_pending(&seg->idx, b->idx_upto, &iov_idx, &idx_off))
         ops[n++] = (kl_io_op){.kind = KL_IO_OP_WRITE,
                               .fd = seg->ifd,
@@ -698,7 +699,7 @@ static int commit_io(kl_log *log, kl_commit_buf *b, kl_slot *st, int slot, int s
     kl_tidx_written(&seg->tix, tix_upto);
     log->tree_file_size = KL_MAX(tree_zero_to, tree_end);
     if (writeback)
-        log->tree_wb_from = kl_tree_off(kl_tree_nodes(b->start_index));
+        log->tree_wb_from = kl_tree_bytes(b->start_index, log->tree_low);
     else if (sync && !one_file)
         log->tree_wb_from = tree_end; /* synced */
     if (b->new_segment)
@@ -1360,7 +1361,7 @@ out_locked:
 
 /* On close: cut the zeroed space ahead of the batches, so the files hold the log only. */
 int kl_commit_trim(kl_log *log) {
-    uint64_t tree_end = kl_tree_off(kl_tree_nodes(log->last.length));
+    uint64_t tree_end = kl_tree_bytes(log->last.length, log->tree_low);
     if (!log->failed && log->tree_file_size > tree_end) {
         int rc = log->io->v->truncate(log->io, log->tree_fd, tree_end);
         if (rc == 0) {

@@ -225,7 +225,7 @@ static int create_files(kl_io *io, const char *dir, const char *seg_dir, const k
         return kl_errf(kl_err_from_errno(-rc), "syncing %s: %s", seg_dir, strerror(-rc));
 
     uint8_t tree_hdr[KL_TREE_HEADER_BYTES];
-    kl_tree_header_encode(tree_hdr);
+    kl_tree_header_encode(tree_hdr, KL_TREE_LOW);
     char *tree = join(dir, "tree");
     rc = tree ? write_new_file(io, tree, tree_hdr, sizeof tree_hdr, 0644)
               : kl_errf(KL_ENOMEM, "paths");

@@ -218,6 +218,7 @@ struct kl_log {
     /* the signed Merkle tree (tree.h, hc.h) */
     char *tree_path;
     int tree_fd;
+    unsigned tree_low; /* the tree file stores nodes of this depth and up (tree.h) */
     kl_core_kind kind;
     uint8_t public_key[KL_PK_BYTES];
     uint8_t key[KL_HASH_BYTES];  /* the core key */

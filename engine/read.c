@@ -371,12 +371,60 @@ static int seg_for(kl_log *log, uint64_t index, kl_seg **out) {
     return rc;
 }
 
+/* Most blocks under a node the tree file does not keep. */
+#define LOW_SPAN_MAX (1u << (KL_TREE_LOW_MAX - 1))
+
+/*
+ * Node `index` when the tree file does not keep it (its depth is below
+ * log->tree_low): hashed from the at most 2^(low-1) blocks under it, each
+ * read and checked as kl_log_get reads it. 0, or a kl_error.
+ */
+static int node_from_blocks(kl_log *log, uint64_t index, kl_node *out) {
+    uint64_t a = kl_ft_left_span(index) / 2;
+    size_t n = (size_t)(kl_ft_right_span(index) / 2 - a + 1);
+    KL_ASSERT(n <= LOW_SPAN_MAX);
+    kl_node row[LOW_SPAN_MAX];
+    uint8_t small[4096];
+    uint8_t *buf = small;
+    size_t cap = sizeof small;
+    int rc = 0;
+    for (size_t j = 0; rc == 0 && j < n; j++) {
+        size_t size = 0;
+        rc = kl_log_get(log, a + j, buf, cap, &size);
+        if (rc == KL_ETOOSMALL) {
+            uint8_t *nb = malloc(size);
+            if (!nb) {
+                rc = kl_errf(KL_ENOMEM, "block of %zu bytes", size);
+                break;
+            }
+            if (buf != small)
+                free(buf);
+            buf = nb;
+            cap = size;
+            rc = kl_log_get(log, a + j, buf, cap, &size);
+        }
+        if (rc == 0)
+            kl_hc_leaf(a + j, buf, size, &row[j]);
+    }
+    if (buf != small)
+        free(buf);
+    if (rc < 0)
+        return kl_err_prefix(rc,
+                             "hashing tree node %llu from its blocks: ", (unsigned long long)index);
+    for (size_t w = n / 2; w > 0; w /= 2)
+        kl_hc_parent_row(row, w, row);
+    *out = row[0];
+    return 0;
+}
+
 int kl_node_src_get(void *ctx, uint64_t index, kl_node *out) {
     const kl_node_src *s = ctx;
     if (kl_tree_pos(index) >= kl_tree_nodes(s->length))
         return kl_errf(KL_ENOTFOUND, "tree node %llu is not in the tree of %llu blocks",
                        (unsigned long long)index, (unsigned long long)s->length);
-    return kl_tree_read(s->log->io, s->log->tree_fd, index, out);
+    if (!kl_tree_stored(index, s->log->tree_low))
+        return node_from_blocks(s->log, index, out);
+    return kl_tree_read(s->log->io, s->log->tree_fd, s->log->tree_low, index, out);
 }
 
 int kl_log_node(kl_log *log, uint64_t index, kl_node *out) {
@@ -432,21 +480,70 @@ static int zstd_block(kl_log *log, kl_seg *s, uint64_t pos, const kl_batch_hdr *
  * a zstd batch comes decompressed (raw) from a whole-batch check.
  */
 /*
- * Block k of an uncompressed batch whose chunk checksums refuse it: its bytes
- * are still served if they hash to the block's leaf in the tree file (a
- * 1 KiB chunk holds several small blocks; damage to one of them must not
- * take its neighbours down). 0, or KL_ECORRUPT.
+ * The leaf of block j, its bytes read without their chunk checks (the
+ * caller checks the leaves against the tree); segs_lock held. 0, or
+ * KL_ECORRUPT.
  */
-static int block_by_leaf(kl_log *log, const kl_seg *s, uint64_t pos, const kl_batch_hdr *h,
+static int unchecked_leaf(kl_log *log, uint64_t j, kl_node *leaf) {
+    kl_seg *s = NULL;
+    uint64_t pos = 0;
+    kl_batch_hdr h;
+    const uint8_t *data;
+    size_t n;
+    if (seg_for(log, j, &s) < 0 || locate(s, j, &pos, &h) < 0)
+        return KL_ECORRUPT;
+    uint32_t k = (uint32_t)(j - h.first_index);
+    if (h.codec == KL_CODEC_NONE) {
+        if (kl_batch_block(&h, kl_batch_stored(&h, s->map + pos), k, &data, &n) < 0)
+            return KL_ECORRUPT;
+        kl_hc_leaf(j, data, n, leaf);
+        return 0;
+    }
+    const uint8_t *raw = NULL;
+    pthread_mutex_lock(&log->zmu);
+    int rc = zstd_block(log, s, pos, &h, &raw) < 0 || kl_batch_block(&h, raw, k, &data, &n) < 0
+                 ? KL_ECORRUPT
+                 : 0;
+    if (rc == 0)
+        kl_hc_leaf(j, data, n, leaf);
+    pthread_mutex_unlock(&log->zmu);
+    return rc;
+}
+
+/*
+ * Block k of an uncompressed batch whose chunk checksums refuse it: its
+ * bytes are still served if, with the blocks beside it, they hash to the
+ * stored tree node of depth low over them (a 1 KiB chunk holds several
+ * small blocks; damage to one of them must not take the whole chunk down
+ * when the neighbours are intact). A block under no stored node yet (the
+ * last 2^low - 1 blocks at most) is not served this way. 0, or KL_ECORRUPT.
+ */
+static int block_by_tree(kl_log *log, const kl_seg *s, uint64_t pos, const kl_batch_hdr *h,
                          uint64_t index, const uint8_t **data, size_t *n) {
     const uint8_t *raw = kl_batch_stored(h, s->map + pos);
-    kl_node stored, leaf;
-    if (kl_batch_block(h, raw, (uint32_t)(index - h->first_index), data, n) < 0 ||
-        kl_tree_read(log->io, log->tree_fd, 2 * index, &stored) < 0)
+    if (kl_batch_block(h, raw, (uint32_t)(index - h->first_index), data, n) < 0)
         return KL_ECORRUPT;
-    kl_hc_leaf(index, *data, *n, &leaf);
-    return stored.size == *n && memcmp(stored.hash, leaf.hash, KL_HASH_BYTES) == 0 ? 0
-                                                                                   : KL_ECORRUPT;
+    unsigned low = log->tree_low;
+    uint64_t top = 2 * index;
+    for (unsigned d = 0; d < low; d++)
+        top = kl_ft_parent(top);
+    uint64_t a = kl_ft_left_span(top) / 2, count = UINT64_C(1) << low;
+    kl_node stored, row[2 * LOW_SPAN_MAX];
+    if (a + count > atomic_load_explicit(&log->length, memory_order_acquire) ||
+        kl_tree_read(log->io, log->tree_fd, low, top, &stored) < 0)
+        return KL_ECORRUPT;
+    for (uint64_t j = 0; j < count; j++) {
+        if (a + j == index)
+            kl_hc_leaf(index, *data, *n, &row[j]);
+        else if (unchecked_leaf(log, a + j, &row[j]) < 0)
+            return KL_ECORRUPT;
+    }
+    for (size_t w = (size_t)count / 2; w > 0; w /= 2)
+        kl_hc_parent_row(row, w, row);
+    return row[0].index == stored.index && row[0].size == stored.size &&
+                   memcmp(row[0].hash, stored.hash, KL_HASH_BYTES) == 0
+               ? 0
+               : KL_ECORRUPT;
 }
 
 static int copy_block(kl_log *log, kl_seg *s, uint64_t pos, const kl_batch_hdr *h,
@@ -456,7 +553,7 @@ static int copy_block(kl_log *log, kl_seg *s, uint64_t pos, const kl_batch_hdr *
     uint32_t k = (uint32_t)(index - h->first_index);
     int rc = raw ? kl_batch_block(h, raw, k, &data, &n)
                  : kl_batch_block_checked(h, s->map + pos, k, &data, &n);
-    if (rc < 0 && !raw && block_by_leaf(log, s, pos, h, index, &data, &n) == 0)
+    if (rc < 0 && !raw && block_by_tree(log, s, pos, h, index, &data, &n) == 0)
         rc = 0;
     if (rc < 0)
         return seg_error(s, pos, index, index + 1);

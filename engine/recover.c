@@ -138,18 +138,13 @@ static int open_tree(kl_log *log) {
     if (rc < 0)
         return kl_errf(rc == -ENOENT ? KL_ECORRUPT : kl_err_from_errno(-rc), "%s: %s",
                        log->tree_path, strerror(-rc));
-    uint8_t h[KL_TREE_HEADER_BYTES];
-    size_t got = 0;
-    rc = kl_io_pread(log->io, log->tree_fd, h, sizeof h, 0, &got);
-    if (rc < 0)
-        return kl_errf(kl_err_from_errno(-rc), "%s: %s", log->tree_path, strerror(-rc));
-    rc = kl_tree_header_check(h, got);
+    rc = kl_tree_header_read(log->io, log->tree_fd, &log->tree_low);
     return rc < 0 ? kl_err_prefix(rc, "%s: ", log->tree_path) : 0;
 }
 
 /* Cut the nodes past the accepted length; refuse if committed nodes are missing. */
 static int cut_tree(kl_log *log, const kl_slot *s) {
-    uint64_t size = 0, want = kl_tree_off(kl_tree_nodes(s->length));
+    uint64_t size = 0, want = kl_tree_bytes(s->length, log->tree_low);
     int rc = log->io->v->size(log->io, log->tree_fd, &size);
     if (rc < 0)
         return kl_errf(kl_err_from_errno(-rc), "%s: %s", log->tree_path, strerror(-rc));
@@ -312,8 +307,8 @@ static int span_checks_out(kl_log *log, const uint64_t *firsts, size_t n, const 
         return 0;
     if (c->kind != a->kind || memcmp(c->public_key, a->public_key, KL_PK_BYTES) != 0)
         return 0;
-    span_tree t = {.pos = kl_tree_nodes(a->length), .write = !log->readonly};
-    kl_treeb_init(&t.tb, a->roots, a->nroots, a->length);
+    span_tree t = {.pos = kl_tree_count(a->length, log->tree_low), .write = !log->readonly};
+    kl_treeb_init(&t.tb, a->roots, a->nroots, a->length, log->tree_low);
     t.cap = SPAN_FLUSH_BYTES;
     t.buf = malloc(t.cap);
     if (!t.buf)
@@ -509,8 +504,9 @@ static int extend_tail(kl_log *log, kl_slot *acc, uint64_t *grown) {
     *grown = 0;
     if (log->readonly || !log->has_sk)
         return 0;
-    span_tree t = {.pos = kl_tree_nodes(acc->length), .write = 1, .cap = SPAN_FLUSH_BYTES};
-    kl_treeb_init(&t.tb, acc->roots, acc->nroots, acc->length);
+    span_tree t = {
+        .pos = kl_tree_count(acc->length, log->tree_low), .write = 1, .cap = SPAN_FLUSH_BYTES};
+    kl_treeb_init(&t.tb, acc->roots, acc->nroots, acc->length, log->tree_low);
     seg_reader r;
     int rc = reader_open(log, &r, acc->active_segment);
     if (rc == 0 && !(t.buf = malloc(t.cap)))
@@ -767,7 +763,7 @@ int kl_recover(kl_log *log) {
     }
     if (grown)
         acc = &ext;
-    kl_treeb_init(&log->tb, acc->roots, acc->nroots, acc->length);
+    kl_treeb_init(&log->tb, acc->roots, acc->nroots, acc->length, log->tree_low);
     if (rc == 0 && !log->readonly)
         rc = cut_tree(log, acc);
     if (rc < 0) {

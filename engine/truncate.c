@@ -14,9 +14,9 @@
  * so a crash anywhere leaves either the old log (the record never became
  * complete) or the truncated one. A read-only open refuses to guess.
  *
- * The tree needs no rewriting: the nodes of the first n blocks are exactly
- * the first kl_tree_nodes(n) in the tree file, and the roots of n are
- * among them.
+ * The tree needs no rewriting: the stored nodes of the first n blocks are
+ * exactly the first kl_tree_count(n, low) in the tree file, and the roots
+ * of n are among them or hashed from the blocks under them (tree.h).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -421,9 +421,13 @@ int kl_truncate_redo(kl_log *log) {
         if (rc == 0) {
             int tfd = -1;
             int e = kl_io_open(log->io, log->tree_path, O_RDWR, 0, &tfd);
-            if (e == 0)
-                e = log->io->v->truncate(log->io, tfd, kl_tree_off(kl_tree_nodes(s1.length)));
-            if (e == 0) {
+            unsigned low = 0;
+            int hrc = e == 0 ? kl_tree_header_read(log->io, tfd, &low) : 0;
+            if (hrc < 0)
+                rc = kl_err_prefix(hrc, "%s: ", log->tree_path);
+            else if (e == 0)
+                e = log->io->v->truncate(log->io, tfd, kl_tree_bytes(s1.length, low));
+            if (e == 0 && hrc == 0) {
                 kl_io_op op = {.kind = KL_IO_OP_DATASYNC, .fd = tfd};
                 e = kl_io_submit(log->io, &op, 1);
             }

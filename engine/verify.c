@@ -3,12 +3,14 @@
  *
  * One pass in block order: each block is read through the iterator (its
  * batch checksums are checked there), its leaf is hashed and added to a
- * fresh tree, and every node that makes is compared with the node stored in
- * the tree file. Because the file keeps nodes in the order they are made
- * (tree.h), the stored nodes are read sequentially, in big chunks, beside
- * the blocks. At the end the rebuilt roots must be the signed ones. So a
- * flipped bit anywhere is named: in a block (its checksum, or its leaf), in
- * a node (the first node that differs), in a root or signature (the slot).
+ * fresh tree, and every node that makes which the tree file keeps (depth
+ * low and up, tree.h) is compared with the stored one. Because the file
+ * keeps nodes in the order they are made, the stored nodes are read
+ * sequentially, in big chunks, beside the blocks. At the end the rebuilt
+ * roots must be the signed ones. So a flipped bit anywhere is named: in a
+ * block (its checksum; or its leaf, as the blocks under the first stored
+ * node that differs), in a node (that node), in a root or signature (the
+ * slot).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,10 +82,13 @@ static int snapshot(kl_log *log, kl_slot **out) {
     return 0;
 }
 
-/* Compare block i's new nodes (k of them at made) with the stored ones from position pos. */
+/* Compare block i's new stored nodes (k of them at made) with the file's from position pos. */
 static int compare_nodes(node_reader *r, uint64_t i, const uint8_t *made, size_t k, uint64_t pos,
                          uint64_t *bad) {
-    uint64_t index = 2 * i;
+    unsigned low = r->log->tree_low;
+    uint64_t index = 2 * i; /* the stored ones are the chain's from depth low up */
+    for (unsigned d = 0; d < low && k > 0; d++)
+        index = kl_ft_parent(index);
     for (size_t j = 0; j < k; j++, index = kl_ft_parent(index)) {
         int rc = 0;
         const uint8_t *st = stored_node(r, pos + j, &rc);
@@ -95,11 +100,17 @@ static int compare_nodes(node_reader *r, uint64_t i, const uint8_t *made, size_t
             continue;
         uint64_t a = kl_ft_left_span(index) / 2, b = kl_ft_right_span(index) / 2;
         *bad = a;
-        if (j == 0)
+        if (j == 0 && low == 0)
             return kl_errf(KL_EVERIFY,
                            "block %llu does not match the tree: its leaf (node %llu) in %s "
                            "differs from the hash of its bytes",
                            (unsigned long long)i, (unsigned long long)index, r->log->tree_path);
+        if (j == 0)
+            return kl_errf(KL_EVERIFY,
+                           "blocks %llu..%llu do not match the tree: node %llu over them in %s "
+                           "differs from the hash of their bytes (a block or the node is wrong)",
+                           (unsigned long long)a, (unsigned long long)b, (unsigned long long)index,
+                           r->log->tree_path);
         return kl_errf(KL_EVERIFY, "tree node %llu (over blocks %llu..%llu) in %s is wrong",
                        (unsigned long long)index, (unsigned long long)a, (unsigned long long)b,
                        r->log->tree_path);
@@ -109,12 +120,12 @@ static int compare_nodes(node_reader *r, uint64_t i, const uint8_t *made, size_t
 
 static int verify_blocks(kl_log *log, const kl_slot *st, kl_progress_fn progress, void *ctx,
                          uint64_t *bad) {
-    node_reader r = {.log = log, .total = kl_tree_nodes(st->length)};
+    node_reader r = {.log = log, .total = kl_tree_count(st->length, log->tree_low)};
     r.buf = malloc((size_t)CHUNK_NODES * KL_TREE_NODE_BYTES);
     kl_iter *it = NULL;
     int rc = r.buf ? kl_iter_open(log, 0, st->length, &it) : kl_errf(KL_ENOMEM, "verify");
     kl_treeb tb;
-    kl_treeb_init(&tb, NULL, 0, 0);
+    kl_treeb_init(&tb, NULL, 0, 0, log->tree_low);
     uint8_t made[KL_TREEB_MAX_NEW * KL_TREE_NODE_BYTES];
     uint64_t pos = 0;
     /* After the iterator refuses a batch, blocks are read one by one (each read checks only

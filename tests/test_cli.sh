@@ -579,10 +579,12 @@ test_signed_core() {
         ': 2000 blocks \([0-9]+ bytes\), fork 0: every block, tree node and the signature hold' \
         "$T/out"
     cp -R "$log" "$T/core-bad"
-    # the leaf of block 5: node 10 is at 64 + 40 x (2 x 5 - popcount(5)) (docs/FORMAT.md, "tree")
-    flip_byte "$T/core-bad/tree" $((64 + 40 * 8 + 3))
+    # the tree file's first node is node 15, over blocks 0..15 (docs/FORMAT.md, "tree"); the
+    # second is node 47, over blocks 16..31
+    flip_byte "$T/core-bad/tree" $((64 + 40 + 3))
     run verify "$T/core-bad"
-    expect_error 1 "first bad block 5: .*leaf" "verify a log with a damaged leaf"
+    expect_error 1 "first bad block 16: blocks 16..31 do not match the tree: node 47" \
+        "verify a log with a damaged tree node"
     # truncate: refusals change nothing.
     before=$(signed_state "$log")
     run truncate "$log" 2001

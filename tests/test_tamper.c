@@ -8,8 +8,11 @@
  * thing, opens the copy read-only (as `kappalog verify` does: a writable
  * open would cut or rewrite what it cannot trust) and checks
  *   - kl_log_verify returns KL_ECORRUPT or KL_EVERIFY and *bad_block is
- *     the block whose bytes or leaf are bad, the first block under a bad
- *     parent node, or UINT64_MAX for a header slot;
+ *     the block whose bytes are bad (or, when a damaged 1 KiB chunk also
+ *     holds some of the 15 other blocks under its lowest stored tree node,
+ *     the first of those: none of them can be checked apart), the first
+ *     block under a bad tree node or under the lowest stored node over a
+ *     forged block, or UINT64_MAX for a header slot;
  *   - kl_log_get and iteration never serve wrong bytes: a block whose
  *     stored bytes are damaged is reported, every block outside the damaged
  *     batch is served as appended;
@@ -17,7 +20,8 @@
  *     the intact log).
  * The damage: a block's bytes in a sealed and in the active segment; the
  * same with the batch's checksums recomputed (a forger's edit only the tree
- * can catch); a leaf's hash and size and two parent nodes in the tree file;
+ * can catch); the hash and the size of nodes of the lowest stored depth
+ * (over 16 blocks) and two higher nodes in the tree file;
  * a root and the signature in the accepted header slot (its checksum then
  * fails), the same with the slot checksum recomputed (only the signature
  * can catch it), in both slots at once, and in the older slot.
@@ -215,10 +219,12 @@ static int cli_verify(const char *dir, char *out, size_t cap) {
 
 typedef struct expect {
     const char *what;
-    int code;           /* KL_ECORRUPT or KL_EVERIFY from kl_log_verify */
-    uint64_t bad_block; /* what verify must name (UINT64_MAX: a header slot) */
-    const char *says;   /* in verify's context */
-    uint64_t length;    /* the read-only open's length */
+    int code;              /* KL_ECORRUPT or KL_EVERIFY from kl_log_verify */
+    uint64_t bad_block;    /* what verify must name (UINT64_MAX: a header slot) */
+    uint64_t bad_earliest; /* with `group`: verify may name a block from here to bad_block */
+    int group;
+    const char *says; /* in verify's context */
+    uint64_t length;  /* the read-only open's length */
     /* blocks whose stored bytes are damaged: [bad_from, bad_to) must not be served;
        blocks in [may_from, may_to) may be refused too (they share checksummed chunks) */
     uint64_t bad_from, bad_to, may_from, may_to;
@@ -312,7 +318,7 @@ static void expect_damage_found(const expect *e) {
         fail_msg("%s: kappalog verify named a block for a header slot: %s", e->what, out);
     }
     /* last, so that everything above is checked even where this is wrong */
-    if (bad != e->bad_block)
+    if (e->group ? bad < e->bad_earliest || bad > e->bad_block : bad != e->bad_block)
         fail_msg("%s: verify named first bad block %lld, expected %lld (%s)", e->what,
                  (long long)bad, (long long)e->bad_block, ctx);
 }
@@ -347,9 +353,13 @@ static void flip_block(uint64_t j, const char *what) {
     tu_flip(seg, block_offset(fx.dir, j) + n / 2, 0x20);
     uint64_t bf, be;
     batch_of(j, &bf, &be);
+    /* the blocks of j's damaged chunk under its lowest stored node may stand or fall with it */
+    uint64_t group = j - j % (1u << KL_TREE_LOW);
     expect e = {.what = what,
                 .code = KL_ECORRUPT,
                 .bad_block = j,
+                .bad_earliest = group > bf ? group : bf,
+                .group = 1,
                 .length = RECORDS,
                 .bad_from = j,
                 .bad_to = j + 1,
@@ -453,10 +463,12 @@ static void test_a_block_forged_with_its_checksums_is_caught_by_the_tree(void **
     kl_log *log = tu_open_ro(fx.dir);
     uint64_t bad = 0;
     int rc = kl_log_verify(log, NULL, NULL, &bad);
-    if (rc != KL_EVERIFY || bad != j)
+    /* the tree names the blocks under the lowest stored node over j: its first one */
+    uint64_t group = j - j % (1u << KL_TREE_LOW);
+    if (rc != KL_EVERIFY || bad != group)
         fail_msg("forged block %llu: verify = %d, first bad block %lld: %s", (unsigned long long)j,
                  rc, (long long)bad, kl_log_last_error(log));
-    assert_non_null(strstr(kl_log_last_error(log), "leaf"));
+    assert_non_null(strstr(kl_log_last_error(log), "do not match the tree"));
     /* Reads check checksums, not the tree (docs/FORMAT.md, "Who checks what"): what they
        serve of the other blocks must still be right. */
     uint8_t got[MAX_REC + 8], want[MAX_REC + 8];
@@ -471,7 +483,7 @@ static void test_a_block_forged_with_its_checksums_is_caught_by_the_tree(void **
     assert_int_equal(kl_log_close(log), 0);
     char out[4096], w[64];
     assert_int_equal(cli_verify(fx.dir, out, sizeof out), 1);
-    snprintf(w, sizeof w, "first bad block %llu:", (unsigned long long)j);
+    snprintf(w, sizeof w, "first bad block %llu:", (unsigned long long)group);
     if (!strstr(out, w))
         fail_msg("kappalog verify printed '%s', expected '%s'", out, w);
 }
@@ -481,7 +493,7 @@ static void test_a_block_forged_with_its_checksums_is_caught_by_the_tree(void **
 static void flip_node(uint64_t index, uint64_t byte, const char *what) {
     char tree[4096];
     snprintf(tree, sizeof tree, "%s/tree", fx.dir);
-    tu_flip(tree, kl_tree_off(kl_tree_pos(index)) + byte, 0x01);
+    tu_flip(tree, kl_tree_off(kl_tree_spos(index, KL_TREE_LOW)) + byte, 0x01);
     expect e = {.what = what,
                 .code = KL_EVERIFY,
                 .bad_block = kl_ft_left_span(index) / 2,
@@ -492,22 +504,30 @@ static void flip_node(uint64_t index, uint64_t byte, const char *what) {
     expect_damage_found(&e);
 }
 
-static void test_a_flipped_leaf_hash_names_its_block(void **state) {
-    (void)state;
-    flip_node(2 * 1234, 7, "leaf hash");
+/* The lowest stored node over block j: depth KL_TREE_LOW, 16 blocks. */
+static uint64_t lowest_stored(uint64_t j) {
+    return kl_ft_index(KL_TREE_LOW, j >> KL_TREE_LOW);
 }
 
-static void test_a_flipped_leaf_size_names_its_block(void **state) {
+static void test_a_flipped_lowest_node_hash_names_its_first_block(void **state) {
     (void)state;
-    flip_node(2 * 2999, 32, "leaf size (the last block)");
+    flip_node(lowest_stored(1234), 7, "hash of the lowest node over block 1234");
+}
+
+static void test_a_flipped_lowest_node_size_names_its_first_block(void **state) {
+    (void)state;
+    /* the last node of the lowest stored depth: blocks 2976..2991 (2992.. are under none) */
+    uint64_t index = lowest_stored(2991);
+    assert_int_equal(kl_ft_left_span(index) / 2, 2976);
+    flip_node(index, 32, "size of the last lowest node");
 }
 
 static void test_a_flipped_parent_names_the_first_block_under_it(void **state) {
     (void)state;
-    /* depth 4 (16 blocks) in the middle: blocks 2208..2223 */
-    uint64_t index = kl_ft_index(4, 2208 / 16);
-    assert_int_equal(kl_ft_left_span(index) / 2, 2208);
-    flip_node(index, 19, "parent over blocks 2208..2223");
+    /* depth 6 (64 blocks) in the middle: blocks 2176..2239 */
+    uint64_t index = kl_ft_index(6, 2208 / 64);
+    assert_int_equal(kl_ft_left_span(index) / 2, 2176);
+    flip_node(index, 19, "parent over blocks 2176..2239");
 }
 
 static void test_a_flipped_full_root_in_the_tree_file_names_its_first_block(void **state) {
@@ -642,8 +662,8 @@ int main(void) {
         T(test_a_flipped_bit_in_the_active_segment_names_its_block),
         T(test_a_flipped_bit_in_the_first_block_of_a_batch_names_it),
         T(test_a_block_forged_with_its_checksums_is_caught_by_the_tree),
-        T(test_a_flipped_leaf_hash_names_its_block),
-        T(test_a_flipped_leaf_size_names_its_block),
+        T(test_a_flipped_lowest_node_hash_names_its_first_block),
+        T(test_a_flipped_lowest_node_size_names_its_first_block),
         T(test_a_flipped_parent_names_the_first_block_under_it),
         T(test_a_flipped_full_root_in_the_tree_file_names_its_first_block),
         T(test_a_flipped_root_in_the_accepted_slot_is_reported),

@@ -3,13 +3,17 @@
  * and the signed tree of a real log, against tests/data/hypercore/tree-1000.json
  * (a 1000-block core made by hypercore 11.37.1; see that directory's README).
  *
- * What this proves: kl_treeb emits every node of the vector's tree exactly
- * once, with the vector's hash and size, in the order of kl_tree_pos (one
- * contiguous run per block); its roots and tree hash at every checkpoint are
- * the vector's; a log fed the same blocks in the same batches has, at every
- * checkpoint, the vector's tree hash and signature, and its tree file holds
- * every vector node where kl_tree_pos says (read back with kl_log_node); the
- * tree file header is refused when damaged.
+ * What this proves: kl_treeb emits every node of the vector's tree that a
+ * file of its low stores (every node at low 0, depth 4 and up at the
+ * default) exactly once, with the vector's hash and size, in the order of
+ * kl_tree_spos (one contiguous run per block); its roots and tree hash at
+ * every checkpoint are the vector's; building many blocks at once makes the
+ * same bytes at every low; a log fed the same blocks in the same batches
+ * has, at every checkpoint, the vector's tree hash and signature, every
+ * vector node reads back (kl_log_node: stored ones from the file, lower
+ * ones hashed from the blocks) and the file is exactly its stored nodes; a
+ * log whose tree file is version 1 (every node) opens, verifies, grows and
+ * still verifies; the tree file header is refused when damaged.
  */
 #include "testutil.h"
 
@@ -17,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #include "engine/log_internal.h"
 #include "engine/tree.h"
@@ -52,13 +57,12 @@ static kl_node *vector_nodes(size_t *count) {
     return v;
 }
 
-static void test_builder_makes_every_node_in_file_order(void **state) {
-    (void)state;
+static void builder_makes_stored_nodes(unsigned low) {
     size_t count = 0;
     kl_node *want = vector_nodes(&count);
     assert_int_equal(count, kl_tree_nodes(1000));
     kl_treeb tb;
-    kl_treeb_init(&tb, NULL, 0, 0);
+    kl_treeb_init(&tb, NULL, 0, 0, low);
     uint8_t buf[64], made[KL_TREEB_MAX_NEW * KL_TREE_NODE_BYTES];
     uint64_t pos = 0;
     json_t *states = json_object_get(vec, "states");
@@ -66,16 +70,19 @@ static void test_builder_makes_every_node_in_file_order(void **state) {
     for (uint64_t i = 0; i < 1000; i++) {
         size_t k = kl_treeb_add_block(&tb, buf, block(i, buf), made);
         uint64_t index = 2 * i;
+        for (unsigned d = 0; d < low; d++)
+            index = kl_ft_parent(index);
         for (size_t j = 0; j < k; j++, index = kl_ft_parent(index)) {
-            /* the j-th node this block made is its leaf's j-th ancestor, at the next position */
-            assert_int_equal(kl_tree_pos(index), pos + j);
+            /* the j-th node stored is the leaf's (low + j)-th ancestor, at the next position */
+            assert_true(kl_tree_stored(index, low));
+            assert_int_equal(kl_tree_spos(index, low), pos + j);
             kl_node got;
             kl_tree_node_decode(made + j * KL_TREE_NODE_BYTES, index, &got);
             assert_int_equal(got.size, want[index].size);
             assert_memory_equal(got.hash, want[index].hash, KL_HASH_BYTES);
         }
         pos += k;
-        assert_int_equal(pos, kl_tree_nodes(i + 1));
+        assert_int_equal(pos, kl_tree_count(i + 1, low));
         json_t *st = json_array_get(states, next_state);
         if (st && tu_json_u64(st, "length") == i + 1) {
             uint8_t th[KL_HASH_BYTES], want_th[KL_HASH_BYTES];
@@ -88,7 +95,23 @@ static void test_builder_makes_every_node_in_file_order(void **state) {
         }
     }
     assert_int_equal(next_state, json_array_size(states));
+    /* the stored nodes are those of depth low and up, all of them */
+    uint64_t stored = 0;
+    for (uint64_t index = 0; index < 2000; index++)
+        stored += kl_ft_right_span(index) / 2 < 1000 && kl_tree_stored(index, low);
+    assert_int_equal(stored, kl_tree_count(1000, low));
     free(want);
+}
+
+static void test_builder_makes_every_node_in_file_order(void **state) {
+    (void)state;
+    builder_makes_stored_nodes(0);
+}
+
+static void test_builder_makes_the_stored_nodes_at_every_low(void **state) {
+    (void)state;
+    for (unsigned low = 1; low <= KL_TREE_LOW_MAX; low++)
+        builder_makes_stored_nodes(low);
 }
 
 /*
@@ -96,7 +119,7 @@ static void test_builder_makes_every_node_in_file_order(void **state) {
  * same bytes and roots as kl_treeb_add one block at a time, for trees of every
  * shape: starting lengths 0, powers of two and their neighbours and random
  * ones, appends of 1..3000 blocks, some of them after a few blocks added one
- * at a time.
+ * at a time; files storing every node, and from depths 1, 4 and 8 up.
  */
 static void test_spans_make_the_same_nodes(void **state) {
     (void)state;
@@ -109,14 +132,16 @@ static void test_spans_make_the_same_nodes(void **state) {
     uint8_t *one = malloc(cap), *two = malloc(cap);
     assert_true(hashes && blocks && rows && one && two);
     static const uint64_t starts[] = {0, 1, 2, 3, 7, 8, 9, 255, 256, 257, 1023, 1024, 4097};
+    static const unsigned lows[] = {0, 1, KL_TREE_LOW, 8};
     unsigned cases = 0;
     for (unsigned round = 0; round < 400; round++) {
+        unsigned low = lows[(round / 13) % 4];
         uint64_t start = round < 13 * 8 ? starts[round % 13] : tu_rand(&rng) % 70000;
         size_t n = 1 + (size_t)(tu_rand(&rng) % (round % 3 == 0 ? MAX_N : 600));
         size_t mine = round % 2 ? 0 : (size_t)(tu_rand(&rng) % n); /* added one at a time */
         /* the roots of a tree of `start` blocks (leaf hashes of a simple rule) */
         kl_treeb base_tb;
-        kl_treeb_init(&base_tb, NULL, 0, 0);
+        kl_treeb_init(&base_tb, NULL, 0, 0, low);
         uint8_t spill[KL_TREEB_MAX_NEW * KL_TREE_NODE_BYTES];
         for (uint64_t i = 0; i < start; i++) {
             uint8_t h[KL_HASH_BYTES];
@@ -129,7 +154,7 @@ static void test_spans_make_the_same_nodes(void **state) {
                 hashes[KL_HASH_BYTES * i + j] = (uint8_t)tu_rand(&rng);
             blocks[i].size = (size_t)(tu_rand(&rng) % 5000);
         }
-        uint64_t base = kl_tree_nodes(start), nodes = kl_tree_nodes(start + n) - base;
+        uint64_t base = kl_tree_count(start, low), nodes = kl_tree_count(start + n, low) - base;
         kl_treeb a = base_tb, b = base_tb;
         size_t k = 0;
         for (size_t i = 0; i < n; i++)
@@ -141,13 +166,14 @@ static void test_spans_make_the_same_nodes(void **state) {
         for (size_t i = 0; i < mine; i++)
             k2 += kl_treeb_add(&b, hashes + KL_HASH_BYTES * i, blocks[i].size,
                                two + KL_TREE_NODE_BYTES * k2);
-        assert_int_equal(k2, kl_tree_nodes(start + mine) - base);
+        assert_int_equal(k2, kl_tree_count(start + mine, low) - base);
         kl_node tops[KL_TREE_MAX_SPANS];
         size_t ntops = kl_tree_build_spans(blocks + mine, hashes + KL_HASH_BYTES * mine,
-                                           start + mine, start + n, base, two, rows, tops);
+                                           start + mine, start + n, low, base, two, rows, tops);
         size_t joined = kl_treeb_join(&b, tops, ntops, base, two);
-        /* every span's nodes plus the joining parents fill the rest */
-        assert_int_equal(k2 + 2 * (n - mine) - ntops + joined, nodes);
+        /* every span's nodes plus the joining parents fill the rest (all of them stored) */
+        if (low == 0)
+            assert_int_equal(k2 + 2 * (n - mine) - ntops + joined, nodes);
         assert_memory_equal(one, two, (size_t)nodes * KL_TREE_NODE_BYTES);
         assert_int_equal(b.length, start + n);
         assert_int_equal(b.n, a.n);
@@ -205,7 +231,7 @@ static void test_log_signs_every_checkpoint_like_hypercore(void **state) {
         assert_memory_equal(info.signature, sig, 68);
     }
     assert_int_equal(at, 1000);
-    /* every node is in the tree file where kl_tree_pos says; none past the tree */
+    /* every node reads back (stored or hashed from its blocks); none past the tree */
     for (uint64_t index = 0; index < 2000; index++) {
         kl_node got;
         int rc = kl_log_node(log, index, &got);
@@ -220,7 +246,7 @@ static void test_log_signs_every_checkpoint_like_hypercore(void **state) {
     assert_int_equal(kl_log_close(log), 0);
     char tree[4200];
     snprintf(tree, sizeof tree, "%s/tree", dir);
-    assert_int_equal(tu_file_size(tree), kl_tree_off(kl_tree_nodes(1000)));
+    assert_int_equal(tu_file_size(tree), kl_tree_bytes(1000, KL_TREE_LOW));
     /* reopened (recovery), it still verifies and still has the vector's signature */
     log = tu_open(dir);
     uint64_t bad = 0;
@@ -231,26 +257,111 @@ static void test_log_signs_every_checkpoint_like_hypercore(void **state) {
     free(want);
 }
 
+/*
+ * A log made before the tree file kept only the upper nodes: its tree file
+ * (version 1, every node) is what test_log_signs... reads back, written
+ * whole. It opens, verifies, takes more blocks (stored the version-1 way)
+ * and verifies again; a damaged leaf in it is still named by verify.
+ */
+static void test_version1_tree_file_still_works(void **state) {
+    (void)state;
+    char *tmp = tu_tmpdir("tree1");
+    char dir[4096], tree[4200];
+    snprintf(dir, sizeof dir, "%s/log", tmp);
+    snprintf(tree, sizeof tree, "%s/tree", dir);
+    kl_config cfg;
+    kl_config_default(&cfg);
+    assert_int_equal(kl_log_create(dir, &cfg), 0);
+    kl_log *log = tu_open(dir);
+    static uint8_t data[300 * 61];
+    kl_block blocks[300];
+    size_t off = 0;
+    for (uint64_t i = 0; i < 300; i++) {
+        size_t sz = block(i, data + off);
+        blocks[i] = (kl_block){data + off, sz};
+        off += sz;
+    }
+    assert_int_equal(kl_log_append(log, blocks, 100, NULL), 0);
+    /* the version-1 file: header, then every node in kl_tree_pos order */
+    size_t len = (size_t)kl_tree_off(kl_tree_nodes(100));
+    uint8_t *file = calloc(1, len);
+    assert_non_null(file);
+    memcpy(file, KL_TREE_MAGIC, 8);
+    kl_store32(file + 8, 1);
+    kl_store32(file + 12, KL_TREE_NODE_BYTES);
+    kl_store64(file + 56, XXH3_64bits(file, 56));
+    for (uint64_t index = 0; index < 200; index++) {
+        kl_node n;
+        if (kl_ft_right_span(index) / 2 >= 100)
+            continue;
+        assert_int_equal(kl_log_node(log, index, &n), 0);
+        kl_tree_node_encode(file + kl_tree_off(kl_tree_pos(index)), &n);
+    }
+    assert_int_equal(kl_log_close(log), 0);
+    FILE *f = fopen(tree, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(file, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+    log = tu_open(dir);
+    assert_int_equal(log->tree_low, 0);
+    assert_int_equal(kl_log_verify(log, NULL, NULL, NULL), 0);
+    assert_int_equal(kl_log_append(log, blocks + 100, 200, NULL), 0);
+    assert_int_equal(kl_log_close(log), 0);
+    assert_int_equal(tu_file_size(tree), kl_tree_off(kl_tree_nodes(300)));
+    log = tu_open(dir);
+    assert_int_equal(kl_log_verify(log, NULL, NULL, NULL), 0);
+    assert_int_equal(kl_log_close(log), 0);
+    /* a flipped leaf is named as a leaf, as before */
+    tu_flip(tree, kl_tree_off(kl_tree_pos(2 * 250)) + 3, 0x10);
+    log = tu_open(dir);
+    uint64_t bad = 0;
+    assert_int_equal(kl_log_verify(log, NULL, NULL, &bad), KL_EVERIFY);
+    assert_int_equal(bad, 250);
+    assert_non_null(strstr(kl_log_last_error(log), "leaf"));
+    assert_int_equal(kl_log_close(log), 0);
+    free(file);
+    tu_rmrf(tmp);
+    free(tmp);
+}
+
 static void test_tree_header_is_checked(void **state) {
     (void)state;
     uint8_t h[KL_TREE_HEADER_BYTES];
-    kl_tree_header_encode(h);
-    assert_int_equal(kl_tree_header_check(h, sizeof h), 0);
-    assert_int_equal(kl_tree_header_check(h, sizeof h - 1), KL_ECORRUPT);
+    unsigned low = 99;
+    kl_tree_header_encode(h, KL_TREE_LOW);
+    assert_int_equal(kl_tree_header_check(h, sizeof h, &low), 0);
+    assert_int_equal(low, KL_TREE_LOW);
+    assert_int_equal(kl_tree_header_check(h, sizeof h - 1, &low), KL_ECORRUPT);
     for (unsigned bit = 0; bit < 8 * KL_TREE_HEADER_BYTES; bit++) {
         h[bit / 8] ^= (uint8_t)(1u << (bit % 8));
-        if (kl_tree_header_check(h, sizeof h) != KL_ECORRUPT)
+        if (kl_tree_header_check(h, sizeof h, &low) != KL_ECORRUPT)
             fail_msg("flip of tree header bit %u was accepted", bit);
         h[bit / 8] ^= (uint8_t)(1u << (bit % 8));
     }
+    /* a low past KL_TREE_LOW_MAX is refused even with a good checksum */
+    kl_store32(h + 16, KL_TREE_LOW_MAX + 1);
+    kl_store64(h + 56, XXH3_64bits(h, 56));
+    assert_int_equal(kl_tree_header_check(h, sizeof h, &low), KL_ECORRUPT);
+    /* version 1 means every node; its bytes 16.. must be zero */
+    memset(h + 8, 0, 56);
+    kl_store32(h + 8, 1);
+    kl_store32(h + 12, KL_TREE_NODE_BYTES);
+    kl_store64(h + 56, XXH3_64bits(h, 56));
+    assert_int_equal(kl_tree_header_check(h, sizeof h, &low), 0);
+    assert_int_equal(low, 0);
+    kl_store32(h + 16, 4);
+    kl_store64(h + 56, XXH3_64bits(h, 56));
+    assert_int_equal(kl_tree_header_check(h, sizeof h, &low), KL_ECORRUPT);
 }
 
 int main(void) {
     vec = tu_vector("tree-1000.json");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_builder_makes_every_node_in_file_order),
+        cmocka_unit_test(test_builder_makes_the_stored_nodes_at_every_low),
         cmocka_unit_test(test_spans_make_the_same_nodes),
         cmocka_unit_test(test_log_signs_every_checkpoint_like_hypercore),
+        cmocka_unit_test(test_version1_tree_file_still_works),
         cmocka_unit_test(test_tree_header_is_checked),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

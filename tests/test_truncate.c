@@ -380,7 +380,7 @@ static int is_in(const uint64_t *list, size_t n, uint64_t v) {
 static void expect_truncated(const base *b, const char *dir, uint64_t n, uint64_t fork,
                              const tu_tree *t, const char *what) {
     char *tp = path_in(dir, "tree");
-    assert_int_equal(tu_file_size(tp), kl_tree_off(kl_tree_nodes(n)));
+    assert_int_equal(tu_file_size(tp), kl_tree_bytes(n, KL_TREE_LOW));
     free(tp);
     assert_false(exists(dir, "truncate.redo"));
     uint64_t segs[64];
