@@ -17,9 +17,10 @@
  * its length). Its files are read once before the first run, so every run
  * reads a page-cached log, as the read scenarios do.
  *
- * What a reader would get wrong: the tree file is about 80 bytes per block
- * (a leaf and a parent of 40 bytes each), so verify reads nearly twice the
- * log's payload: about 1.9 GB for the 1 GiB log.
+ * What a reader would get wrong: verify reads the tree file beside the
+ * blocks, 5 bytes per block (the nodes over 16 blocks and up; 80 in a
+ * version-1 tree file, which stores every node), so it reads about 1.1 GB
+ * for the 1 GiB log.
  */
 #include <fcntl.h>
 #include <ftw.h>

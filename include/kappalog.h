@@ -237,11 +237,13 @@ typedef void (*kl_progress_fn)(void *ctx, uint64_t done, uint64_t total);
 
 /*
  * Check the whole log against its signed tree: every block's checksums and
- * leaf hash, every node of the tree file, the roots and their signature, and
+ * leaf hash, every node the tree file stores, the roots and their signature, and
  * both header slots. 0 if all of it holds. Otherwise KL_ECORRUPT (bytes fail
  * a check) or KL_EVERIFY (the tree or signature does not match), the context
  * naming what failed, and *bad_block (if not NULL) the first block the damage
  * touches (UINT64_MAX if it is not in a block's data or tree: a header slot).
+ * A block changed together with its checksums is named as the first block
+ * under the lowest stored tree node over it (within 16 blocks of it).
  * `progress` (may be NULL) is called every few thousand blocks. Reads only.
  */
 KL_API int kl_log_verify(kl_log *log, kl_progress_fn progress, void *ctx, uint64_t *bad_block);
