@@ -50,9 +50,12 @@ int kl_ft_contains(uint64_t i, uint64_t j);
 size_t kl_ft_full_roots(uint64_t length, uint64_t out[KL_MAX_ROOTS]);
 
 /*
- * Where node i is stored in a tree file: nodes are kept in the order they
- * are made (post-order: a parent right after its right child), so a commit
- * of blocks [a, b) writes one contiguous run [kl_tree_pos(2a), kl_tree_nodes(b)).
+ * Node i's place among the nodes of a tree in the order they are made
+ * (post-order: a parent right after its right child), so the nodes that
+ * blocks [a, b) complete are one contiguous run [kl_tree_pos(2a),
+ * kl_tree_nodes(b)). A tree file that stores every node (low 0) keeps them
+ * so; one that stores depth low and up applies it to the smaller tree whose
+ * leaves are the depth-low nodes (tree.h, kl_tree_spos).
  */
 uint64_t kl_tree_pos(uint64_t i);
 /* Nodes in a tree of `length` blocks (leaves and completed parents). */

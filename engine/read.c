@@ -553,8 +553,14 @@ static int copy_block(kl_log *log, kl_seg *s, uint64_t pos, const kl_batch_hdr *
     uint32_t k = (uint32_t)(index - h->first_index);
     int rc = raw ? kl_batch_block(h, raw, k, &data, &n)
                  : kl_batch_block_checked(h, s->map + pos, k, &data, &n);
-    if (rc < 0 && !raw && block_by_tree(log, s, pos, h, index, &data, &n) == 0)
-        rc = 0;
+    if (rc < 0 && !raw) {
+        char why[256]; /* the block's own check failed: that is what an error says */
+        snprintf(why, sizeof why, "%s", kl_err_thread());
+        if (block_by_tree(log, s, pos, h, index, &data, &n) == 0)
+            rc = 0;
+        else
+            kl_errf(KL_ECORRUPT, "%s", why);
+    }
     if (rc < 0)
         return seg_error(s, pos, index, index + 1);
     *size = n;

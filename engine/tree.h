@@ -3,7 +3,7 @@
  *
  * The file holds the nodes of the Merkle tree of depth `low` and up (the
  * file's header says which low; version 1 files have low 0, every node):
- * node i is the 40 bytes (hash, u64 size) at kl_tree_node_off(i, low), in
+ * node i is the 40 bytes (hash, u64 size) at kl_tree_off(kl_tree_spos(i, low)), in
  * the order nodes are made, so one commit writes one contiguous run at the
  * end and a stored node is one read away (docs/FORMAT.md, "tree"). A node
  * below low covers at most 2^(low-1) blocks and is hashed from them when

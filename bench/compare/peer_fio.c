@@ -48,8 +48,8 @@
 #define FIO_ARGS      24
 #define FIO_NO_FIGURE (-1.0)
 
-static char fio_bin[4096], fio_version[64];
-static volatile pid_t fio_pid; /* the running fio, for on_signal; 0 if none */
+static char fio_bin[4096], fio_version[128]; /* the whole --version line read below */
+static volatile pid_t fio_pid;               /* the running fio, for on_signal; 0 if none */
 static struct sigaction old_int, old_term;
 
 /* What one fio run reported. */
