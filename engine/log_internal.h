@@ -346,6 +346,8 @@ void kl_seg_note(kl_seg *s, uint64_t rel, uint64_t pos, uint64_t ts_ms);
 
 /* Node `index` of the committed tree (tree.c's file, read with pread). */
 int kl_log_node(kl_log *log, uint64_t index, kl_node *out);
+/* kl_log_get into *buf (malloc'ed, *cap bytes), grown to the block's size if it must be. */
+int kl_log_get_grow(kl_log *log, uint64_t index, uint8_t **buf, size_t *cap, size_t *size);
 
 /* The nodes of the tree of `length` blocks, as a proof's node getter (ctx: a kl_node_src). */
 typedef struct kl_node_src {

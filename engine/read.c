@@ -374,6 +374,24 @@ static int seg_for(kl_log *log, uint64_t index, kl_seg **out) {
 /* Most blocks under a node the tree file does not keep. */
 #define LOW_SPAN_MAX (1u << (KL_TREE_LOW_MAX - 1))
 
+int kl_log_get_grow(kl_log *log, uint64_t index, uint8_t **buf, size_t *cap, size_t *size) {
+    int rc = kl_log_get(log, index, *buf, *cap, size);
+    if (rc != KL_ETOOSMALL)
+        return rc;
+    uint8_t *nb = realloc(*buf, *size);
+    if (!nb)
+        return kl_errf(KL_ENOMEM, "block of %zu bytes", *size);
+    *buf = nb;
+    *cap = *size;
+    return kl_log_get(log, index, *buf, *cap, size);
+}
+
+/* The leaves of a complete subtree (n, a power of two) folded into its top, row[0]. */
+static void fold_row(kl_node *row, size_t n) {
+    for (size_t w = n / 2; w > 0; w /= 2)
+        kl_hc_parent_row(row, w, row);
+}
+
 /*
  * Node `index` when the tree file does not keep it (its depth is below
  * log->tree_low): hashed from the at most 2^(low-1) blocks under it, each
@@ -384,35 +402,17 @@ static int node_from_blocks(kl_log *log, uint64_t index, kl_node *out) {
     size_t n = (size_t)(kl_ft_right_span(index) / 2 - a + 1);
     KL_ASSERT(n <= LOW_SPAN_MAX);
     kl_node row[LOW_SPAN_MAX];
-    uint8_t small[4096];
-    uint8_t *buf = small;
-    size_t cap = sizeof small;
-    int rc = 0;
-    for (size_t j = 0; rc == 0 && j < n; j++) {
-        size_t size = 0;
-        rc = kl_log_get(log, a + j, buf, cap, &size);
-        if (rc == KL_ETOOSMALL) {
-            uint8_t *nb = malloc(size);
-            if (!nb) {
-                rc = kl_errf(KL_ENOMEM, "block of %zu bytes", size);
-                break;
-            }
-            if (buf != small)
-                free(buf);
-            buf = nb;
-            cap = size;
-            rc = kl_log_get(log, a + j, buf, cap, &size);
-        }
-        if (rc == 0)
+    size_t cap = 4096, size = 0;
+    uint8_t *buf = malloc(cap);
+    int rc = buf ? 0 : kl_errf(KL_ENOMEM, "hashing tree node %llu", (unsigned long long)index);
+    for (size_t j = 0; rc == 0 && j < n; j++)
+        if ((rc = kl_log_get_grow(log, a + j, &buf, &cap, &size)) == 0)
             kl_hc_leaf(a + j, buf, size, &row[j]);
-    }
-    if (buf != small)
-        free(buf);
+    free(buf);
     if (rc < 0)
         return kl_err_prefix(rc,
                              "hashing tree node %llu from its blocks: ", (unsigned long long)index);
-    for (size_t w = n / 2; w > 0; w /= 2)
-        kl_hc_parent_row(row, w, row);
+    fold_row(row, n);
     *out = row[0];
     return 0;
 }
@@ -524,9 +524,7 @@ static int block_by_tree(kl_log *log, const kl_seg *s, uint64_t pos, const kl_ba
     if (kl_batch_block(h, raw, (uint32_t)(index - h->first_index), data, n) < 0)
         return KL_ECORRUPT;
     unsigned low = log->tree_low;
-    uint64_t top = 2 * index;
-    for (unsigned d = 0; d < low; d++)
-        top = kl_ft_parent(top);
+    uint64_t top = kl_ft_index(low, index >> low); /* the block's lowest stored ancestor */
     uint64_t a = kl_ft_left_span(top) / 2, count = UINT64_C(1) << low;
     kl_node stored, row[2 * LOW_SPAN_MAX];
     if (a + count > atomic_load_explicit(&log->length, memory_order_acquire) ||
@@ -538,8 +536,7 @@ static int block_by_tree(kl_log *log, const kl_seg *s, uint64_t pos, const kl_ba
         else if (unchecked_leaf(log, a + j, &row[j]) < 0)
             return KL_ECORRUPT;
     }
-    for (size_t w = (size_t)count / 2; w > 0; w /= 2)
-        kl_hc_parent_row(row, w, row);
+    fold_row(row, (size_t)count);
     return row[0].index == stored.index && row[0].size == stored.size &&
                    memcmp(row[0].hash, stored.hash, KL_HASH_BYTES) == 0
                ? 0

@@ -55,15 +55,7 @@ static const uint8_t *stored_node(node_reader *r, uint64_t pos, int *rc) {
 /* Block i on its own (kl_log_get): 1 and *rec, or an error. */
 static int read_block(kl_log *log, uint64_t i, uint8_t **buf, size_t *cap, kl_record *rec) {
     size_t size = 0;
-    int rc = kl_log_get(log, i, *buf, *cap, &size);
-    if (rc == KL_ETOOSMALL) {
-        uint8_t *nb = realloc(*buf, size);
-        if (!nb)
-            return kl_errf(KL_ENOMEM, "block of %zu bytes", size);
-        *buf = nb;
-        *cap = size;
-        rc = kl_log_get(log, i, *buf, *cap, &size);
-    }
+    int rc = kl_log_get_grow(log, i, buf, cap, &size);
     if (rc < 0)
         return rc;
     rec->index = i;
@@ -86,9 +78,7 @@ static int snapshot(kl_log *log, kl_slot **out) {
 static int compare_nodes(node_reader *r, uint64_t i, const uint8_t *made, size_t k, uint64_t pos,
                          uint64_t *bad) {
     unsigned low = r->log->tree_low;
-    uint64_t index = 2 * i; /* the stored ones are the chain's from depth low up */
-    for (unsigned d = 0; d < low && k > 0; d++)
-        index = kl_ft_parent(index);
+    uint64_t index = kl_ft_index(low, i >> low); /* the stored ones: the chain's from depth low */
     for (size_t j = 0; j < k; j++, index = kl_ft_parent(index)) {
         int rc = 0;
         const uint8_t *st = stored_node(r, pos + j, &rc);
