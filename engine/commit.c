@@ -427,11 +427,24 @@ static void pay_wake(kl_log *log) {
 }
 
 /*
+ * While a writer's segment syncs (tree_step beside kl_io_start), the Merkle
+ * work gives its CPU up after about this many blocks. The kernel often
+ * queues the io_uring worker that runs the sync on the committer's CPU, and
+ * there it waits for the committer's time slice, so the sync and the hashing
+ * ran one after the other (a commit of 1,000 x 100 B: about 330 us of sync
+ * and 160 us of hashing took 495 us together, as long as the two in a row).
+ * A sched_yield costs about a microsecond when nothing waits. Pieces of 64
+ * did better than 16, 32, 256 or 1,024 (bench/compare/ANALYSIS.md).
+ */
+#define YIELD_BLOCKS 64u
+
+/*
  * Add the buffer's leaves to the tree (commit role, without mu): the new
  * nodes go to log->treebuf, the new roots to st, and with `sign` their
- * signature too (else st is left unsigned, sig_len 0).
+ * signature too (else st is left unsigned, sig_len 0). The leaves left to
+ * the commit are hashed here; with `yield` the CPU is given up on the way.
  */
-static int build_tree(kl_log *log, const kl_commit_buf *b, kl_slot *st, int sign,
+static int build_tree(kl_log *log, kl_commit_buf *b, kl_slot *st, int sign, int yield,
                       size_t *tree_bytes) {
     uint64_t base = kl_tree_count(b->start_index, log->tree_low);
     uint64_t nodes = kl_tree_count(b->end_index, log->tree_low) - base;
@@ -456,14 +469,35 @@ static int build_tree(kl_log *log, const kl_commit_buf *b, kl_slot *st, int sign
         log->tree_rows_cap = cap;
     }
     KL_ASSERT(log->tb.length == b->start_index);
-    /* each append's blocks as complete subtrees, joined to the roots (tree.h) */
+    /*
+     * Each append's blocks as complete subtrees, joined to the roots
+     * (tree.h); with `yield`, in pieces that end on a multiple of
+     * YIELD_BLOCKS, the CPU given up between them. A piece's spans are
+     * spans of the whole (they end where the piece does, on an aligned
+     * boundary), so the nodes are the same either way.
+     */
+    uint64_t since_yield = 0;
     for (size_t j = 0; j < b->nleaves; j++) {
-        const kl_leaf_job *lj = &b->leaves[j];
-        kl_node tops[KL_TREE_MAX_SPANS];
-        uint64_t first = log->tb.length;
-        size_t n = kl_tree_build_spans(lj->blocks, lj->hashes, first, first + lj->count,
-                                       log->tree_low, base, log->treebuf, log->tree_rows, tops);
-        kl_treeb_join(&log->tb, tops, n, base, log->treebuf);
+        kl_leaf_job *lj = &b->leaves[j];
+        uint64_t first = log->tb.length, end = first + lj->count;
+        for (uint64_t a = first; a < end;) {
+            uint64_t e = yield ? KL_MIN(end, (a / YIELD_BLOCKS + 1) * YIELD_BLOCKS) : end;
+            const kl_block *blocks = lj->blocks + (a - first);
+            uint8_t *hashes = lj->hashes + (a - first) * KL_HASH_BYTES;
+            if (lj->deferred)
+                kl_tree_hash_leaves(blocks, (size_t)(e - a), hashes);
+            kl_node tops[KL_TREE_MAX_SPANS];
+            size_t n = kl_tree_build_spans(blocks, hashes, a, e, log->tree_low, base, log->treebuf,
+                                           log->tree_rows, tops);
+            kl_treeb_join(&log->tb, tops, n, base, log->treebuf);
+            since_yield += e - a;
+            if (yield && since_yield >= YIELD_BLOCKS) {
+                sched_yield();
+                since_yield = 0;
+            }
+            a = e;
+        }
+        lj->deferred = 0;
     }
     KL_ASSERT(log->tb.length == b->end_index);
     *tree_bytes = (size_t)nodes * KL_TREE_NODE_BYTES;
@@ -471,8 +505,11 @@ static int build_tree(kl_log *log, const kl_commit_buf *b, kl_slot *st, int sign
     memcpy(st->roots, log->tb.roots, log->tb.n * sizeof *st->roots);
     st->sig_len = 0;
     memset(st->sig, 0, sizeof st->sig);
-    if (sign)
+    if (sign) {
+        if (yield && since_yield > 0)
+            sched_yield();
         kl_commit_sign(log, st);
+    }
     return 0;
 }
 
@@ -482,16 +519,10 @@ static int build_tree(kl_log *log, const kl_commit_buf *b, kl_slot *st, int sign
  * writer's under `always`, or a replica's from its peer, which must match
  * (*bad_tree otherwise).
  */
-static int tree_step(kl_log *log, kl_commit_buf *b, kl_slot *st, int sync, size_t *tree_bytes,
-                     int *bad_tree, const char **what) {
+static int tree_step(kl_log *log, kl_commit_buf *b, kl_slot *st, int sync, int yield,
+                     size_t *tree_bytes, int *bad_tree, const char **what) {
     *what = "building the tree";
-    for (size_t j = 0; j < b->nleaves; j++) {
-        kl_leaf_job *lj = &b->leaves[j];
-        if (lj->deferred)
-            kl_tree_hash_leaves(lj->blocks, lj->count, lj->hashes);
-        lj->deferred = 0;
-    }
-    int rc = build_tree(log, b, st, sync && log->has_sk, tree_bytes);
+    int rc = build_tree(log, b, st, sync && log->has_sk, yield, tree_bytes);
     if (rc == 0 && !log->has_sk && replica_sign(log, st) < 0) {
         *bad_tree = 1;
         rc = KL_EVERIFY;
@@ -517,7 +548,7 @@ static int commit_io(kl_log *log, kl_commit_buf *b, kl_slot *st, int slot, int s
     size_t tree_bytes = 0;
     if (!overlap)
         pay_wake(log);
-    int rc = overlap ? 0 : tree_step(log, b, st, sync, &tree_bytes, bad_tree, what);
+    int rc = overlap ? 0 : tree_step(log, b, st, sync, 0, &tree_bytes, bad_tree, what);
     if (rc < 0)
         return rc;
     if (b->new_segment) {
@@ -606,7 +637,7 @@ static int commit_io(kl_log *log, kl_commit_buf *b, kl_slot *st, int slot, int s
         pay_wake(log);
         if (rc < 0)
             return kl_io_finish(log->io);
-        rc = tree_step(log, b, st, sync, &tree_bytes, bad_tree, what);
+        rc = tree_step(log, b, st, sync, kl_io_async(log->io), &tree_bytes, bad_tree, what);
         if (rc < 0) {
             kl_io_finish(log->io); /* the batches' I/O is in flight: wait for it */
             return rc;
