@@ -472,9 +472,9 @@ static int build_tree(kl_log *log, kl_commit_buf *b, kl_slot *st, int sign, int 
     /*
      * Each append's blocks as complete subtrees, joined to the roots
      * (tree.h); with `yield`, in pieces that end on a multiple of
-     * YIELD_BLOCKS, the CPU given up between them. A piece's spans are
-     * spans of the whole (they end where the piece does, on an aligned
-     * boundary), so the nodes are the same either way.
+     * YIELD_BLOCKS, the CPU given up between them. Where the blocks are
+     * cut does not change a node: kl_treeb_join makes the parents that
+     * join the pieces' spans, as it does for the appends of one commit.
      */
     uint64_t since_yield = 0;
     for (size_t j = 0; j < b->nleaves; j++) {

@@ -143,6 +143,7 @@ static inline int kl_io_start(kl_io *io, kl_io_op *ops, int n) {
         io->started_rc = rc;
     return rc;
 }
+
 /* Whether kl_io_start returns while its ops run (else it runs them before it returns). */
 static inline int kl_io_async(const kl_io *io) {
     return io->v->start != NULL;
