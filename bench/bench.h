@@ -171,6 +171,7 @@ uint64_t disk_free_bytes(const char *dir);
 /* A /proc/meminfo field ("MemTotal", "MemFree", ...) in bytes; 0 if unreadable. */
 uint64_t meminfo_bytes(const char *key);
 void settle(const char *dir);
+void sleep_seconds(double s); /* the whole of it, through signals */
 
 /* CPU used by other processes during a run (cpu.c). */
 typedef struct cpu_mark {
@@ -236,6 +237,9 @@ void name_pattern(char *out, size_t cap, size_t record_bytes, size_t batch);
 void ceilings_print(void);
 void bench_append(const bench_opts *o); /* the ceilings and the appends, paired */
 void bench_concurrency(const bench_opts *o);
+/* The group commit ceiling at this many threads (group.c), or NULL if not wanted. */
+bench_result *ceiling_group(const bench_opts *o, const bench_pool *p, int threads);
+void name_ceiling_group(char *out, size_t cap, int threads, size_t record_bytes);
 void bench_reads(const bench_opts *o); /* sequential read and random get */
 void bench_open(const bench_opts *o);
 void bench_follow(const bench_opts *o);      /* append-to-visible latency of followers */

@@ -109,6 +109,12 @@ void settle(const char *dir) {
     close(fd);
 }
 
+void sleep_seconds(double s) {
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
 uint64_t disk_free_bytes(const char *dir) {
     struct statvfs sv;
     if (statvfs(dir, &sv) < 0)
