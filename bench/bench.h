@@ -237,6 +237,14 @@ void name_pattern(char *out, size_t cap, size_t record_bytes, size_t batch);
 void ceilings_print(void);
 void bench_append(const bench_opts *o); /* the ceilings and the appends, paired */
 void bench_concurrency(const bench_opts *o);
+/*
+ * n threads call `append` (one single record of the pool, 0 or -1 to stop)
+ * as fast as it returns, for o->conc_s: their total and latencies into run
+ * and h (concurrency.c; group.c's ceiling uses it too).
+ */
+typedef int (*conc_append_fn)(void *target, const bench_pool *p, unsigned variant);
+void conc_threads(const bench_opts *o, const bench_pool *p, int n, conc_append_fn append,
+                  void *target, bench_run *run, bench_hist *h);
 /* The group commit ceiling at this many threads (group.c), or NULL if not wanted. */
 bench_result *ceiling_group(const bench_opts *o, const bench_pool *p, int threads);
 void name_ceiling_group(char *out, size_t cap, int threads, size_t record_bytes);

@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "bench.h"
 
@@ -26,7 +25,8 @@ static const int thread_counts[] = {1, 2, 4, 8, 16, 32, 64};
 
 typedef struct worker {
     pthread_t tid;
-    kl_log *log;
+    conc_append_fn append;
+    void *target;
     const bench_pool *pool;
     pthread_barrier_t *go;
     atomic_int *stop;
@@ -40,9 +40,8 @@ static void *worker_main(void *arg) {
     pthread_barrier_wait(w->go);
     uint64_t t = now_ns();
     while (!atomic_load_explicit(w->stop, memory_order_relaxed)) {
-        int rc = kl_log_append(w->log, pool_batch_blocks(w->pool, w->variant++), 1, NULL);
-        if (rc < 0)
-            die_kl("kl_log_append", rc);
+        if (w->append(w->target, w->pool, w->variant++) < 0)
+            break;
         uint64_t t1 = now_ns();
         hist_add(&w->hist, t1 - t);
         t = t1;
@@ -52,17 +51,20 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
-static void conc_run(const bench_opts *o, bench_result *r, const bench_pool *p, int n) {
-    char path[4096];
-    path_join(path, sizeof path, o->dir, "concurrency-log");
-    kl_log *log = bench_log_fresh(o, path, KL_FSYNC_ALWAYS);
+void conc_threads(const bench_opts *o, const bench_pool *p, int n, conc_append_fn append,
+                  void *target, bench_run *run, bench_hist *h) {
     worker *ws = calloc((size_t)n, sizeof *ws);
     pthread_barrier_t go;
     atomic_int stop = 0;
     if (!ws || pthread_barrier_init(&go, NULL, (unsigned)n + 1) != 0)
         die("out of memory for %d threads", n);
     for (int i = 0; i < n; i++) {
-        ws[i] = (worker){.log = log, .pool = p, .go = &go, .stop = &stop, .variant = (unsigned)i};
+        ws[i] = (worker){.append = append,
+                         .target = target,
+                         .pool = p,
+                         .go = &go,
+                         .stop = &stop,
+                         .variant = (unsigned)i};
         hist_reset(&ws[i].hist);
         if (pthread_create(&ws[i].tid, NULL, worker_main, &ws[i]) != 0)
             die("cannot start thread %d", i);
@@ -73,21 +75,38 @@ static void conc_run(const bench_opts *o, bench_result *r, const bench_pool *p, 
     uint64_t start = now_ns(), last = start;
     sleep_seconds(o->conc_s);
     atomic_store(&stop, 1);
-    bench_run run = {0};
-    bench_hist *h = malloc(sizeof *h);
-    if (!h)
-        die("out of memory");
+    *run = (bench_run){0};
     hist_reset(h);
     for (int i = 0; i < n; i++) {
         pthread_join(ws[i].tid, NULL);
-        run.ops += ws[i].appends;
+        run->ops += ws[i].appends;
         last = ws[i].end_ns > last ? ws[i].end_ns : last;
         hist_merge(h, &ws[i].hist);
     }
-    run.records = run.ops;
-    run.bytes = run.ops * p->record_bytes;
-    run.seconds = (double)(last - start) / 1e9;
-    run.other_cpu_s = cpu_other_s(&cpu);
+    run->records = run->ops;
+    run->bytes = run->ops * p->record_bytes;
+    run->seconds = (double)(last - start) / 1e9;
+    run->other_cpu_s = cpu_other_s(&cpu);
+    pthread_barrier_destroy(&go);
+    free(ws);
+}
+
+static int log_append_one(void *target, const bench_pool *p, unsigned variant) {
+    int rc = kl_log_append(target, pool_batch_blocks(p, variant), 1, NULL);
+    if (rc < 0)
+        die_kl("kl_log_append", rc);
+    return 0;
+}
+
+static void conc_run(const bench_opts *o, bench_result *r, const bench_pool *p, int n) {
+    char path[4096];
+    path_join(path, sizeof path, o->dir, "concurrency-log");
+    kl_log *log = bench_log_fresh(o, path, KL_FSYNC_ALWAYS);
+    bench_run run;
+    bench_hist *h = malloc(sizeof *h);
+    if (!h)
+        die("out of memory");
+    conc_threads(o, p, n, log_append_one, log, &run, h);
     if (kl_log_length(log) != run.records)
         die("%s: the log has %llu records, %llu were acknowledged", r->name,
             (unsigned long long)kl_log_length(log), (unsigned long long)run.records);
@@ -96,8 +115,6 @@ static void conc_run(const bench_opts *o, bench_result *r, const bench_pool *p, 
         die_kl("kl_log_close", rc);
     rm_rf(path);
     settle(o->dir);
-    pthread_barrier_destroy(&go);
-    free(ws);
     result_add_run(r, &run, h);
     free(h);
 }

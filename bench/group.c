@@ -63,17 +63,6 @@ typedef struct group_log {
     const char *failed_what;
 } group_log;
 
-typedef struct group_worker {
-    pthread_t tid;
-    group_log *g;
-    const bench_pool *pool;
-    pthread_barrier_t *go;
-    atomic_int *stop;
-    unsigned variant;
-    uint64_t appends, end_ns;
-    bench_hist hist;
-} group_worker;
-
 static void futex_wake_all(_Atomic uint32_t *w) {
     syscall(SYS_futex, (uint32_t *)w, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
@@ -178,21 +167,8 @@ static int group_append(group_log *g, const uint8_t *rec, size_t n) {
     return rc;
 }
 
-static void *group_worker_main(void *arg) {
-    group_worker *wk = arg;
-    size_t n = wk->pool->record_bytes;
-    pthread_barrier_wait(wk->go);
-    uint64_t t = now_ns();
-    while (!atomic_load_explicit(wk->stop, memory_order_relaxed)) {
-        if (group_append(wk->g, pool_batch_bytes(wk->pool, wk->variant++), n) < 0)
-            break;
-        uint64_t t1 = now_ns();
-        hist_add(&wk->hist, t1 - t);
-        t = t1;
-        wk->appends++;
-    }
-    wk->end_ns = t;
-    return NULL;
+static int group_append_one(void *target, const bench_pool *p, unsigned variant) {
+    return group_append(target, pool_batch_bytes(p, variant), p->record_bytes);
 }
 
 void name_ceiling_group(char *out, size_t cap, int threads, size_t record_bytes) {
@@ -212,52 +188,22 @@ static void group_run(const bench_opts *o, bench_result *r, const bench_pool *p,
     g.open = &g.bufs[0];
     if (zero_ahead(&g) < 0)
         die("zeroing %s: %s", path, strerror(errno));
-    group_worker *ws = calloc((size_t)n, sizeof *ws);
-    pthread_barrier_t go;
-    atomic_int stop = 0;
-    if (!ws || pthread_barrier_init(&go, NULL, (unsigned)n + 1) != 0)
-        die("out of memory for %d threads", n);
-    for (int i = 0; i < n; i++) {
-        ws[i] =
-            (group_worker){.g = &g, .pool = p, .go = &go, .stop = &stop, .variant = (unsigned)i};
-        hist_reset(&ws[i].hist);
-        if (pthread_create(&ws[i].tid, NULL, group_worker_main, &ws[i]) != 0)
-            die("cannot start thread %d", i);
-    }
-    cpu_mark cpu;
-    cpu_mark_now(&cpu);
-    pthread_barrier_wait(&go);
-    uint64_t start = now_ns(), last = start;
-    sleep_seconds(o->conc_s);
-    atomic_store(&stop, 1);
-    bench_run run = {0};
+    bench_run run;
     bench_hist *h = malloc(sizeof *h);
     if (!h)
         die("out of memory");
-    hist_reset(h);
-    for (int i = 0; i < n; i++) {
-        pthread_join(ws[i].tid, NULL);
-        run.ops += ws[i].appends;
-        last = ws[i].end_ns > last ? ws[i].end_ns : last;
-        hist_merge(h, &ws[i].hist);
-    }
+    conc_threads(o, p, n, group_append_one, &g, &run, h);
     if (g.failed)
         die("%s: %s %s: %s", r->name, g.failed_what, path, strerror(g.failed));
     if (g.pos != run.ops * p->record_bytes)
         die("%s: %llu bytes written, %llu records of %zu acknowledged", r->name,
             (unsigned long long)g.pos, (unsigned long long)run.ops, p->record_bytes);
-    run.records = run.ops;
-    run.bytes = run.ops * p->record_bytes;
-    run.seconds = (double)(last - start) / 1e9;
-    run.other_cpu_s = cpu_other_s(&cpu);
     close(g.fd);
     unlink(path);
     pthread_mutex_destroy(&g.mu);
     free(g.bufs[0].data);
     free(g.bufs[1].data);
     settle(o->dir);
-    pthread_barrier_destroy(&go);
-    free(ws);
     result_add_run(r, &run, h);
     free(h);
 }
