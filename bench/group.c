@@ -51,8 +51,8 @@ typedef struct group_buf {
 typedef struct group_log {
     pthread_mutex_t mu;
     int fd;
-    uint64_t pos,
-        zeroed; /* where the next group goes; the file is zeroed and synced up to `zeroed` */
+    uint64_t pos;    /* where the next group goes (the thread writing) */
+    uint64_t zeroed; /* the file is zeroed and synced up to here (the thread writing) */
     group_buf bufs[2];
     group_buf *open;       /* records go here (mu) */
     uint64_t open_seq;     /* the ticket of the open group (mu) */
