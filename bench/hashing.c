@@ -24,8 +24,9 @@
  *
  * What a reader would get wrong: this is one core's ceiling for hashing one
  * message at a time, as libsodium's API does; an engine that spreads the
- * hashing over both cores, or hashes four messages per step as kappalog's
- * does since its four-lane BLAKE2b (engine/b2b4.h), beats it (ratio above 1).
+ * hashing over both cores, or hashes four or eight messages per step as
+ * kappalog's does (its many-lane BLAKE2b, engine/b2b4.h), beats it (ratio
+ * above 1).
  */
 #include <sodium.h>
 #include <stdio.h>

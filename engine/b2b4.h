@@ -1,15 +1,16 @@
 /*
- * b2b4.h - BLAKE2b-256 of four one-block messages at once.
+ * b2b4.h - BLAKE2b-256 of four or eight one-block messages at once.
  *
  * A Hypercore leaf of a small block (up to KL_B2B4_MAX_BYTES - 9 bytes of
  * data) and every parent node hash a message that fits in one 128-byte
  * BLAKE2b block. Hashing them one at a time through libsodium pays its
  * state set-up and final copy per message, and uses the vector unit for one
  * message's columns only; here four messages run side by side, one per
- * 64-bit lane of AVX2 registers, which costs about what one message costs
- * alone. Where the CPU lacks AVX2 the same function computes the four in
- * plain C. The digests are BLAKE2b's (RFC 7693, unkeyed, 32-byte output):
- * tests/test_b2b4.c compares them with libsodium's.
+ * 64-bit lane of AVX2 registers (eight in AVX-512 registers, kl_b2b8),
+ * which costs about what one message costs alone. Where the CPU lacks them
+ * the same functions compute the messages in plain C. The digests are
+ * BLAKE2b's (RFC 7693, unkeyed, 32-byte output): tests/test_b2b4.c compares
+ * them with libsodium's.
  */
 #ifndef KL_B2B4_H
 #define KL_B2B4_H
@@ -32,5 +33,14 @@ void kl_b2b4_portable(const uint8_t block[4][KL_B2B4_MAX_BYTES], const uint64_t 
 
 /* Whether kl_b2b4 runs on AVX2 here. */
 int kl_b2b4_vector(void);
+
+/*
+ * The same for eight messages: one pass in AVX-512 registers where the CPU
+ * has AVX-512F, else kl_b2b4 twice.
+ */
+void kl_b2b8(const uint8_t block[8][KL_B2B4_MAX_BYTES], const uint64_t len[8], uint8_t out[8][32]);
+
+/* Whether kl_b2b8 runs on AVX-512 here. */
+int kl_b2b8_vector(void);
 
 #endif

@@ -471,7 +471,8 @@ static int build_tree(kl_log *log, kl_commit_buf *b, kl_slot *st, int sign, int 
     KL_ASSERT(log->tb.length == b->start_index);
     /*
      * Each append's blocks as complete subtrees, joined to the roots
-     * (tree.h); with `yield`, in pieces that end on a multiple of
+     * (tree.h; kl_tree_grow builds the later half of a big append's
+     * subtrees on the sealer thread); with `yield`, in pieces that end on a multiple of
      * YIELD_BLOCKS, the CPU given up between them. Where the blocks are
      * cut does not change a node: kl_treeb_join makes the parents that
      * join the pieces' spans, as it does for the appends of one commit.
@@ -484,12 +485,8 @@ static int build_tree(kl_log *log, kl_commit_buf *b, kl_slot *st, int sign, int 
             uint64_t e = yield ? KL_MIN(end, (a / YIELD_BLOCKS + 1) * YIELD_BLOCKS) : end;
             const kl_block *blocks = lj->blocks + (a - first);
             uint8_t *hashes = lj->hashes + (a - first) * KL_HASH_BYTES;
-            if (lj->deferred)
-                kl_tree_hash_leaves(blocks, (size_t)(e - a), hashes);
-            kl_node tops[KL_TREE_MAX_SPANS];
-            size_t n = kl_tree_build_spans(blocks, hashes, a, e, log->tree_low, base, log->treebuf,
-                                           log->tree_rows, tops);
-            kl_treeb_join(&log->tb, tops, n, base, log->treebuf);
+            kl_tree_grow(log, blocks, hashes, lj->deferred, (size_t)(e - a), base, log->treebuf,
+                         log->tree_rows);
             since_yield += e - a;
             if (yield && since_yield >= YIELD_BLOCKS) {
                 sched_yield();

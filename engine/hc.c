@@ -111,25 +111,37 @@ static void leaf_message(const kl_block *b, uint8_t m[KL_B2B4_MAX_BYTES], uint64
     *len = LEAF_PREFIX_BYTES + b->size;
 }
 
+/* How many of the n blocks from b on fit one BLAKE2b block each, before the first that does not. */
+static size_t small_run(const kl_block *b, size_t n) {
+    size_t k = 0;
+    while (k < n && b[k].size <= LEAF_X4_MAX)
+        k++;
+    return k;
+}
+
 void kl_hc_leaf_hashes(const kl_block *blocks, size_t count, uint8_t *hashes) {
     size_t i = 0;
     while (i + 4 <= count) {
         const kl_block *b = blocks + i;
-        if (b[0].size > LEAF_X4_MAX || b[1].size > LEAF_X4_MAX || b[2].size > LEAF_X4_MAX ||
-            b[3].size > LEAF_X4_MAX) {
+        size_t small = small_run(b, KL_MIN(count - i, (size_t)8));
+        if (small < 4) {
             kl_node leaf;
             kl_hc_leaf(0, b[0].data, b[0].size, &leaf);
             memcpy(hashes + KL_HASH_BYTES * i, leaf.hash, KL_HASH_BYTES);
             i++;
             continue;
         }
-        uint8_t m[4][KL_B2B4_MAX_BYTES], h[4][32];
-        uint64_t len[4];
-        for (int k = 0; k < 4; k++)
+        uint8_t m[8][KL_B2B4_MAX_BYTES], h[8][32];
+        uint64_t len[8];
+        size_t lanes = small == 8 ? 8 : 4;
+        for (size_t k = 0; k < lanes; k++)
             leaf_message(&b[k], m[k], &len[k]);
-        kl_b2b4(m, len, h);
-        memcpy(hashes + KL_HASH_BYTES * i, h, sizeof h);
-        i += 4;
+        if (lanes == 8)
+            kl_b2b8(m, len, h);
+        else
+            kl_b2b4(m, len, h);
+        memcpy(hashes + KL_HASH_BYTES * i, h, KL_HASH_BYTES * lanes);
+        i += lanes;
     }
     for (; i < count; i++) {
         kl_node leaf;
@@ -163,11 +175,12 @@ void kl_hc_parent(const kl_node *a, const kl_node *b, kl_node *out) {
 
 void kl_hc_parent_row(const kl_node *children, size_t n, kl_node *out) {
     size_t j = 0;
-    for (; j + 4 <= n; j += 4) {
-        uint8_t m[4][KL_B2B4_MAX_BYTES], h[4][32];
-        uint64_t len[4], index[4], size[4];
-        for (int k = 0; k < 4; k++) {
-            const kl_node *l = &children[2 * (j + (size_t)k)], *r = l + 1;
+    while (j + 4 <= n) {
+        size_t lanes = j + 8 <= n ? 8 : 4;
+        uint8_t m[8][KL_B2B4_MAX_BYTES], h[8][32];
+        uint64_t len[8], index[8], size[8];
+        for (size_t k = 0; k < lanes; k++) {
+            const kl_node *l = &children[2 * (j + k)], *r = l + 1;
             index[k] = kl_ft_parent(l->index);
             size[k] = l->size + r->size;
             m[k][0] = 1;
@@ -177,12 +190,16 @@ void kl_hc_parent_row(const kl_node *children, size_t n, kl_node *out) {
             memset(m[k] + PARENT_MSG_BYTES, 0, KL_B2B4_MAX_BYTES - PARENT_MSG_BYTES);
             len[k] = PARENT_MSG_BYTES;
         }
-        kl_b2b4(m, len, h); /* every child is read: out may now overwrite them */
-        for (int k = 0; k < 4; k++) {
-            out[j + (size_t)k].index = index[k];
-            out[j + (size_t)k].size = size[k];
-            memcpy(out[j + (size_t)k].hash, h[k], KL_HASH_BYTES);
+        if (lanes == 8) /* every child is read: out may now overwrite them */
+            kl_b2b8(m, len, h);
+        else
+            kl_b2b4(m, len, h);
+        for (size_t k = 0; k < lanes; k++) {
+            out[j + k].index = index[k];
+            out[j + k].size = size[k];
+            memcpy(out[j + k].hash, h[k], KL_HASH_BYTES);
         }
+        j += lanes;
     }
     for (; j < n; j++)
         kl_hc_parent(&children[2 * j], &children[2 * j + 1], &out[j]);

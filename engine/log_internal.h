@@ -91,6 +91,22 @@ typedef struct kl_leaf_job {
     int deferred; /* hashes is still to be filled in */
 } kl_leaf_job;
 
+/*
+ * A part of a commit's blocks whose spans the sealer builds (seal.c,
+ * kl_tree_grow): the arguments of kl_tree_build_spans, and its results.
+ */
+typedef struct kl_span_job {
+    const kl_block *blocks;
+    uint8_t *hashes; /* leaf hashes of blocks [a, e), filled in first if hash_leaves */
+    int hash_leaves;
+    uint64_t a, e, base;
+    unsigned low;
+    uint8_t *nodes;
+    kl_node *scratch; /* e - a nodes */
+    kl_node tops[KL_TREE_MAX_SPANS];
+    size_t ntops;
+} kl_span_job;
+
 typedef struct kl_commit_buf {
     uint8_t *data;    /* the bytes framed here (headers, checksums, tables, copied blocks) */
     size_t ilen, cap; /* bytes used and allocated in data */
@@ -198,6 +214,8 @@ struct kl_log {
     const kl_block *leaf_blocks;
     size_t leaf_count;
     uint8_t *leaf_out;
+    _Atomic int span_state; /* seal.c: the later part of a commit's spans (kl_tree_grow) */
+    kl_span_job span;
     pthread_mutex_t sealer_mu;
     pthread_cond_t sealer_cv;
 
@@ -318,6 +336,14 @@ void kl_sealer_post(kl_log *log, kl_commit_buf *b);
 void kl_sealer_wait(kl_log *log);
 /* The leaf hashes of an append's blocks, half of a big one on the sealer thread. */
 void kl_hash_leaves(kl_log *log, const kl_block *blocks, size_t count, uint8_t *hashes);
+/*
+ * Add blocks [log->tb.length, + count) to log->tb as kl_tree_build_spans and
+ * kl_treeb_join do (commit role), hashing their leaves first if
+ * hash_leaves, with the later part of a big run built on the sealer
+ * thread. scratch holds count nodes.
+ */
+void kl_tree_grow(kl_log *log, const kl_block *blocks, uint8_t *hashes, int hash_leaves,
+                  size_t count, uint64_t base, uint8_t *nodes, kl_node *scratch);
 
 /* read.c */
 kl_seg *kl_seg_new(uint64_t first);

@@ -1,12 +1,13 @@
 /*
- * test_b2b4.c - four one-block BLAKE2b-256 hashes at once (engine/b2b4.c)
- * give libsodium's digests, and the leaf hashes built on them
- * (kl_hc_leaf_hashes) are kl_hc_leaf's, one block at a time.
+ * test_b2b4.c - four or eight one-block BLAKE2b-256 hashes at once
+ * (engine/b2b4.c) give libsodium's digests, and the leaf hashes built on
+ * them (kl_hc_leaf_hashes) are kl_hc_leaf's, one block at a time.
  *
  *   - every message length 0..128 in every lane, the others random, with
- *     random bytes: kl_b2b4 (AVX2 where the CPU has it) and
- *     kl_b2b4_portable against crypto_generichash_blake2b;
- *   - runs of 0..40 blocks of 0..300 bytes, so groups of four small blocks
+ *     random bytes: kl_b2b4 (AVX2 where the CPU has it),
+ *     kl_b2b4_portable and kl_b2b8 (AVX-512 where the CPU has it) against
+ *     crypto_generichash_blake2b;
+ *   - runs of 0..40 blocks of 0..300 bytes, so groups of eight and four small blocks
  *     mix with blocks too big for one BLAKE2b block (119 and 120 bytes, the
  *     edge, are drawn often): every hash as kl_hc_leaf makes it;
  *   - rows of 0..37 parents (kl_hc_parent_row), also written over their own
@@ -54,6 +55,37 @@ static void test_four_at_once_match_libsodium(void **state) {
     print_message("%u digests checked (vector unit: %s)\n", checked,
                   kl_b2b4_vector() ? "AVX2" : "none, plain C");
     assert_int_equal(checked, 129u * 4u * 4u);
+}
+
+static void test_eight_at_once_match_libsodium(void **state) {
+    (void)state;
+    uint64_t rng = 0xb2b8u;
+    unsigned checked = 0;
+    for (unsigned len0 = 0; len0 <= KL_B2B4_MAX_BYTES; len0++) {
+        for (unsigned lane = 0; lane < 8; lane++) {
+            uint8_t block[8][KL_B2B4_MAX_BYTES], out[8][32], want[32];
+            uint64_t len[8];
+            memset(block, 0, sizeof block);
+            for (unsigned k = 0; k < 8; k++) {
+                len[k] = k == lane ? len0 : tu_rand(&rng) % (KL_B2B4_MAX_BYTES + 1);
+                for (uint64_t j = 0; j < len[k]; j++)
+                    block[k][j] = (uint8_t)tu_rand(&rng);
+            }
+            kl_b2b8(block, len, out);
+            for (unsigned k = 0; k < 8; k++) {
+                reference(block[k], (size_t)len[k], want);
+                if (memcmp(out[k], want, 32) != 0)
+                    fail_msg("lane %u of 8, %llu bytes: digest differs from libsodium's", k,
+                             (unsigned long long)len[k]);
+                checked++;
+            }
+        }
+    }
+    print_message("%u digests checked (vector unit: %s)\n", checked,
+                  kl_b2b8_vector()   ? "AVX-512"
+                  : kl_b2b4_vector() ? "AVX2, four lanes twice"
+                                     : "none, plain C");
+    assert_int_equal(checked, 129u * 8u * 8u);
 }
 
 static void test_leaf_hashes_match_one_at_a_time(void **state) {
@@ -125,6 +157,7 @@ int main(void) {
     assert_true(sodium_init() >= 0);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_four_at_once_match_libsodium),
+        cmocka_unit_test(test_eight_at_once_match_libsodium),
         cmocka_unit_test(test_leaf_hashes_match_one_at_a_time),
         cmocka_unit_test(test_parent_rows_match_one_at_a_time),
     };

@@ -275,6 +275,94 @@ static void test_log_under_always_signs_every_checkpoint_like_hypercore(void **s
 }
 
 /*
+ * Under `never` an append of 256 blocks or more builds the later part of
+ * its subtrees on the sealer thread, or takes it back if that thread has
+ * not started it (seal.c, kl_tree_grow), and its leaves go eight at a time
+ * where the CPU has AVX-512 (b2b4.c). Appends of 1 to 2,048 blocks from
+ * unaligned starts, with blocks small enough for one BLAKE2b block and
+ * bigger ones mixed, eight rounds: after each append the log's tree hash
+ * is the one-leaf-at-a-time builder's, and at the end every node reads back
+ * as the builder made it, and the log verifies after reopening.
+ */
+static void test_big_appends_build_their_tree_on_two_threads(void **state) {
+    (void)state;
+    static const size_t runs[] = {1, 300, 7, 1000, 513, 2048, 257, 256, 1500, 64, 1023, 999};
+    enum { ROUNDS = 8, MAX_RUN = 2048, TOTAL = 7968 };
+    uint8_t *data = malloc((size_t)MAX_RUN * 200);
+    kl_block *blocks = malloc(MAX_RUN * sizeof *blocks);
+    kl_node *want = calloc(2 * TOTAL, sizeof *want);
+    uint8_t made[KL_TREEB_MAX_NEW * KL_TREE_NODE_BYTES];
+    assert_non_null(data);
+    assert_non_null(blocks);
+    assert_non_null(want);
+    uint64_t rng = 0x5ea1u;
+    unsigned split_appends = 0;
+    for (int round = 0; round < ROUNDS; round++) {
+        char *tmp = tu_tmpdir("tree-split");
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s/log", tmp);
+        kl_config cfg;
+        kl_config_default(&cfg);
+        cfg.fsync_mode = KL_FSYNC_NEVER;
+        assert_int_equal(kl_log_create(dir, &cfg), 0);
+        kl_log *log = tu_open(dir);
+        kl_treeb tb; /* low 0: it hands out every node */
+        kl_treeb_init(&tb, NULL, 0, 0, 0);
+        uint64_t at = 0;
+        for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
+            size_t n = runs[r];
+            for (size_t i = 0; i < n; i++) {
+                /* mostly blocks of one BLAKE2b block (up to 119 bytes), some bigger */
+                size_t cap = tu_rand(&rng) % 8 ? 120 : 200;
+                size_t size = (size_t)(tu_rand(&rng) % cap);
+                uint8_t *p = data + 200 * i;
+                for (size_t j = 0; j < size; j++)
+                    p[j] = (uint8_t)tu_rand(&rng);
+                blocks[i] = (kl_block){p, size};
+                size_t k = kl_treeb_add_block(&tb, p, size, made);
+                uint64_t index = 2 * (at + i);
+                for (size_t j = 0; j < k; j++, index = kl_ft_parent(index))
+                    kl_tree_node_decode(made + j * KL_TREE_NODE_BYTES, index, &want[index]);
+            }
+            assert_int_equal(kl_log_append(log, blocks, n, NULL), 0);
+            at += n;
+            split_appends += n >= 256;
+            kl_info info;
+            assert_int_equal(kl_log_info(log, &info), 0);
+            assert_int_equal(info.length, at);
+            uint8_t th[KL_HASH_BYTES];
+            kl_hc_tree_hash(tb.roots, tb.n, th);
+            if (memcmp(info.tree_hash, th, KL_HASH_BYTES) != 0)
+                fail_msg("round %d: after an append of %zu blocks (length %llu) the tree hash "
+                         "is not the builder's",
+                         round, n, (unsigned long long)at);
+        }
+        assert_int_equal(at, TOTAL);
+        for (uint64_t index = 0; index < 2 * TOTAL; index++) {
+            if (kl_ft_right_span(index) / 2 >= TOTAL)
+                continue;
+            kl_node got;
+            assert_int_equal(kl_log_node(log, index, &got), 0);
+            assert_int_equal(got.size, want[index].size);
+            if (memcmp(got.hash, want[index].hash, KL_HASH_BYTES) != 0)
+                fail_msg("round %d: node %llu differs from the builder's", round,
+                         (unsigned long long)index);
+        }
+        assert_int_equal(kl_log_close(log), 0);
+        log = tu_open(dir);
+        uint64_t bad = 0;
+        assert_int_equal(kl_log_verify(log, NULL, NULL, &bad), 0);
+        assert_int_equal(kl_log_close(log), 0);
+        tu_rmrf(tmp);
+        free(tmp);
+    }
+    assert_int_equal(split_appends, ROUNDS * 9);
+    free(data);
+    free(blocks);
+    free(want);
+}
+
+/*
  * A log made before the tree file kept only the upper nodes: its tree file
  * (version 1, every node) is what test_log_signs... reads back, written
  * whole. It opens, verifies, takes more blocks (stored the version-1 way)
@@ -379,6 +467,7 @@ int main(void) {
         cmocka_unit_test(test_spans_make_the_same_nodes),
         cmocka_unit_test(test_log_signs_every_checkpoint_like_hypercore),
         cmocka_unit_test(test_log_under_always_signs_every_checkpoint_like_hypercore),
+        cmocka_unit_test(test_big_appends_build_their_tree_on_two_threads),
         cmocka_unit_test(test_version1_tree_file_still_works),
         cmocka_unit_test(test_tree_header_is_checked),
     };
