@@ -15,14 +15,17 @@
  * append's cost, and with one appender the second core would be idle. The
  * appender posts the second half, hashes the first, then takes the second
  * back if the sealer has not started it (so a busy or sleeping sealer never
- * makes an append wait longer than hashing it alone would).
+ * makes an append wait longer than hashing it alone would). In the same way
+ * it builds the later half of a big append's subtrees at commit time
+ * (kl_tree_grow).
  *
  * Under `always` there is no sealer: a commit's sync needs the kernel's
  * threads (the io_uring worker, the journal) on a core while the commit
  * hashes on the other, and with four or eight hashes at a time (b2b4.h)
- * one core keeps up. Measured with a sealer taking half of a commit's leaves, against
- * none: 1.26-1.32M against 1.31-1.35M records/s for batches of 1,000 records
- * of 100 bytes, 359-370k against 402-406k for 1 KiB records.
+ * one core keeps up. Measured with a sealer taking half of a commit's
+ * leaves, against none: 1.26-1.32M against 1.31-1.35M records/s for batches
+ * of 1,000 records of 100 bytes, 359-370k against 402-406k for 1 KiB
+ * records.
  *
  * The one thing a reader would get wrong: the sealer writes into the commit
  * buffer's own bytes (the meta of each lent batch) while the committer
@@ -161,15 +164,14 @@ void kl_hash_leaves(kl_log *log, const kl_block *blocks, size_t count, uint8_t *
 
 /*
  * The spans of a commit's blocks: after the leaves, the parents are the
- * other half of the Merkle work, and the committer used to make them all
- * while the sealer spun idle (a profile of batches of 1,000 x 100 B under
- * `never`: parents 15% of the samples, all on the committer's thread). A run
- * of at least SPAN_SPLIT_MIN blocks is cut near its middle, on a multiple
- * of SPAN_ALIGN blocks so that both parts keep big spans; the sealer builds
- * the later part's spans while the committer builds the first, and the
- * committer joins both to the roots in order. Where a run is cut changes
- * no node (tree.h). As with the leaves, a part the sealer has not started
- * is taken back.
+ * other half of the Merkle work. Made by the committer alone they were 15%
+ * of a profile's samples for batches of 1,000 x 100 B under `never`, while
+ * the sealer spun idle beside them (27%). A run of at least SPAN_SPLIT_MIN
+ * blocks is cut near its middle, on a multiple of SPAN_ALIGN blocks so that
+ * both parts keep big spans; the sealer builds the later part's spans while
+ * the committer builds the first, and the committer joins both to the roots
+ * in order. Where a run is cut changes no node (tree.h). As with the
+ * leaves, a part the sealer has not started is taken back.
  */
 #define SPAN_SPLIT_MIN 256u
 #define SPAN_ALIGN     64u
