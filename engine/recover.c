@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <zstd.h>
 
 #include "frame.h"
@@ -172,24 +173,48 @@ int kl_header_read(kl_log *log, uint8_t **out, size_t *got) {
     return 0;
 }
 
+/*
+ * A read-only open runs beside the writer, which rewrites its working slot
+ * in place at every commit: a read can catch that slot half written, while
+ * the other slot (the anchor) may be far older; under `never` it can still
+ * be the state the log was created with, length 0. So a read-only open
+ * reads a slot that does not check out again, every TORN_RETRY_US for up
+ * to TORN_WAIT_MS (the writer's 4 KiB write ends within microseconds),
+ * before it settles for the other one. Found by test_view_crash: a view
+ * update opened beside the appender saw a log of 0 blocks, about one open
+ * in 3,000.
+ */
+#define TORN_WAIT_MS  20u
+#define TORN_RETRY_US 200u
+
 static int read_slots(kl_log *log, kl_slot s[2], int valid[2]) {
-    uint8_t *buf = NULL;
-    size_t got = 0;
-    int rc = kl_header_read(log, &buf, &got);
-    if (rc < 0)
-        return rc;
-    /* a slot is a candidate if it decodes and its signature (if it has one yet) holds */
-    char why[2][400] = {"", ""};
-    for (int i = 0; i < 2; i++) {
-        valid[i] = got >= (size_t)(i + 1) * KL_HDR_SLOT_BYTES &&
-                   kl_slot_decode(buf + i * KL_HDR_SLOT_BYTES, &s[i]) == 0 &&
-                   kl_slot_trusted(&s[i]);
-        if (!valid[i])
+    char why[2][400];
+    uint64_t until = kl_mono_ns() + TORN_WAIT_MS * UINT64_C(1000000);
+    for (;;) {
+        uint8_t *buf = NULL;
+        size_t got = 0;
+        int rc = kl_header_read(log, &buf, &got);
+        if (rc < 0)
+            return rc;
+        /* a slot is a candidate if it decodes and its signature (if it has one yet) holds */
+        for (int i = 0; i < 2; i++) {
+            valid[i] = got >= (size_t)(i + 1) * KL_HDR_SLOT_BYTES &&
+                       kl_slot_decode(buf + i * KL_HDR_SLOT_BYTES, &s[i]) == 0 &&
+                       kl_slot_trusted(&s[i]);
             snprintf(why[i], sizeof why[i], "%s",
-                     got < (size_t)(i + 1) * KL_HDR_SLOT_BYTES ? "missing" : kl_err_thread());
-        snprintf(log->slot_problem[i], sizeof log->slot_problem[i], "%.400s", why[i]);
+                     valid[i]                                    ? ""
+                     : got < (size_t)(i + 1) * KL_HDR_SLOT_BYTES ? "missing"
+                                                                 : kl_err_thread());
+        }
+        free(buf);
+        if ((valid[0] && valid[1]) || !log->readonly || kl_mono_ns() > until)
+            break;
+        struct timespec ts = {0, TORN_RETRY_US * 1000L};
+        nanosleep(&ts, NULL);
     }
-    free(buf);
+    kl_err_clear();
+    for (int i = 0; i < 2; i++)
+        snprintf(log->slot_problem[i], sizeof log->slot_problem[i], "%.400s", why[i]);
     if (!valid[0] && !valid[1])
         return kl_errf(KL_ECORRUPT, "%s: both header slots are damaged (slot 0: %s; slot 1: %s)",
                        log->hdr_path, why[0], why[1]);

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,17 +44,28 @@ static void on_term(int sig) {
     appender_stop = 1;
 }
 
+/*
+ * In a child: be sent sig when the test process dies, so that a failed
+ * test leaves no appender or `view update --follow` running (the mark
+ * survives exec). A parent already gone is caught by the ppid check.
+ */
+static void die_with_parent(pid_t parent, int sig) {
+    if (prctl(PR_SET_PDEATHSIG, sig) != 0 || getppid() != parent)
+        _exit(125);
+}
+
 static void sleep_ms(uint64_t ms) {
     struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
 }
 
 /* The appender: the stream's next records until SIGTERM; exits 0, or 1 on an error. */
-static void append_forever(const char *dir) {
+static void append_forever(const char *dir, pid_t parent) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_term;
     sigaction(SIGTERM, &sa, NULL);
+    die_with_parent(parent, SIGTERM);
     kl_log *log = NULL;
     if (kl_log_open(dir, NULL, &log) != 0)
         _exit(1);
@@ -78,9 +90,11 @@ static void append_forever(const char *dir) {
 /* Start `kappalog view ACTION DIR NAME [FLAG]`, stderr to errfile. */
 static pid_t spawn(const char *action, const char *dir, const char *name, const char *flag,
                    unsigned txn_records, const char *errfile) {
+    pid_t parent = getpid();
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
+        die_with_parent(parent, SIGKILL);
         char n[16];
         snprintf(n, sizeof n, "%u", txn_records);
         setenv("KL_VIEW_TXN_RECORDS", n, 1);
@@ -184,10 +198,11 @@ static void test_views_are_exactly_once_under_sigkill(void **st) {
     for (int v = 0; v < NVIEWS; v++)
         assert_int_equal(kl_view_create(dir, VIEWS[v].name, VIEWS[v].kind, "user", VIEWS[v].value),
                          0);
+    pid_t parent = getpid();
     pid_t app = fork();
     assert_true(app >= 0);
     if (app == 0)
-        append_forever(dir);
+        append_forever(dir, parent);
     crash_state cs;
     memset(&cs, 0, sizeof cs);
     cs.dir = dir;
