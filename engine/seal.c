@@ -185,36 +185,34 @@ static void span_run(kl_span_job *j) {
 
 void kl_tree_grow(kl_log *log, const kl_block *blocks, uint8_t *hashes, int hash_leaves,
                   size_t count, uint64_t base, uint8_t *nodes, kl_node *scratch) {
-    uint64_t a = log->tb.length, e = a + count, m = e;
-    int state = LEAF_FREE;
-    if (log->sealer_on && count >= SPAN_SPLIT_MIN &&
-        atomic_compare_exchange_strong(&log->span_state, &state, LEAF_SETUP)) {
-        m = (a + count / 2) / SPAN_ALIGN * SPAN_ALIGN; /* a < m < e: count / 2 > SPAN_ALIGN */
-        size_t off = (size_t)(m - a);
-        log->span = (kl_span_job){.blocks = blocks + off,
-                                  .hashes = hashes + KL_HASH_BYTES * off,
-                                  .hash_leaves = hash_leaves,
-                                  .a = m,
-                                  .e = e,
-                                  .base = base,
-                                  .low = log->tree_low,
-                                  .nodes = nodes,
-                                  .scratch = scratch + off};
-        atomic_store(&log->span_state, LEAF_POSTED);
-        wake_sealer(log);
-    }
+    uint64_t a = log->tb.length, e = a + count;
     kl_span_job mine = {.blocks = blocks,
                         .hashes = hashes,
                         .hash_leaves = hash_leaves,
                         .a = a,
-                        .e = m,
+                        .e = e,
                         .base = base,
                         .low = log->tree_low,
                         .nodes = nodes,
                         .scratch = scratch};
+    int state = LEAF_FREE;
+    if (log->sealer_on && count >= SPAN_SPLIT_MIN &&
+        atomic_compare_exchange_strong(&log->span_state, &state, LEAF_SETUP)) {
+        /* a < m < e, as count / 2 > SPAN_ALIGN */
+        uint64_t m = (a + count / 2) / SPAN_ALIGN * SPAN_ALIGN;
+        size_t off = (size_t)(m - a);
+        kl_span_job *theirs = &log->span;
+        *theirs = mine;
+        theirs->blocks += off;
+        theirs->hashes += KL_HASH_BYTES * off;
+        theirs->scratch += off;
+        theirs->a = mine.e = m;
+        atomic_store(&log->span_state, LEAF_POSTED);
+        wake_sealer(log);
+    }
     span_run(&mine);
     kl_treeb_join(&log->tb, mine.tops, mine.ntops, base, nodes);
-    if (m == e)
+    if (mine.e == e)
         return;
     state = LEAF_POSTED;
     if (atomic_compare_exchange_strong(&log->span_state, &state, LEAF_TAKEN))
