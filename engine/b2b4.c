@@ -182,7 +182,9 @@ B2B4_TARGET static void b2b4_avx2(const uint8_t block[4][KL_B2B4_MAX_BYTES], con
  * Eight lanes: one message per 64-bit lane of AVX-512 registers. Where the
  * unit is 512 bits wide each step costs what a 256-bit one does, so eight
  * messages take about the time of four on AVX2, and the rotations are one
- * instruction each (vprorq) where AVX2 needs a shuffle or three.
+ * instruction each (vprorq) where AVX2 needs a shuffle or three. (Older
+ * Intel server cores lower their clock for a while after 512-bit work;
+ * measured here only on the AMD EPYC of docs/BENCHMARKS.md.)
  */
 #define B2B8_TARGET __attribute__((target("avx512f")))
 

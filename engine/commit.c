@@ -472,8 +472,8 @@ static int build_tree(kl_log *log, kl_commit_buf *b, kl_slot *st, int sign, int 
     /*
      * Each append's blocks as complete subtrees, joined to the roots
      * (tree.h; kl_tree_grow builds the later half of a big append's
-     * subtrees on the sealer thread); with `yield`, in pieces that end on a multiple of
-     * YIELD_BLOCKS, the CPU given up between them. Where the blocks are
+     * subtrees on the sealer thread); with `yield`, in pieces that end on
+     * a multiple of YIELD_BLOCKS, the CPU given up between them. Where the blocks are
      * cut does not change a node: kl_treeb_join makes the parents that
      * join the pieces' spans, as it does for the appends of one commit.
      */

@@ -111,7 +111,7 @@ static void leaf_message(const kl_block *b, uint8_t m[KL_B2B4_MAX_BYTES], uint64
     *len = LEAF_PREFIX_BYTES + b->size;
 }
 
-/* How many of the n blocks from b on fit one BLAKE2b block each, before the first that does not. */
+/* How many of the n blocks from b on fit one BLAKE2b block each (up to the first that does not). */
 static size_t small_run(const kl_block *b, size_t n) {
     size_t k = 0;
     while (k < n && b[k].size <= LEAF_X4_MAX)
