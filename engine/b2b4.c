@@ -59,6 +59,22 @@ static inline uint64_t rotr64(uint64_t x, unsigned n) {
         b = rotr64(b ^ c, 63);                                                                     \
     } while (0)
 
+/*
+ * One round of the compression on the working words v[16] and message words
+ * m[16] with the schedule s, G being the one-lane or many-lane step.
+ */
+#define B2B_ROUND(G, v, m, s)                                                                      \
+    do {                                                                                           \
+        G(v[0], v[4], v[8], v[12], m[s[0]], m[s[1]]);                                              \
+        G(v[1], v[5], v[9], v[13], m[s[2]], m[s[3]]);                                              \
+        G(v[2], v[6], v[10], v[14], m[s[4]], m[s[5]]);                                             \
+        G(v[3], v[7], v[11], v[15], m[s[6]], m[s[7]]);                                             \
+        G(v[0], v[5], v[10], v[15], m[s[8]], m[s[9]]);                                             \
+        G(v[1], v[6], v[11], v[12], m[s[10]], m[s[11]]);                                           \
+        G(v[2], v[7], v[8], v[13], m[s[12]], m[s[13]]);                                            \
+        G(v[3], v[4], v[9], v[14], m[s[14]], m[s[15]]);                                            \
+    } while (0)
+
 static void one_block(const uint8_t block[KL_B2B4_MAX_BYTES], uint64_t len, uint8_t out[32]) {
     uint64_t m[16], v[16];
     for (int i = 0; i < 16; i++)
@@ -72,14 +88,7 @@ static void one_block(const uint8_t block[KL_B2B4_MAX_BYTES], uint64_t len, uint
     v[14] = ~v[14]; /* the last block */
     for (int r = 0; r < B2B_ROUNDS; r++) {
         const uint8_t *s = b2b_sigma[r % 10];
-        G1(v[0], v[4], v[8], v[12], m[s[0]], m[s[1]]);
-        G1(v[1], v[5], v[9], v[13], m[s[2]], m[s[3]]);
-        G1(v[2], v[6], v[10], v[14], m[s[4]], m[s[5]]);
-        G1(v[3], v[7], v[11], v[15], m[s[6]], m[s[7]]);
-        G1(v[0], v[5], v[10], v[15], m[s[8]], m[s[9]]);
-        G1(v[1], v[6], v[11], v[12], m[s[10]], m[s[11]]);
-        G1(v[2], v[7], v[8], v[13], m[s[12]], m[s[13]]);
-        G1(v[3], v[4], v[9], v[14], m[s[14]], m[s[15]]);
+        B2B_ROUND(G1, v, m, s);
     }
     for (int i = 0; i < 4; i++) {
         uint64_t h = b2b_iv[i] ^ (i == 0 ? B2B_PARAM0 : 0);
@@ -158,14 +167,7 @@ B2B4_TARGET static void b2b4_avx2(const uint8_t block[4][KL_B2B4_MAX_BYTES], con
 #pragma GCC unroll 12
     for (int r = 0; r < B2B_ROUNDS; r++) {
         const uint8_t *s = b2b_sigma[r % 10];
-        G4(v[0], v[4], v[8], v[12], m[s[0]], m[s[1]]);
-        G4(v[1], v[5], v[9], v[13], m[s[2]], m[s[3]]);
-        G4(v[2], v[6], v[10], v[14], m[s[4]], m[s[5]]);
-        G4(v[3], v[7], v[11], v[15], m[s[6]], m[s[7]]);
-        G4(v[0], v[5], v[10], v[15], m[s[8]], m[s[9]]);
-        G4(v[1], v[6], v[11], v[12], m[s[10]], m[s[11]]);
-        G4(v[2], v[7], v[8], v[13], m[s[12]], m[s[13]]);
-        G4(v[3], v[4], v[9], v[14], m[s[14]], m[s[15]]);
+        B2B_ROUND(G4, v, m, s);
     }
     uint64_t h[4][4]; /* h[i][k]: digest word i of message k */
     for (int i = 0; i < 4; i++) {
@@ -244,14 +246,7 @@ B2B8_TARGET static void b2b8_avx512(const uint8_t block[8][KL_B2B4_MAX_BYTES],
 #pragma GCC unroll 12
     for (int r = 0; r < B2B_ROUNDS; r++) {
         const uint8_t *s = b2b_sigma[r % 10];
-        G8(v[0], v[4], v[8], v[12], m[s[0]], m[s[1]]);
-        G8(v[1], v[5], v[9], v[13], m[s[2]], m[s[3]]);
-        G8(v[2], v[6], v[10], v[14], m[s[4]], m[s[5]]);
-        G8(v[3], v[7], v[11], v[15], m[s[6]], m[s[7]]);
-        G8(v[0], v[5], v[10], v[15], m[s[8]], m[s[9]]);
-        G8(v[1], v[6], v[11], v[12], m[s[10]], m[s[11]]);
-        G8(v[2], v[7], v[8], v[13], m[s[12]], m[s[13]]);
-        G8(v[3], v[4], v[9], v[14], m[s[14]], m[s[15]]);
+        B2B_ROUND(G8, v, m, s);
     }
     uint64_t h[4][8]; /* h[i][k]: digest word i of message k */
     for (int i = 0; i < 4; i++) {

@@ -103,7 +103,7 @@ typedef struct kl_span_job {
     unsigned low;
     uint8_t *nodes;
     kl_node *scratch; /* e - a nodes */
-    kl_node tops[KL_TREE_MAX_SPANS];
+    kl_node *tops;    /* KL_TREE_MAX_SPANS */
     size_t ntops;
 } kl_span_job;
 
@@ -216,6 +216,7 @@ struct kl_log {
     uint8_t *leaf_out;
     _Atomic int span_state; /* seal.c: the later part of a commit's spans (kl_tree_grow) */
     kl_span_job span;
+    kl_node span_tops[KL_TREE_MAX_SPANS];
     pthread_mutex_t sealer_mu;
     pthread_cond_t sealer_cv;
 

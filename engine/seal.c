@@ -186,6 +186,7 @@ static void span_run(kl_span_job *j) {
 void kl_tree_grow(kl_log *log, const kl_block *blocks, uint8_t *hashes, int hash_leaves,
                   size_t count, uint64_t base, uint8_t *nodes, kl_node *scratch) {
     uint64_t a = log->tb.length, e = a + count;
+    kl_node tops[KL_TREE_MAX_SPANS];
     kl_span_job mine = {.blocks = blocks,
                         .hashes = hashes,
                         .hash_leaves = hash_leaves,
@@ -194,7 +195,8 @@ void kl_tree_grow(kl_log *log, const kl_block *blocks, uint8_t *hashes, int hash
                         .base = base,
                         .low = log->tree_low,
                         .nodes = nodes,
-                        .scratch = scratch};
+                        .scratch = scratch,
+                        .tops = tops};
     int state = LEAF_FREE;
     if (log->sealer_on && count >= SPAN_SPLIT_MIN &&
         atomic_compare_exchange_strong(&log->span_state, &state, LEAF_SETUP)) {
@@ -206,6 +208,7 @@ void kl_tree_grow(kl_log *log, const kl_block *blocks, uint8_t *hashes, int hash
         theirs->blocks += off;
         theirs->hashes += KL_HASH_BYTES * off;
         theirs->scratch += off;
+        theirs->tops = log->span_tops;
         theirs->a = mine.e = m;
         atomic_store(&log->span_state, LEAF_POSTED);
         wake_sealer(log);
