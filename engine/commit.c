@@ -443,9 +443,10 @@ static void pay_wake(kl_log *log) {
  * nodes go to log->treebuf, the new roots to st, and with `sign` their
  * signature too (else st is left unsigned, sig_len 0). The leaves left to
  * the commit are hashed here; with `yield` the CPU is given up on the way.
+ * beside (or NULL) runs once, as soon as the sealer can start on the tree.
  */
 static int build_tree(kl_log *log, kl_commit_buf *b, kl_slot *st, int sign, int yield,
-                      size_t *tree_bytes) {
+                      kl_beside *beside, size_t *tree_bytes) {
     uint64_t base = kl_tree_count(b->start_index, log->tree_low);
     uint64_t nodes = kl_tree_count(b->end_index, log->tree_low) - base;
     size_t need = (size_t)nodes * KL_TREE_NODE_BYTES + KL_TREEB_MAX_NEW * KL_TREE_NODE_BYTES;
@@ -486,7 +487,7 @@ static int build_tree(kl_log *log, kl_commit_buf *b, kl_slot *st, int sign, int 
             const kl_block *blocks = lj->blocks + (a - first);
             uint8_t *hashes = lj->hashes + (a - first) * KL_HASH_BYTES;
             kl_tree_grow(log, blocks, hashes, lj->deferred, (size_t)(e - a), base, log->treebuf,
-                         log->tree_rows);
+                         log->tree_rows, beside);
             since_yield += e - a;
             if (yield && since_yield >= YIELD_BLOCKS) {
                 sched_yield();
@@ -495,6 +496,10 @@ static int build_tree(kl_log *log, kl_commit_buf *b, kl_slot *st, int sign, int 
             a = e;
         }
         lj->deferred = 0;
+    }
+    if (beside && !beside->ran) { /* a commit of no blocks */
+        beside->ran = 1;
+        beside->rc = beside->fn(beside->arg);
     }
     KL_ASSERT(log->tb.length == b->end_index);
     *tree_bytes = (size_t)nodes * KL_TREE_NODE_BYTES;
@@ -517,9 +522,9 @@ static int build_tree(kl_log *log, kl_commit_buf *b, kl_slot *st, int sign, int 
  * (*bad_tree otherwise).
  */
 static int tree_step(kl_log *log, kl_commit_buf *b, kl_slot *st, int sync, int yield,
-                     size_t *tree_bytes, int *bad_tree, const char **what) {
+                     kl_beside *beside, size_t *tree_bytes, int *bad_tree, const char **what) {
     *what = "building the tree";
-    int rc = build_tree(log, b, st, sync && log->has_sk, yield, tree_bytes);
+    int rc = build_tree(log, b, st, sync && log->has_sk, yield, beside, tree_bytes);
     if (rc == 0 && !log->has_sk && replica_sign(log, st) < 0) {
         *bad_tree = 1;
         rc = KL_EVERIFY;
@@ -534,18 +539,34 @@ static int tree_step(kl_log *log, kl_commit_buf *b, kl_slot *st, int sync, int y
  * A writer's synced commit (`overlap`) starts its segment's write and sync
  * first and does the tree step while they run: only that sync makes the
  * commit durable, and the batch bytes do not depend on the tree. The nodes
- * and the slot follow in a second start. Any other commit does the tree
- * step first (a replica checks its peer's signature before writing) and
- * hands everything over in one submission.
+ * and the slot follow in a second start. A writer's unsynced commit of big
+ * lent batches (`beside`) writes them while the sealer seals them and
+ * starts on the tree (seal.c), then takes its share of the tree. Any other
+ * commit does the tree step first (a replica checks its peer's signature
+ * before writing) and hands everything over in one submission.
  */
+typedef struct lent_write {
+    kl_log *log;
+    const kl_commit_buf *b;
+    const kl_seg *seg;
+} lent_write;
+
+static int write_lent_beside(void *arg) {
+    const lent_write *w = arg;
+    return write_lent(w->log, w->b, w->seg);
+}
+
 static int commit_io(kl_log *log, kl_commit_buf *b, kl_slot *st, int slot, int sync, int one_file,
                      int *bad_tree, const char **what) {
     kl_seg *seg = b->seg;
     int overlap = sync && log->has_sk;
+    int beside = !sync && log->has_sk && log->sealer_on && b->njobs > 0 &&
+                 b->lent_bytes >= SEAL_BESIDE_BYTES;
     size_t tree_bytes = 0;
     if (!overlap)
         pay_wake(log);
-    int rc = overlap ? 0 : tree_step(log, b, st, sync, 0, &tree_bytes, bad_tree, what);
+    int rc =
+        overlap || beside ? 0 : tree_step(log, b, st, sync, 0, NULL, &tree_bytes, bad_tree, what);
     if (rc < 0)
         return rc;
     if (b->new_segment) {
@@ -561,7 +582,20 @@ static int commit_io(kl_log *log, kl_commit_buf *b, kl_slot *st, int slot, int s
             return rc; /* the roll's sync of the old segment makes the cut durable */
     }
     int lent_first = 0; /* the lent pieces are already written */
-    if (b->njobs > 0) {
+    if (beside) {
+        kl_sealer_post(log, b);
+        lent_write w = {log, b, seg};
+        kl_beside bs = {.fn = write_lent_beside, .arg = &w};
+        rc = tree_step(log, b, st, sync, 0, &bs, &tree_bytes, bad_tree, what);
+        kl_sealer_wait(log); /* even on error: the sealer reads the callers' bytes */
+        if (rc < 0)
+            return rc;
+        if (bs.rc < 0) {
+            *what = "writing a commit";
+            return bs.rc;
+        }
+        lent_first = 1;
+    } else if (b->njobs > 0) {
         if (!sync && log->sealer_on && b->lent_bytes >= SEAL_BESIDE_BYTES) {
             kl_sealer_post(log, b);
             *what = "writing a commit";
@@ -634,7 +668,7 @@ static int commit_io(kl_log *log, kl_commit_buf *b, kl_slot *st, int slot, int s
         pay_wake(log);
         if (rc < 0)
             return kl_io_finish(log->io);
-        rc = tree_step(log, b, st, sync, kl_io_async(log->io), &tree_bytes, bad_tree, what);
+        rc = tree_step(log, b, st, sync, kl_io_async(log->io), NULL, &tree_bytes, bad_tree, what);
         if (rc < 0) {
             kl_io_finish(log->io); /* the batches' I/O is in flight: wait for it */
             return rc;
@@ -890,10 +924,59 @@ static void sign_last(kl_log *log) {
                    .offset = (uint64_t)slot * KL_HDR_SLOT_BYTES};
     int rc = kl_io_submit(log->io, &op, 1);
     pthread_mutex_lock(&log->mu);
-    if (rc < 0)
+    if (rc < 0) {
         fail_handle(log, rc, "writing the signed header slot");
-    else
-        log->last = st;
+        return;
+    }
+    log->last = st;
+    log->signed_ns = kl_mono_ns();
+    atomic_store(&log->sign_owed, 0);
+}
+
+/*
+ * The signature of a writer's state under `interval` and `never` (commit
+ * role, mu held). Signing is an Ed25519 signature and a second slot write,
+ * about 25 us of CPU: a fifth of a commit of 1,000 x 100 B, and most of a
+ * small one. Only the newest state's signature is ever used, so while
+ * appends keep coming the commit role signs at most once per SIGN_LAG_NS
+ * and leaves the rest owed: the sealer signs the newest state once the
+ * commits pause (seal.c, IDLE_SIGN_NS), and anything that needs a signature
+ * (kl_commit_last: info, proofs, verify, serving; a sync; close) signs it
+ * first. A crash before that leaves the state unsigned, which recovery
+ * accepts and signs (DURABILITY.md). Without a sealer, and for a replica
+ * (whose signature is its peer's), every commit is signed at once.
+ */
+#define SIGN_LAG_NS (2u * 1000u * 1000u)
+
+static void sign_or_owe(kl_log *log) {
+    if (log->failed || log->last.sig_len != 0)
+        return;
+    if (!log->has_sk || !log->sealer_on || kl_mono_ns() - log->signed_ns >= SIGN_LAG_NS) {
+        sign_last(log);
+        return;
+    }
+    atomic_store(&log->sign_owed, 1);
+    kl_sealer_owe_sign(log);
+}
+
+/* Whether a writable handle's last state waits for its signature (mu held). */
+static int sign_wanted(const kl_log *log) {
+    return !log->readonly && log->has_sk && !log->failed && log->last.sig_len == 0;
+}
+
+/* Sign the last state now if it waits for it and the role is free (mu held). */
+static void sign_free(kl_log *log) {
+    if (log->committing || !sign_wanted(log))
+        return;
+    log->committing = 1;
+    sign_last(log);
+    release_role(log);
+}
+
+void kl_commit_sign_idle(kl_log *log) {
+    pthread_mutex_lock(&log->mu);
+    sign_free(log);
+    pthread_mutex_unlock(&log->mu);
 }
 
 int kl_replica_target(kl_log *log, const kl_signed_state *t) {
@@ -941,6 +1024,7 @@ void kl_commit_last(kl_log *log, kl_slot *out) {
     pthread_mutex_lock(&log->mu);
     while (log->committing && log->last.sig_len == 0 && !log->failed)
         pthread_cond_wait(&log->cv, &log->mu);
+    sign_free(log); /* an owed signature (sign_or_owe) */
     *out = log->last;
     pthread_mutex_unlock(&log->mu);
 }
@@ -957,13 +1041,14 @@ void kl_commit_last(kl_log *log, kl_slot *out) {
 static void lead(kl_log *log, uint64_t my_seq) {
     KL_ASSERT(!log->committing);
     log->committing = 1;
+    atomic_fetch_add(&log->leads, 1);
     int extra = 0;
     do {
         commit_open(log);
     } while (!log->failed && log->open_buf->frames > 0 &&
              (log->committed_seq < my_seq || extra++ < LEAD_EXTRA));
     pay_wake(log);
-    sign_last(log);
+    sign_or_owe(log);
     release_role(log);
 }
 
@@ -1187,11 +1272,14 @@ static int append(kl_log *log, const kl_block *blocks, size_t count, const uint6
     /*
      * The leaves: with company, each appender hashes its own here, before
      * the group forms, in parallel with the others. A writer's appender
-     * alone under `always` leaves them to its commit, which hashes them
-     * while the batches sync (commit_io). Either is right whoever commits.
+     * alone leaves them to its commit, which hashes them while the batches
+     * sync under `always`, or with the sealer, chunk by chunk, beside their
+     * write under the other policies (commit_io). Either is right whoever
+     * commits.
      */
     uint32_t company = atomic_fetch_add_explicit(&log->appenders, 1, memory_order_relaxed);
-    int defer = company == 0 && log->cfg.fsync_mode == KL_FSYNC_ALWAYS && log->has_sk;
+    int defer =
+        company == 0 && log->has_sk && (log->cfg.fsync_mode == KL_FSYNC_ALWAYS || log->sealer_on);
     if (!defer)
         kl_hash_leaves(log, blocks, count, hashes);
     uint64_t first = 0, seq = 0;
@@ -1334,8 +1422,13 @@ int kl_commit_sync(kl_log *log, int final) {
         if (atomic_load_explicit(&log->byte_length, memory_order_relaxed) - from < PREFLUSH_SMALL)
             break;
     }
-    while (log->committing)
-        pthread_cond_wait(&log->cv, &log->mu);
+    for (;;) { /* the state synced is a signed one: sign an owed signature first */
+        while (log->committing)
+            pthread_cond_wait(&log->cv, &log->mu);
+        if (rc < 0 || !sign_wanted(log))
+            break;
+        sign_free(log);
+    }
     if (rc == 0 && log->failed)
         rc = -EIO;
     if (rc == 0)

@@ -92,20 +92,34 @@ typedef struct kl_leaf_job {
 } kl_leaf_job;
 
 /*
- * A part of a commit's blocks whose spans the sealer builds (seal.c,
- * kl_tree_grow): the arguments of kl_tree_build_spans, and its results.
+ * A big run of a commit's blocks cut into chunks on multiples of `chunk`
+ * blocks, which the committer and the sealer take one at a time (seal.c,
+ * kl_tree_grow): the arguments of kl_tree_build_spans for the run, and each
+ * chunk's spans.
  */
-typedef struct kl_span_job {
+#define KL_GROW_MAX_CHUNKS 32u
+typedef struct kl_grow_job {
     const kl_block *blocks;
     uint8_t *hashes; /* leaf hashes of blocks [a, e), filled in first if hash_leaves */
     int hash_leaves;
-    uint64_t a, e, base;
-    unsigned low;
+    uint64_t a, e, chunk, base;
+    unsigned low, nchunks;
     uint8_t *nodes;
-    kl_node *scratch; /* e - a nodes */
-    kl_node *tops;    /* KL_TREE_MAX_SPANS */
-    size_t ntops;
-} kl_span_job;
+    kl_node *scratch;      /* e - a nodes */
+    _Atomic unsigned next; /* the next chunk to take */
+    size_t ntops[KL_GROW_MAX_CHUNKS];
+    kl_node (*tops)[KL_TREE_MAX_SPANS]; /* KL_GROW_MAX_CHUNKS rows, one per chunk */
+} kl_grow_job;
+
+/*
+ * Work the committer does while the sealer starts on its part of a commit's
+ * tree (commit.c: the write of lent batches). kl_tree_grow runs it once.
+ */
+typedef struct kl_beside {
+    int (*fn)(void *arg);
+    void *arg;
+    int ran, rc;
+} kl_beside;
 
 typedef struct kl_commit_buf {
     uint8_t *data;    /* the bytes framed here (headers, checksums, tables, copied blocks) */
@@ -201,8 +215,12 @@ struct kl_log {
     pthread_mutex_t sync_mu; /* one sync at a time */
     kl_io *sync_io;          /* thread-safe backend for the sync's pre-flush (no commit role) */
     kl_slot last;            /* the state of the last commit */
-    void *zcctx;             /* zstd compression context (framing, under mu) */
-    uint8_t *scratch;        /* uncompressed framing for zstd, under mu */
+    uint64_t signed_ns;      /* when the commit role last signed a state (sign_last) */
+    _Atomic int sign_owed;   /* last is a writer's state left unsigned for now (commit.c) */
+    _Atomic uint64_t
+        leads;        /* times the commit role was taken to commit (the sealer's idle check) */
+    void *zcctx;      /* zstd compression context (framing, under mu) */
+    uint8_t *scratch; /* uncompressed framing for zstd, under mu */
     size_t scratch_cap;
 
     /* the sealer thread (seal.c): checksums of lent batches beside their write */
@@ -214,9 +232,8 @@ struct kl_log {
     const kl_block *leaf_blocks;
     size_t leaf_count;
     uint8_t *leaf_out;
-    _Atomic int span_state; /* seal.c: the later part of a commit's spans (kl_tree_grow) */
-    kl_span_job span;
-    kl_node span_tops[KL_TREE_MAX_SPANS];
+    _Atomic int grow_state; /* seal.c: a big run of a commit's tree, in chunks (kl_tree_grow) */
+    kl_grow_job grow;
     pthread_mutex_t sealer_mu;
     pthread_cond_t sealer_cv;
 
@@ -335,16 +352,21 @@ int kl_sealer_start(kl_log *log);
 void kl_sealer_stop(kl_log *log);
 void kl_sealer_post(kl_log *log, kl_commit_buf *b);
 void kl_sealer_wait(kl_log *log);
+/* A signature is owed (commit.c, mu held): wake a sealer that sleeps without a timeout. */
+void kl_sealer_owe_sign(kl_log *log);
+/* commit.c: sign the last state if it is owed and the commit role is free (the sealer, idle). */
+void kl_commit_sign_idle(kl_log *log);
 /* The leaf hashes of an append's blocks, half of a big one on the sealer thread. */
 void kl_hash_leaves(kl_log *log, const kl_block *blocks, size_t count, uint8_t *hashes);
 /*
  * Add blocks [log->tb.length, + count) to log->tb as kl_tree_build_spans and
  * kl_treeb_join do (commit role), hashing their leaves first if
- * hash_leaves, with the later part of a big run built on the sealer
- * thread. scratch holds count nodes.
+ * hash_leaves; a big run is built in chunks by this thread and the sealer
+ * together. scratch holds count nodes. beside (NULL: none), if it has not
+ * run yet, runs once the sealer can start on the run.
  */
 void kl_tree_grow(kl_log *log, const kl_block *blocks, uint8_t *hashes, int hash_leaves,
-                  size_t count, uint64_t base, uint8_t *nodes, kl_node *scratch);
+                  size_t count, uint64_t base, uint8_t *nodes, kl_node *scratch, kl_beside *beside);
 
 /* read.c */
 kl_seg *kl_seg_new(uint64_t first);

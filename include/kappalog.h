@@ -223,8 +223,11 @@ typedef struct kl_info {
     unsigned char tree_hash[32];     /* of the tree at `length` */
     unsigned char signature[68];     /* as Hypercore stores it: signature_len bytes */
     size_t signature_len;            /* 68, or 64 for a compat core; 0 on a read-only
-                                        handle whose writer stopped before signing its
-                                        last commit (its next writable open signs it) */
+                                        handle whose writer has not signed its newest
+                                        state yet (under interval and never it signs at
+                                        most every 2 ms while appends keep coming, and
+                                        soon after they pause) or stopped before signing
+                                        it (its next writable open signs it) */
     int writable;                    /* a usable secret key is present (appends possible) */
     int secret_unsafe;               /* the secret file is readable by group or others */
     const char *recovery;            /* what opening this handle cut or repaired ("" if nothing) */

@@ -129,7 +129,8 @@ static void refresh_across_rolls(kl_codec codec) {
         have = to;
     }
     kl_info a, b;
-    assert_int_equal(kl_log_info(w, &a), 0);
+    assert_int_equal(kl_log_info(w, &a), 0); /* signs the newest state if it still owes it */
+    assert_true(kl_log_refresh(r) >= 0);     /* and the reader sees that signed state */
     assert_int_equal(kl_log_info(r, &b), 0);
     assert_true(a.segments > 8);
     assert_memory_equal(a.tree_hash, b.tree_hash, 32);
@@ -303,6 +304,55 @@ static void test_a_truncation_under_a_reader_is_reported_not_followed(void **st)
     tu_rm_log(dir);
 }
 
+/*
+ * Under `never` a writer signs its state at most every 2 ms while appends
+ * keep coming (commit.c, sign_or_owe), and its sealer thread signs the
+ * newest state once they pause (seal.c). 2,000 appends of one block in a
+ * row: the header slots' sequence numbers show far fewer signatures than
+ * commits (each commit writes its slot once, each signature once more), and
+ * a reader in this process, which cannot sign, soon finds the newest state
+ * signed without anything asking the writer for it, and it verifies.
+ */
+static void test_a_writer_signs_its_newest_state_when_appends_pause(void **st) {
+    (void)st;
+    enum { N = 2000 };
+    char *dir = tu_new_log("follow-sign", KL_FSYNC_NEVER);
+    kl_log *w = tu_open(dir);
+    kl_log *ro = tu_open_ro(dir);
+    assert_int_equal(tu_append_range(w, SEED, MAX_SIZE, 0, N, 1), 0);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/header", dir);
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    static uint8_t hdr[KL_HDR_FILE_BYTES];
+    assert_int_equal(pread(fd, hdr, sizeof hdr, 0), (ssize_t)sizeof hdr);
+    close(fd);
+    kl_slot s[2];
+    assert_int_equal(kl_slot_decode(hdr, &s[0]), 0);
+    assert_int_equal(kl_slot_decode(hdr + KL_HDR_SLOT_BYTES, &s[1]), 0);
+    uint64_t seq = s[0].seq > s[1].seq ? s[0].seq : s[1].seq;
+    /* one CPU: no sealer, so every commit is signed at once */
+    if (sysconf(_SC_NPROCESSORS_ONLN) >= 2 && seq > N + N / 4)
+        fail_msg("%d commits wrote %llu slots: nearly every one was signed", N,
+                 (unsigned long long)seq);
+    kl_info info = {0};
+    int done = 0;
+    for (int i = 0; i < 2000 && !done; i++) {
+        assert_true(kl_log_refresh(ro) >= 0);
+        assert_int_equal(kl_log_info(ro, &info), 0);
+        done = info.length == N && info.signature_len != 0;
+        if (!done)
+            sleep_ms(1);
+    }
+    if (!done)
+        fail_msg("2 s after the last append the reader sees length %llu, %s",
+                 (unsigned long long)info.length, info.signature_len ? "signed" : "not signed");
+    tu_expect_verified(ro, "the reader of the signed state");
+    assert_int_equal(kl_log_close(ro), 0);
+    assert_int_equal(kl_log_close(w), 0);
+    tu_rm_log(dir);
+}
+
 typedef struct slot_restorer {
     const char *path;
     const uint8_t *bytes;
@@ -385,6 +435,7 @@ int main(void) {
         cmocka_unit_test(test_several_threads_wait_on_one_read_only_handle),
         cmocka_unit_test(test_a_truncation_under_a_reader_is_reported_not_followed),
         cmocka_unit_test(test_a_read_only_open_waits_out_a_half_written_slot),
+        cmocka_unit_test(test_a_writer_signs_its_newest_state_when_appends_pause),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -275,10 +275,10 @@ static void test_log_under_always_signs_every_checkpoint_like_hypercore(void **s
 }
 
 /*
- * Under `never` an append of 256 blocks or more builds the later part of
- * its subtrees on the sealer thread, or takes it back if that thread has
- * not started it (seal.c, kl_tree_grow), and its leaves go eight at a time
- * where the CPU has AVX-512 (b2b4.c). Appends of 1 to 2,048 blocks from
+ * Under `never` an append of 256 blocks or more builds its subtrees in
+ * chunks that this thread and the sealer take in turn (seal.c,
+ * kl_tree_grow), and its leaves go eight at a time where the CPU has
+ * AVX-512 (b2b4.c). Appends of 1 to 2,048 blocks from
  * unaligned starts, with blocks small enough for one BLAKE2b block and
  * bigger ones mixed, eight rounds: after each append the log's tree hash
  * is the one-leaf-at-a-time builder's, and at the end every node reads back
@@ -306,11 +306,15 @@ static void test_big_appends_build_their_tree_on_two_threads(void **state) {
         uint64_t at = 0;
         for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
             size_t n = runs[r];
+            /* odd rounds: the blocks back to back, so a big append is written from them
+               while the tree is built (commit.c, `beside`) */
+            size_t packed_at = 0;
             for (size_t i = 0; i < n; i++) {
                 /* mostly blocks of one BLAKE2b block (up to 119 bytes), some bigger */
                 size_t cap = tu_rand(&rng) % 8 ? 120 : 200;
                 size_t size = (size_t)(tu_rand(&rng) % cap);
-                uint8_t *p = data + 200 * i;
+                uint8_t *p = round % 2 ? data + packed_at : data + 200 * i;
+                packed_at += size;
                 for (size_t j = 0; j < size; j++)
                     p[j] = (uint8_t)tu_rand(&rng);
                 blocks[i] = (kl_block){p, size};
