@@ -304,6 +304,18 @@ static void test_a_truncation_under_a_reader_is_reported_not_followed(void **st)
     tu_rm_log(dir);
 }
 
+/* The header file of the log at dir, and its two slots decoded. */
+static void read_slots(const char *dir, uint8_t hdr[KL_HDR_FILE_BYTES], kl_slot s[2]) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/header", dir);
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, hdr, KL_HDR_FILE_BYTES, 0), (ssize_t)KL_HDR_FILE_BYTES);
+    close(fd);
+    assert_int_equal(kl_slot_decode(hdr, &s[0]), 0);
+    assert_int_equal(kl_slot_decode(hdr + KL_HDR_SLOT_BYTES, &s[1]), 0);
+}
+
 /*
  * Under `never` a writer signs its state at most every 2 ms while appends
  * keep coming (commit.c, sign_or_owe), and its sealer thread signs the
@@ -320,16 +332,9 @@ static void test_a_writer_signs_its_newest_state_when_appends_pause(void **st) {
     kl_log *w = tu_open(dir);
     kl_log *ro = tu_open_ro(dir);
     assert_int_equal(tu_append_range(w, SEED, MAX_SIZE, 0, N, 1), 0);
-    char path[4200];
-    snprintf(path, sizeof path, "%s/header", dir);
-    int fd = open(path, O_RDONLY);
-    assert_true(fd >= 0);
     static uint8_t hdr[KL_HDR_FILE_BYTES];
-    assert_int_equal(pread(fd, hdr, sizeof hdr, 0), (ssize_t)sizeof hdr);
-    close(fd);
     kl_slot s[2];
-    assert_int_equal(kl_slot_decode(hdr, &s[0]), 0);
-    assert_int_equal(kl_slot_decode(hdr + KL_HDR_SLOT_BYTES, &s[1]), 0);
+    read_slots(dir, hdr, s);
     uint64_t seq = s[0].seq > s[1].seq ? s[0].seq : s[1].seq;
     /* one CPU: no sealer, so every commit is signed at once */
     if (sysconf(_SC_NPROCESSORS_ONLN) >= 2 && seq > N + N / 4)
@@ -385,15 +390,13 @@ static void test_a_read_only_open_waits_out_a_half_written_slot(void **st) {
     kl_log *w = tu_open(dir);
     assert_int_equal(tu_append_range(w, SEED, MAX_SIZE, 0, 300, 30), 0);
     sleep_ms(50); /* the last commit's signed slot is written after the append returns */
+    static uint8_t hdr[KL_HDR_FILE_BYTES];
+    kl_slot s[2];
+    read_slots(dir, hdr, s);
     char path[4200];
     snprintf(path, sizeof path, "%s/header", dir);
     int fd = open(path, O_RDWR);
     assert_true(fd >= 0);
-    static uint8_t hdr[KL_HDR_FILE_BYTES];
-    assert_int_equal(pread(fd, hdr, sizeof hdr, 0), (ssize_t)sizeof hdr);
-    kl_slot s[2];
-    assert_int_equal(kl_slot_decode(hdr, &s[0]), 0);
-    assert_int_equal(kl_slot_decode(hdr + KL_HDR_SLOT_BYTES, &s[1]), 0);
     int work = s[1].seq > s[0].seq;
     assert_int_equal(s[work].length, 300);
     assert_int_equal(s[1 - work].length, 0); /* the state at creation, never rewritten */
