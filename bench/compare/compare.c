@@ -85,6 +85,7 @@ static const char *out_dir;
 static int own_scratch;            /* the scratch dir is ours: removed at exit */
 static char peer_why[NPEERS][256]; /* why a peer is not measured, "" if it is */
 static char scratch_default[4096 + 32];
+static char scratch_abs[8192 + 64];
 
 static void usage(FILE *f) {
     fputs("usage: kappalog-bench compare [--quick] [--out DIR] [--dir DIR] [--only PEERS]\n"
@@ -166,6 +167,17 @@ static void parse_args(bench_opts *o, int argc, char **argv) {
     if (!o->dir) {
         snprintf(scratch_default, sizeof scratch_default, "%s/compare-tmp", out_dir);
         o->dir = scratch_default;
+    }
+    /* absolute: a server runs in its own scratch dir and is told that dir by path (Redis's --dir,
+       NATS's -sd); a relative one would name a dir under itself, which Redis refuses */
+    if (o->dir[0] != '/') {
+        char cwd[4096];
+        if (!getcwd(cwd, sizeof cwd))
+            die("getcwd: %s", strerror(errno));
+        if (snprintf(scratch_abs, sizeof scratch_abs, "%s/%s", cwd, o->dir) >=
+            (int)sizeof scratch_abs)
+            die("--dir %s: the path is too long", o->dir);
+        o->dir = scratch_abs;
     }
     bench_save_cmdline(o, "kappalog-bench", argc, argv);
 }
