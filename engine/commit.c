@@ -497,10 +497,7 @@ static int build_tree(kl_log *log, kl_commit_buf *b, kl_slot *st, int sign, int 
         }
         lj->deferred = 0;
     }
-    if (beside && !beside->ran) { /* a commit of no blocks */
-        beside->ran = 1;
-        beside->rc = beside->fn(beside->arg);
-    }
+    kl_beside_run(beside); /* if no kl_tree_grow ran it */
     KL_ASSERT(log->tb.length == b->end_index);
     *tree_bytes = (size_t)nodes * KL_TREE_NODE_BYTES;
     st->nroots = (uint32_t)log->tb.n;

@@ -121,6 +121,9 @@ typedef struct kl_beside {
     int ran, rc;
 } kl_beside;
 
+/* Run beside->fn if beside is not NULL and it has not run yet (seal.c). */
+void kl_beside_run(kl_beside *beside);
+
 typedef struct kl_commit_buf {
     uint8_t *data;    /* the bytes framed here (headers, checksums, tables, copied blocks) */
     size_t ilen, cap; /* bytes used and allocated in data */

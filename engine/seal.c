@@ -250,7 +250,7 @@ static void grow_work(kl_grow_job *g) {
         grow_chunk(g, k);
 }
 
-static void run_beside(kl_beside *beside) {
+void kl_beside_run(kl_beside *beside) {
     if (beside && !beside->ran) {
         beside->ran = 1;
         beside->rc = beside->fn(beside->arg);
@@ -264,7 +264,7 @@ void kl_tree_grow(kl_log *log, const kl_block *blocks, uint8_t *hashes, int hash
     int state = LEAF_FREE;
     if (!log->sealer_on || !log->grow.tops || count < GROW_SPLIT_MIN ||
         !atomic_compare_exchange_strong(&log->grow_state, &state, LEAF_SETUP)) {
-        run_beside(beside);
+        kl_beside_run(beside);
         kl_node tops[KL_TREE_MAX_SPANS];
         if (hash_leaves)
             kl_tree_hash_leaves(blocks, count, hashes);
@@ -292,7 +292,7 @@ void kl_tree_grow(kl_log *log, const kl_block *blocks, uint8_t *hashes, int hash
     atomic_store(&g->next, 0);
     atomic_store(&log->grow_state, LEAF_POSTED);
     wake_sealer(log);
-    run_beside(beside);
+    kl_beside_run(beside);
     grow_work(g);
     state = LEAF_POSTED;
     if (!atomic_compare_exchange_strong(&log->grow_state, &state, LEAF_FREE)) {
