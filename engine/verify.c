@@ -3,14 +3,14 @@
  *
  * One pass in block order: each block is read through the iterator (its
  * batch checksums are checked there), its leaf is hashed and added to a
- * fresh tree, and every node that makes which the tree file keeps (depth
- * low and up, tree.h) is compared with the stored one. Because the file
- * keeps nodes in the order they are made, the stored nodes are read
- * sequentially, in big chunks, beside the blocks. At the end the rebuilt
- * roots must be the signed ones. So a flipped bit anywhere is named: in a
- * block (its checksum; or its leaf, as the blocks under the first stored
- * node that differs), in a node (that node), in a root or signature (the
- * slot).
+ * fresh tree (a group of blocks at a time, below), and every node that
+ * the blocks make and the tree file keeps (depth low and up, tree.h) is
+ * compared with the stored one. Because the file keeps nodes in the order
+ * they are made, the stored nodes are read sequentially, in big chunks,
+ * beside the blocks. At the end the rebuilt roots must be the signed ones.
+ * So a flipped bit anywhere is named: in a block (its checksum; or its
+ * leaf, as the blocks under the first stored node that differs), in a node
+ * (that node), in a root or signature (the slot).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +32,8 @@ typedef struct node_reader {
 
 /* The stored node at position pos (in order), or NULL with the error set. */
 static const uint8_t *stored_node(node_reader *r, uint64_t pos, int *rc) {
-    if (pos >= r->first + r->count) {
+    if (pos < r->first ||
+        pos >= r->first + r->count) { /* in order, or again from a group's start */
         uint64_t n = KL_MIN((uint64_t)CHUNK_NODES, r->total - pos);
         size_t got = 0;
         int e = kl_io_pread(r->log->io, r->log->tree_fd, r->buf, (size_t)n * KL_TREE_NODE_BYTES,
@@ -108,54 +109,157 @@ static int compare_nodes(node_reader *r, uint64_t i, const uint8_t *made, size_t
     return 0;
 }
 
+/*
+ * Blocks are checked a group at a time: their bytes are copied (the
+ * iterator's pointers last only to its next batch), their leaves hashed
+ * up to sixteen at a time and their nodes made a row at a time, as a commit makes
+ * them (kl_tree_build_spans), and the group's stored nodes compared in one
+ * sweep. A group is aligned to GROUP_BLOCKS unless its bytes run out first,
+ * so most make one span. If anything in it differs, the group is checked
+ * again block by block from the tree as it was before it, which names the
+ * first block or node that is wrong.
+ */
+#define GROUP_BLOCKS 1024u
+#define GROUP_BYTES  (4u * 1024u * 1024u)
+
+typedef struct group {
+    uint8_t *bytes; /* the blocks' bytes, one after another */
+    size_t cap, used;
+    size_t off[GROUP_BLOCKS]; /* where block k's bytes start in bytes */
+    kl_block blocks[GROUP_BLOCKS];
+    uint8_t hashes[GROUP_BLOCKS * KL_HASH_BYTES];
+    kl_node scratch[GROUP_BLOCKS];
+    /* the group's stored nodes: at most two a block and the parents that join it */
+    uint8_t nodes[(2u * GROUP_BLOCKS + 2u * KL_MAX_ROOTS) * KL_TREE_NODE_BYTES];
+} group;
+
+/* Copy block k of the group. */
+static int group_put(group *g, size_t k, const kl_record *rec) {
+    if (g->used + rec->size > g->cap) {
+        size_t cap = KL_MAX(g->cap * 2, g->used + rec->size);
+        uint8_t *p = realloc(g->bytes, cap);
+        if (!p)
+            return kl_errf(KL_ENOMEM, "verify: %zu bytes for a group of blocks", cap);
+        g->bytes = p;
+        g->cap = cap;
+    }
+    if (rec->size)
+        memcpy(g->bytes + g->used, rec->data, rec->size);
+    g->off[k] = g->used;
+    g->blocks[k].size = rec->size;
+    g->used += rec->size;
+    return 0;
+}
+
+/* Block by block: the first wrong block or node of the group [a, e), from the tree before it. */
+static int name_damage(node_reader *r, kl_treeb *tb, const group *g, uint64_t a, uint64_t e,
+                       uint64_t *bad) {
+    uint8_t made[KL_TREEB_MAX_NEW * KL_TREE_NODE_BYTES];
+    uint64_t pos = kl_tree_count(a, r->log->tree_low);
+    for (uint64_t i = a; i < e; i++) {
+        const kl_block *b = &g->blocks[i - a];
+        size_t k = kl_treeb_add_block(tb, b->data, b->size, made);
+        int rc = compare_nodes(r, i, made, k, pos, bad);
+        if (rc < 0)
+            return rc;
+        pos += k;
+    }
+    return 0;
+}
+
+/* Check the group of blocks [a, e) against the stored nodes and add it to tb. */
+static int check_group(node_reader *r, kl_treeb *tb, group *g, uint64_t a, uint64_t e,
+                       uint64_t *bad) {
+    unsigned low = r->log->tree_low;
+    size_t n = (size_t)(e - a);
+    for (size_t k = 0; k < n; k++)
+        g->blocks[k].data = g->bytes + g->off[k];
+    kl_treeb before = *tb;
+    uint64_t base = kl_tree_count(a, low), end = kl_tree_count(e, low);
+    KL_ASSERT(end - base <= sizeof g->nodes / KL_TREE_NODE_BYTES);
+    kl_tree_hash_leaves(g->blocks, n, g->hashes);
+    kl_node tops[KL_TREE_MAX_SPANS];
+    size_t spans =
+        kl_tree_build_spans(g->blocks, g->hashes, a, e, low, base, g->nodes, g->scratch, tops);
+    kl_treeb_join(tb, tops, spans, base, g->nodes);
+    for (uint64_t pos = base; pos < end; pos++) {
+        int rc = 0;
+        const uint8_t *st = stored_node(r, pos, &rc);
+        if (!st || memcmp(st, g->nodes + (pos - base) * KL_TREE_NODE_BYTES, KL_TREE_NODE_BYTES)) {
+            *tb = before;
+            rc = name_damage(r, tb, g, a, e, bad);
+            /* not expected: the same nodes, made one block at a time, differ the same way */
+            if (rc == 0) {
+                *bad = a;
+                rc = kl_errf(KL_EVERIFY, "blocks %llu..%llu do not match the tree",
+                             (unsigned long long)a, (unsigned long long)(e - 1));
+            }
+            return rc;
+        }
+    }
+    return 0;
+}
+
 static int verify_blocks(kl_log *log, const kl_slot *st, kl_progress_fn progress, void *ctx,
                          uint64_t *bad) {
     node_reader r = {.log = log, .total = kl_tree_count(st->length, log->tree_low)};
     r.buf = malloc((size_t)CHUNK_NODES * KL_TREE_NODE_BYTES);
+    group *g = calloc(1, sizeof *g);
     kl_iter *it = NULL;
-    int rc = r.buf ? kl_iter_open(log, 0, st->length, &it) : kl_errf(KL_ENOMEM, "verify");
+    int rc = r.buf && g ? kl_iter_open(log, 0, st->length, &it) : kl_errf(KL_ENOMEM, "verify");
     kl_treeb tb;
     kl_treeb_init(&tb, NULL, 0, 0, log->tree_low);
-    uint8_t made[KL_TREEB_MAX_NEW * KL_TREE_NODE_BYTES];
-    uint64_t pos = 0;
     /* After the iterator refuses a batch, blocks are read one by one (each read checks only
        the chunks that hold it), so the first bad block is named, not its batch's first. */
     int one_by_one = 0, batch_rc = 0;
-    char batch_err[512] = "";
+    char batch_err[512] = "", read_err[512] = "";
     uint64_t batch_bad = 0;
     uint8_t *buf = NULL;
     size_t cap = 0;
-    for (uint64_t i = 0; rc == 0 && i < st->length; i++) {
-        kl_record rec;
-        int got = one_by_one ? 0 : kl_iter_next(it, &rec);
-        if (got < 0 && !one_by_one) {
-            one_by_one = 1;
-            batch_rc = got;
-            batch_bad = i;
-            snprintf(batch_err, sizeof batch_err, "%s", kl_err_thread());
-        }
-        if (one_by_one) {
-            got = read_block(log, i, &buf, &cap, &rec);
+    for (uint64_t a = 0, e = 0; rc == 0 && a < st->length; a = e) {
+        /* up to the next multiple of GROUP_BLOCKS, or as far as its bytes allow */
+        uint64_t stop = KL_MIN(st->length, (a / GROUP_BLOCKS + 1) * GROUP_BLOCKS);
+        int read_rc = 0;
+        uint64_t read_bad = 0;
+        g->used = 0;
+        for (e = a; e < stop && (e == a || g->used < GROUP_BYTES); e++) {
+            kl_record rec;
+            int got = one_by_one ? 0 : kl_iter_next(it, &rec);
+            if (got < 0 && !one_by_one) {
+                one_by_one = 1;
+                batch_rc = got;
+                batch_bad = e;
+                snprintf(batch_err, sizeof batch_err, "%s", kl_err_thread());
+            }
+            if (one_by_one)
+                got = read_block(log, e, &buf, &cap, &rec);
+            if (got == 0)
+                got = kl_errf(KL_ECORRUPT, "block %llu is missing", (unsigned long long)e);
+            if (got > 0)
+                got = group_put(g, (size_t)(e - a), &rec);
             if (got < 0) {
-                *bad = i;
-                rc = got;
+                read_rc = got;
+                read_bad = e;
+                snprintf(read_err, sizeof read_err, "%s", kl_err_thread());
                 break;
             }
         }
-        if (got == 0) {
-            *bad = i;
-            rc = kl_errf(KL_ECORRUPT, "block %llu is missing", (unsigned long long)i);
-            break;
+        /* the blocks before a bad one are checked first: a wrong node there comes first */
+        if (e > a)
+            rc = check_group(&r, &tb, g, a, e, bad);
+        if (rc == 0 && read_rc < 0) {
+            *bad = read_bad;
+            rc = kl_errf(read_rc, "%s", read_err);
         }
-        size_t k = kl_treeb_add_block(&tb, rec.data, rec.size, made);
-        rc = compare_nodes(&r, i, made, k, pos, bad);
-        pos += k;
-        if (progress && (i + 1) % PROGRESS_EVERY == 0)
-            progress(ctx, i + 1, st->length);
+        if (rc == 0 && progress && a / PROGRESS_EVERY != e / PROGRESS_EVERY)
+            progress(ctx, e, st->length);
     }
     kl_iter_close(it);
     free(r.buf);
     free(buf);
+    if (g)
+        free(g->bytes);
+    free(g);
     if (rc == 0 && batch_rc < 0) { /* a batch failed as a whole, yet each block reads */
         *bad = batch_bad;
         rc = kl_errf(batch_rc, "%s", batch_err);

@@ -13,7 +13,9 @@
  * vector node reads back (kl_log_node: stored ones from the file, lower
  * ones hashed from the blocks) and the file is exactly its stored nodes; a
  * log whose tree file is version 1 (every node) opens, verifies, grows and
- * still verifies; the tree file header is refused when damaged.
+ * still verifies; verify goes a group of blocks at a time, with big blocks
+ * cutting groups short, and names a damaged node after them; the tree file
+ * header is refused when damaged.
  */
 #include "testutil.h"
 
@@ -359,6 +361,89 @@ static void test_big_appends_build_their_tree_on_two_threads(void **state) {
     free(want);
 }
 
+/* What kl_log_verify's progress calls said. */
+typedef struct verify_seen {
+    uint64_t calls, last, total;
+    int backwards, saw_64k;
+} verify_seen;
+
+static void verify_progress(void *ctx, uint64_t done, uint64_t total) {
+    verify_seen *v = ctx;
+    v->backwards |= v->calls > 0 && done < v->last;
+    v->saw_64k |= done == 65536;
+    v->calls++;
+    v->last = done;
+    v->total = total;
+}
+
+/*
+ * Verify checks blocks a group at a time (engine/verify.c): up to 1,024
+ * blocks or about 4 MiB of them. A log of 70,000 small blocks, then six of
+ * 1.5 MiB (which cut groups short, so the groups after them start off the
+ * 1,024 grid), then 300 small ones verifies, its progress going forward to
+ * the end; a node over blocks after the big ones, flipped, is named with
+ * the blocks under it.
+ */
+static void test_verify_goes_by_groups_of_blocks(void **state) {
+    (void)state;
+    enum { SMALL = 70000, BIG = 6, TAIL = 300, BIG_BYTES = 3 << 19 };
+    const uint64_t length = SMALL + BIG + TAIL;
+    char *dir = tu_new_log("tree-verify", KL_FSYNC_NEVER);
+    kl_log *log = tu_open(dir);
+    uint8_t *data = malloc(BIG_BYTES);
+    kl_block *blocks = malloc(1000 * sizeof *blocks);
+    assert_non_null(data);
+    assert_non_null(blocks);
+    for (size_t j = 0; j < BIG_BYTES; j++)
+        data[j] = (uint8_t)(j * 7 + 3);
+    for (uint64_t at = 0; at < SMALL; at += 1000) {
+        for (size_t i = 0; i < 1000; i++)
+            blocks[i] = (kl_block){data + (at + i) % 4096, (size_t)((at + i) % 121)};
+        assert_int_equal(kl_log_append(log, blocks, 1000, NULL), 0);
+    }
+    for (size_t i = 0; i < BIG; i++)
+        blocks[i] = (kl_block){data, BIG_BYTES - i};
+    assert_int_equal(kl_log_append(log, blocks, BIG, NULL), 0);
+    for (size_t i = 0; i < TAIL; i++)
+        blocks[i] = (kl_block){data + i, 100};
+    assert_int_equal(kl_log_append(log, blocks, TAIL, NULL), 0);
+    assert_int_equal(kl_log_close(log), 0);
+
+    log = tu_open(dir);
+    assert_int_equal(kl_log_length(log), length);
+    verify_seen seen = {0};
+    uint64_t bad = 0;
+    assert_int_equal(kl_log_verify(log, verify_progress, &seen, &bad), 0);
+    assert_int_equal(bad, UINT64_MAX);
+    assert_true(seen.calls >= 2);
+    assert_false(seen.backwards);
+    assert_true(seen.saw_64k);
+    assert_int_equal(seen.last, length);
+    assert_int_equal(seen.total, length);
+    unsigned low = log->tree_low;
+    assert_int_equal(kl_log_close(log), 0);
+
+    /* the stored node over the 16 blocks from 70,016 (low 4: the lowest stored) */
+    assert_int_equal(low, 4);
+    uint64_t first = SMALL + 16, index = kl_ft_index(low, first >> low);
+    char *tree = NULL;
+    assert_true(asprintf(&tree, "%s/tree", dir) > 0);
+    tu_flip(tree, kl_tree_off(kl_tree_spos(index, low)) + 5, 0x01);
+    log = tu_open(dir);
+    assert_int_equal(kl_log_verify(log, NULL, NULL, &bad), KL_EVERIFY);
+    assert_int_equal(bad, first);
+    char want[64];
+    snprintf(want, sizeof want, "blocks %llu..%llu", (unsigned long long)first,
+             (unsigned long long)(first + 15));
+    if (!strstr(kl_log_last_error(log), want))
+        fail_msg("verify said '%s', expected it to name '%s'", kl_log_last_error(log), want);
+    assert_int_equal(kl_log_close(log), 0);
+    free(tree);
+    free(blocks);
+    free(data);
+    tu_rm_log(dir);
+}
+
 /*
  * A log made before the tree file kept only the upper nodes: its tree file
  * (version 1, every node) is what test_log_signs... reads back, written
@@ -465,6 +550,7 @@ int main(void) {
         cmocka_unit_test(test_log_signs_every_checkpoint_like_hypercore),
         cmocka_unit_test(test_log_under_always_signs_every_checkpoint_like_hypercore),
         cmocka_unit_test(test_big_appends_build_their_tree_on_two_threads),
+        cmocka_unit_test(test_verify_goes_by_groups_of_blocks),
         cmocka_unit_test(test_version1_tree_file_still_works),
         cmocka_unit_test(test_tree_header_is_checked),
     };
