@@ -24,7 +24,7 @@
  *
  * What a reader would get wrong: this is one core's ceiling for hashing one
  * message at a time, as libsodium's API does; an engine that spreads the
- * hashing over both cores, or hashes four or eight messages per step as
+ * hashing over both cores, or hashes four to sixteen messages per step as
  * kappalog's does (its many-lane BLAKE2b, engine/b2b4.h), beats it (ratio
  * above 1).
  */

@@ -1,5 +1,5 @@
 /*
- * b2b4.h - BLAKE2b-256 of four or eight one-block messages at once.
+ * b2b4.h - BLAKE2b-256 of four, eight or sixteen one-block messages at once.
  *
  * A Hypercore leaf of a small block (up to KL_B2B4_MAX_BYTES - 9 bytes of
  * data) and every parent node hash a message that fits in one 128-byte
@@ -40,7 +40,14 @@ int kl_b2b4_vector(void);
  */
 void kl_b2b8(const uint8_t block[8][KL_B2B4_MAX_BYTES], const uint64_t len[8], uint8_t out[8][32]);
 
-/* Whether kl_b2b8 runs on AVX-512 here. */
+/*
+ * The same for sixteen messages: two passes of eight interleaved in
+ * AVX-512 registers where the CPU has AVX-512F, else kl_b2b8 twice.
+ */
+void kl_b2b16(const uint8_t block[16][KL_B2B4_MAX_BYTES], const uint64_t len[16],
+              uint8_t out[16][32]);
+
+/* Whether kl_b2b8 and kl_b2b16 run on AVX-512 here. */
 int kl_b2b8_vector(void);
 
 #endif

@@ -119,11 +119,27 @@ static size_t small_run(const kl_block *b, size_t n) {
     return k;
 }
 
+/* Hash `lanes` (4, 8 or 16) one-block messages at once. */
+static void hash_lanes(size_t lanes, const uint8_t m[16][KL_B2B4_MAX_BYTES], const uint64_t len[16],
+                       uint8_t h[16][32]) {
+    if (lanes == 16)
+        kl_b2b16(m, len, h);
+    else if (lanes == 8)
+        kl_b2b8(m, len, h);
+    else
+        kl_b2b4(m, len, h);
+}
+
+/* The most lanes (16, 8 or 4) for `avail` messages in a row, at least 4. */
+static size_t lanes_for(size_t avail) {
+    return avail >= 16 ? 16 : avail >= 8 ? 8 : 4;
+}
+
 void kl_hc_leaf_hashes(const kl_block *blocks, size_t count, uint8_t *hashes) {
     size_t i = 0;
     while (i + 4 <= count) {
         const kl_block *b = blocks + i;
-        size_t small = small_run(b, KL_MIN(count - i, (size_t)8));
+        size_t small = small_run(b, KL_MIN(count - i, (size_t)16));
         if (small < 4) {
             kl_node leaf;
             kl_hc_leaf(0, b[0].data, b[0].size, &leaf);
@@ -131,15 +147,12 @@ void kl_hc_leaf_hashes(const kl_block *blocks, size_t count, uint8_t *hashes) {
             i++;
             continue;
         }
-        uint8_t m[8][KL_B2B4_MAX_BYTES], h[8][32];
-        uint64_t len[8];
-        size_t lanes = small == 8 ? 8 : 4;
+        uint8_t m[16][KL_B2B4_MAX_BYTES], h[16][32];
+        uint64_t len[16];
+        size_t lanes = lanes_for(small);
         for (size_t k = 0; k < lanes; k++)
             leaf_message(&b[k], m[k], &len[k]);
-        if (lanes == 8)
-            kl_b2b8(m, len, h);
-        else
-            kl_b2b4(m, len, h);
+        hash_lanes(lanes, (const uint8_t(*)[KL_B2B4_MAX_BYTES])m, len, h);
         memcpy(hashes + KL_HASH_BYTES * i, h, KL_HASH_BYTES * lanes);
         i += lanes;
     }
@@ -176,9 +189,9 @@ void kl_hc_parent(const kl_node *a, const kl_node *b, kl_node *out) {
 void kl_hc_parent_row(const kl_node *children, size_t n, kl_node *out) {
     size_t j = 0;
     while (j + 4 <= n) {
-        size_t lanes = j + 8 <= n ? 8 : 4;
-        uint8_t m[8][KL_B2B4_MAX_BYTES], h[8][32];
-        uint64_t len[8], index[8], size[8];
+        size_t lanes = lanes_for(n - j);
+        uint8_t m[16][KL_B2B4_MAX_BYTES], h[16][32];
+        uint64_t len[16], index[16], size[16];
         for (size_t k = 0; k < lanes; k++) {
             const kl_node *l = &children[2 * (j + k)], *r = l + 1;
             index[k] = kl_ft_parent(l->index);
@@ -190,10 +203,8 @@ void kl_hc_parent_row(const kl_node *children, size_t n, kl_node *out) {
             memset(m[k] + PARENT_MSG_BYTES, 0, KL_B2B4_MAX_BYTES - PARENT_MSG_BYTES);
             len[k] = PARENT_MSG_BYTES;
         }
-        if (lanes == 8) /* every child is read: out may now overwrite them */
-            kl_b2b8(m, len, h);
-        else
-            kl_b2b4(m, len, h);
+        /* every child is read: out may now overwrite them */
+        hash_lanes(lanes, (const uint8_t(*)[KL_B2B4_MAX_BYTES])m, len, h);
         for (size_t k = 0; k < lanes; k++) {
             out[j + k].index = index[k];
             out[j + k].size = size[k];

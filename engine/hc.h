@@ -66,12 +66,12 @@ uint64_t kl_tree_nodes(uint64_t length);
 void kl_hc_leaf(uint64_t block, const uint8_t *data, size_t len, kl_node *out);
 /*
  * The leaf hashes of count blocks (32 bytes each, to hashes); small blocks
- * eight or four at a time (b2b4.h).
+ * sixteen, eight or four at a time (b2b4.h).
  */
 void kl_hc_leaf_hashes(const kl_block *blocks, size_t count, uint8_t *hashes);
 /*
  * out[j] = the parent of children[2j] (left) and children[2j + 1] (right),
- * for j < n, eight or four at a time (b2b4.h). out may be children itself.
+ * for j < n, sixteen, eight or four at a time (b2b4.h). out may be children itself.
  */
 void kl_hc_parent_row(const kl_node *children, size_t n, kl_node *out);
 /* The parent of two sibling nodes (either order). */

@@ -97,7 +97,7 @@ size_t kl_treeb_add(kl_treeb *t, const uint8_t hash[KL_HASH_BYTES], uint64_t siz
  * Building the nodes of many blocks at once. Blocks [a, e) split into
  * complete subtrees ("spans"), each aligned to its size and as big as that
  * allows, so nothing in one joins a node left of it: its parents can be
- * made a row at a time, eight or four hashes per step (kl_hc_parent_row),
+ * made a row at a time, sixteen, eight or four hashes per step (kl_hc_parent_row),
  * rather than one leaf's chain after another. kl_treeb_join then puts the spans'
  * tops on the roots, making the few parents that join them. Every stored
  * node lands where kl_treeb_add puts it: `nodes` holds file positions from

@@ -1,15 +1,16 @@
 /*
- * test_b2b4.c - four or eight one-block BLAKE2b-256 hashes at once
+ * test_b2b4.c - four, eight or sixteen one-block BLAKE2b-256 hashes at once
  * (engine/b2b4.c) give libsodium's digests, and the leaf hashes built on
  * them (kl_hc_leaf_hashes) are kl_hc_leaf's, one block at a time.
  *
  *   - every message length 0..128 in every lane, the others random, with
  *     random bytes: kl_b2b4 (AVX2 where the CPU has it),
- *     kl_b2b4_portable and kl_b2b8 (AVX-512 where the CPU has it) against
- *     crypto_generichash_blake2b;
- *   - runs of 0..40 blocks of 0..300 bytes, so groups of eight and four small blocks
- *     mix with blocks too big for one BLAKE2b block (119 and 120 bytes, the
- *     edge, are drawn often): every hash as kl_hc_leaf makes it;
+ *     kl_b2b4_portable, kl_b2b8 and kl_b2b16 (AVX-512 where the CPU has it)
+ *     against crypto_generichash_blake2b;
+ *   - runs of 0..40 blocks of 0..300 bytes, so groups of sixteen, eight and
+ *     four small blocks mix with blocks too big for one BLAKE2b block (119
+ *     and 120 bytes, the edge, are drawn often; every fourth run has small
+ *     blocks only): every hash as kl_hc_leaf makes it;
  *   - rows of 0..37 parents (kl_hc_parent_row), also written over their own
  *     children: every one as kl_hc_parent makes it.
  */
@@ -29,21 +30,25 @@ static void reference(const uint8_t *m, size_t len, uint8_t out[32]) {
 
 /*
  * Every message length 0..128 in every one of `lanes` lanes (4: kl_b2b4 and
- * kl_b2b4_portable; 8: kl_b2b8), the other lanes random, against libsodium.
+ * kl_b2b4_portable; 8: kl_b2b8; 16: kl_b2b16), the other lanes random,
+ * against libsodium.
  */
 static unsigned lanes_match_libsodium(unsigned lanes, uint64_t rng) {
     unsigned checked = 0;
     for (unsigned len0 = 0; len0 <= KL_B2B4_MAX_BYTES; len0++) {
         for (unsigned lane = 0; lane < lanes; lane++) {
-            uint8_t block[8][KL_B2B4_MAX_BYTES], out[8][32], port[8][32], want[32];
-            uint64_t len[8];
+            uint8_t block[16][KL_B2B4_MAX_BYTES], out[16][32], port[16][32], want[32];
+            uint64_t len[16];
             memset(block, 0, sizeof block);
             for (unsigned k = 0; k < lanes; k++) {
                 len[k] = k == lane ? len0 : tu_rand(&rng) % (KL_B2B4_MAX_BYTES + 1);
                 for (uint64_t j = 0; j < len[k]; j++)
                     block[k][j] = (uint8_t)tu_rand(&rng);
             }
-            if (lanes == 8) {
+            if (lanes == 16) {
+                kl_b2b16(block, len, out);
+                memcpy(port, out, sizeof port); /* the fallback is kl_b2b8, checked below */
+            } else if (lanes == 8) {
                 kl_b2b8(block, len, out);
                 memcpy(port, out, sizeof port); /* the fallback is kl_b2b4, checked below */
             } else {
@@ -80,6 +85,16 @@ static void test_eight_at_once_match_libsodium(void **state) {
     assert_int_equal(checked, 129u * 8u * 8u);
 }
 
+static void test_sixteen_at_once_match_libsodium(void **state) {
+    (void)state;
+    unsigned checked = lanes_match_libsodium(16, 0xb2b16u);
+    print_message("%u digests checked (vector unit: %s)\n", checked,
+                  kl_b2b8_vector()   ? "AVX-512, two sets of eight interleaved"
+                  : kl_b2b4_vector() ? "AVX2, four lanes four times"
+                                     : "none, plain C");
+    assert_int_equal(checked, 129u * 16u * 16u);
+}
+
 static void test_leaf_hashes_match_one_at_a_time(void **state) {
     (void)state;
     uint64_t rng = 0x1eafu;
@@ -92,8 +107,8 @@ static void test_leaf_hashes_match_one_at_a_time(void **state) {
         for (size_t i = 0; i < count; i++) {
             uint64_t r = tu_rand(&rng) % 10;
             size_t size = r < 2 ? 119 + (size_t)(r & 1) : (size_t)(tu_rand(&rng) % 301);
-            if (r == 2)
-                size = (size_t)(tu_rand(&rng) % 120); /* more groups of four small ones */
+            if (r == 2 || round % 4 == 3)
+                size = (size_t)(tu_rand(&rng) % 120); /* more groups of small ones */
             for (size_t j = 0; j < size; j++)
                 data[i][j] = (uint8_t)tu_rand(&rng);
             blocks[i].data = data[i];
@@ -150,6 +165,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_four_at_once_match_libsodium),
         cmocka_unit_test(test_eight_at_once_match_libsodium),
+        cmocka_unit_test(test_sixteen_at_once_match_libsodium),
         cmocka_unit_test(test_leaf_hashes_match_one_at_a_time),
         cmocka_unit_test(test_parent_rows_match_one_at_a_time),
     };
