@@ -16,13 +16,16 @@
  * medians.
  *
  * What a reader would get wrong: the records take more room on disk than
- * their bytes: each block also has its 80-byte Merkle tree entry (the
- * Hypercore tree) and its share of the batch framing and the sparse index,
- * so a 20 GiB log of 100-byte records is about 37 GiB on disk, and the run
- * needs that much free space (checked before it starts). interval:1000
- * (the default of the "interval ~1 s" class) keeps write-back going all
- * the time, so the first windows do not enjoy an empty page cache that
- * the later ones lack: every window pays the disk.
+ * their bytes: each block also has its share of the batch framing, the
+ * sparse index and the tree file (5 bytes a block; 80 in a version-1 tree
+ * file), so the run checks for GROWTH_DISK_FACTOR times 20 GiB free
+ * before it starts. interval:1000 (the default of the "interval ~1 s"
+ * class) keeps write-back going, but a window shorter than the interval
+ * (the first, when appends outrun the disk) ends before any sync of the
+ * log lands in it, while every later window shares the disk with the
+ * syncs before it: once appends come faster than the disk takes
+ * write-back, the later windows run at the disk's rate and the first at
+ * the page cache's (bench/compare/ANALYSIS.md, "growth").
  *
  * The page cache is filled before the first window (the full run only): a
  * sparse file as big as the free memory less GROWTH_WARM_SPARE is read
