@@ -75,24 +75,79 @@ static inline uint64_t rotr64(uint64_t x, unsigned n) {
         G(v[3], v[4], v[9], v[14], m[s[14]], m[s[15]]);                                            \
     } while (0)
 
-static void one_block(const uint8_t block[KL_B2B4_MAX_BYTES], uint64_t len, uint8_t out[32]) {
+/* One compression of the chain h with block b, t bytes of the message so far, last or not. */
+static void compress1(uint64_t h[8], const uint8_t b[KL_B2B4_MAX_BYTES], uint64_t t, int last) {
     uint64_t m[16], v[16];
     for (int i = 0; i < 16; i++)
-        m[i] = kl_load64(block + 8 * i);
+        m[i] = kl_load64(b + 8 * i);
     for (int i = 0; i < 8; i++) {
-        v[i] = b2b_iv[i];
+        v[i] = h[i];
         v[i + 8] = b2b_iv[i];
     }
-    v[0] ^= B2B_PARAM0;
-    v[12] ^= len;   /* the byte counter (its high word, v[13], stays 0) */
-    v[14] = ~v[14]; /* the last block */
+    v[12] ^= t; /* the byte counter (its high word, v[13], stays 0) */
+    if (last)
+        v[14] = ~v[14];
     for (int r = 0; r < B2B_ROUNDS; r++) {
         const uint8_t *s = b2b_sigma[r % 10];
         B2B_ROUND(G1, v, m, s);
     }
-    for (int i = 0; i < 4; i++) {
-        uint64_t h = b2b_iv[i] ^ (i == 0 ? B2B_PARAM0 : 0);
-        kl_store64(out + 8 * i, h ^ v[i] ^ v[i + 8]);
+    for (int i = 0; i < 8; i++)
+        h[i] ^= v[i] ^ v[i + 8];
+}
+
+/* The chain of an unkeyed 32-byte digest before its first block. */
+static void start1(uint64_t h[8]) {
+    for (int i = 0; i < 8; i++)
+        h[i] = b2b_iv[i] ^ (i == 0 ? B2B_PARAM0 : 0);
+}
+
+static void digest1(const uint64_t h[8], uint8_t out[32]) {
+    for (int i = 0; i < 4; i++)
+        kl_store64(out + 8 * i, h[i]);
+}
+
+static void one_block(const uint8_t block[KL_B2B4_MAX_BYTES], uint64_t len, uint8_t out[32]) {
+    uint64_t h[8];
+    start1(h);
+    compress1(h, block, len, 1);
+    digest1(h, out);
+}
+
+uint64_t kl_b2b_blocks(uint64_t len) {
+    return len ? (len + KL_B2B4_MAX_BYTES - 1) / KL_B2B4_MAX_BYTES : 1;
+}
+
+/*
+ * Block j of a message made of pre (plen bytes) then data (size bytes):
+ * its bytes from 128 j on, zero past the message's end. Returns a pointer
+ * into data when the block lies whole in it, else copies it to buf.
+ */
+static const uint8_t *message_block(const uint8_t *pre, size_t plen, const uint8_t *data,
+                                    uint64_t size, uint64_t j, uint8_t buf[KL_B2B4_MAX_BYTES]) {
+    uint64_t off = KL_B2B4_MAX_BYTES * j, len = plen + size;
+    if (off >= plen && off + KL_B2B4_MAX_BYTES <= len)
+        return data + (off - plen);
+    uint64_t n = len > off ? KL_MIN(len - off, (uint64_t)KL_B2B4_MAX_BYTES) : 0, done = 0;
+    if (off < plen) {
+        done = KL_MIN(plen - off, n);
+        memcpy(buf, pre + off, (size_t)done);
+    }
+    if (done < n)
+        memcpy(buf + done, data + (off + done - plen), (size_t)(n - done));
+    memset(buf + n, 0, (size_t)(KL_B2B4_MAX_BYTES - n));
+    return buf;
+}
+
+void kl_b2b8_long_portable(const uint8_t *const pre[8], size_t plen, const uint8_t *const data[8],
+                           const uint64_t size[8], uint8_t out[8][32]) {
+    for (int k = 0; k < 8; k++) {
+        uint64_t h[8], len = plen + size[k], nb = kl_b2b_blocks(len);
+        uint8_t buf[KL_B2B4_MAX_BYTES];
+        start1(h);
+        for (uint64_t j = 0; j < nb; j++)
+            compress1(h, message_block(pre[k], plen, data[k], size[k], j, buf),
+                      KL_MIN(len, KL_B2B4_MAX_BYTES * (j + 1)), j + 1 == nb);
+        digest1(h, out[k]);
     }
 }
 
@@ -311,6 +366,56 @@ B2B8_TARGET static void b2b16_avx512(const uint8_t block[16][KL_B2B4_MAX_BYTES],
     finish8(w, out + 8);
 }
 
+/*
+ * Messages of many blocks, eight at once: the chains of the eight stay in
+ * h, and each compression takes block j of every message. All take the
+ * same number of blocks, so the last block (and its flag) comes at once.
+ */
+B2B8_TARGET static void b2b8_long_avx512(const uint8_t *const pre[8], size_t plen,
+                                         const uint8_t *const data[8], const uint64_t size[8],
+                                         uint8_t out[8][32]) {
+    __m512i h[8];
+    for (int i = 0; i < 8; i++)
+        h[i] = _mm512_set1_epi64((long long)(b2b_iv[i] ^ (i == 0 ? B2B_PARAM0 : 0)));
+    uint64_t nb = kl_b2b_blocks(plen + size[0]);
+    uint8_t buf[8][KL_B2B4_MAX_BYTES];
+    for (uint64_t j = 0; j < nb; j++) {
+        const uint8_t *p[8];
+        uint64_t t[8];
+        for (int k = 0; k < 8; k++) {
+            p[k] = message_block(pre[k], plen, data[k], size[k], j, buf[k]);
+            t[k] = KL_MIN(plen + size[k], KL_B2B4_MAX_BYTES * (j + 1));
+        }
+        __m512i m[16], v[16];
+        for (int half = 0; half < 2; half++) {
+            __m512i r[8];
+            for (int k = 0; k < 8; k++)
+                r[k] = _mm512_loadu_si512((const void *)(p[k] + 64 * half));
+            transpose8(r, m + 8 * half);
+        }
+        for (int i = 0; i < 8; i++) {
+            v[i] = h[i];
+            v[i + 8] = _mm512_set1_epi64((long long)b2b_iv[i]);
+        }
+        v[12] = _mm512_xor_si512(v[12], _mm512_loadu_si512((const void *)t));
+        if (j + 1 == nb)
+            v[14] = _mm512_xor_si512(v[14], _mm512_set1_epi64(-1));
+#pragma GCC unroll 12
+        for (int r = 0; r < B2B_ROUNDS; r++) {
+            const uint8_t *s = b2b_sigma[r % 10];
+            B2B_ROUND(G8, v, m, s);
+        }
+        for (int i = 0; i < 8; i++)
+            h[i] = _mm512_xor_si512(h[i], _mm512_xor_si512(v[i], v[i + 8]));
+    }
+    uint64_t d[4][8]; /* d[i][k]: digest word i of message k */
+    for (int i = 0; i < 4; i++)
+        _mm512_storeu_si512((void *)d[i], h[i]);
+    for (int k = 0; k < 8; k++)
+        for (int i = 0; i < 4; i++)
+            kl_store64(out[k] + 8 * i, d[i][k]);
+}
+
 static int have_avx2, have_avx512;
 static pthread_once_t vector_once = PTHREAD_ONCE_INIT;
 
@@ -353,6 +458,22 @@ void kl_b2b16(const uint8_t block[16][KL_B2B4_MAX_BYTES], const uint64_t len[16]
     b2b16_avx512(block, len, out);
 }
 
+/* Every message must take as many blocks as the first. */
+static void check_long(size_t plen, const uint64_t size[8]) {
+    KL_ASSERT(plen <= KL_B2B4_MAX_BYTES);
+    for (int k = 1; k < 8; k++)
+        KL_ASSERT(kl_b2b_blocks(plen + size[k]) == kl_b2b_blocks(plen + size[0]));
+}
+
+void kl_b2b8_long(const uint8_t *const pre[8], size_t plen, const uint8_t *const data[8],
+                  const uint64_t size[8], uint8_t out[8][32]) {
+    check_long(plen, size);
+    if (kl_b2b8_vector())
+        b2b8_long_avx512(pre, plen, data, size, out);
+    else
+        kl_b2b8_long_portable(pre, plen, data, size, out);
+}
+
 void kl_b2b4(const uint8_t block[4][KL_B2B4_MAX_BYTES], const uint64_t len[4], uint8_t out[4][32]) {
     if (!kl_b2b4_vector()) {
         kl_b2b4_portable(block, len, out);
@@ -386,6 +507,11 @@ void kl_b2b16(const uint8_t block[16][KL_B2B4_MAX_BYTES], const uint64_t len[16]
               uint8_t out[16][32]) {
     kl_b2b8(block, len, out);
     kl_b2b8(block + 8, len + 8, out + 8);
+}
+
+void kl_b2b8_long(const uint8_t *const pre[8], size_t plen, const uint8_t *const data[8],
+                  const uint64_t size[8], uint8_t out[8][32]) {
+    kl_b2b8_long_portable(pre, plen, data, size, out);
 }
 
 #endif

@@ -135,11 +135,53 @@ static size_t lanes_for(size_t avail) {
     return avail >= 16 ? 16 : avail >= 8 ? 8 : 4;
 }
 
+/*
+ * Fewest blocks in a row, of as many BLAKE2b blocks each, that are hashed
+ * eight lanes at once (the lanes left over repeat the first message);
+ * below it, one at a time through libsodium costs less.
+ */
+#define LONG_RUN_MIN 3u
+
+/*
+ * The leaves of the blocks from b on (up to n <= 8) that take as many
+ * BLAKE2b blocks as b[0], eight lanes at once, into hashes. Returns how
+ * many, or 0 if fewer than LONG_RUN_MIN do.
+ */
+static size_t long_leaves(const kl_block *b, size_t n, uint8_t *hashes) {
+    uint64_t nb = kl_b2b_blocks(LEAF_PREFIX_BYTES + b[0].size);
+    size_t run = 1;
+    while (run < n && kl_b2b_blocks(LEAF_PREFIX_BYTES + b[run].size) == nb)
+        run++;
+    if (run < LONG_RUN_MIN)
+        return 0;
+    uint8_t pre[8][LEAF_PREFIX_BYTES], h[8][32];
+    const uint8_t *pp[8], *data[8];
+    uint64_t size[8];
+    for (size_t k = 0; k < 8; k++) {
+        const kl_block *x = &b[k < run ? k : 0];
+        pre[k][0] = 0;
+        kl_store64(pre[k] + 1, (uint64_t)x->size);
+        pp[k] = pre[k];
+        data[k] = x->data;
+        size[k] = x->size;
+    }
+    kl_b2b8_long(pp, LEAF_PREFIX_BYTES, data, size, h);
+    memcpy(hashes, h, KL_HASH_BYTES * run);
+    return run;
+}
+
 void kl_hc_leaf_hashes(const kl_block *blocks, size_t count, uint8_t *hashes) {
     size_t i = 0;
     while (i + 4 <= count) {
         const kl_block *b = blocks + i;
         size_t small = small_run(b, KL_MIN(count - i, (size_t)16));
+        if (small == 0 && kl_b2b8_vector()) {
+            size_t n = long_leaves(b, KL_MIN(count - i, (size_t)8), hashes + KL_HASH_BYTES * i);
+            if (n) {
+                i += n;
+                continue;
+            }
+        }
         if (small < 4) {
             kl_node leaf;
             kl_hc_leaf(0, b[0].data, b[0].size, &leaf);

@@ -10,7 +10,10 @@
  *   - runs of 0..40 blocks of 0..300 bytes, so groups of sixteen, eight and
  *     four small blocks mix with blocks too big for one BLAKE2b block (119
  *     and 120 bytes, the edge, are drawn often; every fourth run has small
- *     blocks only): every hash as kl_hc_leaf makes it;
+ *     blocks only; and of 1,000..1,199 bytes, runs of as many BLAKE2b blocks
+ *     in eight lanes at once): every hash as kl_hc_leaf makes it;
+ *   - messages of a prefix and data of 1..12 BLAKE2b blocks, eight at once
+ *     (kl_b2b8_long and its plain C version) against libsodium;
  *   - rows of 0..37 parents (kl_hc_parent_row), also written over their own
  *     children: every one as kl_hc_parent makes it.
  */
@@ -95,10 +98,60 @@ static void test_sixteen_at_once_match_libsodium(void **state) {
     assert_int_equal(checked, 129u * 16u * 16u);
 }
 
+/*
+ * kl_b2b8_long: eight messages of a prefix (0..128 bytes) and data, all of
+ * the same number of BLAKE2b blocks (1..12), every length in that range
+ * drawn, against libsodium's digest of the two parts one after the other.
+ */
+static void test_long_messages_match_libsodium(void **state) {
+    (void)state;
+    uint64_t rng = 0x10e6u;
+    static uint8_t pre[8][KL_B2B4_MAX_BYTES], data[8][12 * KL_B2B4_MAX_BYTES],
+        joined[13 * KL_B2B4_MAX_BYTES];
+    unsigned checked = 0;
+    for (unsigned round = 0; round < 600; round++) {
+        size_t plen = round % 7 == 0 ? 9 : (size_t)(tu_rand(&rng) % (KL_B2B4_MAX_BYTES + 1));
+        uint64_t nb = 1 + tu_rand(&rng) % 12;
+        /* lengths plen + size in ((nb - 1) * 128, nb * 128], or 0 for one block */
+        uint64_t lo = nb == 1 ? 0 : (nb - 1) * KL_B2B4_MAX_BYTES + 1, hi = nb * KL_B2B4_MAX_BYTES;
+        if (hi < plen)
+            continue; /* the prefix alone takes more blocks */
+        lo = lo > plen ? lo - plen : 0;
+        hi -= plen;
+        const uint8_t *pp[8], *dp[8];
+        uint64_t size[8];
+        uint8_t out[8][32], port[8][32], want[32];
+        for (unsigned k = 0; k < 8; k++) {
+            size[k] = lo + tu_rand(&rng) % (hi - lo + 1);
+            for (size_t j = 0; j < plen; j++)
+                pre[k][j] = (uint8_t)tu_rand(&rng);
+            for (uint64_t j = 0; j < size[k]; j++)
+                data[k][j] = (uint8_t)tu_rand(&rng);
+            pp[k] = pre[k];
+            dp[k] = data[k];
+        }
+        kl_b2b8_long(pp, plen, dp, size, out);
+        kl_b2b8_long_portable(pp, plen, dp, size, port);
+        for (unsigned k = 0; k < 8; k++) {
+            memcpy(joined, pre[k], plen);
+            memcpy(joined + plen, data[k], (size_t)size[k]);
+            reference(joined, plen + (size_t)size[k], want);
+            if (memcmp(out[k], want, 32) != 0 || memcmp(port[k], want, 32) != 0)
+                fail_msg("lane %u: %zu + %llu bytes (%llu blocks): digest differs from "
+                         "libsodium's",
+                         k, plen, (unsigned long long)size[k], (unsigned long long)nb);
+            checked++;
+        }
+    }
+    print_message("%u digests checked (vector unit: %s)\n", checked,
+                  kl_b2b8_vector() ? "AVX-512" : "none, plain C");
+    assert_true(checked > 3000);
+}
+
 static void test_leaf_hashes_match_one_at_a_time(void **state) {
     (void)state;
     uint64_t rng = 0x1eafu;
-    static uint8_t data[40][300];
+    static uint8_t data[40][1200];
     kl_block blocks[40];
     uint8_t got[40 * KL_HASH_BYTES];
     unsigned checked = 0;
@@ -109,6 +162,8 @@ static void test_leaf_hashes_match_one_at_a_time(void **state) {
             size_t size = r < 2 ? 119 + (size_t)(r & 1) : (size_t)(tu_rand(&rng) % 301);
             if (r == 2 || round % 4 == 3)
                 size = (size_t)(tu_rand(&rng) % 120); /* more groups of small ones */
+            else if (round % 4 == 1) /* runs of eight, nine or ten BLAKE2b blocks */
+                size = 1000 + (size_t)(tu_rand(&rng) % 200);
             for (size_t j = 0; j < size; j++)
                 data[i][j] = (uint8_t)tu_rand(&rng);
             blocks[i].data = data[i];
@@ -166,6 +221,7 @@ int main(void) {
         cmocka_unit_test(test_four_at_once_match_libsodium),
         cmocka_unit_test(test_eight_at_once_match_libsodium),
         cmocka_unit_test(test_sixteen_at_once_match_libsodium),
+        cmocka_unit_test(test_long_messages_match_libsodium),
         cmocka_unit_test(test_leaf_hashes_match_one_at_a_time),
         cmocka_unit_test(test_parent_rows_match_one_at_a_time),
     };
