@@ -78,24 +78,26 @@ static void test_four_at_once_match_libsodium(void **state) {
     assert_int_equal(checked, 129u * 4u * 4u);
 }
 
+/* kl_b2b8 (lanes 8) or kl_b2b16 (16): every length in every lane, and what ran them. */
+static void wide_lanes_match_libsodium(unsigned lanes, uint64_t seed, const char *on_avx512,
+                                       const char *on_avx2) {
+    unsigned checked = lanes_match_libsodium(lanes, seed);
+    print_message("%u digests checked (vector unit: %s)\n", checked,
+                  kl_b2b8_vector()   ? on_avx512
+                  : kl_b2b4_vector() ? on_avx2
+                                     : "none, plain C");
+    assert_int_equal(checked, 129u * lanes * lanes);
+}
+
 static void test_eight_at_once_match_libsodium(void **state) {
     (void)state;
-    unsigned checked = lanes_match_libsodium(8, 0xb2b8u);
-    print_message("%u digests checked (vector unit: %s)\n", checked,
-                  kl_b2b8_vector()   ? "AVX-512"
-                  : kl_b2b4_vector() ? "AVX2, four lanes twice"
-                                     : "none, plain C");
-    assert_int_equal(checked, 129u * 8u * 8u);
+    wide_lanes_match_libsodium(8, 0xb2b8u, "AVX-512", "AVX2, four lanes twice");
 }
 
 static void test_sixteen_at_once_match_libsodium(void **state) {
     (void)state;
-    unsigned checked = lanes_match_libsodium(16, 0xb2b16u);
-    print_message("%u digests checked (vector unit: %s)\n", checked,
-                  kl_b2b8_vector()   ? "AVX-512, two sets of eight interleaved"
-                  : kl_b2b4_vector() ? "AVX2, four lanes four times"
-                                     : "none, plain C");
-    assert_int_equal(checked, 129u * 16u * 16u);
+    wide_lanes_match_libsodium(16, 0xb2b16u, "AVX-512, two sets of eight interleaved",
+                               "AVX2, four lanes four times");
 }
 
 /*
