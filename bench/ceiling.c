@@ -213,8 +213,8 @@ static int open_pattern_file(const bench_opts *o, const char *name, char *path, 
  * One pass of the pattern (see the file comment) into new files, removed
  * afterwards: into run, and each commit's time into h (NULL: untimed).
  */
-static void pattern_pass(const bench_opts *o, const bench_pool *p, const uint8_t *side,
-                         size_t meta, bench_run *run, bench_hist *h) {
+static void pattern_pass(const bench_opts *o, const bench_pool *p, const uint8_t *side, size_t meta,
+                         bench_run *run, bench_hist *h) {
     char seg[4096], hdr[4096], idx[4096];
     int fd = open_pattern_file(o, "pattern.log", seg, sizeof seg);
     int hfd = open_pattern_file(o, "pattern.hdr", hdr, sizeof hdr);
