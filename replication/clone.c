@@ -88,6 +88,7 @@ typedef struct cloner {
     kl_signed_state target; /* the newest verified signed state */
     int has_target;
     int resume_signed; /* the replica we resumed ends in a signed commit */
+    int created;       /* this run created the replica (removed again if it fails empty) */
     uint64_t fork;     /* the replica's fork (once there is a replica) */
     int reorg;         /* the peer is at a newer fork: its upgrade from 0 is awaited */
     int got_sync;      /* the peer's sync arrived */
@@ -337,9 +338,11 @@ static int pump(cloner *c) {
  * Create the replica beside DIR (DIR.creating, whose name is ours: what a
  * crash left there is removed first), then rename it into place: a crash
  * never leaves DIR half created, and a rerun finds either nothing or a
- * replica it can resume.
+ * replica it can resume. It is created at the fork of the state the peer
+ * proved (a new replica is at fork 0; an empty truncation moves it to
+ * `fork`): the engine takes a signed state of its own fork only.
  */
-static int open_replica(cloner *c) {
+static int open_replica(cloner *c, uint64_t fork) {
     kl_config cfg;
     kl_config_default(&cfg);
     cfg.compat = c->kind == KL_CORE_COMPAT;
@@ -354,6 +357,8 @@ static int open_replica(cloner *c) {
         rc = kl_io_new(KL_IO_AUTO, &io);
     if (rc == 0)
         rc = kl_replica_create_io(tmp, &cfg, c->pk, io);
+    if (rc == 0 && fork > 0)
+        rc = kl_replica_truncate(tmp, 0, fork);
     if (rc == 0 && rename(tmp, c->dir) != 0)
         rc = kl_errf(errno == ENOTEMPTY || errno == EEXIST ? KL_EEXIST : KL_EIO,
                      "moving the new replica to %s: %s", c->dir, strerror(errno));
@@ -370,8 +375,11 @@ static int open_replica(cloner *c) {
     }
     if (io)
         kl_io_destroy(io);
-    if (rc < 0)
+    if (rc < 0) {
+        kl_remove_tree(AT_FDCWD, tmp, 4);
         return rc;
+    }
+    c->created = 1;
     return kl_log_open(c->dir, NULL, &c->log);
 }
 
@@ -454,7 +462,7 @@ static int on_upgrade(cloner *c, const kl_proof *p) {
         c->kind = kind;
         memcpy(c->pk, kind == KL_CORE_COMPAT ? c->key : res->pk, KL_PK_BYTES);
         c->has_pk = 1;
-        rc = open_replica(c);
+        rc = open_replica(c, p->fork);
     }
     if (rc == 0 && reorg && p->fork <= c->fork)
         rc = kl_errf(KL_EFORK, "the peer's upgrade is of fork %llu, this replica is at %llu",
@@ -869,11 +877,14 @@ int kl_clone(const char *host_port, const unsigned char key[32], const char *dir
         free(c->win[i].data);
     free(c->map.n);
     free(c->map.used);
+    uint64_t stored = c->log ? kl_log_length(c->log) : 0;
     if (c->log) {
         int crc = kl_log_close(c->log);
         if (rc == 0)
             rc = crc;
     }
+    if (rc < 0 && c->created && stored == 0)
+        kl_remove_tree(AT_FDCWD, dir, 4); /* a failed fresh clone leaves nothing behind */
     free(c);
     return rc;
 }

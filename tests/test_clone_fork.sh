@@ -9,7 +9,8 @@
 # signature; `kappalog verify` passes). Then the replica is left behind
 # (no follower) while the source is truncated to 100 blocks and grows to
 # 180: a plain `kappalog clone` rerun on the old replica brings it to the
-# source's new fork and equals it again.
+# source's new fork and equals it again. Last, a fresh clone of the source
+# (now at fork 2) creates its replica at fork 2 and equals the source.
 #
 # Before the truncation the source stays quiet for 12 s, longer than the
 # server's --stall-ms (8 s) and the clone's (10 s): each side's keepalive
@@ -100,4 +101,11 @@ lines 80 100 c | "$K" append "$T/src" >/dev/null || die "append after the second
     die "the rerun on the old replica failed: $(cat "$T/rerun.err")"
 same "$T/src" "$T/follow" "rerun"
 echo "rerun: the replica at fork 1 was brought to the source's fork 2 (length 180)"
-echo "test_clone_fork: a replica follows truncations live and on a rerun"
+
+# ---- a fresh clone of a core above fork 0: the replica is created at the proven fork
+"$K" clone "$PORT" "$KEY" "$T/fresh" --fsync never 2>"$T/fresh.err" ||
+    die "a fresh clone of the source at fork 2 failed: $(cat "$T/fresh.err")"
+same "$T/src" "$T/fresh" "fresh"
+[ ! -e "$T/fresh.creating" ] || die "fresh: the clone left $T/fresh.creating behind"
+echo "fresh: a new replica of the source at fork 2 (length 180) equals it"
+echo "test_clone_fork: a replica follows truncations live and on a rerun, and clones fresh at fork 2"

@@ -7,10 +7,10 @@
 # types in a form that does not decode, block proofs with a flipped node
 # hash, an upgrade with a flipped signature bit, a block nobody asked for,
 # a server that stalls. Each time the clone must fail within 3 seconds (the
-# stall: past --stall-ms 1000) with a reason naming the offence, and store
-# nothing: no replica, or an empty one (the honest upgrade may have created
-# it). And a server that sends 60 blocks of 200 KB but never block 0: the
-# clone gives up naming block 0, stores nothing, and its peak resident
+# stall: past --stall-ms 1000) with a reason naming the offence, and leave
+# nothing behind: no replica, not even the empty one the honest upgrade
+# created. And a server that sends 60 blocks of 200 KB but never block 0: the
+# clone gives up naming block 0, leaves no replica, and its peak resident
 # memory stays within 8 MiB of an honest clone's of the same log (it keeps
 # at most 4 MiB of blocks ahead of a missing one).
 #
@@ -84,10 +84,9 @@ for spec in "${SERVER_SPECS[@]}"; do
     ms=$((($(date +%s%N) - start) / 1000000))
     [ $ms -lt 3000 ] || die "$mode: the clone took $ms ms to give up"
     grep -qi "$words" "$T/clone-$mode.err" || die "$mode: the error does not say '$words': $(cat "$T/clone-$mode.err")"
-    if [ -d "$T/rep-$mode" ]; then
-        [ "$(length_of "$T/rep-$mode")" = 0 ] ||
-            die "$mode: the replica kept $(length_of "$T/rep-$mode") blocks from a hostile server"
-    fi
+    # a fresh clone that failed leaves nothing: no replica (not even an empty one), no temporary
+    [ ! -e "$T/rep-$mode" ] && [ ! -e "$T/rep-$mode.creating" ] ||
+        die "$mode: the failed clone left $(ls -d "$T/rep-$mode"* | tr '\n' ' ')behind"
     kill "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
     echo "hostile server $mode: clone refused it after $ms ms ($(head -c 120 "$T/clone-$mode.err"))"
@@ -126,8 +125,7 @@ held=$(hwm_of_clone hold-back)
 [ "$(cat "$T/hwm-rc")" != 0 ] || die "hold-back: the clone succeeded without block 0"
 grep -q "did not send block 0" "$T/clone-hold-back.err" ||
     die "hold-back: the error does not name the missing block: $(cat "$T/clone-hold-back.err")"
-[ -z "$(ls "$T/rep-hold-back" 2>/dev/null)" ] || [ "$(length_of "$T/rep-hold-back")" = 0 ] ||
-    die "hold-back: the replica kept blocks without block 0"
+[ ! -e "$T/rep-hold-back" ] || die "hold-back: the failed clone left a replica behind"
 echo "hostile server hold-back: peak resident memory $held KiB, an honest clone's $honest KiB ($(head -c 100 "$T/clone-hold-back.err"))"
 if [ "${KL_SANITIZE:-0}" != 1 ]; then
     [ $((held - honest)) -le 8192 ] || die "hold-back: the clone held $((held - honest)) KiB more than an honest one (limit 8192)"
