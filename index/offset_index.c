@@ -190,8 +190,10 @@ int kl_oidx_map_sealed(kl_oidx *x, kl_io *io, const char *path, uint64_t first_i
     int sealed = 0;
     uint64_t n = 0, sum = 0, end = 0;
     const uint8_t *p = x->file_map;
-    if (header_check(p, first_index, &sealed, &n, &sum, &end) < 0 || !sealed ||
-        x->file_map_len != KL_IDX_HEADER_BYTES + n * KL_IDX_ENTRY_BYTES || n == 0 ||
+    /* n is bounded by the file before it is multiplied: a count near 2^61 would wrap */
+    if (header_check(p, first_index, &sealed, &n, &sum, &end) < 0 || !sealed || n == 0 ||
+        n > (x->file_map_len - KL_IDX_HEADER_BYTES) / KL_IDX_ENTRY_BYTES ||
+        x->file_map_len != KL_IDX_HEADER_BYTES + n * KL_IDX_ENTRY_BYTES ||
         XXH3_64bits(p + KL_IDX_HEADER_BYTES, (size_t)(n * KL_IDX_ENTRY_BYTES)) != sum) {
         kl_earr_free(&x->arr, io);
         return kl_errf(KL_ECORRUPT, "%s: not a complete sealed index", path);

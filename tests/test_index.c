@@ -477,6 +477,24 @@ static void test_write_sealed_then_map_sealed_round_trips(void **state) {
     tu_flip(path, 33, 0x01);
     assert_int_equal(kl_oidx_map_sealed(&y, io, path, 5000, &got_end), KL_ECORRUPT);
     tu_flip(path, 33, 0x01);
+    /* An entry count that wraps when multiplied by 8 (N + 2^61: 8 * count is the
+       file's entry bytes again), its header checksum made to match: refused. */
+    {
+        uint8_t hdr[KL_IDX_HEADER_BYTES];
+        int hfd = open(path, O_RDWR);
+        assert_true(hfd >= 0);
+        assert_int_equal(pread(hfd, hdr, sizeof hdr, 0), (ssize_t)sizeof hdr);
+        uint8_t keep[KL_IDX_HEADER_BYTES];
+        memcpy(keep, hdr, sizeof hdr);
+        kl_store64(hdr + 32, (uint64_t)N + (1ull << 61));
+        kl_store64(hdr + 56, XXH3_64bits(hdr, 56));
+        assert_int_equal(pwrite(hfd, hdr, sizeof hdr, 0), (ssize_t)sizeof hdr);
+        assert_int_equal(kl_oidx_map_sealed(&y, io, path, 5000, &got_end), KL_ECORRUPT);
+        assert_int_equal(pwrite(hfd, keep, sizeof keep, 0), (ssize_t)sizeof keep);
+        close(hfd);
+        assert_int_equal(kl_oidx_map_sealed(&y, io, path, 5000, &got_end), 0);
+        kl_oidx_free(&y, io);
+    }
     /* Cut short by one byte, or one byte too long. */
     tu_truncate(path, KL_IDX_HEADER_BYTES + 8 * N - 1);
     assert_int_equal(kl_oidx_map_sealed(&y, io, path, 5000, &got_end), KL_ECORRUPT);
