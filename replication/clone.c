@@ -50,19 +50,35 @@
 #include "session.h"
 #include "wire.h"
 
-#define CLONE_WINDOW     256u       /* block requests in flight */
-#define CLONE_APPEND_MAX 256u       /* blocks per append */
-#define CLONE_VALUE_MAX  (4u << 20) /* a block: at most one frame */
-#define CLONE_HELD_MAX   (4u << 20) /* bytes of blocks received ahead of a missing one */
-#define CLONE_READ_BYTES (64u << 10)
-#define UPGRADE_ID       1u                     /* block requests use id index + 2 */
-#define CLONE_REASK_NS   (1000ull * 1000000ull) /* an upgrade refused: asked again after this */
+#define CLONE_WINDOW 256u /* block requests in flight */
+/*
+ * The most the answers to the block requests in flight may come to: a
+ * JS peer answers the requests it holds in one corked batch (hypercore
+ * 11.37.1 replicator.js _handleRequests, and protomux _onbatch for the
+ * requests of one frame), and protomux sends a batch of up to MAX_BATCH
+ * (8 MiB) plus one message as ONE frame, where a frame is at most
+ * KL_FRAME_WIRE_MAX (4 MiB) here. So the clone asks for no more than this
+ * at a time, counting each block at the size of the smallest signed node
+ * it holds that covers it (a bound, never a guess) plus its proof; the
+ * 1 MiB left is for what JS may batch with the answers (an upgrade proof,
+ * sync, range: a few KiB).
+ */
+#define CLONE_ASKED_MAX (3u << 20)
+/* a block answer besides its value: id, fork, flags, and per proof node index, size and hash */
+#define CLONE_ANSWER_BYTES(nodes) (64u + 56u * (nodes))
+#define CLONE_APPEND_MAX          256u       /* blocks per append */
+#define CLONE_VALUE_MAX           (4u << 20) /* a block: at most one frame */
+#define CLONE_HELD_MAX            (4u << 20) /* bytes of blocks received ahead of a missing one */
+#define CLONE_READ_BYTES          (64u << 10)
+#define UPGRADE_ID                1u                     /* block requests use id index + 2 */
+#define CLONE_REASK_NS            (1000ull * 1000000ull) /* an upgrade refused: asked again after this */
 
 typedef struct slot {
     int state; /* 0 free, 1 requested, 2 received, 3 to ask again (dropped: too much held) */
     uint64_t index;
     uint8_t *data;
     size_t len;
+    size_t charge; /* while requested: what its answer may come to (CLONE_ASKED_MAX) */
 } slot;
 
 typedef struct node_map {
@@ -105,6 +121,7 @@ typedef struct cloner {
     slot win[CLONE_WINDOW];
     size_t held;    /* bytes of received blocks waiting for an earlier one */
     uint64_t retry; /* blocks to ask again (state 3) */
+    size_t asked;   /* the charges of the blocks requested, not answered yet */
     node_map map;
     uint64_t last_progress_ns; /* when the replica last grew, or a wait for blocks began */
     uint64_t last_input_ns;
@@ -205,17 +222,39 @@ static int get_node(void *ctx, uint64_t index, kl_node *out) {
     return KL_ENOTFOUND;
 }
 
-static int holds(cloner *c, uint64_t index) {
-    kl_node n;
-    return is_root(c, index) || get_node(c, index, &n) == 0;
+/* A node we hold (a signed root, proven, or stored), with its size. */
+static int held_node(cloner *c, uint64_t index, kl_node *out) {
+    for (size_t i = 0; i < c->target.nroots; i++)
+        if (c->target.roots[i].index == index) {
+            *out = c->target.roots[i];
+            return 0;
+        }
+    return get_node(c, index, out);
 }
 
-/* notes 7.3: the levels from leaf 2i up that we do not hold. */
-static uint64_t missing_nodes(cloner *c, uint64_t i) {
-    uint64_t n = 0;
-    for (uint64_t idx = 2 * i; !holds(c, idx); idx = kl_ft_parent(idx))
+/*
+ * notes 7.3: the levels from leaf 2i up that we do not hold; and what the
+ * answer to a request for block i may come to: the bytes under the lowest
+ * node we hold above it (signed, so a bound on the block's size, however
+ * the peer lies) and the proof of that many nodes.
+ */
+static uint64_t missing_nodes(cloner *c, uint64_t i, size_t *charge) {
+    KL_ASSERT(c->has_target && i < c->target.length);
+    uint64_t n = 0, idx = 2 * i;
+    kl_node top;
+    while (held_node(c, idx, &top) != 0) { /* ends at a root at the latest */
         n++;
+        idx = kl_ft_parent(idx);
+    }
+    KL_ASSERT(n < 64);
+    *charge = (size_t)KL_MIN(top.size, (uint64_t)CLONE_VALUE_MAX) + CLONE_ANSWER_BYTES(n);
     return n;
+}
+
+/* Room for one more request of this charge; one is always allowed, so that a block
+   larger than the room still comes (alone). */
+static int may_ask(const cloner *c, size_t charge) {
+    return c->asked == 0 || c->asked + charge <= CLONE_ASKED_MAX;
 }
 
 /* ---- sending ---- */
@@ -305,11 +344,16 @@ static int pump(cloner *c) {
         r.id = i + 2;
         r.fork = c->target.fork;
         r.block.index = i;
-        r.block.nodes = missing_nodes(c, i);
+        size_t charge = 0;
+        r.block.nodes = missing_nodes(c, i, &charge);
+        if (!may_ask(c, charge))
+            return 0; /* the answers in flight fill a frame already */
         int rc = send_request(c, &r);
         if (rc < 0)
             return rc;
         w->state = 1;
+        w->charge = charge;
+        c->asked += charge;
         c->retry--;
     }
     uint64_t avail = KL_MIN(c->target.length, c->remote_range);
@@ -322,11 +366,15 @@ static int pump(cloner *c) {
         r.id = c->next + 2;
         r.fork = c->target.fork;
         r.block.index = c->next;
-        r.block.nodes = missing_nodes(c, c->next);
+        size_t charge = 0;
+        r.block.nodes = missing_nodes(c, c->next, &charge);
+        if (!may_ask(c, charge))
+            break; /* the answers in flight fill a frame already */
         int rc = send_request(c, &r);
         if (rc < 0)
             return rc;
-        *w = (slot){.state = 1, .index = c->next};
+        *w = (slot){.state = 1, .index = c->next, .charge = charge};
+        c->asked += charge;
         c->next++;
     }
     return 0;
@@ -391,6 +439,7 @@ static void drop_window(cloner *c) {
     }
     c->held = 0;
     c->retry = 0;
+    c->asked = 0;
     c->next = c->have;
 }
 
@@ -559,6 +608,9 @@ static int on_block(cloner *c, const kl_proof *p) {
     if (w->state != 1 || w->index != i || p->request != i + 2)
         return kl_errf(KL_EPEER, "the peer sent block %llu, which was not asked for",
                        (unsigned long long)i);
+    KL_ASSERT(c->asked >= w->charge);
+    c->asked -= w->charge; /* answered: its room is free again */
+    w->charge = 0;
     kl_proof_result *res = &c->result;
     kl_proof_receiver rx = {.kind = c->kind,
                             .key = c->key,

@@ -19,7 +19,9 @@
  *
  * Bounds: requests are answered only while a peer's unsent output is below
  * SERVE_OUT_HIGH; the rest of what was read waits (at most one read,
- * SERVE_READ_BYTES) and nothing more is read until the output drains, so
+ * SERVE_READ_BYTES, and the rest of a batch frame, which the session keeps:
+ * a JS peer sends all its requests in one) and nothing more is read until
+ * the output drains, so
  * no request is answered faster than its answers are read. A peer that
  * does not drain within SERVE_BACKLOG_NS (it keeps more requests
  * outstanding than it reads answers for) is dropped, as is a peer silent
@@ -317,12 +319,12 @@ static int pump_peer(peer *p) {
             kl_session_sent(p->s, (size_t)w);
             out = kl_session_output(p->s, &n);
         }
-        if (p->in_len == 0 || n >= SERVE_OUT_HIGH)
+        if ((p->in_len == 0 && !kl_session_input_waiting(p->s)) || n >= SERVE_OUT_HIGH)
             break;
-        if (feed(p, p->in + p->in_off, p->in_len) < 0)
+        if (feed(p, p->in ? p->in + p->in_off : NULL, p->in_len) < 0) /* 0: a batch's rest */
             return -1;
     }
-    p->reading = n < SERVE_OUT_HIGH && p->in_len == 0;
+    p->reading = n < SERVE_OUT_HIGH && p->in_len == 0 && !kl_session_input_waiting(p->s);
     if (n < SERVE_OUT_HIGH)
         p->backlog_since_ns = 0;
     else if (!p->backlog_since_ns)

@@ -50,6 +50,12 @@ struct kl_session {
     size_t out_off, out_len, out_cap;
     uint8_t *plain; /* a decrypted message */
     size_t plain_cap;
+    /* A batch left part-way because its answers filled the output (out_limit): the rest of its
+       items, in the decrypted frame (plain, or the frame reader's buffer), which is kept until
+       they are done; no other frame is read meanwhile. */
+    kl_mux_batch rest;
+    int has_rest;
+    size_t out_limit; /* of the kl_session_input_upto call under way */
     uint64_t remote_max_id;
     int queued;           /* a message was queued since the last keepalive check */
     uint64_t quiet_since; /* when the keepalive check last saw us send */
@@ -216,6 +222,31 @@ static int on_open(kl_session *s, const kl_mux_open *o) {
     return 0;
 }
 
+static int on_frame(kl_session *s, const kl_mux_frame *f);
+
+/*
+ * Go on with the items of the batch under way while the output is below
+ * out_limit: a JS peer batches every request it has for us in one frame
+ * (protomux _onbatch), and the answers to all of them at once could pass
+ * the session's memory bound ("the peer does not read what it is sent").
+ */
+static int batch_resume(kl_session *s) {
+    KL_ASSERT(s->has_rest);
+    kl_mux_frame item;
+    while (s->out_len - s->out_off < s->out_limit) {
+        int rc = kl_mux_batch_next(&s->rest, &item);
+        if (rc == 0)
+            s->has_rest = 0; /* the batch is done */
+        if (rc == 1)
+            rc = on_frame(s, &item);
+        else
+            return rc;
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 static int on_frame(kl_session *s, const kl_mux_frame *f) {
     switch (f->kind) {
     case KL_MUX_IGNORE:
@@ -247,15 +278,11 @@ static int on_frame(kl_session *s, const kl_mux_frame *f) {
             return 0; /* a channel we do not know or closed: ignored, as JS does */
         return s->cbs.on_message(s, i, f->msg.type, f->msg.payload, f->msg.len, s->ctx);
     }
-    case KL_MUX_BATCH: {
-        kl_mux_batch b = f->batch;
-        kl_mux_frame item;
-        int rc;
-        while ((rc = kl_mux_batch_next(&b, &item)) == 1)
-            if ((rc = on_frame(s, &item)) < 0)
-                return rc;
-        return rc;
-    }
+    case KL_MUX_BATCH:
+        KL_ASSERT(!s->has_rest);
+        s->rest = f->batch;
+        s->has_rest = 1;
+        return batch_resume(s);
     }
     return 0;
 }
@@ -346,6 +373,8 @@ static int on_wire_frame(kl_session *s, const uint8_t *p, size_t n, uint8_t *own
     if (rc < 0)
         return kl_err_prefix(rc, "a Protomux frame: ");
     rc = on_frame(s, &f);
+    if (rc == 0 && s->has_rest)
+        return 0; /* its rest is read from the same buffer: kept */
     plain_trim(s);
     kl_frames_trim(&s->frames);
     return rc;
@@ -390,7 +419,17 @@ int kl_session_input_upto(kl_session *s, const uint8_t *in, size_t n, size_t out
     *used = 0;
     if (s->err)
         return s->err;
-    while (n > 0 && s->out_len - s->out_off < out_limit) {
+    s->out_limit = out_limit;
+    if (s->has_rest) {
+        int rc = batch_resume(s);
+        if (rc < 0)
+            return fail(s, rc);
+        if (s->has_rest)
+            return 0;
+        plain_trim(s);
+        kl_frames_trim(&s->frames);
+    }
+    while (n > 0 && s->out_len - s->out_off < out_limit && !s->has_rest) {
         size_t took = 0, len = 0;
         const uint8_t *frame = NULL;
         int rc = kl_frames_next(&s->frames, in, n, &took, &frame, &len);
@@ -403,6 +442,10 @@ int kl_session_input_upto(kl_session *s, const uint8_t *in, size_t n, size_t out
             return fail(s, rc);
     }
     return 0;
+}
+
+int kl_session_input_waiting(const kl_session *s) {
+    return s->has_rest;
 }
 
 int kl_session_input(kl_session *s, const uint8_t *in, size_t n) {
@@ -488,6 +531,31 @@ int kl_session_channel_open(const kl_session *s, int ch) {
 
 const uint8_t *kl_session_core_key(const kl_session *s, int ch) {
     return s->ch[ch].key;
+}
+
+int kl_session_send_batch(kl_session *s, int ch, kl_mux_msg *m, size_t count) {
+    if (s->err)
+        return s->err;
+    if (!kl_session_channel_open(s, ch))
+        return kl_errf(KL_EINVAL, "channel %d is not open", ch);
+    KL_ASSERT(count > 0);
+    for (size_t i = 0; i < count; i++)
+        m[i].channel = (uint64_t)ch + 1;
+    size_t n = 0;
+    int rc = kl_mux_batch_encode(m, count, NULL, 0, &n);
+    if (rc != KL_ETOOSMALL && rc != 0)
+        return rc;
+    if (n + KL_SS_OVERHEAD > KL_FRAME_WIRE_MAX)
+        return kl_errf(KL_ETOOBIG, "a batch of %zu bytes: a frame carries at most %u", n,
+                       KL_FRAME_WIRE_MAX - KL_SS_OVERHEAD);
+    uint8_t *frame = malloc(n);
+    if (!frame)
+        return kl_errf(KL_ENOMEM, "a batch of %zu bytes", n);
+    rc = kl_mux_batch_encode(m, count, frame, n, &n);
+    if (rc == 0)
+        rc = send_plain(s, frame, n);
+    free(frame);
+    return rc < 0 ? fail(s, rc) : 0;
 }
 
 int kl_session_send(kl_session *s, int ch, uint64_t type, const uint8_t *payload, size_t len) {

@@ -33,6 +33,7 @@
 #include "engine/hc.h"
 #include "noise.h"
 #include "stream.h"
+#include "wire.h"
 
 #define KL_SESSION_MAX_CHANNELS 64u
 /* What one connection may hold in all: one frame plus 4 MiB (issue 6). */
@@ -63,12 +64,16 @@ void kl_session_free(kl_session *s);
 /* Feed received bytes. 0, or the error that failed the session. */
 int kl_session_input(kl_session *s, const uint8_t *in, size_t n);
 /*
- * Feed received bytes, but stop after a frame that leaves out_limit or more
- * bytes of output waiting: *used gets the bytes taken (the caller keeps the
- * rest and feeds it once the output drained). 0, or the session's error.
+ * Feed received bytes, but stop after a message that leaves out_limit or
+ * more bytes of output waiting: *used gets the bytes taken (the caller keeps
+ * the rest and feeds it once the output drained). A batch frame is left
+ * part-way too (kl_session_input_waiting): the next call, even with n == 0,
+ * goes on with its items first. 0, or the session's error.
  */
 int kl_session_input_upto(kl_session *s, const uint8_t *in, size_t n, size_t out_limit,
                           size_t *used);
+/* A batch received is not finished (kl_session_input_upto stopped in it). */
+int kl_session_input_waiting(const kl_session *s);
 /* The bytes the session holds now: its state and every buffer's capacity. */
 size_t kl_session_memory(const kl_session *s);
 /* The bytes waiting to be sent (*n may be 0), and how many were sent. */
@@ -106,5 +111,11 @@ const uint8_t *kl_session_core_key(const kl_session *s, int ch);
  * KL_FRAME_WIRE_MAX; any other error fails the session.
  */
 int kl_session_send(kl_session *s, int ch, uint64_t type, const uint8_t *payload, size_t len);
+/*
+ * Send messages m[0..count) of channel ch (their channel fields are set
+ * here) in one Protomux batch frame, as a corked JS peer does. Errors as
+ * kl_session_send.
+ */
+int kl_session_send_batch(kl_session *s, int ch, kl_mux_msg *m, size_t count);
 
 #endif

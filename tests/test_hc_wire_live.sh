@@ -15,7 +15,8 @@
 # Cores: 3 one-byte blocks (default), the same as a compat core, and 2,000
 # lines of random length in one append. Then `kappalog clone` of JS cores
 # (default, compat, and 10,000 blocks of mixed sizes with empty blocks and
-# one of 1 MiB): the replica's blocks, key, tree hash and signature equal
+# one of 1 MiB, and 400 blocks of 64 KiB, more than JS would answer in one
+# 4 MiB frame were they all asked for at once): the replica's blocks, key, tree hash and signature equal
 # the JS core's, and `kappalog verify` passes on it; and `clone --follow`
 # against a JS core that keeps appending must show each new block within a
 # second, take the JS writer's truncation (a new fork) and the appends after
@@ -177,6 +178,18 @@ for (let i = 0; i < 10000; i++) {
 process.stdout.write(Buffer.concat(parts))' >"$T/mixed.len32" || die "cannot make the mixed core"
 clone_core mixed-clone 0505050505050505050505050505050505050505050505050505050505050505 \
     "$T/mixed.len32" len32
+# 400 blocks of 64 KiB: JS answers the requests it holds in one corked batch (protomux
+# sends up to 8 MiB in a frame); the clone asks for no more than fits in one 4 MiB frame
+node -e '
+const crypto = require("crypto")
+const parts = []
+for (let i = 0; i < 400; i++) {
+  const h = Buffer.alloc(4); h.writeUInt32LE(65536)
+  parts.push(h, crypto.randomBytes(65536))
+}
+process.stdout.write(Buffer.concat(parts))' >"$T/big.len32" || die "cannot make the big core"
+clone_core big-clone 0606060606060606060606060606060606060606060606060606060606060606 \
+    "$T/big.len32" len32
 
 # live: `kappalog clone --follow` sees each new JS append within a second, and a truncation
 mkfifo "$T/feed"

@@ -18,6 +18,8 @@
  *   piece, is held once (decrypted in place), and an idle session lets
  *   big buffers go. A message too big for one frame is refused and the
  *   session goes on.
+ * - kl_session_input_upto stops once enough output waits, also part-way
+ *   through a batch frame of many requests, and goes on as it drains.
  */
 #include "testutil.h"
 
@@ -67,7 +69,7 @@ static int on_message(kl_session *s, int ch, uint64_t type, const uint8_t *p, si
     memcpy(d->last, p, n);
     d->last_len = n;
     if (d->echo > 0) {
-        static const uint8_t answer[256];
+        static const uint8_t answer[1u << 20];
         /* the whole frame on the wire is echo bytes: the payload less the overheads */
         return kl_session_send(s, ch, KL_MSG_EXTENSION, answer,
                                d->echo - KL_FRAME_HDR_BYTES - KL_SS_OVERHEAD - 2);
@@ -345,6 +347,58 @@ static void test_input_upto(void **state) {
     free_pair(&a, &b);
 }
 
+/*
+ * A batch frame of requests whose answers together pass the session's bound (a JS peer sends
+ * all the requests it has in one frame): kl_session_input_upto stops part-way through the batch
+ * and goes on with it as the output drains, instead of failing "the peer does not read".
+ */
+static void test_input_upto_batch(void **state) {
+    (void)state;
+    side a, b;
+    int ch = open_pair(&a, &b, 7);
+    enum { COUNT = 40 };
+    kl_mux_msg m[COUNT];
+    for (int i = 0; i < COUNT; i++)
+        m[i] = (kl_mux_msg){.type = KL_MSG_EXTENSION, .payload = (const uint8_t *)"q", .len = 1};
+    assert_int_equal(kl_session_send_batch(a.s, ch, m, COUNT), 0);
+    size_t n = 0, used = 0;
+    const uint8_t *in = kl_session_output(a.s, &n);
+    uint8_t *copy = malloc(n);
+    memcpy(copy, in, n);
+    size_t total = n;
+    kl_session_sent(a.s, n);
+    /* each answer is 512 KiB: 20 MiB for the batch, more than a session may hold */
+    int before = b.messages;
+    b.echo = 512u << 10;
+    const size_t limit = 2u << 20;
+    assert_int_equal(kl_session_input_upto(b.s, copy, total, limit, &used), 0);
+    assert_int_equal(used, total); /* the frame is taken; the session keeps its rest */
+    assert_true(kl_session_input_waiting(b.s));
+    assert_int_equal(b.messages, before + 4); /* stopped once 2 MiB wait */
+    assert_int_equal(kl_session_input_upto(b.s, NULL, 0, limit, &used), 0);
+    assert_int_equal(b.messages, before + 4); /* nothing drained: nothing more answered */
+    for (int rounds = 0; kl_session_input_waiting(b.s); rounds++) {
+        assert_true(rounds < COUNT);
+        kl_session_output(b.s, &n);
+        assert_true(n >= limit && n <= limit + b.echo);
+        assert_true(kl_session_memory(b.s) <= KL_SESSION_MEM_MAX);
+        kl_session_sent(b.s, n); /* drained: the batch goes on */
+        assert_int_equal(kl_session_input_upto(b.s, NULL, 0, limit, &used), 0);
+    }
+    assert_int_equal(b.messages, before + COUNT);
+    assert_int_equal(kl_session_error(b.s), 0);
+    /* and the session reads on after it */
+    b.echo = 0;
+    assert_int_equal(kl_session_send(a.s, ch, KL_MSG_EXTENSION, (const uint8_t *)"z", 1), 0);
+    kl_session_output(b.s, &n);
+    kl_session_sent(b.s, n);
+    pump(&a, &b);
+    assert_int_equal(b.messages, before + COUNT + 1);
+    assert_int_equal(b.last_len, 1);
+    free(copy);
+    free_pair(&a, &b);
+}
+
 /* A quiet session queues one empty message per KL_SESSION_KEEPALIVE_NS; the peer ignores it. */
 static void test_keepalive(void **state) {
     (void)state;
@@ -390,6 +444,7 @@ int main(void) {
         cmocka_unit_test(test_unread_output_is_bounded),
         cmocka_unit_test(test_memory_per_connection),
         cmocka_unit_test(test_input_upto),
+        cmocka_unit_test(test_input_upto_batch),
         cmocka_unit_test(test_keepalive),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
