@@ -240,6 +240,15 @@ static int run_cursor(const cli_command *cmd, const cli_args *a) {
     } else {
         kl_cursor *c = NULL;
         rc = kl_cursor_open(log, name, KL_CURSOR_CREATE, &c);
+        if (rc == KL_ECORRUPT) { /* a reset is also how a damaged cursor is rewritten */
+            fprintf(stderr, "kappalog: cursor: %s; writing it again at %" PRIu64 "\n",
+                    kl_log_last_error(log), index);
+            kl_cursor_close(c);
+            c = NULL;
+            rc = kl_cursor_delete(log, name);
+            if (rc == 0)
+                rc = kl_cursor_open(log, name, KL_CURSOR_CREATE, &c);
+        }
         if (rc == 0 || rc == KL_EFORK) /* a reset is how a cursor takes the new fork */
             rc = kl_cursor_commit(c, index);
         kl_cursor_close(c);

@@ -7,8 +7,8 @@
  * slot that is not the newest, with the next sequence number, and
  * fdatasyncs it; on open the valid slot with the highest sequence number
  * wins, so a write torn by a crash leaves the previous position. A new
- * cursor is written whole to a temporary file, synced and renamed into
- * place, so it either exists with a valid slot or not at all.
+ * cursor is written whole to a temporary file, synced and linked into
+ * place (create_file), so it either exists with a valid slot or not at all.
  *
  * One consumer per cursor: kl_cursor_open takes an exclusive flock on the
  * file (KL_EBUSY if another process or handle holds it), so two consumers
@@ -26,6 +26,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,7 +135,10 @@ static int read_file(kl_io *io, int fd, const char *path, cur_slot *out, int *wh
     if (rc < 0)
         return kl_errf(kl_err_from_errno(-rc), "%s: %s", path, strerror(-rc));
     if (kl_cur_decode(b, got, out, which) < 0)
-        return kl_errf(KL_ECORRUPT, "%s: neither slot checks out (damaged cursor file)", path);
+        return kl_errf(KL_ECORRUPT,
+                       "%s: neither slot checks out (damaged cursor file; a reset or a delete "
+                       "rewrites or removes it)",
+                       path);
     return 0;
 }
 
@@ -145,34 +149,73 @@ static uint64_t log_fork(kl_log *log) {
     return f;
 }
 
-/* Write a new cursor file at position 0 of the log's fork: tmp, sync, rename, sync dir. */
+/*
+ * Write a new cursor file at position 0 of the log's fork: a temporary file
+ * of this creator's own, synced, then linked into place, which never
+ * replaces a file (two consumers creating the same cursor at once: the
+ * second finds the first's and opens it; a rename would have replaced a
+ * file the first had already locked and committed to), then the directory
+ * synced.
+ */
 static int create_file(kl_io *io, kl_log *log, const char *name) {
-    char dir[4096], tmp[4200], path[4200];
+    static _Atomic unsigned serial;
+    char dir[4096], tmp[4300], path[4200];
     snprintf(dir, sizeof dir, "%s/" CUR_DIR, log->dir);
     int rc = io->v->mkdir(io, dir, 0755);
     if (rc < 0 && rc != -EEXIST)
         return kl_errf(kl_err_from_errno(-rc), "creating %s: %s", dir, strerror(-rc));
-    cur_path(log, name, CUR_EXT ".tmp", tmp, sizeof tmp);
     cur_path(log, name, CUR_EXT, path, sizeof path);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%u", path, (long)getpid(), atomic_fetch_add(&serial, 1u));
     uint8_t b[CUR_FILE_BYTES] = {0};
     cur_slot s = {.seq = 1, .position = 0, .fork = log_fork(log), .commit_ms = kl_now_ms()};
     kl_cur_slot_encode(b, &s);
-    rc = kl_io_replace_file(io, tmp, path, dir, b, sizeof b);
+    int fd = -1;
+    rc = kl_io_open(io, tmp, O_WRONLY | O_CREAT | O_EXCL, 0644, &fd);
+    if (rc == 0)
+        rc = kl_io_write_sync(io, fd, b, sizeof b, 0, 1);
+    kl_io_close(io, fd);
+    if (rc == 0 && link(tmp, path) < 0 && errno != EEXIST)
+        rc = -errno;
+    if (fd >= 0)
+        io->v->unlink(io, tmp);
+    if (rc == 0)
+        rc = kl_io_sync_dir(io, dir);
     if (rc < 0)
         return kl_errf(kl_err_from_errno(-rc), "creating cursor %s: %s", path, strerror(-rc));
     return 0;
 }
 
+/*
+ * Open and flock the cursor file at `path`. The lock must be on the file
+ * the path names once it is held: a delete (which unlinks under the lock)
+ * may come between the open and the flock, and a consumer holding the
+ * lock of an unlinked file would commit to nothing. So the file locked is
+ * compared with the path's, and the open tried again if they differ.
+ */
+static int lock_file(kl_cursor *c, const char *path) {
+    for (int attempt = 0; attempt < 16; attempt++) {
+        int rc = kl_io_open(c->io, path, O_RDWR, 0, &c->fd);
+        if (rc == -ENOENT)
+            return kl_errf(KL_ENOTFOUND, "no cursor '%s' in %s", c->name, c->log->dir);
+        if (rc < 0)
+            return kl_errf(kl_err_from_errno(-rc), "%s: %s", path, strerror(-rc));
+        if (flock(c->fd, LOCK_EX | LOCK_NB) < 0)
+            return kl_errf(errno == EWOULDBLOCK ? KL_EBUSY : KL_EIO, "cursor '%s' is %s", c->name,
+                           errno == EWOULDBLOCK ? "in use by another consumer" : strerror(errno));
+        struct stat held, named;
+        if (fstat(c->fd, &held) < 0)
+            return kl_errf(KL_EIO, "%s: %s", path, strerror(errno));
+        if (stat(path, &named) == 0 && named.st_dev == held.st_dev && named.st_ino == held.st_ino)
+            return 0;
+        kl_io_close(c->io, c->fd); /* deleted or replaced meanwhile: look again */
+        c->fd = -1;
+    }
+    return kl_errf(KL_EBUSY, "cursor '%s' keeps being replaced while it is opened", c->name);
+}
+
 static int open_locked(kl_cursor *c, const char *path) {
-    int rc = kl_io_open(c->io, path, O_RDWR, 0, &c->fd);
-    if (rc == -ENOENT)
-        return kl_errf(KL_ENOTFOUND, "no cursor '%s' in %s", c->name, c->log->dir);
-    if (rc < 0)
-        return kl_errf(kl_err_from_errno(-rc), "%s: %s", path, strerror(-rc));
-    if (flock(c->fd, LOCK_EX | LOCK_NB) < 0)
-        return kl_errf(errno == EWOULDBLOCK ? KL_EBUSY : KL_EIO, "cursor '%s' is %s", c->name,
-                       errno == EWOULDBLOCK ? "in use by another consumer" : strerror(errno));
-    return read_file(c->io, c->fd, path, &c->last, &c->last_slot);
+    int rc = lock_file(c, path);
+    return rc < 0 ? rc : read_file(c->io, c->fd, path, &c->last, &c->last_slot);
 }
 
 static kl_cursor *cursor_alloc(kl_log *log, const char *name) {
@@ -274,26 +317,25 @@ int kl_cursor_delete(kl_log *log, const char *name) {
     if (!log)
         return kl_errf(KL_EINVAL, "kl_cursor_delete: NULL log");
     int rc = check_name(name);
-    kl_cursor *c = NULL;
-    if (rc == 0)
-        rc = kl_cursor_open(log, name, 0, &c);
-    if (rc == KL_EFORK)
-        rc = 0; /* deleting a cursor left behind by a truncation is fine */
-    if (rc < 0) {
-        kl_cursor_close(c);
+    if (rc < 0)
         return kl_log_err(log, rc);
-    }
+    kl_cursor *c = cursor_alloc(log, name);
+    if (!c)
+        return kl_log_err(log, kl_errf(KL_ENOMEM, "cursor '%s'", name));
     char path[4200], dir[4096];
     cur_path(log, name, CUR_EXT, path, sizeof path);
     snprintf(dir, sizeof dir, "%s/" CUR_DIR, log->dir);
-    rc = c->io->v->unlink(c->io, path); /* while we hold the lock: no consumer is using it */
-    if (rc == 0)
-        rc = kl_io_sync_dir(c->io, dir);
+    /* the lock only, not the slots: a damaged cursor can be deleted, as can one of another fork */
+    rc = lock_file(c, path);
+    if (rc == 0) {
+        rc = c->io->v->unlink(c->io, path); /* while we hold the lock: no consumer is using it */
+        if (rc == 0)
+            rc = kl_io_sync_dir(c->io, dir);
+        if (rc < 0)
+            rc = kl_errf(kl_err_from_errno(-rc), "removing %s: %s", path, strerror(-rc));
+    }
     kl_cursor_close(c);
-    if (rc < 0)
-        return kl_log_err(log,
-                          kl_errf(kl_err_from_errno(-rc), "removing %s: %s", path, strerror(-rc)));
-    return 0;
+    return rc < 0 ? kl_log_err(log, rc) : 0;
 }
 
 static int info_cmp(const void *a, const void *b) {

@@ -6,7 +6,9 @@
  * a fork change, one consumer per cursor, bad names and positions past the
  * end are refused without changing anything.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -145,7 +148,93 @@ static void test_a_damaged_slot_falls_back_and_two_are_reported(void **st) {
     tu_truncate(path, 100); /* torn short: still damaged, never a crash */
     r = tu_open_ro(dir);
     assert_int_equal(kl_cursor_open(r, "c", 0, &c), KL_ECORRUPT);
+    /* a damaged cursor can be deleted (under its lock, without reading its slots) */
+    assert_int_equal(kl_cursor_delete(r, "c"), 0);
+    assert_int_equal(access(path, F_OK), -1);
+    assert_int_equal(kl_cursor_open(r, "c", 0, &c), KL_ENOTFOUND);
+    assert_int_equal(kl_cursor_open(r, "c", KL_CURSOR_CREATE, &c), 0);
+    assert_int_equal(kl_cursor_position(c), 0);
+    kl_cursor_close(c);
     assert_int_equal(kl_log_close(r), 0);
+    tu_rm_log(dir);
+}
+
+/* Consumers racing to create one new cursor: see the test below. */
+typedef struct creator {
+    kl_log *log;
+    const char *name;
+    pthread_barrier_t *start, *done;
+    int rc;
+    uint64_t position; /* what the one that got it committed */
+} creator;
+
+static void *create_one(void *arg) {
+    creator *k = arg;
+    kl_cursor *c = NULL;
+    pthread_barrier_wait(k->start);
+    k->rc = kl_cursor_open(k->log, k->name, KL_CURSOR_CREATE, &c);
+    if (k->rc == 0) {
+        k->rc = kl_cursor_commit(c, k->position);
+        if (k->rc == 0)
+            k->rc = 1; /* this one holds the cursor */
+    }
+    pthread_barrier_wait(k->done); /* the holder keeps it until every other open returned */
+    kl_cursor_close(c);
+    return NULL;
+}
+
+static void test_consumers_creating_one_cursor_at_once_get_it_once(void **st) {
+    (void)st;
+    char *dir = log_with(100);
+    enum { THREADS = 4, ROUNDS = 40 };
+    kl_log *logs[THREADS];
+    for (int t = 0; t < THREADS; t++)
+        logs[t] = tu_open_ro(dir);
+    for (int round = 0; round < ROUNDS; round++) {
+        char name[32];
+        snprintf(name, sizeof name, "new%d", round);
+        pthread_barrier_t start, done;
+        pthread_barrier_init(&start, NULL, THREADS);
+        pthread_barrier_init(&done, NULL, THREADS);
+        creator k[THREADS];
+        pthread_t th[THREADS];
+        for (int t = 0; t < THREADS; t++) {
+            k[t] = (creator){logs[t], name, &start, &done, 0, (uint64_t)(10 + t)};
+            assert_int_equal(pthread_create(&th[t], NULL, create_one, &k[t]), 0);
+        }
+        int holders = 0;
+        uint64_t held = 0;
+        for (int t = 0; t < THREADS; t++) {
+            pthread_join(th[t], NULL);
+            if (k[t].rc == 1) {
+                holders++;
+                held = k[t].position;
+            } else {
+                /* the others are told it is in use: never a missing file or another error */
+                assert_int_equal(k[t].rc, KL_EBUSY);
+            }
+        }
+        pthread_barrier_destroy(&start);
+        pthread_barrier_destroy(&done);
+        assert_int_equal(holders, 1);
+        /* the holder's commit is in the file the name leads to (no late create replaced it) */
+        assert_int_equal(position_of(dir, name), held);
+    }
+    for (int t = 0; t < THREADS; t++)
+        assert_int_equal(kl_log_close(logs[t]), 0);
+    /* no temporary file of a creator is left behind */
+    char cdir[4096];
+    snprintf(cdir, sizeof cdir, "%s/consumers", dir);
+    DIR *d = opendir(cdir);
+    assert_non_null(d);
+    int files = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        if (e->d_name[0] != '.') {
+            assert_null(strstr(e->d_name, ".tmp"));
+            files++;
+        }
+    closedir(d);
+    assert_int_equal(files, ROUNDS);
     tu_rm_log(dir);
 }
 
@@ -234,6 +323,7 @@ int main(void) {
         cmocka_unit_test(test_bad_names_and_positions_past_the_end_change_nothing),
         cmocka_unit_test(test_one_consumer_per_cursor),
         cmocka_unit_test(test_a_damaged_slot_falls_back_and_two_are_reported),
+        cmocka_unit_test(test_consumers_creating_one_cursor_at_once_get_it_once),
         cmocka_unit_test(test_a_truncation_is_reported_as_a_fork_change),
         cmocka_unit_test(test_a_failed_write_or_power_loss_leaves_the_old_or_new_position),
     };
