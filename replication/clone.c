@@ -116,14 +116,15 @@ typedef struct cloner {
     int upgrading;         /* an upgrade to the peer's state as we know it is asked for */
     uint32_t upgrades_out; /* upgrade requests not answered yet (older ones may be among them) */
     uint64_t upgrade_asked_ns;
-    int upgrade_after_sync; /* the peer refused an upgrade: ask again after its next sync */
-    uint64_t refused_ns;    /* ... or a second after the refusal, whichever comes first */
+    uint64_t upgrade_wait_ns; /* since when the peer has a longer (or newer) state than ours, 0 */
+    int upgrade_after_sync;   /* the peer refused an upgrade: ask again after its next sync */
+    uint64_t refused_ns;      /* ... or a second after the refusal, whichever comes first */
     slot win[CLONE_WINDOW];
     size_t held;    /* bytes of received blocks waiting for an earlier one */
     uint64_t retry; /* blocks to ask again (state 3) */
     size_t asked;   /* the charges of the blocks requested, not answered yet */
     node_map map;
-    uint64_t last_progress_ns; /* when the replica last grew, or a wait for blocks began */
+    uint64_t last_progress_ns; /* when the replica last grew, or last had all it signed */
     uint64_t last_input_ns;
     kl_wire_message msg; /* the message being handled (big: no stack, no allocation per message) */
     kl_proof_result result; /* what verifying a proof gave */
@@ -532,6 +533,8 @@ static int on_upgrade(cloner *c, const kl_proof *p) {
         c->has_target = 1;
         rc = kl_replica_target(c->log, &c->target);
     }
+    if (rc == 0)
+        c->upgrade_wait_ns = 0; /* progress: a longer wait starts now */
     c->upgrading = 0;
     if (rc < 0)
         return kl_err_prefix(rc, "the peer's upgrade: ");
@@ -808,19 +811,56 @@ static void on_socket(kl_loop *loop, int fd, uint32_t events, void *ctx) {
         cfail(c, rc);
 }
 
-/* The peer stopped answering: what it left unanswered, as an error (0 if nothing). */
+/* now - then, or 0 when `then` was taken after `now` (a time set while a loop turn ran). */
+static uint64_t since(uint64_t now, uint64_t then) {
+    return now > then ? now - then : 0;
+}
+
+/*
+ * Restart the waits for what is owed us when nothing is: blocks while the
+ * replica holds every block it has a signature for, an upgrade while the
+ * peer shows nothing longer or newer than what we hold.
+ */
+static void note_waits(cloner *c, uint64_t now) {
+    if (!c->has_target || c->have >= c->target.length)
+        c->last_progress_ns = now;
+    if (!c->got_sync || (!c->reorg && c->remote_len <= signed_len(c)))
+        c->upgrade_wait_ns = 0;
+    else if (!c->upgrade_wait_ns)
+        c->upgrade_wait_ns = now;
+}
+
+/*
+ * The peer stopped giving what it owes us: what it left undone, as an
+ * error (0 if nothing). It owes the blocks of the length it signed, and
+ * the upgrade to the length (or fork) its sync shows; a peer that sends
+ * keepalives, refusals or blocks of no use meanwhile still stalls.
+ */
 static int stalled(const cloner *c, uint64_t now, uint64_t started_ns) {
     const uint32_t ms = c->opts->stall_ms;
     const uint64_t stall_ns = (uint64_t)ms * 1000000u;
     /* the most telling first: what was asked for and never came */
-    if (now - c->last_progress_ns > stall_ns)
+    if (since(now, c->last_progress_ns) > stall_ns && c->next > c->have)
         return kl_errf(KL_EIO, "the peer did not send block %llu, asked for %u ms ago",
                        (unsigned long long)c->have, ms);
-    if (c->upgrading && now - c->upgrade_asked_ns > stall_ns)
+    if (since(now, c->last_progress_ns) > stall_ns)
+        return kl_errf(KL_EIO,
+                       "the peer signed length %llu but offers blocks only up to %llu (waited "
+                       "%u ms for block %llu)",
+                       (unsigned long long)c->target.length,
+                       (unsigned long long)KL_MIN(c->remote_range, c->target.length), ms,
+                       (unsigned long long)c->have);
+    if (c->upgrading && since(now, c->upgrade_asked_ns) > stall_ns)
         return kl_errf(KL_EIO, "the peer did not answer the upgrade asked for %u ms ago", ms);
-    if (!kl_session_ready(c->s) && now - started_ns > stall_ns)
+    if (c->upgrade_wait_ns && since(now, c->upgrade_wait_ns) > stall_ns)
+        return kl_errf(KL_EIO,
+                       "the peer announced length %llu at fork %llu but gave no upgrade to it "
+                       "within %u ms (this replica has a signed length of %llu)",
+                       (unsigned long long)c->remote_len, (unsigned long long)c->remote_fork, ms,
+                       (unsigned long long)signed_len(c));
+    if (!kl_session_ready(c->s) && since(now, started_ns) > stall_ns)
         return kl_errf(KL_EIO, "the handshake did not finish within %u ms", ms);
-    if (now - c->last_input_ns > stall_ns)
+    if (since(now, c->last_input_ns) > stall_ns)
         return kl_errf(KL_EIO, "the peer sent nothing for %u ms", ms);
     return 0;
 }
@@ -911,8 +951,7 @@ int kl_clone(const char *host_port, const unsigned char key[32], const char *dir
             if (rc == 0)
                 rc = flush_out(c);
         }
-        if (c->next == c->have) /* not waiting for blocks: nothing to stall on */
-            c->last_progress_ns = now;
+        note_waits(c, now);
         if (rc == 0)
             rc = stalled(c, now, started_ns);
     }

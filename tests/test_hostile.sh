@@ -6,10 +6,13 @@
 # handshake, a stream header of junk, each of the ten hypercore message
 # types in a form that does not decode, block proofs with a flipped node
 # hash, an upgrade with a flipped signature bit, a block nobody asked for,
-# a server that stalls. Each time the clone must fail within 3 seconds (the
+# a server that stalls, one that signs 300 blocks but announces none (and
+# sends keepalives). Each time the clone must fail within 3 seconds (the
 # stall: past --stall-ms 1000) with a reason naming the offence, and leave
 # nothing behind: no replica, not even the empty one the honest upgrade
-# created. And a server that sends 60 blocks of 200 KB but never block 0: the
+# created. A server that answers every upgrade request with noData (and
+# sends keepalives) ends the clone after --stall-ms (2.5 s), not before and
+# not never. And a server that sends 60 blocks of 200 KB but never block 0: the
 # clone gives up naming block 0, leaves no replica, and its peak resident
 # memory stays within 8 MiB of an honest clone's of the same log (it keeps
 # at most 4 MiB of blocks ahead of a missing one).
@@ -66,7 +69,8 @@ SMALL_KEY=$(key_of "$T/small")
 MSG_NAMES=(sync request cancel data noData want unwant bitfield range extension)
 SERVER_SPECS=("garbage-handshake:handshake" "oversize:more than the"
     "garbage-frame:authenticate" "garbage-header:stream header" "bad-proof:block"
-    "bad-signature:upgrade" "unsolicited:not asked for" "stall:sent nothing")
+    "bad-signature:upgrade" "unsolicited:not asked for" "stall:sent nothing"
+    "no-range:signed length 300 but offers blocks only up to 0")
 for t in "${!MSG_NAMES[@]}"; do SERVER_SPECS+=("garbage-msg-$t:${MSG_NAMES[$t]} message"); done
 for spec in "${SERVER_SPECS[@]}"; do
     mode=${spec%%:*}
@@ -91,6 +95,27 @@ for spec in "${SERVER_SPECS[@]}"; do
     wait "$pid" 2>/dev/null
     echo "hostile server $mode: clone refused it after $ms ms ($(head -c 120 "$T/clone-$mode.err"))"
 done
+
+# ---- a server that refuses every upgrade (noData) and keeps the connection alive: the clone
+# asks again each second, and gives up after --stall-ms (2500 here), not at the first re-ask
+"$EVIL" serve nodata-upgrade "$T/small" >"$T/evil-nodata-upgrade.out" 2>&1 &
+pid=$!
+PIDS+=("$pid")
+for _ in $(seq 1 100); do grep -q '^listening' "$T/evil-nodata-upgrade.out" 2>/dev/null && break; sleep 0.05; done
+port=$(sed -n 's/^listening on //p' "$T/evil-nodata-upgrade.out")
+[ -n "$port" ] || die "nodata-upgrade: the hostile server did not start"
+start=$(date +%s%N)
+"$K" clone "$port" "$SMALL_KEY" "$T/rep-nodata-upgrade" --stall-ms 2500 2>"$T/clone-nodata-upgrade.err" &&
+    die "nodata-upgrade: kappalog clone succeeded without an upgrade"
+ms=$((($(date +%s%N) - start) / 1000000))
+[ $ms -ge 2400 ] && [ $ms -lt 5000 ] ||
+    die "nodata-upgrade: the clone gave up after $ms ms, not after its --stall-ms of 2500: $(cat "$T/clone-nodata-upgrade.err")"
+grep -q "announced length 300 at fork 0 but gave no upgrade" "$T/clone-nodata-upgrade.err" ||
+    die "nodata-upgrade: the error does not say the upgrade never came: $(cat "$T/clone-nodata-upgrade.err")"
+[ ! -e "$T/rep-nodata-upgrade" ] || die "nodata-upgrade: the failed clone left a replica"
+kill "$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+echo "hostile server nodata-upgrade: clone gave up after $ms ms ($(head -c 120 "$T/clone-nodata-upgrade.err"))"
 
 # ---- a server that holds back block 0 of big blocks while it sends the rest: the clone
 # keeps at most 4 MiB of blocks ahead of a missing one (asks for the others again later),

@@ -12,6 +12,10 @@
  *   bad-signature      the upgrade's signature with one bit flipped
  *   unsolicited        honest upgrade, then a block nobody asked for
  *   hold-back          honest, except that it never sends block 0
+ *   no-range           honest upgrade, but announces no blocks (no range
+ *                      message); an empty message every 200 ms
+ *   nodata-upgrade     answers every upgrade request with noData; an empty
+ *                      message every 200 ms
  *   stall              completes the handshake and channel, then says nothing
  *   garbage-header     completes the handshake, then a stream header of junk
  *   garbage-msg-T      answers the clone's sync with a hypercore message of
@@ -159,7 +163,8 @@ static int srv_message(kl_session *s, int ch, uint64_t type, const uint8_t *payl
         kl_session_send(s, ch, KL_MSG_SYNC, buf, n);
         kl_wire_range r = {.start = 0, .length = info.length};
         kl_wire_range_encode(&r, buf, sizeof buf, &n);
-        kl_session_send(s, ch, KL_MSG_RANGE, buf, n);
+        if (!is(e, "no-range"))
+            kl_session_send(s, ch, KL_MSG_RANGE, buf, n);
     } else if (rc == 0 && m->type == KL_MSG_REQUEST) {
         const kl_proof_request *r = &m->u.request;
         kl_proof_ask ask;
@@ -174,8 +179,15 @@ static int srv_message(kl_session *s, int ch, uint64_t type, const uint8_t *payl
         size_t n = 0;
         if (is(e, "hold-back") && ask.block && ask.block_index == 0)
             ask.block = 0; /* block 0 is never sent */
-        if ((ask.block || ask.upgrade) && kl_log_proof(e->log, &ask, id, &msg, &n) == 0)
+        if (is(e, "nodata-upgrade") && ask.upgrade) {
+            kl_wire_no_data nd = {.request = id};
+            uint8_t nb[32];
+            size_t nn = 0;
+            kl_wire_no_data_encode(&nd, nb, sizeof nb, &nn);
+            kl_session_send(s, ch, KL_MSG_NO_DATA, nb, nn);
+        } else if ((ask.block || ask.upgrade) && kl_log_proof(e->log, &ask, id, &msg, &n) == 0) {
             send_data(e, ch, msg, n);
+        }
         free(msg);
     }
     free(m);
@@ -249,6 +261,7 @@ static int run_server(const char *mode, const char *logdir) {
     uint64_t deadline = now_ms() + 15000;
     static uint8_t buf[1 << 16];
     int offended = 0;
+    uint64_t alive = 1, next_alive = 0;
     while (now_ms() < deadline) {
         struct pollfd pfd = {.fd = e.fd, .events = POLLIN};
         if (poll(&pfd, 1, 50) < 0)
@@ -292,6 +305,11 @@ static int run_server(const char *mode, const char *logdir) {
                 send_junk_frame(&e);
             offended = 1;
             continue;
+        }
+        if ((is(&e, "no-range") || is(&e, "nodata-upgrade")) && now_ms() >= next_alive) {
+            /* an empty message every 200 ms: the session's keepalive, its clock run fast */
+            kl_session_keepalive(e.s, ++alive * KL_SESSION_KEEPALIVE_NS);
+            next_alive = now_ms() + 200;
         }
         flush_session(&e);
     }
