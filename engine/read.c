@@ -15,7 +15,10 @@
  * What a reader would get wrong: the mapping of the active segment is
  * larger than the file (it covers the biggest the segment can become), so
  * every access is bounded by the segment's committed `end`, never by the
- * mapping's length.
+ * mapping's length; and no block at or past the segment's `bad_from` is read
+ * in place, since there `end` may lie past the file (an active segment cut
+ * short keeps its slot's end on a read-only open) and a read past the file's
+ * last page is a SIGBUS.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -646,12 +649,20 @@ static int iter_body(kl_iter *it) {
     return 0;
 }
 
-/* Move to the batch holding it->next: the following batch if it is next, else a lookup. */
+/*
+ * Move to the batch holding it->next: the following batch if it is next, else a lookup.
+ * The following batch is read in place only below the segment's bad_from: past a
+ * damaged or missing batch `end` may lie beyond the file (a read-only open of a cut
+ * active segment keeps the slot's end), and a read there, in the mapping that is
+ * longer than the file, is a SIGBUS. Below bad_from every batch was found whole in
+ * the file when it was indexed; from it on the lookup names the damage, as get does.
+ */
 static int iter_advance(kl_iter *it) {
     kl_log *log = it->log;
     pthread_rwlock_rdlock(&log->segs_lock);
     int sequential = it->have && it->next == it->h.first_index + it->h.count &&
-                     it->next < atomic_load_explicit(&it->seg->next, memory_order_acquire);
+                     it->next < atomic_load_explicit(&it->seg->next, memory_order_acquire) &&
+                     it->next < it->seg->bad_from;
     if (sequential) {
         uint64_t pos = it->pos + kl_batch_frame_len(&it->h);
         uint64_t end = atomic_load_explicit(&it->seg->end, memory_order_acquire);
@@ -680,7 +691,10 @@ static int iter_advance(kl_iter *it) {
 static void iter_skip_damage(kl_iter *it) {
     const char *m = strstr(kl_err_thread(), "(blocks ");
     unsigned long long a, b;
+    const char *d = strstr(kl_err_thread(), "makes blocks "); /* locate: past bad_from */
     if (m && sscanf(m, "(blocks %llu..%llu)", &a, &b) == 2 && b >= it->next)
+        it->next = b + 1;
+    else if (d && sscanf(d, "makes blocks %llu..%llu", &a, &b) == 2 && b >= it->next)
         it->next = b + 1;
     else
         it->next++;
