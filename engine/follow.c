@@ -9,20 +9,32 @@
  * - a read-only handle watches the `header` file with inotify: every commit
  *   writes a header slot, so a change of the file is the signal to refresh.
  *
- * A refresh reads both header slots and takes the newest one that decodes
- * and whose signature holds, or that is not signed yet (a slot torn by a
- * writer that is writing it right now simply does not count yet; under
- * `interval` and `never` the writer publishes a commit with an unsigned
- * slot and signs it right after, so this sees the commit without waiting
- * for, or checking, its signature). The batches it covers were written
- * before it, so they are in the page cache for this process to see; the
- * refresh walks their headers to extend the active segment's sparse index,
- * adds the segments that appeared since, and only then publishes the new
- * length (release order, as the commit path does).
+ * A refresh reads both header slots and takes the newest one that decodes,
+ * whose signature holds (or that is not signed yet: under `interval` and
+ * `never` the writer publishes a commit with an unsigned slot and signs it
+ * right after) and that checks out as a read-only open checks its newer
+ * slot: its segments are there, its active segment's file holds its
+ * committed bytes, and, unless it is an `ordered` slot of this boot, the
+ * batches since the handle's state check out and hash to its roots. A slot
+ * that does not is left alone, not an error, and looked at again by every
+ * later refresh: torn by a writer writing it right now, it is taken by the
+ * refresh that the end of that write wakes (inotify); left stale beside the
+ * one the open took (a power loss under `always`), it is passed over for
+ * the other slot, and a writer's open overwrites it. The open re-reads a
+ * torn slot for up to 20 ms before it settles for the other one, which can
+ * be far older; a refresh never goes back (it keeps the state it has), so
+ * it need not wait. Then the refresh walks the new batch headers to extend
+ * the active segment's sparse index, adds the segments that appeared since,
+ * and only then publishes the new length (release order, as the commit
+ * path does).
  *
- * What a reader would get wrong: a truncation by another process (the fork
- * changed) cannot be followed in place, since blocks this handle served may
- * no longer exist; the refresh reports KL_EFORK and the caller reopens.
+ * What a reader would get wrong: the mapping of the active segment is
+ * longer than the file, and a read in it past the file's last page is a
+ * SIGBUS; a slot is checked with pread, and the walk through the mapping
+ * stays below the file's size. And a truncation by another process (the
+ * fork changed) cannot be followed in place, since blocks this handle
+ * served may no longer exist; the refresh reports KL_EFORK and the caller
+ * reopens.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -38,6 +50,7 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include "frame.h"
 #include "log_internal.h"
@@ -50,29 +63,257 @@ void kl_follow_notify(kl_log *log) {
         syscall(SYS_futex, (uint32_t *)&log->len_word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 
-/* The newest header slot that decodes and verifies; 0 if there is one. */
-static int newest_slot(kl_log *log, kl_slot *out) {
+/*
+ * The header slots a refresh may take: those that decode, whose signature
+ * holds (or that are not signed yet) and that are newer than the handle's
+ * state, newest first, in c (*n of them). KL_ECORRUPT if no slot decodes.
+ */
+static int read_candidates(kl_log *log, kl_slot c[2], int *n) {
     uint8_t *buf = NULL;
     size_t got = 0;
     int rc = kl_header_read(log, &buf, &got);
     if (rc < 0)
         return rc;
     int found = 0;
+    *n = 0;
     for (int i = 0; i < 2; i++) {
         kl_slot s;
         if (got < (size_t)(i + 1) * KL_HDR_SLOT_BYTES ||
             kl_slot_decode(buf + (size_t)i * KL_HDR_SLOT_BYTES, &s) < 0)
             continue;
-        if (found && s.seq <= out->seq)
-            continue;
         if (s.seq != log->last.seq && !kl_slot_trusted(&s))
             continue;
-        *out = s;
         found = 1;
+        if (s.seq > log->last.seq)
+            c[(*n)++] = s;
     }
     free(buf);
     kl_err_clear();
+    if (*n == 2 && c[1].seq > c[0].seq) {
+        kl_slot t = c[0];
+        c[0] = c[1];
+        c[1] = t;
+    }
+    KL_ASSERT(*n < 2 || c[0].seq > c[1].seq);
     return found ? 0 : kl_errf(KL_ECORRUPT, "%s: no header slot checks out", log->hdr_path);
+}
+
+/* Are these full roots of a tree of `length` blocks those of slot c? */
+static int roots_equal(const kl_node *roots, size_t nroots, uint64_t length, const kl_slot *c) {
+    if (nroots != c->nroots || length != c->length)
+        return 0;
+    for (size_t i = 0; i < nroots; i++)
+        if (roots[i].index != c->roots[i].index || roots[i].size != c->roots[i].size ||
+            memcmp(roots[i].hash, c->roots[i].hash, KL_HASH_BYTES) != 0)
+            return 0;
+    return 1;
+}
+
+/* Is c the state a again (signed since, or written again by a writer's recovery)? */
+static int same_state(const kl_slot *a, const kl_slot *c) {
+    return c->fork == a->fork && c->byte_length == a->byte_length &&
+           c->active_segment == a->active_segment && c->active_end == a->active_end &&
+           roots_equal(a->roots, a->nroots, a->length, c);
+}
+
+/* An `ordered` slot written during this boot: its batches were written before it. */
+static int ordered_this_boot(const kl_slot *st) {
+    uint8_t boot[16];
+    kl_boot_id(boot);
+    return (st->flags & KL_SLOT_ORDERED) && kl_boot_id_known(boot) &&
+           memcmp(st->boot_id, boot, sizeof boot) == 0;
+}
+
+/*
+ * Batches of a span read with pread, never through a segment's mapping: a
+ * slot that does not check out may name bytes its file does not have, and
+ * the mapping of the active segment is longer than the file (a read in it
+ * past the file's last page is a SIGBUS).
+ */
+typedef struct span_reader {
+    kl_log *log;
+    int fd;
+    uint64_t first, size; /* the segment file open, and its size */
+    uint8_t *frame;       /* the batch read last */
+    size_t cap;
+    void *dctx; /* a zstd batch's body, decompressed */
+    uint8_t *raw;
+    size_t raw_cap;
+} span_reader;
+
+/* Open segment `first` (its file header checked): 0, KL_ECORRUPT, or an I/O error. */
+static int span_open(span_reader *r, const kl_slot *a, uint64_t first) {
+    char path[4096];
+    kl_io_close(r->log->io, r->fd);
+    r->fd = -1;
+    r->first = first;
+    r->size = 0;
+    kl_seg_file(r->log, path, sizeof path, first, "log");
+    int rc = kl_io_open(r->log->io, path, O_RDONLY, 0, &r->fd);
+    if (rc == 0)
+        rc = r->log->io->v->size(r->log->io, r->fd, &r->size);
+    uint8_t h[KL_SEG_HEADER_BYTES];
+    size_t got = 0;
+    if (rc == 0)
+        rc = kl_io_pread(r->log->io, r->fd, h, sizeof h, 0, &got);
+    if (rc < 0)
+        return kl_errf(rc == -ENOENT ? KL_ECORRUPT : kl_err_from_errno(-rc), "%s: %s", path,
+                       strerror(-rc));
+    if (kl_seg_header_decode(h, got, first) < 0 || kl_seg_header_fork(h) > a->fork)
+        return kl_errf(KL_ECORRUPT, "%s: not a segment of this fork", path);
+    return 0;
+}
+
+/* The batch at pos, wholly below limit and the file's end, read into r->frame and checked. */
+static int span_batch(span_reader *r, uint64_t pos, uint64_t limit, kl_batch_hdr *h) {
+    uint64_t bound = KL_MIN(limit, r->size);
+    uint8_t hb[KL_BATCH_HEADER_BYTES];
+    size_t got = 0;
+    if (pos + KL_BATCH_HEADER_BYTES > bound)
+        return kl_errf(KL_ECORRUPT, "no batch at offset %llu", (unsigned long long)pos);
+    int rc = kl_io_pread(r->log->io, r->fd, hb, sizeof hb, pos, &got);
+    if (rc < 0)
+        return kl_errf(kl_err_from_errno(-rc), "segment %020llu.log, offset %llu: %s",
+                       (unsigned long long)r->first, (unsigned long long)pos, strerror(-rc));
+    if ((rc = kl_batch_hdr_decode(hb, got, h)) < 0)
+        return rc;
+    uint64_t len = kl_batch_frame_len(h);
+    if (pos + len > bound)
+        return kl_errf(KL_ECORRUPT, "batch at offset %llu runs past the end",
+                       (unsigned long long)pos);
+    if (len > r->cap) {
+        uint8_t *f = realloc(r->frame, (size_t)len);
+        if (!f)
+            return kl_errf(KL_ENOMEM, "batch of %llu bytes", (unsigned long long)len);
+        r->frame = f;
+        r->cap = (size_t)len;
+    }
+    rc = kl_io_pread(r->log->io, r->fd, r->frame, (size_t)len, pos, &got);
+    if (rc < 0)
+        return kl_errf(kl_err_from_errno(-rc), "segment %020llu.log, offset %llu: %s",
+                       (unsigned long long)r->first, (unsigned long long)pos, strerror(-rc));
+    if (got != len || memcmp(r->frame, hb, sizeof hb) != 0) /* cut or rewritten meanwhile */
+        return kl_errf(KL_ECORRUPT, "batch at offset %llu changed while read",
+                       (unsigned long long)pos);
+    return kl_batch_verify(h, r->frame);
+}
+
+/* Hash the blocks of the checked batch in r->frame into t. */
+static int span_hash(span_reader *r, const kl_batch_hdr *h, kl_treeb *t) {
+    const uint8_t *raw = kl_batch_stored(h, r->frame);
+    int rc = 0;
+    if (h->codec == KL_CODEC_ZSTD) {
+        if (!r->dctx && !(r->dctx = ZSTD_createDCtx()))
+            return kl_errf(KL_ENOMEM, "zstd context");
+        if (r->raw_cap < h->raw_len) {
+            uint8_t *nr = realloc(r->raw, h->raw_len);
+            if (!nr)
+                return kl_errf(KL_ENOMEM, "batch of %u bytes", h->raw_len);
+            r->raw = nr;
+            r->raw_cap = h->raw_len;
+        }
+        rc = kl_batch_decompress(r->dctx, h, raw, r->raw);
+        raw = r->raw;
+    } else {
+        rc = kl_batch_table_verify(h, raw);
+    }
+    uint8_t nodes[KL_TREEB_MAX_NEW * KL_TREE_NODE_BYTES]; /* the tree file's: a reader keeps none */
+    for (uint32_t k = 0; rc == 0 && k < h->count; k++) {
+        const uint8_t *data;
+        size_t size;
+        rc = kl_batch_block(h, raw, k, &data, &size);
+        if (rc == 0)
+            kl_treeb_add_block(t, data, size, nodes);
+    }
+    return rc;
+}
+
+static size_t find_first(const uint64_t *firsts, size_t n, uint64_t first) {
+    size_t i = 0;
+    while (i < n && firsts[i] != first)
+        i++;
+    return i;
+}
+
+/*
+ * Walk the batches from a's end to st's (segments firsts[0..n), or none if
+ * st's active segment is a's): each read and checked, the indexes
+ * contiguous, and st's byte count, end and roots what they add up to.
+ * 0, KL_ECORRUPT (the span does not check out), or an I/O error.
+ */
+static int span_walk(span_reader *r, const uint64_t *firsts, size_t n, const kl_slot *a,
+                     const kl_slot *st) {
+    kl_treeb t;
+    kl_treeb_init(&t, a->roots, a->nroots, a->length, r->log->tree_low);
+    size_t si = find_first(firsts, n, a->active_segment);
+    uint64_t pos = a->active_end, index = a->length, bytes = a->byte_length;
+    int rc = span_open(r, a, a->active_segment);
+    while (rc == 0 && index < st->length) {
+        if (si + 1 < n && firsts[si + 1] == index && firsts[si] < st->active_segment) {
+            rc = span_open(r, a, firsts[++si]);
+            pos = KL_SEG_HEADER_BYTES;
+            continue;
+        }
+        kl_batch_hdr h;
+        rc = span_batch(r, pos, r->first == st->active_segment ? st->active_end : UINT64_MAX, &h);
+        if (rc == 0 && (h.first_index != index || index + h.count > st->length))
+            rc = kl_errf(KL_ECORRUPT, "batch at offset %llu holds blocks from %llu, not %llu",
+                         (unsigned long long)pos, (unsigned long long)h.first_index,
+                         (unsigned long long)index);
+        if (rc == 0)
+            rc = span_hash(r, &h, &t);
+        if (rc < 0)
+            break;
+        pos += kl_batch_frame_len(&h);
+        index += h.count;
+        bytes += h.data_bytes;
+    }
+    if (rc == 0 && (r->first != st->active_segment || pos != st->active_end ||
+                    bytes != st->byte_length || !roots_equal(t.roots, t.n, t.length, st)))
+        rc = kl_errf(KL_ECORRUPT, "the batches do not add up to the slot");
+    return rc;
+}
+
+/*
+ * Does st, newer than the handle's state a, check out as a read-only open
+ * checks the newer slot (recover.c, choose_slot, span_checks_out)? Its
+ * segments are there, its active segment's file holds st->active_end bytes,
+ * and, unless it is an `ordered` slot of this boot, the batches from a's
+ * end to st's check out and their blocks hash to st's roots. 1 if so, 0 if
+ * not (a verdict: the slot is left for a later refresh), or an I/O error.
+ */
+static int slot_checks_out(kl_log *log, const kl_slot *a, const kl_slot *st) {
+    if (st->length <= a->length || st->byte_length < a->byte_length ||
+        st->active_segment < a->active_segment || st->kind != a->kind ||
+        memcmp(st->public_key, a->public_key, KL_PK_BYTES) != 0)
+        return 0;
+    uint64_t *firsts = NULL;
+    size_t n = 0;
+    int rc = 0;
+    if (st->active_segment != a->active_segment) {
+        rc = kl_seg_list(log->seg_dir, &firsts, &n);
+        if (rc == 0 && (find_first(firsts, n, a->active_segment) == n ||
+                        find_first(firsts, n, st->active_segment) == n))
+            rc = kl_errf(KL_ECORRUPT, "a segment the slot names is missing");
+    }
+    span_reader r = {.log = log, .fd = -1};
+    if (rc == 0)
+        rc = span_open(&r, a, st->active_segment);
+    if (rc == 0 && r.size < st->active_end)
+        rc = kl_errf(KL_ECORRUPT, "the active segment is %llu bytes, the slot says %llu",
+                     (unsigned long long)r.size, (unsigned long long)st->active_end);
+    if (rc == 0 && !ordered_this_boot(st))
+        rc = span_walk(&r, firsts, n, a, st);
+    kl_io_close(log->io, r.fd);
+    free(r.frame);
+    free(r.raw);
+    ZSTD_freeDCtx(r.dctx);
+    free(firsts);
+    if (rc == KL_ECORRUPT) {
+        kl_err_clear();
+        return 0;
+    }
+    return rc < 0 ? rc : 1;
 }
 
 /*
@@ -80,18 +321,22 @@ static int newest_slot(kl_log *log, kl_slot *out) {
  * within `limit` bytes: the bytes commits added since. With `exact`, the
  * batches must end exactly at `limit` (the committed end of the active
  * segment); otherwise (a segment that was active and is now finished) its
- * end is where block `next` begins. A batch header that does not check out
- * marks the blocks from it as unreadable, as recovery does.
+ * end is where block `next` begins. Reads stay below `size`, the file's
+ * size (the mapping of an active segment is longer than the file). A batch
+ * header that does not check out marks the blocks from it as unreadable, as
+ * recovery does.
  */
-static void index_tail(kl_seg *s, uint64_t limit, uint64_t next, int exact) {
+static void index_tail(kl_seg *s, uint64_t limit, uint64_t size, uint64_t next, int exact) {
     uint64_t pos = atomic_load(&s->end), index = atomic_load(&s->next);
+    uint64_t bound = KL_MIN(limit, size);
+    KL_ASSERT(limit <= s->map_len);
     if (pos < KL_SEG_HEADER_BYTES)
         pos = KL_SEG_HEADER_BYTES;
     while (pos < limit && index < next && s->bad_from == UINT64_MAX) {
         kl_batch_hdr h;
-        if (pos + KL_BATCH_HEADER_BYTES > limit ||
-            kl_batch_hdr_decode(s->map + pos, (size_t)(limit - pos), &h) < 0 ||
-            h.first_index != index || pos + kl_batch_frame_len(&h) > limit) {
+        if (pos + KL_BATCH_HEADER_BYTES > bound ||
+            kl_batch_hdr_decode(s->map + pos, (size_t)(bound - pos), &h) < 0 ||
+            h.first_index != index || pos + kl_batch_frame_len(&h) > bound) {
             s->bad_from = index;
             break;
         }
@@ -122,14 +367,17 @@ static int seg_file_size(kl_log *log, const kl_seg *s, uint64_t *size) {
 
 /* Extend the active segment `s` to (end, next); it must be mapped for its whole size. */
 static int grow_active(kl_log *log, kl_seg *s, uint64_t end, uint64_t next) {
-    int rc = kl_seg_ensure_map(log, s);
+    uint64_t size = 0;
+    int rc = seg_file_size(log, s, &size); /* before anything is read through the mapping */
+    if (rc == 0)
+        rc = kl_seg_ensure_map(log, s);
     if (rc < 0)
         return rc;
     KL_ASSERT(!atomic_load(&s->sealed) && atomic_load(&s->idx_ready));
     if (end > s->map_len)
         return kl_errf(KL_ECORRUPT, "segment %020llu.log: committed end %llu is past its mapping",
                        (unsigned long long)s->first, (unsigned long long)end);
-    index_tail(s, end, next, 1);
+    index_tail(s, end, size, next, 1);
     return 0;
 }
 
@@ -184,7 +432,7 @@ static int roll_to(kl_log *log, const kl_slot *st) {
         rc = seg_file_size(log, old, &size);
     if (rc < 0)
         goto out;
-    index_tail(old, KL_MIN(size, old->map_len), firsts[i], 0);
+    index_tail(old, KL_MIN(size, old->map_len), size, firsts[i], 0);
     for (; rc == 0 && i < n && firsts[i] <= st->active_segment; i++) {
         int active = firsts[i] == st->active_segment;
         rc = add_segment(log, firsts[i], active ? st->length : firsts[i + 1], active);
@@ -196,46 +444,75 @@ out:
     return rc;
 }
 
+/* Make st the handle's state (its batches indexed), then wake the waiters. */
+static void publish(kl_log *log, const kl_slot *st) {
+    pthread_mutex_lock(&log->mu);
+    log->last = *st;
+    pthread_mutex_unlock(&log->mu);
+    atomic_store_explicit(&log->byte_length, st->byte_length, memory_order_release);
+    atomic_store_explicit(&log->last_commit_ms, st->commit_ms, memory_order_release);
+    atomic_store_explicit(&log->length, st->length, memory_order_release);
+    kl_follow_notify(log);
+}
+
+/*
+ * Take slot st, newer than the handle's state: 1 if the log grew to it, 2
+ * if it is that state again (now signed, or written again by a writer's
+ * recovery), 0 if it is not taken (behind, or it does not check out yet:
+ * the stale slot a power loss left beside the one the open took, say), or
+ * an error.
+ */
+static int take_slot(kl_log *log, const kl_slot *st) {
+    const kl_slot *a = &log->last; /* only a refresh changes it on a read-only handle */
+    KL_ASSERT(st->seq > a->seq && log->nsegs > 0);
+    if (st->fork != a->fork)
+        return kl_errf(KL_EFORK, "%s was truncated (fork %llu, now %llu): reopen it", log->dir,
+                       (unsigned long long)a->fork, (unsigned long long)st->fork);
+    if (st->length <= a->length) {
+        if (!same_state(a, st))
+            return 0;
+        pthread_mutex_lock(&log->mu);
+        log->last = *st;
+        pthread_mutex_unlock(&log->mu);
+        return 2;
+    }
+    int rc = slot_checks_out(log, a, st);
+    if (rc <= 0)
+        return rc;
+    kl_seg *active = log->segs[log->nsegs - 1]; /* past a's if a roll failed half way */
+    if (st->active_segment == active->first)
+        rc = grow_active(log, active, st->active_end, st->length);
+    else if (st->active_segment > active->first)
+        rc = roll_to(log, st);
+    else
+        rc = kl_errf(KL_ECORRUPT, "%s: the newest header slot names an older active segment",
+                     log->hdr_path);
+    if (rc < 0)
+        return rc;
+    publish(log, st);
+    return 1;
+}
+
 int kl_log_refresh(kl_log *log) {
     if (!log)
         return kl_errf(KL_EINVAL, "kl_log_refresh: NULL log");
     if (!log->readonly)
         return 0; /* a writable handle makes the commits: it is always current */
     pthread_mutex_lock(&log->refresh_mu);
-    kl_slot st;
-    int rc = newest_slot(log, &st);
-    if (rc == 0 && st.fork != log->last.fork)
-        rc = kl_errf(KL_EFORK, "%s was truncated (fork %llu, now %llu): reopen it", log->dir,
-                     (unsigned long long)log->last.fork, (unsigned long long)st.fork);
-    if (rc < 0 || st.length <= atomic_load(&log->length)) {
-        if (rc == 0 && st.length == log->last.length && st.seq > log->last.seq) {
-            pthread_mutex_lock(&log->mu); /* the same state, now signed (or synced) */
-            log->last = st;
-            pthread_mutex_unlock(&log->mu);
-        }
-        pthread_mutex_unlock(&log->refresh_mu);
-        return rc < 0 ? kl_log_err(log, rc) : 0;
-    }
-    KL_ASSERT(log->nsegs > 0);
-    kl_seg *active = log->segs[log->nsegs - 1];
-    if (st.active_segment == active->first)
-        rc = grow_active(log, active, st.active_end, st.length);
-    else if (st.active_segment > active->first)
-        rc = roll_to(log, &st);
-    else
-        rc = kl_errf(KL_ECORRUPT, "%s: the newest header slot names an older active segment",
-                     log->hdr_path);
-    if (rc == 0) {
-        pthread_mutex_lock(&log->mu);
-        log->last = st;
-        pthread_mutex_unlock(&log->mu);
-        atomic_store_explicit(&log->byte_length, st.byte_length, memory_order_release);
-        atomic_store_explicit(&log->last_commit_ms, st.commit_ms, memory_order_release);
-        atomic_store_explicit(&log->length, st.length, memory_order_release);
-        kl_follow_notify(log);
+    kl_slot c[2];
+    int n = 0, taken = 0;
+    int rc = read_candidates(log, c, &n);
+    for (int i = 0; rc == 0 && taken == 0 && i < n; i++) { /* newest first; the other if refused */
+        int t = take_slot(log, &c[i]);
+        if (t < 0)
+            rc = t;
+        else
+            taken = t;
     }
     pthread_mutex_unlock(&log->refresh_mu);
-    return rc < 0 ? kl_log_err(log, rc) : 1;
+    if (rc < 0)
+        return kl_log_err(log, rc);
+    return taken == 1;
 }
 
 /* Milliseconds left until deadline_ns (-1: none). */

@@ -95,13 +95,19 @@ static void expect_range(kl_log *log, uint64_t from, uint64_t to) {
     kl_iter_close(it);
 }
 
-static void refresh_across_rolls(kl_codec codec) {
+/*
+ * Under `never` the writer's slots are `ordered`, and a refresh takes them
+ * without reading their batches (as an open would); under `always` they are
+ * not, and a refresh checks every batch since its last state, across the
+ * segments that rolled meanwhile, and hashes their blocks to the slot's roots.
+ */
+static void refresh_across_rolls(kl_codec codec, kl_fsync_mode mode) {
     char *tmp = tu_tmpdir("follow-roll");
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/log", tmp);
     kl_config cfg;
     kl_config_default(&cfg);
-    cfg.fsync_mode = KL_FSYNC_NEVER;
+    cfg.fsync_mode = mode;
     cfg.segment_bytes = KL_MIN_SEGMENT_BYTES;
     cfg.codec = codec;
     tu_create(dir, &cfg);
@@ -145,12 +151,18 @@ static void refresh_across_rolls(kl_codec codec) {
 
 static void test_a_reader_refreshes_across_segment_rolls(void **st) {
     (void)st;
-    refresh_across_rolls(KL_CODEC_NONE);
+    refresh_across_rolls(KL_CODEC_NONE, KL_FSYNC_NEVER);
 }
 
 static void test_a_reader_refreshes_across_rolls_of_zstd_batches(void **st) {
     (void)st;
-    refresh_across_rolls(KL_CODEC_ZSTD);
+    refresh_across_rolls(KL_CODEC_ZSTD, KL_FSYNC_NEVER);
+}
+
+static void test_a_reader_checks_what_it_refreshes_to_under_always(void **st) {
+    (void)st;
+    refresh_across_rolls(KL_CODEC_NONE, KL_FSYNC_ALWAYS);
+    refresh_across_rolls(KL_CODEC_ZSTD, KL_FSYNC_ALWAYS);
 }
 
 static void test_a_reader_in_another_process_is_woken_by_a_commit(void **st) {
@@ -456,17 +468,183 @@ static void test_a_read_only_open_waits_out_a_half_written_slot(void **st) {
     tu_rm_log(dir);
 }
 
+/*
+ * docs/FORMAT.md: a segment header of 64 bytes, then a batch of one block of
+ * 7996 bytes: header 64, 8 chunk checksums of 8 bytes (a body of 4 + 7996
+ * bytes), the body; 8192 bytes, two pages.
+ */
+#define PAGE_END_BLOCK 7996u
+#define MID_PAGE_BLOCK 7000u
+
+/*
+ * Block i of the stale-slot case: the first one FIRST_BYTES long, the others
+ * 1000 + 7 i; `tag` tells a stream from another written at the same indexes.
+ */
+static size_t stale_block(int tag, uint64_t i, size_t first_bytes, uint8_t *buf) {
+    size_t n = i == 0 ? first_bytes : 1000 + 7 * (size_t)i;
+    for (size_t j = 0; j < n; j++)
+        buf[j] = (uint8_t)(tag * 131 + (int)i * 31 + (int)j);
+    return n;
+}
+
+static void append_stale_blocks(kl_log *w, int tag, uint64_t from, uint64_t to,
+                                size_t first_bytes) {
+    static uint8_t bytes[8][8192];
+    kl_block b[8];
+    assert_true(to - from <= 8);
+    for (uint64_t i = from; i < to; i++) {
+        b[i - from].data = bytes[i - from];
+        b[i - from].size = stale_block(tag, i, first_bytes, bytes[i - from]);
+    }
+    uint64_t first = 0;
+    assert_int_equal(kl_log_append(w, b, (size_t)(to - from), &first), 0);
+    assert_int_equal(first, from);
+}
+
+/* Blocks [0, n) of r are those of stale_block: block 0 of tag 1, the others of `tag`. */
+static void expect_stale_blocks(kl_log *r, int tag, uint64_t n, size_t first_bytes) {
+    static uint8_t want[8192], got[8192];
+    for (uint64_t i = 0; i < n; i++) {
+        size_t wn = stale_block(i == 0 ? 1 : tag, i, first_bytes, want), gn = 0;
+        if (kl_log_get(r, i, got, sizeof got, &gn) != 0)
+            fail_msg("block %llu: %s", (unsigned long long)i, kl_log_last_error(r));
+        assert_int_equal(gn, wn);
+        assert_memory_equal(got, want, wn);
+    }
+    kl_iter *it = NULL;
+    kl_record rec;
+    uint64_t i = 0;
+    assert_int_equal(kl_iter_open(r, 0, UINT64_MAX, &it), 0);
+    for (int rc; (rc = kl_iter_next(it, &rec)) != 0; i++) {
+        assert_int_equal(rc, 1);
+        size_t wn = stale_block(i == 0 ? 1 : tag, i, first_bytes, want);
+        assert_int_equal(rec.index, i);
+        assert_int_equal(rec.size, wn);
+        assert_memory_equal(rec.data, want, wn);
+    }
+    kl_iter_close(it);
+    assert_int_equal(i, n);
+}
+
+/*
+ * A power loss under `always` can leave a newer header slot, signed, whose
+ * batches never reached the segment. A read-only open refuses it and takes
+ * the other slot; a refresh must refuse it too. It took it: the active
+ * segment's mapping is longer than the file, so with the file ending on a
+ * page boundary the refresh read the missing batch headers there and died
+ * of SIGBUS; with the file ending inside a page it read zeros, published a
+ * length never committed with its blocks marked damaged, and the blocks a
+ * writer appended later at those indexes stayed unreadable on that handle.
+ * The stale slot is made for real: the state after block 0 (the segment
+ * FIRST_BYTES long), then the slot of blocks 1..5 from a second session,
+ * with the segment cut back to before them. Then either their bytes come
+ * back (the slot checks out now and is taken), or a writer opens the log
+ * (its recovery overwrites the slot) and appends other blocks at those
+ * indexes, which the reader must follow.
+ */
+static void stale_slot_case(size_t first_bytes, int bytes_come_back) {
+    char *dir = tu_new_log("follow-stale", KL_FSYNC_ALWAYS);
+    char seg[4200], hpath[4200];
+    tu_seg_path(seg, sizeof seg, dir, 0, "log");
+    snprintf(hpath, sizeof hpath, "%s/header", dir);
+    static uint8_t h1[KL_HDR_FILE_BYTES], h2[KL_HDR_FILE_BYTES], cut[65536];
+    kl_slot s1[2], s2[2];
+    kl_log *w = tu_open(dir);
+    append_stale_blocks(w, 1, 0, 1, first_bytes);
+    assert_int_equal(kl_log_close(w), 0);
+    uint64_t end1 = tu_file_size(seg);
+    if (first_bytes == PAGE_END_BLOCK)
+        assert_int_equal(end1, 8192); /* the file ends on a page boundary */
+    else
+        assert_int_not_equal(end1 % 4096, 0);
+    read_slots(dir, h1, s1);
+    int new1 = s1[1].seq > s1[0].seq;
+    assert_int_equal(s1[new1].length, 1);
+    assert_int_equal(s1[new1].active_end, end1);
+
+    w = tu_open(dir);
+    append_stale_blocks(w, 1, 1, 6, first_bytes);
+    assert_int_equal(kl_log_close(w), 0);
+    uint64_t end2 = tu_file_size(seg);
+    read_slots(dir, h2, s2);
+    int new2 = s2[1].seq > s2[0].seq;
+    assert_int_equal(s2[new2].length, 6);
+    assert_int_equal(s2[new2].active_end, end2);
+    assert_true(s2[new2].seq > s1[new1].seq && end2 - end1 <= sizeof cut);
+
+    /* what the power loss left: the slot of blocks 1..5 beside the one of block 0, and
+       the segment as it was after block 0 */
+    int fd = open(seg, O_RDWR);
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, cut, end2 - end1, (off_t)end1), (ssize_t)(end2 - end1));
+    assert_int_equal(ftruncate(fd, (off_t)end1), 0);
+    memcpy(h2 + (1 - new2) * KL_HDR_SLOT_BYTES, h1 + new1 * KL_HDR_SLOT_BYTES, KL_HDR_SLOT_BYTES);
+    int hfd = open(hpath, O_WRONLY);
+    assert_true(hfd >= 0);
+    assert_int_equal(pwrite(hfd, h2, sizeof h2, 0), (ssize_t)sizeof h2);
+    close(hfd);
+
+    kl_log *r = tu_open_ro(dir);
+    assert_int_equal(kl_log_length(r), 1); /* the open refused the stale slot */
+    assert_int_equal(kl_log_refresh(r), 0);
+    assert_int_equal(kl_log_length(r), 1); /* and so does the refresh */
+    assert_int_equal(kl_log_wait(r, 1, 30), 0);
+    assert_int_equal(kl_log_length(r), 1);
+    uint8_t buf[16];
+    size_t n = 0;
+    assert_int_equal(kl_log_get(r, 1, buf, sizeof buf, &n), KL_ENOTFOUND);
+    expect_stale_blocks(r, 1, 1, first_bytes);
+
+    if (bytes_come_back) { /* the slot checks out now: the next refresh takes it */
+        assert_int_equal(pwrite(fd, cut, end2 - end1, (off_t)end1), (ssize_t)(end2 - end1));
+        assert_int_equal(kl_log_refresh(r), 1);
+        assert_int_equal(kl_log_length(r), 6);
+        expect_stale_blocks(r, 1, 6, first_bytes);
+    } else { /* a writer's open overwrites the slot; its own blocks 1..3 are followed */
+        w = tu_open(dir);
+        assert_int_equal(kl_log_length(w), 1);
+        append_stale_blocks(w, 2, 1, 4, first_bytes);
+        assert_int_equal(kl_log_wait(r, 1, 5000), 1);
+        assert_int_equal(kl_log_length(r), 4);
+        expect_stale_blocks(r, 2, 4, first_bytes);
+        append_stale_blocks(w, 2, 4, 6, first_bytes);
+        assert_int_equal(kl_log_close(w), 0);
+        assert_int_equal(kl_log_wait(r, 4, 5000), 1);
+        assert_int_equal(kl_log_length(r), 6);
+        expect_stale_blocks(r, 2, 6, first_bytes);
+    }
+    close(fd);
+    tu_expect_verified(r, "a reader that passed over a stale slot");
+    assert_int_equal(kl_log_close(r), 0);
+    tu_rm_log(dir);
+}
+
+static void test_a_refresh_refuses_a_stale_slot_ending_on_a_page(void **st) {
+    (void)st;
+    stale_slot_case(PAGE_END_BLOCK, 1);
+    stale_slot_case(PAGE_END_BLOCK, 0);
+}
+
+static void test_a_refresh_refuses_a_stale_slot_ending_inside_a_page(void **st) {
+    (void)st;
+    stale_slot_case(MID_PAGE_BLOCK, 1);
+    stale_slot_case(MID_PAGE_BLOCK, 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_waiter_on_the_writer_wakes_on_each_commit_and_times_out_when_idle),
         cmocka_unit_test(test_a_reader_refreshes_across_segment_rolls),
         cmocka_unit_test(test_a_reader_refreshes_across_rolls_of_zstd_batches),
+        cmocka_unit_test(test_a_reader_checks_what_it_refreshes_to_under_always),
         cmocka_unit_test(test_a_reader_in_another_process_is_woken_by_a_commit),
         cmocka_unit_test(test_a_reader_never_sees_a_slot_ahead_of_its_batches),
         cmocka_unit_test(test_several_threads_wait_on_one_read_only_handle),
         cmocka_unit_test(test_a_truncation_under_a_reader_is_reported_not_followed),
         cmocka_unit_test(test_a_read_only_open_waits_out_a_half_written_slot),
         cmocka_unit_test(test_a_writer_signs_its_newest_state_when_appends_pause),
+        cmocka_unit_test(test_a_refresh_refuses_a_stale_slot_ending_on_a_page),
+        cmocka_unit_test(test_a_refresh_refuses_a_stale_slot_ending_inside_a_page),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
