@@ -43,7 +43,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <sys/inotify.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -59,6 +62,20 @@
 /* A peer that leaves more than SERVE_OUT_HIGH of answers unread this long is dropped. */
 #define SERVE_BACKLOG_NS 1000000000ull
 #define SERVE_MAX_LOGS   64u
+/*
+ * Peers at once: at most SERVE_PEERS_MAX (each may hold KL_CONN_MEM_MAX,
+ * 8 MiB), and at most the file descriptors RLIMIT_NOFILE leaves beyond those
+ * open at the start and SERVE_FD_RESERVE more (a log maps and opens
+ * segments as it grows). A connection past the cap is accepted and closed
+ * at once: left in the backlog, the listening socket would stay readable
+ * and the loop would spin. When accept itself runs out of descriptors
+ * (EMFILE, ENFILE), a spare descriptor is let go to take the connection
+ * and close it; without one, accepting pauses for SERVE_ACCEPT_PAUSE_NS.
+ */
+#define SERVE_PEERS_MAX       1024u
+#define SERVE_FD_RESERVE      32u
+#define SERVE_ACCEPT_PAUSE_NS (100ull * 1000000ull)
+#define SERVE_REFUSED_SAY_NS  (1000ull * 1000000ull) /* refusals are logged once a second */
 
 typedef struct server server;
 
@@ -91,6 +108,10 @@ struct server {
     served logs[SERVE_MAX_LOGS];
     size_t nlogs;
     peer *peers;
+    size_t npeers, max_peers;
+    int spare_fd;              /* let go to accept-and-close when out of descriptors; -1 */
+    uint64_t accept_paused_ns; /* accepting paused (no spare descriptor) since; 0 */
+    uint64_t refused, refused_said_ns;
     const kl_serve_options *opts;
     uint8_t sk[64];
     uint8_t rbuf[SERVE_READ_BYTES]; /* one recv, fed at once (feed keeps what waits) */
@@ -126,6 +147,8 @@ static void drop(peer *p, const char *why) {
             *pp = p->next;
             break;
         }
+    KL_ASSERT(srv->npeers > 0);
+    srv->npeers--;
     free(p);
 }
 
@@ -357,12 +380,49 @@ static void on_peer_io(kl_loop *loop, int fd, uint32_t events, void *ctx) {
     pump_peer(p);
 }
 
+/* A connection refused: counted, and logged at most once a second. */
+static void refused(server *srv, const char *why) {
+    srv->refused++;
+    uint64_t now = kl_mono_ns();
+    if (now - srv->refused_said_ns < SERVE_REFUSED_SAY_NS && srv->refused_said_ns)
+        return;
+    say(srv, "refused %llu connection(s): %s", (unsigned long long)srv->refused, why);
+    srv->refused = 0;
+    srv->refused_said_ns = now;
+}
+
+/* accept failed for want of descriptors: take the connection with the spare one and close it. */
+static void refuse_no_fd(server *srv, int lfd, int err) {
+    if (srv->spare_fd >= 0) {
+        close(srv->spare_fd);
+        int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (c >= 0)
+            close(c);
+        srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+    if (srv->spare_fd < 0) { /* none to spare: stop watching the socket for a while */
+        kl_loop_mod(srv->loop, lfd, 0);
+        srv->accept_paused_ns = kl_mono_ns();
+    }
+    refused(srv, strerror(err));
+}
+
 static void on_accept(kl_loop *loop, int fd, uint32_t events, void *ctx) {
     (void)events;
     server *srv = ctx;
     int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    if (c < 0)
+    if (c < 0) {
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+            refuse_no_fd(srv, fd, errno);
         return;
+    }
+    if (srv->npeers >= srv->max_peers) {
+        close(c);
+        char why[96];
+        snprintf(why, sizeof why, "%zu peers connected, the most this server takes", srv->npeers);
+        refused(srv, why);
+        return;
+    }
     int one = 1;
     setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     peer *p = calloc(1, sizeof *p);
@@ -389,6 +449,7 @@ static void on_accept(kl_loop *loop, int fd, uint32_t events, void *ctx) {
     }
     p->next = srv->peers;
     srv->peers = p;
+    srv->npeers++;
     say(srv, "peer %d connected", c);
 }
 
@@ -488,6 +549,30 @@ void kl_serve_options_default(kl_serve_options *o) {
     o->stall_ms = 30000;
 }
 
+/* The descriptors open now (for the peer cap: what RLIMIT_NOFILE leaves). */
+static size_t fds_open(void) {
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return 64; /* a guess on the safe side */
+    size_t n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* SERVE_PEERS_MAX, or fewer when the descriptor limit leaves fewer. */
+static size_t peer_cap(void) {
+    struct rlimit rl;
+    size_t cap = SERVE_PEERS_MAX;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        size_t used = fds_open() + SERVE_FD_RESERVE;
+        cap = rl.rlim_cur > used ? KL_MIN(cap, (size_t)(rl.rlim_cur - used)) : 1;
+    }
+    KL_ASSERT(cap >= 1 && cap <= SERVE_PEERS_MAX);
+    return cap;
+}
+
 int kl_serve(const char *const *dirs, size_t ndirs, const char *host_port,
              const kl_serve_options *opts_in) {
     kl_err_clear();
@@ -504,6 +589,7 @@ int kl_serve(const char *const *dirs, size_t ndirs, const char *host_port,
         return kl_errf(KL_ENOMEM, "server");
     srv->opts = opts_in ? opts_in : &defaults;
     srv->listen_fd = -1;
+    srv->spare_fd = -1;
     uint8_t pk[32];
     crypto_sign_keypair(pk, srv->sk);
     int rc = kl_loop_new(&srv->loop);
@@ -534,6 +620,10 @@ int kl_serve(const char *const *dirs, size_t ndirs, const char *host_port,
         rc = listen_on(host_port, &srv->listen_fd);
     if (rc == 0)
         rc = kl_loop_add(srv->loop, srv->listen_fd, EPOLLIN, on_accept, srv);
+    srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    srv->max_peers = peer_cap(); /* after the logs, the listener and the spare are open */
+    if (rc == 0)
+        say(srv, "at most %zu peers at once", srv->max_peers);
     if (rc == 0 && srv->opts->on_listening) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
@@ -550,6 +640,12 @@ int kl_serve(const char *const *dirs, size_t ndirs, const char *host_port,
         if (n < 0)
             rc = n;
         uint64_t now = kl_mono_ns();
+        if (srv->accept_paused_ns && now - srv->accept_paused_ns > SERVE_ACCEPT_PAUSE_NS) {
+            srv->accept_paused_ns = 0;
+            if (srv->spare_fd < 0)
+                srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+            kl_loop_mod(srv->loop, srv->listen_fd, EPOLLIN);
+        }
         for (peer *p = srv->peers, *next; p; p = next) {
             next = p->next;
             int ka = kl_session_keepalive(p->s, now); /* a quiet peer hears from us now and then */
@@ -574,6 +670,8 @@ int kl_serve(const char *const *dirs, size_t ndirs, const char *host_port,
         kl_loop_del(srv->loop, srv->listen_fd);
         close(srv->listen_fd);
     }
+    if (srv->spare_fd >= 0)
+        close(srv->spare_fd);
     for (size_t i = 0; i < srv->nlogs; i++) {
         if (srv->logs[i].ino_fd >= 0) {
             kl_loop_del(srv->loop, srv->logs[i].ino_fd);
