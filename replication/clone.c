@@ -192,8 +192,11 @@ static int map_prune(node_map *m, uint64_t have) {
     for (size_t i = 0; i < m->cap; i++)
         if (m->used[i] && kl_ft_right_span(m->n[i].index) >= 2 * have) {
             int rc = map_put(&keep, &m->n[i]);
-            if (rc < 0)
+            if (rc < 0) { /* m is kept whole: only the partial copy goes */
+                free(keep.n);
+                free(keep.used);
                 return rc;
+            }
         }
     free(m->n);
     free(m->used);
