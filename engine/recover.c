@@ -237,6 +237,26 @@ static int is_verdict(int rc) {
 }
 
 /*
+ * Is the tree file long enough to hold the nodes of `length` blocks, those of
+ * a state that is durable? Checked before any node is written past them: a
+ * write at that position in a shorter file would leave a hole that reads as
+ * zero nodes, and the size check of cut_tree would then pass.
+ */
+static int tree_holds(kl_log *log, uint64_t length) {
+    uint64_t size = 0, want = kl_tree_bytes(length, log->tree_low);
+    int rc = log->io->v->size(log->io, log->tree_fd, &size);
+    if (rc < 0)
+        return kl_errf(kl_err_from_errno(-rc), "%s: %s", log->tree_path, strerror(-rc));
+    if (size < want)
+        return kl_errf(KL_ECORRUPT,
+                       "%s is %llu bytes but the tree of %llu blocks, which is durable, needs "
+                       "%llu: its nodes were cut off (nothing was written to it)",
+                       log->tree_path, (unsigned long long)size, (unsigned long long)length,
+                       (unsigned long long)want);
+    return 0;
+}
+
+/*
  * The tree over a span of blocks, grown from the older slot's roots: its
  * new nodes are written to the tree file as they come (a writable open),
  * past the older slot's nodes, so a refused span leaves nothing that counts.
@@ -332,6 +352,9 @@ static int span_checks_out(kl_log *log, const uint64_t *firsts, size_t n, const 
         return 0;
     if (c->kind != a->kind || memcmp(c->public_key, a->public_key, KL_PK_BYTES) != 0)
         return 0;
+    int rc = log->readonly ? 0 : tree_holds(log, a->length);
+    if (rc < 0)
+        return rc;
     span_tree t = {.pos = kl_tree_count(a->length, log->tree_low), .write = !log->readonly};
     kl_treeb_init(&t.tb, a->roots, a->nroots, a->length, log->tree_low);
     t.cap = SPAN_FLUSH_BYTES;
@@ -339,7 +362,7 @@ static int span_checks_out(kl_log *log, const uint64_t *firsts, size_t n, const 
     if (!t.buf)
         return kl_errf(KL_ENOMEM, "checking the newest commit");
     seg_reader r;
-    int rc = reader_open(log, &r, firsts[si]);
+    rc = reader_open(log, &r, firsts[si]);
     uint64_t pos = a->active_end, index = a->length, bytes = a->byte_length;
     while (rc == 0) {
         if (index == c->length) {
@@ -529,11 +552,14 @@ static int extend_tail(kl_log *log, kl_slot *acc, uint64_t *grown) {
     *grown = 0;
     if (log->readonly || !log->has_sk)
         return 0;
+    int rc = tree_holds(log, acc->length);
+    if (rc < 0)
+        return rc;
     span_tree t = {
         .pos = kl_tree_count(acc->length, log->tree_low), .write = 1, .cap = SPAN_FLUSH_BYTES};
     kl_treeb_init(&t.tb, acc->roots, acc->nroots, acc->length, log->tree_low);
     seg_reader r;
-    int rc = reader_open(log, &r, acc->active_segment);
+    rc = reader_open(log, &r, acc->active_segment);
     if (rc == 0 && !(t.buf = malloc(t.cap)))
         rc = kl_errf(KL_ENOMEM, "recovering the synced tail");
     uint64_t pos = acc->active_end, index = acc->length, bytes = acc->byte_length, ms = 0;

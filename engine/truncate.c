@@ -367,6 +367,35 @@ static int write_slots(kl_log *log, kl_slot *s1) {
     return rc < 0 ? kl_errf(kl_err_from_errno(-rc), "%s: %s", log->hdr_path, strerror(-rc)) : 0;
 }
 
+/*
+ * The tree file of a truncation being finished: open (*fd), its header
+ * checked, and long enough for the new length (*want its bytes then). The
+ * log was synced before the record was written, so the file held the nodes
+ * of the old, longer log; a shorter one is damage, and ftruncate "to" the
+ * new length would make it longer, all zeros, which later pass for nodes.
+ * Checked before any step of the record is applied.
+ */
+static int redo_tree(kl_log *log, uint64_t length, int *fd, uint64_t *want) {
+    int e = kl_io_open(log->io, log->tree_path, O_RDWR, 0, fd);
+    if (e < 0)
+        return kl_errf(kl_err_from_errno(-e), "%s: %s", log->tree_path, strerror(-e));
+    unsigned low = 0;
+    int rc = kl_tree_header_read(log->io, *fd, &low);
+    if (rc < 0)
+        return kl_err_prefix(rc, "%s: ", log->tree_path);
+    uint64_t size = 0;
+    *want = kl_tree_bytes(length, low);
+    if ((e = log->io->v->size(log->io, *fd, &size)) < 0)
+        return kl_errf(kl_err_from_errno(-e), "%s: %s", log->tree_path, strerror(-e));
+    if (size < *want)
+        return kl_errf(KL_ECORRUPT,
+                       "%s is %llu bytes but the tree of %llu blocks needs %llu: its nodes were "
+                       "cut off (nothing was changed)",
+                       log->tree_path, (unsigned long long)size, (unsigned long long)length,
+                       (unsigned long long)*want);
+    return 0;
+}
+
 int kl_truncate_redo(kl_log *log) {
     char *path = redo_path(log->dir, ""), *tmp = redo_path(log->dir, ".tmp");
     if (!path || !tmp) {
@@ -413,28 +442,24 @@ int kl_truncate_redo(kl_log *log) {
                    kl_load64(p + size - 8) == XXH3_64bits(p, (size_t)size - 8) &&
                    kl_slot_decode(p + REDO_HEAD, &s1) == 0;
     if (complete) { /* apply it; every step can be repeated after a crash */
-        uint64_t first = kl_load64(p + 16), cut = kl_load64(p + 24);
-        rc = drop_segments_after(log, first);
+        uint64_t first = kl_load64(p + 16), cut = kl_load64(p + 24), tree_want = 0;
+        int tfd = -1;
+        rc = redo_tree(log, s1.length, &tfd, &tree_want);
+        if (rc == 0)
+            rc = drop_segments_after(log, first);
         if (rc == 0)
             rc = rewrite_end(log, first, cut, s1.fork, p + REDO_HEAD + KL_HDR_SLOT_BYTES,
                              (size_t)kl_load64(p + 32));
         if (rc == 0) {
-            int tfd = -1;
-            int e = kl_io_open(log->io, log->tree_path, O_RDWR, 0, &tfd);
-            unsigned low = 0;
-            int hrc = e == 0 ? kl_tree_header_read(log->io, tfd, &low) : 0;
-            if (hrc < 0)
-                rc = kl_err_prefix(hrc, "%s: ", log->tree_path);
-            else if (e == 0)
-                e = log->io->v->truncate(log->io, tfd, kl_tree_bytes(s1.length, low));
-            if (e == 0 && hrc == 0) {
+            int e = log->io->v->truncate(log->io, tfd, tree_want);
+            if (e == 0) {
                 kl_io_op op = {.kind = KL_IO_OP_DATASYNC, .fd = tfd};
                 e = kl_io_submit(log->io, &op, 1);
             }
-            kl_io_close(log->io, tfd);
             if (e < 0)
                 rc = kl_errf(kl_err_from_errno(-e), "%s: %s", log->tree_path, strerror(-e));
         }
+        kl_io_close(log->io, tfd);
         if (rc == 0) {
             int e = kl_io_sync_dir(log->io, log->seg_dir);
             rc = e < 0
