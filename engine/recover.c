@@ -19,7 +19,8 @@
  * segment, so the accepted slot may end before batches that were
  * acknowledged: a writable open with the secret key then takes back every
  * batch past it that checks out and continues the log, hashes it into the
- * tree and signs the state again (extend_tail).
+ * tree and signs the state again (extend_tail). An open without the key
+ * cannot, and leaves those batches where they are (cut_active).
  *
  * Cost: the batches of the newest commit span (usually one commit), plus the
  * active segment's unindexed tail, plus (after a power loss under `always`)
@@ -551,7 +552,7 @@ __attribute__((format(printf, 2, 3))) static void note_recovery(kl_log *log, con
 static int extend_tail(kl_log *log, kl_slot *acc, uint64_t *grown) {
     *grown = 0;
     if (log->readonly || !log->has_sk)
-        return 0;
+        return 0; /* without the key, cut_active leaves the tail where it is */
     int rc = tree_holds(log, acc->length);
     if (rc < 0)
         return rc;
@@ -604,7 +605,36 @@ static int extend_tail(kl_log *log, kl_slot *acc, uint64_t *grown) {
     return 0;
 }
 
-/* Cut the active segment to the committed end; refuse if committed bytes are missing. */
+/*
+ * Does a batch that checks out (header and body) and continues the log lie
+ * at s's end of its active segment? What extend_tail would take back first.
+ */
+static int tail_continues(kl_log *log, const kl_slot *s, int *yes) {
+    seg_reader r;
+    kl_batch_hdr h;
+    *yes = 0;
+    int rc = reader_open(log, &r, s->active_segment);
+    if (rc == 0)
+        rc = reader_batch(&r, s->active_end, UINT64_MAX, 1, &h);
+    reader_close(&r);
+    if (rc < 0 && !is_verdict(rc))
+        return kl_err_prefix(rc, "reading past the last checkpoint: ");
+    kl_err_clear();
+    *yes = rc == 0 && h.first_index == s->length && h.count > 0;
+    return 0;
+}
+
+/*
+ * Cut the active segment to the committed end; refuse if committed bytes are
+ * missing. An open without the secret key cuts nothing that extend_tail
+ * would take back: under `always` those are batches a writer synced (and
+ * acknowledged) past its last checkpoint, which only the key can sign again.
+ * They stay where they are, past the end this open serves, for the next
+ * open with the key; file_size says the log's end, so closing this handle
+ * does not cut them either (kl_commit_trim), and a replica's appends write
+ * over them (its commits are checkpoints, so its tail never holds one that
+ * was acknowledged).
+ */
 static int cut_active(kl_log *log, kl_seg *seg, const kl_slot *s) {
     char path[4096];
     kl_seg_file(log, path, sizeof path, seg->first, "log");
@@ -622,7 +652,16 @@ static int cut_active(kl_log *log, kl_seg *seg, const kl_slot *s) {
                        "%s is %llu bytes but %llu are committed (blocks up to %llu are missing)",
                        path, (unsigned long long)size, (unsigned long long)s->active_end,
                        (unsigned long long)s->length);
-    if (size > s->active_end) {
+    int keep = 0;
+    if (size > s->active_end && !log->has_sk && (rc = tail_continues(log, s, &keep)) < 0)
+        return rc;
+    if (keep)
+        note_recovery(log,
+                      "blocks from %llu on, past the last checkpoint, were left in place: "
+                      "this open cannot sign them again (%.300s); an open with the secret key "
+                      "takes them back",
+                      (unsigned long long)s->length, log->sk_problem);
+    if (size > s->active_end && !keep) {
         /* zeroed space ahead is routine; a whole batch there is a commit that did not count */
         uint8_t hb[KL_BATCH_HEADER_BYTES];
         size_t got = 0;

@@ -242,6 +242,56 @@ static void test_an_unsigned_last_commit_is_served_and_signed_by_the_next_writer
     assert_int_equal(s[n].length, 30);
 }
 
+/*
+ * Under `always` a writer's commits between checkpoints sync only their
+ * segment; after a power loss the header can be back where it was, and only
+ * an open with the secret key can take those acknowledged batches back (it
+ * signs their state again). An open without the key (the secret moved away:
+ * the log is read-only) serves the older state and leaves the batches where
+ * they are. Before, it cut them, and the data was gone when the key came
+ * back (r6 of the review).
+ */
+static void test_an_open_without_the_secret_key_leaves_the_synced_tail(void **state) {
+    fixture *f = *state;
+    char hdr[4096], secret[4096], moved[4096], seg[4096];
+    snprintf(hdr, sizeof hdr, "%s/header", f->dir);
+    snprintf(secret, sizeof secret, "%s/secret", f->dir);
+    snprintf(moved, sizeof moved, "%s/secret.away", f->root);
+    tu_seg_path(seg, sizeof seg, f->dir, 0, "log");
+    uint8_t created[KL_HDR_FILE_BYTES];
+    int fd = open(hdr, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, created, sizeof created, 0), (ssize_t)sizeof created);
+    close(fd);
+    tu_append_and_die(f->dir, SEED, MAX_REC, 0, 10, 1); /* ten acknowledged commits */
+    fd = open(hdr, O_WRONLY); /* the power loss took the slot writes, never synced */
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, created, sizeof created, 0), (ssize_t)sizeof created);
+    close(fd);
+    uint64_t size = tu_file_size(seg);
+    assert_int_equal(rename(secret, moved), 0);
+
+    kl_log *log = tu_open(f->dir);
+    assert_int_equal(kl_log_length(log), 0);
+    uint8_t b = 0;
+    kl_block blk = {&b, 1};
+    assert_int_equal(kl_log_append(log, &blk, 1, NULL), KL_EREADONLY);
+    kl_info info;
+    assert_int_equal(kl_log_info(log, &info), 0);
+    if (!strstr(info.recovery, "blocks from 0 on, past the last checkpoint, were left in place"))
+        fail_msg("recovery note: '%s'", info.recovery);
+    assert_int_equal(kl_log_close(log), 0);
+    assert_int_equal(tu_file_size(seg), size);
+
+    assert_int_equal(rename(moved, secret), 0);
+    log = tu_open(f->dir);
+    tu_expect_records(log, SEED, MAX_REC, 10);
+    assert_int_equal(kl_log_info(log, &info), 0);
+    assert_non_null(strstr(info.recovery, "blocks 0..9, synced past the last checkpoint"));
+    tu_expect_verified(log, "the tail taken back with the key");
+    assert_int_equal(kl_log_close(log), 0);
+}
+
 static void test_a_second_writer_is_refused_but_readers_are_not(void **state) {
     fixture *f = *state;
     fill(f->dir, 10);
@@ -429,6 +479,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_a_readonly_open_changes_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_an_unsigned_last_commit_is_served_and_signed_by_the_next_writer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_an_open_without_the_secret_key_leaves_the_synced_tail,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_second_writer_is_refused_but_readers_are_not, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_open_cost_does_not_grow_with_the_log, setup, teardown),
