@@ -312,6 +312,10 @@ static void print_list(const kl_view_info *vs, size_t n) {
            "ENTRIES", "SKIPPED", "SHADOW");
     for (size_t i = 0; i < n; i++) {
         const kl_view_info *v = &vs[i];
+        if (v->damaged) {
+            printf("%-20s damaged: it cannot be read; 'view drop' removes it\n", v->name);
+            continue;
+        }
         char shadow[96] = "-";
         if (v->shadow_version)
             snprintf(shadow, sizeof shadow, "v%" PRIu64 " at %" PRIu64 "%s", v->shadow_version,
@@ -332,6 +336,8 @@ static int json_str(const char *name, const char *s, int comma) {
 }
 
 static int print_list_json_one(const kl_view_info *v) {
+    if (v->damaged)
+        return json_str("name", v->name, 0) || put(",\"damaged\":true") < 0 ? -1 : 0;
     if (json_str("name", v->name, 0) || json_str("kind", kl_view_kind_name(v->kind), 1) ||
         json_str("key", v->key_path, 1) || json_str("value", v->value_path, 1))
         return -1;

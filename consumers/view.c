@@ -208,8 +208,16 @@ static int follow_switch(view_handle *h) {
     int rc = vs_meta_read(h->dir, h->name, &m);
     if (rc == KL_ENOTFOUND)
         return kl_errf(KL_ENOTFOUND, "view '%s' was dropped while it was followed", h->name);
-    if (rc < 0 || m.live == h->version)
+    if (rc < 0)
         return rc;
+    /* dropped and made again under the same name: its versions start at 1 again */
+    if (m.created_ms != h->meta.created_ms || m.kind != h->meta.kind)
+        return kl_errf(KL_ENOTFOUND,
+                       "view '%s' was dropped and created again while it was followed: follow "
+                       "the new one",
+                       h->name);
+    if (m.live == h->version)
+        return 0;
     kl_processor_close(h->proc);
     h->proc = NULL;
     h->meta = m;
@@ -513,6 +521,13 @@ int kl_view_list(const char *dir, kl_view_info **out, size_t *n) {
     size_t k = 0;
     for (size_t i = 0; rc == 0 && i < count; i++) {
         int src = stat_one(dir, names[i], kl_log_length(log), &info[k]);
+        if (src == KL_ECORRUPT) { /* listed as damaged: the others are still listed */
+            memset(&info[k], 0, sizeof info[k]);
+            snprintf(info[k].name, sizeof info[k].name, "%s", names[i]);
+            info[k].damaged = 1;
+            info[k].log_length = kl_log_length(log);
+            src = 0;
+        }
         if (src == 0)
             k++;
         else if (src != KL_ENOTFOUND) /* dropped while we listed: not there */

@@ -341,6 +341,8 @@ int vs_create(const char *dir, const char *name, const vs_meta *m,
 int vs_drop(const char *dir, const char *name) {
     vs_meta m;
     int rc = vs_meta_read(dir, name, &m), fd = -1;
+    if (rc == KL_ECORRUPT) /* a damaged view can still be dropped: it needs only its lock */
+        rc = 0;
     char views[VS_PATH_BYTES], vdir[VS_PATH_BYTES], gone[VS_PATH_BYTES];
     vs_path(views, "%s/" VS_DIR, dir);
     vs_view_dir(vdir, dir, name);

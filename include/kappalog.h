@@ -688,6 +688,8 @@ typedef struct kl_view_info {
     uint64_t shadow_version;  /* a newer version being (or left half) built; 0 if none */
     uint64_t shadow_position; /* its position */
     int rebuilding;           /* a rebuild holds the view's lock right now */
+    int damaged;              /* kl_view_list only: its metadata or live version cannot be read
+                                 (KL_ECORRUPT); only name is set. kl_view_drop still removes it */
 } kl_view_info;
 
 /* Facts about one view (KL_ENOTFOUND if absent). */

@@ -330,6 +330,51 @@ test_truncation_and_drop() {
     run view create "$LOG" kv --kind kv --key user
     expect_ok "create again after drop"
     assert_eq "$(view_field kv position)" 0 "a new view starts at 0"
+    # a follower of a view that is dropped and made again under its name stops with an
+    # error (its versions start at 1 again: it must not go on feeding the dropped one)
+    run view update "$LOG" kv
+    expect_ok "kv up to date before following"
+    "$K" view update "$LOG" kv --follow >"$T/fout" 2>"$T/ferr" &
+    local pid=$! _ status
+    sleep 0.3
+    run view drop "$LOG" kv
+    expect_ok "drop while followed"
+    run view create "$LOG" kv --kind kv --key user
+    expect_ok "create while the old one is followed"
+    events 9000 9010 >"$T/in4"
+    run_in "$T/in4" append "$LOG"
+    for _ in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid"
+        fail "update --follow went on after its view was dropped and created again"
+    fi
+    wait "$pid"
+    status=$?
+    assert_eq "$status" 1 "update --follow of a re-created view: exit status"
+    # (dropped, or dropped and created again: whichever it saw first)
+    check "it says the view was dropped ($(cat "$T/ferr"))" \
+        grep -qE "^kappalog: view update: view 'kv' was dropped" "$T/ferr"
+    # a damaged view: listed as damaged beside the others, and drop still removes it
+    printf 'garbage' | dd of="$LOG/views/kv/view.meta" bs=1 seek=8 conv=notrunc 2>/dev/null
+    run view list "$LOG"
+    assert_eq "$STATUS" 0 "view list with a damaged view: exit status ($(cat "$T/err"))"
+    check "view list names the damaged view" grep -qE "^kv +damaged" "$T/out"
+    check "view list still lists the others" grep -qE "^c +count" "$T/out"
+    run view list "$LOG" --json
+    check "view list --json marks it" python3 -c '
+import json, sys
+v = {x["name"]: x for x in json.load(open(sys.argv[1]))}
+assert v["kv"] == {"name": "kv", "damaged": True}, v["kv"]
+assert "damaged" not in v["c"] and v["c"]["kind"] == "count"
+' "$T/out"
+    run view get "$LOG" kv u1
+    expect_error 1 "view get: " "get of a damaged view"
+    run view drop "$LOG" kv
+    expect_ok "drop of a damaged view"
+    check "drop removed the damaged view" test ! -e "$LOG/views/kv"
 }
 
 test_help() {
