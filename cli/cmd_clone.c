@@ -124,7 +124,8 @@ const cli_command cli_cmd_clone = {
              "  --follow         keep up with the peer's new appends until interrupted\n"
              "  --fsync P        the new replica's fsync policy (default always)\n"
              "  --stall-ms MS    give up on a peer that sends nothing for MS ms (default 10000;\n"
-             "                   a live peer sends a keepalive every 5 s)\n",
+             "                   a live peer sends a keepalive every 5 s), or on an address\n"
+             "                   that does not take the connection within MS ms\n",
     .flags = clone_flags,
     .arg_names = {"HOST:PORT", "KEY", "DIR"},
     .min_args = 3,

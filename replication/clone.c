@@ -35,6 +35,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -740,23 +741,79 @@ static void on_closed(kl_session *s, int ch, void *ctx) {
     cfail(c, kl_errf(KL_ENOTFOUND, "the peer does not serve this core (it closed the channel)"));
 }
 
-static int dial(const char *host_port, int *out) {
+/*
+ * Connect without blocking past the clone's own bounds: a non-blocking
+ * connect, polled in steps of DIAL_STEP_MS until it completes, stall_ms
+ * passes (an address that drops packets would otherwise hold the clone for
+ * the kernel's SYN timeout, about two minutes) or *stop is set. 0 and *out,
+ * 1 when stopped, or a kl_error naming the address.
+ */
+#define DIAL_STEP_MS 100
+
+static int connect_one(const struct addrinfo *a, uint32_t stall_ms, volatile int *stop, int *out,
+                       int *err) {
+    int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol);
+    if (fd < 0) {
+        *err = errno;
+        return -1;
+    }
+    if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
+        *out = fd;
+        return 0;
+    }
+    if (errno != EINPROGRESS) {
+        *err = errno;
+        close(fd);
+        return -1;
+    }
+    uint64_t deadline = kl_mono_ns() + (uint64_t)stall_ms * 1000000u;
+    for (;;) {
+        if (stop && *stop) {
+            close(fd);
+            return 1;
+        }
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+        int n = poll(&pfd, 1, DIAL_STEP_MS);
+        if (n < 0 && errno != EINTR) {
+            *err = errno;
+            break;
+        }
+        if (n > 0) {
+            int so = 0;
+            socklen_t len = sizeof so;
+            if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &so, &len) < 0)
+                so = errno;
+            if (so == 0) {
+                *out = fd;
+                return 0;
+            }
+            *err = so;
+            break;
+        }
+        if (kl_mono_ns() >= deadline) {
+            *err = ETIMEDOUT;
+            break;
+        }
+    }
+    close(fd);
+    return -1;
+}
+
+static int dial(const char *host_port, uint32_t stall_ms, volatile int *stop, int *out) {
     struct addrinfo *ai = NULL;
     int rc = kl_addr_resolve(host_port, 0, &ai);
     if (rc < 0)
         return rc;
-    int fd = -1, err = 0;
-    for (struct addrinfo *a = ai; a && fd < 0; a = a->ai_next) {
-        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
-        if (fd >= 0 && connect(fd, a->ai_addr, a->ai_addrlen) < 0) {
-            err = errno;
-            close(fd);
-            fd = -1;
-        }
-    }
+    int fd = -1, err = 0, got = -1;
+    for (struct addrinfo *a = ai; a && got < 0; a = a->ai_next)
+        got = connect_one(a, stall_ms, stop, &fd, &err);
     freeaddrinfo(ai);
-    if (fd < 0)
-        return kl_errf(KL_EIO, "connecting to %s: %s", host_port, strerror(err ? err : EIO));
+    if (got == 1)
+        return 1;
+    if (got < 0)
+        return kl_errf(KL_EIO, "connecting to %s: %s%s", host_port, strerror(err ? err : EIO),
+                       err == ETIMEDOUT ? " (no answer within --stall-ms)" : "");
+    /* the session's own I/O is non-blocking (MSG_DONTWAIT, the loop), as before */
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     *out = fd;
@@ -922,20 +979,25 @@ int kl_clone(const char *host_port, const unsigned char key[32], const char *dir
         .on_channel = on_channel, .on_message = on_message, .on_channel_closed = on_closed};
     if (rc == 0)
         rc = kl_loop_new(&c->loop);
-    if (rc == 0)
-        rc = dial(host_port, &c->fd);
-    if (rc == 0)
+    int stopped = 0;
+    if (rc == 0) {
+        rc = dial(host_port, opts->stall_ms, opts->stop, &c->fd);
+        stopped = rc == 1; /* *stop was set while it connected: nothing to do */
+        if (stopped)
+            rc = 0;
+    }
+    if (rc == 0 && !stopped)
         rc = kl_session_new(KL_NOISE_INITIATOR, sk, &cbs, c, &c->s);
     sodium_memzero(sk, sizeof sk);
-    if (rc == 0) {
+    if (rc == 0 && !stopped) {
         int ch = kl_session_open_core(c->s, key);
         rc = ch < 0 ? ch : 0;
     }
-    if (rc == 0)
+    if (rc == 0 && !stopped)
         rc = kl_loop_add(c->loop, c->fd, EPOLLIN | EPOLLOUT, on_socket, c);
     c->last_input_ns = kl_mono_ns();
     const uint64_t started_ns = c->last_input_ns;
-    while (rc == 0 && !c->err) {
+    while (rc == 0 && !stopped && !c->err) {
         if (c->got_sync && !opts->follow && c->log && !c->reorg && c->remote_fork == c->fork &&
             c->have == signed_len(c) && c->remote_len <= c->have)
             break; /* everything the peer has is here and signed */

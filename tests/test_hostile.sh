@@ -122,6 +122,37 @@ kill "$pid" 2>/dev/null
 wait "$pid" 2>/dev/null
 echo "hostile server nodata-upgrade: clone gave up after $ms ms ($(head -c 120 "$T/clone-nodata-upgrade.err"))"
 
+# ---- an address that never answers a connect (a listener whose accept queue is full drops
+# the SYNs, as a host that drops packets does): the clone gives up after --stall-ms, where a
+# blocking connect waited for the kernel's SYN timeout of about two minutes
+python3 -c '
+import socket, sys, time
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(0)
+fill = []
+for _ in range(4):  # fill the accept queue (never accepted); later connects hang in SYN_SENT
+    c = socket.socket(); c.setblocking(False); c.connect_ex(l.getsockname()); fill.append(c)
+time.sleep(0.3)
+print("listening on 127.0.0.1:%d" % l.getsockname()[1], flush=True)
+time.sleep(60)
+' >"$T/silent.out" 2>&1 &
+pid=$!
+PIDS+=("$pid")
+for _ in $(seq 1 100); do grep -q '^listening' "$T/silent.out" 2>/dev/null && break; sleep 0.05; done
+port=$(sed -n 's/^listening on //p' "$T/silent.out")
+[ -n "$port" ] || die "silent: the listener did not start"
+start=$(date +%s%N)
+"$K" clone "$port" "$SMALL_KEY" "$T/rep-silent" --stall-ms 1500 2>"$T/clone-silent.err" &&
+    die "silent: kappalog clone succeeded against an address that never answers"
+ms=$((($(date +%s%N) - start) / 1000000))
+[ $ms -ge 1400 ] && [ $ms -lt 4000 ] ||
+    die "silent: the clone gave up after $ms ms, not after its --stall-ms of 1500: $(cat "$T/clone-silent.err")"
+grep -q "connecting to $port: .*no answer within --stall-ms" "$T/clone-silent.err" ||
+    die "silent: the error does not say the connect timed out: $(cat "$T/clone-silent.err")"
+[ ! -e "$T/rep-silent" ] || die "silent: the failed clone left a replica"
+kill "$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+echo "silent address: clone gave up after $ms ms ($(head -c 120 "$T/clone-silent.err"))"
+
 # ---- a server that holds back block 0 of big blocks while it sends the rest: the clone
 # keeps at most 4 MiB of blocks ahead of a missing one (asks for the others again later),
 # so its peak resident memory stays within 8 MiB of an honest clone's; and it gives up
