@@ -174,8 +174,12 @@ static int read_more(appender *ap, size_t need) {
     if (rc != 0)
         return rc;
     long r = input_read(&ap->in);
-    if (r < 0) {
-        cli_error("append", "reading stdin: %s", strerror((int)-r));
+    if (r < 0) { /* as for malformed input: the complete records before it are appended */
+        rc = flush_batch(ap);
+        if (rc != 0)
+            return rc;
+        cli_error("append", "reading stdin: %s (%" PRIu64 " records appended before it)",
+                  strerror((int)-r), ap->records);
         return CLI_EXIT_RUNTIME;
     }
     return 0;

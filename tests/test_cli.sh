@@ -495,6 +495,11 @@ test_malformed_input() {
         "a line over 64 MiB"
     assert_eq "$(length "$log")" 18 "over-long line: the line before it was appended"
     rm -f "$T/bad6"
+    # stdin that cannot be read (a directory): a clear error, nothing appended
+    run_in "$T" append "$log"
+    expect_error 1 "append: reading stdin: Is a directory \(0 records appended before it\)$" \
+        "unreadable stdin"
+    assert_eq "$(length "$log")" 18 "unreadable stdin: nothing appended"
 }
 
 # ---------------------------------------------------------------- a million lines
