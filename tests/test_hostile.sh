@@ -101,26 +101,37 @@ for spec in "${SERVER_SPECS[@]}"; do
     echo "hostile server $mode: clone refused it after $ms ms ($(head -c 120 "$T/clone-$mode.err"))"
 done
 
+# wait_listening NAME OUT: the port a background server printed as "listening on ..." in OUT
+wait_listening() {
+    for _ in $(seq 1 100); do grep -q '^listening' "$2" 2>/dev/null && break; sleep 0.05; done
+    port=$(sed -n 's/^listening on //p' "$2")
+    [ -n "$port" ] || die "$1: the server did not start"
+}
+# clone_gives_up NAME STALL_MS MAX_MS PATTERN: a clone from $port with --stall-ms STALL_MS
+# fails after at least STALL_MS - 100 and under MAX_MS ms, saying PATTERN, and leaves no
+# replica; then the server ($pid) is stopped
+clone_gives_up() {
+    local name=$1 stall=$2 max=$3 pattern=$4 start ms err="$T/clone-$1.err"
+    start=$(date +%s%N)
+    "$K" clone "$port" "$SMALL_KEY" "$T/rep-$name" --stall-ms "$stall" 2>"$err" &&
+        die "$name: kappalog clone succeeded"
+    ms=$((($(date +%s%N) - start) / 1000000))
+    [ $ms -ge $((stall - 100)) ] && [ $ms -lt "$max" ] ||
+        die "$name: the clone gave up after $ms ms, not after its --stall-ms of $stall: $(cat "$err")"
+    grep -q "$pattern" "$err" || die "$name: the error does not say '$pattern': $(cat "$err")"
+    [ ! -e "$T/rep-$name" ] || die "$name: the failed clone left a replica"
+    kill "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    echo "$name: clone gave up after $ms ms ($(head -c 120 "$err"))"
+}
+
 # ---- a server that refuses every upgrade (noData) and keeps the connection alive: the clone
 # asks again each second, and gives up after --stall-ms (2500 here), not at the first re-ask
 "$EVIL" serve nodata-upgrade "$T/small" >"$T/evil-nodata-upgrade.out" 2>&1 &
 pid=$!
 PIDS+=("$pid")
-for _ in $(seq 1 100); do grep -q '^listening' "$T/evil-nodata-upgrade.out" 2>/dev/null && break; sleep 0.05; done
-port=$(sed -n 's/^listening on //p' "$T/evil-nodata-upgrade.out")
-[ -n "$port" ] || die "nodata-upgrade: the hostile server did not start"
-start=$(date +%s%N)
-"$K" clone "$port" "$SMALL_KEY" "$T/rep-nodata-upgrade" --stall-ms 2500 2>"$T/clone-nodata-upgrade.err" &&
-    die "nodata-upgrade: kappalog clone succeeded without an upgrade"
-ms=$((($(date +%s%N) - start) / 1000000))
-[ $ms -ge 2400 ] && [ $ms -lt 5000 ] ||
-    die "nodata-upgrade: the clone gave up after $ms ms, not after its --stall-ms of 2500: $(cat "$T/clone-nodata-upgrade.err")"
-grep -q "announced length 300 at fork 0 but gave no upgrade" "$T/clone-nodata-upgrade.err" ||
-    die "nodata-upgrade: the error does not say the upgrade never came: $(cat "$T/clone-nodata-upgrade.err")"
-[ ! -e "$T/rep-nodata-upgrade" ] || die "nodata-upgrade: the failed clone left a replica"
-kill "$pid" 2>/dev/null
-wait "$pid" 2>/dev/null
-echo "hostile server nodata-upgrade: clone gave up after $ms ms ($(head -c 120 "$T/clone-nodata-upgrade.err"))"
+wait_listening nodata-upgrade "$T/evil-nodata-upgrade.out"
+clone_gives_up nodata-upgrade 2500 5000 "announced length 300 at fork 0 but gave no upgrade"
 
 # ---- an address that never answers a connect (a listener whose accept queue is full drops
 # the SYNs, as a host that drops packets does): the clone gives up after --stall-ms, where a
@@ -137,21 +148,8 @@ time.sleep(60)
 ' >"$T/silent.out" 2>&1 &
 pid=$!
 PIDS+=("$pid")
-for _ in $(seq 1 100); do grep -q '^listening' "$T/silent.out" 2>/dev/null && break; sleep 0.05; done
-port=$(sed -n 's/^listening on //p' "$T/silent.out")
-[ -n "$port" ] || die "silent: the listener did not start"
-start=$(date +%s%N)
-"$K" clone "$port" "$SMALL_KEY" "$T/rep-silent" --stall-ms 1500 2>"$T/clone-silent.err" &&
-    die "silent: kappalog clone succeeded against an address that never answers"
-ms=$((($(date +%s%N) - start) / 1000000))
-[ $ms -ge 1400 ] && [ $ms -lt 4000 ] ||
-    die "silent: the clone gave up after $ms ms, not after its --stall-ms of 1500: $(cat "$T/clone-silent.err")"
-grep -q "connecting to $port: .*no answer within --stall-ms" "$T/clone-silent.err" ||
-    die "silent: the error does not say the connect timed out: $(cat "$T/clone-silent.err")"
-[ ! -e "$T/rep-silent" ] || die "silent: the failed clone left a replica"
-kill "$pid" 2>/dev/null
-wait "$pid" 2>/dev/null
-echo "silent address: clone gave up after $ms ms ($(head -c 120 "$T/clone-silent.err"))"
+wait_listening silent "$T/silent.out"
+clone_gives_up silent 1500 4000 "connecting to $port: .*no answer within --stall-ms"
 
 # ---- a server that holds back block 0 of big blocks while it sends the rest: the clone
 # keeps at most 4 MiB of blocks ahead of a missing one (asks for the others again later),
