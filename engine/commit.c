@@ -21,6 +21,8 @@
  *                      [write tree nodes -> fdatasync tree]
  *                      [write header slot -> fdatasync header]  [write index]
  *                      (+ [fsync segments/] [fdatasync old segment] on a roll);
+ *                      then a writer's [write the other slot -> fdatasync header]
+ *                      (the same state: write_twin);
  *                      a writer starts the first chain before its Merkle work,
  *                      as above; a replica checks its tree against its peer's
  *                      signature before it writes anything
@@ -105,8 +107,9 @@ static const uint8_t zero_chunk[ZERO_CHUNK_BYTES];
  * repaired by recovery, which re-reads the synced batches past the anchor,
  * hashes them into the tree and signs their state again (recover.c,
  * docs/DURABILITY.md). A full round (a checkpoint: segment, tree and slot
- * synced, the slot becomes the anchor) bounds that work: every CKPT_BYTES of
- * segment, at every roll, for a replica (it cannot sign again), and on close.
+ * synced, the slot becomes the anchor; a writer's then goes into the other
+ * slot too, write_twin) bounds that work: every CKPT_BYTES of segment, at
+ * every roll, for a replica (it cannot sign again), and on close.
  */
 #define CKPT_BYTES (32ull << 20)
 
@@ -820,6 +823,27 @@ static void plan_prealloc(kl_log *log, kl_commit_buf *b, int sync) {
     b->zero_to = KL_MIN(have + PREALLOC_BYTES, log->cfg.segment_bytes);
 }
 
+/*
+ * A writer's checkpoint, once its round completed: the same state, numbered
+ * `seq`, written into the other slot (the old anchor) and synced, before its
+ * callers are acknowledged, as kl_commit_sync does. Both slots then hold the
+ * checkpoint, and recovery re-reads nothing before it. Without the twin the
+ * other slot keeps the checkpoint before, and an open after a crash re-read
+ * the span between the two (up to a segment or CKPT_BYTES): damage anywhere
+ * in it refused the newer checkpoint, and data it covered was cut. The
+ * twin's own write may be torn or lost: its checksum then fails or the slot
+ * still holds the older checkpoint, and the checkpoint written before it is
+ * durable (recover.c checks the span, and reports damage there, not cuts).
+ */
+static int write_twin(kl_log *log, const kl_slot *st, int slot, uint64_t seq) {
+    KL_ASSERT(log->has_sk && seq > st->seq);
+    kl_slot twin = *st;
+    twin.seq = seq;
+    kl_slot_encode(log->slotbuf, &twin);
+    return kl_io_write_sync(log->io, log->hdr_fd, log->slotbuf, KL_HDR_SLOT_BYTES,
+                            (uint64_t)(1 - slot) * KL_HDR_SLOT_BYTES, 1);
+}
+
 /* Commit the open buffer, holding the commit role (mu held, returns with mu held). */
 static void commit_open(kl_log *log) {
     kl_commit_buf *b = log->open_buf;
@@ -841,11 +865,17 @@ static void commit_open(kl_log *log) {
     st.active_segment = b->seg->first;
     st.active_end = b->pos + b->len;
     st.commit_ms = kl_now_ms();
+    int twin = sync && !one_file && log->has_sk; /* a writer's checkpoint: write_twin */
+    uint64_t twin_seq = twin ? ++log->seq : 0;
     pthread_mutex_unlock(&log->mu);
 
     const char *what = "commit";
     int bad_tree = 0;
     int rc = commit_io(log, b, &st, slot, sync, one_file, &bad_tree, &what);
+    if (rc == 0 && !bad_tree && twin) {
+        what = "writing a checkpoint's second header slot";
+        rc = write_twin(log, &st, slot, twin_seq);
+    }
 
     pthread_mutex_lock(&log->mu);
     if (bad_tree) {
@@ -861,7 +891,7 @@ static void commit_open(kl_log *log) {
             log->ckpt_lag += b->len;
             log->last_sync_ns = kl_mono_ns();
         } else if (sync) {
-            log->anchor = slot;
+            log->anchor = twin ? 1 - slot : slot; /* twin: both slots hold this state */
             log->dirty = 0;
             log->ckpt_lag = 0;
             log->last_sync_ns = kl_mono_ns();

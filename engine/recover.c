@@ -22,6 +22,11 @@
  * tree and signs the state again (extend_tail). An open without the key
  * cannot, and leaves those batches where they are (cut_active).
  *
+ * A failed check is not always a torn write: under `always`, a batch in a
+ * segment before the newer slot's active one was synced before that slot
+ * was written, so a failure there is damage (span_damage), and falling back
+ * would cut what a durable checkpoint covers (damaged_span).
+ *
  * Cost: the batches of the newest commit span (usually one commit), plus the
  * active segment's unindexed tail, plus (after a power loss under `always`)
  * at most one checkpoint's worth of synced tail. Never the whole log.
@@ -261,6 +266,13 @@ static int tree_holds(kl_log *log, uint64_t length) {
  * The tree over a span of blocks, grown from the older slot's roots: its
  * new nodes are written to the tree file as they come (a writable open),
  * past the older slot's nodes, so a refused span leaves nothing that counts.
+ *
+ * Tolerant (a span with proven damage, span_checks_out): the blocks of a
+ * damaged batch cannot be hashed, so the stored nodes of depth `low` over
+ * them (one per group of 2^low blocks) stand in for them; `snap` is the tree
+ * at the last group boundary, and no stored node is made inside a group, so
+ * going back to it drops nothing written. Blocks below skip_until are under
+ * nodes taken from the file.
  */
 typedef struct span_tree {
     kl_treeb tb;
@@ -268,6 +280,9 @@ typedef struct span_tree {
     size_t len, cap;
     uint64_t pos; /* tree-file position of buf[0] */
     int write;
+    int tolerant;
+    kl_treeb snap;
+    uint64_t skip_until;
     void *dctx;
     uint8_t *raw;
     size_t raw_cap;
@@ -287,6 +302,11 @@ static int span_flush(kl_log *log, span_tree *t) {
     t->pos += t->len / KL_TREE_NODE_BYTES;
     t->len = 0;
     return 0;
+}
+
+/* Room in t->buf for the nodes one more leaf or stored node can make. */
+static int span_room(kl_log *log, span_tree *t) {
+    return t->cap - t->len < KL_TREEB_MAX_NEW * KL_TREE_NODE_BYTES ? span_flush(log, t) : 0;
 }
 
 /* Add the blocks of one checked batch (its frame in r->buf) to the tree. */
@@ -311,19 +331,60 @@ static int span_add_batch(kl_log *log, span_tree *t, const kl_batch_hdr *h, cons
         if (rc < 0)
             return rc;
     }
+    uint64_t group = UINT64_C(1) << log->tree_low;
     for (uint32_t k = 0; k < h->count; k++) {
         const uint8_t *data;
         size_t size;
         int rc = kl_batch_block(h, raw, k, &data, &size);
         if (rc < 0)
             return rc;
-        if (t->cap - t->len < KL_TREEB_MAX_NEW * KL_TREE_NODE_BYTES) {
-            if ((rc = span_flush(log, t)) < 0)
-                return rc;
-        }
+        if (h->first_index + k < t->skip_until)
+            continue; /* under a stored node that stands in for damaged blocks */
+        KL_ASSERT(t->tb.length == h->first_index + k);
+        if ((rc = span_room(log, t)) < 0)
+            return rc;
         t->len += KL_TREE_NODE_BYTES * kl_treeb_add_block(&t->tb, data, size, t->buf + t->len);
+        if (t->tolerant && t->tb.length % group == 0)
+            t->snap = t->tb;
     }
     return 0;
+}
+
+/*
+ * Tolerant: blocks [from, to) are damaged. Put the stored nodes of the groups
+ * over them on the tree, from the last group boundary on. 1 if done; 0 if
+ * they cannot stand in (the group began before the older slot's length, ends
+ * past c_len, or its node is missing), so the roots cannot be checked; or an
+ * I/O error.
+ */
+static int span_skip(kl_log *log, span_tree *t, uint64_t from, uint64_t to, uint64_t c_len) {
+    uint64_t group = UINT64_C(1) << log->tree_low;
+    KL_ASSERT(t->tolerant && from < to);
+    if (t->snap.length <= from)
+        t->tb = t->snap; /* the damaged group's leaves added so far go */
+    else if (t->tb.length != t->snap.length)
+        return 0;
+    uint64_t end = KL_MAX((to + group - 1) / group * group, t->tb.length);
+    if (t->tb.length % group != 0 || end > c_len)
+        return 0;
+    while (t->tb.length < end) {
+        uint64_t g = t->tb.length;
+        kl_node top;
+        int rc = kl_tree_read(log->io, log->tree_fd, log->tree_low, 2 * g + group - 1, &top);
+        if (rc < 0)
+            return is_verdict(rc) ? 0 : rc;
+        if ((rc = span_room(log, t)) < 0)
+            return rc;
+        uint64_t at = kl_tree_spos(top.index, log->tree_low);
+        KL_ASSERT(at == t->pos + t->len / KL_TREE_NODE_BYTES);
+        kl_tree_node_encode(t->buf + t->len, &top);
+        size_t made = kl_treeb_join(&t->tb, &top, 1, at, t->buf + t->len);
+        t->len += KL_TREE_NODE_BYTES * (1 + made);
+    }
+    KL_ASSERT(t->tb.length == end);
+    t->snap = t->tb;
+    t->skip_until = KL_MAX(t->skip_until, end);
+    return 1;
 }
 
 /* Do the rebuilt roots equal c's, and does c's signature (if any) hold over them? */
@@ -338,13 +399,60 @@ static int span_tree_matches(const span_tree *t, const kl_slot *c) {
 }
 
 /*
+ * Damage a span check found: a batch (or a segment header) that fails in a
+ * segment before the newer slot's active segment. Under `always` (the newer
+ * slot is not `ordered`) every commit there was synced before the commit of
+ * that slot began (commits run one at a time, and a commit's batches lie in
+ * one segment), so it is not a torn write. Blocks [from, to) of segment
+ * `segment` are the first such range; `ranges` counts them.
+ */
+typedef struct span_damage {
+    uint64_t from, to, segment;
+    unsigned ranges;
+} span_damage;
+
+/* Is a failure at block `index` of segment firsts[si] proven damage (span_damage)? */
+static int is_damage(const uint64_t *firsts, size_t n, size_t si, uint64_t index,
+                     const kl_slot *c) {
+    return !(c->flags & KL_SLOT_ORDERED) && si + 1 < n && firsts[si] < c->active_segment &&
+           index < firsts[si + 1] && firsts[si + 1] <= c->active_segment;
+}
+
+/*
+ * The blocks of the failed batch at pos (block index, segment firsts[si]):
+ * *to is the block after them, and *next_pos where the next batch is, or
+ * UINT64_MAX if its header is damaged too (then the rest of the segment).
+ */
+static int damaged_batch(seg_reader *r, uint64_t pos, uint64_t index, uint64_t seg_next,
+                         uint64_t *to, uint64_t *next_pos, uint64_t *bytes) {
+    kl_batch_hdr h;
+    int rc = reader_batch(r, pos, UINT64_MAX, 0, &h);
+    if (rc < 0 && !is_verdict(rc))
+        return rc;
+    kl_err_clear();
+    if (rc == 0 && h.first_index == index && h.count > 0 && index + h.count <= seg_next) {
+        *to = index + h.count;
+        *next_pos = pos + kl_batch_frame_len(&h);
+        *bytes = h.data_bytes;
+    } else {
+        *to = seg_next;
+        *next_pos = UINT64_MAX;
+    }
+    return 0;
+}
+
+/*
  * Do the batches from a's end to c's end exist and check out, and do their
  * blocks hash to the tree c signed? The newer slot c is only trusted if so:
  * 1 if they do, 0 if they do not, or a negative error if they could not be
- * read (then nothing may be decided).
+ * read (then nothing may be decided). When the first failure is proven
+ * damage (span_damage), *d says where (d->ranges > 0). Tolerant: go past
+ * damaged batches (stored nodes stand in for their blocks, span_skip) and
+ * answer whether the rest checks out and the roots are c's.
  */
 static int span_checks_out(kl_log *log, const uint64_t *firsts, size_t n, const kl_slot *a,
-                           const kl_slot *c) {
+                           const kl_slot *c, int tolerant, int write, span_damage *d) {
+    memset(d, 0, sizeof *d);
     if (c->length < a->length || c->byte_length < a->byte_length ||
         c->active_segment < a->active_segment || c->fork != a->fork)
         return 0;
@@ -353,22 +461,26 @@ static int span_checks_out(kl_log *log, const uint64_t *firsts, size_t n, const 
         return 0;
     if (c->kind != a->kind || memcmp(c->public_key, a->public_key, KL_PK_BYTES) != 0)
         return 0;
-    int rc = log->readonly ? 0 : tree_holds(log, a->length);
+    int rc = write ? tree_holds(log, a->length) : 0;
     if (rc < 0)
         return rc;
-    span_tree t = {.pos = kl_tree_count(a->length, log->tree_low), .write = !log->readonly};
+    span_tree t = {.pos = kl_tree_count(a->length, log->tree_low),
+                   .write = write,
+                   .tolerant = tolerant,
+                   .cap = SPAN_FLUSH_BYTES};
     kl_treeb_init(&t.tb, a->roots, a->nroots, a->length, log->tree_low);
-    t.cap = SPAN_FLUSH_BYTES;
+    t.snap = t.tb;
     t.buf = malloc(t.cap);
     if (!t.buf)
         return kl_errf(KL_ENOMEM, "checking the newest commit");
     seg_reader r;
     rc = reader_open(log, &r, firsts[si]);
     uint64_t pos = a->active_end, index = a->length, bytes = a->byte_length;
+    int bytes_known = 1;
     while (rc == 0) {
         if (index == c->length) {
             rc = firsts[si] == c->active_segment && pos == c->active_end &&
-                 bytes == c->byte_length && span_tree_matches(&t, c);
+                 (!bytes_known || bytes == c->byte_length) && span_tree_matches(&t, c);
             if (rc == 1) {
                 int frc = span_flush(log, &t);
                 rc = frc < 0 ? frc : 1;
@@ -380,19 +492,49 @@ static int span_checks_out(kl_log *log, const uint64_t *firsts, size_t n, const 
             si++;
             rc = reader_open(log, &r, firsts[si]);
             pos = KL_SEG_HEADER_BYTES;
-            continue;
+            if (is_verdict(rc) && is_damage(firsts, n, si, index, c)) {
+                pos = UINT64_MAX; /* a damaged segment header: the whole segment */
+                rc = 0;
+            } else {
+                continue;
+            }
         }
         kl_batch_hdr h;
-        rc = reader_batch(&r, pos, UINT64_MAX, 1, &h);
-        if (rc == 0 && (h.first_index != index || index + h.count > c->length))
-            break; /* rc == 0: the span does not check out */
-        if (rc == 0)
-            rc = span_add_batch(log, &t, &h, r.buf);
+        if (pos != UINT64_MAX) {
+            rc = reader_batch(&r, pos, UINT64_MAX, 1, &h);
+            if (rc == 0 && (h.first_index != index || index + h.count > c->length))
+                rc = kl_errf(KL_ECORRUPT, "batch at offset %llu is not block %llu's",
+                             (unsigned long long)pos, (unsigned long long)index);
+            if (rc == 0)
+                rc = span_add_batch(log, &t, &h, r.buf);
+            if (rc == 0) {
+                pos += kl_batch_frame_len(&h);
+                index += h.count;
+                bytes += h.data_bytes;
+                continue;
+            }
+            if (!is_verdict(rc) || !is_damage(firsts, n, si, index, c))
+                break;
+        }
+        /* proven damage at block index: note it, and go past it if tolerant */
+        uint64_t to = firsts[si + 1], next_pos = UINT64_MAX, got = 0;
+        rc = pos == UINT64_MAX ? 0 : damaged_batch(&r, pos, index, to, &to, &next_pos, &got);
         if (rc < 0)
             break;
-        pos += kl_batch_frame_len(&h);
-        index += h.count;
-        bytes += h.data_bytes;
+        if (d->ranges++ == 0) {
+            d->from = index;
+            d->to = to;
+            d->segment = firsts[si];
+        }
+        if (!tolerant || (rc = span_skip(log, &t, index, to, c->length)) <= 0)
+            break;
+        rc = 0;
+        index = to;
+        pos = next_pos;
+        bytes += got;
+        bytes_known = bytes_known && next_pos != UINT64_MAX;
+        /* a damaged header hides where the next batch is: go on at the next segment */
+        KL_ASSERT(next_pos != UINT64_MAX || firsts[si + 1] == index);
     }
     reader_close(&r);
     free(t.buf);
@@ -706,10 +848,56 @@ static int load_table(kl_log *log, const uint64_t *firsts, size_t n, const kl_sl
     return 0;
 }
 
-/* Choose the slot to trust: *pick is its number, *rejected whether a newer one was refused. */
+/*
+ * The span from a to the newer slot c failed with proven damage (d): falling
+ * back to a would cut blocks that c, written after them, covers; the older
+ * slot still holding the checkpoint before c (a crash before c's second
+ * slot was written, commit.c write_twin) must not cost them. So check the
+ * span again past the damage: if the rest checks out and the roots come out
+ * as c's (stored tree nodes standing in for the damaged blocks), c is
+ * accepted (1) and reads report the damaged blocks; else a writable open
+ * refuses (KL_ECORRUPT naming them) and changes nothing, and a read-only
+ * open, which cuts nothing, falls back to a (0).
+ */
+static int damaged_span(kl_log *log, const uint64_t *firsts, size_t n, const kl_slot *a,
+                        const kl_slot *c, const span_damage *first) {
+    span_damage d;
+    int ok = span_checks_out(log, firsts, n, a, c, 1, 0, &d);
+    if (ok == 1 && !log->readonly) /* checked: now write the nodes it made */
+        ok = span_checks_out(log, firsts, n, a, c, 1, 1, &d);
+    if (ok < 0)
+        return ok;
+    if (ok == 1) {
+        note_recovery(log,
+                      "blocks %llu..%llu (segment %020llu) fail their checks%s; a later commit "
+                      "that covers them was kept (length %llu), and reading them reports it",
+                      (unsigned long long)d.from, (unsigned long long)d.to - 1,
+                      (unsigned long long)d.segment, d.ranges > 1 ? ", and more ranges after" : "",
+                      (unsigned long long)c->length);
+        return 1;
+    }
+    if (log->readonly)
+        return 0;
+    return kl_errf(KL_ECORRUPT,
+                   "blocks %llu..%llu (segment %020llu) fail their checks, and the newest header "
+                   "slot (length %llu) was written after they were synced: that is damage, not "
+                   "a torn write, and the rest of that commit could not be checked without "
+                   "them; nothing was cut or changed (a read-only open serves the older "
+                   "slot's %llu blocks)",
+                   (unsigned long long)first->from, (unsigned long long)first->to - 1,
+                   (unsigned long long)first->segment, (unsigned long long)c->length,
+                   (unsigned long long)a->length);
+}
+
+/*
+ * Choose the slot to trust: *pick is its number, *rejected whether a newer
+ * one was refused, *retwin whether the other slot must be rewritten with the
+ * chosen state though it was valid (a newer slot kept over damage).
+ */
 static int choose_slot(kl_log *log, const uint64_t *firsts, size_t n, const kl_slot s[2],
-                       const int valid[2], int *pick, int *rejected) {
+                       const int valid[2], int *pick, int *rejected, int *retwin) {
     *rejected = 0;
+    *retwin = 0;
     *pick = valid[0] ? 0 : 1;
     if (!valid[0] || !valid[1])
         return 0;
@@ -717,11 +905,16 @@ static int choose_slot(kl_log *log, const uint64_t *firsts, size_t n, const kl_s
     uint8_t boot[16];
     kl_boot_id(boot);
     int ok;
+    span_damage d = {0};
     if ((s[newer].flags & KL_SLOT_ORDERED) && kl_boot_id_known(boot) &&
         memcmp(s[newer].boot_id, boot, 16) == 0)
         ok = 1; /* written after its batches and nodes, in this boot: the kernel holds them */
     else
-        ok = span_checks_out(log, firsts, n, &s[1 - newer], &s[newer]);
+        ok = span_checks_out(log, firsts, n, &s[1 - newer], &s[newer], 0, !log->readonly, &d);
+    if (ok == 0 && d.ranges > 0) {
+        ok = damaged_span(log, firsts, n, &s[1 - newer], &s[newer], &d);
+        *retwin = ok == 1;
+    }
     if (ok < 0)
         return kl_err_prefix(ok, "checking the newest commit: ");
     *pick = ok ? newer : 1 - newer;
@@ -755,7 +948,7 @@ static int sync_segments_from(kl_log *log, uint64_t from, kl_seg *active) {
  * a process crash under `interval` or `never`), then overwrite a refused newer slot.
  */
 static int make_durable(kl_log *log, kl_seg *active, const kl_slot s[2], const int valid[2],
-                        int pick, int rejected, const kl_slot *grown) {
+                        int pick, int rejected, int retwin, const kl_slot *grown) {
     uint64_t from = s[pick].active_segment;
     for (int i = 0; i < 2; i++)
         if (valid[i] && s[i].active_segment < from)
@@ -773,8 +966,8 @@ static int make_durable(kl_log *log, kl_seg *active, const kl_slot s[2], const i
     if (rc < 0)
         return kl_errf(kl_err_from_errno(-rc), "syncing the recovered state: %s", strerror(-rc));
     log->anchor = pick;
-    if (!grown && !rejected && valid[1 - pick])
-        return 0; /* else the other slot is refused, damaged or behind the tail: rewrite it */
+    if (!grown && !rejected && !retwin && valid[1 - pick])
+        return 0; /* else the other slot is refused, damaged or behind: rewrite it */
     uint8_t *slot = malloc(KL_HDR_SLOT_BYTES);
     if (!slot)
         return kl_errf(KL_ENOMEM, "header slot");
@@ -834,8 +1027,8 @@ int kl_recover(kl_log *log) {
     rc = kl_seg_list(log->seg_dir, &firsts, &n);
     if (rc < 0)
         return rc;
-    int pick = 0, rejected = 0;
-    rc = choose_slot(log, firsts, n, s, valid, &pick, &rejected);
+    int pick = 0, rejected = 0, retwin = 0;
+    rc = choose_slot(log, firsts, n, s, valid, &pick, &rejected, &retwin);
     if (rc < 0) {
         free(firsts);
         return rc;
@@ -887,7 +1080,7 @@ int kl_recover(kl_log *log) {
     if (rc == 0)
         atomic_store(&active->idx_ready, 1);
     if (rc == 0 && !log->readonly)
-        rc = make_durable(log, active, s, valid, pick, rejected, grown ? &ext : NULL);
+        rc = make_durable(log, active, s, valid, pick, rejected, retwin, grown ? &ext : NULL);
     if (rc < 0)
         return rc;
     atomic_store(&log->length, acc->length);

@@ -11,9 +11,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include "engine/frame.h"
 #include "engine/header.h"
+#include "engine/segment.h"
 #include "engine/tree.h"
 #include "index/offset_index.h"
 
@@ -300,7 +303,13 @@ static void test_a_missing_segment_file_is_reported_with_its_blocks(void **state
     assert_int_equal(kl_log_close(log), 0);
 }
 
-/* ---- a cut tree file ---- */
+/* ---- damage under a checkpoint, found by an open after a crash ---- */
+
+/* Block i of the checkpoint tests: `size` bytes derived from i. */
+static void ck_fill(uint64_t i, uint8_t *buf, size_t size) {
+    for (size_t j = 0; j < size; j++)
+        buf[j] = (uint8_t)(i * 131u + j * 7u + (j >> 8));
+}
 
 /* A new log under f->root (64 KiB segments, `always`); free() the path. */
 static char *ck_log(fixture *f, const char *name) {
@@ -312,6 +321,212 @@ static char *ck_log(fixture *f, const char *name) {
     cfg.fsync_mode = KL_FSYNC_ALWAYS;
     tu_create(dir, &cfg);
     return dir;
+}
+
+/* Append blocks of `size` bytes, one a commit, until the log has `segs` segments. */
+static void ck_append_until(kl_log *log, size_t size, size_t segs) {
+    uint8_t *buf = malloc(size);
+    assert_non_null(buf);
+    while (log->nsegs < segs) {
+        ck_fill(kl_log_length(log), buf, size);
+        kl_block b = {buf, size};
+        assert_int_equal(kl_log_append(log, &b, 1, NULL), 0);
+    }
+    free(buf);
+}
+
+/*
+ * A writer that dies right after the append that rolled the log into its
+ * `segs`-th segment (that commit is a checkpoint): a child appends as
+ * ck_append_until and exits without closing.
+ */
+static void ck_die_after_roll(const char *dir, size_t size, size_t segs) {
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        kl_log *log = NULL;
+        if (kl_log_open_io(dir, NULL, tu_io(), &log) != 0)
+            _exit(2);
+        ck_append_until(log, size, segs);
+        _exit(0);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+static void ck_read_header(const char *dir, uint8_t buf[KL_HDR_FILE_BYTES], kl_slot s[2]) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/header", dir);
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, buf, KL_HDR_FILE_BYTES, 0), (ssize_t)KL_HDR_FILE_BYTES);
+    close(fd);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(kl_slot_decode(buf + i * KL_HDR_SLOT_BYTES, &s[i]), 0);
+}
+
+/*
+ * The crash window of a checkpoint's second slot (commit.c, write_twin): if
+ * both slots hold the checkpoint `len`, the newer one goes back to `old`
+ * (a slot of the state before), as if its write never reached the disk.
+ */
+static void ck_lose_twin(const char *dir, uint64_t len, const uint8_t *old) {
+    uint8_t buf[KL_HDR_FILE_BYTES];
+    kl_slot s[2];
+    ck_read_header(dir, buf, s);
+    if (s[0].length != len || s[1].length != len)
+        return;
+    int newer = s[1].seq > s[0].seq;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/header", dir);
+    int fd = open(path, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, old, KL_HDR_SLOT_BYTES, (off_t)newer * KL_HDR_SLOT_BYTES),
+                     (ssize_t)KL_HDR_SLOT_BYTES);
+    close(fd);
+}
+
+/* Flip a bit in the data of block `index`, in segment `first` of one-block batches of `size`. */
+static void ck_damage(const char *dir, uint64_t first, uint64_t index, size_t size) {
+    char seg[4096];
+    tu_seg_path(seg, sizeof seg, dir, first, "log");
+    uint64_t frame = kl_batch_plain_bytes(1, size);
+    tu_flip(seg, KL_SEG_HEADER_BYTES + (index - first) * frame + frame - size / 2, 0x08);
+}
+
+/* Every block of [0, len) reads back right, except `bad`, which reports KL_ECORRUPT. */
+static void ck_expect_blocks(kl_log *log, uint64_t len, size_t size, uint64_t bad) {
+    uint8_t *got = malloc(size), *want = malloc(size);
+    assert_true(got && want);
+    assert_int_equal(kl_log_length(log), len);
+    for (uint64_t i = 0; i < len; i++) {
+        size_t n = 0;
+        int rc = kl_log_get(log, i, got, size, &n);
+        if (i == bad) {
+            assert_int_equal(rc, KL_ECORRUPT);
+            assert_non_null(strstr(kl_log_last_error(log), "block"));
+            continue;
+        }
+        if (rc != 0)
+            fail_msg("block %llu: %d %s", (unsigned long long)i, rc, kl_log_last_error(log));
+        ck_fill(i, want, size);
+        assert_int_equal(n, size);
+        assert_memory_equal(got, want, size);
+    }
+    uint64_t first_bad = 0;
+    assert_int_not_equal(kl_log_verify(log, NULL, NULL, &first_bad), 0);
+    assert_int_equal(first_bad, bad);
+    free(got);
+    free(want);
+}
+
+/*
+ * A writer dies right after the checkpoint of a segment roll (r4 of the
+ * review: seven blocks of 10,000 bytes, the seventh rolls). Both header
+ * slots hold that checkpoint, so damage in a block it covers is reported
+ * on read, and nothing is cut. Before, the other slot still held the state
+ * before (length 0): the open re-read the span, found the damage, fell back
+ * and cut the log to 2 blocks, deleting segment 6.
+ */
+static void test_damage_under_a_roll_checkpoint_is_reported_after_a_crash(void **state) {
+    fixture *f = *state;
+    enum { SIZE = 10000 };
+    char *dir = ck_log(f, "roll");
+    ck_die_after_roll(dir, SIZE, 2);
+    uint8_t buf[KL_HDR_FILE_BYTES];
+    kl_slot s[2];
+    ck_read_header(dir, buf, s);
+    assert_int_equal(s[0].length, 7);
+    assert_int_equal(s[1].length, 7);
+    assert_int_equal(s[0].active_segment, 6);
+    assert_int_equal(s[1].active_segment, 6);
+    ck_damage(dir, 0, 2, SIZE);
+    kl_log *log = tu_open(dir);
+    ck_expect_blocks(log, 7, SIZE, 2);
+    assert_int_equal(log->nsegs, 2);
+    assert_int_equal(kl_log_close(log), 0);
+    free(dir);
+}
+
+/*
+ * The same crash just before the checkpoint's second slot reached the disk:
+ * the other slot holds the checkpoint before (the close after block 60).
+ * The damage in block 100 lies in a segment before the newest slot's, so it
+ * was synced before that slot was written: it is damage, not a torn write.
+ * The newest checkpoint is checked with the stored tree node over blocks
+ * 96..111 standing in for the damaged block, kept, and the damage reported.
+ */
+static void test_damage_under_a_checkpoint_whose_twin_was_lost_is_reported(void **state) {
+    fixture *f = *state;
+    enum { SIZE = 1000 };
+    char *dir = ck_log(f, "twin");
+    kl_log *log = tu_open(dir);
+    ck_append_until(log, SIZE, 2);
+    uint64_t first1 = log->segs[1]->first;
+    assert_int_equal(kl_log_close(log), 0);
+    uint8_t before[KL_HDR_FILE_BYTES];
+    kl_slot s[2];
+    ck_read_header(dir, before, s);
+    uint64_t k1 = s[0].length;
+    assert_int_equal(k1, first1 + 1);
+    ck_die_after_roll(dir, SIZE, 3);
+    ck_read_header(dir, (uint8_t[KL_HDR_FILE_BYTES]){0}, s);
+    uint64_t k2 = s[0].length > s[1].length ? s[0].length : s[1].length;
+    ck_lose_twin(dir, k2, before);
+    uint64_t bad = first1 + 40;
+    assert_true(bad / 16 * 16 > k1 && (bad / 16 + 1) * 16 <= k2); /* a group the tree stores */
+    ck_damage(dir, first1, bad, SIZE);
+
+    log = tu_open(dir);
+    ck_expect_blocks(log, k2, SIZE, bad);
+    kl_info info;
+    assert_int_equal(kl_log_info(log, &info), 0);
+    char want[64];
+    snprintf(want, sizeof want, "blocks %llu..%llu", (unsigned long long)bad,
+             (unsigned long long)bad);
+    if (!strstr(info.recovery, want))
+        fail_msg("expected '%s' in the recovery note '%s'", want, info.recovery);
+    assert_int_equal(kl_log_close(log), 0);
+    ck_read_header(dir, (uint8_t[KL_HDR_FILE_BYTES]){0}, s); /* the other slot was rewritten */
+    assert_int_equal(s[0].length, k2);
+    assert_int_equal(s[1].length, k2);
+    log = tu_open(dir);
+    ck_expect_blocks(log, k2, SIZE, bad);
+    assert_int_equal(kl_log_close(log), 0);
+    free(dir);
+}
+
+/*
+ * As above, but with too few blocks for a stored tree node to stand in for
+ * the damaged one (the review's r4 with the second slot lost): the newest
+ * checkpoint cannot be checked, and falling back would cut what it covers.
+ * A writable open refuses, naming the block, and changes nothing.
+ */
+static void test_unverifiable_damage_under_a_checkpoint_is_refused_not_cut(void **state) {
+    fixture *f = *state;
+    enum { SIZE = 10000 };
+    char *dir = ck_log(f, "refuse");
+    uint8_t created[KL_HDR_FILE_BYTES];
+    kl_slot s[2];
+    ck_read_header(dir, created, s);
+    ck_die_after_roll(dir, SIZE, 2);
+    ck_lose_twin(dir, 7, created + KL_HDR_SLOT_BYTES);
+    ck_damage(dir, 0, 2, SIZE);
+    uint8_t d0[KL_HASH_BYTES], d1[KL_HASH_BYTES];
+    tu_dir_digest(dir, d0);
+    kl_log *log = NULL;
+    assert_int_equal(kl_log_open_io(dir, NULL, tu_io(), &log), KL_ECORRUPT);
+    if (!strstr(kl_last_error(), "blocks 2..2 (segment 00000000000000000000) fail their checks"))
+        fail_msg("unexpected error: %s", kl_last_error());
+    tu_dir_digest(dir, d1);
+    assert_memory_equal(d0, d1, KL_HASH_BYTES);
+    log = tu_open_ro(dir); /* a reader cuts nothing: it serves the older slot's state */
+    assert_int_equal(kl_log_length(log), 0);
+    assert_int_equal(kl_log_close(log), 0);
+    tu_dir_digest(dir, d1);
+    assert_memory_equal(d0, d1, KL_HASH_BYTES);
+    free(dir);
 }
 
 /*
@@ -408,6 +623,12 @@ int main(void) {
                                         teardown),
         cmocka_unit_test_setup_teardown(test_a_missing_segment_file_is_reported_with_its_blocks,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_damage_under_a_roll_checkpoint_is_reported_after_a_crash, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_damage_under_a_checkpoint_whose_twin_was_lost_is_reported, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_unverifiable_damage_under_a_checkpoint_is_refused_not_cut, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_cut_tree_file_is_reported_not_padded, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_a_cut_tree_file_stops_an_unfinished_truncation, setup,
