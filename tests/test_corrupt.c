@@ -355,17 +355,6 @@ static void ck_die_after_roll(const char *dir, size_t size, size_t segs) {
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
-static void ck_read_header(const char *dir, uint8_t buf[KL_HDR_FILE_BYTES], kl_slot s[2]) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/header", dir);
-    int fd = open(path, O_RDONLY);
-    assert_true(fd >= 0);
-    assert_int_equal(pread(fd, buf, KL_HDR_FILE_BYTES, 0), (ssize_t)KL_HDR_FILE_BYTES);
-    close(fd);
-    for (int i = 0; i < 2; i++)
-        assert_int_equal(kl_slot_decode(buf + i * KL_HDR_SLOT_BYTES, &s[i]), 0);
-}
-
 /*
  * The crash window of a checkpoint's second slot (commit.c, write_twin): if
  * both slots hold the checkpoint `len`, the newer one goes back to `old`
@@ -374,7 +363,7 @@ static void ck_read_header(const char *dir, uint8_t buf[KL_HDR_FILE_BYTES], kl_s
 static void ck_lose_twin(const char *dir, uint64_t len, const uint8_t *old) {
     uint8_t buf[KL_HDR_FILE_BYTES];
     kl_slot s[2];
-    ck_read_header(dir, buf, s);
+    tu_read_slots(dir, buf, s);
     if (s[0].length != len || s[1].length != len)
         return;
     int newer = s[1].seq > s[0].seq;
@@ -436,7 +425,7 @@ static void test_damage_under_a_roll_checkpoint_is_reported_after_a_crash(void *
     ck_die_after_roll(dir, SIZE, 2);
     uint8_t buf[KL_HDR_FILE_BYTES];
     kl_slot s[2];
-    ck_read_header(dir, buf, s);
+    tu_read_slots(dir, buf, s);
     assert_int_equal(s[0].length, 7);
     assert_int_equal(s[1].length, 7);
     assert_int_equal(s[0].active_segment, 6);
@@ -467,11 +456,11 @@ static void test_damage_under_a_checkpoint_whose_twin_was_lost_is_reported(void 
     assert_int_equal(kl_log_close(log), 0);
     uint8_t before[KL_HDR_FILE_BYTES];
     kl_slot s[2];
-    ck_read_header(dir, before, s);
+    tu_read_slots(dir, before, s);
     uint64_t k1 = s[0].length;
     assert_int_equal(k1, first1 + 1);
     ck_die_after_roll(dir, SIZE, 3);
-    ck_read_header(dir, (uint8_t[KL_HDR_FILE_BYTES]){0}, s);
+    tu_read_slots(dir, (uint8_t[KL_HDR_FILE_BYTES]){0}, s);
     uint64_t k2 = s[0].length > s[1].length ? s[0].length : s[1].length;
     ck_lose_twin(dir, k2, before);
     uint64_t bad = first1 + 40;
@@ -488,7 +477,7 @@ static void test_damage_under_a_checkpoint_whose_twin_was_lost_is_reported(void 
     if (!strstr(info.recovery, want))
         fail_msg("expected '%s' in the recovery note '%s'", want, info.recovery);
     assert_int_equal(kl_log_close(log), 0);
-    ck_read_header(dir, (uint8_t[KL_HDR_FILE_BYTES]){0}, s); /* the other slot was rewritten */
+    tu_read_slots(dir, (uint8_t[KL_HDR_FILE_BYTES]){0}, s); /* the other slot was rewritten */
     assert_int_equal(s[0].length, k2);
     assert_int_equal(s[1].length, k2);
     log = tu_open(dir);
@@ -509,7 +498,7 @@ static void test_unverifiable_damage_under_a_checkpoint_is_refused_not_cut(void 
     char *dir = ck_log(f, "refuse");
     uint8_t created[KL_HDR_FILE_BYTES];
     kl_slot s[2];
-    ck_read_header(dir, created, s);
+    tu_read_slots(dir, created, s);
     ck_die_after_roll(dir, SIZE, 2);
     ck_lose_twin(dir, 7, created + KL_HDR_SLOT_BYTES);
     ck_damage(dir, 0, 2, SIZE);

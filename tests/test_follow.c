@@ -316,18 +316,6 @@ static void test_a_truncation_under_a_reader_is_reported_not_followed(void **st)
     tu_rm_log(dir);
 }
 
-/* The header file of the log at dir, and its two slots decoded. */
-static void read_slots(const char *dir, uint8_t hdr[KL_HDR_FILE_BYTES], kl_slot s[2]) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/header", dir);
-    int fd = open(path, O_RDONLY);
-    assert_true(fd >= 0);
-    assert_int_equal(pread(fd, hdr, KL_HDR_FILE_BYTES, 0), (ssize_t)KL_HDR_FILE_BYTES);
-    close(fd);
-    assert_int_equal(kl_slot_decode(hdr, &s[0]), 0);
-    assert_int_equal(kl_slot_decode(hdr + KL_HDR_SLOT_BYTES, &s[1]), 0);
-}
-
 /*
  * Under `never` a writer signs its state at most every 2 ms while appends
  * keep coming (commit.c, sign_or_owe), and its sealer thread signs the
@@ -346,7 +334,7 @@ static void test_a_writer_signs_its_newest_state_when_appends_pause(void **st) {
     assert_int_equal(tu_append_range(w, SEED, MAX_SIZE, 0, N, 1), 0);
     static uint8_t hdr[KL_HDR_FILE_BYTES];
     kl_slot s[2];
-    read_slots(dir, hdr, s);
+    tu_read_slots(dir, hdr, s);
     uint64_t seq = s[0].seq > s[1].seq ? s[0].seq : s[1].seq;
     /* one CPU: no sealer, so every commit is signed at once */
     if (sysconf(_SC_NPROCESSORS_ONLN) >= 2 && seq > N + N / 4)
@@ -412,7 +400,7 @@ static void test_a_read_only_open_waits_out_a_half_written_slot(void **st) {
     sleep_ms(50); /* the last commit's signed slot is written after the append returns */
     static uint8_t hdr[KL_HDR_FILE_BYTES];
     kl_slot s[2];
-    read_slots(dir, hdr, s);
+    tu_read_slots(dir, hdr, s);
     char path[4200];
     snprintf(path, sizeof path, "%s/header", dir);
     int fd = open(path, O_RDWR);
@@ -557,7 +545,7 @@ static void stale_slot_case(size_t first_bytes, int bytes_come_back) {
         assert_int_equal(end1, 8192); /* the file ends on a page boundary */
     else
         assert_int_not_equal(end1 % 4096, 0);
-    read_slots(dir, h1, s1);
+    tu_read_slots(dir, h1, s1);
     int new1 = s1[1].seq > s1[0].seq;
     assert_int_equal(s1[new1].length, 1);
     assert_int_equal(s1[new1].active_end, end1);
@@ -566,7 +554,7 @@ static void stale_slot_case(size_t first_bytes, int bytes_come_back) {
     append_stale_blocks(w, 1, 1, 6, first_bytes);
     assert_int_equal(kl_log_close(w), 0);
     uint64_t end2 = tu_file_size(seg);
-    read_slots(dir, h2, s2);
+    tu_read_slots(dir, h2, s2);
     int new2 = s2[1].seq > s2[0].seq;
     assert_int_equal(s2[new2].length, 6);
     assert_int_equal(s2[new2].active_end, end2);

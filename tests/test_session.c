@@ -313,6 +313,16 @@ static void test_memory_per_connection(void **state) {
     free_pair(&a, &b);
 }
 
+/* All that a's session has for its peer, copied (free it), and taken from a's output. */
+static uint8_t *take_output(side *a, size_t *total) {
+    const uint8_t *in = kl_session_output(a->s, total);
+    uint8_t *copy = malloc(*total ? *total : 1);
+    assert_non_null(copy);
+    memcpy(copy, in, *total);
+    kl_session_sent(a->s, *total);
+    return copy;
+}
+
 /* kl_session_input_upto stops once enough output waits, and the rest can be fed later. */
 static void test_input_upto(void **state) {
     (void)state;
@@ -320,12 +330,8 @@ static void test_input_upto(void **state) {
     int ch = open_pair(&a, &b, 6);
     for (int i = 0; i < 10; i++)
         assert_int_equal(kl_session_send(a.s, ch, KL_MSG_EXTENSION, (const uint8_t *)"x", 1), 0);
-    size_t n = 0, used = 0, at = 0;
-    const uint8_t *in = kl_session_output(a.s, &n);
-    uint8_t *copy = malloc(n);
-    memcpy(copy, in, n);
-    size_t total = n;
-    kl_session_sent(a.s, n);
+    size_t n = 0, used = 0, at = 0, total = 0;
+    uint8_t *copy = take_output(&a, &total);
     /* b answers each message with 100 bytes: stop once 250 wait, after the third message */
     int before = b.messages;
     b.echo = 100;
@@ -361,12 +367,8 @@ static void test_input_upto_batch(void **state) {
     for (int i = 0; i < COUNT; i++)
         m[i] = (kl_mux_msg){.type = KL_MSG_EXTENSION, .payload = (const uint8_t *)"q", .len = 1};
     assert_int_equal(kl_session_send_batch(a.s, ch, m, COUNT), 0);
-    size_t n = 0, used = 0;
-    const uint8_t *in = kl_session_output(a.s, &n);
-    uint8_t *copy = malloc(n);
-    memcpy(copy, in, n);
-    size_t total = n;
-    kl_session_sent(a.s, n);
+    size_t n = 0, used = 0, total = 0;
+    uint8_t *copy = take_output(&a, &total);
     /* each answer is 512 KiB: 20 MiB for the batch, more than a session may hold */
     int before = b.messages;
     b.echo = 512u << 10;

@@ -191,6 +191,17 @@ void tu_seg_path(char *out, size_t cap, const char *dir, uint64_t first, const c
     snprintf(out, cap, "%s/segments/%020llu.%s", dir, (unsigned long long)first, ext);
 }
 
+void tu_read_slots(const char *dir, uint8_t hdr[KL_HDR_FILE_BYTES], kl_slot s[2]) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/header", dir);
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, hdr, KL_HDR_FILE_BYTES, 0), (ssize_t)KL_HDR_FILE_BYTES);
+    close(fd);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(kl_slot_decode(hdr + i * KL_HDR_SLOT_BYTES, &s[i]), 0);
+}
+
 char *tu_new_log(const char *tag, kl_fsync_mode mode) {
     char *root = tu_tmpdir(tag), *dir = NULL;
     assert_true(asprintf(&dir, "%s/log", root) > 0);

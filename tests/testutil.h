@@ -84,6 +84,8 @@ uint64_t tu_file_size(const char *path);
 
 /* "dir/segments/<first>.<ext>" into a static buffer of the caller's. */
 void tu_seg_path(char *out, size_t cap, const char *dir, uint64_t first, const char *ext);
+/* The header file of the log at dir (hdr) and its two slots decoded (each must check out). */
+void tu_read_slots(const char *dir, uint8_t hdr[KL_HDR_FILE_BYTES], kl_slot s[2]);
 
 /* ---- the signed tree (Hypercore), checked against the tests' own oracle ---- */
 
