@@ -125,98 +125,28 @@ static int ordered_this_boot(const kl_slot *st) {
 }
 
 /*
- * Batches of a span read with pread, never through a segment's mapping: a
- * slot that does not check out may name bytes its file does not have, and
- * the mapping of the active segment is longer than the file (a read in it
- * past the file's last page is a SIGBUS).
+ * Batches of a span read with pread (kl_seg_reader), never through a
+ * segment's mapping: a slot that does not check out may name bytes its
+ * file does not have. A zstd batch's body is decompressed into raw.
  */
 typedef struct span_reader {
-    kl_log *log;
-    int fd;
-    uint64_t first, size; /* the segment file open, and its size */
-    uint8_t *frame;       /* the batch read last */
-    size_t cap;
-    void *dctx; /* a zstd batch's body, decompressed */
+    kl_seg_reader seg; /* the segment file open (seg.fd < 0: none yet) */
+    void *dctx;
     uint8_t *raw;
     size_t raw_cap;
 } span_reader;
 
-/* Open segment `first` (its file header checked): 0, KL_ECORRUPT, or an I/O error. */
+/* Open segment `first` of a's fork at most: 0, KL_ECORRUPT, or an I/O error. */
 static int span_open(span_reader *r, const kl_slot *a, uint64_t first) {
-    char path[4096];
-    kl_io_close(r->log->io, r->fd);
-    r->fd = -1;
-    r->first = first;
-    r->size = 0;
-    kl_seg_file(r->log, path, sizeof path, first, "log");
-    int rc = kl_io_open(r->log->io, path, O_RDONLY, 0, &r->fd);
-    if (rc == 0)
-        rc = r->log->io->v->size(r->log->io, r->fd, &r->size);
-    uint8_t h[KL_SEG_HEADER_BYTES];
-    size_t got = 0;
-    if (rc == 0)
-        rc = kl_io_pread(r->log->io, r->fd, h, sizeof h, 0, &got);
-    if (rc < 0)
-        return kl_errf(rc == -ENOENT ? KL_ECORRUPT : kl_err_from_errno(-rc), "%s: %s", path,
-                       strerror(-rc));
-    if (kl_seg_header_decode(h, got, first) < 0 || kl_seg_header_fork(h) > a->fork)
-        return kl_errf(KL_ECORRUPT, "%s: not a segment of this fork", path);
-    return 0;
+    kl_log *log = r->seg.log;
+    kl_seg_reader_close(&r->seg);
+    return kl_seg_reader_open(log, &r->seg, first, a->fork);
 }
 
-/* The batch at pos, wholly below limit and the file's end, read into r->frame and checked. */
-static int span_batch(span_reader *r, uint64_t pos, uint64_t limit, kl_batch_hdr *h) {
-    uint64_t bound = KL_MIN(limit, r->size);
-    uint8_t hb[KL_BATCH_HEADER_BYTES];
-    size_t got = 0;
-    if (pos + KL_BATCH_HEADER_BYTES > bound)
-        return kl_errf(KL_ECORRUPT, "no batch at offset %llu", (unsigned long long)pos);
-    int rc = kl_io_pread(r->log->io, r->fd, hb, sizeof hb, pos, &got);
-    if (rc < 0)
-        return kl_errf(kl_err_from_errno(-rc), "segment %020llu.log, offset %llu: %s",
-                       (unsigned long long)r->first, (unsigned long long)pos, strerror(-rc));
-    if ((rc = kl_batch_hdr_decode(hb, got, h)) < 0)
-        return rc;
-    uint64_t len = kl_batch_frame_len(h);
-    if (pos + len > bound)
-        return kl_errf(KL_ECORRUPT, "batch at offset %llu runs past the end",
-                       (unsigned long long)pos);
-    if (len > r->cap) {
-        uint8_t *f = realloc(r->frame, (size_t)len);
-        if (!f)
-            return kl_errf(KL_ENOMEM, "batch of %llu bytes", (unsigned long long)len);
-        r->frame = f;
-        r->cap = (size_t)len;
-    }
-    rc = kl_io_pread(r->log->io, r->fd, r->frame, (size_t)len, pos, &got);
-    if (rc < 0)
-        return kl_errf(kl_err_from_errno(-rc), "segment %020llu.log, offset %llu: %s",
-                       (unsigned long long)r->first, (unsigned long long)pos, strerror(-rc));
-    if (got != len || memcmp(r->frame, hb, sizeof hb) != 0) /* cut or rewritten meanwhile */
-        return kl_errf(KL_ECORRUPT, "batch at offset %llu changed while read",
-                       (unsigned long long)pos);
-    return kl_batch_verify(h, r->frame);
-}
-
-/* Hash the blocks of the checked batch in r->frame into t. */
+/* Hash the blocks of the checked batch in r->seg.buf into t. */
 static int span_hash(span_reader *r, const kl_batch_hdr *h, kl_treeb *t) {
-    const uint8_t *raw = kl_batch_stored(h, r->frame);
-    int rc = 0;
-    if (h->codec == KL_CODEC_ZSTD) {
-        if (!r->dctx && !(r->dctx = ZSTD_createDCtx()))
-            return kl_errf(KL_ENOMEM, "zstd context");
-        if (r->raw_cap < h->raw_len) {
-            uint8_t *nr = realloc(r->raw, h->raw_len);
-            if (!nr)
-                return kl_errf(KL_ENOMEM, "batch of %u bytes", h->raw_len);
-            r->raw = nr;
-            r->raw_cap = h->raw_len;
-        }
-        rc = kl_batch_decompress(r->dctx, h, raw, r->raw);
-        raw = r->raw;
-    } else {
-        rc = kl_batch_table_verify(h, raw);
-    }
+    const uint8_t *raw = NULL;
+    int rc = kl_batch_body(h, r->seg.buf, &r->dctx, &r->raw, &r->raw_cap, &raw);
     uint8_t nodes[KL_TREEB_MAX_NEW * KL_TREE_NODE_BYTES]; /* the tree file's: a reader keeps none */
     for (uint32_t k = 0; rc == 0 && k < h->count; k++) {
         const uint8_t *data;
@@ -244,7 +174,7 @@ static size_t find_first(const uint64_t *firsts, size_t n, uint64_t first) {
 static int span_walk(span_reader *r, const uint64_t *firsts, size_t n, const kl_slot *a,
                      const kl_slot *st) {
     kl_treeb t;
-    kl_treeb_init(&t, a->roots, a->nroots, a->length, r->log->tree_low);
+    kl_treeb_init(&t, a->roots, a->nroots, a->length, r->seg.log->tree_low);
     size_t si = find_first(firsts, n, a->active_segment);
     uint64_t pos = a->active_end, index = a->length, bytes = a->byte_length;
     int rc = span_open(r, a, a->active_segment);
@@ -255,7 +185,8 @@ static int span_walk(span_reader *r, const uint64_t *firsts, size_t n, const kl_
             continue;
         }
         kl_batch_hdr h;
-        rc = span_batch(r, pos, r->first == st->active_segment ? st->active_end : UINT64_MAX, &h);
+        rc = kl_seg_reader_batch(
+            &r->seg, pos, r->seg.first == st->active_segment ? st->active_end : UINT64_MAX, 1, &h);
         if (rc == 0 && (h.first_index != index || index + h.count > st->length))
             rc = kl_errf(KL_ECORRUPT, "batch at offset %llu holds blocks from %llu, not %llu",
                          (unsigned long long)pos, (unsigned long long)h.first_index,
@@ -268,7 +199,7 @@ static int span_walk(span_reader *r, const uint64_t *firsts, size_t n, const kl_
         index += h.count;
         bytes += h.data_bytes;
     }
-    if (rc == 0 && (r->first != st->active_segment || pos != st->active_end ||
+    if (rc == 0 && (r->seg.first != st->active_segment || pos != st->active_end ||
                     bytes != st->byte_length || !roots_equal(t.roots, t.n, t.length, st)))
         rc = kl_errf(KL_ECORRUPT, "the batches do not add up to the slot");
     return rc;
@@ -296,16 +227,15 @@ static int slot_checks_out(kl_log *log, const kl_slot *a, const kl_slot *st) {
                         find_first(firsts, n, st->active_segment) == n))
             rc = kl_errf(KL_ECORRUPT, "a segment the slot names is missing");
     }
-    span_reader r = {.log = log, .fd = -1};
+    span_reader r = {.seg = {.log = log, .fd = -1}};
     if (rc == 0)
         rc = span_open(&r, a, st->active_segment);
-    if (rc == 0 && r.size < st->active_end)
+    if (rc == 0 && r.seg.fsize < st->active_end)
         rc = kl_errf(KL_ECORRUPT, "the active segment is %llu bytes, the slot says %llu",
-                     (unsigned long long)r.size, (unsigned long long)st->active_end);
+                     (unsigned long long)r.seg.fsize, (unsigned long long)st->active_end);
     if (rc == 0 && !ordered_this_boot(st))
         rc = span_walk(&r, firsts, n, a, st);
-    kl_io_close(log->io, r.fd);
-    free(r.frame);
+    kl_seg_reader_close(&r.seg);
     free(r.raw);
     ZSTD_freeDCtx(r.dctx);
     free(firsts);

@@ -17,6 +17,8 @@
  */
 #include "frame.h"
 
+#include <stdlib.h>
+
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include <xxhash.h>
 #include <zstd.h>
@@ -288,4 +290,23 @@ int kl_batch_decompress(void *zstd_dctx, const kl_batch_hdr *h, const uint8_t *s
         return kl_errf(KL_ECORRUPT, "zstd body does not decompress (%s)",
                        ZSTD_isError(n) ? ZSTD_getErrorName(n) : "short");
     return kl_batch_table_verify(h, raw);
+}
+
+int kl_batch_body(const kl_batch_hdr *h, const uint8_t *frame, void **zstd_dctx, uint8_t **buf,
+                  size_t *cap, const uint8_t **raw) {
+    const uint8_t *stored = kl_batch_stored(h, frame);
+    *raw = stored;
+    if (h->codec != KL_CODEC_ZSTD)
+        return kl_batch_table_verify(h, stored);
+    if (!*zstd_dctx && !(*zstd_dctx = ZSTD_createDCtx()))
+        return kl_errf(KL_ENOMEM, "zstd context");
+    if (*cap < h->raw_len) {
+        uint8_t *nb = realloc(*buf, h->raw_len);
+        if (!nb)
+            return kl_errf(KL_ENOMEM, "batch of %u bytes", h->raw_len);
+        *buf = nb;
+        *cap = h->raw_len;
+    }
+    *raw = *buf;
+    return kl_batch_decompress(*zstd_dctx, h, stored, *buf);
 }

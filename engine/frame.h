@@ -137,4 +137,12 @@ size_t kl_batch_zstd_bound(uint64_t raw_len);
 int kl_batch_decompress(void *zstd_dctx, const kl_batch_hdr *h, const uint8_t *stored,
                         uint8_t *raw);
 
+/*
+ * The raw body of a verified batch frame, its table checked: the stored
+ * bytes, or for zstd the body decompressed into *buf (grown as needed;
+ * *zstd_dctx made on first use). *raw points at it. 0 or a kl_error.
+ */
+int kl_batch_body(const kl_batch_hdr *h, const uint8_t *frame, void **zstd_dctx, uint8_t **buf,
+                  size_t *cap, const uint8_t **raw);
+
 #endif

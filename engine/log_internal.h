@@ -379,6 +379,28 @@ kl_seg *kl_seg_find(kl_log *log, uint64_t index); /* segs_lock held */
 int kl_seg_ensure_map(kl_log *log, kl_seg *s);
 int kl_seg_ensure_idx(kl_log *log, kl_seg *s);
 void kl_seg_file(const kl_log *log, char *out, size_t cap, uint64_t first, const char *ext);
+struct kl_batch_hdr;
+/*
+ * Reading the batches of one segment file with pread, never through a
+ * mapping (recover.c): what recovery and a follower's refresh check may
+ * name bytes the file does not have, and a read in a mapping past the
+ * file's last page is a SIGBUS.
+ */
+typedef struct kl_seg_reader {
+    kl_log *log;
+    uint64_t first;
+    int fd;
+    uint64_t fsize; /* the file's size when opened */
+    uint8_t *buf;   /* the whole frame of the batch read last (want_body) */
+    size_t cap;
+} kl_seg_reader;
+/* Open segment `first`, its file header checked (its fork at most max_fork). */
+int kl_seg_reader_open(kl_log *log, kl_seg_reader *r, uint64_t first, uint64_t max_fork);
+void kl_seg_reader_close(kl_seg_reader *r);
+/* The batch at pos: header into *h and, with want_body, its frame in r->buf, checked;
+   KL_ECORRUPT if it runs past `limit` or the file's end. */
+int kl_seg_reader_batch(kl_seg_reader *r, uint64_t pos, uint64_t limit, int want_body,
+                        struct kl_batch_hdr *h);
 void kl_read_free(kl_log *log);
 /* The batch holding committed block `index`: its segment, position and header. */
 struct kl_batch_hdr;

@@ -51,18 +51,7 @@
 /* Give up trusting a saved index after this many bad trailing entries. */
 #define IDX_MAX_POPS 64
 
-/* Reading batches of one segment file with pread (never mmap: the bytes
- * past the committed end may be cut by a writer while we look). */
-typedef struct seg_reader {
-    kl_log *log;
-    uint64_t first;
-    int fd;
-    uint64_t fsize;
-    uint8_t *buf;
-    size_t cap;
-} seg_reader;
-
-static int reader_open(kl_log *log, seg_reader *r, uint64_t first) {
+int kl_seg_reader_open(kl_log *log, kl_seg_reader *r, uint64_t first, uint64_t max_fork) {
     char path[4096];
     kl_seg_file(log, path, sizeof path, first, "log");
     memset(r, 0, sizeof *r);
@@ -84,21 +73,19 @@ static int reader_open(kl_log *log, seg_reader *r, uint64_t first) {
     rc = kl_seg_header_decode(h, got, first);
     if (rc < 0)
         return kl_err_prefix(rc, "%s: ", path);
+    if (kl_seg_header_fork(h) > max_fork)
+        return kl_errf(KL_ECORRUPT, "%s: a segment of a later fork", path);
     return 0;
 }
 
-static void reader_close(seg_reader *r) {
+void kl_seg_reader_close(kl_seg_reader *r) {
     kl_io_close(r->log->io, r->fd);
     free(r->buf);
     r->fd = -1;
     r->buf = NULL;
 }
 
-/*
- * The batch at pos: header into *h, and if want_body the whole frame into
- * r->buf, checked. Fails (KL_ECORRUPT) if it runs past `limit`.
- */
-static int reader_batch(seg_reader *r, uint64_t pos, uint64_t limit, int want_body,
+int kl_seg_reader_batch(kl_seg_reader *r, uint64_t pos, uint64_t limit, int want_body,
                         kl_batch_hdr *h) {
     uint8_t hb[KL_BATCH_HEADER_BYTES];
     size_t got = 0;
@@ -311,31 +298,15 @@ static int span_room(kl_log *log, span_tree *t) {
 
 /* Add the blocks of one checked batch (its frame in r->buf) to the tree. */
 static int span_add_batch(kl_log *log, span_tree *t, const kl_batch_hdr *h, const uint8_t *frame) {
-    const uint8_t *raw = kl_batch_stored(h, frame);
-    if (h->codec == KL_CODEC_ZSTD) {
-        if (!t->dctx && !(t->dctx = ZSTD_createDCtx()))
-            return kl_errf(KL_ENOMEM, "zstd context");
-        if (t->raw_cap < h->raw_len) {
-            uint8_t *nr = realloc(t->raw, h->raw_len);
-            if (!nr)
-                return kl_errf(KL_ENOMEM, "batch of %u bytes", h->raw_len);
-            t->raw = nr;
-            t->raw_cap = h->raw_len;
-        }
-        int rc = kl_batch_decompress(t->dctx, h, raw, t->raw);
-        if (rc < 0)
-            return rc;
-        raw = t->raw;
-    } else {
-        int rc = kl_batch_table_verify(h, raw);
-        if (rc < 0)
-            return rc;
-    }
+    const uint8_t *raw = NULL;
+    int rc = kl_batch_body(h, frame, &t->dctx, &t->raw, &t->raw_cap, &raw);
+    if (rc < 0)
+        return rc;
     uint64_t group = UINT64_C(1) << log->tree_low;
     for (uint32_t k = 0; k < h->count; k++) {
         const uint8_t *data;
         size_t size;
-        int rc = kl_batch_block(h, raw, k, &data, &size);
+        rc = kl_batch_block(h, raw, k, &data, &size);
         if (rc < 0)
             return rc;
         if (h->first_index + k < t->skip_until)
@@ -423,10 +394,10 @@ static int is_damage(const uint64_t *firsts, size_t n, size_t si, uint64_t index
  * *to is the block after them, and *next_pos where the next batch is, or
  * UINT64_MAX if its header is damaged too (then the rest of the segment).
  */
-static int damaged_batch(seg_reader *r, uint64_t pos, uint64_t index, uint64_t seg_next,
+static int damaged_batch(kl_seg_reader *r, uint64_t pos, uint64_t index, uint64_t seg_next,
                          uint64_t *to, uint64_t *next_pos, uint64_t *bytes) {
     kl_batch_hdr h;
-    int rc = reader_batch(r, pos, UINT64_MAX, 0, &h);
+    int rc = kl_seg_reader_batch(r, pos, UINT64_MAX, 0, &h);
     if (rc < 0 && !is_verdict(rc))
         return rc;
     kl_err_clear();
@@ -473,8 +444,8 @@ static int span_checks_out(kl_log *log, const uint64_t *firsts, size_t n, const 
     t.buf = malloc(t.cap);
     if (!t.buf)
         return kl_errf(KL_ENOMEM, "checking the newest commit");
-    seg_reader r;
-    rc = reader_open(log, &r, firsts[si]);
+    kl_seg_reader r;
+    rc = kl_seg_reader_open(log, &r, firsts[si], UINT64_MAX);
     uint64_t pos = a->active_end, index = a->length, bytes = a->byte_length;
     int bytes_known = 1;
     while (rc == 0) {
@@ -488,9 +459,9 @@ static int span_checks_out(kl_log *log, const uint64_t *firsts, size_t n, const 
             break;
         }
         if (si + 1 < n && firsts[si + 1] == index && firsts[si] < c->active_segment) {
-            reader_close(&r);
+            kl_seg_reader_close(&r);
             si++;
-            rc = reader_open(log, &r, firsts[si]);
+            rc = kl_seg_reader_open(log, &r, firsts[si], UINT64_MAX);
             pos = KL_SEG_HEADER_BYTES;
             if (is_verdict(rc) && is_damage(firsts, n, si, index, c)) {
                 pos = UINT64_MAX; /* a damaged segment header: the whole segment */
@@ -501,7 +472,7 @@ static int span_checks_out(kl_log *log, const uint64_t *firsts, size_t n, const 
         }
         kl_batch_hdr h;
         if (pos != UINT64_MAX) {
-            rc = reader_batch(&r, pos, UINT64_MAX, 1, &h);
+            rc = kl_seg_reader_batch(&r, pos, UINT64_MAX, 1, &h);
             if (rc == 0 && (h.first_index != index || index + h.count > c->length))
                 rc = kl_errf(KL_ECORRUPT, "batch at offset %llu is not block %llu's",
                              (unsigned long long)pos, (unsigned long long)index);
@@ -536,7 +507,7 @@ static int span_checks_out(kl_log *log, const uint64_t *firsts, size_t n, const 
         /* a damaged header hides where the next batch is: go on at the next segment */
         KL_ASSERT(next_pos != UINT64_MAX || firsts[si + 1] == index);
     }
-    reader_close(&r);
+    kl_seg_reader_close(&r);
     free(t.buf);
     free(t.raw);
     ZSTD_freeDCtx(t.dctx);
@@ -568,7 +539,7 @@ static int cut_segments(kl_log *log, const uint64_t *firsts, size_t n, const kl_
  * one's batch header), then the missing ones from batch headers. A header
  * that does not read leaves the time index shorter (a prefix), not wrong.
  */
-static int index_active_tix(kl_log *log, kl_seg *seg, seg_reader *r, uint64_t end) {
+static int index_active_tix(kl_log *log, kl_seg *seg, kl_seg_reader *r, uint64_t end) {
     char path[4096];
     kl_seg_file(log, path, sizeof path, seg->first, "tix");
     uint64_t n = atomic_load(&seg->idx.count), k = 0;
@@ -585,7 +556,7 @@ static int index_active_tix(kl_log *log, kl_seg *seg, seg_reader *r, uint64_t en
         kl_batch_hdr h;
         kl_tidx_entry(&seg->tix, k - 1, &ts, &rel);
         kl_oidx_entry(&seg->idx, k - 1, &irel, &pos);
-        int rc = reader_batch(r, pos, end, 0, &h);
+        int rc = kl_seg_reader_batch(r, pos, end, 0, &h);
         if (rc < 0 && !is_verdict(rc))
             return rc;
         if (rc < 0 || h.timestamp_ms != ts || h.first_index != seg->first + rel)
@@ -596,7 +567,7 @@ static int index_active_tix(kl_log *log, kl_seg *seg, seg_reader *r, uint64_t en
         uint64_t rel, pos;
         kl_batch_hdr h;
         kl_oidx_entry(&seg->idx, k, &rel, &pos);
-        int rc = reader_batch(r, pos, end, 0, &h);
+        int rc = kl_seg_reader_batch(r, pos, end, 0, &h);
         if (rc < 0 && !is_verdict(rc))
             return rc;
         if (rc < 0 || h.first_index != seg->first + rel)
@@ -619,10 +590,10 @@ static int index_active(kl_log *log, kl_seg *seg, const kl_slot *s) {
         return rc;
     int sealed_ok;
     kl_oidx_load(&seg->idx, log->io, path, s->active_end, &sealed_ok);
-    seg_reader r;
-    rc = reader_open(log, &r, seg->first);
+    kl_seg_reader r;
+    rc = kl_seg_reader_open(log, &r, seg->first, UINT64_MAX);
     if (rc < 0) {
-        reader_close(&r);
+        kl_seg_reader_close(&r);
         return kl_err_prefix(rc, "active segment: ");
     }
     uint64_t pos = KL_SEG_HEADER_BYTES, index = seg->first;
@@ -633,7 +604,7 @@ static int index_active(kl_log *log, kl_seg *seg, const kl_slot *s) {
         uint64_t rel, p;
         kl_oidx_entry(&seg->idx, n - 1, &rel, &p);
         kl_batch_hdr h;
-        rc = pops < IDX_MAX_POPS ? reader_batch(&r, p, s->active_end, 0, &h) : KL_ECORRUPT;
+        rc = pops < IDX_MAX_POPS ? kl_seg_reader_batch(&r, p, s->active_end, 0, &h) : KL_ECORRUPT;
         if (rc < 0 && !is_verdict(rc))
             goto out;
         if (rc == 0 && h.first_index == seg->first + rel) {
@@ -649,7 +620,7 @@ static int index_active(kl_log *log, kl_seg *seg, const kl_slot *s) {
         goto out;
     while (pos < s->active_end && index < s->length) {
         kl_batch_hdr h;
-        rc = reader_batch(&r, pos, s->active_end, 0, &h);
+        rc = kl_seg_reader_batch(&r, pos, s->active_end, 0, &h);
         if (rc < 0 && !is_verdict(rc))
             goto out;
         if (rc < 0 || h.first_index != index) {
@@ -664,7 +635,7 @@ static int index_active(kl_log *log, kl_seg *seg, const kl_slot *s) {
         seg->bad_from = index;
     rc = 0;
 out:
-    reader_close(&r);
+    kl_seg_reader_close(&r);
     return rc;
 }
 
@@ -701,14 +672,14 @@ static int extend_tail(kl_log *log, kl_slot *acc, uint64_t *grown) {
     span_tree t = {
         .pos = kl_tree_count(acc->length, log->tree_low), .write = 1, .cap = SPAN_FLUSH_BYTES};
     kl_treeb_init(&t.tb, acc->roots, acc->nroots, acc->length, log->tree_low);
-    seg_reader r;
-    rc = reader_open(log, &r, acc->active_segment);
+    kl_seg_reader r;
+    rc = kl_seg_reader_open(log, &r, acc->active_segment, UINT64_MAX);
     if (rc == 0 && !(t.buf = malloc(t.cap)))
         rc = kl_errf(KL_ENOMEM, "recovering the synced tail");
     uint64_t pos = acc->active_end, index = acc->length, bytes = acc->byte_length, ms = 0;
     while (rc == 0) {
         kl_batch_hdr h;
-        rc = reader_batch(&r, pos, UINT64_MAX, 1, &h);
+        rc = kl_seg_reader_batch(&r, pos, UINT64_MAX, 1, &h);
         if (rc == 0 && (h.first_index != index || h.count == 0))
             break;
         if (rc == 0)
@@ -725,7 +696,7 @@ static int extend_tail(kl_log *log, kl_slot *acc, uint64_t *grown) {
     }
     if (rc == 0 && index > acc->length)
         rc = span_flush(log, &t);
-    reader_close(&r);
+    kl_seg_reader_close(&r);
     free(t.buf);
     free(t.raw);
     ZSTD_freeDCtx(t.dctx);
@@ -752,13 +723,13 @@ static int extend_tail(kl_log *log, kl_slot *acc, uint64_t *grown) {
  * at s's end of its active segment? What extend_tail would take back first.
  */
 static int tail_continues(kl_log *log, const kl_slot *s, int *yes) {
-    seg_reader r;
+    kl_seg_reader r;
     kl_batch_hdr h;
     *yes = 0;
-    int rc = reader_open(log, &r, s->active_segment);
+    int rc = kl_seg_reader_open(log, &r, s->active_segment, UINT64_MAX);
     if (rc == 0)
-        rc = reader_batch(&r, s->active_end, UINT64_MAX, 1, &h);
-    reader_close(&r);
+        rc = kl_seg_reader_batch(&r, s->active_end, UINT64_MAX, 1, &h);
+    kl_seg_reader_close(&r);
     if (rc < 0 && !is_verdict(rc))
         return kl_err_prefix(rc, "reading past the last checkpoint: ");
     kl_err_clear();
