@@ -32,6 +32,13 @@
 #define APPEND_DEFAULT_BATCH 1000
 #define PROGRESS_INTERVAL_S  0.5
 
+/*
+ * --expect-length reads all of stdin before appending: at most
+ * KL_MAX_APPEND_BYTES of input, plus one byte to see that there is more
+ * (slurp).
+ */
+#define EXPECT_INPUT_CAP ((size_t)KL_MAX_APPEND_BYTES + 1)
+
 /* A batch never holds more than the input buffer, which holds at most one block and its framing. */
 _Static_assert(KL_MAX_BLOCK_BYTES + LEN32_PREFIX_BYTES <= KL_MAX_APPEND_BYTES,
                "a full input buffer must fit in one kl_log_append call");
@@ -205,11 +212,19 @@ static int append_stream(appender *ap) {
     }
 }
 
-/* --expect-length: all of stdin into the buffer (one atomic batch at most this big). */
+/*
+ * --expect-length: all of stdin into the buffer (one atomic batch at most
+ * KL_MAX_APPEND_BYTES). The buffer may grow to one byte more than that
+ * (EXPECT_INPUT_CAP): a read sees the end of the input only while there is
+ * room to read into, so an input of exactly the maximum needs that byte to
+ * be told from a longer one.
+ */
 static int slurp(appender *ap) {
+    assert(ap->in.max_cap == EXPECT_INPUT_CAP);
     while (!ap->in.eof) {
         if (ap->in.end == ap->in.cap) {
             if (ap->in.cap == ap->in.max_cap) {
+                assert(ap->in.end > KL_MAX_APPEND_BYTES);
                 cli_error("append",
                           "--expect-length: the input is larger than one atomic append can be "
                           "(%u bytes); nothing was appended",
@@ -227,6 +242,7 @@ static int slurp(appender *ap) {
             return CLI_EXIT_RUNTIME;
         }
     }
+    assert(ap->in.end <= KL_MAX_APPEND_BYTES);
     return 0;
 }
 
@@ -331,7 +347,7 @@ static int run_append(const cli_command *cmd, const cli_args *a) {
     if (rc != 0)
         return rc;
     ap.cap_blocks = ap.expect ? 64 : ap.batch_max;
-    size_t in_cap = ap.expect ? KL_MAX_APPEND_BYTES : KL_MAX_BLOCK_BYTES + LEN32_PREFIX_BYTES;
+    size_t in_cap = ap.expect ? EXPECT_INPUT_CAP : KL_MAX_BLOCK_BYTES + LEN32_PREFIX_BYTES;
     ap.blocks = malloc(ap.cap_blocks * sizeof *ap.blocks);
     if (!ap.blocks || input_init(&ap.in, STDIN_FILENO, in_cap)) {
         free(ap.blocks);

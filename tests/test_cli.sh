@@ -502,6 +502,40 @@ test_malformed_input() {
     assert_eq "$(length "$log")" 18 "unreadable stdin: nothing appended"
 }
 
+# ---------------------------------------------------------------- one atomic append's limit
+# big_lines: exactly KL_MAX_APPEND_BYTES (256 MiB) of lines input, streamed, never
+# stored: four lines of 64 MiB - 1 bytes (a, b, c, d), each with its '\n'. A line is
+# one block of at most KL_MAX_BLOCK_BYTES (64 MiB) without its '\n', so the blocks
+# are legal; 64 MiB blocks in len32 would be 4 bytes each over, with their prefixes.
+big_lines() {
+    local c
+    for c in a b c d; do
+        head -c $((64 * 1024 * 1024 - 1)) /dev/zero | tr '\0' "$c"
+        printf '\n'
+    done
+}
+test_expect_length_limit() {
+    local log=$T/limit max=$((256 * 1024 * 1024)) block=$((64 * 1024 * 1024 - 1)) before
+    run init "$log" --fsync never
+    before=$(state "$log")
+    # One byte more than one append may hold: refused, nothing appended.
+    run_in <(big_lines && printf 'e') append "$log" --expect-length 0
+    local why="larger than one atomic append can be \\($max bytes\\); nothing was appended$"
+    expect_error 1 "append: --expect-length: the input is $why" \
+        "--expect-length with 256 MiB + 1 bytes of input"
+    expect_unchanged "$log" "$before" "input over the limit"
+    # Exactly the limit: appended, as one batch of four blocks.
+    run_in <(big_lines) append "$log" --expect-length 0 --acks
+    assert_eq "$STATUS" 0 "--expect-length with exactly 256 MiB of input (stderr: $(cat "$T/err"))"
+    assert_eq "$(cat "$T/out")" 4 "256 MiB input: the ack is the new length"
+    run info "$log" --json
+    check "256 MiB input: byte_length $((4 * block)): $(head -c 40 "$T/out")" \
+        grep -q "\"byte_length\":$((4 * block))," "$T/out"
+    assert_eq "$("$K" get "$log" 3 | cksum)" "$(head -c "$block" /dev/zero | tr '\0' d | cksum)" \
+        "256 MiB input: the last block"
+    rm -rf "$log"
+}
+
 # ---------------------------------------------------------------- a million lines
 test_million_lines() {
     local log=$T/million
@@ -692,6 +726,7 @@ test_usage_errors
 test_runtime_errors
 test_replication_errors
 test_malformed_input
+test_expect_length_limit
 test_million_lines
 test_signed_core
 test_proof_cli
