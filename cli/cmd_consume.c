@@ -41,10 +41,10 @@ static const cli_flag consume_flags[] = {
     {NULL, NULL},
 };
 
-/* Report a cursor whose fork is not the log's, and how to go on. */
+/* Report a cursor whose log changed under it (truncated, or lost blocks), and how to go on. */
 static int fork_error(const char *what, const char *dir, const char *name, kl_log *log) {
     cli_error(what,
-              "%s; check what the truncation removed, then move the cursor with "
+              "%s; check what changed, then move the cursor with "
               "'kappalog cursor %s %s --reset INDEX'",
               kl_log_last_error(log), dir, name);
     return CLI_EXIT_RUNTIME;
@@ -128,12 +128,6 @@ static int run_consume(const cli_command *cmd, const cli_args *a) {
         rc = fork_error("consume", a->pos[0], name, log);
     } else if (rc < 0) {
         rc = cli_kl_error("consume", rc, log);
-    } else if (kl_cursor_position(c) > kl_log_length(log)) {
-        cli_error("consume",
-                  "cursor '%s' is at block %" PRIu64 ", past the end of the log (length %" PRIu64
-                  "); move it with 'kappalog cursor %s %s --reset INDEX'",
-                  name, kl_cursor_position(c), kl_log_length(log), a->pos[0], name);
-        rc = CLI_EXIT_RUNTIME;
     } else {
         cli_stdout_init();
         rc = consume_loop(log, c, emit, max, a->val[C_FOLLOW] != NULL);
@@ -159,7 +153,7 @@ static int print_cursors(const kl_cursor_info *v, size_t n, uint64_t length, uin
     for (size_t i = 0; i < n; i++) {
         const kl_cursor_info *ci = &v[i];
         /* lag: blocks still to consume; for a cursor of another fork, unknown */
-        int known = !ci->damaged && ci->fork == fork && ci->position <= length;
+        int known = !ci->damaged && !ci->diverged && ci->fork == fork && ci->position <= length;
         uint64_t lag = known ? length - ci->position : 0;
         if (json) {
             printf("%s{\"name\":\"%s\",\"position\":%" PRIu64 ",\"fork\":%" PRIu64, i ? "," : "",
@@ -168,6 +162,7 @@ static int print_cursors(const kl_cursor_info *v, size_t n, uint64_t length, uin
             printf(",\"state\":\"%s\"}", ci->damaged             ? "damaged"
                                          : ci->fork != fork      ? "fork changed"
                                          : ci->position > length ? "past the end"
+                                         : ci->diverged          ? "diverged"
                                                                  : "ok");
         } else if (ci->damaged) {
             printf("%-24s %14s %6s %14s  damaged: neither slot checks out\n", ci->name, "-", "-",
@@ -179,7 +174,8 @@ static int print_cursors(const kl_cursor_info *v, size_t n, uint64_t length, uin
                    lagbuf,
                    ci->fork != fork        ? "  the log was truncated since (fork changed)"
                    : ci->position > length ? "  past the end of the log"
-                                           : "");
+                   : ci->diverged ? "  the log lost blocks it had read, and others took their place"
+                                  : "");
         }
     }
     if (json)
@@ -273,8 +269,11 @@ const cli_command cli_cmd_consume = {
         "  --max N         stop after N records\n"
         "  --follow        at the end, wait for new commits and go on\n" CLI_RECORD_FORMATS_HELP
         "\n"
-        "A cursor committed before the log was truncated (its fork changed) is\n"
-        "reported, not followed: move it with 'kappalog cursor DIR NAME --reset I'.\n",
+        "A cursor whose log changed under it is reported, not followed: the log was\n"
+        "truncated since (its fork changed), or a crash under fsync interval or\n"
+        "never lost blocks the cursor had read (it is past the end, or the log's\n"
+        "tree hash at its position is not the one it committed). Move it with\n"
+        "'kappalog cursor DIR NAME --reset I'.\n",
     .flags = consume_flags,
     .arg_names = {"DIR"},
     .min_args = 1,

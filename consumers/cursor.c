@@ -40,8 +40,11 @@
 #include "cursor.h"
 
 #define CUR_MAGIC       "KLCURSOR"
-#define CUR_VERSION     1u
-#define CUR_CHECKSUM_AT 56u /* XXH3-64 of bytes [0, 56) */
+#define CUR_VERSION     2u  /* 1: no tree hash; read, never written */
+#define CUR_V1_CHECK_AT 56u /* version 1: XXH3-64 of bytes [0, 56) */
+#define CUR_HASH_AT     56u /* version 2: the tree hash at the position, 32 bytes */
+#define CUR_CHECKSUM_AT 88u /* version 2: XXH3-64 of bytes [0, 88) */
+#define CUR_FLAG_HASH   1u  /* version 2 flags: the tree hash is present */
 #define CUR_NAME_MAX    64u
 #define CUR_DIR         "consumers"
 #define CUR_EXT         ".cursor"
@@ -88,26 +91,41 @@ void kl_cur_slot_encode(uint8_t *p, const cur_slot *s) {
     memset(p, 0, CUR_SLOT_BYTES);
     memcpy(p, CUR_MAGIC, 8);
     kl_store32(p + 8, CUR_VERSION);
+    kl_store32(p + 12, s->has_hash ? CUR_FLAG_HASH : 0);
     kl_store64(p + 16, s->seq);
     kl_store64(p + 24, s->position);
     kl_store64(p + 32, s->fork);
     kl_store64(p + 40, s->commit_ms);
+    if (s->has_hash)
+        memcpy(p + CUR_HASH_AT, s->tree_hash, 32);
     kl_store64(p + CUR_CHECKSUM_AT, XXH3_64bits(p, CUR_CHECKSUM_AT));
 }
 
-/* 0 if the slot at p checks out (magic, version, reserved bytes zero, checksum). */
+/*
+ * 0 if the slot at p checks out (magic, a known version, reserved bytes
+ * zero, checksum): version 2, or a version 1 slot written before the tree
+ * hash was kept (read as having none).
+ */
 static int slot_decode(const uint8_t *p, cur_slot *s) {
     KL_ASSERT(p != NULL);
     if (memcmp(p, CUR_MAGIC, 8) != 0)
         return -1;
-    if (kl_load32(p + 8) != CUR_VERSION || kl_load32(p + 12) != 0 || kl_load64(p + 48) != 0)
+    uint32_t version = kl_load32(p + 8), flags = kl_load32(p + 12);
+    size_t check_at = version == 1 ? CUR_V1_CHECK_AT : CUR_CHECKSUM_AT;
+    if (version != 1 && version != CUR_VERSION)
         return -1;
-    if (kl_load64(p + CUR_CHECKSUM_AT) != XXH3_64bits(p, CUR_CHECKSUM_AT))
+    if ((version == 1 ? flags != 0 : (flags & ~CUR_FLAG_HASH) != 0) || kl_load64(p + 48) != 0)
+        return -1;
+    if (kl_load64(p + check_at) != XXH3_64bits(p, check_at))
         return -1;
     s->seq = kl_load64(p + 16);
     s->position = kl_load64(p + 24);
     s->fork = kl_load64(p + 32);
     s->commit_ms = kl_load64(p + 40);
+    s->has_hash = (flags & CUR_FLAG_HASH) != 0;
+    memset(s->tree_hash, 0, sizeof s->tree_hash);
+    if (s->has_hash)
+        memcpy(s->tree_hash, p + CUR_HASH_AT, 32);
     return s->seq == 0 ? -1 : 0;
 }
 
@@ -236,6 +254,55 @@ static kl_cursor *cursor_alloc(kl_log *log, const char *name) {
     return c;
 }
 
+/*
+ * Is the log still the one the cursor read? Same fork; the position within
+ * the log; and, if the slot keeps the tree hash, the log's tree hash at the
+ * position the one the commit saw. Under fsync `interval` or `never` a
+ * crash can lose appends the cursor had already read and committed (its
+ * own file is synced): the log comes back shorter, and new appends may
+ * take the lost blocks' places. A read-only handle is refreshed first if
+ * it looks older than the cursor. 0, or KL_EFORK saying which.
+ */
+static int check_log(kl_cursor *c) {
+    const unsigned long long pos = c->last.position;
+    if (c->last.fork != log_fork(c->log) || pos > kl_log_length(c->log)) {
+        int rc = kl_log_refresh(c->log); /* another process may have appended */
+        if (rc < 0)
+            return rc;
+    }
+    uint64_t fork = log_fork(c->log);
+    if (c->last.fork != fork)
+        return kl_errf(KL_EFORK,
+                       "cursor '%s' is at block %llu of fork %llu, but the log is at fork %llu: "
+                       "it was truncated since",
+                       c->name, pos, (unsigned long long)c->last.fork, (unsigned long long)fork);
+    unsigned long long len = kl_log_length(c->log);
+    if (pos > len)
+        return kl_errf(KL_EFORK,
+                       "cursor '%s' is at block %llu, but the log has %llu blocks: it lost "
+                       "blocks the cursor had read (a crash under fsync interval or never loses "
+                       "the appends not yet synced)",
+                       c->name, pos, len);
+    if (!c->last.has_hash)
+        return 0; /* written by a version that did not keep it */
+    uint8_t th[32];
+    int rc = kl_log_tree_hash(c->log, pos, th);
+    if (rc == KL_ECORRUPT) {
+        kl_err_clear(); /* damage below the position: reported to whoever reads it */
+        return 0;
+    }
+    if (rc < 0)
+        return rc;
+    if (memcmp(th, c->last.tree_hash, sizeof th) != 0)
+        return kl_errf(KL_EFORK,
+                       "cursor '%s' is at block %llu, but the log's first %llu blocks are not the "
+                       "ones it read (their tree hash differs): a crash under fsync interval or "
+                       "never lost blocks the cursor had read, and others were appended in their "
+                       "place",
+                       c->name, pos, pos);
+    return 0;
+}
+
 int kl_cursor_open(kl_log *log, const char *name, unsigned flags, kl_cursor **out) {
     kl_err_clear();
     if (!log || !out)
@@ -258,14 +325,8 @@ int kl_cursor_open(kl_log *log, const char *name, unsigned flags, kl_cursor **ou
         return kl_log_err(log, rc);
     }
     *out = c;
-    uint64_t fork = log_fork(log);
-    if (c->last.fork != fork)
-        return kl_log_err(log, kl_errf(KL_EFORK,
-                                       "cursor '%s' is at block %llu of fork %llu, but the log "
-                                       "is at fork %llu: it was truncated since",
-                                       name, (unsigned long long)c->last.position,
-                                       (unsigned long long)c->last.fork, (unsigned long long)fork));
-    return 0;
+    rc = check_log(c);
+    return rc < 0 ? kl_log_err(log, rc) : 0;
 }
 
 void kl_cursor_close(kl_cursor *c) {
@@ -299,6 +360,13 @@ int kl_cursor_commit(kl_cursor *c, uint64_t position) {
                   .position = position,
                   .fork = log_fork(c->log),
                   .commit_ms = kl_now_ms()};
+    /* the tree hash that lets a later open see the log diverge below position (check_log) */
+    int hrc = kl_log_tree_hash(c->log, position, s.tree_hash);
+    if (hrc == KL_ECORRUPT)
+        kl_err_clear(); /* a damaged block under it: commit without (nothing to compare later) */
+    else if (hrc < 0)
+        return kl_log_err(c->log, kl_err_prefix(hrc, "committing cursor '%s': ", c->name));
+    s.has_hash = hrc == 0;
     int slot = 1 - c->last_slot;
     kl_cur_slot_encode(c->buf, &s);
     int rc =
@@ -357,6 +425,10 @@ static void list_one(kl_log *log, const char *name, kl_cursor_info *ci) {
     } else {
         ci->position = s.position;
         ci->fork = s.fork;
+        uint8_t th[32];
+        ci->diverged = s.has_hash && s.fork == log_fork(log) && s.position <= kl_log_length(log) &&
+                       kl_log_tree_hash(log, s.position, th) == 0 &&
+                       memcmp(th, s.tree_hash, sizeof th) != 0;
     }
     if (io) {
         kl_io_close(io, fd);

@@ -14,6 +14,8 @@
 
 typedef struct cur_slot {
     uint64_t seq, position, fork, commit_ms;
+    int has_hash;          /* tree_hash holds the log's tree hash at position (version 2) */
+    uint8_t tree_hash[32]; /* kl_log_tree_hash(log, position) when committed */
 } cur_slot;
 
 /* Encode s into CUR_SLOT_BYTES at p. */

@@ -435,6 +435,26 @@ int kl_log_node(kl_log *log, uint64_t index, kl_node *out) {
     return kl_node_src_get(&s, index, out);
 }
 
+int kl_log_tree_hash(kl_log *log, uint64_t length, unsigned char out[32]) {
+    if (!log || !out)
+        return kl_errf(KL_EINVAL, "kl_log_tree_hash: NULL argument");
+    kl_node_src s = {log, atomic_load_explicit(&log->length, memory_order_acquire)};
+    if (length > s.length)
+        return kl_log_err(log, kl_errf(KL_EINVAL, "tree hash at %llu: past the end (length %llu)",
+                                       (unsigned long long)length, (unsigned long long)s.length));
+    uint64_t idx[KL_MAX_ROOTS];
+    kl_node roots[KL_MAX_ROOTS];
+    size_t n = kl_ft_full_roots(length, idx);
+    for (size_t i = 0; i < n; i++) {
+        int rc = kl_node_src_get(&s, idx[i], &roots[i]);
+        if (rc < 0)
+            return kl_log_err(log,
+                              kl_err_prefix(rc, "tree hash at %llu: ", (unsigned long long)length));
+    }
+    kl_hc_tree_hash(roots, n, out);
+    return 0;
+}
+
 int kl_batch_at(kl_log *log, uint64_t index, uint64_t *seg_first, uint64_t *pos, kl_batch_hdr *h) {
     pthread_rwlock_rdlock(&log->segs_lock);
     kl_seg *s = NULL;

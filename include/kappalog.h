@@ -201,6 +201,19 @@ KL_API int kl_log_get(kl_log *log, uint64_t index, void *buf, size_t buf_size, s
 KL_API uint64_t kl_log_length(kl_log *log);
 KL_API uint64_t kl_log_byte_length(kl_log *log);
 
+/*
+ * The Hypercore tree hash of the log's first `length` blocks (hypercore's
+ * treeHash(length)): BLAKE2b-256 over the roots of that tree. It names
+ * those blocks exactly: two logs of one key share it at `length` only if
+ * their first `length` blocks are the same. Consumers store it with a
+ * position to find out that the log below that position changed (a crash
+ * under `interval` or `never` lost blocks they had read, and others were
+ * appended in their place). Reads the tree's stored nodes and at most 15
+ * blocks. KL_EINVAL past the length, KL_ECORRUPT if a block it must hash
+ * fails its check.
+ */
+KL_API int kl_log_tree_hash(kl_log *log, uint64_t length, unsigned char out[32]);
+
 /* Facts about a log, for `kappalog info`. */
 typedef struct kl_info {
     uint64_t length;         /* blocks committed */
@@ -403,12 +416,16 @@ typedef struct kl_cursor kl_cursor;
 /*
  * Open cursor `name` of `log` (KL_ENOTFOUND if absent and not created;
  * KL_EBUSY if another consumer has it open: one consumer per cursor).
- * KL_EFORK if the cursor was committed at another fork than the log's (the
- * log was truncated since): the cursor still opens (*out is set) and
- * reports its old position and fork; kl_cursor_commit moves it to the new
- * fork. The check is strict, since the log does not record where past
- * truncations cut. A damaged cursor file (neither slot checks out) is
- * KL_ECORRUPT.
+ * KL_EFORK if the log is no longer the one the cursor read: it was
+ * committed at another fork than the log's (the log was truncated since;
+ * the check is strict, since the log does not record where past
+ * truncations cut), or the log lost blocks the cursor had read (a crash
+ * under fsync `interval` or `never`): its position is past the log's end,
+ * or the log's tree hash at the position is not the one the cursor's
+ * commit stored (kl_log_tree_hash: others were appended in the lost
+ * blocks' places). The cursor still opens (*out is set) and reports its
+ * old position and fork; kl_cursor_commit moves it. A damaged cursor
+ * file (neither slot checks out) is KL_ECORRUPT.
  */
 KL_API int kl_cursor_open(kl_log *log, const char *name, unsigned flags, kl_cursor **out);
 KL_API void kl_cursor_close(kl_cursor *c);
@@ -431,7 +448,9 @@ typedef struct kl_cursor_info {
     char name[65];
     uint64_t position;
     uint64_t fork;
-    int damaged; /* neither slot checks out: position and fork are 0 */
+    int damaged;  /* neither slot checks out: position and fork are 0 */
+    int diverged; /* same fork, but the log's tree hash at position is not the one the
+                     cursor committed: the log lost blocks it had read (kl_cursor_open) */
 } kl_cursor_info;
 
 /* *out is malloc'ed (*n entries, sorted by name; free it). */

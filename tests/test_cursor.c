@@ -3,8 +3,10 @@
  * positions survive reopening, a torn or damaged slot falls back to the
  * other one, a failed write or a power loss at any point leaves the old or
  * the new position (never another), a truncation of the log is reported as
- * a fork change, one consumer per cursor, bad names and positions past the
- * end are refused without changing anything.
+ * a fork change, a log that lost blocks a cursor read (a power loss under
+ * `never`) is reported (past the end, then by its tree hash), one consumer
+ * per cursor, bad names and positions past the end are refused without
+ * changing anything, and a version 1 slot is still read.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -16,12 +18,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include <cmocka.h>
 
 #include "engine/io/io_fault.h"
 #include "engine/log_internal.h"
+#include "engine/util.h"
 #include "testutil.h"
 
 #define SEED     5
@@ -317,6 +322,131 @@ static void test_a_failed_write_or_power_loss_leaves_the_old_or_new_position(voi
     tu_rm_log(dir);
 }
 
+/* A cursor's open on dir: its return code, and the log's error text in err. */
+static int open_cursor(const char *dir, char *err, size_t cap) {
+    kl_log *r = tu_open_ro(dir);
+    kl_cursor *c = NULL;
+    int rc = kl_cursor_open(r, "c", 0, &c);
+    snprintf(err, cap, "%s", kl_log_last_error(r));
+    if (rc == 0 || rc == KL_EFORK)
+        assert_int_equal(kl_cursor_position(c), 40); /* it opens, to report and to be moved */
+    kl_cursor_close(c);
+    assert_int_equal(kl_log_close(r), 0);
+    return rc;
+}
+
+static int cursor_diverged(const char *dir) {
+    kl_log *r = tu_open_ro(dir);
+    kl_cursor_info *v = NULL;
+    size_t n = 0;
+    assert_int_equal(kl_cursor_list(r, &v, &n), 0);
+    assert_int_equal(n, 1);
+    int d = v[0].diverged;
+    assert_false(v[0].damaged);
+    free(v);
+    assert_int_equal(kl_log_close(r), 0);
+    return d;
+}
+
+/*
+ * Under `never` the cursor reads and commits (synced) past what the log
+ * has synced; a power loss takes the log back to 20 blocks. The cursor is
+ * reported past the end; once other records fill blocks 20..39 it is
+ * reported as diverged (tree hash); the same records appended again are
+ * what it read, and it goes on.
+ */
+static void test_a_log_that_lost_what_a_cursor_read_is_reported(void **st) {
+    (void)st;
+    char *dir = tu_new_log("cursor", KL_FSYNC_NEVER);
+    kl_log *w = tu_open(dir);
+    assert_int_equal(tu_append_range(w, SEED, MAX_SIZE, 0, 20, 10), 0);
+    assert_int_equal(kl_log_close(w), 0);
+    kl_log *r = tu_open_ro(dir);
+    kl_cursor *c = NULL;
+    assert_int_equal(kl_cursor_open(r, "c", KL_CURSOR_CREATE, &c), 0);
+    kl_cursor_close(c);
+    assert_int_equal(kl_log_close(r), 0);
+
+    kl_fault_plan plan = {.track_power = 1, .skip_real_sync = 1, .shared = 1};
+    kl_io *io = tu_fault_io(&plan);
+    kl_open_options opts;
+    kl_open_options_default(&opts);
+    assert_int_equal(kl_log_open_io(dir, &opts, io, &w), 0);
+    assert_int_equal(tu_append_range(w, SEED, MAX_SIZE, 20, 40, 10), 0);
+    assert_int_equal(kl_cursor_open(w, "c", 0, &c), 0);
+    assert_int_equal(kl_cursor_commit(c, 40), 0); /* the cursor's commit is synced */
+    kl_cursor_close(c);
+    kl_io_fault_crash_now(io);
+    kl_log_close(w); /* fails: the machine is gone */
+    assert_int_equal(kl_io_fault_power_loss(io, KL_POWER_DROP), 0);
+    kl_io_fault_free(io);
+
+    w = tu_open(dir); /* recovery */
+    assert_int_equal(kl_log_length(w), 20);
+    assert_int_equal(kl_log_close(w), 0);
+    char err[512];
+    assert_int_equal(open_cursor(dir, err, sizeof err), KL_EFORK);
+    assert_non_null(strstr(err, "cursor 'c' is at block 40, but the log has 20 blocks"));
+
+    char *tmp = tu_tmpdir("cursor-same"), same[4200];
+    snprintf(same, sizeof same, "%s/log", tmp);
+    tu_copy_dir(dir, same);
+    w = tu_open(same); /* the same records again: what the cursor read */
+    assert_int_equal(tu_append_range(w, SEED, MAX_SIZE, 20, 40, 10), 0);
+    assert_int_equal(kl_log_close(w), 0);
+    assert_int_equal(open_cursor(same, err, sizeof err), 0);
+    assert_false(cursor_diverged(same));
+    tu_rmrf(tmp);
+    free(tmp);
+
+    w = tu_open(dir); /* other records in blocks 20..39 */
+    assert_int_equal(tu_append_range(w, SEED + 1, MAX_SIZE, 20, 40, 10), 0);
+    assert_int_equal(kl_log_close(w), 0);
+    assert_int_equal(open_cursor(dir, err, sizeof err), KL_EFORK);
+    assert_non_null(strstr(err, "the log's first 40 blocks are not the ones it read"));
+    assert_true(cursor_diverged(dir));
+    r = tu_open_ro(dir); /* a commit moves it, and it opens again */
+    assert_int_equal(kl_cursor_open(r, "c", 0, &c), KL_EFORK);
+    assert_int_equal(kl_cursor_commit(c, 40), 0);
+    kl_cursor_close(c);
+    assert_int_equal(kl_log_close(r), 0);
+    assert_int_equal(open_cursor(dir, err, sizeof err), 0);
+    assert_false(cursor_diverged(dir));
+    tu_rm_log(dir);
+}
+
+/* A slot of version 1 (before the tree hash) is read, without that check. */
+static void test_a_version_1_cursor_is_read(void **st) {
+    (void)st;
+    char *dir = log_with(50);
+    uint8_t b[1024] = {0};
+    memcpy(b, "KLCURSOR", 8);
+    kl_store32(b + 8, 1);
+    kl_store64(b + 16, 3);  /* sequence */
+    kl_store64(b + 24, 40); /* position */
+    kl_store64(b + 56, XXH3_64bits(b, 56));
+    char path[4200];
+    snprintf(path, sizeof path, "%s/consumers", dir);
+    assert_int_equal(mkdir(path, 0755), 0);
+    cursor_file(dir, "c", path, sizeof path);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(b, 1, sizeof b, f), sizeof b);
+    assert_int_equal(fclose(f), 0);
+    char err[512];
+    assert_int_equal(open_cursor(dir, err, sizeof err), 0);
+    assert_false(cursor_diverged(dir));
+    b[24] ^= 1; /* a version 1 slot's checksum still counts */
+    f = fopen(path, "wb");
+    assert_int_equal(fwrite(b, 1, sizeof b, f), sizeof b);
+    assert_int_equal(fclose(f), 0);
+    kl_log *r = tu_open_ro(dir);
+    kl_cursor *c = NULL;
+    assert_int_equal(kl_cursor_open(r, "c", 0, &c), KL_ECORRUPT);
+    assert_int_equal(kl_log_close(r), 0);
+    tu_rm_log(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_cursor_keeps_its_position_across_reopens),
@@ -326,6 +456,8 @@ int main(void) {
         cmocka_unit_test(test_consumers_creating_one_cursor_at_once_get_it_once),
         cmocka_unit_test(test_a_truncation_is_reported_as_a_fork_change),
         cmocka_unit_test(test_a_failed_write_or_power_loss_leaves_the_old_or_new_position),
+        cmocka_unit_test(test_a_log_that_lost_what_a_cursor_read_is_reported),
+        cmocka_unit_test(test_a_version_1_cursor_is_read),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

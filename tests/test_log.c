@@ -102,6 +102,37 @@ static void test_packed_batches_are_written_in_place_and_read_back(void **state)
  * the signed tree must be the oracle's, record for record, across batches
  * of 256 blocks and more.
  */
+/*
+ * kl_log_tree_hash at every length up to 300 (low nodes hashed from
+ * blocks, stored ones read), and at lengths up to 3300, is the tree hash
+ * the test's own tree builder makes of the same records; past the end is
+ * refused.
+ */
+static void test_tree_hash_at_any_length(void **state) {
+    (void)state;
+    char *dir = tu_new_log("treehash", KL_FSYNC_NEVER);
+    kl_log *log = tu_open(dir);
+    enum { MAX = 150, N = 3300 };
+    assert_int_equal(tu_append_range(log, 29, MAX, 0, N, 97), 0);
+    tu_tree t;
+    tu_tree_init(&t);
+    uint8_t want[KL_HASH_BYTES], got[KL_HASH_BYTES];
+    for (uint64_t n = 0; n <= N; n += n < 300 ? 1 : 61) {
+        tu_tree_grow(&t, 29, MAX, n);
+        tu_tree_hash(&t, want);
+        assert_int_equal(kl_log_tree_hash(log, n, got), 0);
+        if (memcmp(got, want, sizeof got) != 0)
+            fail_msg("tree hash at length %llu differs", (unsigned long long)n);
+    }
+    kl_info info;
+    assert_int_equal(kl_log_info(log, &info), 0);
+    assert_int_equal(kl_log_tree_hash(log, N, got), 0);
+    assert_memory_equal(got, info.tree_hash, sizeof got);
+    assert_int_equal(kl_log_tree_hash(log, N + 1, got), KL_EINVAL);
+    assert_int_equal(kl_log_close(log), 0);
+    tu_rm_log(dir);
+}
+
 static void test_big_always_commits_sign_the_right_tree(void **state) {
     (void)state;
     char *dir = tu_tmpdir("bigalways");
@@ -275,6 +306,7 @@ int main(void) {
         cmocka_unit_test(test_refused_io_uring_falls_back_to_posix),
         cmocka_unit_test(test_packed_batches_are_written_in_place_and_read_back),
         cmocka_unit_test(test_big_always_commits_sign_the_right_tree),
+        cmocka_unit_test(test_tree_hash_at_any_length),
         cmocka_unit_test(test_concurrent_packed_batches_share_commits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -492,6 +492,16 @@ uint64_t kl_io_fault_ops(kl_io *io) {
     return n;
 }
 
+void kl_io_fault_crash_now(kl_io *io) {
+    fault_io *f = (fault_io *)io;
+    pthread_mutex_lock(&f->mu);
+    if (!f->crashed) {
+        f->crashed = 1;
+        f->crash_ns = kl_mono_ns();
+    }
+    pthread_mutex_unlock(&f->mu);
+}
+
 int kl_io_fault_crashed(kl_io *io) {
     fault_io *f = (fault_io *)io;
     pthread_mutex_lock(&f->mu);

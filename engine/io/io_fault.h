@@ -57,6 +57,9 @@ uint64_t kl_io_fault_ops(kl_io *io);
 /* Whether the crash point was reached. */
 int kl_io_fault_crashed(kl_io *io);
 
+/* Crash now: this and every later op fails with EIO, as past crash_after. */
+void kl_io_fault_crash_now(kl_io *io);
+
 /* kl_mono_ns() when the crash point was reached (0 if not yet). */
 uint64_t kl_io_fault_crash_ns(kl_io *io);
 
