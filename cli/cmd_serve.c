@@ -17,12 +17,13 @@
 #include "cli.h"
 #include "util.h"
 
-enum { S_LISTEN, S_QUIET, S_STALL };
+enum { S_LISTEN, S_QUIET, S_STALL, S_MAX_PEERS };
 
 static const cli_flag serve_flags[] = {
     [S_LISTEN] = {"--listen", "HOST:PORT"},
     [S_QUIET] = {"--quiet", NULL},
     [S_STALL] = {"--stall-ms", "MS"},
+    [S_MAX_PEERS] = {"--max-peers", "N"},
     {NULL, NULL},
 };
 
@@ -66,6 +67,12 @@ static int run_serve(const cli_command *cmd, const cli_args *a) {
             return CLI_EXIT_USAGE;
         o.stall_ms = (uint32_t)ms;
     }
+    if (a->val[S_MAX_PEERS]) {
+        uint64_t n = 0;
+        if (cli_flag_number(cmd, "--max-peers", a->val[S_MAX_PEERS], 0, 1, UINT32_MAX, &n) != 0)
+            return CLI_EXIT_USAGE;
+        o.max_peers = (uint32_t)n;
+    }
     o.stop = &stop_flag;
     o.on_listening = on_listening;
     o.ctx = (void *)a;
@@ -81,7 +88,7 @@ static int run_serve(const cli_command *cmd, const cli_args *a) {
 const cli_command cli_cmd_serve = {
     .name = "serve",
     .summary = "serve logs to Hypercore peers",
-    .usage = "serve DIR... --listen HOST:PORT [--quiet] [--stall-ms MS]\n"
+    .usage = "serve DIR... --listen HOST:PORT [--quiet] [--stall-ms MS] [--max-peers N]\n"
              "\n"
              "Serve the logs in DIR... (up to 16) over the Hypercore wire protocol to any\n"
              "number of peers (a JavaScript hypercore, or `kappalog clone`), until\n"
@@ -90,7 +97,10 @@ const cli_command cli_cmd_serve = {
              "\n"
              "  --listen HOST:PORT  where to listen (port 0: any free port; printed)\n"
              "  --quiet             no line per connection on stderr\n"
-             "  --stall-ms MS       drop a peer that sends nothing for MS ms (default 30000)\n",
+             "  --stall-ms MS       drop a peer that sends nothing for MS ms (default 30000)\n"
+             "  --max-peers N       peers connected at once, N >= 1; one more is accepted and\n"
+             "                      closed (default 1024; either way at most what ulimit -n\n"
+             "                      leaves, and the server says its cap when it starts)\n",
     .flags = serve_flags,
     .arg_names = {"DIR"},
     .min_args = 1,

@@ -314,6 +314,14 @@ typedef struct kl_serve_options {
     /* called once listening, with the address ("HOST:PORT", the port chosen if 0 was asked) */
     void (*on_listening)(void *ctx, const char *address);
     void *ctx;
+    /*
+     * Peers connected at once; a connection past them is accepted and
+     * closed. 0 (the default): 1024, or fewer if the file descriptors
+     * RLIMIT_NOFILE leaves allow fewer. Another value is taken as it is
+     * (above 1024 too: each peer may hold 8 MiB), but lowered to what the
+     * descriptors allow; the line kl_serve logs at the start says so.
+     */
+    uint32_t max_peers;
 } kl_serve_options;
 
 KL_API void kl_serve_options_default(kl_serve_options *opts);

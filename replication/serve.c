@@ -63,14 +63,13 @@
 #define SERVE_BACKLOG_NS 1000000000ull
 #define SERVE_MAX_LOGS   64u
 /*
- * Peers at once: at most SERVE_PEERS_MAX (each may hold KL_CONN_MEM_MAX,
- * 8 MiB), and at most the file descriptors RLIMIT_NOFILE leaves beyond those
- * open at the start and SERVE_FD_RESERVE more (a log maps and opens
- * segments as it grows). A connection past the cap is accepted and closed
- * at once: left in the backlog, the listening socket would stay readable
- * and the loop would spin. When accept itself runs out of descriptors
- * (EMFILE, ENFILE), a spare descriptor is let go to take the connection
- * and close it; without one, accepting pauses for SERVE_ACCEPT_PAUSE_NS.
+ * Peers at once: opts->max_peers, or SERVE_PEERS_MAX when it is 0 (each may
+ * hold KL_CONN_MEM_MAX, 8 MiB), and at most the file descriptors
+ * RLIMIT_NOFILE leaves beyond those open at the start and SERVE_FD_RESERVE
+ * more (a log maps and opens segments as it grows). A connection past the cap is accepted and
+ * closed at once: left in the backlog, the listening socket would stay readable and the loop would
+ * spin. When accept itself runs out of descriptors (EMFILE, ENFILE), a spare descriptor is let go
+ * to take the connection and close it; without one, accepting pauses for SERVE_ACCEPT_PAUSE_NS.
  */
 #define SERVE_PEERS_MAX       1024u
 #define SERVE_FD_RESERVE      32u
@@ -561,16 +560,38 @@ static size_t fds_open(void) {
     return n;
 }
 
-/* SERVE_PEERS_MAX, or fewer when the descriptor limit leaves fewer. */
-static size_t peer_cap(void) {
+/* The peers the descriptors allow: what RLIMIT_NOFILE leaves (at least 1; SIZE_MAX: no limit). */
+static size_t fd_peer_cap(void) {
     struct rlimit rl;
-    size_t cap = SERVE_PEERS_MAX;
+    size_t cap = SIZE_MAX;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
         size_t used = fds_open() + SERVE_FD_RESERVE;
-        cap = rl.rlim_cur > used ? KL_MIN(cap, (size_t)(rl.rlim_cur - used)) : 1;
+        cap = rl.rlim_cur > used ? (size_t)(rl.rlim_cur - used) : 1;
     }
-    KL_ASSERT(cap >= 1 && cap <= SERVE_PEERS_MAX);
+    KL_ASSERT(cap >= 1);
     return cap;
+}
+
+/*
+ * srv->max_peers: opts->max_peers if the descriptors allow it, else what
+ * they allow; 0 asks for SERVE_PEERS_MAX on the same terms. Logged if
+ * say_it, with the reason when an explicit value was lowered.
+ */
+static void set_peer_cap(server *srv, int say_it) {
+    size_t fds = fd_peer_cap();
+    size_t asked = srv->opts->max_peers ? srv->opts->max_peers : SERVE_PEERS_MAX;
+    srv->max_peers = KL_MIN(asked, fds);
+    KL_ASSERT(srv->max_peers >= 1 && srv->max_peers <= asked);
+    if (!say_it)
+        return;
+    if (srv->opts->max_peers == 0 || srv->max_peers == asked)
+        say(srv, "at most %zu peers at once%s", srv->max_peers,
+            srv->opts->max_peers ? " (as asked)" : "");
+    else
+        say(srv,
+            "at most %zu peers at once: %zu were asked, but the file descriptors "
+            "RLIMIT_NOFILE leaves allow only %zu (raise ulimit -n for more)",
+            srv->max_peers, asked, fds);
 }
 
 int kl_serve(const char *const *dirs, size_t ndirs, const char *host_port,
@@ -621,9 +642,7 @@ int kl_serve(const char *const *dirs, size_t ndirs, const char *host_port,
     if (rc == 0)
         rc = kl_loop_add(srv->loop, srv->listen_fd, EPOLLIN, on_accept, srv);
     srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    srv->max_peers = peer_cap(); /* after the logs, the listener and the spare are open */
-    if (rc == 0)
-        say(srv, "at most %zu peers at once", srv->max_peers);
+    set_peer_cap(srv, rc == 0); /* after the logs, the listener and the spare are open */
     if (rc == 0 && srv->opts->on_listening) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;

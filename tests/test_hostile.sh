@@ -39,6 +39,11 @@
 # most 0.2 s of CPU in 2 s (no spin on a listening socket it cannot
 # accept from), and serves a good clone afterwards.
 #
+# --max-peers 2: a third connection is accepted and closed at once (it
+# reads end of file, the refusal is logged) while the first two stay open,
+# and once one of them goes a new connection is kept; --max-peers 0, -1
+# and abc are one-line usage errors.
+#
 # Environment: KAPPALOG, KL_BUILD_DIR (set by ctest).
 
 set -u
@@ -300,4 +305,60 @@ wait "$IDLE_PID"
 kill -INT "$FD_PID"
 wait "$FD_PID" || die "fds: kappalog serve did not end cleanly"
 echo "fds: under ulimit -n 64, 80 idle connections cost the server $((t1 - t0)) ticks in 2 s ($(grep -m1 'at most' "$T/fd.err" | sed 's/^kappalog serve: //'); $(grep -m1 refused "$T/fd.err" | sed 's/^kappalog serve: //')); a good clone then succeeded"
-echo "test_hostile: ${#SERVER_SPECS[@]} hostile servers refused, ${#CLIENT_SPECS[@]} hostile clients closed, the good clone finished, memory per connection within $LIMIT_KIB KiB, no spin out of descriptors"
+# ---- --max-peers 2: two connections are kept, the third is accepted and closed at once (it
+# reads end of file) while the two stay open; once one of them goes, a new one is kept again.
+# A bad value is one line on stderr and exit status 2.
+"$K" serve "$T/small" --listen 127.0.0.1:0 --stall-ms 20000 --max-peers 2 >"$T/cap.out" 2>"$T/cap.err" &
+pid=$!
+PIDS+=("$pid")
+wait_listening max-peers "$T/cap.out"
+grep -q "at most 2 peers at once (as asked)" "$T/cap.err" ||
+    die "max-peers: the server did not say its cap of 2: $(cat "$T/cap.err")"
+# connected COUNT: wait until the server has logged COUNT connections
+connected() {
+    for _ in $(seq 1 100); do
+        [ "$(grep -c ' connected$' "$T/cap.err")" -ge "$1" ] && return 0
+        sleep 0.02
+    done
+    die "max-peers: the server did not log connection $1: $(cat "$T/cap.err")"
+}
+# still_open FD WHAT: nothing to read from FD within 0.5 s, and not its end
+still_open() {
+    read -r -t 0.5 -u "$1" _
+    [ $? -gt 128 ] || die "max-peers: $2 was closed by the server: $(cat "$T/cap.err")"
+}
+exec {c1}<>"/dev/tcp/127.0.0.1/${port##*:}" || die "max-peers: connection 1"
+connected 1
+exec {c2}<>"/dev/tcp/127.0.0.1/${port##*:}" || die "max-peers: connection 2"
+connected 2
+exec {c3}<>"/dev/tcp/127.0.0.1/${port##*:}" || die "max-peers: connection 3 was not accepted"
+read -r -t 5 -u "$c3" _
+st=$?
+[ $st -eq 1 ] || die "max-peers: the third connection did not read end of file (read status $st)"
+still_open "$c1" "the first connection"
+still_open "$c2" "the second connection"
+grep -q "refused 1 connection(s): 2 peers connected, the most this server takes" "$T/cap.err" ||
+    die "max-peers: the refusal was not logged: $(cat "$T/cap.err")"
+[ "$(grep -c ' connected$' "$T/cap.err")" -eq 2 ] || die "max-peers: the third became a peer"
+exec {c3}>&-
+exec {c1}>&-
+for _ in $(seq 1 100); do grep -q ' closed: ' "$T/cap.err" && break; sleep 0.02; done
+grep -q ' closed: ' "$T/cap.err" || die "max-peers: the server did not see connection 1 go"
+exec {c4}<>"/dev/tcp/127.0.0.1/${port##*:}" || die "max-peers: connection 4"
+connected 3
+still_open "$c4" "a connection after one of the two went"
+still_open "$c2" "the second connection"
+exec {c2}>&- {c4}>&-
+kill -INT "$pid"
+wait "$pid" || die "max-peers: kappalog serve did not end cleanly"
+for v in 0 -1 abc; do
+    "$K" serve "$T/small" --listen 127.0.0.1:0 --max-peers "$v" >"$T/cap-bad.out" 2>"$T/cap-bad.err"
+    st=$?
+    [ $st -eq 2 ] || die "max-peers $v: exit status $st, not 2"
+    [ "$(wc -l <"$T/cap-bad.err")" -eq 1 ] && [ ! -s "$T/cap-bad.out" ] ||
+        die "max-peers $v: not one line on stderr and nothing on stdout: $(cat "$T/cap-bad.err")"
+    grep -qE "^kappalog: serve: --max-peers ($v is outside 1\.\.|'$v' is not a non-negative)" \
+        "$T/cap-bad.err" || die "max-peers $v: $(cat "$T/cap-bad.err")"
+done
+echo "max-peers: with --max-peers 2 the third connection read end of file while two stayed open; 0, -1 and abc refused"
+echo "test_hostile: ${#SERVER_SPECS[@]} hostile servers refused, ${#CLIENT_SPECS[@]} hostile clients closed, the good clone finished, memory per connection within $LIMIT_KIB KiB, no spin out of descriptors, --max-peers kept"
