@@ -26,6 +26,11 @@ typedef struct proc_source {
     uint64_t pos;    /* committed position */
     uint64_t txpos;  /* position inside the open write transaction */
     uint64_t target; /* this run applies up to here */
+    /* the log's tree hash at hashed_pos (hashed: known), so that a position
+       stored or checked again costs no second hash (proc_state.c) */
+    int hashed;
+    uint64_t hashed_pos;
+    uint8_t hash[32];
 } proc_source;
 
 struct kl_txn {
@@ -68,12 +73,15 @@ int proc_state_open(kl_processor *p, unsigned flags);
 
 /*
  * Read source i's stored state in t and check it against the log: the same
- * key, the same fork (unless nothing was applied yet), not past its end.
- * Sets p->src[i].txpos.
+ * key, the same fork (unless nothing was applied yet), not past its end,
+ * the same tree hash at the position. Sets p->src[i].txpos.
  */
 int proc_source_load(kl_processor *p, kl_txn *t, size_t i);
 
-/* Write source i's record: position, and the fork and key of s. */
-int proc_source_put(kl_txn *t, size_t i, uint64_t position, const proc_source *s);
+/*
+ * Write source i's record: position, the fork and key of s, and the log's
+ * tree hash at position (left out if a block under it fails its check).
+ */
+int proc_source_put(kl_txn *t, size_t i, uint64_t position, proc_source *s);
 
 #endif

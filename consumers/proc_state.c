@@ -2,14 +2,17 @@
  * proc_state.c - a processor's `state` database (docs/FORMAT.md,
  * "views/<name>/", "A version's LMDB environment"): the `format` record
  * (magic, version, number of sources), the processor's `name`, and one
- * `source.<i>` record per source log (position, fork, the log's key),
+ * `source.<i>` record per source log (position, fork, the log's key, the
+ * log's tree hash at the position),
  * plus the small records the built-in views keep there (`skips`).
  *
  * Invariants: an environment opened again has the same format version,
  * number of sources and name, or is refused; a source's stored key is its
  * log's key, and its fork the log's fork once any of it was applied, or
  * the view refuses to go on (KL_EFORK); a stored position is never past
- * the log's end.
+ * the log's end; and the log's tree hash at that position is the one
+ * stored with it (KL_EFORK otherwise: a crash under `interval` or `never`
+ * lost blocks the view had applied, and others took their places).
  *
  * The one thing a reader would get wrong: the positions are read here
  * inside the write transaction that goes on to apply records, never from
@@ -33,7 +36,8 @@
 #define PROC_MAGIC          "KLVIEWST" /* docs/FORMAT.md, "views/": the state database */
 #define PROC_FORMAT_VERSION 1u
 #define PROC_FORMAT_BYTES   16u /* magic, version, number of sources */
-#define PROC_SOURCE_BYTES   48u /* position, fork, the log's key */
+#define PROC_SOURCE_V1      48u /* position, fork, the log's key */
+#define PROC_SOURCE_BYTES   80u /* ... and the log's tree hash at the position */
 
 int proc_state_get(kl_txn *t, const char *name, void *buf, size_t cap, size_t *n) {
     MDB_val k = {strlen(name), (void *)name}, v;
@@ -61,30 +65,66 @@ static void source_name(size_t i, char out[32]) {
     snprintf(out, 32, "source.%zu", i);
 }
 
-int proc_source_get(kl_txn *t, size_t i, uint64_t *position, uint64_t *fork) {
+/* Read source i's record into b: 1 (with *n 48 or 80), 0 absent, or < 0. */
+static int source_read(kl_txn *t, size_t i, uint8_t b[PROC_SOURCE_BYTES], size_t *n) {
     char name[32];
+    source_name(i, name);
+    int rc = proc_state_get(t, name, b, PROC_SOURCE_BYTES, n);
+    if (rc == 1 && *n != PROC_SOURCE_BYTES && *n != PROC_SOURCE_V1)
+        return kl_errf(KL_ECORRUPT, "view state record '%s' has %zu bytes, not %u or %u", name, *n,
+                       PROC_SOURCE_V1, PROC_SOURCE_BYTES);
+    return rc;
+}
+
+int proc_source_get(kl_txn *t, size_t i, uint64_t *position, uint64_t *fork, uint8_t hash[32],
+                    int *has_hash) {
     uint8_t b[PROC_SOURCE_BYTES];
     size_t n = 0;
-    source_name(i, name);
-    int rc = proc_state_get(t, name, b, sizeof b, &n);
-    if (rc == 1 && n != PROC_SOURCE_BYTES)
-        return kl_errf(KL_ECORRUPT, "view state record '%s' has %zu bytes, not %u", name, n,
-                       PROC_SOURCE_BYTES);
+    int rc = source_read(t, i, b, &n);
     if (rc == 1) {
         *position = kl_load64(b);
         *fork = kl_load64(b + 8);
+        if (hash) {
+            *has_hash = n == PROC_SOURCE_BYTES;
+            memcpy(hash, b + 48, *has_hash ? 32 : 0);
+        }
     }
     return rc;
 }
 
-int proc_source_put(kl_txn *t, size_t i, uint64_t position, const proc_source *s) {
+/*
+ * The log's tree hash at pos into s->hash (s->hashed: known), kept for the
+ * next call at the same position. 0 (also when a block under pos fails its
+ * check: then s->hashed is 0, nothing to compare), or an error.
+ */
+static int source_hash(proc_source *s, uint64_t pos) {
+    if (s->hashed && s->hashed_pos == pos)
+        return 0;
+    s->hashed = 0;
+    int rc = kl_log_tree_hash(s->log, pos, s->hash);
+    if (rc == KL_ECORRUPT) {
+        kl_err_clear(); /* reported to whoever reads the damaged block */
+        return 0;
+    }
+    if (rc < 0)
+        return rc;
+    s->hashed = 1;
+    s->hashed_pos = pos;
+    return 0;
+}
+
+int proc_source_put(kl_txn *t, size_t i, uint64_t position, proc_source *s) {
     char name[32];
     uint8_t b[PROC_SOURCE_BYTES];
     source_name(i, name);
+    int rc = source_hash(s, position);
+    if (rc < 0)
+        return rc;
     kl_store64(b, position);
     kl_store64(b + 8, s->fork);
     memcpy(b + 16, s->key, 32);
-    return proc_state_put(t, name, b, sizeof b);
+    memcpy(b + 48, s->hash, 32);
+    return proc_state_put(t, name, b, s->hashed ? PROC_SOURCE_BYTES : PROC_SOURCE_V1);
 }
 
 /* A new environment: format, name, and every source at block 0. */
@@ -134,14 +174,12 @@ static void hex8(const uint8_t *key, char out[17]) {
 
 int proc_source_load(kl_processor *p, kl_txn *t, size_t i) {
     proc_source *s = &p->src[i];
-    char name[32];
     uint8_t b[PROC_SOURCE_BYTES];
     size_t n = 0;
-    source_name(i, name);
-    int rc = proc_state_get(t, name, b, sizeof b, &n);
-    if (rc == 0 || (rc == 1 && n != PROC_SOURCE_BYTES))
-        return kl_errf(KL_ECORRUPT, "%s: view state record '%s' is missing or damaged", p->path,
-                       name);
+    int rc = source_read(t, i, b, &n);
+    if (rc == 0 || rc == KL_ECORRUPT)
+        return kl_errf(KL_ECORRUPT, "%s: view state record 'source.%zu' is missing or damaged",
+                       p->path, i);
     if (rc < 0)
         return rc;
     uint64_t pos = kl_load64(b), fork = kl_load64(b + 8);
@@ -170,8 +208,20 @@ int proc_source_load(kl_processor *p, kl_txn *t, size_t i) {
         if (pos > kl_log_length(s->log))
             return kl_errf(KL_ENOTFOUND,
                            "the view is at block %" PRIu64 " of %s (source %zu) but the log has "
-                           "%" PRIu64 " blocks (was it replaced?): rebuild the view",
+                           "%" PRIu64 " blocks: it lost blocks the view had applied (a crash "
+                           "under fsync interval or never), or it was replaced: rebuild the view",
                            pos, s->log->dir, i, kl_log_length(s->log));
+    }
+    if (n == PROC_SOURCE_BYTES) { /* the blocks applied are still the log's first pos */
+        if ((rc = source_hash(s, pos)) < 0)
+            return rc;
+        if (s->hashed && memcmp(s->hash, b + 48, 32) != 0)
+            return kl_errf(KL_EFORK,
+                           "the view applied %" PRIu64 " blocks of %s (source %zu), but the log's "
+                           "first %" PRIu64 " blocks are not those (their tree hash differs): a "
+                           "crash under fsync interval or never lost blocks the view had "
+                           "applied, and others were appended in their place; rebuild the view",
+                           pos, s->log->dir, i, pos);
     }
     s->txpos = pos;
     KL_ASSERT(s->txpos <= kl_log_length(s->log));

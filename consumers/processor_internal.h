@@ -26,8 +26,13 @@ int proc_sync(kl_processor *p);
 int proc_state_get(kl_txn *txn, const char *name, void *buf, size_t cap, size_t *n);
 int proc_state_put(kl_txn *txn, const char *name, const void *val, size_t n);
 
-/* A source's stored position and fork, read in txn. 1 found, 0 absent, or < 0. */
-int proc_source_get(kl_txn *txn, size_t source, uint64_t *position, uint64_t *fork);
+/*
+ * A source's stored position and fork, read in txn, and (if hash is not
+ * NULL) the log's tree hash at the position, *has_hash 0 if the record
+ * has none (written before it was kept). 1 found, 0 absent, or < 0.
+ */
+int proc_source_get(kl_txn *txn, size_t source, uint64_t *position, uint64_t *fork,
+                    uint8_t hash[32], int *has_hash);
 
 /* Keys in the data database. */
 uint64_t proc_entries(kl_txn *txn);

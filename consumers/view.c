@@ -441,18 +441,36 @@ int kl_view_scan(const char *dir, const char *name, const void *prefix, size_t p
     return rc < 0 ? rc : s.rc;
 }
 
-/* Position, fork, entries and skips of the version at path. */
-static int stat_version(const char *path, kl_view_info *info, int full) {
+/*
+ * Does the log still hold the blocks a view at pos of `fork` applied? Not
+ * if its tree hash there is another than the view stored (hash). Past the
+ * end, or at another fork, the position and fork tell already.
+ */
+static int diverged(kl_log *log, uint64_t pos, uint64_t fork, const uint8_t hash[32]) {
+    uint8_t th[32];
+    kl_info li;
+    if (kl_log_info(log, &li) < 0 || li.fork != fork || pos > li.length)
+        return 0;
+    int d = kl_log_tree_hash(log, pos, th) == 0 && memcmp(th, hash, sizeof th) != 0;
+    kl_err_clear();
+    return d;
+}
+
+/* Position, fork, entries and skips of the version at path (full), else its position only. */
+static int stat_version(const char *path, kl_log *log, kl_view_info *info, int full) {
     proc_reader *r = NULL;
     int rc = proc_reader_open(path, &r);
     if (rc < 0)
         return rc;
     kl_txn *t = proc_reader_txn(r);
     uint64_t pos = 0, fork = 0;
-    rc = proc_source_get(t, 0, &pos, &fork);
+    uint8_t hash[32];
+    int has_hash = 0;
+    rc = proc_source_get(t, 0, &pos, &fork, hash, &has_hash);
     if (rc >= 0 && full) {
         info->position = pos;
         info->fork = fork;
+        info->diverged = has_hash && diverged(log, pos, fork, hash);
         info->entries = proc_entries(t);
         rc = view_skips_read(t, info->skipped);
     } else if (rc >= 0) {
@@ -462,7 +480,7 @@ static int stat_version(const char *path, kl_view_info *info, int full) {
     return rc < 0 ? rc : 0;
 }
 
-static int stat_one(const char *dir, const char *name, uint64_t log_length, kl_view_info *info) {
+static int stat_one(const char *dir, const char *name, kl_log *log, kl_view_info *info) {
     memset(info, 0, sizeof *info);
     vs_meta m;
     proc_reader *r = NULL;
@@ -475,17 +493,17 @@ static int stat_one(const char *dir, const char *name, uint64_t log_length, kl_v
     memcpy(info->key_path, m.key_path, sizeof info->key_path);
     memcpy(info->value_path, m.value_path, sizeof info->value_path);
     info->version = m.live;
-    info->log_length = log_length;
+    info->log_length = kl_log_length(log);
     char vdir[VS_PATH_BYTES], path[VS_PATH_BYTES];
     vs_view_dir(vdir, dir, name);
     vs_version_dir(path, vdir, m.live);
-    rc = stat_version(path, info, 1);
+    rc = stat_version(path, log, info, 1);
     uint64_t vs[VS_MAX_VERSIONS];
     size_t n = 0;
     if (rc == 0 && vs_versions(vdir, vs, VS_MAX_VERSIONS, &n) == 0 && n && vs[n - 1] > m.live) {
         info->shadow_version = vs[n - 1];
         vs_version_dir(path, vdir, vs[n - 1]);
-        stat_version(path, info, 0); /* a version being created may not open yet */
+        stat_version(path, log, info, 0); /* a version being created may not open yet */
     }
     info->rebuilding = vs_locked(vdir);
     return rc;
@@ -499,7 +517,7 @@ int kl_view_stat(const char *dir, const char *name, kl_view_info *info) {
     if (rc == 0)
         rc = open_log(dir, &log);
     if (rc == 0)
-        rc = stat_one(dir, name, kl_log_length(log), info);
+        rc = stat_one(dir, name, log, info);
     kl_log_close(log);
     return rc;
 }
@@ -520,7 +538,7 @@ int kl_view_list(const char *dir, kl_view_info **out, size_t *n) {
         rc = kl_errf(KL_ENOMEM, "listing %zu views", count);
     size_t k = 0;
     for (size_t i = 0; rc == 0 && i < count; i++) {
-        int src = stat_one(dir, names[i], kl_log_length(log), &info[k]);
+        int src = stat_one(dir, names[i], log, &info[k]);
         if (src == KL_ECORRUPT) { /* listed as damaged: the others are still listed */
             memset(&info[k], 0, sizeof info[k]);
             snprintf(info[k].name, sizeof info[k].name, "%s", names[i]);

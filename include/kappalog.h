@@ -717,6 +717,9 @@ typedef struct kl_view_info {
     int rebuilding;           /* a rebuild holds the view's lock right now */
     int damaged;              /* kl_view_list only: its metadata or live version cannot be read
                                  (KL_ECORRUPT); only name is set. kl_view_drop still removes it */
+    int diverged; /* same fork, but the log's tree hash at position is not the one the view
+                     stored: a crash lost blocks it had applied and others took their places;
+                     an update refuses (KL_EFORK) until it is rebuilt */
 } kl_view_info;
 
 /* Facts about one view (KL_ENOTFOUND if absent). */

@@ -7,7 +7,8 @@
 # `rebuild --shadow` answering the old value (never a half-built one) until
 # the switch, and every refusal: unknown actions and flags,
 # flags of another action, missing or extra arguments, bad names, kinds and
-# fields, a view that exists or does not, a log that was truncated. A
+# fields, a view that exists or does not, a log that was truncated, a log
+# that lost blocks a view had applied (past its end, then diverged). A
 # refusal is one line "kappalog: view ACTION: ..." with exit 2 (usage) or 1,
 # and changes nothing; `view get` of an absent key prints nothing, exit 1.
 #
@@ -377,6 +378,49 @@ assert "damaged" not in v["c"] and v["c"]["kind"] == "count"
     check "drop removed the damaged view" test ! -e "$LOG/views/kv"
 }
 
+# ---------------------------------------------------------------- a log that lost applied blocks
+# Under fsync never, a view (LMDB, synced) can apply blocks the log had not
+# synced; a power loss takes them back. Modelled with copies: SNAP is the log
+# as the loss leaves it (100 blocks) with the view of the log before it (150).
+test_a_log_that_lost_applied_blocks() {
+    local full=$T/lost-full snap=$T/lost-snap same=$T/lost-same
+    "$K" init "$full" --fsync never >/dev/null
+    events 0 100 | "$K" append "$full"
+    cp -a "$full" "$snap"
+    events 100 150 | "$K" append "$full"
+    "$K" view create "$full" c --kind count --key user >/dev/null
+    "$K" view update "$full" c >/dev/null
+    cp -a "$full/views" "$snap/views"
+    run view update "$snap" c
+    expect_error 1 "view update: the view is at block 150 of .* but the log has 100 blocks: it lost blocks the view had applied.*rebuild the view" \
+        "a view past the end of a log that lost blocks"
+    run view list "$snap"
+    check "view list says the view is past the log's end" grep -q "past the log's end" "$T/out"
+    cp -a "$snap" "$same"
+    events 100 150 | "$K" append "$same" # the blocks the view applied, again: it goes on
+    events 150 170 | "$K" append "$same"
+    run view update "$same" c
+    expect_ok "update after the same records came back"
+    events 0 170 >"$T/lost-same.in"
+    fold count "$T/lost-same.in" >"$T/want.lost-same"
+    run view scan "$same" c
+    assert_same_file "$T/out" "$T/want.lost-same" "the view of the log the same records came back to"
+    events 200 260 | "$K" append "$snap" # others in the lost blocks' places
+    run view update "$snap" c
+    expect_error 1 "view update: the view applied 150 blocks of .*, but the log's first 150 blocks are not those \(their tree hash differs\).*rebuild the view" \
+        "a view whose applied blocks were replaced"
+    check "view list --json says diverged" eval '"$K" view list "$snap" --json | grep -q "\"diverged\":true"'
+    run view list "$snap"
+    check "view list says diverged" grep -q "diverged: the log lost blocks it applied" "$T/out"
+    run view rebuild "$snap" c
+    expect_ok "rebuild of a diverged view"
+    { events 0 100; events 200 260; } >"$T/lost-snap.in"
+    fold count "$T/lost-snap.in" >"$T/want.lost-snap"
+    run view scan "$snap" c
+    assert_same_file "$T/out" "$T/want.lost-snap" "the rebuilt view"
+    check "view list --json no longer says diverged" eval '"$K" view list "$snap" --json | grep -q "\"diverged\":false"'
+}
+
 test_help() {
     run --help
     check "--help lists view" grep -qE "^  view " "$T/out"
@@ -395,4 +439,5 @@ test_rebuild_and_follow
 test_shadow_serves_the_old_version
 test_refusals
 test_truncation_and_drop
+test_a_log_that_lost_applied_blocks
 finish test_cli_view
