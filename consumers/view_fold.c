@@ -22,8 +22,11 @@
 #endif
 #include "view_fold.h"
 
+#include <errno.h>
 #include <inttypes.h>
+#include <locale.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,19 +174,48 @@ static size_t encode_num(kl_view_kind kind, const agg_num *num, uint8_t *b) {
     return VIEW_SUM_BYTES;
 }
 
-/* The shortest text that reads back as d; ".0" added to a whole number. */
-static void format_double(double d, char buf[VIEW_NUMBER_BYTES]) {
+/*
+ * The "C" locale, made once and kept for the life of the process: doubles
+ * are printed and read back in it, not in the caller's LC_NUMERIC (under
+ * de_DE, "%g" writes "1,5", which is not JSON). (locale_t)0 if newlocale
+ * failed, with its errno in c_locale_errno.
+ */
+static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
+static locale_t c_locale;
+static int c_locale_errno;
+
+static void make_c_locale(void) {
+    c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+    c_locale_errno = c_locale == (locale_t)0 ? errno : 0;
+}
+
+/*
+ * The shortest text that reads back as d; ".0" added to a whole number.
+ * snprintf has no _l variant, so the thread's locale is "C" while it
+ * formats (uselocale), then the one it had again. KL_ENOMEM if the "C"
+ * locale cannot be made.
+ */
+static int format_double(double d, char buf[VIEW_NUMBER_BYTES]) {
     if (isnan(d) || isinf(d)) {
         snprintf(buf, VIEW_NUMBER_BYTES, "%s", isnan(d) ? "nan" : d > 0 ? "inf" : "-inf");
-        return;
+        return 0;
     }
+    pthread_once(&c_locale_once, make_c_locale);
+    if (c_locale == (locale_t)0)
+        return kl_errf(KL_ENOMEM, "formatting a sum: cannot create the \"C\" locale: %s",
+                       strerror(c_locale_errno));
+    locale_t caller = uselocale(c_locale);
+    KL_ASSERT(caller != (locale_t)0);
     for (int prec = 1; prec <= 17; prec++) {
         snprintf(buf, VIEW_NUMBER_BYTES, "%.*g", prec, d);
-        if (strtod(buf, NULL) == d)
+        if (strtod_l(buf, NULL, c_locale) == d)
             break;
     }
+    uselocale(caller);
     if (!strpbrk(buf, ".e"))
         strcat(buf, ".0");
+    KL_ASSERT(!strchr(buf, ','));
+    return 0;
 }
 
 int view_format(kl_view_kind kind, const void *val, size_t n, char buf[VIEW_NUMBER_BYTES],
@@ -201,8 +233,8 @@ int view_format(kl_view_kind kind, const void *val, size_t n, char buf[VIEW_NUMB
         snprintf(buf, VIEW_NUMBER_BYTES, "%" PRIu64, (uint64_t)num.i);
     else if (!num.is_double)
         snprintf(buf, VIEW_NUMBER_BYTES, "%" PRId64, num.i);
-    else
-        format_double(num.d, buf);
+    else if ((rc = format_double(num.d, buf)) < 0)
+        return rc;
     *text = buf;
     *len = strlen(buf);
     return 0;

@@ -31,7 +31,8 @@ int view_def_check(kl_view_kind kind, const char *key_path, const char *value_pa
 /*
  * A stored value as kl_view_get prints it: for kv the record itself
  * (*text points into val), for count and sum the number, formatted into
- * buf. KL_ECORRUPT if the stored bytes are not a value of that kind.
+ * buf, in the "C" locale whatever the caller's (a double's decimal point
+ * is '.'). KL_ECORRUPT if the stored bytes are not a value of that kind.
  */
 int view_format(kl_view_kind kind, const void *val, size_t n, char buf[VIEW_NUMBER_BYTES],
                 const char **text, size_t *len);

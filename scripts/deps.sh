@@ -6,7 +6,9 @@
 #                           Node.js + npm unless a `node` is already on PATH), the
 #                           libraries the benchmark links (SQLite, hiredis, the
 #                           NATS C client), so all of its code is built with
-#                           -Werror, and redis-server for the compare harness test
+#                           -Werror, redis-server for the compare harness test,
+#                           and locales (the de_DE source test_view builds a
+#                           comma-decimal locale from with localedef)
 #   scripts/deps.sh bench   the build plus the peers of `kappalog-bench compare`:
 #                           SQLite, hiredis and the NATS client to link,
 #                           redis-server, nats-server and fio to run, gnuplot to
@@ -16,7 +18,7 @@ set -euo pipefail
 
 what=${1:-build}
 build_pkgs=(build-essential cmake pkg-config liburing-dev libsodium-dev libzstd-dev libxxhash-dev libyajl-dev liblmdb-dev)
-test_pkgs=(libcmocka-dev libjansson-dev clang libclang-rt-14-dev clang-format)
+test_pkgs=(libcmocka-dev libjansson-dev clang libclang-rt-14-dev clang-format locales)
 bench_libs=(libsqlite3-dev libhiredis-dev libnats-dev)
 bench_pkgs=("${bench_libs[@]}" redis-server nats-server fio gnuplot-nox)
 
