@@ -687,7 +687,8 @@ test_proof_cli() {
     before=$(state "$log")
     run proof "$log" --upgrade 0:11 --manifest
     expect_ok "proof --upgrade 0:11"
-    assert grep -qE '^[0-9a-f]+$' "$T/out"
+    assert_eq "$(wc -l <"$T/out")" 1 "proof --upgrade 0:11: one line"
+    check "proof --upgrade 0:11 prints hex" grep -qxE '([0-9a-f]{2})+' "$T/out"
     run proof "$log" --block 3 --upgrade 0:11
     expect_ok "proof --block 3 --upgrade 0:11"
     run proof "$log" --block 5 --nodes 3
