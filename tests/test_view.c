@@ -9,7 +9,8 @@
  * it switches, and an interrupted one leaves the old version live and is
  * resumed; a plain rebuild; names and definitions that are refused; sums
  * printed with a decimal point under a locale whose decimal point is a
- * comma.
+ * comma; a stored tree hash the log does not have is refused and listed
+ * as diverged, and a source record of an older build (no hash) is read.
  */
 #include <locale.h>
 #include <setjmp.h>
@@ -24,6 +25,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <lmdb.h>
 
 #include "consumers/processor_internal.h"
 #include "testutil.h"
@@ -749,6 +751,92 @@ static void test_names_and_definitions_are_checked(void **st) {
     tu_rm_log(dir);
 }
 
+/*
+ * The `source.0` record of version 1 of view `name`, read with LMDB itself
+ * into buf (*n its size); if put is not NULL, first replaced by put_n bytes.
+ */
+static void source_record(const char *dir, const char *name, const uint8_t *put, size_t put_n,
+                          uint8_t buf[128], size_t *n) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/views/%s/v1", dir, name);
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_dbi dbi;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 4), 0);
+    assert_int_equal(mdb_env_open(env, path, 0, 0644), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "state", 0, &dbi), 0);
+    MDB_val k = {strlen("source.0"), "source.0"}, v;
+    if (put) {
+        v.mv_size = put_n;
+        v.mv_data = (void *)put;
+        assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+    }
+    assert_int_equal(mdb_get(txn, dbi, &k, &v), 0);
+    assert_true(v.mv_size <= 128);
+    memcpy(buf, v.mv_data, v.mv_size);
+    *n = v.mv_size;
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+static int diverged(const char *dir, const char *name) {
+    kl_view_info vi;
+    assert_int_equal(kl_view_stat(dir, name, &vi), 0);
+    return vi.diverged;
+}
+
+/*
+ * A view's source record keeps the log's tree hash at its position (80
+ * bytes): one that does not match the log is refused and listed as
+ * diverged, and changes nothing; a 48-byte record of a view written before
+ * the hash was kept is read, and the next commit writes the hash.
+ */
+static void test_the_stored_tree_hash_is_checked_and_an_old_record_read(void **st) {
+    (void)st;
+    char *dir = log_with(500);
+    create_views(dir);
+    update(dir, "sum", 0);
+    uint8_t rec[128], bad[128];
+    size_t n = 0;
+    source_record(dir, "sum", NULL, 0, rec, &n);
+    assert_int_equal(n, 80);
+    uint8_t th[32];
+    kl_log *r = tu_open_ro(dir);
+    assert_int_equal(kl_log_tree_hash(r, 500, th), 0);
+    assert_int_equal(kl_log_close(r), 0);
+    assert_memory_equal(rec + 48, th, 32);
+    assert_false(diverged(dir, "sum"));
+
+    source_record(dir, "sum", rec, 48, bad, &n); /* as an older build wrote it */
+    assert_int_equal(n, 48);
+    append_more(dir, 500, 700);
+    update(dir, "sum", 0);
+    source_record(dir, "sum", NULL, 0, rec, &n);
+    assert_int_equal(n, 80);
+    assert_int_equal(position(dir, "sum"), 700);
+    vo_fold f;
+    vo_init(&f, SEED);
+    vo_fold_to(&f, 700);
+    vo_expect_view(&f, dir, "sum", KL_VIEW_SUM);
+
+    memcpy(bad, rec, 80);
+    bad[48 + 31] ^= 0x40; /* a tree hash the log does not have at 700 */
+    source_record(dir, "sum", bad, 80, bad, &n);
+    append_more(dir, 700, 750);
+    assert_int_equal(kl_view_update(dir, "sum", NULL, NULL), KL_EFORK);
+    assert_non_null(strstr(kl_last_error(), "their tree hash differs"));
+    assert_true(diverged(dir, "sum"));
+    assert_int_equal(position(dir, "sum"), 700);
+    vo_expect_view(&f, dir, "sum", KL_VIEW_SUM); /* unchanged */
+    assert_int_equal(kl_view_rebuild(dir, "sum", 0, NULL), 0);
+    assert_false(diverged(dir, "sum"));
+    vo_fold_to(&f, 750);
+    vo_expect_view(&f, dir, "sum", KL_VIEW_SUM);
+    tu_rm_log(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_views_equal_an_independent_fold),
@@ -763,6 +851,7 @@ int main(void) {
         cmocka_unit_test(test_a_resumed_shadow_rebuild_applies_only_the_rest),
         cmocka_unit_test(test_names_and_definitions_are_checked),
         cmocka_unit_test(test_a_sum_prints_a_decimal_point_under_a_comma_locale),
+        cmocka_unit_test(test_the_stored_tree_hash_is_checked_and_an_old_record_read),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
