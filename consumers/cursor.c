@@ -116,6 +116,10 @@ static int slot_decode(const uint8_t *p, cur_slot *s) {
         return -1;
     if ((version == 1 ? flags != 0 : (flags & ~CUR_FLAG_HASH) != 0) || kl_load64(p + 48) != 0)
         return -1;
+    if (version == CUR_VERSION && !(flags & CUR_FLAG_HASH))
+        for (size_t i = CUR_HASH_AT; i < CUR_HASH_AT + 32; i++)
+            if (p[i]) /* no tree hash: its bytes are zero */
+                return -1;
     if (kl_load64(p + check_at) != XXH3_64bits(p, check_at))
         return -1;
     s->seq = kl_load64(p + 16);
@@ -254,6 +258,15 @@ static kl_cursor *cursor_alloc(kl_log *log, const char *name) {
     return c;
 }
 
+/* The cursor was committed at another fork than the log's: KL_EFORK. */
+static int fork_changed(const kl_cursor *c, uint64_t fork) {
+    return kl_errf(KL_EFORK,
+                   "cursor '%s' is at block %llu of fork %llu, but the log is at fork %llu: it "
+                   "was truncated since",
+                   c->name, (unsigned long long)c->last.position, (unsigned long long)c->last.fork,
+                   (unsigned long long)fork);
+}
+
 /*
  * Is the log still the one the cursor read? Same fork; the position within
  * the log; and, if the slot keeps the tree hash, the log's tree hash at the
@@ -261,7 +274,9 @@ static kl_cursor *cursor_alloc(kl_log *log, const char *name) {
  * crash can lose appends the cursor had already read and committed (its
  * own file is synced): the log comes back shorter, and new appends may
  * take the lost blocks' places. A read-only handle is refreshed first if
- * it looks older than the cursor. 0, or KL_EFORK saying which.
+ * it looks older than the cursor, and before a differing tree hash is
+ * blamed on a crash (a handle opened before a truncation sees the new
+ * fork's tree through the old one's length). 0, or KL_EFORK saying which.
  */
 static int check_log(kl_cursor *c) {
     const unsigned long long pos = c->last.position;
@@ -272,10 +287,7 @@ static int check_log(kl_cursor *c) {
     }
     uint64_t fork = log_fork(c->log);
     if (c->last.fork != fork)
-        return kl_errf(KL_EFORK,
-                       "cursor '%s' is at block %llu of fork %llu, but the log is at fork %llu: "
-                       "it was truncated since",
-                       c->name, pos, (unsigned long long)c->last.fork, (unsigned long long)fork);
+        return fork_changed(c, fork);
     unsigned long long len = kl_log_length(c->log);
     if (pos > len)
         return kl_errf(KL_EFORK,
@@ -291,16 +303,18 @@ static int check_log(kl_cursor *c) {
         kl_err_clear(); /* damage below the position: reported to whoever reads it */
         return 0;
     }
-    if (rc < 0)
+    if (rc < 0 || memcmp(th, c->last.tree_hash, sizeof th) == 0)
         return rc;
-    if (memcmp(th, c->last.tree_hash, sizeof th) != 0)
-        return kl_errf(KL_EFORK,
-                       "cursor '%s' is at block %llu, but the log's first %llu blocks are not the "
-                       "ones it read (their tree hash differs): a crash under fsync interval or "
-                       "never lost blocks the cursor had read, and others were appended in their "
-                       "place",
-                       c->name, pos, pos);
-    return 0;
+    if ((rc = kl_log_refresh(c->log)) < 0) /* KL_EFORK if truncated under this handle */
+        return rc;
+    if ((fork = log_fork(c->log)) != c->last.fork)
+        return fork_changed(c, fork);
+    return kl_errf(KL_EFORK,
+                   "cursor '%s' is at block %llu, but the log's first %llu blocks are not the "
+                   "ones it read (their tree hash differs): a crash under fsync interval or "
+                   "never lost blocks the cursor had read, and others were appended in their "
+                   "place",
+                   c->name, pos, pos);
 }
 
 int kl_cursor_open(kl_log *log, const char *name, unsigned flags, kl_cursor **out) {

@@ -269,6 +269,31 @@ static void test_a_truncation_is_reported_as_a_fork_change(void **st) {
     tu_rm_log(dir);
 }
 
+/*
+ * A read-only handle opened before a truncation and new appends: the
+ * cursor's tree hash differs through it, and the open says the log was
+ * truncated (what happened), not that a crash lost blocks.
+ */
+static void test_a_stale_handle_reports_the_truncation_not_a_crash(void **st) {
+    (void)st;
+    char *dir = log_with(100);
+    kl_log *r = tu_open_ro(dir);
+    kl_cursor *c = NULL;
+    assert_int_equal(kl_cursor_open(r, "c", KL_CURSOR_CREATE, &c), 0);
+    assert_int_equal(kl_cursor_commit(c, 90), 0);
+    kl_cursor_close(c);
+    assert_int_equal(kl_truncate(dir, 50, NULL), 0);
+    kl_log *w = tu_open(dir);
+    assert_int_equal(tu_append_range(w, SEED + 1, MAX_SIZE, 50, 110, 10), 0);
+    assert_int_equal(kl_log_close(w), 0);
+    assert_int_equal(kl_cursor_open(r, "c", 0, &c), KL_EFORK);
+    assert_non_null(strstr(kl_log_last_error(r), "truncated"));
+    assert_null(strstr(kl_log_last_error(r), "crash"));
+    kl_cursor_close(c);
+    assert_int_equal(kl_log_close(r), 0);
+    tu_rm_log(dir);
+}
+
 /* Commit 10 then 20 on a fault backend failing (or crashing at) op k; the cursor is 10 or 20. */
 static int commit_with_fault(const char *dir, uint64_t k, int power, uint64_t *pos) {
     kl_fault_plan plan = {.fail_at = power ? 0 : k,
@@ -452,6 +477,7 @@ int main(void) {
         cmocka_unit_test(test_a_damaged_slot_falls_back_and_two_are_reported),
         cmocka_unit_test(test_consumers_creating_one_cursor_at_once_get_it_once),
         cmocka_unit_test(test_a_truncation_is_reported_as_a_fork_change),
+        cmocka_unit_test(test_a_stale_handle_reports_the_truncation_not_a_crash),
         cmocka_unit_test(test_a_failed_write_or_power_loss_leaves_the_old_or_new_position),
         cmocka_unit_test(test_a_log_that_lost_what_a_cursor_read_is_reported),
         cmocka_unit_test(test_a_version_1_cursor_is_read),
