@@ -358,6 +358,7 @@ static kl_log *log_alloc(const char *dir, kl_io *io) {
     pthread_cond_init(&log->sealer_cv, NULL);
     pthread_rwlock_init(&log->segs_lock, NULL);
     pthread_mutex_init(&log->refresh_mu, NULL);
+    pthread_mutex_init(&log->leaf_mu, NULL);
     pthread_mutex_init(&log->watch_mu, NULL);
     log->ino_fd = -1;
     log->ino_wd = -1;
@@ -390,6 +391,7 @@ static void log_free(kl_log *log) {
     pthread_cond_destroy(&log->sealer_cv);
     pthread_rwlock_destroy(&log->segs_lock);
     pthread_mutex_destroy(&log->refresh_mu);
+    pthread_mutex_destroy(&log->leaf_mu);
     pthread_mutex_destroy(&log->watch_mu);
     if (log->ino_fd >= 0)
         close(log->ino_fd); /* the inotify watch of kl_log_wait (follow.c) */

@@ -163,6 +163,9 @@ typedef struct kl_signed_state {
     size_t sig_len;
 } kl_signed_state;
 
+/* Leaves one group of the leaf cache holds: the blocks under a depth-tree_low node. */
+#define KL_LEAF_CACHE (1u << KL_TREE_LOW_MAX)
+
 struct kl_log {
     char *dir;
     char *hdr_path;
@@ -284,8 +287,19 @@ struct kl_log {
     _Atomic uint32_t len_waiters; /* threads in kl_log_wait on len_word */
     _Atomic int follow_closing;   /* kl_log_close began: waiters return KL_ECLOSED */
     pthread_mutex_t refresh_mu;   /* one kl_log_refresh at a time (read-only handles) */
-    pthread_mutex_t watch_mu;     /* the one waiter on the header's inotify watch (read-only) */
-    int ino_fd, ino_wd;           /* that watch, made on the first wait, closed with the handle */
+
+    /*
+     * Leaf hashes of one group of blocks under a node the tree file does
+     * not keep (read.c, node_from_blocks), so that consumers asking the
+     * tree hash at each new position (kl_log_tree_hash) hash each block of
+     * that group once, not once per ask. Blocks of a fork never change.
+     */
+    pthread_mutex_t leaf_mu;
+    uint64_t leaf_fork, leaf_base;           /* the group: its fork and first block */
+    uint64_t leaf_known[KL_LEAF_CACHE / 64]; /* bit j: leaf[j] holds block leaf_base + j */
+    kl_node leaf[KL_LEAF_CACHE];
+    pthread_mutex_t watch_mu; /* the one waiter on the header's inotify watch (read-only) */
+    int ino_fd, ino_wd;       /* that watch, made on the first wait, closed with the handle */
 
     /* errors */
     pthread_mutex_t errmu;

@@ -404,13 +404,40 @@ static int node_from_blocks(kl_log *log, uint64_t index, kl_node *out) {
     uint64_t a = kl_ft_left_span(index) / 2;
     size_t n = (size_t)(kl_ft_right_span(index) / 2 - a + 1);
     KL_ASSERT(n <= LOW_SPAN_MAX);
+    pthread_mutex_lock(&log->mu);
+    uint64_t fork = log->last.fork;
+    pthread_mutex_unlock(&log->mu);
+    /*
+     * The group: the blocks under one node of depth tree_low (a stored one),
+     * which holds every unstored root of a tree whose length is in it.
+     */
+    uint64_t base = a & ~(((uint64_t)1 << log->tree_low) - 1);
+    KL_ASSERT(a - base + n <= KL_LEAF_CACHE);
     kl_node row[LOW_SPAN_MAX];
     size_t cap = 4096, size = 0;
     uint8_t *buf = malloc(cap);
-    int rc = buf ? 0 : kl_errf(KL_ENOMEM, "hashing tree node %llu", (unsigned long long)index);
-    for (size_t j = 0; rc == 0 && j < n; j++)
-        if ((rc = kl_log_get_grow(log, a + j, &buf, &cap, &size)) == 0)
-            kl_hc_leaf(a + j, buf, size, &row[j]);
+    if (!buf)
+        return kl_errf(KL_ENOMEM, "hashing tree node %llu", (unsigned long long)index);
+    int rc = 0;
+    pthread_mutex_lock(&log->leaf_mu);
+    if (log->leaf_fork != fork || log->leaf_base != base) {
+        log->leaf_fork = fork;
+        log->leaf_base = base;
+        memset(log->leaf_known, 0, sizeof log->leaf_known);
+    }
+    for (size_t j = 0; rc == 0 && j < n; j++) {
+        size_t k = (size_t)(a - base) + j;
+        uint64_t bit = (uint64_t)1 << (k % 64);
+        _Static_assert(KL_LEAF_CACHE % 64 == 0, "leaf_known: whole words");
+        if (!(log->leaf_known[k / 64] & bit)) {
+            if ((rc = kl_log_get_grow(log, a + j, &buf, &cap, &size)) < 0)
+                break;
+            kl_hc_leaf(a + j, buf, size, &log->leaf[k]);
+            log->leaf_known[k / 64] |= bit;
+        }
+        row[j] = log->leaf[k];
+    }
+    pthread_mutex_unlock(&log->leaf_mu);
     free(buf);
     if (rc < 0)
         return kl_err_prefix(rc,
