@@ -320,12 +320,15 @@ static void print_list(const kl_view_info *vs, size_t n) {
         if (v->shadow_version)
             snprintf(shadow, sizeof shadow, "v%" PRIu64 " at %" PRIu64 "%s", v->shadow_version,
                      v->shadow_position, v->rebuilding ? " (rebuilding)" : " (interrupted)");
-        const char *note = v->diverged ? "  diverged: the log lost blocks it applied, and "
-                                         "others took their places; 'view rebuild' makes it again"
-                           : v->position > v->log_length
-                               ? "  past the log's end: the log lost blocks it applied; "
-                                 "'view rebuild' makes it again"
-                               : "";
+        const char *note =
+            v->fork != v->log_fork && v->position > 0
+                ? "  fork changed: the log was truncated since; 'view rebuild' makes it again"
+            : v->diverged ? "  diverged: the log lost blocks it applied, and others took their "
+                            "places; 'view rebuild' makes it again"
+            : v->position > v->log_length
+                ? "  past the log's end: the log lost blocks it applied; 'view rebuild' makes "
+                  "it again"
+                : "";
         printf("%-20s %-5s %7" PRIu64 " %12" PRIu64 " %12" PRIu64 " %10" PRIu64 " %10" PRIu64
                "  %s%s\n",
                v->name, kl_view_kind_name(v->kind), v->version, v->position, lag(v), v->entries,
@@ -348,9 +351,9 @@ static int print_list_json_one(const kl_view_info *v) {
         json_str("key", v->key_path, 1) || json_str("value", v->value_path, 1))
         return -1;
     if (printf(",\"version\":%" PRIu64 ",\"position\":%" PRIu64 ",\"length\":%" PRIu64
-               ",\"lag\":%" PRIu64 ",\"fork\":%" PRIu64 ",\"diverged\":%s,\"entries\":%" PRIu64
-               ",\"skipped\":{",
-               v->version, v->position, v->log_length, lag(v), v->fork,
+               ",\"lag\":%" PRIu64 ",\"fork\":%" PRIu64 ",\"log_fork\":%" PRIu64
+               ",\"diverged\":%s,\"entries\":%" PRIu64 ",\"skipped\":{",
+               v->version, v->position, v->log_length, lag(v), v->fork, v->log_fork,
                v->diverged ? "true" : "false", v->entries) < 0)
         return -1;
     for (int k = 0; k < KL_VIEW_SKIPS; k++)

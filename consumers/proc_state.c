@@ -34,10 +34,10 @@
 #include "processor_internal.h"
 
 #define PROC_MAGIC          "KLVIEWST" /* docs/FORMAT.md, "views/": the state database */
-#define PROC_FORMAT_VERSION 1u
-#define PROC_FORMAT_BYTES   16u /* magic, version, number of sources */
-#define PROC_SOURCE_V1      48u /* position, fork, the log's key */
-#define PROC_SOURCE_BYTES   80u /* ... and the log's tree hash at the position */
+#define PROC_FORMAT_VERSION 2u         /* 1: source records without the tree hash; read, upgraded */
+#define PROC_FORMAT_BYTES   16u        /* magic, version, number of sources */
+#define PROC_SOURCE_V1      48u        /* position, fork, the log's key */
+#define PROC_SOURCE_BYTES   80u        /* ... and the log's tree hash at the position */
 
 int proc_state_get(kl_txn *t, const char *name, void *buf, size_t cap, size_t *n) {
     MDB_val k = {strlen(name), (void *)name}, v;
@@ -145,9 +145,10 @@ static int init_state(kl_processor *p, kl_txn *t) {
 static int check_state(kl_processor *p, kl_txn *t, const uint8_t *f, size_t n) {
     if (n != PROC_FORMAT_BYTES || memcmp(f, PROC_MAGIC, 8) != 0)
         return kl_errf(KL_ECORRUPT, "%s: not a kappalog view (bad format record)", p->path);
-    if (kl_load32(f + 8) != PROC_FORMAT_VERSION)
-        return kl_errf(KL_ECORRUPT, "%s: view format version %u (this build reads %u)", p->path,
-                       kl_load32(f + 8), PROC_FORMAT_VERSION);
+    uint32_t version = kl_load32(f + 8);
+    if (version != 1 && version != PROC_FORMAT_VERSION)
+        return kl_errf(KL_ECORRUPT, "%s: view format version %u (this build reads 1 and %u)",
+                       p->path, version, PROC_FORMAT_VERSION);
     if (kl_load32(f + 12) != p->nsrc)
         return kl_errf(KL_EINVAL, "%s: the view reads %u logs, opened with %zu", p->path,
                        kl_load32(f + 12), p->nsrc);
@@ -164,6 +165,14 @@ static int check_state(kl_processor *p, kl_txn *t, const uint8_t *f, size_t n) {
                            p->name);
     }
     free(name);
+    if (rc == 0 && version != PROC_FORMAT_VERSION) {
+        /* source records now get the tree hash: an older build must see a newer format,
+           not records it takes for damage */
+        uint8_t up[PROC_FORMAT_BYTES];
+        memcpy(up, f, sizeof up);
+        kl_store32(up + 8, PROC_FORMAT_VERSION);
+        rc = proc_state_put(t, "format", up, sizeof up);
+    }
     return rc;
 }
 
@@ -214,6 +223,9 @@ int proc_source_load(kl_processor *p, kl_txn *t, size_t i) {
     }
     if (n == PROC_SOURCE_BYTES) { /* the blocks applied are still the log's first pos */
         if ((rc = source_hash(s, pos)) < 0)
+            return rc;
+        if (s->hashed && memcmp(s->hash, b + 48, 32) != 0 &&
+            (rc = kl_log_refresh(s->log)) < 0) /* KL_EFORK if truncated under this handle */
             return rc;
         if (s->hashed && memcmp(s->hash, b + 48, 32) != 0)
             return kl_errf(KL_EFORK,

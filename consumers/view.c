@@ -494,6 +494,8 @@ static int stat_one(const char *dir, const char *name, kl_log *log, kl_view_info
     memcpy(info->value_path, m.value_path, sizeof info->value_path);
     info->version = m.live;
     info->log_length = kl_log_length(log);
+    kl_info li;
+    info->log_fork = kl_log_info(log, &li) == 0 ? li.fork : 0;
     char vdir[VS_PATH_BYTES], path[VS_PATH_BYTES];
     vs_view_dir(vdir, dir, name);
     vs_version_dir(path, vdir, m.live);

@@ -545,9 +545,14 @@ KL_API void kl_processor_def_default(kl_processor_def *def);
  * - KL_EINVAL if def->name or the number of logs differs;
  * - KL_EFORK if a log is not the one the view was built from (another
  *   key), or was truncated since (its fork changed) while the view had
- *   applied records of it; the context names both and says to rebuild;
+ *   applied records of it, or its tree hash at the view's position is not
+ *   the one stored with it (a crash under fsync `interval` or `never` lost
+ *   blocks the view had applied, and others took their places); the
+ *   context names both and says to rebuild;
  * - KL_ENOTFOUND if the view's position in a log is past that log's length
- *   (the log was replaced by a shorter one); the context names both.
+ *   (a crash lost blocks the view had applied, or the log was replaced by
+ *   a shorter one); the context names both.
+ * kl_processor_run checks the same at the start of every transaction.
  */
 KL_API int kl_processor_open(const char *path, kl_log *const *logs, size_t nlogs,
                              const kl_processor_def *def, kl_processor **out);
@@ -710,6 +715,8 @@ typedef struct kl_view_info {
     uint64_t position;                     /* the next block the view will apply */
     uint64_t fork;                         /* the log's fork the view was applied at */
     uint64_t log_length;                   /* the log's length now: lag = log_length - position */
+    uint64_t log_fork;                     /* the log's fork now: another than fork once the
+                                              view applied blocks means it was truncated since */
     uint64_t entries;                      /* keys in the view */
     uint64_t skipped[KL_VIEW_SKIPS];       /* records skipped, by reason */
     uint64_t shadow_version;  /* a newer version being (or left half) built; 0 if none */

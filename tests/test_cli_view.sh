@@ -317,6 +317,9 @@ test_truncation_and_drop() {
     run view update "$LOG" kv
     expect_error 1 "view update: .*fork 1 .*fork 0.*rebuild the view" "a truncated log"
     assert_eq "$("$K" view scan "$LOG" kv)" "$before" "the view is unchanged after the refusal"
+    run view list "$LOG"
+    check "view list says the fork changed" grep -qE '^kv .*fork changed: the log was truncated since' "$T/out"
+    check "view list --json gives both forks" eval '"$K" view list "$LOG" --json | grep -qE "\"name\":\"kv\".*\"fork\":0,\"log_fork\":1,"'
     run view rebuild "$LOG" kv --shadow
     expect_ok "a rebuild after the truncation"
     head -n 3200 "$T/all" >"$T/cut"

@@ -28,6 +28,7 @@
 #include <lmdb.h>
 
 #include "consumers/processor_internal.h"
+#include "engine/util.h"
 #include "testutil.h"
 #include "view_oracle.h"
 
@@ -752,11 +753,12 @@ static void test_names_and_definitions_are_checked(void **st) {
 }
 
 /*
- * The `source.0` record of version 1 of view `name`, read with LMDB itself
- * into buf (*n its size); if put is not NULL, first replaced by put_n bytes.
+ * The `state` record `key` of version 1 of view `name`, read with LMDB
+ * itself into buf (*n its size); if put is not NULL, first replaced by
+ * put_n bytes.
  */
-static void source_record(const char *dir, const char *name, const uint8_t *put, size_t put_n,
-                          uint8_t buf[128], size_t *n) {
+static void state_record(const char *dir, const char *name, const char *key, const uint8_t *put,
+                         size_t put_n, uint8_t buf[128], size_t *n) {
     char path[4200];
     snprintf(path, sizeof path, "%s/views/%s/v1", dir, name);
     MDB_env *env = NULL;
@@ -767,7 +769,7 @@ static void source_record(const char *dir, const char *name, const uint8_t *put,
     assert_int_equal(mdb_env_open(env, path, 0, 0644), 0);
     assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
     assert_int_equal(mdb_dbi_open(txn, "state", 0, &dbi), 0);
-    MDB_val k = {strlen("source.0"), "source.0"}, v;
+    MDB_val k = {strlen(key), (void *)key}, v;
     if (put) {
         v.mv_size = put_n;
         v.mv_data = (void *)put;
@@ -779,6 +781,11 @@ static void source_record(const char *dir, const char *name, const uint8_t *put,
     *n = v.mv_size;
     assert_int_equal(mdb_txn_commit(txn), 0);
     mdb_env_close(env);
+}
+
+static void source_record(const char *dir, const char *name, const uint8_t *put, size_t put_n,
+                          uint8_t buf[128], size_t *n) {
+    state_record(dir, name, "source.0", put, put_n, buf, n);
 }
 
 static int diverged(const char *dir, const char *name) {
@@ -811,10 +818,18 @@ static void test_the_stored_tree_hash_is_checked_and_an_old_record_read(void **s
 
     source_record(dir, "sum", rec, 48, bad, &n); /* as an older build wrote it */
     assert_int_equal(n, 48);
+    uint8_t fmt[128];
+    state_record(dir, "sum", "format", NULL, 0, fmt, &n);
+    assert_int_equal(n, 16);
+    assert_int_equal(kl_load32(fmt + 8), 2);
+    kl_store32(fmt + 8, 1);
+    state_record(dir, "sum", "format", fmt, 16, fmt, &n);
     append_more(dir, 500, 700);
     update(dir, "sum", 0);
     source_record(dir, "sum", NULL, 0, rec, &n);
     assert_int_equal(n, 80);
+    state_record(dir, "sum", "format", NULL, 0, fmt, &n);
+    assert_int_equal(kl_load32(fmt + 8), 2); /* upgraded: older builds see a newer format */
     assert_int_equal(position(dir, "sum"), 700);
     vo_fold f;
     vo_init(&f, SEED);
