@@ -385,6 +385,37 @@ static void test_a_truncated_log_is_reported_and_changes_nothing(void **st) {
     tu_rm_log(dir);
 }
 
+/*
+ * A processor's read-only handle opened before a truncation and new
+ * appends: the tree hash at its position differs through it, and reopening
+ * the processor says the log was truncated, not that a crash lost blocks.
+ */
+static void test_a_stale_handle_reports_the_truncation_not_a_crash(void **st) {
+    (void)st;
+    char *dir = log_with(600);
+    kl_log *log = tu_open_ro(dir);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/views-own", dir);
+    kl_processor_def def;
+    kl_processor_def_default(&def);
+    def.name = "counts";
+    def.apply = count_apply;
+    kl_processor *p = NULL;
+    assert_int_equal(kl_processor_open(path, &log, 1, &def, &p), 0);
+    assert_int_equal(kl_processor_run(p, NULL, NULL), 0);
+    assert_int_equal(kl_processor_position(p, 0), 600);
+    kl_processor_close(p);
+    assert_int_equal(kl_truncate(dir, 200, NULL), 0);
+    kl_log *w = tu_open(dir);
+    assert_int_equal(vo_append(w, SEED + 1, 200, 700, 97), 0);
+    assert_int_equal(kl_log_close(w), 0);
+    assert_int_equal(kl_processor_open(path, &log, 1, &def, &p), KL_EFORK);
+    assert_non_null(strstr(kl_last_error(), "truncated"));
+    assert_null(strstr(kl_last_error(), "crash"));
+    assert_int_equal(kl_log_close(log), 0);
+    tu_rm_log(dir);
+}
+
 /* Move views/ out of dir, remove the log, make a new one with seed byte `seed`, put views/ back. */
 static void replace_log(const char *dir, int seed, uint64_t n) {
     char views[4200], keep[4200];
@@ -860,6 +891,7 @@ int main(void) {
         cmocka_unit_test(test_a_processor_follows_several_logs),
         cmocka_unit_test(test_a_failing_apply_commits_nothing_of_its_transaction),
         cmocka_unit_test(test_a_truncated_log_is_reported_and_changes_nothing),
+        cmocka_unit_test(test_a_stale_handle_reports_the_truncation_not_a_crash),
         cmocka_unit_test(test_a_replaced_log_is_reported_and_changes_nothing),
         cmocka_unit_test(test_a_full_map_grows_or_fails_with_nothing_committed),
         cmocka_unit_test(test_a_shadow_rebuild_serves_the_old_version_until_the_switch),
