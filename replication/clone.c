@@ -17,9 +17,12 @@
  *      engine checks its own roots against the signed ones at the end.
  * With `follow`, a later sync with a longer length starts over at 2.
  *
- * Nodes proven by block proofs and not yet stored by the replica are kept
- * in a small map (for requests' `nodes` and for verifying later proofs);
- * entries the replica has stored are dropped as it grows.
+ * Nodes proven by block proofs and upgrades, and the roots of every
+ * signed state before the newest, not yet stored by the replica are kept
+ * in a small map (for requests' `nodes` and for verifying later proofs: a
+ * block asked for before an upgrade may be answered after it, its path
+ * ending at an old root); entries the replica has stored are dropped as it
+ * grows.
  *
  * Untrusted peer: anything that does not verify, a message we did not ask
  * for (a data reply to no request of ours), a malformed message or a stall
@@ -484,6 +487,29 @@ static int reorg_replica(cloner *c, const kl_proof_result *res, uint64_t fork) {
     return 0;
 }
 
+/*
+ * A newer signed state replaces the target: what the old one proved stays
+ * proven. Its roots are inner nodes of the new tree (an append-only tree:
+ * a node covers the same blocks at every length of a fork), and a block
+ * request asked before the upgrade was verified counted them as held, so
+ * its `nodes` stops at one and its answer, verified after the upgrade,
+ * needs it (a follower whose source appends meanwhile meets this all the
+ * time). The upgrade's own nodes are kept too, as JS keeps them. Roots of
+ * the new target and nodes the replica stores are not kept here.
+ */
+static int keep_proven(cloner *c, const kl_node *old_roots, size_t nold,
+                       const kl_proof_result *res) {
+    for (size_t k = 0; k < nold + res->nnodes; k++) {
+        const kl_node *n = k < nold ? &old_roots[k] : &res->nodes[k - nold];
+        if (kl_ft_right_span(n->index) >= 2 * c->have && !is_root(c, n->index)) {
+            int rc = map_put(&c->map, n);
+            if (rc < 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
 static int on_upgrade(cloner *c, const kl_proof *p) {
     kl_proof_result *res = &c->result;
     kl_slot cur;
@@ -527,6 +553,13 @@ static int on_upgrade(cloner *c, const kl_proof *p) {
         c->reorg = 0;
         c->fork = p->fork;
     }
+    /* the roots of the signed state this upgrade grew (none after a truncation: another tree) */
+    kl_node old_roots[KL_MAX_ROOTS];
+    size_t nold = 0;
+    if (rc == 0 && !reorg && c->has_target) {
+        nold = c->target.nroots;
+        memcpy(old_roots, c->target.roots, nold * sizeof *old_roots);
+    }
     if (rc == 0) {
         c->target.length = res->length;
         c->target.fork = p->fork;
@@ -537,6 +570,8 @@ static int on_upgrade(cloner *c, const kl_proof *p) {
         c->has_target = 1;
         rc = kl_replica_target(c->log, &c->target);
     }
+    if (rc == 0)
+        rc = keep_proven(c, old_roots, nold, res);
     if (rc == 0)
         c->upgrade_wait_ns = 0; /* progress: a longer wait starts now */
     c->upgrading = 0;

@@ -20,6 +20,18 @@
  *   garbage-header     completes the handshake, then a stream header of junk
  *   garbage-msg-T      answers the clone's sync with a hypercore message of
  *                      type T (0..9: sync .. extension) that does not decode
+ *   grow               honest, and takes a second directory (`serve grow
+ *                      LOGDIR LOGDIR2`): the same core at a longer length L2
+ *                      (LOGDIR is a copy of it at L1). It shows L1 and no
+ *                      range; once the clone syncs length L1 (its upgrade to
+ *                      L1 verified) it sends sync(L2, acknowledging L1) and
+ *                      then range(0, L2), and answers everything from LOGDIR2
+ *                      from then on, in order. So the clone asks for the
+ *                      upgrade to L2 first and for the blocks under L1 after
+ *                      it, each with the `nodes` of L1's roots, and verifies
+ *                      those blocks once it holds L2's: a source that
+ *                      appended while a follower downloads, made
+ *                      deterministic (tests/test_clone_follow.sh)
  * Everything else it does honestly (proofs from LOGDIR via kl_log_proof).
  *
  * As a client (`tool_evilpeer attack MODE HOST:PORT KEYHEX`) against
@@ -75,6 +87,8 @@ static uint64_t now_ms(void) {
 typedef struct evil {
     const char *mode;
     kl_log *log;
+    kl_log *log2; /* grow: the longer state */
+    int grown;    /* grow: LOGDIR2 is served */
     kl_session *s;
     int fd;
     int ch;
@@ -153,6 +167,10 @@ static int srv_message(kl_session *s, int ch, uint64_t type, const uint8_t *payl
     } else if (rc == 0 && m->type == KL_MSG_SYNC) {
         kl_info info;
         kl_log_info(e->log, &info);
+        if (is(e, "grow") && !e->grown && info.length > 0 && m->u.sync.length == info.length)
+            e->grown = 1; /* the clone holds L1 now: the source "appends" */
+        if (e->grown)
+            kl_log_info(e->log2, &info);
         kl_wire_sync sy = {.flags = KL_WIRE_SYNC_CAN_UPGRADE | KL_WIRE_SYNC_UPLOADING |
                                     KL_WIRE_SYNC_HAS_MANIFEST,
                            .length = info.length,
@@ -163,7 +181,8 @@ static int srv_message(kl_session *s, int ch, uint64_t type, const uint8_t *payl
         kl_session_send(s, ch, KL_MSG_SYNC, buf, n);
         kl_wire_range r = {.start = 0, .length = info.length};
         kl_wire_range_encode(&r, buf, sizeof buf, &n);
-        if (!is(e, "no-range"))
+        /* grow: no range before L2, so that no block is asked for before its upgrade */
+        if (!is(e, "no-range") && !(is(e, "grow") && !e->grown))
             kl_session_send(s, ch, KL_MSG_RANGE, buf, n);
     } else if (rc == 0 && m->type == KL_MSG_REQUEST) {
         const kl_proof_request *r = &m->u.request;
@@ -185,7 +204,8 @@ static int srv_message(kl_session *s, int ch, uint64_t type, const uint8_t *payl
             size_t nn = 0;
             kl_wire_no_data_encode(&nd, nb, sizeof nb, &nn);
             kl_session_send(s, ch, KL_MSG_NO_DATA, nb, nn);
-        } else if ((ask.block || ask.upgrade) && kl_log_proof(e->log, &ask, id, &msg, &n) == 0) {
+        } else if ((ask.block || ask.upgrade) &&
+                   kl_log_proof(e->grown ? e->log2 : e->log, &ask, id, &msg, &n) == 0) {
             send_data(e, ch, msg, n);
         }
         free(msg);
@@ -234,12 +254,12 @@ static void send_garbage_header(evil *e, int skip_first) {
     free(copy);
 }
 
-static int run_server(const char *mode, const char *logdir) {
+static int run_server(const char *mode, const char *logdir, const char *logdir2) {
     evil e = {.mode = mode, .fd = -1, .ch = -1};
     kl_open_options o;
     kl_open_options_default(&o);
     o.flags = KL_OPEN_READONLY;
-    if (kl_log_open(logdir, &o, &e.log) < 0) {
+    if (kl_log_open(logdir, &o, &e.log) < 0 || (logdir2 && kl_log_open(logdir2, &o, &e.log2) < 0)) {
         fprintf(stderr, "tool_evilpeer: %s\n", kl_last_error());
         return 1;
     }
@@ -317,6 +337,8 @@ static int run_server(const char *mode, const char *logdir) {
     close(lfd);
     kl_session_free(e.s);
     kl_log_close(e.log);
+    if (e.log2)
+        kl_log_close(e.log2);
     return 0;
 }
 
@@ -467,10 +489,13 @@ static int run_attack(const char *mode, const char *hostport, const char *keyhex
 int main(int argc, char **argv) {
     if (sodium_init() < 0)
         return 1;
-    if (argc == 4 && strcmp(argv[1], "serve") == 0)
-        return run_server(argv[2], argv[3]);
+    if (argc == 4 && strcmp(argv[1], "serve") == 0 && strcmp(argv[2], "grow") != 0)
+        return run_server(argv[2], argv[3], NULL);
+    if (argc == 5 && strcmp(argv[1], "serve") == 0 && strcmp(argv[2], "grow") == 0)
+        return run_server(argv[2], argv[3], argv[4]);
     if (argc == 5 && strcmp(argv[1], "attack") == 0)
         return run_attack(argv[2], argv[3], argv[4]);
-    fprintf(stderr, "usage: tool_evilpeer serve MODE LOGDIR | attack MODE HOST:PORT KEYHEX\n");
+    fprintf(stderr, "usage: tool_evilpeer serve MODE LOGDIR | serve grow LOGDIR LOGDIR2 | attack "
+                    "MODE HOST:PORT KEYHEX\n");
     return 2;
 }
