@@ -227,12 +227,27 @@ done
     cat "$T/live.clone.err" >&2
     die "live: the follower did not take the JS core's truncation (length 6, fork 1): $info"
 }
+# a burst of appends while it follows: blocks are asked for against one signed length and
+# proved after the next upgrade (the clone must keep what the older states proved)
+seq 1 3000 | awk '{ print "burst-" $1 }' >&7
+ok=0
+for _ in $(seq 1 600); do # 600 x 50 ms: 30 seconds
+    [ "$(length_of "$T/live.replica")" = 3006 ] && ok=1 && break
+    kill -0 "$CLONE_PID" 2>/dev/null || break
+    sleep 0.05
+done
+[ $ok = 1 ] || {
+    cat "$T/live.clone.err" >&2
+    die "live: the follower stopped at length $(length_of "$T/live.replica") of 3006 during a burst of appends"
+}
 kill -INT "$CLONE_PID"
 wait "$CLONE_PID" || die "live: kappalog clone --follow did not end cleanly on SIGINT"
 exec 7>&-
 stop
-"$K" read "$T/live.replica" | tr '\n' ' ' | grep -q '^a b c live-4 live-7 live-8 $' ||
-    die "live: the replica's blocks are $("$K" read "$T/live.replica" | tr '\n' ' ')"
+"$K" read "$T/live.replica" --to 6 | tr '\n' ' ' | grep -q '^a b c live-4 live-7 live-8 $' ||
+    die "live: the replica's blocks are $("$K" read "$T/live.replica" --to 6 | tr '\n' ' ')"
+[ "$("$K" read "$T/live.replica" --from 6 | tr '\n' ' ')" = "$(seq 1 3000 | awk '{ printf "burst-%d ", $1 }')" ] ||
+    die "live: the burst's blocks in the replica are not the ones appended"
 "$K" verify "$T/live.replica" >/dev/null || die "live: the replica does not verify after the truncation"
 CASES=$((CASES + 1))
 
