@@ -18,41 +18,12 @@
 #
 # Environment: KAPPALOG (set by ctest).
 
-set -u
-set -o pipefail
-export LC_ALL=C
-export KL_QUIET=1
-: "${KAPPALOG:?set KAPPALOG to the kappalog binary}"
-K=$KAPPALOG
+TAG=clone-fork
+# shellcheck source=tests/replica_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/replica_lib.sh"
 
-die() {
-    echo "FAIL: $*" >&2
-    exit 1
-}
-T=$(mktemp -d "${TMPDIR:-/tmp}/kappalog-clone-fork.XXXXXX") || exit 1
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    rm -rf "$T"
-}
-trap cleanup EXIT
-
-info() { "$K" info "$1" --json 2>/dev/null | tr -d ' \n'; }
-field() { sed -n "s/.*\"$2\":\"\\{0,1\\}\\([^,\"]*\\).*/\\1/p" <<<"$1"; }
 lines() { # N FIRST TAG: N lines, numbered from FIRST
     awk -v n="$1" -v f="$2" -v t="$3" 'BEGIN { srand(f); for (i = 0; i < n; i++) { s = sprintf("%s-%06d:", t, f + i); m = int(rand() * 120); for (j = 0; j < m; j++) s = s sprintf("%c", 97 + int(rand() * 26)); print s } }'
-}
-# the replica equals the source: blocks, and every signed fact of the tree
-same() { # SRC REPLICA WHAT
-    local a b f
-    a=$(info "$1")
-    b=$(info "$2")
-    for f in length fork tree_hash signature key; do
-        [ "$(field "$a" "$f")" = "$(field "$b" "$f")" ] ||
-            die "$3: $f: the source has '$(field "$a" "$f")', the replica '$(field "$b" "$f")'"
-    done
-    "$K" read "$1" | cmp -s - <("$K" read "$2") || die "$3: the replica's blocks differ from the source's"
-    "$K" verify "$2" >/dev/null || die "$3: the replica does not verify"
 }
 wait_for() { # DIR LENGTH FORK SECONDS
     local i n

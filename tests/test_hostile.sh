@@ -46,26 +46,12 @@
 #
 # Environment: KAPPALOG, KL_BUILD_DIR (set by ctest).
 
-set -u
-set -o pipefail
-export LC_ALL=C
-: "${KAPPALOG:?set KAPPALOG to the kappalog binary}"
+TAG=hostile
+# shellcheck source=tests/replica_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/replica_lib.sh"
 : "${KL_BUILD_DIR:?set KL_BUILD_DIR to the build tree}"
-K=$KAPPALOG
 EVIL="$KL_BUILD_DIR/tests/tool_evilpeer"
-die() {
-    echo "FAIL: $*" >&2
-    exit 1
-}
 [ -x "$EVIL" ] || die "$EVIL is not built"
-T=$(mktemp -d "${TMPDIR:-/tmp}/kappalog-hostile.XXXXXX") || exit 1
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    rm -rf "$T"
-}
-trap cleanup EXIT
-export KL_QUIET=1
 
 length_of() { "$K" info "$1" --json 2>/dev/null | tr -d ' \n' | sed -n 's/.*"length":\([0-9]*\).*/\1/p'; }
 key_of() { "$K" info "$1" --json | tr -d ' \n' | sed -n 's/.*"key":"\([0-9a-f]*\)".*/\1/p'; }
