@@ -24,6 +24,20 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# start_serve DIR [FLAG...]: `kappalog serve DIR` on a free port of 127.0.0.1
+# (its output in $T/serve.out and $T/serve.err, its pid in PIDS); sets PORT
+# (HOST:PORT) and KEY once it listens
+start_serve() {
+    local dir=$1
+    shift
+    "$K" serve "$dir" --listen 127.0.0.1:0 "$@" >"$T/serve.out" 2>"$T/serve.err" &
+    PIDS+=($!)
+    for _ in $(seq 1 200); do grep -q '^key ' "$T/serve.out" 2>/dev/null && break; sleep 0.05; done
+    PORT=$(sed -n 's/^listening on //p' "$T/serve.out")
+    KEY=$(awk '$1 == "key" { print $2 }' "$T/serve.out")
+    [ -n "$PORT" ] && [ -n "$KEY" ] || die "kappalog serve did not start: $(cat "$T/serve.err")"
+}
+
 # info DIR: `kappalog info --json` on one line; field JSON NAME: one value of it
 info() { "$K" info "$1" --json 2>/dev/null | tr -d ' \n'; }
 field() { sed -n "s/.*\"$2\":\"\\{0,1\\}\\([^,\"]*\\).*/\\1/p" <<<"$1"; }

@@ -10,37 +10,17 @@
 #
 # Environment: KAPPALOG (set by ctest); KL_CLONE_KILLS (default 50).
 
-set -u
-set -o pipefail
-export LC_ALL=C
-export KL_QUIET=1
-: "${KAPPALOG:?set KAPPALOG to the kappalog binary}"
-K=$KAPPALOG
+TAG=clone-crash
+# shellcheck source=tests/replica_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/replica_lib.sh"
 KILLS=${KL_CLONE_KILLS:-50}
-
-die() {
-    echo "FAIL: $*" >&2
-    exit 1
-}
-T=$(mktemp -d "${TMPDIR:-/tmp}/kappalog-clone-crash.XXXXXX") || exit 1
-SERVE_PID=
-cleanup() {
-    [ -n "$SERVE_PID" ] && kill "$SERVE_PID" 2>/dev/null
-    rm -rf "$T"
-}
-trap cleanup EXIT
 
 # the source: 20,000 lines of 1..200 bytes
 awk 'BEGIN { srand(11); for (i = 0; i < 20000; i++) { n = 1 + int(rand() * 200); s = sprintf("%06d:", i); for (j = 0; j < n; j++) s = s sprintf("%c", 97 + int(rand() * 26)); print s } }' >"$T/src.txt"
 "$K" init "$T/src" --fsync never >/dev/null || die "init"
 "$K" append "$T/src" --batch 100 <"$T/src.txt" >/dev/null || die "append"
 
-"$K" serve "$T/src" --listen 127.0.0.1:0 --quiet >"$T/serve.out" 2>"$T/serve.err" &
-SERVE_PID=$!
-for _ in $(seq 1 100); do grep -q '^key ' "$T/serve.out" 2>/dev/null && break; sleep 0.05; done
-PORT=$(sed -n 's/^listening on //p' "$T/serve.out")
-KEY=$(awk '$1 == "key" { print $2 }' "$T/serve.out")
-[ -n "$PORT" ] && [ -n "$KEY" ] || die "kappalog serve did not start: $(cat "$T/serve.err")"
+start_serve "$T/src" --quiet
 
 length_of() { "$K" info "$1" --json 2>/dev/null | tr -d ' \n' | sed -n 's/.*"length":\([0-9]*\).*/\1/p'; }
 
@@ -78,14 +58,7 @@ while [ $kills -lt "$KILLS" ]; do
     prev=$now
 done
 "$K" clone "$PORT" "$KEY" "$R" 2>"$T/clone.err" || die "the last clone failed: $(cat "$T/clone.err")"
-"$K" verify "$R" >/dev/null 2>"$T/verify.err" || die "verify fails on the replica: $(cat "$T/verify.err")"
 "$K" read "$R" | cmp -s - "$T/src.txt" || die "the replica's blocks differ from the source's"
-a=$("$K" info "$T/src" --json | tr -d ' \n')
-b=$("$K" info "$R" --json | tr -d ' \n')
-for f in key length tree_hash signature; do
-    va=$(sed -n "s/.*\"$f\":\"\\{0,1\\}\\([0-9a-f]*\\)\"\\{0,1\\}[,}].*/\\1/p" <<<"$a")
-    vb=$(sed -n "s/.*\"$f\":\"\\{0,1\\}\\([0-9a-f]*\\)\"\\{0,1\\}[,}].*/\\1/p" <<<"$b")
-    [ -n "$va" ] && [ "$va" = "$vb" ] || die "$f: source '$va', replica '$vb'"
-done
+same "$T/src" "$R" "the final clone"
 [ $resumed_partial -ge 10 ] || die "only $resumed_partial kills left a partial replica"
 echo "test_clone_crash: $kills kills during clone ($resumed_partial left a partial replica that resumed, $finished clones finished between kills and were checked); the final replica verifies and equals the source"

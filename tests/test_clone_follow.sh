@@ -64,12 +64,7 @@ done
 N=5000
 "$K" init "$T/src" --fsync never >/dev/null || die "init"
 lines 1 0 c | "$K" append "$T/src" >/dev/null || die "append"
-"$K" serve "$T/src" --listen 127.0.0.1:0 >"$T/serve.out" 2>"$T/serve.err" &
-PIDS+=($!)
-for _ in $(seq 1 200); do grep -q '^key ' "$T/serve.out" 2>/dev/null && break; sleep 0.05; done
-PORT=$(sed -n 's/^listening on //p' "$T/serve.out")
-KEY=$(awk '$1 == "key" { print $2 }' "$T/serve.out")
-[ -n "$PORT" ] && [ -n "$KEY" ] || die "kappalog serve did not start: $(cat "$T/serve.err")"
+start_serve "$T/src"
 "$K" clone "$PORT" "$KEY" "$T/follow" --follow --fsync never 2>"$T/follow.err" &
 FOLLOW=$!
 PIDS+=("$FOLLOW")

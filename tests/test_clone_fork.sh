@@ -38,12 +38,7 @@ wait_for() { # DIR LENGTH FORK SECONDS
 lines 3000 0 a >"$T/src.txt"
 "$K" init "$T/src" --fsync never >/dev/null || die "init"
 "$K" append "$T/src" --batch 100 <"$T/src.txt" >/dev/null || die "append"
-"$K" serve "$T/src" --listen 127.0.0.1:0 --stall-ms 8000 >"$T/serve.out" 2>"$T/serve.err" &
-PIDS+=($!)
-for _ in $(seq 1 100); do grep -q '^key ' "$T/serve.out" 2>/dev/null && break; sleep 0.05; done
-PORT=$(sed -n 's/^listening on //p' "$T/serve.out")
-KEY=$(awk '$1 == "key" { print $2 }' "$T/serve.out")
-[ -n "$PORT" ] && [ -n "$KEY" ] || die "kappalog serve did not start: $(cat "$T/serve.err")"
+start_serve "$T/src" --stall-ms 8000
 
 # ---- a follower through a truncation
 "$K" clone "$PORT" "$KEY" "$T/follow" --follow --fsync never 2>"$T/follow.err" &
