@@ -5,7 +5,10 @@
  *
  * verify opens the log read-only, so it runs beside a writer and changes
  * nothing; its exit status is 0 only if every block, node, root and the
- * signature hold. truncate takes the writer's lock like any writer.
+ * signature hold. `verify --repair` is a writer instead (it takes the lock):
+ * it first rebuilds the tree file's nodes from the blocks where they differ
+ * (kl_log_repair_tree), then verifies as above. truncate takes the writer's
+ * lock like any writer.
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -17,6 +20,7 @@
 #include "util.h"
 
 typedef struct verify_progress {
+    const char *what;
     int terminal;
     double started_s, next_s;
 } verify_progress;
@@ -29,19 +33,43 @@ static void on_progress(void *ctx, uint64_t done, uint64_t total) {
     p->next_s = now + 0.25;
     char line[160];
     double secs = now - p->started_s;
-    snprintf(line, sizeof line, "verify: %" PRIu64 " of %" PRIu64 " blocks (%.0f%%), %.0f blocks/s",
-             done, total, total ? 100.0 * (double)done / (double)total : 100.0,
+    snprintf(line, sizeof line, "%s: %" PRIu64 " of %" PRIu64 " blocks (%.0f%%), %.0f blocks/s",
+             p->what, done, total, total ? 100.0 * (double)done / (double)total : 100.0,
              secs > 0 ? (double)done / secs : 0.0);
     cli_status_line(line);
+}
+
+/* verify --repair: open as the writer and rebuild the tree file's nodes that differ. */
+static int repair_tree(const char *dir, kl_log **out) {
+    int rc = kl_log_open(dir, NULL, out);
+    if (rc < 0)
+        return cli_kl_error("verify", rc, NULL);
+    verify_progress p = {"repair", isatty(STDERR_FILENO), cli_now_s(), 0};
+    uint64_t rebuilt = 0;
+    rc = kl_log_repair_tree(*out, on_progress, &p, &rebuilt);
+    cli_status_clear();
+    if (rc < 0) {
+        cli_error("verify", "%s: %s", dir, kl_log_last_error(*out));
+        kl_log_close(*out);
+        *out = NULL;
+        return cli_exit_status(rc);
+    }
+    if (rebuilt)
+        printf("%s: rebuilt %" PRIu64 " tree node%s from the blocks, which make the signed tree\n",
+               dir, rebuilt, rebuilt == 1 ? "" : "s");
+    else
+        printf("%s: the tree file held; nothing to rebuild\n", dir);
+    return 0;
 }
 
 static int run_verify(const cli_command *cmd, const cli_args *a) {
     (void)cmd;
     kl_log *log = NULL;
-    int rc = cli_open_readonly("verify", a->pos[0], &log);
+    int rc =
+        a->val[0] ? repair_tree(a->pos[0], &log) : cli_open_readonly("verify", a->pos[0], &log);
     if (rc != 0)
         return rc;
-    verify_progress p = {isatty(STDERR_FILENO), cli_now_s(), 0};
+    verify_progress p = {"verify", isatty(STDERR_FILENO), cli_now_s(), 0};
     uint64_t bad = UINT64_MAX;
     int kr = kl_log_verify(log, on_progress, &p, &bad);
     cli_status_clear();
@@ -66,18 +94,26 @@ static int run_verify(const cli_command *cmd, const cli_args *a) {
     return cli_flush() < 0 ? cli_write_failed("verify") : CLI_EXIT_OK;
 }
 
+static const cli_flag verify_flags[] = {{"--repair", NULL}, {NULL, NULL}};
 static const cli_flag no_flags[] = {{NULL, NULL}};
 
 const cli_command cli_cmd_verify = {
     .name = "verify",
     .summary = "check every block against the signed tree",
-    .usage = "verify DIR\n"
+    .usage = "verify DIR [--repair]\n"
              "\n"
              "Re-hash every block of the log in DIR and check it, every node of the tree\n"
              "file, the roots and the signature in the header, and both header slots.\n"
              "Reads only (works beside a writer); shows progress on a terminal. Exit 0 if\n"
-             "all of it holds, else 1 with the first bad block named.\n",
-    .flags = no_flags,
+             "all of it holds, else 1 with the first bad block named.\n"
+             "\n"
+             "  --repair  first rebuild the tree file's nodes from the blocks where they\n"
+             "            differ (damaged or zeroed bytes in DIR/tree), then verify. The\n"
+             "            blocks are hashed twice: nothing is written unless they pass\n"
+             "            their checksums and make the signed roots (damage in the blocks\n"
+             "            cannot be repaired from them: exit 1, nothing changed). Takes\n"
+             "            the writer's lock, so no other process may append meanwhile.\n",
+    .flags = verify_flags,
     .arg_names = {"DIR"},
     .min_args = 1,
     .max_args = 1,

@@ -1507,6 +1507,36 @@ out_locked:
     return rc;
 }
 
+/*
+ * Write n bytes at off of the tree file outside any commit (kl_log_repair_tree),
+ * and fdatasync it if sync: holding the commit role, so that no commit uses the
+ * backend meanwhile (appends wait for it). A failure fails the handle, as one on
+ * the commit path does: what the file holds after a failed write or sync is
+ * not known, and a sync is never retried.
+ */
+int kl_commit_tree_write(kl_log *log, const void *p, size_t n, uint64_t off, int sync) {
+    pthread_mutex_lock(&log->mu);
+    while (log->committing)
+        pthread_cond_wait(&log->cv, &log->mu);
+    int rc = 0;
+    if (log->failed) {
+        rc = failed_error(log);
+        pthread_mutex_unlock(&log->mu);
+        return rc;
+    }
+    log->committing = 1;
+    pthread_mutex_unlock(&log->mu);
+    rc = kl_io_write_sync(log->io, log->tree_fd, p, n, off, sync);
+    pthread_mutex_lock(&log->mu);
+    if (rc < 0)
+        fail_handle(log, rc, "rewriting the tree file");
+    release_role(log);
+    if (rc < 0)
+        rc = failed_error(log);
+    pthread_mutex_unlock(&log->mu);
+    return rc;
+}
+
 /* On close: cut the zeroed space ahead of the batches, so the files hold the log only. */
 int kl_commit_trim(kl_log *log) {
     uint64_t tree_end = kl_tree_bytes(log->last.length, log->tree_low);

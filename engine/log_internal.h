@@ -360,6 +360,8 @@ void kl_commit_last(kl_log *log, kl_slot *out);
 /* Sign st's tree (its roots, length and fork) with the log's secret key. */
 void kl_commit_sign(const kl_log *log, kl_slot *st);
 int kl_commit_trim(kl_log *log);
+/* Write (and if sync, fdatasync) n bytes at off of the tree file, holding the commit role. */
+int kl_commit_tree_write(kl_log *log, const void *p, size_t n, uint64_t off, int sync);
 int kl_flusher_start(kl_log *log);
 void kl_flusher_stop(kl_log *log);
 

@@ -454,7 +454,20 @@ int kl_node_src_get(void *ctx, uint64_t index, kl_node *out) {
                        (unsigned long long)index, (unsigned long long)s->length);
     if (!kl_tree_stored(index, s->log->tree_low))
         return node_from_blocks(s->log, index, out);
-    return kl_tree_read(s->log->io, s->log->tree_fd, s->log->tree_low, index, out);
+    int rc = kl_tree_read(s->log->io, s->log->tree_fd, s->log->tree_low, index, out);
+    if (rc < 0)
+        return rc;
+    /* No BLAKE2b output is 32 zero bytes: this node was never written or was zeroed since
+       (a file system's repair after a crash, say). Hashing it into a proof or a tree hash
+       would hand out a wrong tree; say where the damage is. */
+    static const uint8_t zero[KL_HASH_BYTES];
+    if (memcmp(out->hash, zero, sizeof zero) == 0)
+        return kl_errf(KL_ECORRUPT,
+                       "tree node %llu (over blocks %llu..%llu) in %s is all zeros: the tree file "
+                       "is damaged ('kappalog verify --repair' rebuilds it from the blocks)",
+                       (unsigned long long)index, (unsigned long long)(kl_ft_left_span(index) / 2),
+                       (unsigned long long)(kl_ft_right_span(index) / 2), s->log->tree_path);
+    return 0;
 }
 
 int kl_log_node(kl_log *log, uint64_t index, kl_node *out) {

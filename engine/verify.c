@@ -22,12 +22,21 @@
 #define CHUNK_NODES    (32u * 1024u)
 #define PROGRESS_EVERY (64u * 1024u)
 
+/* What a pass does with a stored node that differs from the one the blocks make. */
+enum pass_mode {
+    PASS_VERIFY, /* name it and stop */
+    PASS_COUNT,  /* count it and go on (the roots decide whether the blocks are right) */
+    PASS_FIX     /* count it and write the one the blocks make in its place */
+};
+
 /* Stored nodes, read sequentially. */
 typedef struct node_reader {
     kl_log *log;
     uint8_t *buf;
     uint64_t first, count; /* positions [first, first + count) are in buf */
     uint64_t total;        /* nodes the committed tree has */
+    enum pass_mode mode;
+    uint64_t differ; /* stored nodes that differ (PASS_COUNT, PASS_FIX) */
 } node_reader;
 
 /* The stored node at position pos (in order), or NULL with the error set. */
@@ -167,6 +176,42 @@ static int name_damage(node_reader *r, kl_treeb *tb, const group *g, uint64_t a,
     return 0;
 }
 
+/*
+ * PASS_COUNT, PASS_FIX: the stored nodes at positions [base, end) against
+ * the ones the group's blocks made (made[0] is base's); each run of
+ * differing ones is counted and, under PASS_FIX, written over.
+ */
+static int mend_group(node_reader *r, const uint8_t *made, uint64_t base, uint64_t end,
+                      uint64_t *bad) {
+    for (uint64_t pos = base; pos < end;) {
+        uint64_t run = pos;
+        for (; run < end; run++) {
+            int rc = 0;
+            const uint8_t *st = stored_node(r, run, &rc);
+            if (!st) {
+                *bad = UINT64_MAX;
+                return rc;
+            }
+            if (memcmp(st, made + (run - base) * KL_TREE_NODE_BYTES, KL_TREE_NODE_BYTES) == 0)
+                break;
+        }
+        if (run > pos) {
+            r->differ += run - pos;
+            if (r->mode == PASS_FIX) {
+                int rc = kl_commit_tree_write(r->log, made + (pos - base) * KL_TREE_NODE_BYTES,
+                                              (size_t)(run - pos) * KL_TREE_NODE_BYTES,
+                                              kl_tree_off(pos), 0);
+                if (rc < 0) {
+                    *bad = UINT64_MAX;
+                    return rc;
+                }
+            }
+        }
+        pos = run + 1; /* past the run and the node that matched after it */
+    }
+    return 0;
+}
+
 /* Check the group of blocks [a, e) against the stored nodes and add it to tb. */
 static int check_group(node_reader *r, kl_treeb *tb, group *g, uint64_t a, uint64_t e,
                        uint64_t *bad) {
@@ -182,6 +227,8 @@ static int check_group(node_reader *r, kl_treeb *tb, group *g, uint64_t a, uint6
     size_t spans =
         kl_tree_build_spans(g->blocks, g->hashes, a, e, low, base, g->nodes, g->scratch, tops);
     kl_treeb_join(tb, tops, spans, base, g->nodes);
+    if (r->mode != PASS_VERIFY)
+        return mend_group(r, g->nodes, base, end, bad);
     for (uint64_t pos = base; pos < end; pos++) {
         int rc = 0;
         const uint8_t *st = stored_node(r, pos, &rc);
@@ -200,9 +247,9 @@ static int check_group(node_reader *r, kl_treeb *tb, group *g, uint64_t a, uint6
     return 0;
 }
 
-static int verify_blocks(kl_log *log, const kl_slot *st, kl_progress_fn progress, void *ctx,
-                         uint64_t *bad) {
-    node_reader r = {.log = log, .total = kl_tree_count(st->length, log->tree_low)};
+static int verify_blocks(kl_log *log, const kl_slot *st, enum pass_mode mode, uint64_t *differ,
+                         kl_progress_fn progress, void *ctx, uint64_t *bad) {
+    node_reader r = {.log = log, .total = kl_tree_count(st->length, log->tree_low), .mode = mode};
     r.buf = malloc((size_t)CHUNK_NODES * KL_TREE_NODE_BYTES);
     group *g = calloc(1, sizeof *g);
     kl_iter *it = NULL;
@@ -255,6 +302,7 @@ static int verify_blocks(kl_log *log, const kl_slot *st, kl_progress_fn progress
             progress(ctx, e, st->length);
     }
     kl_iter_close(it);
+    *differ = r.differ;
     free(r.buf);
     free(buf);
     if (g)
@@ -296,14 +344,76 @@ int kl_log_verify(kl_log *log, kl_progress_fn progress, void *ctx, uint64_t *bad
     if (rc < 0)
         rc = kl_err_prefix(
             rc, "the header's signature over length %llu: ", (unsigned long long)st->length);
+    uint64_t differ = 0;
     if (rc == 0)
-        rc = verify_blocks(log, st, progress, ctx, bad);
+        rc = verify_blocks(log, st, PASS_VERIFY, &differ, progress, ctx, bad);
     for (int i = 0; rc == 0 && i < 2; i++)
         if (log->slot_problem[i][0])
             rc = kl_errf(KL_ECORRUPT,
                          "%s: header slot %d is damaged (%s); the other one holds "
                          "the log's state",
                          log->hdr_path, i, log->slot_problem[i]);
+    free(st);
+    return kl_log_err(log, rc);
+}
+
+/* Progress of one pass of a repair, as part of both. */
+typedef struct pass_progress {
+    kl_progress_fn fn;
+    void *ctx;
+    uint64_t before, total; /* blocks done in passes before this one; of all passes */
+} pass_progress;
+
+static void on_pass_progress(void *ctx, uint64_t done, uint64_t total) {
+    (void)total;
+    const pass_progress *p = ctx;
+    p->fn(p->ctx, p->before + done, p->total);
+}
+
+/*
+ * Two passes, both hashing every block as verify does: the first only
+ * counts the stored nodes that differ from the ones the blocks make, and
+ * checks that the blocks make the signed roots. Only then are the blocks
+ * known to be right, so only then does the second pass write the nodes they
+ * make over the stored ones that differ (the blocks are read again: nothing
+ * of the first pass is kept but its verdict), and sync the file.
+ */
+int kl_log_repair_tree(kl_log *log, kl_progress_fn progress, void *ctx, uint64_t *rebuilt) {
+    uint64_t bad = UINT64_MAX, differ = 0;
+    if (rebuilt)
+        *rebuilt = 0;
+    if (!log)
+        return kl_errf(KL_EINVAL, "log is NULL");
+    kl_err_clear();
+    if (log->readonly)
+        return kl_log_err(log, kl_errf(KL_EREADONLY, "repairing the tree file needs a writable "
+                                                     "handle (the writer's lock)"));
+    kl_slot *st = NULL;
+    int rc = snapshot(log, &st);
+    if (rc < 0)
+        return kl_log_err(log, rc);
+    rc = kl_slot_verify(st);
+    if (rc < 0)
+        rc = kl_err_prefix(
+            rc, "the header's signature over length %llu: ", (unsigned long long)st->length);
+    pass_progress pp = {progress, ctx, 0, 2 * st->length};
+    kl_progress_fn fn = progress ? on_pass_progress : NULL;
+    if (rc == 0)
+        rc = verify_blocks(log, st, PASS_COUNT, &differ, fn, &pp, &bad);
+    if (rc < 0)
+        rc = kl_err_prefix(rc, "the tree file cannot be rebuilt from the blocks: ");
+    if (rc == 0 && differ > 0) {
+        pp.before = st->length;
+        rc = verify_blocks(log, st, PASS_FIX, &differ, fn, &pp, &bad);
+        if (rc == 0)
+            rc = kl_commit_tree_write(log, NULL, 0, 0, 1);
+        if (rc < 0)
+            rc = kl_err_prefix(rc, "rebuilding the tree file: ");
+        else if (rebuilt)
+            *rebuilt = differ;
+    }
+    if (rc == 0 && progress)
+        progress(ctx, 2 * st->length, 2 * st->length);
     free(st);
     return kl_log_err(log, rc);
 }

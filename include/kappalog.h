@@ -265,6 +265,23 @@ typedef void (*kl_progress_fn)(void *ctx, uint64_t done, uint64_t total);
 KL_API int kl_log_verify(kl_log *log, kl_progress_fn progress, void *ctx, uint64_t *bad_block);
 
 /*
+ * Rebuild the tree file's stored nodes from the blocks, where they differ
+ * (flipped or zeroed bytes in `tree`; proofs and tree hashes read them).
+ * The nodes are redundant: every block is hashed, and only if the blocks
+ * pass their checksums and make the signed roots is anything written, each
+ * differing node replaced by the one the blocks make, then the file synced.
+ * *rebuilt (if not NULL) receives how many nodes were rewritten (0: the
+ * file held). Otherwise nothing is written: KL_ECORRUPT or KL_EVERIFY as
+ * kl_log_verify reports them (damage in the blocks cannot be repaired from
+ * them). Needs a writable handle (KL_EREADONLY); appends on it wait while a
+ * node is written. Takes two passes over the log; `progress` (may be NULL)
+ * counts both (total: twice the length). A failed write or sync fails the
+ * handle, as on the commit path. Damage to the header slots is not this
+ * call's business (a writable open uses the other slot).
+ */
+KL_API int kl_log_repair_tree(kl_log *log, kl_progress_fn progress, void *ctx, uint64_t *rebuilt);
+
+/*
  * Cut the log in `dir` to its first `length` blocks, as Hypercore's
  * truncate(length): the fork id increments and the tree at `length` is
  * signed with the new fork (even when `length` is the current length). The

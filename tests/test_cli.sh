@@ -624,6 +624,35 @@ test_signed_core() {
     run verify "$T/core-bad"
     expect_error 1 "first bad block 16: blocks 16..31 do not match the tree: node 47" \
         "verify a log with a damaged tree node"
+    # --repair: the node is rebuilt from the blocks, and the file is the intact one again;
+    # zeroed nodes are refused by a proof, then rebuilt; a damaged block stops the repair
+    run verify "$T/core-bad" --repair
+    expect_ok "verify --repair of a damaged tree node"
+    check "verify --repair: $(cat "$T/out")" grep -q \
+        'rebuilt 1 tree node from the blocks, which make the signed tree' "$T/out"
+    check "verify --repair then verified" grep -q 'every block, tree node and the signature hold' \
+        "$T/out"
+    check "verify --repair: the tree file is the intact one" cmp -s "$log/tree" "$T/core-bad/tree"
+    # every node zeroed (the file keeps its 64-byte header, then 40-byte nodes)
+    nodes=$((($(stat -c %s "$T/core-bad/tree") - 64) / 40))
+    dd if=/dev/zero of="$T/core-bad/tree" bs=8 seek=8 count=$((nodes * 5)) conv=notrunc \
+        2>/dev/null
+    run proof "$T/core-bad" --upgrade 0:2000
+    expect_error 1 "is all zeros: the tree file is damaged" "a proof over zeroed tree nodes"
+    run verify "$T/core-bad" --repair
+    expect_ok "verify --repair of zeroed nodes"
+    check "verify --repair: $(cat "$T/out")" grep -q "rebuilt $nodes tree nodes" "$T/out"
+    run verify "$T/core-bad" --repair
+    check "verify --repair again: $(cat "$T/out")" grep -q 'the tree file held; nothing to rebuild' \
+        "$T/out"
+    flip_byte "$T/core-bad/segments/00000000000000000000.log" 200
+    dd if=/dev/zero of="$T/core-bad/tree" bs=8 seek=8 count=5 conv=notrunc 2>/dev/null
+    cp "$T/core-bad/tree" "$T/core-bad.tree"
+    run verify "$T/core-bad" --repair
+    expect_error 1 "the tree file cannot be rebuilt from the blocks: .*checksum" \
+        "verify --repair over a damaged block"
+    check "verify --repair over a damaged block left the tree file" \
+        cmp -s "$T/core-bad/tree" "$T/core-bad.tree"
     # truncate: refusals change nothing.
     before=$(signed_state "$log")
     run truncate "$log" 2001

@@ -151,25 +151,6 @@ static uint64_t sizable_block(uint64_t from, size_t min) {
     return 0;
 }
 
-static uint8_t *read_file(const char *path, size_t *len) {
-    int fd = open(path, O_RDONLY);
-    assert_true(fd >= 0);
-    size_t size = (size_t)tu_file_size(path);
-    uint8_t *p = malloc(size ? size : 1);
-    assert_non_null(p);
-    assert_int_equal(pread(fd, p, size, 0), (ssize_t)size);
-    close(fd);
-    *len = size;
-    return p;
-}
-
-static void write_at(const char *path, uint64_t off, const void *p, size_t n) {
-    int fd = open(path, O_WRONLY);
-    assert_true(fd >= 0);
-    assert_int_equal(pwrite(fd, p, n, (off_t)off), (ssize_t)n);
-    close(fd);
-}
-
 /* Byte offset of block i's bytes in its segment file (found by its content: records are random). */
 static uint64_t block_offset(const char *dir, uint64_t i) {
     char seg[4096];
@@ -177,7 +158,7 @@ static uint64_t block_offset(const char *dir, uint64_t i) {
     uint8_t want[MAX_REC + 8];
     size_t wn = tu_record(SEED, i, MAX_REC, want), len = 0;
     assert_true(wn >= 16);
-    uint8_t *file = read_file(seg, &len);
+    uint8_t *file = tu_read_file(seg, &len);
     const uint8_t *at = memmem(file, len, want, wn);
     assert_non_null(at);
     assert_null(memmem(at + 1, len - (size_t)(at - file) - 1, want, wn)); /* only once */
@@ -189,7 +170,8 @@ static uint64_t block_offset(const char *dir, uint64_t i) {
 /* ---- running `kappalog verify` ---- */
 
 /* `kappalog verify dir`: its exit status; what it printed (both streams) into out. */
-static int cli_verify(const char *dir, char *out, size_t cap) {
+/* `kappalog verify DIR [flag]` (flag may be NULL): its exit status, its output into out. */
+static int cli_verify(const char *dir, const char *flag, char *out, size_t cap) {
     int p[2];
     assert_int_equal(pipe(p), 0);
     pid_t pid = fork();
@@ -199,7 +181,7 @@ static int cli_verify(const char *dir, char *out, size_t cap) {
         dup2(p[1], 2);
         close(p[0]);
         close(p[1]);
-        execl(tu_cli_bin(), "kappalog", "verify", dir, (char *)NULL);
+        execl(tu_cli_bin(), "kappalog", "verify", dir, flag, (char *)NULL);
         _exit(127);
     }
     close(p[1]);
@@ -308,7 +290,7 @@ static void expect_damage_found(const expect *e) {
     assert_int_equal(kl_log_close(log), 0);
     /* the command line names the block verify names */
     char out[4096];
-    assert_int_equal(cli_verify(fx.dir, out, sizeof out), 1);
+    assert_int_equal(cli_verify(fx.dir, NULL, out, sizeof out), 1);
     char want[96];
     if (bad != UINT64_MAX) {
         snprintf(want, sizeof want, "first bad block %llu:", (unsigned long long)bad);
@@ -340,7 +322,7 @@ static void test_the_intact_log_verifies(void **state) {
     check_reads(log, &e);
     assert_int_equal(kl_log_close(log), 0);
     char out[4096];
-    assert_int_equal(cli_verify(fx.dir, out, sizeof out), 0);
+    assert_int_equal(cli_verify(fx.dir, NULL, out, sizeof out), 0);
     assert_non_null(strstr(out, "3000 blocks"));
 }
 
@@ -416,7 +398,7 @@ static void forge_block(const char *dir, uint64_t j) {
     char seg[4096];
     tu_seg_path(seg, sizeof seg, dir, seg_of(j), "log");
     size_t len = 0;
-    uint8_t *f = read_file(seg, &len);
+    uint8_t *f = tu_read_file(seg, &len);
     uint64_t pos = 64; /* past the segment file header */
     for (;;) {
         assert_true(pos + BATCH_HDR <= len);
@@ -450,7 +432,7 @@ static void forge_block(const char *dir, uint64_t j) {
         memcpy(f + pos + 48, &sums, 8);
         uint64_t hsum = XXH3_64bits(f + pos, 56);
         memcpy(f + pos + 56, &hsum, 8);
-        write_at(seg, pos, f + pos, (size_t)(BATCH_HDR + 8 * chunks + stored));
+        tu_write_at(seg, pos, f + pos, (size_t)(BATCH_HDR + 8 * chunks + stored));
         break;
     }
     free(f);
@@ -482,7 +464,7 @@ static void test_a_block_forged_with_its_checksums_is_caught_by_the_tree(void **
     }
     assert_int_equal(kl_log_close(log), 0);
     char out[4096], w[64];
-    assert_int_equal(cli_verify(fx.dir, out, sizeof out), 1);
+    assert_int_equal(cli_verify(fx.dir, NULL, out, sizeof out), 1);
     snprintf(w, sizeof w, "first bad block %llu:", (unsigned long long)group);
     if (!strstr(out, w))
         fail_msg("kappalog verify printed '%s', expected '%s'", out, w);
@@ -490,9 +472,15 @@ static void test_a_block_forged_with_its_checksums_is_caught_by_the_tree(void **
 
 /* ---- the tree file ---- */
 
+/*
+ * A node is redundant (the blocks make it): after the damage is found,
+ * `kappalog verify --repair` writes that one node back, and the tree file
+ * is the intact one again, byte for byte.
+ */
 static void flip_node(uint64_t index, uint64_t byte, const char *what) {
-    char tree[4096];
+    char tree[4096], intact[4096];
     snprintf(tree, sizeof tree, "%s/tree", fx.dir);
+    snprintf(intact, sizeof intact, "%s/tree", fx.pristine);
     tu_flip(tree, kl_tree_off(kl_tree_spos(index, KL_TREE_LOW)) + byte, 0x01);
     expect e = {.what = what,
                 .code = KL_EVERIFY,
@@ -502,6 +490,16 @@ static void flip_node(uint64_t index, uint64_t byte, const char *what) {
                 .bad_from = 1,
                 .bad_to = 1};
     expect_damage_found(&e);
+    char out[4096];
+    if (cli_verify(fx.dir, "--repair", out, sizeof out) != 0 ||
+        !strstr(out, "rebuilt 1 tree node from the blocks") || !strstr(out, "signature hold"))
+        fail_msg("%s: kappalog verify --repair printed '%s'", what, out);
+    size_t n = 0, m = 0;
+    uint8_t *got = tu_read_file(tree, &n), *want = tu_read_file(intact, &m);
+    assert_int_equal(n, m);
+    assert_memory_equal(got, want, n);
+    free(got);
+    free(want);
 }
 
 /* The lowest stored node over block j: depth KL_TREE_LOW, 16 blocks. */
@@ -539,6 +537,39 @@ static void test_a_flipped_full_root_in_the_tree_file_names_its_first_block(void
     flip_node(roots[1], 0, "root node over blocks 2048..2559 in the tree file");
 }
 
+/*
+ * A repair trusts the blocks only once they make the signed roots. A forged
+ * block makes other roots, so nothing is written, not even a zeroed node
+ * elsewhere that the blocks alone would have rebuilt right.
+ */
+static void test_a_forged_block_stops_a_repair_of_the_tree(void **state) {
+    (void)state;
+    uint64_t j = mid_batch_block(fx.firsts[2] + 7);
+    forge_block(fx.dir, j);
+    char tree[4096];
+    snprintf(tree, sizeof tree, "%s/tree", fx.dir);
+    static const uint8_t zero[KL_TREE_NODE_BYTES];
+    tu_write_at(tree, kl_tree_off(kl_tree_spos(lowest_stored(100), KL_TREE_LOW)), zero,
+                sizeof zero);
+    size_t n = 0, m = 0;
+    uint8_t *before = tu_read_file(tree, &n);
+    kl_log *log = tu_open(fx.dir);
+    uint64_t rebuilt = 7;
+    assert_int_equal(kl_log_repair_tree(log, NULL, NULL, &rebuilt), KL_EVERIFY);
+    assert_int_equal(rebuilt, 0);
+    assert_non_null(strstr(kl_log_last_error(log), "cannot be rebuilt from the blocks"));
+    assert_int_equal(kl_log_close(log), 0);
+    char out[4096];
+    if (cli_verify(fx.dir, "--repair", out, sizeof out) != 1 ||
+        !strstr(out, "cannot be rebuilt from the blocks"))
+        fail_msg("kappalog verify --repair printed '%s'", out);
+    uint8_t *after = tu_read_file(tree, &m);
+    assert_int_equal(n, m);
+    assert_memory_equal(before, after, n);
+    free(before);
+    free(after);
+}
+
 /* ---- the header slots ---- */
 
 typedef struct slots {
@@ -551,7 +582,7 @@ static void read_slots(const char *dir, slots *out) {
     char hdr[4096];
     snprintf(hdr, sizeof hdr, "%s/header", dir);
     size_t len = 0;
-    uint8_t *p = read_file(hdr, &len);
+    uint8_t *p = tu_read_file(hdr, &len);
     assert_int_equal(len, KL_HDR_FILE_BYTES);
     for (int i = 0; i < 2; i++)
         out->valid[i] = kl_slot_decode(p + i * KL_HDR_SLOT_BYTES, &out->s[i]) == 0;
@@ -570,9 +601,9 @@ static void damage_slot(int i, uint64_t off, int reseal) {
     if (!reseal)
         return;
     size_t len = 0;
-    uint8_t *p = read_file(hdr, &len);
+    uint8_t *p = tu_read_file(hdr, &len);
     uint64_t sum = XXH3_64bits(p + base, SLOT_CHECKSUM_AT);
-    write_at(hdr, base + SLOT_CHECKSUM_AT, &sum, 8);
+    tu_write_at(hdr, base + SLOT_CHECKSUM_AT, &sum, 8);
     free(p);
 }
 
@@ -586,7 +617,7 @@ static void slot_case(uint64_t off, int reseal, const char *says, const char *wh
         char hdr[4096];
         snprintf(hdr, sizeof hdr, "%s/header", fx.dir);
         size_t len = 0;
-        uint8_t *p = read_file(hdr, &len);
+        uint8_t *p = tu_read_file(hdr, &len);
         kl_slot s;
         assert_int_equal(kl_slot_decode(p + sl.newer * KL_HDR_SLOT_BYTES, &s), 0);
         assert_int_equal(kl_slot_verify(&s), KL_EVERIFY);
@@ -649,7 +680,7 @@ static void test_both_slots_unsigned_refuse_to_open(void **state) {
     assert_non_null(strstr(kl_last_error(), "both header slots"));
     assert_int_equal(kl_log_open_io(fx.dir, NULL, tu_io(), &log), KL_ECORRUPT);
     char out[4096];
-    assert_int_equal(cli_verify(fx.dir, out, sizeof out), 1);
+    assert_int_equal(cli_verify(fx.dir, NULL, out, sizeof out), 1);
     assert_non_null(strstr(out, "both header slots"));
 }
 
@@ -755,6 +786,7 @@ int main(void) {
         T(test_a_flipped_lowest_node_size_names_its_first_block),
         T(test_a_flipped_parent_names_the_first_block_under_it),
         T(test_a_flipped_full_root_in_the_tree_file_names_its_first_block),
+        T(test_a_forged_block_stops_a_repair_of_the_tree),
         T(test_a_flipped_root_in_the_accepted_slot_is_reported),
         T(test_a_flipped_signature_in_the_accepted_slot_is_reported),
         T(test_a_root_changed_under_a_good_checksum_fails_the_signature),

@@ -187,6 +187,27 @@ uint64_t tu_file_size(const char *path) {
     return (uint64_t)st.st_size;
 }
 
+uint8_t *tu_read_file(const char *path, size_t *len) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        fail_msg("open %s: %s", path, strerror(errno));
+    size_t size = (size_t)tu_file_size(path);
+    uint8_t *p = malloc(size ? size : 1);
+    assert_non_null(p);
+    assert_int_equal(pread(fd, p, size, 0), (ssize_t)size);
+    close(fd);
+    *len = size;
+    return p;
+}
+
+void tu_write_at(const char *path, uint64_t off, const void *p, size_t n) {
+    int fd = open(path, O_WRONLY);
+    if (fd < 0)
+        fail_msg("open %s: %s", path, strerror(errno));
+    assert_int_equal(pwrite(fd, p, n, (off_t)off), (ssize_t)n);
+    close(fd);
+}
+
 void tu_seg_path(char *out, size_t cap, const char *dir, uint64_t first, const char *ext) {
     snprintf(out, cap, "%s/segments/%020llu.%s", dir, (unsigned long long)first, ext);
 }

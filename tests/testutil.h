@@ -81,6 +81,9 @@ void tu_append_and_die(const char *dir, uint64_t seed, size_t max_size, uint64_t
 void tu_flip(const char *path, uint64_t offset, uint8_t mask);
 void tu_truncate(const char *path, uint64_t size);
 uint64_t tu_file_size(const char *path);
+/* The whole file (malloc'd; *len its size), or n bytes written at off; fail the test on error. */
+uint8_t *tu_read_file(const char *path, size_t *len);
+void tu_write_at(const char *path, uint64_t off, const void *p, size_t n);
 
 /* "dir/segments/<first>.<ext>" into a static buffer of the caller's. */
 void tu_seg_path(char *out, size_t cap, const char *dir, uint64_t first, const char *ext);

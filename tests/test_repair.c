@@ -1,0 +1,395 @@
+/*
+ * test_repair.c - a tree file whose stored nodes were zeroed (what a file
+ * system can leave of a file's blocks after a crash it repaired, or a disk
+ * that lost them), and kl_log_repair_tree, which rebuilds them from the
+ * blocks (`kappalog verify --repair`).
+ *
+ * The log: RECORDS blocks of a known stream over several segments, signed
+ * with a known key. Each case copies it and zeroes stored nodes. What must
+ * hold:
+ *   - a reader that needs a zeroed node reports KL_ECORRUPT naming it and
+ *     the repair, never a wrong tree: kl_log_tree_hash, a proof's upgrade;
+ *     blocks are still served; a consumer cursor does not take the damage
+ *     for a log that lost the blocks it read (KL_EFORK);
+ *   - kl_log_repair_tree rewrites exactly the zeroed nodes: the tree file is
+ *     the intact one byte for byte, verify passes, a second repair finds
+ *     nothing to do; a read-only handle gets KL_EREADONLY; a block that
+ *     fails its checksum stops the repair with the tree file untouched
+ *     (test_tamper.c has the forged block);
+ *   - appends on the same handle from another thread during a repair land,
+ *     and the longer log verifies;
+ *   - every I/O operation of a repair failed in turn (EIO, ENOSPC, a short
+ *     write): the repair reports the error and the handle refuses appends
+ *     (fail-stop); reopened, every block is there, and a repair on a
+ *     healthy backend finishes the job.
+ */
+#include "testutil.h"
+
+#include "engine/tree.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SEED     0x2e9a1u
+#define MAX_REC  200u
+#define RECORDS  5000u
+#define KEY_BYTE 0x2eu
+
+static struct {
+    char *root, *pristine, *dir;
+    uint8_t *tree; /* the intact tree file */
+    size_t tree_len;
+    uint8_t tree_hash[KL_HASH_BYTES];
+} fx;
+
+static void tree_path(char *out, size_t cap, const char *dir) {
+    snprintf(out, cap, "%s/tree", dir);
+}
+
+static int group_setup(void **state) {
+    (void)state;
+    fx.root = tu_tmpdir("repair");
+    assert_true(asprintf(&fx.pristine, "%s/pristine", fx.root) > 0);
+    assert_true(asprintf(&fx.dir, "%s/case", fx.root) > 0);
+    uint8_t seed[KL_SEED_BYTES];
+    tu_seed(seed, KEY_BYTE);
+    kl_config cfg;
+    kl_config_default(&cfg);
+    cfg.segment_bytes = KL_MIN_SEGMENT_BYTES;
+    cfg.seed = seed;
+    tu_create(fx.pristine, &cfg);
+    kl_log *log = tu_open(fx.pristine);
+    assert_int_equal(tu_append_range(log, SEED, MAX_REC, 0, RECORDS, 97), 0);
+    assert_int_equal(kl_log_close(log), 0);
+    char tree[4096];
+    tree_path(tree, sizeof tree, fx.pristine);
+    fx.tree = tu_read_file(tree, &fx.tree_len);
+    assert_true(fx.tree_len == kl_tree_bytes(RECORDS, KL_TREE_LOW));
+    tu_tree t;
+    tu_tree_init(&t);
+    tu_tree_grow(&t, SEED, MAX_REC, RECORDS);
+    tu_tree_hash(&t, fx.tree_hash);
+    return 0;
+}
+
+static int group_teardown(void **state) {
+    (void)state;
+    tu_rmrf(fx.root);
+    free(fx.root);
+    free(fx.pristine);
+    free(fx.dir);
+    free(fx.tree);
+    return 0;
+}
+
+static int case_setup(void **state) {
+    (void)state;
+    tu_copy_dir(fx.pristine, fx.dir);
+    return 0;
+}
+
+static int case_teardown(void **state) {
+    (void)state;
+    tu_rmrf(fx.dir);
+    return 0;
+}
+
+/* Zero the stored nodes at positions [from, to) of dir's tree file. */
+static void zero_nodes(const char *dir, uint64_t from, uint64_t to) {
+    char tree[4096];
+    tree_path(tree, sizeof tree, dir);
+    size_t n = (size_t)(to - from) * KL_TREE_NODE_BYTES;
+    uint8_t *zero = calloc(1, n);
+    assert_non_null(zero);
+    tu_write_at(tree, kl_tree_off(from), zero, n);
+    free(zero);
+}
+
+/* Every stored node of the log: positions [0, all). */
+static uint64_t all_nodes(void) {
+    return kl_tree_count(RECORDS, KL_TREE_LOW);
+}
+
+static void expect_intact_tree(const char *dir, const char *what) {
+    char tree[4096];
+    tree_path(tree, sizeof tree, dir);
+    size_t n = 0;
+    uint8_t *got = tu_read_file(tree, &n);
+    if (n != fx.tree_len || memcmp(got, fx.tree, n) != 0)
+        fail_msg("%s: the tree file (%zu bytes) is not the intact one (%zu bytes)", what, n,
+                 fx.tree_len);
+    free(got);
+}
+
+static void expect_blocks(kl_log *log, uint64_t n) {
+    for (uint64_t i = 0; i < n; i += 1 + i % 13) {
+        uint8_t got[MAX_REC + 8], want[MAX_REC + 8];
+        size_t size = 0;
+        if (kl_log_get(log, i, got, sizeof got, &size) != 0)
+            fail_msg("get %llu: %s", (unsigned long long)i, kl_log_last_error(log));
+        size_t wn = tu_record(SEED, i, MAX_REC, want);
+        assert_int_equal(size, wn);
+        assert_memory_equal(got, want, wn);
+    }
+}
+
+static void test_zeroed_nodes_are_reported_not_used(void **state) {
+    (void)state;
+    zero_nodes(fx.dir, 0, all_nodes());
+    kl_log *log = tu_open_ro(fx.dir);
+    uint8_t th[KL_HASH_BYTES];
+    assert_int_equal(kl_log_tree_hash(log, RECORDS, th), KL_ECORRUPT);
+    const char *err = kl_log_last_error(log);
+    if (!strstr(err, "is all zeros") || !strstr(err, "verify --repair"))
+        fail_msg("tree hash: %s", err);
+    /* below the lowest stored depth the nodes come from the blocks: no damage there */
+    assert_int_equal(kl_log_tree_hash(log, 11, th), 0);
+    kl_proof_ask ask = {.upgrade = 1, .upgrade_start = 0, .upgrade_length = RECORDS};
+    unsigned char *msg = NULL;
+    size_t n = 0;
+    assert_int_equal(kl_log_proof(log, &ask, 1, &msg, &n), KL_ECORRUPT);
+    assert_null(msg);
+    assert_non_null(strstr(kl_log_last_error(log), "is all zeros"));
+    expect_blocks(log, RECORDS);
+    uint64_t bad = 0;
+    assert_int_equal(kl_log_verify(log, NULL, NULL, &bad), KL_EVERIFY);
+    assert_int_equal(bad, 0);
+    uint64_t rebuilt = 5;
+    assert_int_equal(kl_log_repair_tree(log, NULL, NULL, &rebuilt), KL_EREADONLY);
+    assert_int_equal(rebuilt, 0);
+    assert_int_equal(kl_log_close(log), 0);
+}
+
+/* A cursor whose position's tree hash cannot be read goes on: damage is not divergence. */
+static void test_a_cursor_does_not_take_the_damage_for_a_lost_tail(void **state) {
+    (void)state;
+    kl_log *log = tu_open(fx.dir);
+    kl_cursor *c = NULL;
+    assert_int_equal(kl_cursor_open(log, "reader", KL_CURSOR_CREATE, &c), 0);
+    assert_int_equal(kl_cursor_commit(c, 3000), 0);
+    kl_cursor_close(c);
+    assert_int_equal(kl_log_close(log), 0);
+    zero_nodes(fx.dir, 0, all_nodes());
+    log = tu_open(fx.dir);
+    int rc = kl_cursor_open(log, "reader", 0, &c);
+    if (rc != 0)
+        fail_msg("cursor open over a zeroed tree: %d %s", rc, kl_log_last_error(log));
+    assert_int_equal(kl_cursor_position(c), 3000);
+    kl_cursor_close(c);
+    uint64_t rebuilt = 0;
+    assert_int_equal(kl_log_repair_tree(log, NULL, NULL, &rebuilt), 0);
+    assert_int_equal(rebuilt, all_nodes());
+    assert_int_equal(kl_cursor_open(log, "reader", 0, &c), 0);
+    kl_cursor_close(c);
+    assert_int_equal(kl_log_close(log), 0);
+}
+
+typedef struct progress_seen {
+    uint64_t calls, last, total;
+    int backwards;
+} progress_seen;
+
+static void on_progress(void *ctx, uint64_t done, uint64_t total) {
+    progress_seen *p = ctx;
+    p->backwards |= done < p->last || done > total;
+    p->calls++;
+    p->last = done;
+    p->total = total;
+}
+
+static void test_the_repair_rewrites_exactly_the_zeroed_nodes(void **state) {
+    (void)state;
+    /* three runs of them: the first node, a run in the middle, the last two */
+    uint64_t all = all_nodes();
+    zero_nodes(fx.dir, 0, 1);
+    zero_nodes(fx.dir, all / 2, all / 2 + 17);
+    zero_nodes(fx.dir, all - 2, all);
+    kl_log *log = tu_open(fx.dir);
+    uint64_t rebuilt = 0;
+    progress_seen p = {0};
+    assert_int_equal(kl_log_repair_tree(log, on_progress, &p, &rebuilt), 0);
+    assert_int_equal(rebuilt, 1 + 17 + 2);
+    assert_false(p.backwards);
+    assert_int_equal(p.last, 2 * RECORDS);
+    assert_int_equal(p.total, 2 * RECORDS);
+    tu_expect_verified(log, "repaired");
+    uint8_t th[KL_HASH_BYTES];
+    assert_int_equal(kl_log_tree_hash(log, RECORDS, th), 0);
+    assert_memory_equal(th, fx.tree_hash, KL_HASH_BYTES);
+    /* nothing left to do */
+    assert_int_equal(kl_log_repair_tree(log, NULL, NULL, &rebuilt), 0);
+    assert_int_equal(rebuilt, 0);
+    assert_int_equal(kl_log_close(log), 0);
+    expect_intact_tree(fx.dir, "after the repair");
+}
+
+static void test_a_damaged_block_stops_the_repair(void **state) {
+    (void)state;
+    zero_nodes(fx.dir, 10, 20);
+    char tree[4096], seg[4096];
+    tree_path(tree, sizeof tree, fx.dir);
+    size_t before_len = 0, after_len = 0;
+    uint8_t *before = tu_read_file(tree, &before_len);
+    /* a bit of the first segment's bytes, past its header and its first batch's */
+    tu_seg_path(seg, sizeof seg, fx.dir, 0, "log");
+    tu_flip(seg, 3000, 0x10);
+    kl_log *log = tu_open(fx.dir);
+    uint64_t rebuilt = 3;
+    assert_int_equal(kl_log_repair_tree(log, NULL, NULL, &rebuilt), KL_ECORRUPT);
+    assert_int_equal(rebuilt, 0);
+    const char *err = kl_log_last_error(log);
+    if (!strstr(err, "cannot be rebuilt from the blocks") || !strstr(err, "checksum"))
+        fail_msg("repair over a damaged block: %s", err);
+    assert_int_equal(kl_log_close(log), 0);
+    uint8_t *after = tu_read_file(tree, &after_len);
+    assert_int_equal(before_len, after_len);
+    assert_memory_equal(before, after, before_len);
+    free(before);
+    free(after);
+}
+
+typedef struct appender {
+    kl_log *log;
+    uint64_t upto;
+    int rc;
+} appender;
+
+static void *append_meanwhile(void *arg) {
+    appender *a = arg;
+    a->rc = tu_append_range(a->log, SEED, MAX_REC, RECORDS, a->upto, 7);
+    return NULL;
+}
+
+static void test_appends_go_on_during_a_repair(void **state) {
+    (void)state;
+    zero_nodes(fx.dir, 0, all_nodes());
+    kl_log *log = tu_open(fx.dir);
+    appender a = {log, RECORDS + 3000, 0};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, append_meanwhile, &a), 0);
+    uint64_t rebuilt = 0;
+    int rc = kl_log_repair_tree(log, NULL, NULL, &rebuilt);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    if (rc != 0)
+        fail_msg("repair beside appends: %s", kl_log_last_error(log));
+    assert_int_equal(a.rc, 0);
+    assert_int_equal(rebuilt, all_nodes());
+    assert_int_equal(kl_log_length(log), RECORDS + 3000);
+    tu_expect_verified(log, "repaired beside appends");
+    assert_int_equal(kl_log_close(log), 0);
+    tu_grow_and_check(fx.dir, SEED, MAX_REC, RECORDS + 3000, RECORDS + 3010, 5);
+}
+
+/*
+ * The repair of a zeroed tree on the fault backend, with operation `target`
+ * (counted from the end of the open) failing as plan says. Returns the ops
+ * the repair issued.
+ */
+static uint64_t repair_with_fault(uint64_t target, int err, int kind, int *reported) {
+    kl_fault_plan plan = {.shared = 1};
+    kl_io *io = tu_fault_io(&plan);
+    kl_log *log = NULL;
+    assert_int_equal(kl_log_open_io(fx.dir, NULL, io, &log), 0);
+    uint64_t opened = kl_io_fault_ops(io);
+    assert_int_equal(kl_log_close(log), 0);
+    kl_io_fault_free(io);
+    /* the same open again, now with the fault placed after it */
+    plan = (kl_fault_plan){
+        .shared = 1, .fail_at = target ? opened + target : 0, .fail_errno = err, .fail_kind = kind};
+    io = tu_fault_io(&plan);
+    assert_int_equal(kl_log_open_io(fx.dir, NULL, io, &log), 0);
+    assert_int_equal(kl_io_fault_ops(io), opened);
+    uint64_t rebuilt = 0;
+    int rc = kl_log_repair_tree(log, NULL, NULL, &rebuilt);
+    uint64_t ops = kl_io_fault_ops(io) - opened;
+    /* the failed op may be one a fallback covers (an index file that fails to open is
+       rebuilt from its segment): then the repair must have done it all */
+    if (target && target <= ops && rc != 0) {
+        int want = err == ENOSPC ? KL_ENOSPC : KL_EIO;
+        if (rc != want)
+            fail_msg("repair with op %llu failing: %d (%s), expected %d",
+                     (unsigned long long)target, rc, kl_log_last_error(log), want);
+        assert_int_equal(rebuilt, 0);
+        *reported = 1;
+        /* a failed write or sync of the tree file fails the handle; a failed read does not
+           need to, but either way nothing is appended wrong */
+        kl_block b = {"x", 1};
+        if (kl_log_append(log, &b, 1, NULL) == 0)
+            assert_int_equal(kl_log_length(log), RECORDS + 1);
+    } else {
+        assert_int_equal(rc, 0);
+        assert_int_equal(rebuilt, all_nodes());
+    }
+    kl_log_close(log);
+    kl_io_fault_free(io);
+    return ops;
+}
+
+static void check_after_fault(const char *what) {
+    kl_log *log = tu_open(fx.dir);
+    uint64_t len = kl_log_length(log);
+    assert_true(len == RECORDS || len == RECORDS + 1);
+    expect_blocks(log, RECORDS);
+    uint64_t rebuilt = 0;
+    if (kl_log_repair_tree(log, NULL, NULL, &rebuilt) != 0)
+        fail_msg("%s: the repair after it: %s", what, kl_log_last_error(log));
+    tu_expect_verified(log, what);
+    assert_int_equal(kl_log_close(log), 0);
+    if (len == RECORDS)
+        expect_intact_tree(fx.dir, what);
+}
+
+static void test_every_io_of_a_repair_failing_in_turn(void **state) {
+    (void)state;
+    static const struct {
+        int err, kind;
+        const char *name;
+    } faults[] = {{EIO, KL_FAULT_ERROR, "EIO"},
+                  {ENOSPC, KL_FAULT_ERROR, "ENOSPC"},
+                  {EIO, KL_FAULT_SHORT, "a short write"}};
+    zero_nodes(fx.dir, 0, all_nodes());
+    char *zeroed = NULL; /* where every case starts from */
+    assert_true(asprintf(&zeroed, "%s/zeroed", fx.root) > 0);
+    tu_copy_dir(fx.dir, zeroed);
+    int reported = 0;
+    uint64_t ops = repair_with_fault(0, 0, 0, &reported);
+    assert_true(ops >= 3); /* reads of the nodes, a write per run of them, the sync */
+    uint64_t cases = 0, failed = 0;
+    for (size_t f = 0; f < sizeof faults / sizeof faults[0]; f++)
+        for (uint64_t target = 1; target <= ops; target++) {
+            tu_rmrf(fx.dir);
+            tu_copy_dir(zeroed, fx.dir);
+            reported = 0;
+            repair_with_fault(target, faults[f].err, faults[f].kind, &reported);
+            failed += (uint64_t)reported;
+            char what[128];
+            snprintf(what, sizeof what, "op %llu of %llu failing with %s",
+                     (unsigned long long)target, (unsigned long long)ops, faults[f].name);
+            check_after_fault(what);
+            cases++;
+        }
+    assert_int_equal(cases, 3 * ops);
+    printf("a repair issued %llu I/O operations after the open; of the %llu cases, %llu "
+           "reported the failure, the others were covered by a fallback\n",
+           (unsigned long long)ops, (unsigned long long)cases, (unsigned long long)failed);
+    assert_true(failed >= 3 * 7); /* at least the tree's read, writes and sync, each time */
+    tu_rmrf(zeroed);
+    free(zeroed);
+}
+
+int main(void) {
+#define T(f) cmocka_unit_test_setup_teardown(f, case_setup, case_teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_zeroed_nodes_are_reported_not_used),
+        T(test_a_cursor_does_not_take_the_damage_for_a_lost_tail),
+        T(test_the_repair_rewrites_exactly_the_zeroed_nodes),
+        T(test_a_damaged_block_stops_the_repair),
+        T(test_appends_go_on_during_a_repair),
+        T(test_every_io_of_a_repair_failing_in_turn),
+    };
+#undef T
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
