@@ -538,6 +538,16 @@ static int on_upgrade(cloner *c, const kl_proof *p) {
         .ctx = c,
     };
     int rc = kl_proof_verify(&rx, p, res);
+    if (rc == KL_EVERIFY && !reorg && rx.length > 0) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", kl_err_thread());
+        rc = kl_errf(KL_EVERIFY,
+                     "%s: the peer's tree of fork %llu does not extend the signed %llu blocks this "
+                     "replica holds (a dishonest peer, or a writer that lost signed appends in a "
+                     "power loss under fsync interval or never, and signed other blocks in their "
+                     "place); the replica keeps what it has",
+                     why, (unsigned long long)p->fork, (unsigned long long)rx.length);
+    }
     if (rc == 0 && !c->has_pk) {
         c->kind = kind;
         memcpy(c->pk, kind == KL_CORE_COMPAT ? c->key : res->pk, KL_PK_BYTES);

@@ -10,7 +10,9 @@
 # (no follower) while the source is truncated to 100 blocks and grows to
 # 180: a plain `kappalog clone` rerun on the old replica brings it to the
 # source's new fork and equals it again. Last, a fresh clone of the source
-# (now at fork 2) creates its replica at fork 2 and equals the source.
+# (now at fork 2) creates its replica at fork 2 and equals the source. And a
+# source that lost signed blocks and signed others at the same fork (what a
+# power loss under `never` can do) is refused by a rerun, with the reason.
 #
 # Before the truncation the source stays quiet for 12 s, longer than the
 # server's --stall-ms (8 s) and the clone's (10 s): each side's keepalive
@@ -74,4 +76,23 @@ echo "rerun: the replica at fork 1 was brought to the source's fork 2 (length 18
 same "$T/src" "$T/fresh" "fresh"
 [ ! -e "$T/fresh.creating" ] || die "fresh: the clone left $T/fresh.creating behind"
 echo "fresh: a new replica of the source at fork 2 (length 180) equals it"
-echo "test_clone_fork: a replica follows truncations live and on a rerun, and clones fresh at fork 2"
+
+# ---- a writer that lost signed blocks: a power loss under `never` can take back a length
+# a peer already holds (docs/DURABILITY.md), and the writer then signs other blocks at the
+# same fork. Modelled by a copy of the source from before its last appends, appended to
+# differently and served: a rerun of the replica refuses it, saying why, and keeps its own.
+cp -R "$T/src" "$T/lost"
+lines 40 180 d | "$K" append "$T/src" >/dev/null || die "append before the loss"
+"$K" clone "$PORT" "$KEY" "$T/fresh" --fsync never 2>"$T/ahead.err" ||
+    die "the replica did not take the 40 blocks to be lost: $(cat "$T/ahead.err")"
+lines 60 180 e | "$K" append "$T/lost" >/dev/null || die "append after the loss"
+start_serve "$T/lost"
+if "$K" clone "$PORT" "$KEY" "$T/fresh" --fsync never 2>"$T/lost.err"; then
+    die "a rerun took a tree that does not extend the 220 blocks it holds"
+fi
+grep -q "does not extend the signed 220 blocks this replica holds" "$T/lost.err" ||
+    die "the refusal does not say why: $(cat "$T/lost.err")"
+[ "$(field "$(info "$T/fresh")" length)" = 220 ] || die "the refused replica lost blocks"
+"$K" verify "$T/fresh" >/dev/null || die "the refused replica does not verify"
+echo "lost: a source that signed other blocks at a length the replica holds is refused, with the reason"
+echo "test_clone_fork: a replica follows truncations live and on a rerun, clones fresh at fork 2, and refuses a tree that does not extend its own"
