@@ -111,8 +111,11 @@ const cli_command cli_cmd_verify = {
              "            differ (damaged or zeroed bytes in DIR/tree), then verify. The\n"
              "            blocks are hashed twice: nothing is written unless they pass\n"
              "            their checksums and make the signed roots (damage in the blocks\n"
-             "            cannot be repaired from them: exit 1, nothing changed). Takes\n"
-             "            the writer's lock, so no other process may append meanwhile.\n",
+             "            cannot be repaired from them: exit 1, the tree file unchanged).\n"
+             "            A writer's open: it takes the writer's lock (no other process\n"
+             "            may append meanwhile) and runs recovery first, which also\n"
+             "            rewrites a damaged header slot from the other one. A tree file\n"
+             "            cut short is refused by that open and not repaired.\n",
     .flags = verify_flags,
     .arg_names = {"DIR"},
     .min_args = 1,

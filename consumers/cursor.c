@@ -299,16 +299,21 @@ static int check_log(kl_cursor *c) {
         return 0; /* written by a version that did not keep it */
     uint8_t th[32];
     int rc = kl_log_tree_hash(c->log, pos, th);
-    if (rc == KL_ECORRUPT) {
-        kl_err_clear(); /* damage below the position: reported to whoever reads it */
+    if (rc == 0 && memcmp(th, c->last.tree_hash, sizeof th) == 0)
         return 0;
-    }
-    if (rc < 0 || memcmp(th, c->last.tree_hash, sizeof th) == 0)
+    if (rc < 0 && rc != KL_ECORRUPT)
         return rc;
+    /* a stale handle reads the new fork's tree, or the zeroed space its writer keeps ahead,
+       through the old length: what looks like divergence or damage may be a truncation */
+    const int damaged = rc == KL_ECORRUPT;
     if ((rc = kl_log_refresh(c->log)) < 0) /* KL_EFORK if truncated under this handle */
         return rc;
     if ((fork = log_fork(c->log)) != c->last.fork)
         return fork_changed(c, fork);
+    if (damaged) {
+        kl_err_clear(); /* damage below the position: reported to whoever reads it */
+        return 0;
+    }
     return kl_errf(KL_EFORK,
                    "cursor '%s' is at block %llu, but the log's first %llu blocks are not the "
                    "ones it read (their tree hash differs): a crash under fsync interval or "

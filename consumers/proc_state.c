@@ -94,8 +94,9 @@ int proc_source_get(kl_txn *t, size_t i, uint64_t *position, uint64_t *fork, uin
 
 /*
  * The log's tree hash at pos into s->hash (s->hashed: known), kept for the
- * next call at the same position. 0 (also when a block under pos fails its
- * check: then s->hashed is 0, nothing to compare), or an error.
+ * next call at the same position. 0 (also when a block or node under pos
+ * fails its check: then s->hashed is 0, nothing to compare), or an error
+ * (KL_EFORK: the log was truncated under this handle).
  */
 static int source_hash(proc_source *s, uint64_t pos) {
     if (s->hashed && s->hashed_pos == pos)
@@ -103,7 +104,11 @@ static int source_hash(proc_source *s, uint64_t pos) {
     s->hashed = 0;
     int rc = kl_log_tree_hash(s->log, pos, s->hash);
     if (rc == KL_ECORRUPT) {
-        kl_err_clear(); /* reported to whoever reads the damaged block */
+        /* a handle older than a truncation can read the zeroed space its writer keeps
+           ahead in the tree file through the old length: that is the truncation */
+        if ((rc = kl_log_refresh(s->log)) < 0) /* KL_EFORK if truncated under this handle */
+            return rc;
+        kl_err_clear(); /* damage: reported to whoever reads the damaged block */
         return 0;
     }
     if (rc < 0)

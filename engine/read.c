@@ -457,14 +457,17 @@ int kl_node_src_get(void *ctx, uint64_t index, kl_node *out) {
     int rc = kl_tree_read(s->log->io, s->log->tree_fd, s->log->tree_low, index, out);
     if (rc < 0)
         return rc;
-    /* No BLAKE2b output is 32 zero bytes: this node was never written or was zeroed since
-       (a file system's repair after a crash, say). Hashing it into a proof or a tree hash
-       would hand out a wrong tree; say where the damage is. */
+    /* No BLAKE2b output is 32 zero bytes: this node was lost (zeroed by a disk or a file
+       system's repair), or is not there yet (a read-only handle after a crash, before a
+       writable open recovered it; one older than a truncation, reading the space its writer
+       keeps zeroed ahead). Hashing it into a proof or a tree hash would hand out a wrong
+       tree; say which node it is. */
     static const uint8_t zero[KL_HASH_BYTES];
     if (memcmp(out->hash, zero, sizeof zero) == 0)
         return kl_errf(KL_ECORRUPT,
-                       "tree node %llu (over blocks %llu..%llu) in %s is all zeros: the tree file "
-                       "is damaged ('kappalog verify --repair' rebuilds it from the blocks)",
+                       "tree node %llu (over blocks %llu..%llu) in %s is all zeros: lost, or not "
+                       "written yet (damage: 'kappalog verify --repair' rebuilds it from the "
+                       "blocks; after a crash, a writable open recovers it)",
                        (unsigned long long)index, (unsigned long long)(kl_ft_left_span(index) / 2),
                        (unsigned long long)(kl_ft_right_span(index) / 2), s->log->tree_path);
     return 0;

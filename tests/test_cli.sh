@@ -638,7 +638,8 @@ test_signed_core() {
     dd if=/dev/zero of="$T/core-bad/tree" bs=8 seek=8 count=$((nodes * 5)) conv=notrunc \
         2>/dev/null
     run proof "$T/core-bad" --upgrade 0:2000
-    expect_error 1 "is all zeros: the tree file is damaged" "a proof over zeroed tree nodes"
+    expect_error 1 "is all zeros: lost, or not written yet .damage: .kappalog verify --repair. rebuilds" \
+        "a proof over zeroed tree nodes"
     run verify "$T/core-bad" --repair
     expect_ok "verify --repair of zeroed nodes"
     check "verify --repair: $(cat "$T/out")" grep -q "rebuilt $nodes tree nodes" "$T/out"

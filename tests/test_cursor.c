@@ -294,6 +294,40 @@ static void test_a_stale_handle_reports_the_truncation_not_a_crash(void **st) {
     tu_rm_log(dir);
 }
 
+/*
+ * The same with the cursor past the truncated log's new length (a review's
+ * find): through the stale handle's old length, the tree hash at the cursor
+ * reads past the new tree (beyond the tree file's end once the writer
+ * closed; while it is open, maybe the space it keeps zeroed ahead), which
+ * reads as damage, not as another tree. The refresh must still find the
+ * truncation, with the writer closed and with it still open.
+ */
+static void test_a_stale_handle_past_the_new_length_reports_the_truncation(void **st) {
+    (void)st;
+    for (int live = 0; live < 2; live++) {
+        char *dir = log_with(3200);
+        kl_log *r = tu_open_ro(dir);
+        kl_cursor *c = NULL;
+        assert_int_equal(kl_cursor_open(r, "c", KL_CURSOR_CREATE, &c), 0);
+        assert_int_equal(kl_cursor_commit(c, 3200), 0);
+        kl_cursor_close(c);
+        assert_int_equal(kl_truncate(dir, 100, NULL), 0);
+        kl_log *w = tu_open(dir);
+        assert_int_equal(tu_append_range(w, SEED + 1, MAX_SIZE, 100, 420, 40), 0);
+        if (!live)
+            assert_int_equal(kl_log_close(w), 0);
+        int rc = kl_cursor_open(r, "c", 0, &c);
+        if (rc != KL_EFORK || !strstr(kl_log_last_error(r), "truncated"))
+            fail_msg("writer %s: cursor open = %d (%s), expected the truncation",
+                     live ? "open" : "closed", rc, kl_log_last_error(r));
+        kl_cursor_close(c);
+        if (live)
+            assert_int_equal(kl_log_close(w), 0);
+        assert_int_equal(kl_log_close(r), 0);
+        tu_rm_log(dir);
+    }
+}
+
 /* Commit 10 then 20 on a fault backend failing (or crashing at) op k; the cursor is 10 or 20. */
 static int commit_with_fault(const char *dir, uint64_t k, int power, uint64_t *pos) {
     kl_fault_plan plan = {.fail_at = power ? 0 : k,
@@ -478,6 +512,7 @@ int main(void) {
         cmocka_unit_test(test_consumers_creating_one_cursor_at_once_get_it_once),
         cmocka_unit_test(test_a_truncation_is_reported_as_a_fork_change),
         cmocka_unit_test(test_a_stale_handle_reports_the_truncation_not_a_crash),
+        cmocka_unit_test(test_a_stale_handle_past_the_new_length_reports_the_truncation),
         cmocka_unit_test(test_a_failed_write_or_power_loss_leaves_the_old_or_new_position),
         cmocka_unit_test(test_a_log_that_lost_what_a_cursor_read_is_reported),
         cmocka_unit_test(test_a_version_1_cursor_is_read),
