@@ -74,14 +74,18 @@ static int read_block(kl_log *log, uint64_t i, uint8_t **buf, size_t *cap, kl_re
     return 1;
 }
 
-/* The state to check: the last commit's, all of one commit. */
+/* The state to check: the last commit's, all of one commit, and its signature checked. */
 static int snapshot(kl_log *log, kl_slot **out) {
     kl_slot *s = malloc(sizeof *s);
     if (!s)
         return kl_errf(KL_ENOMEM, "verify");
     kl_commit_last(log, s);
     *out = s;
-    return 0;
+    int rc = kl_slot_verify(s);
+    return rc < 0
+               ? kl_err_prefix(
+                     rc, "the header's signature over length %llu: ", (unsigned long long)s->length)
+               : 0;
 }
 
 /* Compare block i's new stored nodes (k of them at made) with the file's from position pos. */
@@ -338,12 +342,6 @@ int kl_log_verify(kl_log *log, kl_progress_fn progress, void *ctx, uint64_t *bad
     kl_err_clear();
     kl_slot *st = NULL;
     int rc = snapshot(log, &st);
-    if (rc < 0)
-        return kl_log_err(log, rc);
-    rc = kl_slot_verify(st);
-    if (rc < 0)
-        rc = kl_err_prefix(
-            rc, "the header's signature over length %llu: ", (unsigned long long)st->length);
     uint64_t differ = 0;
     if (rc == 0)
         rc = verify_blocks(log, st, PASS_VERIFY, &differ, progress, ctx, bad);
@@ -390,12 +388,8 @@ int kl_log_repair_tree(kl_log *log, kl_progress_fn progress, void *ctx, uint64_t
                                                      "handle (the writer's lock)"));
     kl_slot *st = NULL;
     int rc = snapshot(log, &st);
-    if (rc < 0)
+    if (!st)
         return kl_log_err(log, rc);
-    rc = kl_slot_verify(st);
-    if (rc < 0)
-        rc = kl_err_prefix(
-            rc, "the header's signature over length %llu: ", (unsigned long long)st->length);
     pass_progress pp = {progress, ctx, 0, 2 * st->length};
     kl_progress_fn fn = progress ? on_pass_progress : NULL;
     if (rc == 0)

@@ -39,7 +39,7 @@
 #define KEY_BYTE 0x2eu
 
 static struct {
-    char *root, *pristine, *dir;
+    tu_cases cs;   /* the intact log (pristine) and this case's copy (dir) */
     uint8_t *tree; /* the intact tree file */
     size_t tree_len;
     uint8_t tree_hash[KL_HASH_BYTES];
@@ -50,22 +50,17 @@ static void tree_path(char *out, size_t cap, const char *dir) {
 }
 
 static int group_setup(void **state) {
-    (void)state;
-    fx.root = tu_tmpdir("repair");
-    assert_true(asprintf(&fx.pristine, "%s/pristine", fx.root) > 0);
-    assert_true(asprintf(&fx.dir, "%s/case", fx.root) > 0);
+    tu_cases_init(&fx.cs, "repair");
+    *state = &fx.cs;
     uint8_t seed[KL_SEED_BYTES];
-    tu_seed(seed, KEY_BYTE);
     kl_config cfg;
-    kl_config_default(&cfg);
-    cfg.segment_bytes = KL_MIN_SEGMENT_BYTES;
-    cfg.seed = seed;
-    tu_create(fx.pristine, &cfg);
-    kl_log *log = tu_open(fx.pristine);
+    tu_config_small_signed(&cfg, seed, KEY_BYTE);
+    tu_create(fx.cs.pristine, &cfg);
+    kl_log *log = tu_open(fx.cs.pristine);
     assert_int_equal(tu_append_range(log, SEED, MAX_REC, 0, RECORDS, 97), 0);
     assert_int_equal(kl_log_close(log), 0);
     char tree[4096];
-    tree_path(tree, sizeof tree, fx.pristine);
+    tree_path(tree, sizeof tree, fx.cs.pristine);
     fx.tree = tu_read_file(tree, &fx.tree_len);
     assert_true(fx.tree_len == kl_tree_bytes(RECORDS, KL_TREE_LOW));
     tu_tree t;
@@ -77,23 +72,8 @@ static int group_setup(void **state) {
 
 static int group_teardown(void **state) {
     (void)state;
-    tu_rmrf(fx.root);
-    free(fx.root);
-    free(fx.pristine);
-    free(fx.dir);
+    tu_cases_free(&fx.cs);
     free(fx.tree);
-    return 0;
-}
-
-static int case_setup(void **state) {
-    (void)state;
-    tu_copy_dir(fx.pristine, fx.dir);
-    return 0;
-}
-
-static int case_teardown(void **state) {
-    (void)state;
-    tu_rmrf(fx.dir);
     return 0;
 }
 
@@ -138,8 +118,8 @@ static void expect_blocks(kl_log *log, uint64_t n) {
 
 static void test_zeroed_nodes_are_reported_not_used(void **state) {
     (void)state;
-    zero_nodes(fx.dir, 0, all_nodes());
-    kl_log *log = tu_open_ro(fx.dir);
+    zero_nodes(fx.cs.dir, 0, all_nodes());
+    kl_log *log = tu_open_ro(fx.cs.dir);
     uint8_t th[KL_HASH_BYTES];
     assert_int_equal(kl_log_tree_hash(log, RECORDS, th), KL_ECORRUPT);
     const char *err = kl_log_last_error(log);
@@ -166,14 +146,14 @@ static void test_zeroed_nodes_are_reported_not_used(void **state) {
 /* A cursor whose position's tree hash cannot be read goes on: damage is not divergence. */
 static void test_a_cursor_does_not_take_the_damage_for_a_lost_tail(void **state) {
     (void)state;
-    kl_log *log = tu_open(fx.dir);
+    kl_log *log = tu_open(fx.cs.dir);
     kl_cursor *c = NULL;
     assert_int_equal(kl_cursor_open(log, "reader", KL_CURSOR_CREATE, &c), 0);
     assert_int_equal(kl_cursor_commit(c, 3000), 0);
     kl_cursor_close(c);
     assert_int_equal(kl_log_close(log), 0);
-    zero_nodes(fx.dir, 0, all_nodes());
-    log = tu_open(fx.dir);
+    zero_nodes(fx.cs.dir, 0, all_nodes());
+    log = tu_open(fx.cs.dir);
     int rc = kl_cursor_open(log, "reader", 0, &c);
     if (rc != 0)
         fail_msg("cursor open over a zeroed tree: %d %s", rc, kl_log_last_error(log));
@@ -204,10 +184,10 @@ static void test_the_repair_rewrites_exactly_the_zeroed_nodes(void **state) {
     (void)state;
     /* three runs of them: the first node, a run in the middle, the last two */
     uint64_t all = all_nodes();
-    zero_nodes(fx.dir, 0, 1);
-    zero_nodes(fx.dir, all / 2, all / 2 + 17);
-    zero_nodes(fx.dir, all - 2, all);
-    kl_log *log = tu_open(fx.dir);
+    zero_nodes(fx.cs.dir, 0, 1);
+    zero_nodes(fx.cs.dir, all / 2, all / 2 + 17);
+    zero_nodes(fx.cs.dir, all - 2, all);
+    kl_log *log = tu_open(fx.cs.dir);
     uint64_t rebuilt = 0;
     progress_seen p = {0};
     assert_int_equal(kl_log_repair_tree(log, on_progress, &p, &rebuilt), 0);
@@ -223,20 +203,20 @@ static void test_the_repair_rewrites_exactly_the_zeroed_nodes(void **state) {
     assert_int_equal(kl_log_repair_tree(log, NULL, NULL, &rebuilt), 0);
     assert_int_equal(rebuilt, 0);
     assert_int_equal(kl_log_close(log), 0);
-    expect_intact_tree(fx.dir, "after the repair");
+    expect_intact_tree(fx.cs.dir, "after the repair");
 }
 
 static void test_a_damaged_block_stops_the_repair(void **state) {
     (void)state;
-    zero_nodes(fx.dir, 10, 20);
+    zero_nodes(fx.cs.dir, 10, 20);
     char tree[4096], seg[4096];
-    tree_path(tree, sizeof tree, fx.dir);
+    tree_path(tree, sizeof tree, fx.cs.dir);
     size_t before_len = 0, after_len = 0;
     uint8_t *before = tu_read_file(tree, &before_len);
     /* a bit of the first segment's bytes, past its header and its first batch's */
-    tu_seg_path(seg, sizeof seg, fx.dir, 0, "log");
+    tu_seg_path(seg, sizeof seg, fx.cs.dir, 0, "log");
     tu_flip(seg, 3000, 0x10);
-    kl_log *log = tu_open(fx.dir);
+    kl_log *log = tu_open(fx.cs.dir);
     uint64_t rebuilt = 3;
     assert_int_equal(kl_log_repair_tree(log, NULL, NULL, &rebuilt), KL_ECORRUPT);
     assert_int_equal(rebuilt, 0);
@@ -265,8 +245,8 @@ static void *append_meanwhile(void *arg) {
 
 static void test_appends_go_on_during_a_repair(void **state) {
     (void)state;
-    zero_nodes(fx.dir, 0, all_nodes());
-    kl_log *log = tu_open(fx.dir);
+    zero_nodes(fx.cs.dir, 0, all_nodes());
+    kl_log *log = tu_open(fx.cs.dir);
     appender a = {log, RECORDS + 3000, 0};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, append_meanwhile, &a), 0);
@@ -280,7 +260,7 @@ static void test_appends_go_on_during_a_repair(void **state) {
     assert_int_equal(kl_log_length(log), RECORDS + 3000);
     tu_expect_verified(log, "repaired beside appends");
     assert_int_equal(kl_log_close(log), 0);
-    tu_grow_and_check(fx.dir, SEED, MAX_REC, RECORDS + 3000, RECORDS + 3010, 5);
+    tu_grow_and_check(fx.cs.dir, SEED, MAX_REC, RECORDS + 3000, RECORDS + 3010, 5);
 }
 
 /*
@@ -292,7 +272,7 @@ static uint64_t repair_with_fault(uint64_t target, int err, int kind, int *repor
     kl_fault_plan plan = {.shared = 1};
     kl_io *io = tu_fault_io(&plan);
     kl_log *log = NULL;
-    assert_int_equal(kl_log_open_io(fx.dir, NULL, io, &log), 0);
+    assert_int_equal(kl_log_open_io(fx.cs.dir, NULL, io, &log), 0);
     uint64_t opened = kl_io_fault_ops(io);
     assert_int_equal(kl_log_close(log), 0);
     kl_io_fault_free(io);
@@ -300,7 +280,7 @@ static uint64_t repair_with_fault(uint64_t target, int err, int kind, int *repor
     plan = (kl_fault_plan){
         .shared = 1, .fail_at = target ? opened + target : 0, .fail_errno = err, .fail_kind = kind};
     io = tu_fault_io(&plan);
-    assert_int_equal(kl_log_open_io(fx.dir, NULL, io, &log), 0);
+    assert_int_equal(kl_log_open_io(fx.cs.dir, NULL, io, &log), 0);
     assert_int_equal(kl_io_fault_ops(io), opened);
     uint64_t rebuilt = 0;
     int rc = kl_log_repair_tree(log, NULL, NULL, &rebuilt);
@@ -329,7 +309,7 @@ static uint64_t repair_with_fault(uint64_t target, int err, int kind, int *repor
 }
 
 static void check_after_fault(const char *what) {
-    kl_log *log = tu_open(fx.dir);
+    kl_log *log = tu_open(fx.cs.dir);
     uint64_t len = kl_log_length(log);
     assert_true(len == RECORDS || len == RECORDS + 1);
     expect_blocks(log, RECORDS);
@@ -339,7 +319,7 @@ static void check_after_fault(const char *what) {
     tu_expect_verified(log, what);
     assert_int_equal(kl_log_close(log), 0);
     if (len == RECORDS)
-        expect_intact_tree(fx.dir, what);
+        expect_intact_tree(fx.cs.dir, what);
 }
 
 static void test_every_io_of_a_repair_failing_in_turn(void **state) {
@@ -350,18 +330,18 @@ static void test_every_io_of_a_repair_failing_in_turn(void **state) {
     } faults[] = {{EIO, KL_FAULT_ERROR, "EIO"},
                   {ENOSPC, KL_FAULT_ERROR, "ENOSPC"},
                   {EIO, KL_FAULT_SHORT, "a short write"}};
-    zero_nodes(fx.dir, 0, all_nodes());
+    zero_nodes(fx.cs.dir, 0, all_nodes());
     char *zeroed = NULL; /* where every case starts from */
-    assert_true(asprintf(&zeroed, "%s/zeroed", fx.root) > 0);
-    tu_copy_dir(fx.dir, zeroed);
+    assert_true(asprintf(&zeroed, "%s/zeroed", fx.cs.root) > 0);
+    tu_copy_dir(fx.cs.dir, zeroed);
     int reported = 0;
     uint64_t ops = repair_with_fault(0, 0, 0, &reported);
     assert_true(ops >= 3); /* reads of the nodes, a write per run of them, the sync */
     uint64_t cases = 0, failed = 0;
     for (size_t f = 0; f < sizeof faults / sizeof faults[0]; f++)
         for (uint64_t target = 1; target <= ops; target++) {
-            tu_rmrf(fx.dir);
-            tu_copy_dir(zeroed, fx.dir);
+            tu_rmrf(fx.cs.dir);
+            tu_copy_dir(zeroed, fx.cs.dir);
             reported = 0;
             repair_with_fault(target, faults[f].err, faults[f].kind, &reported);
             failed += (uint64_t)reported;
@@ -381,7 +361,9 @@ static void test_every_io_of_a_repair_failing_in_turn(void **state) {
 }
 
 int main(void) {
-#define T(f) cmocka_unit_test_setup_teardown(f, case_setup, case_teardown)
+#define T(f)                                                                                       \
+    cmocka_unit_test_setup_teardown(f, tu_case_setup, tu_case_teardown) /* a fresh copy            \
+                                                                         */
     const struct CMUnitTest tests[] = {
         T(test_zeroed_nodes_are_reported_not_used),
         T(test_a_cursor_does_not_take_the_damage_for_a_lost_tail),

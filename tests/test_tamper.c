@@ -55,9 +55,7 @@
 #define BATCH_CHUNK 1024u
 
 typedef struct fixture {
-    char *root;
-    char *pristine;   /* the intact log, copied for each case */
-    char *dir;        /* this case's copy */
+    tu_cases cs;      /* the intact log (pristine) and this case's copy (dir) */
     uint64_t *firsts; /* first block of each segment */
     size_t nsegs;
     uint64_t *batches; /* first block of each batch, and RECORDS at the end */
@@ -67,18 +65,13 @@ typedef struct fixture {
 static fixture fx;
 
 static int group_setup(void **state) {
-    (void)state;
-    fx.root = tu_tmpdir("tamper");
-    assert_true(asprintf(&fx.pristine, "%s/pristine", fx.root) > 0);
-    assert_true(asprintf(&fx.dir, "%s/case", fx.root) > 0);
+    tu_cases_init(&fx.cs, "tamper");
+    *state = &fx.cs;
     uint8_t seed[KL_SEED_BYTES];
-    tu_seed(seed, KEY_BYTE);
     kl_config cfg;
-    kl_config_default(&cfg);
-    cfg.segment_bytes = KL_MIN_SEGMENT_BYTES;
-    cfg.seed = seed;
-    tu_create(fx.pristine, &cfg);
-    kl_log *log = tu_open(fx.pristine);
+    tu_config_small_signed(&cfg, seed, KEY_BYTE);
+    tu_create(fx.cs.pristine, &cfg);
+    kl_log *log = tu_open(fx.cs.pristine);
     fx.batches = calloc(RECORDS + 1, sizeof *fx.batches);
     assert_non_null(fx.batches);
     uint64_t rng = 41;
@@ -103,25 +96,9 @@ static int group_setup(void **state) {
 
 static int group_teardown(void **state) {
     (void)state;
-    tu_rmrf(fx.root);
-    free(fx.root);
-    free(fx.pristine);
-    free(fx.dir);
+    tu_cases_free(&fx.cs);
     free(fx.firsts);
     free(fx.batches);
-    return 0;
-}
-
-/* Each case damages a fresh copy. */
-static int case_setup(void **state) {
-    (void)state;
-    tu_copy_dir(fx.pristine, fx.dir);
-    return 0;
-}
-
-static int case_teardown(void **state) {
-    (void)state;
-    tu_rmrf(fx.dir);
     return 0;
 }
 
@@ -276,7 +253,7 @@ static void check_reads(kl_log *log, const expect *e) {
 }
 
 static void expect_damage_found(const expect *e) {
-    kl_log *log = tu_open_ro(fx.dir);
+    kl_log *log = tu_open_ro(fx.cs.dir);
     assert_int_equal(kl_log_length(log), e->length);
     uint64_t bad = 0;
     int rc = kl_log_verify(log, NULL, NULL, &bad);
@@ -290,7 +267,7 @@ static void expect_damage_found(const expect *e) {
     assert_int_equal(kl_log_close(log), 0);
     /* the command line names the block verify names */
     char out[4096];
-    assert_int_equal(cli_verify(fx.dir, NULL, out, sizeof out), 1);
+    assert_int_equal(cli_verify(fx.cs.dir, NULL, out, sizeof out), 1);
     char want[96];
     if (bad != UINT64_MAX) {
         snprintf(want, sizeof want, "first bad block %llu:", (unsigned long long)bad);
@@ -309,7 +286,7 @@ static void expect_damage_found(const expect *e) {
 
 static void test_the_intact_log_verifies(void **state) {
     (void)state;
-    kl_log *log = tu_open_ro(fx.dir);
+    kl_log *log = tu_open_ro(fx.cs.dir);
     tu_expect_verified(log, "intact");
     tu_tree t;
     tu_tree_init(&t);
@@ -322,7 +299,7 @@ static void test_the_intact_log_verifies(void **state) {
     check_reads(log, &e);
     assert_int_equal(kl_log_close(log), 0);
     char out[4096];
-    assert_int_equal(cli_verify(fx.dir, NULL, out, sizeof out), 0);
+    assert_int_equal(cli_verify(fx.cs.dir, NULL, out, sizeof out), 0);
     assert_non_null(strstr(out, "3000 blocks"));
 }
 
@@ -330,9 +307,9 @@ static void test_the_intact_log_verifies(void **state) {
 
 static void flip_block(uint64_t j, const char *what) {
     char seg[4096];
-    tu_seg_path(seg, sizeof seg, fx.dir, seg_of(j), "log");
+    tu_seg_path(seg, sizeof seg, fx.cs.dir, seg_of(j), "log");
     size_t n = tu_record(SEED, j, MAX_REC, (uint8_t[MAX_REC + 8]){0});
-    tu_flip(seg, block_offset(fx.dir, j) + n / 2, 0x20);
+    tu_flip(seg, block_offset(fx.cs.dir, j) + n / 2, 0x20);
     uint64_t bf, be;
     batch_of(j, &bf, &be);
     /* the blocks of j's damaged chunk under its lowest stored node may stand or fall with it */
@@ -441,8 +418,8 @@ static void forge_block(const char *dir, uint64_t j) {
 static void test_a_block_forged_with_its_checksums_is_caught_by_the_tree(void **state) {
     (void)state;
     uint64_t j = mid_batch_block(fx.firsts[2] + 7);
-    forge_block(fx.dir, j);
-    kl_log *log = tu_open_ro(fx.dir);
+    forge_block(fx.cs.dir, j);
+    kl_log *log = tu_open_ro(fx.cs.dir);
     uint64_t bad = 0;
     int rc = kl_log_verify(log, NULL, NULL, &bad);
     /* the tree names the blocks under the lowest stored node over j: its first one */
@@ -464,7 +441,7 @@ static void test_a_block_forged_with_its_checksums_is_caught_by_the_tree(void **
     }
     assert_int_equal(kl_log_close(log), 0);
     char out[4096], w[64];
-    assert_int_equal(cli_verify(fx.dir, NULL, out, sizeof out), 1);
+    assert_int_equal(cli_verify(fx.cs.dir, NULL, out, sizeof out), 1);
     snprintf(w, sizeof w, "first bad block %llu:", (unsigned long long)group);
     if (!strstr(out, w))
         fail_msg("kappalog verify printed '%s', expected '%s'", out, w);
@@ -479,8 +456,8 @@ static void test_a_block_forged_with_its_checksums_is_caught_by_the_tree(void **
  */
 static void flip_node(uint64_t index, uint64_t byte, const char *what) {
     char tree[4096], intact[4096];
-    snprintf(tree, sizeof tree, "%s/tree", fx.dir);
-    snprintf(intact, sizeof intact, "%s/tree", fx.pristine);
+    snprintf(tree, sizeof tree, "%s/tree", fx.cs.dir);
+    snprintf(intact, sizeof intact, "%s/tree", fx.cs.pristine);
     tu_flip(tree, kl_tree_off(kl_tree_spos(index, KL_TREE_LOW)) + byte, 0x01);
     expect e = {.what = what,
                 .code = KL_EVERIFY,
@@ -491,7 +468,7 @@ static void flip_node(uint64_t index, uint64_t byte, const char *what) {
                 .bad_to = 1};
     expect_damage_found(&e);
     char out[4096];
-    if (cli_verify(fx.dir, "--repair", out, sizeof out) != 0 ||
+    if (cli_verify(fx.cs.dir, "--repair", out, sizeof out) != 0 ||
         !strstr(out, "rebuilt 1 tree node from the blocks") || !strstr(out, "signature hold"))
         fail_msg("%s: kappalog verify --repair printed '%s'", what, out);
     size_t n = 0, m = 0;
@@ -545,22 +522,22 @@ static void test_a_flipped_full_root_in_the_tree_file_names_its_first_block(void
 static void test_a_forged_block_stops_a_repair_of_the_tree(void **state) {
     (void)state;
     uint64_t j = mid_batch_block(fx.firsts[2] + 7);
-    forge_block(fx.dir, j);
+    forge_block(fx.cs.dir, j);
     char tree[4096];
-    snprintf(tree, sizeof tree, "%s/tree", fx.dir);
+    snprintf(tree, sizeof tree, "%s/tree", fx.cs.dir);
     static const uint8_t zero[KL_TREE_NODE_BYTES];
     tu_write_at(tree, kl_tree_off(kl_tree_spos(lowest_stored(100), KL_TREE_LOW)), zero,
                 sizeof zero);
     size_t n = 0, m = 0;
     uint8_t *before = tu_read_file(tree, &n);
-    kl_log *log = tu_open(fx.dir);
+    kl_log *log = tu_open(fx.cs.dir);
     uint64_t rebuilt = 7;
     assert_int_equal(kl_log_repair_tree(log, NULL, NULL, &rebuilt), KL_EVERIFY);
     assert_int_equal(rebuilt, 0);
     assert_non_null(strstr(kl_log_last_error(log), "cannot be rebuilt from the blocks"));
     assert_int_equal(kl_log_close(log), 0);
     char out[4096];
-    if (cli_verify(fx.dir, "--repair", out, sizeof out) != 1 ||
+    if (cli_verify(fx.cs.dir, "--repair", out, sizeof out) != 1 ||
         !strstr(out, "cannot be rebuilt from the blocks"))
         fail_msg("kappalog verify --repair printed '%s'", out);
     uint8_t *after = tu_read_file(tree, &m);
@@ -595,7 +572,7 @@ static void read_slots(const char *dir, slots *out) {
    bytes 0..4087, stored at 4088) so that only the signature can catch the change. */
 static void damage_slot(int i, uint64_t off, int reseal) {
     char hdr[4096];
-    snprintf(hdr, sizeof hdr, "%s/header", fx.dir);
+    snprintf(hdr, sizeof hdr, "%s/header", fx.cs.dir);
     uint64_t base = (uint64_t)i * KL_HDR_SLOT_BYTES;
     tu_flip(hdr, base + off, 0x40);
     if (!reseal)
@@ -610,12 +587,12 @@ static void damage_slot(int i, uint64_t off, int reseal) {
 /* The accepted (newer) slot damaged: the older one serves; verify reports the slot. */
 static void slot_case(uint64_t off, int reseal, const char *says, const char *what) {
     slots sl;
-    read_slots(fx.dir, &sl);
+    read_slots(fx.cs.dir, &sl);
     assert_int_equal(sl.s[sl.newer].length, RECORDS);
     damage_slot(sl.newer, off, reseal);
     if (reseal) { /* it still decodes: only its signature is wrong */
         char hdr[4096];
-        snprintf(hdr, sizeof hdr, "%s/header", fx.dir);
+        snprintf(hdr, sizeof hdr, "%s/header", fx.cs.dir);
         size_t len = 0;
         uint8_t *p = tu_read_file(hdr, &len);
         kl_slot s;
@@ -656,7 +633,7 @@ static void test_a_signature_changed_under_a_good_checksum_fails_it(void **state
 static void test_a_damaged_older_slot_is_reported(void **state) {
     (void)state;
     slots sl;
-    read_slots(fx.dir, &sl);
+    read_slots(fx.cs.dir, &sl);
     damage_slot(1 - sl.newer, SLOT_ROOTS_AT + 3, 1);
     expect e = {.what = "root of the older slot, checksum recomputed",
                 .code = KL_ECORRUPT,
@@ -676,11 +653,11 @@ static void test_both_slots_unsigned_refuse_to_open(void **state) {
     kl_open_options_default(&o);
     o.flags = KL_OPEN_READONLY;
     kl_log *log = NULL;
-    assert_int_equal(kl_log_open_io(fx.dir, &o, tu_io(), &log), KL_ECORRUPT);
+    assert_int_equal(kl_log_open_io(fx.cs.dir, &o, tu_io(), &log), KL_ECORRUPT);
     assert_non_null(strstr(kl_last_error(), "both header slots"));
-    assert_int_equal(kl_log_open_io(fx.dir, NULL, tu_io(), &log), KL_ECORRUPT);
+    assert_int_equal(kl_log_open_io(fx.cs.dir, NULL, tu_io(), &log), KL_ECORRUPT);
     char out[4096];
-    assert_int_equal(cli_verify(fx.dir, NULL, out, sizeof out), 1);
+    assert_int_equal(cli_verify(fx.cs.dir, NULL, out, sizeof out), 1);
     assert_non_null(strstr(out, "both header slots"));
 }
 
@@ -775,7 +752,9 @@ static void test_an_iterator_over_a_cut_active_segment_reports_the_cut(void **st
 
 int main(void) {
     tu_cli_bin(); /* skip (77) here if the binary is not there */
-#define T(f) cmocka_unit_test_setup_teardown(f, case_setup, case_teardown)
+#define T(f)                                                                                       \
+    cmocka_unit_test_setup_teardown(f, tu_case_setup, tu_case_teardown) /* a fresh copy            \
+                                                                         */
     const struct CMUnitTest tests[] = {
         T(test_the_intact_log_verifies),
         T(test_a_flipped_bit_in_a_sealed_segment_names_its_block),

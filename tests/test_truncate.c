@@ -317,11 +317,8 @@ static void make_base(base *b, const char *tag, rec_fn fn, kl_codec codec, int c
     b->dir = path_in(b->root, "base");
     b->fn = fn;
     uint8_t seed[KL_SEED_BYTES];
-    tu_seed(seed, KEY_BYTE);
     kl_config cfg;
-    kl_config_default(&cfg);
-    cfg.segment_bytes = KL_MIN_SEGMENT_BYTES;
-    cfg.seed = seed;
+    tu_config_small_signed(&cfg, seed, KEY_BYTE);
     cfg.codec = codec;
     cfg.compat = compat;
     cfg.fsync_mode = mode;

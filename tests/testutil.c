@@ -187,6 +187,38 @@ uint64_t tu_file_size(const char *path) {
     return (uint64_t)st.st_size;
 }
 
+void tu_config_small_signed(kl_config *cfg, uint8_t seed[KL_SEED_BYTES], uint8_t byte) {
+    tu_seed(seed, byte);
+    kl_config_default(cfg);
+    cfg->segment_bytes = KL_MIN_SEGMENT_BYTES;
+    cfg->seed = seed;
+}
+
+void tu_cases_init(tu_cases *c, const char *tag) {
+    c->root = tu_tmpdir(tag);
+    assert_true(asprintf(&c->pristine, "%s/pristine", c->root) > 0);
+    assert_true(asprintf(&c->dir, "%s/case", c->root) > 0);
+}
+
+void tu_cases_free(tu_cases *c) {
+    tu_rmrf(c->root);
+    free(c->root);
+    free(c->pristine);
+    free(c->dir);
+}
+
+int tu_case_setup(void **state) {
+    const tu_cases *c = *state;
+    tu_copy_dir(c->pristine, c->dir);
+    return 0;
+}
+
+int tu_case_teardown(void **state) {
+    const tu_cases *c = *state;
+    tu_rmrf(c->dir);
+    return 0;
+}
+
 uint8_t *tu_read_file(const char *path, size_t *len) {
     int fd = open(path, O_RDONLY);
     if (fd < 0)

@@ -81,6 +81,21 @@ void tu_append_and_die(const char *dir, uint64_t seed, size_t max_size, uint64_t
 void tu_flip(const char *path, uint64_t offset, uint8_t mask);
 void tu_truncate(const char *path, uint64_t size);
 uint64_t tu_file_size(const char *path);
+/*
+ * Cases that each damage a fresh copy of one log: under root (a temporary
+ * directory), pristine is the log the group set-up makes once, dir each
+ * case's copy. The group set-up calls tu_cases_init and sets *state to the
+ * tu_cases (cmocka hands it to every case's set-up); tu_case_setup copies
+ * pristine to dir, tu_case_teardown removes dir; tu_cases_free removes root.
+ */
+typedef struct tu_cases {
+    char *root, *pristine, *dir;
+} tu_cases;
+void tu_cases_init(tu_cases *c, const char *tag);
+void tu_cases_free(tu_cases *c);
+int tu_case_setup(void **state);
+int tu_case_teardown(void **state);
+
 /* The whole file (malloc'd; *len its size), or n bytes written at off; fail the test on error. */
 uint8_t *tu_read_file(const char *path, size_t *len);
 void tu_write_at(const char *path, uint64_t off, const void *p, size_t n);
@@ -114,6 +129,9 @@ void tu_tree_hash(const tu_tree *t, uint8_t out[KL_HASH_BYTES]);
 
 /* A 32-byte key seed of one repeated byte (tests sign with known keys). */
 void tu_seed(uint8_t seed[KL_SEED_BYTES], uint8_t byte);
+/* The defaults, the smallest segments (many of them in a small log), and the key made from
+   seed byte `byte` (into the caller's seed, which must outlive cfg). */
+void tu_config_small_signed(kl_config *cfg, uint8_t seed[KL_SEED_BYTES], uint8_t byte);
 
 /* kl_log_verify passes; fails the test with the first bad block and the context if not. */
 void tu_expect_verified(kl_log *log, const char *what);
