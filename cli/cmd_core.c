@@ -44,6 +44,9 @@ static int repair_tree(const char *dir, kl_log **out) {
     int rc = kl_log_open(dir, NULL, out);
     if (rc < 0)
         return cli_kl_error("verify", rc, NULL);
+    kl_info facts;
+    if (kl_log_info(*out, &facts) == 0 && facts.recovery && facts.recovery[0])
+        printf("%s: opening it repaired: %s\n", dir, facts.recovery);
     verify_progress p = {"repair", isatty(STDERR_FILENO), cli_now_s(), 0};
     uint64_t rebuilt = 0;
     rc = kl_log_repair_tree(*out, on_progress, &p, &rebuilt);

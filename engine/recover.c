@@ -125,14 +125,95 @@ int kl_seg_reader_batch(kl_seg_reader *r, uint64_t pos, uint64_t limit, int want
     return 0;
 }
 
-/* Open the tree file (its header checked) before the span check may write to it. */
-static int open_tree(kl_log *log) {
+__attribute__((format(printf, 2, 3))) static void note_recovery(kl_log *log, const char *fmt, ...);
+
+/*
+ * Do the nodes stored at the positions `low` gives hold the slot's roots?
+ * 1 if every root of depth low and up does (at least one has), 0 if not,
+ * or an I/O error.
+ */
+static int roots_stored_at(kl_log *log, const kl_slot *s, unsigned low) {
+    int seen = 0;
+    for (uint32_t i = 0; i < s->nroots; i++) {
+        const kl_node *r = &s->roots[i];
+        if (!kl_tree_stored(r->index, low))
+            continue;
+        kl_node n;
+        int rc = kl_tree_read(log->io, log->tree_fd, low, r->index, &n);
+        if (rc == KL_ECORRUPT) /* the file is too short for this depth */
+            return 0;
+        if (rc < 0)
+            return rc;
+        if (n.size != r->size || memcmp(n.hash, r->hash, KL_HASH_BYTES) != 0)
+            return 0;
+        seen = 1;
+    }
+    return seen;
+}
+
+/*
+ * The tree file's header does not check out (why: its error). Its one
+ * fact of its own is the depth of the lowest stored nodes; the rest is
+ * constant. That depth is the one at whose positions the file holds the
+ * roots the valid header slots signed: if exactly one depth fits, it is
+ * taken, and a writable open writes the header again. Else the error.
+ */
+static int mend_tree_header(kl_log *log, const kl_slot s[2], const int valid[2], int why) {
+    char err[512];
+    snprintf(err, sizeof err, "%s", kl_err_thread());
+    unsigned found = 0, fits = 0;
+    for (unsigned low = 0; low <= KL_TREE_LOW_MAX; low++) {
+        int fit = 0;
+        for (int i = 0; i < 2; i++) {
+            if (!valid[i])
+                continue;
+            int rc = roots_stored_at(log, &s[i], low);
+            if (rc < 0)
+                return rc;
+            fit |= rc;
+        }
+        if (fit) {
+            found = low;
+            fits++;
+        }
+    }
+    if (fits != 1)
+        return kl_errf(why,
+                       "%s: %s (and the depth of its stored nodes cannot be told from the "
+                       "signed roots: %s)",
+                       log->tree_path, err,
+                       fits ? "several depths fit" : "none fits, the nodes are damaged too");
+    log->tree_low = found;
+    if (log->readonly) {
+        snprintf(log->tree_problem, sizeof log->tree_problem,
+                 "its header is damaged (%.300s); its nodes are read from depth %u, where "
+                 "the signed roots are, and a writable open writes the header again",
+                 err, found);
+        return 0;
+    }
+    uint8_t h[KL_TREE_HEADER_BYTES];
+    kl_tree_header_encode(h, found);
+    int rc = kl_io_write_sync(log->io, log->tree_fd, h, sizeof h, 0, 1);
+    if (rc < 0)
+        return kl_errf(kl_err_from_errno(-rc), "rewriting the header of %s: %s", log->tree_path,
+                       strerror(-rc));
+    note_recovery(log,
+                  "the tree file's header was damaged (%.300s) and was written again (nodes "
+                  "from depth %u, where the signed roots are)",
+                  err, found);
+    return 0;
+}
+
+/* Open the tree file (its header checked, or mended) before the span check may write to it. */
+static int open_tree(kl_log *log, const kl_slot s[2], const int valid[2]) {
     int rc =
         kl_io_open(log->io, log->tree_path, log->readonly ? O_RDONLY : O_RDWR, 0, &log->tree_fd);
     if (rc < 0)
         return kl_errf(rc == -ENOENT ? KL_ECORRUPT : kl_err_from_errno(-rc), "%s: %s",
                        log->tree_path, strerror(-rc));
     rc = kl_tree_header_read(log->io, log->tree_fd, &log->tree_low);
+    if (rc == KL_ECORRUPT)
+        return mend_tree_header(log, s, valid, rc);
     return rc < 0 ? kl_err_prefix(rc, "%s: ", log->tree_path) : 0;
 }
 
@@ -990,7 +1071,7 @@ int kl_recover(kl_log *log) {
     if (rc == 0)
         rc = read_slots(log, s, valid);
     if (rc == 0)
-        rc = open_tree(log);
+        rc = open_tree(log, s, valid);
     if (rc < 0)
         return rc;
     uint64_t *firsts = NULL;

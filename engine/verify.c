@@ -345,6 +345,8 @@ int kl_log_verify(kl_log *log, kl_progress_fn progress, void *ctx, uint64_t *bad
     uint64_t differ = 0;
     if (rc == 0)
         rc = verify_blocks(log, st, PASS_VERIFY, &differ, progress, ctx, bad);
+    if (rc == 0 && log->tree_problem[0])
+        rc = kl_errf(KL_ECORRUPT, "%s: %s", log->tree_path, log->tree_problem);
     for (int i = 0; rc == 0 && i < 2; i++)
         if (log->slot_problem[i][0])
             rc = kl_errf(KL_ECORRUPT,

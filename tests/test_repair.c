@@ -21,7 +21,12 @@
  *   - every I/O operation of a repair failed in turn (EIO, ENOSPC, a short
  *     write): the repair reports the error and the handle refuses appends
  *     (fail-stop); reopened, every block is there, and a repair on a
- *     healthy backend finishes the job.
+ *     healthy backend finishes the job;
+ *   - a zeroed tree file header: the depth it names is told from where the
+ *     signed roots are (a read-only open reads on and verify names the
+ *     header; a writable open writes it again), also with the first page
+ *     zeroed (the repair does the nodes); with the roots gone too, every
+ *     open refuses and changes nothing.
  */
 #include "testutil.h"
 
@@ -360,6 +365,77 @@ static void test_every_io_of_a_repair_failing_in_turn(void **state) {
     free(zeroed);
 }
 
+/* Zero n bytes of dir's tree file from offset 0: its header, and the first nodes if n > 64. */
+static void zero_tree_start(const char *dir, size_t n) {
+    char tree[4096];
+    tree_path(tree, sizeof tree, dir);
+    uint8_t *zero = calloc(1, n);
+    assert_non_null(zero);
+    tu_write_at(tree, 0, zero, n);
+    free(zero);
+}
+
+/*
+ * The tree file's header holds one fact of its own, the depth of the lowest
+ * stored nodes, and the signed roots show it: a read-only open reads on
+ * (verify names the header), a writable open writes the header again.
+ */
+static void test_a_zeroed_tree_header_is_told_from_the_signed_roots(void **state) {
+    (void)state;
+    zero_tree_start(fx.cs.dir, KL_TREE_HEADER_BYTES);
+    kl_log *log = tu_open_ro(fx.cs.dir);
+    expect_blocks(log, RECORDS);
+    uint8_t th[KL_HASH_BYTES];
+    assert_int_equal(kl_log_tree_hash(log, RECORDS, th), 0);
+    assert_memory_equal(th, fx.tree_hash, KL_HASH_BYTES);
+    assert_int_equal(kl_log_verify(log, NULL, NULL, NULL), KL_ECORRUPT);
+    assert_non_null(strstr(kl_log_last_error(log), "its header is damaged"));
+    assert_int_equal(kl_log_close(log), 0);
+    log = tu_open(fx.cs.dir);
+    kl_info info;
+    assert_int_equal(kl_log_info(log, &info), 0);
+    if (!info.recovery || !strstr(info.recovery, "tree file's header was damaged"))
+        fail_msg("recovery note: '%s'", info.recovery ? info.recovery : "(none)");
+    tu_expect_verified(log, "header written again");
+    assert_int_equal(kl_log_close(log), 0);
+    expect_intact_tree(fx.cs.dir, "header written again");
+}
+
+/* A zeroed first page: the header is written again on open, its nodes by the repair. */
+static void test_a_zeroed_first_page_of_the_tree_is_mended_and_repaired(void **state) {
+    (void)state;
+    zero_tree_start(fx.cs.dir, 4096);
+    kl_log *log = tu_open(fx.cs.dir);
+    uint64_t rebuilt = 0;
+    assert_int_equal(kl_log_repair_tree(log, NULL, NULL, &rebuilt), 0);
+    /* the nodes the page held, whole or in part */
+    assert_int_equal(rebuilt,
+                     (4096 - KL_TREE_HEADER_BYTES + KL_TREE_NODE_BYTES - 1) / KL_TREE_NODE_BYTES);
+    tu_expect_verified(log, "first page repaired");
+    assert_int_equal(kl_log_close(log), 0);
+    expect_intact_tree(fx.cs.dir, "first page repaired");
+}
+
+/* With the roots gone too, nothing tells the depth: every open refuses, changing nothing. */
+static void test_a_tree_header_nothing_explains_is_refused(void **state) {
+    (void)state;
+    zero_nodes(fx.cs.dir, 0, all_nodes());
+    zero_tree_start(fx.cs.dir, KL_TREE_HEADER_BYTES);
+    uint8_t before[KL_HASH_BYTES], after[KL_HASH_BYTES];
+    tu_dir_digest(fx.cs.dir, before);
+    for (int ro = 0; ro < 2; ro++) {
+        kl_open_options o;
+        kl_open_options_default(&o);
+        o.flags = ro ? KL_OPEN_READONLY : 0;
+        kl_log *log = NULL;
+        assert_int_equal(kl_log_open(fx.cs.dir, &o, &log), KL_ECORRUPT);
+        if (!strstr(kl_last_error(), "cannot be told from the signed roots"))
+            fail_msg("open: %s", kl_last_error());
+    }
+    tu_dir_digest(fx.cs.dir, after);
+    assert_memory_equal(before, after, KL_HASH_BYTES);
+}
+
 int main(void) {
 #define T(f)                                                                                       \
     cmocka_unit_test_setup_teardown(f, tu_case_setup, tu_case_teardown) /* a fresh copy            \
@@ -371,6 +447,9 @@ int main(void) {
         T(test_a_damaged_block_stops_the_repair),
         T(test_appends_go_on_during_a_repair),
         T(test_every_io_of_a_repair_failing_in_turn),
+        T(test_a_zeroed_tree_header_is_told_from_the_signed_roots),
+        T(test_a_zeroed_first_page_of_the_tree_is_mended_and_repaired),
+        T(test_a_tree_header_nothing_explains_is_refused),
     };
 #undef T
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
