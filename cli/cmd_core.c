@@ -117,8 +117,9 @@ const cli_command cli_cmd_verify = {
              "            cannot be repaired from them: exit 1, the tree file unchanged).\n"
              "            A writer's open: it takes the writer's lock (no other process\n"
              "            may append meanwhile) and runs recovery first, which also\n"
-             "            rewrites a damaged header slot from the other one. A tree file\n"
-             "            cut short is refused by that open and not repaired.\n",
+             "            rewrites a damaged header slot from the other one and a torn\n"
+             "            tree file header (docs/FORMAT.md). A tree file cut short is\n"
+             "            refused by that open and not repaired.\n",
     .flags = verify_flags,
     .arg_names = {"DIR"},
     .min_args = 1,

@@ -127,67 +127,84 @@ int kl_seg_reader_batch(kl_seg_reader *r, uint64_t pos, uint64_t limit, int want
 
 __attribute__((format(printf, 2, 3))) static void note_recovery(kl_log *log, const char *fmt, ...);
 
+/* What the nodes at the positions depth `low` gives say of a slot's roots. */
+enum { ROOTS_NONE = 0, ROOTS_ZERO = 1, ROOTS_MATCH = 2, ROOTS_DIFFER = 3 };
+
 /*
- * Do the nodes stored at the positions `low` gives hold the slot's roots?
- * 1 if every root of depth low and up does (at least one has), 0 if not,
- * or an I/O error.
+ * ROOTS_NONE: no root of the slot is of depth low or more (none stored);
+ * ROOTS_MATCH: each stored one is there, and at least one is not zeroed;
+ * ROOTS_ZERO: each stored one reads as zeros (lost); ROOTS_DIFFER: some
+ * position holds another node, or lies past the file's end. Or an I/O error.
  */
 static int roots_stored_at(kl_log *log, const kl_slot *s, unsigned low) {
-    int seen = 0;
+    static const uint8_t zero[KL_HASH_BYTES];
+    int stored = 0, matched = 0;
     for (uint32_t i = 0; i < s->nroots; i++) {
         const kl_node *r = &s->roots[i];
         if (!kl_tree_stored(r->index, low))
             continue;
+        stored = 1;
         kl_node n;
         int rc = kl_tree_read(log->io, log->tree_fd, low, r->index, &n);
         if (rc == KL_ECORRUPT) /* the file is too short for this depth */
-            return 0;
+            return ROOTS_DIFFER;
         if (rc < 0)
             return rc;
-        if (n.size != r->size || memcmp(n.hash, r->hash, KL_HASH_BYTES) != 0)
-            return 0;
-        seen = 1;
+        if (n.size == r->size && memcmp(n.hash, r->hash, KL_HASH_BYTES) == 0)
+            matched = 1;
+        else if (memcmp(n.hash, zero, KL_HASH_BYTES) != 0)
+            return ROOTS_DIFFER;
     }
-    return seen;
+    return !stored ? ROOTS_NONE : matched ? ROOTS_MATCH : ROOTS_ZERO;
 }
 
 /*
- * The tree file's header does not check out (why: its error). Its one
- * fact of its own is the depth of the lowest stored nodes; the rest is
- * constant. That depth is the one at whose positions the file holds the
- * roots the valid header slots signed: if exactly one depth fits, it is
- * taken, and a writable open writes the header again. Else the error.
+ * The tree file's header is cut short or torn (no magic, or its checksum
+ * fails; why: that error). Its one fact of its own is the depth of the
+ * lowest stored nodes, and this engine writes two: 0 (version 1 files) and
+ * KL_TREE_LOW. Each is weighed against the roots the valid header slots
+ * signed, at the positions it gives: a depth where a root is found wins
+ * unless the other has one too; failing that, the one depth where no
+ * position contradicts the roots (they are zeroed, or none is stored, as
+ * in a log of fewer than 16 blocks). A writable open then writes the header
+ * again; a read-only one reads on with it, and verify names the header.
+ * If the roots tell neither, the error.
  */
-static int mend_tree_header(kl_log *log, const kl_slot s[2], const int valid[2], int why) {
+static int mend_tree_header(kl_log *log, const kl_slot s[2], const int valid[2]) {
     char err[512];
     snprintf(err, sizeof err, "%s", kl_err_thread());
-    unsigned found = 0, fits = 0;
-    for (unsigned low = 0; low <= KL_TREE_LOW_MAX; low++) {
-        int fit = 0;
+    static const unsigned depths[2] = {0, KL_TREE_LOW};
+    int seen[2] = {0, 0}; /* per depth: ROOTS_* over both slots (the worst, or a match) */
+    for (int d = 0; d < 2; d++)
         for (int i = 0; i < 2; i++) {
             if (!valid[i])
                 continue;
-            int rc = roots_stored_at(log, &s[i], low);
+            int rc = roots_stored_at(log, &s[i], depths[d]);
             if (rc < 0)
                 return rc;
-            fit |= rc;
+            if (rc == ROOTS_DIFFER || seen[d] == ROOTS_DIFFER)
+                seen[d] = ROOTS_DIFFER;
+            else if (rc > seen[d])
+                seen[d] = rc;
         }
-        if (fit) {
-            found = low;
-            fits++;
-        }
-    }
-    if (fits != 1)
-        return kl_errf(why,
-                       "%s: %s (and the depth of its stored nodes cannot be told from the "
-                       "signed roots: %s)",
-                       log->tree_path, err,
-                       fits ? "several depths fit" : "none fits, the nodes are damaged too");
+    int pick = -1;
+    if ((seen[0] == ROOTS_MATCH) != (seen[1] == ROOTS_MATCH))
+        pick = seen[0] == ROOTS_MATCH ? 0 : 1;
+    else if (seen[0] != ROOTS_MATCH && (seen[0] == ROOTS_DIFFER) != (seen[1] == ROOTS_DIFFER))
+        pick = seen[0] == ROOTS_DIFFER ? 1 : 0;
+    else if (seen[0] == ROOTS_NONE && seen[1] == ROOTS_NONE)
+        pick = 1; /* no nodes stored either way (an empty log): the layout of new logs */
+    if (pick < 0)
+        return kl_errf(KL_ECORRUPT,
+                       "%s: %s, and the depth of its stored nodes cannot be told from where the "
+                       "signed roots are (the nodes are damaged too)",
+                       log->tree_path, err);
+    unsigned found = depths[pick];
     log->tree_low = found;
     if (log->readonly) {
         snprintf(log->tree_problem, sizeof log->tree_problem,
-                 "its header is damaged (%.300s); its nodes are read from depth %u, where "
-                 "the signed roots are, and a writable open writes the header again",
+                 "its header is damaged (%.300s); its nodes are read from depth %u, as the "
+                 "signed roots show, until a writable open writes the header again",
                  err, found);
         return 0;
     }
@@ -199,21 +216,31 @@ static int mend_tree_header(kl_log *log, const kl_slot s[2], const int valid[2],
                        strerror(-rc));
     note_recovery(log,
                   "the tree file's header was damaged (%.300s) and was written again (nodes "
-                  "from depth %u, where the signed roots are)",
+                  "from depth %u, as the signed roots show)",
                   err, found);
     return 0;
 }
 
-/* Open the tree file (its header checked, or mended) before the span check may write to it. */
+/*
+ * Open the tree file (its header checked, or mended if torn) before the
+ * span check may write to it. A header that checks out but is not one this
+ * build knows (a newer version) is refused, never rewritten.
+ */
 static int open_tree(kl_log *log, const kl_slot s[2], const int valid[2]) {
     int rc =
         kl_io_open(log->io, log->tree_path, log->readonly ? O_RDONLY : O_RDWR, 0, &log->tree_fd);
     if (rc < 0)
         return kl_errf(rc == -ENOENT ? KL_ECORRUPT : kl_err_from_errno(-rc), "%s: %s",
                        log->tree_path, strerror(-rc));
-    rc = kl_tree_header_read(log->io, log->tree_fd, &log->tree_low);
-    if (rc == KL_ECORRUPT)
-        return mend_tree_header(log, s, valid, rc);
+    uint8_t h[KL_TREE_HEADER_BYTES];
+    size_t got = 0;
+    rc = kl_io_pread(log->io, log->tree_fd, h, sizeof h, 0, &got);
+    if (rc < 0)
+        return kl_errf(kl_err_from_errno(-rc), "reading the header of %s: %s", log->tree_path,
+                       strerror(-rc));
+    rc = kl_tree_header_check(h, got, &log->tree_low);
+    if (rc == KL_ECORRUPT && kl_tree_header_torn(h, got))
+        return mend_tree_header(log, s, valid);
     return rc < 0 ? kl_err_prefix(rc, "%s: ", log->tree_path) : 0;
 }
 

@@ -15,7 +15,7 @@ void kl_tree_header_encode(uint8_t p[KL_TREE_HEADER_BYTES], unsigned low) {
     KL_ASSERT(low <= KL_TREE_LOW_MAX);
     memset(p, 0, KL_TREE_HEADER_BYTES);
     memcpy(p, KL_TREE_MAGIC, 8);
-    kl_store32(p + 8, KL_TREE_VERSION);
+    kl_store32(p + 8, low == 0 ? 1 : KL_TREE_VERSION); /* version 1 stores every node */
     kl_store32(p + 12, KL_TREE_NODE_BYTES);
     kl_store32(p + 16, low);
     kl_store64(p + HDR_CHECKSUM_AT, XXH3_64bits(p, HDR_CHECKSUM_AT));
@@ -42,6 +42,11 @@ int kl_tree_header_check(const uint8_t *p, size_t n, unsigned *low) {
             return kl_errf(KL_ECORRUPT, "tree file header reserved bytes are not zero");
     *low = l;
     return 0;
+}
+
+int kl_tree_header_torn(const uint8_t *p, size_t n) {
+    return n < KL_TREE_HEADER_BYTES || memcmp(p, KL_TREE_MAGIC, 8) != 0 ||
+           kl_load64(p + HDR_CHECKSUM_AT) != XXH3_64bits(p, HDR_CHECKSUM_AT);
 }
 
 int kl_tree_header_read(kl_io *io, int fd, unsigned *low) {

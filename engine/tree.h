@@ -62,6 +62,8 @@ static inline uint64_t kl_tree_bytes(uint64_t length, unsigned low) {
 }
 
 void kl_tree_header_encode(uint8_t p[KL_TREE_HEADER_BYTES], unsigned low);
+/* Is the header cut short, without its magic, or failing its checksum (not merely unknown)? */
+int kl_tree_header_torn(const uint8_t *p, size_t n);
 /* 0 and the file's low, or KL_ECORRUPT with the reason. */
 int kl_tree_header_check(const uint8_t *p, size_t n, unsigned *low);
 /* Read and check the header of the tree file fd: 0 and its low, or a kl_error. */

@@ -25,8 +25,10 @@
  *   - a zeroed tree file header: the depth it names is told from where the
  *     signed roots are (a read-only open reads on and verify names the
  *     header; a writable open writes it again), also with the first page
- *     zeroed (the repair does the nodes); with the roots gone too, every
- *     open refuses and changes nothing.
+ *     zeroed (the repair does the nodes), also in logs too small to store
+ *     a root, and with every node zeroed; with garbage in the whole file,
+ *     every open refuses and changes nothing; a header of a newer version
+ *     is refused, never rewritten.
  */
 #include "testutil.h"
 
@@ -37,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #define SEED     0x2e9a1u
 #define MAX_REC  200u
@@ -416,11 +419,35 @@ static void test_a_zeroed_first_page_of_the_tree_is_mended_and_repaired(void **s
     expect_intact_tree(fx.cs.dir, "first page repaired");
 }
 
-/* With the roots gone too, nothing tells the depth: every open refuses, changing nothing. */
-static void test_a_tree_header_nothing_explains_is_refused(void **state) {
+/*
+ * Every node zeroed as well: depth 4 contradicts no root (they all read as
+ * lost), depth 0 puts them past the file's end, so the header is written
+ * again and the repair rebuilds every node.
+ */
+static void test_a_zeroed_tree_file_is_mended_and_repaired(void **state) {
     (void)state;
     zero_nodes(fx.cs.dir, 0, all_nodes());
     zero_tree_start(fx.cs.dir, KL_TREE_HEADER_BYTES);
+    kl_log *log = tu_open(fx.cs.dir);
+    uint64_t rebuilt = 0;
+    assert_int_equal(kl_log_repair_tree(log, NULL, NULL, &rebuilt), 0);
+    assert_int_equal(rebuilt, all_nodes());
+    assert_int_equal(kl_log_close(log), 0);
+    expect_intact_tree(fx.cs.dir, "a zeroed tree file");
+}
+
+/* Garbage everywhere: both depths are contradicted, every open refuses, changing nothing. */
+static void test_a_tree_header_nothing_explains_is_refused(void **state) {
+    (void)state;
+    uint8_t *junk = malloc(fx.tree_len);
+    assert_non_null(junk);
+    uint64_t rng = 5;
+    for (size_t i = 0; i < fx.tree_len; i++)
+        junk[i] = (uint8_t)(tu_rand(&rng) | 1); /* never a zero byte */
+    char tree[4096];
+    tree_path(tree, sizeof tree, fx.cs.dir);
+    tu_write_at(tree, 0, junk, fx.tree_len);
+    free(junk);
     uint8_t before[KL_HASH_BYTES], after[KL_HASH_BYTES];
     tu_dir_digest(fx.cs.dir, before);
     for (int ro = 0; ro < 2; ro++) {
@@ -429,9 +456,63 @@ static void test_a_tree_header_nothing_explains_is_refused(void **state) {
         o.flags = ro ? KL_OPEN_READONLY : 0;
         kl_log *log = NULL;
         assert_int_equal(kl_log_open(fx.cs.dir, &o, &log), KL_ECORRUPT);
-        if (!strstr(kl_last_error(), "cannot be told from the signed roots"))
+        if (!strstr(kl_last_error(), "cannot be told from where the signed roots are"))
             fail_msg("open: %s", kl_last_error());
     }
+    tu_dir_digest(fx.cs.dir, after);
+    assert_memory_equal(before, after, KL_HASH_BYTES);
+}
+
+/*
+ * Small logs (a review's find): with no root stored at depth 4 (under 16
+ * blocks, or none at all), or every root stored in the zeroed first page
+ * (500 blocks), the depth is the one whose positions contradict no root.
+ */
+static void test_small_logs_with_a_zeroed_first_page_are_mended(void **state) {
+    (void)state;
+    static const uint64_t lengths[] = {0, 10, 500};
+    for (size_t k = 0; k < sizeof lengths / sizeof lengths[0]; k++) {
+        char *dir = tu_new_log("repair-small", KL_FSYNC_ALWAYS);
+        kl_log *log = tu_open(dir);
+        assert_int_equal(tu_append_range(log, SEED, MAX_REC, 0, lengths[k], 7), 0);
+        assert_int_equal(kl_log_close(log), 0);
+        char tree[4096];
+        tree_path(tree, sizeof tree, dir);
+        size_t n = 0;
+        uint8_t *intact = tu_read_file(tree, &n);
+        zero_tree_start(dir, n < 4096 ? n : 4096);
+        log = tu_open(dir);
+        uint64_t rebuilt = 0;
+        if (kl_log_repair_tree(log, NULL, NULL, &rebuilt) != 0)
+            fail_msg("%llu blocks: %s", (unsigned long long)lengths[k], kl_log_last_error(log));
+        tu_expect_verified(log, "a small log mended");
+        assert_int_equal(kl_log_close(log), 0);
+        size_t m = 0;
+        uint8_t *now = tu_read_file(tree, &m);
+        assert_int_equal(m, n);
+        assert_memory_equal(now, intact, n);
+        free(now);
+        free(intact);
+        tu_rm_log(dir);
+    }
+}
+
+/* A header that checks out but names a version this build does not know is never rewritten. */
+static void test_a_newer_tree_header_is_refused_not_rewritten(void **state) {
+    (void)state;
+    char tree[4096];
+    tree_path(tree, sizeof tree, fx.cs.dir);
+    uint8_t h[KL_TREE_HEADER_BYTES];
+    memcpy(h, fx.tree, sizeof h);
+    h[8] = 3; /* version (u32 little-endian at 8; docs/FORMAT.md) */
+    uint64_t sum = XXH3_64bits(h, 56);
+    memcpy(h + 56, &sum, 8);
+    tu_write_at(tree, 0, h, sizeof h);
+    uint8_t before[KL_HASH_BYTES], after[KL_HASH_BYTES];
+    tu_dir_digest(fx.cs.dir, before);
+    kl_log *log = NULL;
+    assert_int_equal(kl_log_open(fx.cs.dir, NULL, &log), KL_ECORRUPT);
+    assert_non_null(strstr(kl_last_error(), "version 3"));
     tu_dir_digest(fx.cs.dir, after);
     assert_memory_equal(before, after, KL_HASH_BYTES);
 }
@@ -449,7 +530,10 @@ int main(void) {
         T(test_every_io_of_a_repair_failing_in_turn),
         T(test_a_zeroed_tree_header_is_told_from_the_signed_roots),
         T(test_a_zeroed_first_page_of_the_tree_is_mended_and_repaired),
+        T(test_a_zeroed_tree_file_is_mended_and_repaired),
         T(test_a_tree_header_nothing_explains_is_refused),
+        T(test_small_logs_with_a_zeroed_first_page_are_mended),
+        T(test_a_newer_tree_header_is_refused_not_rewritten),
     };
 #undef T
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -5,7 +5,8 @@
  *
  * A log of a few hundred blocks (sizes 0..300, several batches) is made once
  * in a temporary directory. Each input replaces its tree file, then:
- *   - a read-only open must succeed or refuse with KL_ECORRUPT (the header);
+ *   - a read-only open must succeed or refuse with KL_ECORRUPT (a header
+ *     that does not check out, whose depth the signed roots do not tell);
  *   - kl_log_verify must pass exactly when the input's header and nodes equal
  *     the real file's (extra bytes past the last node are ignored by a
  *     read-only handle); when it fails it names a block inside the log or
@@ -16,7 +17,7 @@
  *   - a writable open must either refuse or leave a tree file that is
  *     exactly the committed nodes' length.
  * KL_FUZZ_SEEDS=DIR writes seeds: the real file, cut at a node, with one
- * node flipped, with only its header.
+ * node flipped, with only its header, with its header zeroed.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -154,6 +155,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         memcpy(flip, good, good_len);
         flip[KL_TREE_HEADER_BYTES + 40 * 17 + 3] ^= 0x10;
         write_seed(seeds, "flipped", flip, good_len);
+        memcpy(flip, good, good_len);
+        memset(flip, 0, KL_TREE_HEADER_BYTES); /* a torn header: told from the roots */
+        write_seed(seeds, "header-zeroed", flip, good_len);
         free(flip);
         exit(0);
     }
