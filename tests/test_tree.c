@@ -448,7 +448,8 @@ static void test_verify_goes_by_groups_of_blocks(void **state) {
  * A log made before the tree file kept only the upper nodes: its tree file
  * (version 1, every node) is what test_log_signs... reads back, written
  * whole. It opens, verifies, takes more blocks (stored the version-1 way)
- * and verifies again; a damaged leaf in it is still named by verify.
+ * and verifies again; a torn header is written again as the version-1 one;
+ * a damaged leaf in it is still named by verify.
  */
 static void test_version1_tree_file_still_works(void **state) {
     (void)state;
@@ -498,6 +499,18 @@ static void test_version1_tree_file_still_works(void **state) {
     log = tu_open(dir);
     assert_int_equal(kl_log_verify(log, NULL, NULL, NULL), 0);
     assert_int_equal(kl_log_close(log), 0);
+    /* a torn header: the signed roots show depth 0, and it is written again as version 1 */
+    uint8_t zero[KL_TREE_HEADER_BYTES] = {0}, hdr[KL_TREE_HEADER_BYTES];
+    tu_write_at(tree, 0, zero, sizeof zero);
+    log = tu_open(dir);
+    assert_int_equal(log->tree_low, 0);
+    assert_int_equal(kl_log_verify(log, NULL, NULL, NULL), 0);
+    assert_int_equal(kl_log_close(log), 0);
+    FILE *h = fopen(tree, "rb");
+    assert_non_null(h);
+    assert_int_equal(fread(hdr, 1, sizeof hdr, h), sizeof hdr);
+    fclose(h);
+    assert_memory_equal(hdr, file, sizeof hdr);
     /* a flipped leaf is named as a leaf, as before */
     tu_flip(tree, kl_tree_off(kl_tree_pos(2 * 250)) + 3, 0x10);
     log = tu_open(dir);
