@@ -345,9 +345,11 @@ static void test_every_io_of_a_repair_failing_in_turn(void **state) {
     int reported = 0;
     uint64_t ops = repair_with_fault(0, 0, 0, &reported);
     assert_true(ops >= 3); /* reads of the nodes, a write per run of them, the sync */
-    uint64_t cases = 0, failed = 0;
+    /* under the sanitizers every third op per fault, each sweep other ones (testutil.h):
+       every op still fails once */
+    uint64_t cases = 0, failed = 0, stride = tu_sweep_stride();
     for (size_t f = 0; f < sizeof faults / sizeof faults[0]; f++)
-        for (uint64_t target = 1; target <= ops; target++) {
+        for (uint64_t target = 1 + f % stride; target <= ops; target += stride) {
             tu_rmrf(fx.cs.dir);
             tu_copy_dir(zeroed, fx.cs.dir);
             reported = 0;
@@ -359,11 +361,11 @@ static void test_every_io_of_a_repair_failing_in_turn(void **state) {
             check_after_fault(what);
             cases++;
         }
-    assert_int_equal(cases, 3 * ops);
+    assert_true(cases >= ops);
     printf("a repair issued %llu I/O operations after the open; of the %llu cases, %llu "
            "reported the failure, the others were covered by a fallback\n",
            (unsigned long long)ops, (unsigned long long)cases, (unsigned long long)failed);
-    assert_true(failed >= 3 * 7); /* at least the tree's read, writes and sync, each time */
+    assert_true(failed >= 3 * 7 / stride); /* at least the tree's read, writes and sync */
     tu_rmrf(zeroed);
     free(zeroed);
 }
