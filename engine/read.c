@@ -462,8 +462,7 @@ int kl_node_src_get(void *ctx, uint64_t index, kl_node *out) {
        writable open recovered it; one older than a truncation, reading the space its writer
        keeps zeroed ahead). Hashing it into a proof or a tree hash would hand out a wrong
        tree; say which node it is. */
-    static const uint8_t zero[KL_HASH_BYTES];
-    if (memcmp(out->hash, zero, sizeof zero) == 0)
+    if (kl_hash_is_zero(out->hash))
         return kl_errf(KL_ECORRUPT,
                        "tree node %llu (over blocks %llu..%llu) in %s is all zeros: lost, or not "
                        "written yet (damage: 'kappalog verify --repair' rebuilds it from the "

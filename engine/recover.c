@@ -137,7 +137,6 @@ enum { ROOTS_NONE = 0, ROOTS_ZERO = 1, ROOTS_MATCH = 2, ROOTS_DIFFER = 3 };
  * position holds another node, or lies past the file's end. Or an I/O error.
  */
 static int roots_stored_at(kl_log *log, const kl_slot *s, unsigned low) {
-    static const uint8_t zero[KL_HASH_BYTES];
     int stored = 0, matched = 0;
     for (uint32_t i = 0; i < s->nroots; i++) {
         const kl_node *r = &s->roots[i];
@@ -152,7 +151,7 @@ static int roots_stored_at(kl_log *log, const kl_slot *s, unsigned low) {
             return rc;
         if (n.size == r->size && memcmp(n.hash, r->hash, KL_HASH_BYTES) == 0)
             matched = 1;
-        else if (memcmp(n.hash, zero, KL_HASH_BYTES) != 0)
+        else if (!kl_hash_is_zero(n.hash))
             return ROOTS_DIFFER;
     }
     return !stored ? ROOTS_NONE : matched ? ROOTS_MATCH : ROOTS_ZERO;
@@ -232,14 +231,9 @@ static int open_tree(kl_log *log, const kl_slot s[2], const int valid[2]) {
     if (rc < 0)
         return kl_errf(rc == -ENOENT ? KL_ECORRUPT : kl_err_from_errno(-rc), "%s: %s",
                        log->tree_path, strerror(-rc));
-    uint8_t h[KL_TREE_HEADER_BYTES];
-    size_t got = 0;
-    rc = kl_io_pread(log->io, log->tree_fd, h, sizeof h, 0, &got);
-    if (rc < 0)
-        return kl_errf(kl_err_from_errno(-rc), "reading the header of %s: %s", log->tree_path,
-                       strerror(-rc));
-    rc = kl_tree_header_check(h, got, &log->tree_low);
-    if (rc == KL_ECORRUPT && kl_tree_header_torn(h, got))
+    int torn = 0;
+    rc = kl_tree_header_read(log->io, log->tree_fd, &log->tree_low, &torn);
+    if (rc == KL_ECORRUPT && torn)
         return mend_tree_header(log, s, valid);
     return rc < 0 ? kl_err_prefix(rc, "%s: ", log->tree_path) : 0;
 }

@@ -44,18 +44,24 @@ int kl_tree_header_check(const uint8_t *p, size_t n, unsigned *low) {
     return 0;
 }
 
-int kl_tree_header_torn(const uint8_t *p, size_t n) {
-    return n < KL_TREE_HEADER_BYTES || memcmp(p, KL_TREE_MAGIC, 8) != 0 ||
-           kl_load64(p + HDR_CHECKSUM_AT) != XXH3_64bits(p, HDR_CHECKSUM_AT);
-}
-
-int kl_tree_header_read(kl_io *io, int fd, unsigned *low) {
+int kl_tree_header_read(kl_io *io, int fd, unsigned *low, int *torn) {
     uint8_t h[KL_TREE_HEADER_BYTES];
     size_t got = 0;
+    if (torn)
+        *torn = 0;
     int rc = kl_io_pread(io, fd, h, sizeof h, 0, &got);
     if (rc < 0)
         return kl_errf(kl_err_from_errno(-rc), "reading the tree file header: %s", strerror(-rc));
-    return kl_tree_header_check(h, got, low);
+    rc = kl_tree_header_check(h, got, low);
+    if (rc < 0 && torn) /* cut short, no magic or a failing checksum; not merely unknown */
+        *torn = got < KL_TREE_HEADER_BYTES || memcmp(h, KL_TREE_MAGIC, 8) != 0 ||
+                kl_load64(h + HDR_CHECKSUM_AT) != XXH3_64bits(h, HDR_CHECKSUM_AT);
+    return rc;
+}
+
+int kl_hash_is_zero(const uint8_t hash[KL_HASH_BYTES]) {
+    static const uint8_t zero[KL_HASH_BYTES];
+    return memcmp(hash, zero, KL_HASH_BYTES) == 0;
 }
 
 void kl_tree_node_encode(uint8_t p[KL_TREE_NODE_BYTES], const kl_node *n) {

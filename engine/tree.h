@@ -62,12 +62,14 @@ static inline uint64_t kl_tree_bytes(uint64_t length, unsigned low) {
 }
 
 void kl_tree_header_encode(uint8_t p[KL_TREE_HEADER_BYTES], unsigned low);
-/* Is the header cut short, without its magic, or failing its checksum (not merely unknown)? */
-int kl_tree_header_torn(const uint8_t *p, size_t n);
 /* 0 and the file's low, or KL_ECORRUPT with the reason. */
 int kl_tree_header_check(const uint8_t *p, size_t n, unsigned *low);
 /* Read and check the header of the tree file fd: 0 and its low, or a kl_error. */
-int kl_tree_header_read(kl_io *io, int fd, unsigned *low);
+/* torn (may be NULL): on an error, whether the header is cut short, without its magic or
+   failing its checksum, rather than of a version or layout this build does not know. */
+int kl_tree_header_read(kl_io *io, int fd, unsigned *low, int *torn);
+/* 32 zero bytes: never a BLAKE2b output, so a node lost or not written yet. */
+int kl_hash_is_zero(const uint8_t hash[KL_HASH_BYTES]);
 
 void kl_tree_node_encode(uint8_t p[KL_TREE_NODE_BYTES], const kl_node *n);
 void kl_tree_node_decode(const uint8_t p[KL_TREE_NODE_BYTES], uint64_t index, kl_node *n);

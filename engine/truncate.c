@@ -380,7 +380,7 @@ static int redo_tree(kl_log *log, uint64_t length, int *fd, uint64_t *want) {
     if (e < 0)
         return kl_errf(kl_err_from_errno(-e), "%s: %s", log->tree_path, strerror(-e));
     unsigned low = 0;
-    int rc = kl_tree_header_read(log->io, *fd, &low);
+    int rc = kl_tree_header_read(log->io, *fd, &low, NULL);
     if (rc < 0)
         return kl_err_prefix(rc, "%s: ", log->tree_path);
     uint64_t size = 0;
