@@ -288,6 +288,7 @@ struct kl_log {
     _Atomic uint32_t len_waiters; /* threads in kl_log_wait on len_word */
     _Atomic int follow_closing;   /* kl_log_close began: waiters return KL_ECLOSED */
     pthread_mutex_t refresh_mu;   /* one kl_log_refresh at a time (read-only handles) */
+    uint64_t slot_damage[2];      /* XXH3 of a slot's bytes a refresh waited out in vain; 0: none */
 
     /*
      * Leaf hashes of one group of blocks under a node the tree file does
@@ -324,6 +325,14 @@ void kl_keys_derive(kl_log *log);
 /* recover.c: read the header, choose the slot, cut the tail, load segments. */
 /* The bytes of the header file (*got of KL_HDR_FILE_BYTES; *out malloc'ed, free it). */
 int kl_header_read(kl_log *log, uint8_t **out, size_t *got);
+/*
+ * A reader beside the writer can catch its working slot half written (the
+ * writer rewrites it in place): a slot that does not check out is read again
+ * every KL_TORN_RETRY_US for up to KL_TORN_WAIT_MS (the 4 KiB write ends
+ * within microseconds) before the other slot is settled for.
+ */
+#define KL_TORN_WAIT_MS  20u
+#define KL_TORN_RETRY_US 200u
 int kl_recover(kl_log *log);
 /* After the keys are loaded: sign an accepted state its writer left unsigned (writable). */
 int kl_recover_sign(kl_log *log);

@@ -273,18 +273,15 @@ int kl_header_read(kl_log *log, uint8_t **out, size_t *got) {
  * in place at every commit: a read can catch that slot half written, while
  * the other slot (the anchor) may be far older; under `never` it can still
  * be the state the log was created with, length 0. So a read-only open
- * reads a slot that does not check out again, every TORN_RETRY_US for up
- * to TORN_WAIT_MS (the writer's 4 KiB write ends within microseconds),
+ * reads a slot that does not check out again, every KL_TORN_RETRY_US for up
+ * to KL_TORN_WAIT_MS (the writer's 4 KiB write ends within microseconds),
  * before it settles for the other one. Found by test_view_crash: a view
  * update opened beside the appender saw a log of 0 blocks, about one open
  * in 3,000.
  */
-#define TORN_WAIT_MS  20u
-#define TORN_RETRY_US 200u
-
 static int read_slots(kl_log *log, kl_slot s[2], int valid[2]) {
     char why[2][400];
-    uint64_t until = kl_mono_ns() + TORN_WAIT_MS * UINT64_C(1000000);
+    uint64_t until = kl_mono_ns() + KL_TORN_WAIT_MS * UINT64_C(1000000);
     for (;;) {
         uint8_t *buf = NULL;
         size_t got = 0;
@@ -304,7 +301,7 @@ static int read_slots(kl_log *log, kl_slot s[2], int valid[2]) {
         free(buf);
         if ((valid[0] && valid[1]) || !log->readonly || kl_mono_ns() > until)
             break;
-        struct timespec ts = {0, TORN_RETRY_US * 1000L};
+        struct timespec ts = {0, KL_TORN_RETRY_US * 1000L};
         nanosleep(&ts, NULL);
     }
     kl_err_clear();
