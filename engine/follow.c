@@ -293,9 +293,10 @@ static int slot_checks_out(kl_log *log, const kl_slot *a, const kl_slot *st) {
  * batches must end exactly at `limit` (the committed end of the active
  * segment); otherwise (a segment that was active and is now finished) its
  * end is where block `next` begins. Reads stay below `size`, the file's
- * size (the mapping of an active segment is longer than the file). A batch
- * header that does not check out marks the blocks from it as unreadable, as
- * recovery does.
+ * size (the mapping of an active segment is longer than the file). Past a
+ * batch header that does not check out the walk goes on at the batch after
+ * it (kl_batch_resync), as recovery does; if that cannot be found, the
+ * blocks from it on are marked unreadable.
  */
 static void index_tail(kl_seg *s, uint64_t limit, uint64_t size, uint64_t next, int exact) {
     uint64_t pos = atomic_load(&s->end), index = atomic_load(&s->next);
@@ -308,6 +309,9 @@ static void index_tail(kl_seg *s, uint64_t limit, uint64_t size, uint64_t next, 
         if (pos + KL_BATCH_HEADER_BYTES > bound ||
             kl_batch_hdr_decode(s->map + pos, (size_t)(bound - pos), &h) < 0 ||
             h.first_index != index || pos + kl_batch_frame_len(&h) > bound) {
+            if (kl_seg_resync(s, pos, index, exact ? limit : UINT64_MAX, next, bound, &pos,
+                              &index) == 1)
+                continue;
             s->bad_from = index;
             break;
         }

@@ -114,6 +114,27 @@ static int verify_chunks(const kl_batch_hdr *h, const uint8_t *frame, uint64_t f
     return 0;
 }
 
+uint64_t kl_batch_chunk_sum(const uint8_t *chunk, size_t len, uint64_t first_index, uint64_t i) {
+    return chunk_sum(chunk, len, first_index, i);
+}
+
+int kl_batch_stored_for_frame(uint64_t frame_len, uint32_t *stored) {
+    if (frame_len <= KL_BATCH_HEADER_BYTES || frame_len > kl_batch_frame_bytes(KL_BATCH_MAX_RAW))
+        return 0;
+    uint64_t f = frame_len - KL_BATCH_HEADER_BYTES; /* = 8 chunks(L) + L */
+    uint64_t c = f / (KL_BATCH_CHUNK_BYTES + KL_BATCH_SUM_BYTES);
+    for (uint64_t k = c; k <= c + 1; k++) {
+        if (KL_BATCH_SUM_BYTES * k >= f)
+            break;
+        uint64_t len = f - KL_BATCH_SUM_BYTES * k;
+        if (kl_batch_chunks(len) == k && len <= KL_BATCH_MAX_RAW) {
+            *stored = (uint32_t)len;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int kl_batch_verify(const kl_batch_hdr *h, const uint8_t *frame) {
     uint64_t n = kl_batch_chunks(h->stored_len);
     if (XXH3_64bits(frame + KL_BATCH_HEADER_BYTES, (size_t)(KL_BATCH_SUM_BYTES * n)) !=

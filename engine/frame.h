@@ -76,6 +76,12 @@ void kl_batch_hdr_encode(uint8_t *p, const kl_batch_hdr *h);
  */
 int kl_batch_verify(const kl_batch_hdr *h, const uint8_t *frame);
 
+/* The checksum of chunk i of a stored body of a batch of block first_index. */
+uint64_t kl_batch_chunk_sum(const uint8_t *chunk, size_t len, uint64_t first_index, uint64_t i);
+
+/* The stored body length that makes a frame frame_len bytes: 1 and *stored, or 0 if none does. */
+int kl_batch_stored_for_frame(uint64_t frame_len, uint32_t *stored);
+
 /* Check only the chunks holding stored-body bytes [off, off + len). */
 int kl_batch_verify_range(const kl_batch_hdr *h, const uint8_t *frame, uint64_t off, uint64_t len);
 

@@ -322,6 +322,30 @@ int kl_keys_load(kl_log *log);
 /* Fill key and discovery key from the kind and public key. */
 void kl_keys_derive(kl_log *log);
 
+/* resync.c: where batches are read from, for kl_batch_resync. */
+struct kl_batch_hdr;
+typedef struct kl_batch_src {
+    /* the header of the batch at pos, its frame wholly below limit: 0, KL_ECORRUPT or an I/O error
+     */
+    int (*header)(void *ctx, uint64_t pos, uint64_t limit, struct kl_batch_hdr *h);
+    /* up to n bytes at pos into buf (*got of them; fewer only at the file's end): 0 or an error */
+    int (*bytes)(void *ctx, uint64_t pos, uint8_t *buf, size_t n, size_t *got);
+    void *ctx;
+} kl_batch_src;
+
+/*
+ * Past the batch at `pos` (first block `at`) whose header does not check
+ * out: the first batch after it whose header does and from which the
+ * batches follow each other up to a known point, block to_index starting at
+ * byte to_pos (UINT64_MAX: anywhere), all below limit (resync.c says why).
+ * 1 and *pos_out, *at_out if one does, 0 if none, or an I/O error.
+ */
+int kl_batch_resync(const kl_batch_src *src, uint64_t pos, uint64_t at, uint64_t to_pos,
+                    uint64_t to_index, uint64_t limit, uint64_t *pos_out, uint64_t *at_out);
+/* read.c: kl_batch_resync over segment s's mapping (limit must lie within its file). */
+int kl_seg_resync(kl_seg *s, uint64_t pos, uint64_t at, uint64_t to_pos, uint64_t to_index,
+                  uint64_t limit, uint64_t *pos_out, uint64_t *at_out);
+
 /* recover.c: read the header, choose the slot, cut the tail, load segments. */
 /* The bytes of the header file (*got of KL_HDR_FILE_BYTES; *out malloc'ed, free it). */
 int kl_header_read(kl_log *log, uint8_t **out, size_t *got);

@@ -8,9 +8,11 @@
  * an uncompressed batch checks the 64-byte header and the block's own
  * 32-bit check, not the whole batch body; the iterator checks every body.
  *
- * Nothing is served that failed a check. A damaged batch header makes the
- * blocks from it up to the next index entry unreadable (KL_ECORRUPT names
- * that range); every other block stays readable.
+ * Nothing is served that failed a check. A damaged batch header makes its
+ * own blocks unreadable (KL_ECORRUPT names that range): the batches after
+ * it are found again (kl_batch_resync, resync.c). Where they cannot be
+ * (damage wider than one header), the blocks from it up to the next index
+ * entry are reported instead. Every other block stays readable.
  *
  * What a reader would get wrong: the mapping of the active segment is
  * larger than the file (it covers the biggest the segment can become), so
@@ -208,10 +210,28 @@ static int map_batch(const kl_seg *s, uint64_t pos, uint64_t limit, kl_batch_hdr
     return 0;
 }
 
+static int map_src_header(void *ctx, uint64_t pos, uint64_t limit, kl_batch_hdr *h) {
+    return map_batch(ctx, pos, limit, h);
+}
+
+static int map_src_bytes(void *ctx, uint64_t pos, uint8_t *buf, size_t n, size_t *got) {
+    const kl_seg *s = ctx;
+    memcpy(buf, s->map + pos, n); /* kl_batch_resync reads below its limit, in the file */
+    *got = n;
+    return 0;
+}
+
+int kl_seg_resync(kl_seg *s, uint64_t pos, uint64_t at, uint64_t to_pos, uint64_t to_index,
+                  uint64_t limit, uint64_t *pos_out, uint64_t *at_out) {
+    kl_batch_src src = {map_src_header, map_src_bytes, s};
+    return kl_batch_resync(&src, pos, at, to_pos, to_index, limit, pos_out, at_out);
+}
+
 /*
  * Walk a sealed segment's batches from (pos, index) to block `next`, noting
- * index entries; *end receives where the batches end. On a damaged header,
- * *bad gets the first block that cannot be reached.
+ * index entries; *end receives where the batches end. Past a damaged header
+ * the walk goes on at the batch after it (kl_batch_resync); if that cannot
+ * be found, *bad gets the first block that cannot be reached.
  */
 static void walk_sealed(kl_seg *s, uint64_t pos, uint64_t index, uint64_t limit, uint64_t *end,
                         uint64_t *bad) {
@@ -220,6 +240,8 @@ static void walk_sealed(kl_seg *s, uint64_t pos, uint64_t index, uint64_t limit,
     while (index < next) {
         kl_batch_hdr h;
         if (map_batch(s, pos, limit, &h) < 0 || h.first_index != index || index + h.count > next) {
+            if (kl_seg_resync(s, pos, index, UINT64_MAX, next, limit, &pos, &index) == 1)
+                continue; /* only the damaged batch's blocks are left out of the index */
             *bad = index;
             break;
         }
@@ -305,16 +327,49 @@ out:
     return rc;
 }
 
-/* The first block index after the entry that follows `pos` (for error ranges). */
-static uint64_t next_entry_index(const kl_seg *s, uint64_t pos, uint64_t next) {
+/* The first index entry past `pos` below block `next`: 1 and its place, or 0 if none. */
+static int next_entry(const kl_seg *s, uint64_t pos, uint64_t next, uint64_t *to_pos,
+                      uint64_t *to_index) {
     uint64_t n = atomic_load_explicit(&s->idx.count, memory_order_acquire);
     for (uint64_t i = 0; i < n; i++) {
         uint64_t rel, p;
         kl_oidx_entry(&s->idx, i, &rel, &p);
-        if (p > pos && s->first + rel < next)
-            return s->first + rel;
+        if (p > pos && s->first + rel < next) {
+            *to_pos = p;
+            *to_index = s->first + rel;
+            return 1;
+        }
     }
-    return next;
+    return 0;
+}
+
+/*
+ * A lookup of block `index` met a batch at *pos (block *at) that does not
+ * check out. If the batches past it can be found (kl_batch_resync, up to the
+ * next index entry, or to the segment's end when none is past it and
+ * nothing beyond is damaged) and `index` is past the damaged batch's blocks,
+ * move (*pos, *at) to the batch after them: 1. Otherwise the error, naming
+ * the blocks that cannot be read: exactly the damaged batch's, or up to the
+ * next index entry (or the segment's end) when nothing after it was found.
+ */
+static int past_damage(kl_seg *s, uint64_t *pos, uint64_t *at, uint64_t index, uint64_t limit,
+                       uint64_t next) {
+    char why[256];
+    snprintf(why, sizeof why, "%s", kl_err_thread());
+    uint64_t to_pos = limit, to = next, rpos, rat;
+    int anchored = next_entry(s, *pos, next, &to_pos, &to) || s->bad_from == UINT64_MAX;
+    int rc = anchored ? kl_seg_resync(s, *pos, *at, to_pos, to, limit, &rpos, &rat) : 0;
+    if (rc < 0)
+        return rc;
+    if (rc == 1 && index >= rat) {
+        *pos = rpos;
+        *at = rat;
+        return 1;
+    }
+    if (rc == 1)
+        to = rat;
+    kl_errf(KL_ECORRUPT, "%s", why);
+    return seg_error(s, *pos, *at, to);
 }
 
 /* Find the batch of s holding `index` (which is committed): *pos and *h. */
@@ -343,8 +398,10 @@ static int locate(kl_seg *s, uint64_t index, uint64_t *pos_out, kl_batch_hdr *h)
         if (rc == 0 && h->first_index != at)
             rc = kl_errf(KL_ECORRUPT, "batch says block %llu, expected %llu",
                          (unsigned long long)h->first_index, (unsigned long long)at);
+        if (rc < 0 && (rc = past_damage(s, &pos, &at, index, limit, next)) == 1)
+            continue;
         if (rc < 0)
-            return seg_error(s, pos, at, next_entry_index(s, pos, next));
+            return rc;
         if (index < at + h->count) {
             *pos_out = pos;
             return 0;

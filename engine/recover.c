@@ -677,9 +677,30 @@ static int index_active_tix(kl_log *log, kl_seg *seg, kl_seg_reader *r, uint64_t
     return 0;
 }
 
+static int reader_src_header(void *ctx, uint64_t pos, uint64_t limit, kl_batch_hdr *h) {
+    return kl_seg_reader_batch(ctx, pos, limit, 0, h);
+}
+
+static int reader_src_bytes(void *ctx, uint64_t pos, uint8_t *buf, size_t n, size_t *got) {
+    kl_seg_reader *r = ctx;
+    int rc = kl_io_pread(r->log->io, r->fd, buf, n, pos, got);
+    if (rc < 0)
+        return kl_errf(kl_err_from_errno(-rc), "reading offset %llu: %s", (unsigned long long)pos,
+                       strerror(-rc));
+    return 0;
+}
+
+/* kl_batch_resync over a segment read with pread: up to (end, next), exactly. */
+static int reader_resync(kl_seg_reader *r, uint64_t pos, uint64_t at, uint64_t end, uint64_t next,
+                         uint64_t *pos_out, uint64_t *at_out) {
+    kl_batch_src src = {reader_src_header, reader_src_bytes, r};
+    return kl_batch_resync(&src, pos, at, end, next, end, pos_out, at_out);
+}
+
 /*
  * The active segment's index: keep the saved entries that check out below
- * the committed end, then index the rest by walking batch headers.
+ * the committed end, then index the rest by walking batch headers (past a
+ * damaged one at the batch after it, if it can be found).
  */
 static int index_active(kl_log *log, kl_seg *seg, const kl_slot *s) {
     char path[4096];
@@ -723,6 +744,15 @@ static int index_active(kl_log *log, kl_seg *seg, const kl_slot *s) {
         if (rc < 0 && !is_verdict(rc))
             goto out;
         if (rc < 0 || h.first_index != index) {
+            uint64_t rpos = 0, rat = 0;
+            rc = reader_resync(&r, pos, index, s->active_end, s->length, &rpos, &rat);
+            if (rc < 0)
+                goto out;
+            if (rc == 1) { /* only the damaged batch's blocks are unreadable */
+                pos = rpos;
+                index = rat;
+                continue;
+            }
             seg->bad_from = index; /* reads of blocks from here on report the damage */
             break;
         }
