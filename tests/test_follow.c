@@ -371,7 +371,8 @@ typedef struct slot_restorer {
     const uint8_t *bytes;
     uint64_t offset;
     int delay_ms;
-    struct timespec done; /* when the slot was back (CLOCK_MONOTONIC) */
+    struct timespec done;  /* when the slot was back (CLOCK_MONOTONIC) */
+    struct timespec start; /* when it was torn */
 } slot_restorer;
 
 static void *restore_slot(void *arg) {
@@ -447,6 +448,21 @@ static void torn_case_teardown(torn_case *c) {
     tu_rm_log(c->dir);
 }
 
+/* Tear the working slot, and start a thread that puts it back 2 ms later. */
+static void tear_for_2ms(torn_case *c, slot_restorer *r, pthread_t *t) {
+    assert_int_equal(pwrite(c->fd, c->torn, sizeof c->torn, (off_t)c->off),
+                     (ssize_t)sizeof c->torn);
+    *r = (slot_restorer){c->path, c->hdr + c->off, c->off, 2, {0, 0}, {0, 0}};
+    clock_gettime(CLOCK_MONOTONIC, &r->start);
+    assert_int_equal(pthread_create(t, NULL, restore_slot, r), 0);
+}
+
+/* Wait for that thread: how many ms after the tear the slot was back. */
+static double restored_after(slot_restorer *r, pthread_t t) {
+    assert_int_equal(pthread_join(t, NULL), 0);
+    return ms_from(&r->start, &r->done);
+}
+
 static void test_a_read_only_open_waits_out_a_half_written_slot(void **st) {
     (void)st;
     static torn_case tc;
@@ -458,17 +474,12 @@ static void test_a_read_only_open_waits_out_a_half_written_slot(void **st) {
     kl_log *ro = NULL;
     int seen = 0;
     for (int round = 0; round < 5 && !seen; round++) {
-        assert_int_equal(pwrite(c->fd, c->torn, sizeof c->torn, (off_t)c->off),
-                         (ssize_t)sizeof c->torn);
-        slot_restorer r = {c->path, c->hdr + c->off, c->off, 2, {0, 0}};
-        struct timespec start;
-        clock_gettime(CLOCK_MONOTONIC, &start);
+        slot_restorer r;
         pthread_t t;
-        assert_int_equal(pthread_create(&t, NULL, restore_slot, &r), 0);
+        tear_for_2ms(c, &r, &t);
         ro = tu_open_ro(c->dir);
-        assert_int_equal(pthread_join(t, NULL), 0);
+        double back_ms = restored_after(&r, t);
         uint64_t len = kl_log_length(ro);
-        double back_ms = ms_from(&start, &r.done);
         if (len == 300) {
             tu_expect_records(ro, SEED, MAX_SIZE, 300);
             seen = 1;
@@ -510,16 +521,11 @@ static void test_a_refresh_waits_out_a_half_written_slot(void **st) {
     int seen = 0;
     for (int round = 0; round < 5 && !seen; round++) {
         c->torn[KL_HDR_SLOT_BYTES - 1] = (uint8_t)(round + 1); /* new bytes: a new write */
-        assert_int_equal(pwrite(c->fd, c->torn, sizeof c->torn, (off_t)c->off),
-                         (ssize_t)sizeof c->torn);
-        slot_restorer r = {c->path, c->hdr + c->off, c->off, 2, {0, 0}};
-        struct timespec start;
-        clock_gettime(CLOCK_MONOTONIC, &start);
+        slot_restorer r;
         pthread_t t;
-        assert_int_equal(pthread_create(&t, NULL, restore_slot, &r), 0);
+        tear_for_2ms(c, &r, &t);
         int rc = kl_log_refresh(ro);
-        assert_int_equal(pthread_join(t, NULL), 0);
-        double back_ms = ms_from(&start, &r.done);
+        double back_ms = restored_after(&r, t);
         if (rc == 1) {
             assert_int_equal(kl_log_length(ro), 300);
             tu_expect_records(ro, SEED, MAX_SIZE, 300);
