@@ -125,7 +125,8 @@ static int read_candidates(kl_log *log, kl_slot c[2], int *n) {
     uint64_t until = kl_mono_ns() + KL_TORN_WAIT_MS * UINT64_C(1000000);
     uint64_t sums[2];
     int torn = 0;
-    for (;;) {
+    /* the write in flight ends within microseconds: a follower's latency is at stake */
+    for (long retry_us = 10;; retry_us = KL_MIN(2 * retry_us, (long)KL_TORN_RETRY_US)) {
         int rc = candidates_once(log, c, n, &torn, sums);
         if (rc < 0 && rc != KL_ECORRUPT)
             return rc;
@@ -134,7 +135,7 @@ static int read_candidates(kl_log *log, kl_slot c[2], int *n) {
                 log->slot_damage[i] = sums[i];
             return rc;
         }
-        struct timespec ts = {0, KL_TORN_RETRY_US * 1000L};
+        struct timespec ts = {0, retry_us * 1000L};
         nanosleep(&ts, NULL);
     }
 }
