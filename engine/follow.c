@@ -313,7 +313,7 @@ static void index_tail(kl_seg *s, uint64_t limit, uint64_t size, uint64_t next, 
             if (kl_seg_resync(s, pos, index, exact ? limit : UINT64_MAX, next, bound, &pos,
                               &index) == 1)
                 continue;
-            s->bad_from = index;
+            kl_seg_mark_bad(s, index, pos);
             break;
         }
         kl_seg_note(s, index - s->first, pos, h.timestamp_ms); /* offset and time index */
@@ -321,7 +321,7 @@ static void index_tail(kl_seg *s, uint64_t limit, uint64_t size, uint64_t next, 
         index += h.count;
     }
     if (s->bad_from == UINT64_MAX && (index != next || (exact && pos != limit)))
-        s->bad_from = index;
+        kl_seg_mark_bad(s, index, pos);
     kl_err_clear();
     atomic_store_explicit(&s->end, exact ? limit : pos, memory_order_release);
     atomic_store_explicit(&s->next, next, memory_order_release);

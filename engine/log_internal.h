@@ -50,6 +50,10 @@ typedef struct kl_seg {
     _Atomic int tix_ready; /* tix is usable (a sealed one is loaded on the first seek) */
     kl_tidx tix;           /* the time index: entry i is the batch of idx entry i */
     uint64_t bad_from; /* blocks >= this are beyond a damaged batch header; UINT64_MAX if none */
+    uint64_t bad_pos;  /* where the walk that set bad_from stopped (its batches end there) */
+    /* the last search past a damaged header a lookup made (read.c, past_damage; under mu) */
+    uint64_t rs_from, rs_to; /* the damaged batch's offset and the known point's block */
+    uint64_t rs_pos, rs_at;  /* what it found: the next batch, or rs_at 0 if nothing */
 
     /* write side (the active segment of a writable handle) */
     int wfd;            /* the .log file */
@@ -328,8 +332,9 @@ typedef struct kl_batch_src {
     /* the header of the batch at pos, its frame wholly below limit: 0, KL_ECORRUPT or an I/O error
      */
     int (*header)(void *ctx, uint64_t pos, uint64_t limit, struct kl_batch_hdr *h);
-    /* up to n bytes at pos into buf (*got of them; fewer only at the file's end): 0 or an error */
-    int (*bytes)(void *ctx, uint64_t pos, uint8_t *buf, size_t n, size_t *got);
+    /* the n bytes at pos: *out, valid until the next view (*got of them, fewer only at the
+       file's end); 0 or an I/O error */
+    int (*view)(void *ctx, uint64_t pos, size_t n, const uint8_t **out, size_t *got);
     void *ctx;
 } kl_batch_src;
 
@@ -342,6 +347,12 @@ typedef struct kl_batch_src {
  */
 int kl_batch_resync(const kl_batch_src *src, uint64_t pos, uint64_t at, uint64_t to_pos,
                     uint64_t to_index, uint64_t limit, uint64_t *pos_out, uint64_t *at_out);
+/* Mark the blocks of s from `index` on unreadable: a walk of its batches stopped at `pos`. */
+static inline void kl_seg_mark_bad(kl_seg *s, uint64_t index, uint64_t pos) {
+    s->bad_from = index;
+    s->bad_pos = pos;
+}
+
 /* read.c: kl_batch_resync over segment s's mapping (limit must lie within its file). */
 int kl_seg_resync(kl_seg *s, uint64_t pos, uint64_t at, uint64_t to_pos, uint64_t to_index,
                   uint64_t limit, uint64_t *pos_out, uint64_t *at_out);
@@ -443,6 +454,8 @@ typedef struct kl_seg_reader {
     uint64_t fsize; /* the file's size when opened */
     uint8_t *buf;   /* the whole frame of the batch read last (want_body) */
     size_t cap;
+    uint8_t *view; /* the bytes of its last kl_batch_src view (recover.c, reader_resync) */
+    size_t view_cap;
 } kl_seg_reader;
 /* Open segment `first`, its file header checked (its fork at most max_fork). */
 int kl_seg_reader_open(kl_log *log, kl_seg_reader *r, uint64_t first, uint64_t max_fork);

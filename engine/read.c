@@ -214,16 +214,16 @@ static int map_src_header(void *ctx, uint64_t pos, uint64_t limit, kl_batch_hdr 
     return map_batch(ctx, pos, limit, h);
 }
 
-static int map_src_bytes(void *ctx, uint64_t pos, uint8_t *buf, size_t n, size_t *got) {
+static int map_src_view(void *ctx, uint64_t pos, size_t n, const uint8_t **out, size_t *got) {
     const kl_seg *s = ctx;
-    memcpy(buf, s->map + pos, n); /* kl_batch_resync reads below its limit, in the file */
+    *out = s->map + pos; /* kl_batch_resync views only below its limit, in the file */
     *got = n;
     return 0;
 }
 
 int kl_seg_resync(kl_seg *s, uint64_t pos, uint64_t at, uint64_t to_pos, uint64_t to_index,
                   uint64_t limit, uint64_t *pos_out, uint64_t *at_out) {
-    kl_batch_src src = {map_src_header, map_src_bytes, s};
+    kl_batch_src src = {map_src_header, map_src_view, s};
     return kl_batch_resync(&src, pos, at, to_pos, to_index, limit, pos_out, at_out);
 }
 
@@ -240,6 +240,7 @@ static void walk_sealed(kl_seg *s, uint64_t pos, uint64_t index, uint64_t limit,
     while (index < next) {
         kl_batch_hdr h;
         if (map_batch(s, pos, limit, &h) < 0 || h.first_index != index || index + h.count > next) {
+            /* over a mapping the search has no I/O to fail and allocates nothing */
             if (kl_seg_resync(s, pos, index, UINT64_MAX, next, limit, &pos, &index) == 1)
                 continue; /* only the damaged batch's blocks are left out of the index */
             *bad = index;
@@ -290,7 +291,7 @@ static int build_sealed_index(kl_log *log, kl_seg *s, const char *path, uint64_t
     }
     uint64_t end, bad;
     walk_sealed(s, pos, index, fsize, &end, &bad);
-    s->bad_from = bad;
+    kl_seg_mark_bad(s, bad, end);
     atomic_store(&s->end, bad == UINT64_MAX ? end : fsize);
     if (bad == UINT64_MAX && !log->readonly)
         (void)kl_oidx_write_sealed(&s->idx, log->io, path, end); /* derived; best effort */
@@ -344,21 +345,49 @@ static int next_entry(const kl_seg *s, uint64_t pos, uint64_t next, uint64_t *to
 }
 
 /*
+ * kl_seg_resync for a lookup, remembered: every lookup of a block inside a
+ * damaged batch meets the same damage, and the search reads up to the whole
+ * batch (tens of MiB for a big one), so the last answer is kept with s.
+ */
+static int lookup_resync(kl_seg *s, uint64_t pos, uint64_t at, uint64_t to_pos, uint64_t to,
+                         uint64_t limit, uint64_t *rpos, uint64_t *rat) {
+    pthread_mutex_lock(&s->mu);
+    int rc = 0;
+    if (s->rs_from == pos && s->rs_to == to && s->rs_to != 0) {
+        rc = s->rs_at != 0;
+    } else {
+        rc = kl_seg_resync(s, pos, at, to_pos, to, limit, &s->rs_pos, &s->rs_at);
+        if (rc == 0)
+            s->rs_at = 0;
+        s->rs_from = pos;
+        s->rs_to = rc < 0 ? 0 : to;
+    }
+    *rpos = s->rs_pos;
+    *rat = s->rs_at;
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+/*
  * A lookup of block `index` met a batch at *pos (block *at) that does not
- * check out. If the batches past it can be found (kl_batch_resync, up to the
- * next index entry, or to the segment's end when none is past it and
- * nothing beyond is damaged) and `index` is past the damaged batch's blocks,
- * move (*pos, *at) to the batch after them: 1. Otherwise the error, naming
- * the blocks that cannot be read: exactly the damaged batch's, or up to the
- * next index entry (or the segment's end) when nothing after it was found.
+ * check out. If the batches past it can be found (kl_batch_resync) up to a
+ * point already known (the next index entry; else block `next`, or, if the
+ * walk that indexed the segment stopped short, where it stopped) and
+ * `index` is past the damaged batch's blocks, move (*pos, *at) to the batch
+ * after them: 1. Otherwise the error, naming the blocks that cannot be
+ * read: exactly the damaged batch's, or up to that known point when nothing
+ * after it was found.
  */
 static int past_damage(kl_seg *s, uint64_t *pos, uint64_t *at, uint64_t index, uint64_t limit,
                        uint64_t next) {
     char why[256];
     snprintf(why, sizeof why, "%s", kl_err_thread());
-    uint64_t to_pos = limit, to = next, rpos, rat;
-    int anchored = next_entry(s, *pos, next, &to_pos, &to) || s->bad_from == UINT64_MAX;
-    int rc = anchored ? kl_seg_resync(s, *pos, *at, to_pos, to, limit, &rpos, &rat) : 0;
+    uint64_t to_pos = UINT64_MAX, to = next, rpos = 0, rat = 0; /* block next, below limit */
+    if (!next_entry(s, *pos, next, &to_pos, &to) && s->bad_from != UINT64_MAX) {
+        to_pos = s->bad_pos;
+        to = s->bad_from;
+    }
+    int rc = lookup_resync(s, *pos, *at, to_pos, to, limit, &rpos, &rat);
     if (rc < 0)
         return rc;
     if (rc == 1 && index >= rat) {
@@ -374,8 +403,10 @@ static int past_damage(kl_seg *s, uint64_t *pos, uint64_t *at, uint64_t index, u
 
 /* Find the batch of s holding `index` (which is committed): *pos and *h. */
 static int locate(kl_seg *s, uint64_t index, uint64_t *pos_out, kl_batch_hdr *h) {
-    uint64_t limit = atomic_load_explicit(&s->end, memory_order_acquire);
+    /* next first: a commit or a refresh stores end, then next, so the batches up to next
+       lie below this end (a later commit's end may have come too) */
     uint64_t next = atomic_load_explicit(&s->next, memory_order_acquire);
+    uint64_t limit = atomic_load_explicit(&s->end, memory_order_acquire);
     if (index >= s->bad_from)
         return kl_errf(KL_ECORRUPT,
                        "segment %020llu.log: a damaged batch makes blocks %llu..%llu unreadable",

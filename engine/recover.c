@@ -81,8 +81,10 @@ int kl_seg_reader_open(kl_log *log, kl_seg_reader *r, uint64_t first, uint64_t m
 void kl_seg_reader_close(kl_seg_reader *r) {
     kl_io_close(r->log->io, r->fd);
     free(r->buf);
+    free(r->view);
     r->fd = -1;
     r->buf = NULL;
+    r->view = NULL;
 }
 
 int kl_seg_reader_batch(kl_seg_reader *r, uint64_t pos, uint64_t limit, int want_body,
@@ -681,19 +683,27 @@ static int reader_src_header(void *ctx, uint64_t pos, uint64_t limit, kl_batch_h
     return kl_seg_reader_batch(ctx, pos, limit, 0, h);
 }
 
-static int reader_src_bytes(void *ctx, uint64_t pos, uint8_t *buf, size_t n, size_t *got) {
+static int reader_src_view(void *ctx, uint64_t pos, size_t n, const uint8_t **out, size_t *got) {
     kl_seg_reader *r = ctx;
-    int rc = kl_io_pread(r->log->io, r->fd, buf, n, pos, got);
+    if (n > r->view_cap) {
+        uint8_t *v = realloc(r->view, n);
+        if (!v)
+            return kl_errf(KL_ENOMEM, "searching past a damaged batch");
+        r->view = v;
+        r->view_cap = n;
+    }
+    int rc = kl_io_pread(r->log->io, r->fd, r->view, n, pos, got);
     if (rc < 0)
         return kl_errf(kl_err_from_errno(-rc), "reading offset %llu: %s", (unsigned long long)pos,
                        strerror(-rc));
+    *out = r->view;
     return 0;
 }
 
 /* kl_batch_resync over a segment read with pread: up to (end, next), exactly. */
 static int reader_resync(kl_seg_reader *r, uint64_t pos, uint64_t at, uint64_t end, uint64_t next,
                          uint64_t *pos_out, uint64_t *at_out) {
-    kl_batch_src src = {reader_src_header, reader_src_bytes, r};
+    kl_batch_src src = {reader_src_header, reader_src_view, r};
     return kl_batch_resync(&src, pos, at, end, next, end, pos_out, at_out);
 }
 
@@ -753,7 +763,7 @@ static int index_active(kl_log *log, kl_seg *seg, const kl_slot *s) {
                 index = rat;
                 continue;
             }
-            seg->bad_from = index; /* reads of blocks from here on report the damage */
+            kl_seg_mark_bad(seg, index, pos); /* reads of blocks from here on report the damage */
             break;
         }
         kl_seg_note(seg, index - seg->first, pos, h.timestamp_ms);
@@ -761,7 +771,7 @@ static int index_active(kl_log *log, kl_seg *seg, const kl_slot *s) {
         index += h.count;
     }
     if (seg->bad_from == UINT64_MAX && (pos != s->active_end || index != s->length))
-        seg->bad_from = index;
+        kl_seg_mark_bad(seg, index, pos);
     rc = 0;
 out:
     kl_seg_reader_close(&r);

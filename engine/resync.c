@@ -41,7 +41,6 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include <stdlib.h>
 #include <string.h>
 
 #include "frame.h"
@@ -81,17 +80,16 @@ static int leads_on(const kl_batch_src *src, uint64_t pos, uint64_t index, uint6
     return to_pos == UINT64_MAX || pos == to_pos;
 }
 
-/* Chunks checked per group of reads in only_header_lost. */
+/* Chunks checked per group of views in only_header_lost. */
 #define GROUP_CHUNKS (SCAN_BYTES / KL_BATCH_CHUNK_BYTES)
 
 /*
  * Is [pos, q) one whole batch of block `at` of which only the header is
  * lost? The frame's length gives its stored body's, and the chunk checksums
  * after the header, seeded with `at`, must each match their chunk of it.
- * buf: SCAN_BYTES of scratch. 1, 0, or an I/O error.
+ * 1, 0, or an I/O error. Uses src->view (any earlier view is gone).
  */
-static int only_header_lost(const kl_batch_src *src, uint64_t pos, uint64_t q, uint64_t at,
-                            uint8_t *buf) {
+static int only_header_lost(const kl_batch_src *src, uint64_t pos, uint64_t q, uint64_t at) {
     uint32_t stored;
     if (!kl_batch_stored_for_frame(q - pos, &stored))
         return 0;
@@ -102,17 +100,19 @@ static int only_header_lost(const kl_batch_src *src, uint64_t pos, uint64_t q, u
         k = KL_MIN(i == 0 ? 1 : (uint64_t)GROUP_CHUNKS, n - i); /* most candidates fail chunk 0 */
         uint64_t off = i * KL_BATCH_CHUNK_BYTES;
         size_t body = (size_t)KL_MIN(k * KL_BATCH_CHUNK_BYTES, stored - off), got = 0;
-        int rc = src->bytes(src->ctx, sums_at + KL_BATCH_SUM_BYTES * i, sums,
-                            (size_t)(KL_BATCH_SUM_BYTES * k), &got);
+        const uint8_t *v = NULL;
+        int rc = src->view(src->ctx, sums_at + KL_BATCH_SUM_BYTES * i,
+                           (size_t)(KL_BATCH_SUM_BYTES * k), &v, &got);
         if (rc < 0 || got != KL_BATCH_SUM_BYTES * k)
             return rc;
-        rc = src->bytes(src->ctx, body_at + off, buf, body, &got);
+        memcpy(sums, v, got);
+        rc = src->view(src->ctx, body_at + off, body, &v, &got);
         if (rc < 0 || got != body)
             return rc;
         for (uint64_t j = 0; j < k; j++) {
             size_t len =
                 (size_t)KL_MIN((uint64_t)KL_BATCH_CHUNK_BYTES, body - j * KL_BATCH_CHUNK_BYTES);
-            if (kl_batch_chunk_sum(buf + j * KL_BATCH_CHUNK_BYTES, len, at, i + j) !=
+            if (kl_batch_chunk_sum(v + j * KL_BATCH_CHUNK_BYTES, len, at, i + j) !=
                 kl_load64(sums + KL_BATCH_SUM_BYTES * j))
                 return 0;
         }
@@ -127,39 +127,48 @@ int kl_batch_resync(const kl_batch_src *src, uint64_t pos, uint64_t at, uint64_t
     uint64_t end = KL_MIN(limit, to_pos); /* no batch that leads there starts at or past it */
     if (to_index <= at + 1 || end <= pos + 1)
         return 0; /* the damaged batch holds every block up to the known point */
-    uint8_t *buf = malloc(2 * SCAN_BYTES);
-    if (!buf)
-        return kl_errf(KL_ENOMEM, "searching past a damaged batch");
-    uint8_t *scratch = buf + SCAN_BYTES;
     int rc = 0;
-    for (uint64_t p = pos + 1; rc == 0 && p + KL_BATCH_HEADER_BYTES <= end;) {
+    uint64_t p = pos + 1;
+    while (rc == 0 && p + KL_BATCH_HEADER_BYTES <= end) {
         size_t want = (size_t)KL_MIN((uint64_t)SCAN_BYTES, end - p), got = 0;
-        rc = src->bytes(src->ctx, p, buf, want, &got);
+        const uint8_t *w = NULL;
+        rc = src->view(src->ctx, p, want, &w, &got);
         if (rc < 0)
             break;
-        for (size_t k = 0; rc == 0 && k + sizeof magic <= got;) {
-            const uint8_t *m = memmem(buf + k, got - k, magic, sizeof magic);
+        uint64_t again = 0; /* where to view again after a candidate's check (0: go on) */
+        for (size_t k = 0; k + sizeof magic <= got;) {
+            const uint8_t *m = memmem(w + k, got - k, magic, sizeof magic);
             if (!m)
                 break;
-            uint64_t q = p + (uint64_t)(m - buf);
+            uint64_t q = p + (uint64_t)(m - w);
+            k = (size_t)(m - w) + 1;
             kl_batch_hdr h;
             int hrc = src->header(src->ctx, q, limit, &h);
-            if (hrc < 0 && hrc != KL_ECORRUPT)
+            if (hrc < 0 && hrc != KL_ECORRUPT) {
                 rc = hrc;
-            else if (hrc == 0 && h.first_index > at && h.first_index < to_index &&
-                     (rc = only_header_lost(src, pos, q, at, scratch)) == 1)
+                break;
+            }
+            if (hrc < 0 || h.first_index <= at || h.first_index >= to_index)
+                continue;
+            rc = only_header_lost(src, pos, q, at); /* the window's view is gone */
+            if (rc == 1)
                 rc = leads_on(src, q, h.first_index, to_pos, to_index, limit);
             if (rc == 1) {
                 *pos_out = q;
                 *at_out = h.first_index;
             }
-            k = (size_t)(m - buf) + 1;
-        }
-        if (rc != 0 || got < want || got < sizeof magic)
+            again = q + 1;
             break;
-        p += got - (sizeof magic - 1); /* a magic across the two reads is found in the next */
+        }
+        if (rc != 0)
+            break;
+        if (again)
+            p = again;
+        else if (got < want || got < sizeof magic)
+            break;
+        else
+            p += got - (sizeof magic - 1); /* a magic across two views is found in the next */
     }
-    free(buf);
     if (rc >= 0)
         kl_err_clear(); /* the candidates' verdicts are no one's error */
     return rc;

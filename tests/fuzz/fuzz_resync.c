@@ -5,10 +5,13 @@
  *
  * Input: 16 bytes of parameters, then the bytes of a segment. The
  * parameters say where the damaged batch is (its offset, taken modulo the
- * segment's length, and its first block), the known point the batches must
- * lead to (a block; at the segment's end exactly, or anywhere) and a frame
- * length for the solver. The segment is read through a kl_batch_src over a
- * heap copy of exactly its length, so ASan catches a read past it.
+ * segment's length, and its first block), the limit of the search (the
+ * segment's length or less), the known point the batches must lead to (a
+ * block; at the limit exactly, at an offset inside it as an index entry
+ * would be, or anywhere) and a frame length for the solver. The segment is
+ * read through a kl_batch_src over a heap copy of exactly its length, so
+ * ASan catches a read past it, and every view is checked to stay below the
+ * limit.
  *
  * Invariants (a failure aborts, which libFuzzer reports as a crash),
  * against a reference that tries every offset with the rule written out
@@ -47,6 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 typedef struct seg {
     const uint8_t *p;
     size_t len;
+    uint64_t bound; /* the limit given to the search: no view reaches past it */
 } seg;
 
 static int src_header(void *ctx, uint64_t pos, uint64_t limit, kl_batch_hdr *h) {
@@ -60,11 +64,11 @@ static int src_header(void *ctx, uint64_t pos, uint64_t limit, kl_batch_hdr *h) 
     return rc;
 }
 
-static int src_bytes(void *ctx, uint64_t pos, uint8_t *buf, size_t n, size_t *got) {
+static int src_view(void *ctx, uint64_t pos, size_t n, const uint8_t **out, size_t *got) {
     const seg *s = ctx;
-    KL_ASSERT(pos <= s->len); /* the search never asks past the segment it was given */
-    *got = pos + n <= s->len ? n : (size_t)(s->len - pos);
-    memcpy(buf, s->p + pos, *got);
+    KL_ASSERT(pos + n <= s->bound); /* the search never looks at or past its limit */
+    *out = s->p + pos;
+    *got = n;
     return 0;
 }
 
@@ -150,21 +154,26 @@ static void check_solver(uint64_t frame_len) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < PARAM_BYTES + 1)
         return 0;
-    check_solver(kl_load32(data) | ((uint64_t)data[15] << 32));
+    check_solver(kl_load32(data) | ((uint64_t)data[10] << 32));
     size_t len = size - PARAM_BYTES;
     uint8_t *copy = malloc(len);
     KL_ASSERT(copy != NULL);
     memcpy(copy, data + PARAM_BYTES, len);
-    seg s = {copy, len};
+    /* the limit: the segment's length, or less (a lookup's committed end inside the file) */
+    uint64_t limit = len - (data[11] & 1 ? kl_load16(data + 12) % len : 0);
+    seg s = {copy, len, limit};
     uint64_t pos = kl_load32(data) % len;
     uint64_t at = kl_load32(data + 4);
     uint64_t to_index = at + 1 + kl_load16(data + 8);
-    uint64_t to_pos = (data[10] & 1) ? len : UINT64_MAX;
-    kl_batch_src src = {src_header, src_bytes, &s};
+    /* the known point: the limit exactly, an offset inside (an index entry), or anywhere */
+    uint64_t to_pos = (data[10] & 3) == 1   ? limit
+                      : (data[10] & 3) == 2 ? kl_load16(data + 14) % (limit + 1)
+                                            : UINT64_MAX;
+    kl_batch_src src = {src_header, src_view, &s};
     uint64_t q = 0, a = 0, rq, ra = 0;
-    int rc = kl_batch_resync(&src, pos, at, to_pos, to_index, len, &q, &a);
+    int rc = kl_batch_resync(&src, pos, at, to_pos, to_index, limit, &q, &a);
     KL_ASSERT(rc == 0 || rc == 1);
-    rq = ref_resync(&s, pos, at, to_pos, to_index, len, &ra);
+    rq = ref_resync(&s, pos, at, to_pos, to_index, limit, &ra);
     if (rc == 1) {
         KL_ASSERT(rq == q && ra == a);
         KL_ASSERT(q > pos && a > at && a < to_index);
