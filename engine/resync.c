@@ -20,8 +20,9 @@
  *   first block) match the chunks of that body;
  * - the batches from it follow each other, each starting where the one
  *   before ends and holding the blocks after it, for LEAD_BATCHES batches
- *   or up to a point already known (the next index entry, or the segment's
- *   committed end and length), where the run must arrive exactly.
+ *   or up to a point already known: a block, and where its batch starts if
+ *   that is known (the next index entry, or where a walk stopped), where
+ *   the run must arrive exactly.
  * A batch stored inside a block fails the first: the chunk checksums do
  * not line up with a body that would end inside another chunk (only a
  * 64-bit checksum collision, crafted together with damage to exactly that
