@@ -152,6 +152,13 @@ static int teardown(void **state) {
     return 0;
 }
 
+/* Segment i's .log and .idx paths (4200 bytes each), and its batches (up to 4096): how many. */
+static size_t seg_files(const fixture *f, size_t i, char *path, char *idx, batch_pos *b) {
+    tu_seg_path(path, 4200, f->dir, f->firsts[i], "log");
+    tu_seg_path(idx, 4200, f->dir, f->firsts[i], "idx");
+    return seg_batches(path, b, 4096);
+}
+
 /* Zero (or flip a bit of) the header of batch b of the segment at path; *saved gets its bytes. */
 static void damage_header(const char *path, const batch_pos *b, int zero,
                           uint8_t saved[KL_BATCH_HEADER_BYTES]) {
@@ -167,10 +174,8 @@ static void damage_header(const char *path, const batch_pos *b, int zero,
 
 static void damaged_case(fixture *f, size_t seg, int drop_index, int readonly) {
     char path[4200], idx[4200];
-    tu_seg_path(path, sizeof path, f->dir, f->firsts[seg], "log");
-    tu_seg_path(idx, sizeof idx, f->dir, f->firsts[seg], "idx");
     static batch_pos b[4096];
-    size_t n = seg_batches(path, b, 4096);
+    size_t n = seg_files(f, seg, path, idx, b);
     assert_true(n > 40);
     /* in the middle, then the first and the last of the segment, zeroed or flipped */
     size_t picks[] = {n / 2, n / 3 + 1, 0, n - 1};
@@ -215,10 +220,8 @@ static void test_a_damaged_header_in_the_active_segment_costs_only_its_blocks(vo
 static void test_each_header_of_a_segment_in_turn(void **state) {
     fixture *f = *state;
     char path[4200], idx[4200];
-    tu_seg_path(path, sizeof path, f->dir, f->firsts[1], "log");
-    tu_seg_path(idx, sizeof idx, f->dir, f->firsts[1], "idx");
     static batch_pos b[4096];
-    size_t n = seg_batches(path, b, 4096);
+    size_t n = seg_files(f, 1, path, idx, b);
     for (size_t i = 0; i < n; i += 2 * tu_sweep_stride()) {
         uint8_t saved[KL_BATCH_HEADER_BYTES];
         damage_header(path, &b[i], 1, saved);
@@ -290,10 +293,8 @@ static void test_a_block_holding_a_batch_is_not_taken_for_one(void **state) {
     assert_int_equal(kl_log_close(w), 0);
 
     char path[4200], idx[4200];
-    tu_seg_path(path, sizeof path, f->dir, f->firsts[f->nsegs - 1], "log");
-    tu_seg_path(idx, sizeof idx, f->dir, f->firsts[f->nsegs - 1], "idx");
     static batch_pos b[4096];
-    size_t n = seg_batches(path, b, 4096);
+    size_t n = seg_files(f, f->nsegs - 1, path, idx, b);
     const batch_pos *d = NULL;
     for (size_t i = 0; i < n && !d; i++)
         if (b[i].first == at)
@@ -369,10 +370,8 @@ static void test_two_damaged_headers_in_a_row_are_reported_never_served_wrong(vo
 static void test_a_bridged_header_before_one_that_is_not(void **state) {
     fixture *f = *state;
     char path[4200], idx[4200];
-    tu_seg_path(path, sizeof path, f->dir, f->firsts[1], "log");
-    tu_seg_path(idx, sizeof idx, f->dir, f->firsts[1], "idx");
     static batch_pos b[4096];
-    size_t n = seg_batches(path, b, 4096);
+    size_t n = seg_files(f, 1, path, idx, b);
     size_t i = n / 3;
     assert_true(i + 8 < n);
     uint8_t saved[3][KL_BATCH_HEADER_BYTES];
