@@ -73,6 +73,10 @@ static sqlite3 *open_db(const cmp_ctx *c, const char *name, const char *sync, ch
     sqlite3 *db = NULL;
     if (sqlite3_open(path, &db) != SQLITE_OK)
         die("sqlite: cannot open %s", path);
+    /* the visible run's reader, on a connection of its own, can hold a lock a moment (its
+       first read of the WAL index): without a timeout an insert then fails with "database
+       is locked" (bench_compare_quick failed so once in CI) */
+    sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
     snprintf(sql, sizeof sql, "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s;", sync);
     sql_exec(db, sql);
     sql_exec(db, "CREATE TABLE log(id INTEGER PRIMARY KEY, data BLOB)");
