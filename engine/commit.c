@@ -1264,7 +1264,7 @@ static int check_blocks(const kl_block *blocks, size_t count, uint64_t *data_byt
         total += n;
         largest = n > largest ? n : largest;
         nulls |= n && !p;
-        if (n) {
+        if (n && p) { /* a NULL block is refused below; no pointer sums on it */
             gaps |= next && p != next;
             start = start ? start : p;
             next = p + n;

@@ -376,7 +376,11 @@ typedef struct span_tree {
     size_t raw_cap;
 } span_tree;
 
+/* The nodes a span makes wait in t->buf, written out when it holds
+   SPAN_FLUSH_BYTES; it starts at SPAN_FIRST_BYTES (most opens make a few
+   nodes, and a check that does not write them needs no more) and doubles. */
 #define SPAN_FLUSH_BYTES (1u << 20)
+#define SPAN_FIRST_BYTES (16u << 10)
 
 static int span_flush(kl_log *log, span_tree *t) {
     if (!t->write || t->len == 0) {
@@ -394,7 +398,18 @@ static int span_flush(kl_log *log, span_tree *t) {
 
 /* Room in t->buf for the nodes one more leaf or stored node can make. */
 static int span_room(kl_log *log, span_tree *t) {
-    return t->cap - t->len < KL_TREEB_MAX_NEW * KL_TREE_NODE_BYTES ? span_flush(log, t) : 0;
+    if (t->cap - t->len >= KL_TREEB_MAX_NEW * KL_TREE_NODE_BYTES)
+        return 0;
+    if (t->cap == 0 || (t->write && t->cap < SPAN_FLUSH_BYTES)) {
+        size_t cap = t->cap == 0 ? SPAN_FIRST_BYTES : KL_MIN(2 * t->cap, SPAN_FLUSH_BYTES);
+        uint8_t *nb = realloc(t->buf, cap);
+        if (!nb)
+            return kl_errf(KL_ENOMEM, "recovery: %zu bytes for tree nodes", cap);
+        t->buf = nb;
+        t->cap = cap;
+        return 0;
+    }
+    return span_flush(log, t);
 }
 
 /* Add the blocks of one checked batch (its frame in r->buf) to the tree. */
@@ -536,15 +551,10 @@ static int span_checks_out(kl_log *log, const uint64_t *firsts, size_t n, const 
     int rc = write ? tree_holds(log, a->length) : 0;
     if (rc < 0)
         return rc;
-    span_tree t = {.pos = kl_tree_count(a->length, log->tree_low),
-                   .write = write,
-                   .tolerant = tolerant,
-                   .cap = SPAN_FLUSH_BYTES};
+    span_tree t = {
+        .pos = kl_tree_count(a->length, log->tree_low), .write = write, .tolerant = tolerant};
     kl_treeb_init(&t.tb, a->roots, a->nroots, a->length, log->tree_low);
     t.snap = t.tb;
-    t.buf = malloc(t.cap);
-    if (!t.buf)
-        return kl_errf(KL_ENOMEM, "checking the newest commit");
     kl_seg_reader r;
     rc = kl_seg_reader_open(log, &r, firsts[si], UINT64_MAX);
     uint64_t pos = a->active_end, index = a->length, bytes = a->byte_length;
@@ -808,13 +818,10 @@ static int extend_tail(kl_log *log, kl_slot *acc, uint64_t *grown) {
     int rc = tree_holds(log, acc->length);
     if (rc < 0)
         return rc;
-    span_tree t = {
-        .pos = kl_tree_count(acc->length, log->tree_low), .write = 1, .cap = SPAN_FLUSH_BYTES};
+    span_tree t = {.pos = kl_tree_count(acc->length, log->tree_low), .write = 1};
     kl_treeb_init(&t.tb, acc->roots, acc->nroots, acc->length, log->tree_low);
     kl_seg_reader r;
     rc = kl_seg_reader_open(log, &r, acc->active_segment, UINT64_MAX);
-    if (rc == 0 && !(t.buf = malloc(t.cap)))
-        rc = kl_errf(KL_ENOMEM, "recovering the synced tail");
     uint64_t pos = acc->active_end, index = acc->length, bytes = acc->byte_length, ms = 0;
     while (rc == 0) {
         kl_batch_hdr h;

@@ -455,7 +455,7 @@ int kl_session_input(kl_session *s, const uint8_t *in, size_t n) {
 
 const uint8_t *kl_session_output(kl_session *s, size_t *n) {
     *n = s->out_len - s->out_off;
-    return s->out + s->out_off;
+    return s->out ? s->out + s->out_off : NULL; /* none kept while idle (kl_session_sent) */
 }
 
 void kl_session_sent(kl_session *s, size_t n) {

@@ -6,6 +6,7 @@
 #      the io_uring and the posix backend, crash tests, power-loss and fault
 #      tests, CLI tests); the builds of steps 4 and 5 run beside these tests
 #   4. the same build and tests under AddressSanitizer + UndefinedBehaviorSanitizer
+#      (built with clang: its UBSan checks more, e.g. pointer arithmetic on NULL)
 #   5. every libFuzzer target for KL_FUZZ_SECONDS (default 30) seconds
 # Build directories: build/, build-asan/, build-fuzz/ (under the repo root).
 set -euo pipefail
@@ -29,7 +30,7 @@ cmake --build build -j "$jobs"
 # compiler at a time, their output in build-later.log.
 step "tests, with the ASan + UBSan and fuzzer builds beside them"
 (
-  cmake -S . -B build-asan -DKL_WERROR=ON -DKL_SANITIZE=ON -DKL_TESTS=ON -DKL_BENCH=OFF \
+  CC=${CC_SANITIZE:-clang} cmake -S . -B build-asan -DKL_WERROR=ON -DKL_SANITIZE=ON -DKL_TESTS=ON -DKL_BENCH=OFF \
     -DCMAKE_BUILD_TYPE=Debug &&
     cmake --build build-asan -j 1 &&
     KL_FUZZ_JOBS=1 scripts/fuzz.sh --build-only

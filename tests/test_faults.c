@@ -146,12 +146,13 @@ static uint64_t count_ops(void) {
 
 /*
  * Fail every operation in turn with this error (the sweep `which` of three).
- * Under the sanitizers (KL_TEST_SWEEP_STRIDE=3) each sweep takes every third
+ * A sampled sweep (stride 3: the sanitizers' KL_TEST_SWEEP_STRIDE, or the
+ * posix run's KL_TEST_FAULT_SPARSE; testutil.h) takes every third
  * operation, the three sweeps different ones: every operation still fails
  * once, with one of the three errors.
  */
 static void fail_each(int err, int kind, unsigned which) {
-    uint64_t total = count_ops(), stride = tu_sweep_stride();
+    uint64_t total = count_ops(), stride = tu_fault_sweep_stride();
     unsigned reported = 0, tolerated = 0, points = 0;
     for (uint64_t n = 1 + which % stride; n <= total; n += stride, points++) {
         char *dir = make_log();

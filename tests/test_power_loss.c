@@ -244,11 +244,11 @@ static int crash_at(const script *sc, uint64_t n, enum kl_power_mode mode, uint6
 
 static void every_point(const script *sc, const enum kl_power_mode *modes, int nmodes,
                         uint64_t stride) {
-    stride *= tu_sweep_stride();
+    stride *= tu_fault_sweep_stride();
     uint64_t total = count_ops(sc);
     uint64_t points = 0, checked_before = signed_checked, unsigned_before = unsigned_left;
-    /* the sanitizers' sampled sweep takes one loss mode per point, in turn */
-    int one_mode = tu_sweep_stride() > 1;
+    /* a sampled sweep (testutil.h) takes one loss mode per point, in turn */
+    int one_mode = tu_fault_sweep_stride() > 1;
     for (uint64_t n = 1; n <= total; n += stride)
         for (int m = 0; m < nmodes; m++) {
             if (one_mode && m != (int)((n / stride) % (uint64_t)nmodes))

@@ -892,7 +892,7 @@ static void crash_during_apply(crash_case *cc, uint64_t *points) {
     uint64_t total = apply_ops(cc);
     const int errs[] = {EIO, ENOSPC, EIO};
     const int kinds_[] = {KL_FAULT_ERROR, KL_FAULT_ERROR, KL_FAULT_SHORT};
-    uint64_t stride = tu_sweep_stride();
+    uint64_t stride = tu_fault_sweep_stride();
     for (uint64_t op = 1; op <= total;
          op = op + stride > total && op < total ? total : op + stride) {
         char what[128];

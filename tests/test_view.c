@@ -757,8 +757,8 @@ static void test_names_and_definitions_are_checked(void **st) {
                                       "../x",
                                       "ünï",
                                       "x\n",
-                                      "0123456789012345678901234567890123456789"
-                                      "012345678901234567890123456789"};
+                                      ("0123456789012345678901234567890123456789"
+                                       "012345678901234567890123456789")};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal(kl_view_create(dir, bad[i], KL_VIEW_COUNT, "user", NULL), KL_EINVAL);
         assert_int_equal(kl_view_drop(dir, bad[i]), KL_EINVAL);

@@ -361,10 +361,18 @@ void tu_expect_signed(kl_log *log, const uint8_t *seed, uint64_t fork,
                  (unsigned long long)info.length, (unsigned long long)info.fork, kl_last_error());
 }
 
-uint64_t tu_sweep_stride(void) {
-    const char *e = getenv("KL_TEST_SWEEP_STRIDE");
+static uint64_t env_factor(const char *name) {
+    const char *e = getenv(name);
     unsigned long v = e ? strtoul(e, NULL, 10) : 1;
     return v >= 1 && v <= 100 ? v : 1;
+}
+
+uint64_t tu_sweep_stride(void) {
+    return env_factor("KL_TEST_SWEEP_STRIDE");
+}
+
+uint64_t tu_fault_sweep_stride(void) {
+    return tu_sweep_stride() * env_factor("KL_TEST_FAULT_SPARSE");
 }
 
 int tu_expect_slots_trusted(const char *dir, const char *what, uint64_t *unsigned_seen) {

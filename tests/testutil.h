@@ -163,6 +163,16 @@ int tu_expect_slots_trusted(const char *dir, const char *what, uint64_t *unsigne
  * covers every point, the sanitizers check memory on a third of them.
  */
 uint64_t tu_sweep_stride(void);
+/*
+ * The stride of a sweep whose crashes and failures happen on the fault
+ * backend (test_power_loss, test_faults, test_truncate's crash sweeps):
+ * tu_sweep_stride() times KL_TEST_FAULT_SPARSE (default 1). That backend's
+ * operations are the same whatever KL_IO says; only the reopens that check
+ * each point go through KL_IO's backend. So the io_uring runs take every
+ * point of their build and the posix runs, with KL_TEST_FAULT_SPARSE=3, a
+ * third of them (tests/CMakeLists.txt).
+ */
+uint64_t tu_fault_sweep_stride(void);
 
 /* ---- the golden vectors of tests/data/hypercore/ (found through KL_TEST_DATA) ---- */
 
