@@ -127,6 +127,35 @@ int kl_seg_reader_batch(kl_seg_reader *r, uint64_t pos, uint64_t limit, int want
     return 0;
 }
 
+static int reader_src_header(void *ctx, uint64_t pos, uint64_t limit, kl_batch_hdr *h) {
+    return kl_seg_reader_batch(ctx, pos, limit, 0, h);
+}
+
+static int reader_src_view(void *ctx, uint64_t pos, size_t n, const uint8_t **out, size_t *got) {
+    kl_seg_reader *r = ctx;
+    if (n > r->view_cap) {
+        uint8_t *v = realloc(r->view, n);
+        if (!v)
+            return kl_errf(KL_ENOMEM, "searching past a damaged batch");
+        r->view = v;
+        r->view_cap = n;
+    }
+    int rc = kl_io_pread(r->log->io, r->fd, r->view, n, pos, got);
+    if (rc < 0)
+        return kl_errf(kl_err_from_errno(-rc), "reading offset %llu: %s", (unsigned long long)pos,
+                       strerror(-rc));
+    *out = r->view;
+    return 0;
+}
+
+/* kl_batch_resync over a segment read with pread: up to block to_index at to_pos
+   (UINT64_MAX: anywhere), below limit. */
+static int reader_resync(kl_seg_reader *r, uint64_t pos, uint64_t at, uint64_t to_pos,
+                         uint64_t to_index, uint64_t limit, uint64_t *pos_out, uint64_t *at_out) {
+    kl_batch_src src = {reader_src_header, reader_src_view, r};
+    return kl_batch_resync(&src, pos, at, to_pos, to_index, limit, pos_out, at_out);
+}
+
 __attribute__((format(printf, 2, 3))) static void note_recovery(kl_log *log, const char *fmt, ...);
 
 /* What the nodes at the positions depth `low` gives say of a slot's roots. */
@@ -506,9 +535,12 @@ static int is_damage(const uint64_t *firsts, size_t n, size_t si, uint64_t index
 }
 
 /*
- * The blocks of the failed batch at pos (block index, segment firsts[si]):
- * *to is the block after them, and *next_pos where the next batch is, or
- * UINT64_MAX if its header is damaged too (then the rest of the segment).
+ * The blocks of the failed batch at pos (block index, segment firsts[si], a
+ * sealed one: its roll cut it to its end): *to is the block after them,
+ * *next_pos where the next batch is, and *bytes their data bytes. If its
+ * header is damaged, the next batch is searched for (kl_batch_resync, up to
+ * the segment's end) and *bytes is UINT64_MAX (unknown); if none is found,
+ * the rest of the segment (*next_pos UINT64_MAX).
  */
 static int damaged_batch(kl_seg_reader *r, uint64_t pos, uint64_t index, uint64_t seg_next,
                          uint64_t *to, uint64_t *next_pos, uint64_t *bytes) {
@@ -521,10 +553,15 @@ static int damaged_batch(kl_seg_reader *r, uint64_t pos, uint64_t index, uint64_
         *to = index + h.count;
         *next_pos = pos + kl_batch_frame_len(&h);
         *bytes = h.data_bytes;
-    } else {
-        *to = seg_next;
-        *next_pos = UINT64_MAX;
+        return 0;
     }
+    uint64_t rpos = 0, rat = 0;
+    rc = reader_resync(r, pos, index, UINT64_MAX, seg_next, r->fsize, &rpos, &rat);
+    if (rc < 0)
+        return rc;
+    *to = rc == 1 ? rat : seg_next;
+    *next_pos = rc == 1 ? rpos : UINT64_MAX;
+    *bytes = UINT64_MAX;
     return 0;
 }
 
@@ -599,7 +636,7 @@ static int span_checks_out(kl_log *log, const uint64_t *firsts, size_t n, const 
                 break;
         }
         /* proven damage at block index: note it, and go past it if tolerant */
-        uint64_t to = firsts[si + 1], next_pos = UINT64_MAX, got = 0;
+        uint64_t to = firsts[si + 1], next_pos = UINT64_MAX, got = UINT64_MAX;
         rc = pos == UINT64_MAX ? 0 : damaged_batch(&r, pos, index, to, &to, &next_pos, &got);
         if (rc < 0)
             break;
@@ -613,9 +650,9 @@ static int span_checks_out(kl_log *log, const uint64_t *firsts, size_t n, const 
         rc = 0;
         index = to;
         pos = next_pos;
-        bytes += got;
-        bytes_known = bytes_known && next_pos != UINT64_MAX;
-        /* a damaged header hides where the next batch is: go on at the next segment */
+        bytes_known = bytes_known && got != UINT64_MAX;
+        bytes += bytes_known ? got : 0;
+        /* no batch found past a damaged header: go on at the next segment */
         KL_ASSERT(next_pos != UINT64_MAX || firsts[si + 1] == index);
     }
     kl_seg_reader_close(&r);
@@ -689,34 +726,6 @@ static int index_active_tix(kl_log *log, kl_seg *seg, kl_seg_reader *r, uint64_t
     return 0;
 }
 
-static int reader_src_header(void *ctx, uint64_t pos, uint64_t limit, kl_batch_hdr *h) {
-    return kl_seg_reader_batch(ctx, pos, limit, 0, h);
-}
-
-static int reader_src_view(void *ctx, uint64_t pos, size_t n, const uint8_t **out, size_t *got) {
-    kl_seg_reader *r = ctx;
-    if (n > r->view_cap) {
-        uint8_t *v = realloc(r->view, n);
-        if (!v)
-            return kl_errf(KL_ENOMEM, "searching past a damaged batch");
-        r->view = v;
-        r->view_cap = n;
-    }
-    int rc = kl_io_pread(r->log->io, r->fd, r->view, n, pos, got);
-    if (rc < 0)
-        return kl_errf(kl_err_from_errno(-rc), "reading offset %llu: %s", (unsigned long long)pos,
-                       strerror(-rc));
-    *out = r->view;
-    return 0;
-}
-
-/* kl_batch_resync over a segment read with pread: up to (end, next), exactly. */
-static int reader_resync(kl_seg_reader *r, uint64_t pos, uint64_t at, uint64_t end, uint64_t next,
-                         uint64_t *pos_out, uint64_t *at_out) {
-    kl_batch_src src = {reader_src_header, reader_src_view, r};
-    return kl_batch_resync(&src, pos, at, end, next, end, pos_out, at_out);
-}
-
 /*
  * The active segment's index: keep the saved entries that check out below
  * the committed end, then index the rest by walking batch headers (past a
@@ -765,7 +774,8 @@ static int index_active(kl_log *log, kl_seg *seg, const kl_slot *s) {
             goto out;
         if (rc < 0 || h.first_index != index) {
             uint64_t rpos = 0, rat = 0;
-            rc = reader_resync(&r, pos, index, s->active_end, s->length, &rpos, &rat);
+            rc =
+                reader_resync(&r, pos, index, s->active_end, s->length, s->active_end, &rpos, &rat);
             if (rc < 0)
                 goto out;
             if (rc == 1) { /* only the damaged batch's blocks are unreadable */

@@ -441,48 +441,84 @@ static void test_damage_under_a_roll_checkpoint_is_reported_after_a_crash(void *
 /*
  * The same crash just before the checkpoint's second slot reached the disk:
  * the other slot holds the checkpoint before (the close after block 60).
- * The damage in block 100 lies in a segment before the newest slot's, so it
- * was synced before that slot was written: it is damage, not a torn write.
- * The newest checkpoint is checked with the stored tree node over blocks
- * 96..111 standing in for the damaged block, kept, and the damage reported.
+ * Returns the log; *k2 is the newest checkpoint's length, *first1 the first
+ * block of segment 1, and *bad the block in it the tests below damage.
  */
-static void test_damage_under_a_checkpoint_whose_twin_was_lost_is_reported(void **state) {
-    fixture *f = *state;
-    enum { SIZE = 1000 };
-    char *dir = ck_log(f, "twin");
+static char *ck_lost_twin_log(fixture *f, const char *name, size_t size, uint64_t *first1,
+                              uint64_t *k2, uint64_t *bad) {
+    char *dir = ck_log(f, name);
     kl_log *log = tu_open(dir);
-    ck_append_until(log, SIZE, 2);
-    uint64_t first1 = log->segs[1]->first;
+    ck_append_until(log, size, 2);
+    *first1 = log->segs[1]->first;
     assert_int_equal(kl_log_close(log), 0);
     uint8_t before[KL_HDR_FILE_BYTES];
     kl_slot s[2];
     tu_read_slots(dir, before, s);
     uint64_t k1 = s[0].length;
-    assert_int_equal(k1, first1 + 1);
-    ck_die_after_roll(dir, SIZE, 3);
+    assert_int_equal(k1, *first1 + 1);
+    ck_die_after_roll(dir, size, 3);
     tu_read_slots(dir, (uint8_t[KL_HDR_FILE_BYTES]){0}, s);
-    uint64_t k2 = s[0].length > s[1].length ? s[0].length : s[1].length;
-    ck_lose_twin(dir, k2, before);
-    uint64_t bad = first1 + 40;
-    assert_true(bad / 16 * 16 > k1 && (bad / 16 + 1) * 16 <= k2); /* a group the tree stores */
-    ck_damage(dir, first1, bad, SIZE);
+    *k2 = s[0].length > s[1].length ? s[0].length : s[1].length;
+    ck_lose_twin(dir, *k2, before);
+    *bad = *first1 + 40;
+    assert_true(*bad / 16 * 16 > k1 && (*bad / 16 + 1) * 16 <= *k2); /* a group the tree stores */
+    return dir;
+}
 
-    log = tu_open(dir);
-    ck_expect_blocks(log, k2, SIZE, bad);
+/* Blocks [0, k2) read back but `bad`, the note names bad..bad, the other slot is rewritten. */
+static void ck_expect_twin_kept(const char *dir, uint64_t k2, size_t size, uint64_t bad) {
+    kl_log *log = tu_open(dir);
+    ck_expect_blocks(log, k2, size, bad);
     kl_info info;
     assert_int_equal(kl_log_info(log, &info), 0);
     char want[64];
-    snprintf(want, sizeof want, "blocks %llu..%llu", (unsigned long long)bad,
+    snprintf(want, sizeof want, "blocks %llu..%llu ", (unsigned long long)bad,
              (unsigned long long)bad);
     if (!strstr(info.recovery, want))
         fail_msg("expected '%s' in the recovery note '%s'", want, info.recovery);
     assert_int_equal(kl_log_close(log), 0);
+    kl_slot s[2];
     tu_read_slots(dir, (uint8_t[KL_HDR_FILE_BYTES]){0}, s); /* the other slot was rewritten */
     assert_int_equal(s[0].length, k2);
     assert_int_equal(s[1].length, k2);
     log = tu_open(dir);
-    ck_expect_blocks(log, k2, SIZE, bad);
+    ck_expect_blocks(log, k2, size, bad);
     assert_int_equal(kl_log_close(log), 0);
+}
+
+/*
+ * The damage in block `bad` lies in a segment before the newest slot's, so
+ * it was synced before that slot was written: it is damage, not a torn
+ * write. The newest checkpoint is checked with the stored tree node over
+ * blocks 96..111 standing in for the damaged block, kept, and the damage
+ * reported.
+ */
+static void test_damage_under_a_checkpoint_whose_twin_was_lost_is_reported(void **state) {
+    enum { SIZE = 1000 };
+    uint64_t first1, k2, bad;
+    char *dir = ck_lost_twin_log(*state, "twin", SIZE, &first1, &k2, &bad);
+    ck_damage(dir, first1, bad, SIZE);
+    ck_expect_twin_kept(dir, k2, SIZE, bad);
+    free(dir);
+}
+
+/*
+ * As above with the damaged block's batch header flipped, so where its batch
+ * ends is not known: the check of the newest checkpoint finds the next batch
+ * (kl_batch_resync) and only that batch's group is stood in for. Before, it
+ * took the rest of the segment as damaged (blocks 100..119), whose last
+ * group ends past the newest checkpoint (121 blocks), so no stored node could
+ * stand in for it and a writable open refused.
+ */
+static void test_a_damaged_batch_header_under_a_lost_twin_costs_only_its_batch(void **state) {
+    enum { SIZE = 1000 };
+    uint64_t first1, k2, bad;
+    char *dir = ck_lost_twin_log(*state, "twin-header", SIZE, &first1, &k2, &bad);
+    char seg[4096];
+    tu_seg_path(seg, sizeof seg, dir, first1, "log");
+    uint64_t frame = kl_batch_plain_bytes(1, SIZE);
+    tu_flip(seg, KL_SEG_HEADER_BYTES + (bad - first1) * frame + 20, 0x08); /* its stored_len */
+    ck_expect_twin_kept(dir, k2, SIZE, bad);
     free(dir);
 }
 
@@ -616,6 +652,8 @@ int main(void) {
             test_damage_under_a_roll_checkpoint_is_reported_after_a_crash, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_damage_under_a_checkpoint_whose_twin_was_lost_is_reported, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_damaged_batch_header_under_a_lost_twin_costs_only_its_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_unverifiable_damage_under_a_checkpoint_is_refused_not_cut, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_cut_tree_file_is_reported_not_padded, setup,
