@@ -4,7 +4,8 @@
  * engine/log_proof.c read it).
  *
  * A log of a few hundred blocks (sizes 0..300, several batches) is made once
- * in a temporary directory. Each input replaces its tree file, then:
+ * in a temporary directory (on /dev/shm where there is one), removed at
+ * exit. Each input replaces its tree file, then:
  *   - a read-only open must succeed or refuse with KL_ECORRUPT (a header
  *     that does not check out, whose depth the signed roots do not tell);
  *   - kl_log_verify must pass exactly when the input's header and nodes equal
@@ -20,6 +21,7 @@
  * node flipped, with only its header, with its header zeroed.
  */
 #include <fcntl.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,8 +37,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define BLOCKS 300u
 
-static char dir[64];
-static char tree_path[128];
+static char dir[4096];
+static char tree_path[4200];
 static uint8_t *good;
 static size_t good_len;
 
@@ -61,10 +63,35 @@ static void write_file(const char *path, const uint8_t *p, size_t n) {
     KL_ASSERT(fclose(f) == 0);
 }
 
+/* Every input opens the log twice and a writable open syncs: a tmpfs makes that cheap. */
+static const char *scratch_root(void) {
+    struct stat st;
+    if (stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) && access("/dev/shm", W_OK) == 0)
+        return "/dev/shm";
+    const char *t = getenv("TMPDIR");
+    return t && *t ? t : "/tmp";
+}
+
+static char base[4096];
+
+static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+/* The scratch log goes when the fuzzer exits (libFuzzer ends its runs with exit()). */
+static void remove_log(void) {
+    nftw(base, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static void make_log(void) {
-    snprintf(dir, sizeof dir, "/tmp/kl-fuzz-tree-XXXXXX");
-    KL_ASSERT(mkdtemp(dir) != NULL);
-    strcat(dir, "/log");
+    snprintf(base, sizeof base, "%s/kl-fuzz-tree-XXXXXX", scratch_root());
+    KL_ASSERT(mkdtemp(base) != NULL);
+    atexit(remove_log);
+    snprintf(dir, sizeof dir, "%s/log", base);
     snprintf(tree_path, sizeof tree_path, "%s/tree", dir);
     static const unsigned char seed[32] = {7};
     kl_config cfg;
