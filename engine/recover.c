@@ -467,15 +467,50 @@ static int span_add_batch(kl_log *log, span_tree *t, const kl_batch_hdr *h, cons
 }
 
 /*
- * Tolerant: blocks [from, to) are damaged. Put the stored nodes of the groups
- * over them on the tree, from the last group boundary on. 1 if done; 0 if
- * they cannot stand in (the group began before the older slot's length, ends
- * past c_len, or its node is missing), so the roots cannot be checked; or an
- * I/O error.
+ * Tolerant, blocks [from, to) damaged inside the last group, which c's
+ * length leaves partial: no stored node covers them, but c's own roots
+ * smaller than a group do (they are signed with c). Put the ones over the
+ * blocks from the tree's length up to `to` in place of the nodes built over
+ * their blocks so far; nothing there is stored, so nothing is written. 1 if
+ * done; 0 if the tree has not reached that group yet (the damage began in a
+ * full one).
  */
-static int span_skip(kl_log *log, span_tree *t, uint64_t from, uint64_t to, uint64_t c_len) {
-    uint64_t group = UINT64_C(1) << log->tree_low;
+static int span_skip_by_roots(span_tree *t, uint64_t to, const kl_slot *c, uint64_t group) {
+    uint64_t last_group = c->length / group * group, at = t->tb.length;
+    if (at >= to)
+        return 1;
+    if (at < last_group || to > c->length)
+        return 0;
+    size_t i = 0;
+    while (i < c->nroots && kl_ft_right_span(c->roots[i].index) / 2 < at)
+        i++; /* c's root over block `at` */
+    KL_ASSERT(i < c->nroots);
+    uint64_t start = kl_ft_left_span(c->roots[i].index) / 2;
+    while (t->tb.n > 0 && kl_ft_left_span(t->tb.roots[t->tb.n - 1].index) / 2 >= start)
+        t->tb.n--; /* nodes over blocks under that root: it stands in for them */
+    uint64_t end = start;
+    for (; i < c->nroots && end < to; i++) {
+        KL_ASSERT(t->tb.n < KL_MAX_ROOTS);
+        t->tb.roots[t->tb.n++] = c->roots[i];
+        end = kl_ft_right_span(c->roots[i].index) / 2 + 1;
+    }
+    t->tb.length = end;
+    t->skip_until = KL_MAX(t->skip_until, end);
+    return 1;
+}
+
+/*
+ * Tolerant: blocks [from, to) are damaged. Put the stored nodes of the groups
+ * over them on the tree, from the last group boundary on (in the last group,
+ * partial at c's length, c's own roots: span_skip_by_roots). 1 if done; 0 if
+ * they cannot stand in (the group began before the older slot's length, or
+ * its node is missing), so the roots cannot be checked; or an I/O error.
+ */
+static int span_skip(kl_log *log, span_tree *t, uint64_t from, uint64_t to, const kl_slot *c) {
+    uint64_t group = UINT64_C(1) << log->tree_low, c_len = c->length;
     KL_ASSERT(t->tolerant && from < to);
+    if ((to + group - 1) / group * group > c_len)
+        return span_skip_by_roots(t, to, c, group);
     if (t->snap.length <= from)
         t->tb = t->snap; /* the damaged group's leaves added so far go */
     else if (t->tb.length != t->snap.length)
@@ -645,7 +680,7 @@ static int span_checks_out(kl_log *log, const uint64_t *firsts, size_t n, const 
             d->to = to;
             d->segment = firsts[si];
         }
-        if (!tolerant || (rc = span_skip(log, &t, index, to, c->length)) <= 0)
+        if (!tolerant || (rc = span_skip(log, &t, index, to, c)) <= 0)
             break;
         rc = 0;
         index = to;

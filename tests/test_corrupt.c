@@ -523,31 +523,88 @@ static void test_a_damaged_batch_header_under_a_lost_twin_costs_only_its_batch(v
 }
 
 /*
- * As above, but with too few blocks for a stored tree node to stand in for
- * the damaged one (the review's r4 with the second slot lost): the newest
- * checkpoint cannot be checked, and falling back would cut what it covers.
- * A writable open refuses, naming the block, and changes nothing.
+ * The review's r4 with the second slot lost: damage in block 2 of 7, too
+ * few blocks for a stored tree node. The last group, partial at the newest
+ * checkpoint's length, lies under that checkpoint's own roots, signed with
+ * it: the root over blocks 0..3 stands in for the damaged block, and blocks
+ * 4..6 must make the other two. The checkpoint is kept and block 2
+ * reported. Before, a writable open refused here.
  */
-static void test_unverifiable_damage_under_a_checkpoint_is_refused_not_cut(void **state) {
+static void test_damage_in_the_last_group_under_a_lost_twin_is_checked_by_its_roots(void **state) {
     fixture *f = *state;
     enum { SIZE = 10000 };
-    char *dir = ck_log(f, "refuse");
+    char *dir = ck_log(f, "roots");
     uint8_t created[KL_HDR_FILE_BYTES];
     kl_slot s[2];
     tu_read_slots(dir, created, s);
     ck_die_after_roll(dir, SIZE, 2);
     ck_lose_twin(dir, 7, created + KL_HDR_SLOT_BYTES);
     ck_damage(dir, 0, 2, SIZE);
+    ck_expect_twin_kept(dir, 7, SIZE, 2);
+    free(dir);
+}
+
+/*
+ * As above with the older checkpoint inside that last group (5 blocks, then
+ * the crash after the roll at 7): damage in block 5, whose root in the
+ * newest checkpoint (blocks 4..5) also covers block 4, a root of the older.
+ */
+static void
+test_damage_past_an_older_checkpoint_in_the_last_group_is_checked_by_its_roots(void **state) {
+    fixture *f = *state;
+    enum { SIZE = 10000 };
+    char *dir = ck_log(f, "roots-mid");
+    kl_log *log = tu_open(dir);
+    static uint8_t buf[SIZE];
+    for (uint64_t i = 0; i < 5; i++) {
+        ck_fill(i, buf, SIZE);
+        kl_block b = {buf, SIZE};
+        assert_int_equal(kl_log_append(log, &b, 1, NULL), 0);
+    }
+    assert_int_equal(kl_log_close(log), 0);
+    uint8_t before[KL_HDR_FILE_BYTES];
+    kl_slot s[2];
+    tu_read_slots(dir, before, s);
+    assert_int_equal(s[0].length, 5);
+    ck_die_after_roll(dir, SIZE, 2);
+    tu_read_slots(dir, (uint8_t[KL_HDR_FILE_BYTES]){0}, s);
+    assert_int_equal(s[0].length, 7);
+    assert_int_equal(s[1].length, 7);
+    ck_lose_twin(dir, 7, before);
+    ck_damage(dir, 0, 5, SIZE);
+    ck_expect_twin_kept(dir, 7, SIZE, 5);
+    free(dir);
+}
+
+/*
+ * Damage that cannot be checked: block `bad` under the lost twin, as in the
+ * tests above, and the stored tree node over its group flipped too. Falling
+ * back would cut what the newest checkpoint covers: a writable open
+ * refuses, naming the block, and changes nothing; a read-only open, which
+ * cuts nothing, serves the older slot's blocks.
+ */
+static void test_unverifiable_damage_under_a_checkpoint_is_refused_not_cut(void **state) {
+    enum { SIZE = 1000, LOW = 4 /* the tree file stores nodes over 16 blocks and up */ };
+    uint64_t first1, k2, bad;
+    char *dir = ck_lost_twin_log(*state, "refuse", SIZE, &first1, &k2, &bad);
+    ck_damage(dir, first1, bad, SIZE);
+    char tree[4096];
+    snprintf(tree, sizeof tree, "%s/tree", dir);
+    uint64_t g = bad / 16 * 16;
+    tu_flip(tree, kl_tree_off(kl_tree_spos(2 * g + 15, LOW)) + 3, 0x20);
     uint8_t d0[KL_HASH_BYTES], d1[KL_HASH_BYTES];
     tu_dir_digest(dir, d0);
     kl_log *log = NULL;
     assert_int_equal(kl_log_open_io(dir, NULL, tu_io(), &log), KL_ECORRUPT);
-    if (!strstr(kl_last_error(), "blocks 2..2 (segment 00000000000000000000) fail their checks"))
-        fail_msg("unexpected error: %s", kl_last_error());
+    char want[96];
+    snprintf(want, sizeof want, "blocks %llu..%llu (segment %020llu) fail their checks",
+             (unsigned long long)bad, (unsigned long long)bad, (unsigned long long)first1);
+    if (!strstr(kl_last_error(), want))
+        fail_msg("expected '%s' in: %s", want, kl_last_error());
     tu_dir_digest(dir, d1);
     assert_memory_equal(d0, d1, KL_HASH_BYTES);
-    log = tu_open_ro(dir); /* a reader cuts nothing: it serves the older slot's state */
-    assert_int_equal(kl_log_length(log), 0);
+    log = tu_open_ro(dir);
+    assert_int_equal(kl_log_length(log), first1 + 1); /* the older slot's checkpoint */
     assert_int_equal(kl_log_close(log), 0);
     tu_dir_digest(dir, d1);
     assert_memory_equal(d0, d1, KL_HASH_BYTES);
@@ -654,6 +711,12 @@ int main(void) {
             test_damage_under_a_checkpoint_whose_twin_was_lost_is_reported, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_a_damaged_batch_header_under_a_lost_twin_costs_only_its_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_damage_in_the_last_group_under_a_lost_twin_is_checked_by_its_roots, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_damage_past_an_older_checkpoint_in_the_last_group_is_checked_by_its_roots, setup,
+            teardown),
         cmocka_unit_test_setup_teardown(
             test_unverifiable_damage_under_a_checkpoint_is_refused_not_cut, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_cut_tree_file_is_reported_not_padded, setup,
