@@ -847,6 +847,107 @@ __attribute__((format(printf, 2, 3))) static void note_recovery(kl_log *log, con
 }
 
 /*
+ * One pass of regrow_tree: hash blocks [from, s->length) onto the roots at
+ * `from` (the segments from the one holding block `from` on), the new nodes
+ * written only if `write`. 1 if they make s's roots, 0 if they do not or a
+ * block fails its checks, or an I/O error.
+ */
+static int regrow_pass(kl_log *log, const uint64_t *firsts, size_t n, const kl_slot *s,
+                       uint64_t from, const kl_node *roots, size_t nroots, int write) {
+    span_tree t = {.pos = kl_tree_count(from, log->tree_low), .write = write, .skip_until = from};
+    kl_treeb_init(&t.tb, roots, nroots, from, log->tree_low);
+    size_t si = 0;
+    while (si + 1 < n && firsts[si + 1] <= from)
+        si++;
+    uint64_t index = n ? firsts[si] : 0;
+    int rc = n && index <= from ? 0 : KL_ECORRUPT;
+    while (rc == 0 && index < s->length) {
+        kl_seg_reader r;
+        rc = kl_seg_reader_open(log, &r, firsts[si], UINT64_MAX);
+        uint64_t pos = KL_SEG_HEADER_BYTES, next = si + 1 < n ? firsts[si + 1] : UINT64_MAX;
+        uint64_t limit = firsts[si] == s->active_segment ? s->active_end : UINT64_MAX;
+        while (rc == 0 && index < s->length && index < next) {
+            kl_batch_hdr h;
+            rc = kl_seg_reader_batch(&r, pos, limit, 1, &h);
+            if (rc == 0 && (h.first_index != index || index + h.count > KL_MIN(next, s->length)))
+                rc = kl_errf(KL_ECORRUPT, "batch at offset %llu is not block %llu's",
+                             (unsigned long long)pos, (unsigned long long)index);
+            if (rc == 0)
+                rc = span_add_batch(log, &t, &h, r.buf);
+            pos += kl_batch_frame_len(&h);
+            index += h.count;
+        }
+        kl_seg_reader_close(&r);
+        if (rc == 0 && index < s->length && (++si >= n || firsts[si] != index))
+            rc = kl_errf(KL_ECORRUPT, "no segment starts at block %llu", (unsigned long long)index);
+    }
+    if (rc == 0)
+        rc = span_tree_matches(&t, s);
+    if (rc == 1 && (rc = span_flush(log, &t)) == 0)
+        rc = 1;
+    free(t.buf);
+    free(t.raw);
+    ZSTD_freeDCtx(t.dctx);
+    return is_verdict(rc) ? 0 : rc;
+}
+
+/*
+ * A writable open finds the tree file shorter than state s's nodes need (cut
+ * by a file system or by hand; the nodes are derived from the blocks):
+ * rebuild the missing ones from the blocks, from the last group whose nodes
+ * are all in the file, and write them only once a first pass has found that
+ * the blocks make s's signed roots. 0 if the file holds s's nodes (now or
+ * already, or its header is cut too: open_tree's case), KL_ECORRUPT if they
+ * cannot be rebuilt (nothing is written), or an I/O error.
+ */
+static int regrow_tree(kl_log *log, const uint64_t *firsts, size_t n, const kl_slot *s) {
+    uint64_t size = 0, want = kl_tree_bytes(s->length, log->tree_low);
+    int rc = log->io->v->size(log->io, log->tree_fd, &size);
+    if (rc < 0)
+        return kl_errf(kl_err_from_errno(-rc), "%s: %s", log->tree_path, strerror(-rc));
+    if (size >= want || size < KL_TREE_HEADER_BYTES)
+        return 0;
+    uint64_t have = (size - KL_TREE_HEADER_BYTES) / KL_TREE_NODE_BYTES;
+    uint64_t lo = 0, hi = s->length >> log->tree_low; /* groups of blocks whose nodes are all in */
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo + 1) / 2;
+        if (kl_tree_nodes(mid) <= have)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    uint64_t from = lo << log->tree_low, idx[KL_MAX_ROOTS];
+    kl_node roots[KL_MAX_ROOTS];
+    size_t nroots = kl_ft_full_roots(from, idx);
+    for (size_t i = 0; i < nroots && rc == 0; i++)
+        rc = kl_tree_read(log->io, log->tree_fd, log->tree_low, idx[i], &roots[i]);
+    if (rc == 0)
+        rc = regrow_pass(log, firsts, n, s, from, roots, nroots, 0);
+    if (rc == 1)
+        rc = regrow_pass(log, firsts, n, s, from, roots, nroots, 1);
+    if (rc == 1) {
+        kl_io_op op = {.kind = KL_IO_OP_DATASYNC, .fd = log->tree_fd};
+        rc = kl_io_submit(log->io, &op, 1);
+        if (rc < 0)
+            return kl_errf(kl_err_from_errno(-rc), "syncing %s: %s", log->tree_path, strerror(-rc));
+        note_recovery(log,
+                      "%s was cut short (%llu of %llu bytes): the nodes of blocks %llu..%llu "
+                      "were rebuilt from the blocks, which make the signed roots",
+                      log->tree_path, (unsigned long long)size, (unsigned long long)want,
+                      (unsigned long long)from, (unsigned long long)s->length - 1);
+        return 0;
+    }
+    if (rc < 0 && !is_verdict(rc))
+        return rc;
+    kl_err_clear();
+    return kl_errf(KL_ECORRUPT,
+                   "%s is %llu bytes but the tree of %llu blocks needs %llu, and the blocks "
+                   "from %llu on do not make its signed roots again (nothing was written)",
+                   log->tree_path, (unsigned long long)size, (unsigned long long)s->length,
+                   (unsigned long long)want, (unsigned long long)from);
+}
+
+/*
  * A writer's commit under `always` syncs only its segment (commit.c), so the
  * accepted slot may end before batches that were acknowledged: their tree
  * nodes and slot were written but perhaps never reached the disk. Take every
@@ -1190,7 +1291,14 @@ int kl_recover(kl_log *log) {
     if (rc < 0)
         return rc;
     int pick = 0, rejected = 0, retwin = 0;
-    rc = choose_slot(log, firsts, n, s, valid, &pick, &rejected, &retwin);
+    if (!log->readonly) { /* a tree file cut short: first the nodes of the older slot's state */
+        int older = valid[0] && valid[1] ? s[1].seq < s[0].seq : !valid[0];
+        rc = regrow_tree(log, firsts, n, &s[older]);
+    }
+    if (rc == 0)
+        rc = choose_slot(log, firsts, n, s, valid, &pick, &rejected, &retwin);
+    if (rc == 0 && !log->readonly)
+        rc = regrow_tree(log, firsts, n, &s[pick]);
     if (rc < 0) {
         free(firsts);
         return rc;
