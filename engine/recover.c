@@ -896,7 +896,9 @@ static int regrow_pass(kl_log *log, const uint64_t *firsts, size_t n, const kl_s
  * by a file system or by hand; the nodes are derived from the blocks):
  * rebuild the missing ones from the blocks, from the last group whose nodes
  * are all in the file, and write them only once a first pass has found that
- * the blocks make s's signed roots. 0 if the file holds s's nodes (now or
+ * the blocks make s's signed roots. If they do not, a node the file kept may
+ * be wrong too (nodes carry no checksum of their own): try again with every
+ * node, from block 0. 0 if the file holds s's nodes (now or
  * already, or its header is cut too: open_tree's case), KL_ECORRUPT if they
  * cannot be rebuilt (nothing is written), or an I/O error.
  */
@@ -923,6 +925,13 @@ static int regrow_tree(kl_log *log, const uint64_t *firsts, size_t n, const kl_s
         rc = kl_tree_read(log->io, log->tree_fd, log->tree_low, idx[i], &roots[i]);
     if (rc == 0)
         rc = regrow_pass(log, firsts, n, s, from, roots, nroots, 0);
+    int redone = 0; /* the nodes kept were wrong too: every node is rebuilt */
+    if (rc == 0 && from > 0) {
+        from = 0;
+        nroots = 0;
+        redone = 1;
+        rc = regrow_pass(log, firsts, n, s, from, roots, nroots, 0);
+    }
     if (rc == 1)
         rc = regrow_pass(log, firsts, n, s, from, roots, nroots, 1);
     if (rc == 1) {
@@ -932,9 +941,10 @@ static int regrow_tree(kl_log *log, const uint64_t *firsts, size_t n, const kl_s
             return kl_errf(kl_err_from_errno(-rc), "syncing %s: %s", log->tree_path, strerror(-rc));
         note_recovery(log,
                       "%s was cut short (%llu of %llu bytes): the nodes of blocks %llu..%llu "
-                      "were rebuilt from the blocks, which make the signed roots",
+                      "were rebuilt from the blocks, which make the signed roots%s",
                       log->tree_path, (unsigned long long)size, (unsigned long long)want,
-                      (unsigned long long)from, (unsigned long long)s->length - 1);
+                      (unsigned long long)from, (unsigned long long)s->length - 1,
+                      redone ? " (the nodes the file still held did not)" : "");
         return 0;
     }
     if (rc < 0 && !is_verdict(rc))

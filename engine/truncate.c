@@ -369,11 +369,14 @@ static int write_slots(kl_log *log, kl_slot *s1) {
 
 /*
  * The tree file of a truncation being finished: open (*fd), its header
- * checked, and long enough for the new length (*want its bytes then). The
- * log was synced before the record was written, so the file held the nodes
- * of the old, longer log; a shorter one is damage, and ftruncate "to" the
- * new length would make it longer, all zeros, which later pass for nodes.
- * Checked before any step of the record is applied.
+ * checked, and *want the bytes it keeps: those of the new length, or all it
+ * has if it is shorter. The log was synced before the record was written, so
+ * the file held the nodes of the old, longer log; a shorter one was cut by
+ * something else, and ftruncate "to" the new length would make it longer,
+ * all zeros, which would pass for nodes. It is left as it is: once the
+ * truncation is finished, recovery rebuilds the missing nodes from the
+ * blocks if they make the new signed roots, and refuses the log otherwise
+ * (recover.c, regrow_tree), as for any tree file cut short.
  */
 static int redo_tree(kl_log *log, uint64_t length, int *fd, uint64_t *want) {
     int e = kl_io_open(log->io, log->tree_path, O_RDWR, 0, fd);
@@ -384,15 +387,9 @@ static int redo_tree(kl_log *log, uint64_t length, int *fd, uint64_t *want) {
     if (rc < 0)
         return kl_err_prefix(rc, "%s: ", log->tree_path);
     uint64_t size = 0;
-    *want = kl_tree_bytes(length, low);
     if ((e = log->io->v->size(log->io, *fd, &size)) < 0)
         return kl_errf(kl_err_from_errno(-e), "%s: %s", log->tree_path, strerror(-e));
-    if (size < *want)
-        return kl_errf(KL_ECORRUPT,
-                       "%s is %llu bytes but the tree of %llu blocks needs %llu: its nodes were "
-                       "cut off (nothing was changed)",
-                       log->tree_path, (unsigned long long)size, (unsigned long long)length,
-                       (unsigned long long)*want);
+    *want = KL_MIN(size, kl_tree_bytes(length, low));
     return 0;
 }
 

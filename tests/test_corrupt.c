@@ -664,6 +664,36 @@ static void test_a_cut_tree_file_is_rebuilt_from_the_blocks(void **state) {
     free(dir);
 }
 
+/*
+ * A tree file cut short whose last kept node is wrong as well: the rebuild
+ * from that node cannot make the signed roots, so it starts again from
+ * block 0 and replaces every node (before, the open refused).
+ */
+static void test_a_cut_tree_file_with_a_wrong_kept_node_is_rebuilt_whole(void **state) {
+    enum { LOW = 4 /* the tree file stores nodes over 16 blocks and up */ };
+    fixture *f = *state;
+    char *dir = ck_log(f, "tree-node");
+    kl_log *log = tu_open(dir);
+    assert_int_equal(tu_append_range(log, SEED, MAX_REC, 0, 50, 1), 0);
+    assert_int_equal(kl_log_close(log), 0);
+    char tree[4096];
+    snprintf(tree, sizeof tree, "%s/tree", dir);
+    tu_truncate(tree, kl_tree_bytes(32, LOW)); /* the nodes of blocks 0..31 are kept */
+    tu_flip(tree, kl_tree_off(kl_tree_spos(31, LOW)) + 3, 0x20); /* the root over them */
+    log = tu_open(dir);
+    assert_int_equal(kl_log_length(log), 50);
+    assert_int_equal(tu_file_size(tree), kl_tree_bytes(50, LOW));
+    kl_info info;
+    assert_int_equal(kl_log_info(log, &info), 0);
+    if (!info.recovery || !strstr(info.recovery, "the nodes of blocks 0..49 were rebuilt") ||
+        !strstr(info.recovery, "the nodes the file still held did not"))
+        fail_msg("recovery note '%s'", info.recovery ? info.recovery : "(none)");
+    tu_expect_records(log, SEED, MAX_REC, 50);
+    tu_expect_verified(log, "a tree file rebuilt from block 0");
+    assert_int_equal(kl_log_close(log), 0);
+    free(dir);
+}
+
 /* The same with a block the rebuild needs damaged: refused, and nothing is written. */
 static void test_a_cut_tree_file_over_damaged_blocks_is_refused(void **state) {
     fixture *f = *state;
@@ -704,12 +734,13 @@ int rename(const char *from, const char *to) {
 }
 
 /*
- * The same in a truncation a crash interrupted: finishing it cut the tree
- * file "to" the new length with ftruncate, which makes a shorter file longer,
- * all zeros. It is reported before any step of the record is applied, and
- * the record stays.
+ * The same in a truncation a crash interrupted. Finishing it used to cut the
+ * tree file "to" the new length with ftruncate, which makes a shorter file
+ * longer, all zeros; then it refused. Now the truncation is finished with
+ * the file left as it is, and the open rebuilds the missing nodes from the
+ * blocks, as for any cut tree file: the truncated log, whole and verified.
  */
-static void test_a_cut_tree_file_stops_an_unfinished_truncation(void **state) {
+static void test_a_cut_tree_file_under_an_unfinished_truncation_is_rebuilt(void **state) {
     fixture *f = *state;
     char *dir = ck_log(f, "trunc"), *snap = NULL;
     assert_true(asprintf(&snap, "%s/trunc-crashed", f->root) > 0);
@@ -724,15 +755,50 @@ static void test_a_cut_tree_file_stops_an_unfinished_truncation(void **state) {
     snprintf(redo, sizeof redo, "%s/truncate.redo", snap);
     assert_int_equal(access(redo, F_OK), 0);
     tu_truncate(tree, KL_TREE_HEADER_BYTES);
-    uint8_t d0[KL_HASH_BYTES], d1[KL_HASH_BYTES];
-    tu_dir_digest(snap, d0);
-    log = NULL;
-    assert_int_equal(kl_log_open_io(snap, NULL, tu_io(), &log), KL_ECORRUPT);
-    if (!strstr(kl_last_error(), "tree is 64 bytes but the tree of 50 blocks needs"))
-        fail_msg("unexpected error: %s", kl_last_error());
-    tu_dir_digest(snap, d1);
-    assert_memory_equal(d0, d1, KL_HASH_BYTES);
-    assert_int_equal(tu_file_size(tree), KL_TREE_HEADER_BYTES);
+    log = tu_open(snap);
+    assert_int_equal(kl_log_length(log), 50);
+    assert_int_equal(access(redo, F_OK), -1);
+    assert_int_equal(tu_file_size(tree), kl_tree_bytes(50, log->tree_low));
+    kl_info info;
+    assert_int_equal(kl_log_info(log, &info), 0);
+    if (!info.recovery || !strstr(info.recovery, "the nodes of blocks 0..49 were rebuilt"))
+        fail_msg("recovery note '%s'", info.recovery ? info.recovery : "(none)");
+    tu_expect_records(log, SEED, MAX_REC, 50);
+    tu_expect_verified(log, "a truncated log whose tree file was rebuilt");
+    assert_int_equal(kl_log_close(log), 0);
+    tu_rmrf(snap);
+    free(snap);
+    free(dir);
+}
+
+/* The same over a damaged block: the truncation is finished, the open refuses, nothing is served.
+ */
+static void
+test_a_cut_tree_file_under_an_unfinished_truncation_over_damage_is_refused(void **state) {
+    fixture *f = *state;
+    char *dir = ck_log(f, "trunc-bad"), *snap = NULL;
+    assert_true(asprintf(&snap, "%s/trunc-bad-crashed", f->root) > 0);
+    kl_log *log = tu_open(dir);
+    assert_int_equal(tu_append_range(log, SEED, MAX_REC, 0, 100, 5), 0);
+    assert_int_equal(kl_log_close(log), 0);
+    snap_after = snap;
+    assert_int_equal(kl_truncate(dir, 50, NULL), 0);
+    snap_after = NULL;
+    char tree[4096], seg[4096];
+    snprintf(tree, sizeof tree, "%s/tree", snap);
+    tu_truncate(tree, KL_TREE_HEADER_BYTES);
+    tu_seg_path(seg, sizeof seg, snap, 0, "log");
+    tu_flip(seg, KL_SEG_HEADER_BYTES + 300, 0x08);
+    for (int round = 0; round < 2; round++) { /* again: the finished truncation changes nothing */
+        log = NULL;
+        assert_int_equal(kl_log_open_io(snap, NULL, tu_io(), &log), KL_ECORRUPT);
+        if (!strstr(kl_last_error(), "do not make its signed roots again (nothing was written)"))
+            fail_msg("unexpected error: %s", kl_last_error());
+        assert_int_equal(tu_file_size(tree), KL_TREE_HEADER_BYTES);
+    }
+    log = tu_open_ro(snap);
+    assert_int_equal(kl_log_length(log), 50);
+    assert_int_equal(kl_log_close(log), 0);
     tu_rmrf(snap);
     free(snap);
     free(dir);
@@ -770,10 +836,15 @@ int main(void) {
             test_unverifiable_damage_under_a_checkpoint_is_refused_not_cut, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_cut_tree_file_is_rebuilt_from_the_blocks, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_cut_tree_file_with_a_wrong_kept_node_is_rebuilt_whole, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_cut_tree_file_over_damaged_blocks_is_refused, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_a_cut_tree_file_stops_an_unfinished_truncation, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_cut_tree_file_under_an_unfinished_truncation_is_rebuilt, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_cut_tree_file_under_an_unfinished_truncation_over_damage_is_refused, setup,
+            teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
