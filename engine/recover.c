@@ -502,15 +502,21 @@ static int span_skip_by_roots(span_tree *t, uint64_t to, const kl_slot *c, uint6
 /*
  * Tolerant: blocks [from, to) are damaged. Put the stored nodes of the groups
  * over them on the tree, from the last group boundary on (in the last group,
- * partial at c's length, c's own roots: span_skip_by_roots). 1 if done; 0 if
+ * partial at c's length, c's own roots: span_skip_by_roots; damage that runs
+ * from a full group into it takes both). 1 if done; 0 if
  * they cannot stand in (the group began before the older slot's length, or
  * its node is missing), so the roots cannot be checked; or an I/O error.
  */
 static int span_skip(kl_log *log, span_tree *t, uint64_t from, uint64_t to, const kl_slot *c) {
     uint64_t group = UINT64_C(1) << log->tree_low, c_len = c->length;
     KL_ASSERT(t->tolerant && from < to);
-    if ((to + group - 1) / group * group > c_len)
-        return span_skip_by_roots(t, to, c, group);
+    if ((to + group - 1) / group * group > c_len) { /* it runs into the last, partial group */
+        uint64_t last = c_len / group * group;
+        if (from >= last || t->tb.length >= last)
+            return span_skip_by_roots(t, to, c, group);
+        int rc = span_skip(log, t, from, last, c); /* the full groups: their stored nodes */
+        return rc <= 0 ? rc : span_skip_by_roots(t, to, c, group);
+    }
     if (t->snap.length <= from)
         t->tb = t->snap; /* the damaged group's leaves added so far go */
     else if (t->tb.length != t->snap.length)

@@ -577,6 +577,101 @@ test_damage_past_an_older_checkpoint_in_the_last_group_is_checked_by_its_roots(v
 }
 
 /*
+ * Damage that runs from a full group into the last, partial one: batches of
+ * six blocks of 3,000 bytes, the fourth rolls (24 blocks, segment 0 holds
+ * 0..17), the second slot lost, and block 13 damaged: recovery's check of
+ * the checkpoint cannot hash the batch of blocks 12..17. The stored node
+ * over blocks 0..15 stands in for the first part and the checkpoint's root
+ * over 16..23 for the rest. The checkpoint is kept, block 13 reported (the
+ * other blocks of its batch pass their own chunks' checksums). Before, a
+ * writable open refused here.
+ */
+static void test_damage_from_a_full_group_into_the_last_is_checked_by_node_and_roots(void **state) {
+    fixture *f = *state;
+    enum { SIZE = 3000, BATCH = 6, LEN = 24, BAD = 13 };
+    char *dir = ck_log(f, "roots-span");
+    uint8_t created[KL_HDR_FILE_BYTES];
+    kl_slot s[2];
+    tu_read_slots(dir, created, s);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) { /* a writer of 6-block batches that dies after the roll's checkpoint */
+        kl_log *log = NULL;
+        if (kl_log_open_io(dir, NULL, tu_io(), &log) != 0)
+            _exit(2);
+        static uint8_t buf[BATCH][SIZE];
+        while (log->nsegs < 2) {
+            kl_block b[BATCH];
+            for (int k = 0; k < BATCH; k++) {
+                ck_fill(kl_log_length(log) + (uint64_t)k, buf[k], SIZE);
+                b[k] = (kl_block){buf[k], SIZE};
+            }
+            if (kl_log_append(log, b, BATCH, NULL) != 0)
+                _exit(3);
+        }
+        _exit(0);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    tu_read_slots(dir, (uint8_t[KL_HDR_FILE_BYTES]){0}, s);
+    assert_int_equal(s[0].length, LEN);
+    assert_int_equal(s[1].length, LEN);
+    assert_int_equal(s[0].active_segment, 18);
+    ck_lose_twin(dir, LEN, created + KL_HDR_SLOT_BYTES);
+    char seg[4096];
+    tu_seg_path(seg, sizeof seg, dir, 0, "log");
+    uint64_t frame = kl_batch_plain_bytes(BATCH, BATCH * SIZE);
+    /* the middle of block 13, the second of the batch of 12..17 (its body ends the frame) */
+    tu_flip(seg, KL_SEG_HEADER_BYTES + 3 * frame - (BATCH - 1) * SIZE + SIZE / 2, 0x08);
+    /* with the stored node over blocks 0..15 flipped too, nothing can check them: refused */
+    char *copy = NULL, tree[4096];
+    assert_true(asprintf(&copy, "%s-node", dir) > 0);
+    tu_copy_dir(dir, copy);
+    snprintf(tree, sizeof tree, "%s/tree", copy);
+    tu_flip(tree, kl_tree_off(kl_tree_spos(15, 4)) + 3, 0x20);
+    uint8_t d0[KL_HASH_BYTES], d1[KL_HASH_BYTES];
+    tu_dir_digest(copy, d0);
+    kl_log *refused = NULL;
+    assert_int_equal(kl_log_open_io(copy, NULL, tu_io(), &refused), KL_ECORRUPT);
+    if (!strstr(kl_last_error(), "blocks 12..17 (segment 00000000000000000000) fail their checks"))
+        fail_msg("unexpected error: %s", kl_last_error());
+    tu_dir_digest(copy, d1);
+    assert_memory_equal(d0, d1, KL_HASH_BYTES);
+    tu_rmrf(copy);
+    free(copy);
+    for (int round = 0; round < 2; round++) { /* the second open finds both slots rewritten */
+        kl_log *log = tu_open(dir);
+        assert_int_equal(kl_log_length(log), LEN);
+        uint8_t got[SIZE], want[SIZE];
+        for (uint64_t i = 0; i < LEN; i++) {
+            size_t n = 0;
+            int rc = kl_log_get(log, i, got, SIZE, &n);
+            if (i == BAD) {
+                assert_int_equal(rc, KL_ECORRUPT);
+                continue;
+            }
+            if (rc != 0)
+                fail_msg("block %llu: %d %s", (unsigned long long)i, rc, kl_log_last_error(log));
+            ck_fill(i, want, SIZE);
+            assert_memory_equal(got, want, SIZE);
+        }
+        uint64_t first_bad = 0;
+        assert_int_not_equal(kl_log_verify(log, NULL, NULL, &first_bad), 0);
+        assert_int_equal(first_bad, BAD);
+        kl_info info;
+        assert_int_equal(kl_log_info(log, &info), 0);
+        if (round == 0 && (!info.recovery || !strstr(info.recovery, "blocks 12..17 ")))
+            fail_msg("recovery note '%s'", info.recovery ? info.recovery : "(none)");
+        assert_int_equal(kl_log_close(log), 0);
+        tu_read_slots(dir, (uint8_t[KL_HDR_FILE_BYTES]){0}, s);
+        assert_int_equal(s[0].length, LEN);
+        assert_int_equal(s[1].length, LEN);
+    }
+    free(dir);
+}
+
+/*
  * Damage that cannot be checked: block `bad` under the lost twin, as in the
  * tests above, and the stored tree node over its group flipped too. Falling
  * back would cut what the newest checkpoint covers: a writable open
@@ -831,6 +926,9 @@ int main(void) {
             teardown),
         cmocka_unit_test_setup_teardown(
             test_damage_past_an_older_checkpoint_in_the_last_group_is_checked_by_its_roots, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_damage_from_a_full_group_into_the_last_is_checked_by_node_and_roots, setup,
             teardown),
         cmocka_unit_test_setup_teardown(
             test_unverifiable_damage_under_a_checkpoint_is_refused_not_cut, setup, teardown),
