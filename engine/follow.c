@@ -397,9 +397,10 @@ static int roll_to(kl_log *log, const kl_slot *st) {
     while (a < n && firsts[a] < st->active_segment)
         a++;
     if (i == n || a == n || firsts[a] != st->active_segment) {
-        rc = kl_errf(KL_ECORRUPT, "segment %020llu.log is missing (blocks %llu..%llu)",
-                     (unsigned long long)st->active_segment, (unsigned long long)st->active_segment,
-                     (unsigned long long)st->length);
+        char blocks[64];
+        rc = kl_errf(KL_ECORRUPT, "segment %020llu.log is missing (%s)",
+                     (unsigned long long)st->active_segment,
+                     kl_seg_blocks(blocks, sizeof blocks, st->active_segment, st->length));
         goto out;
     }
     uint64_t size = 0;

@@ -855,8 +855,9 @@ __attribute__((format(printf, 2, 3))) static void note_recovery(kl_log *log, con
 /*
  * One pass of regrow_tree: hash blocks [from, s->length) onto the roots at
  * `from` (the segments from the one holding block `from` on), the new nodes
- * written only if `write`. 1 if they make s's roots, 0 if they do not or a
- * block fails its checks, or an I/O error.
+ * written only if `write`. 1 if they make s's roots, 0 if they do not, 2 if
+ * a block fails its checks (the reason in this thread's error context), or
+ * an I/O error.
  */
 static int regrow_pass(kl_log *log, const uint64_t *firsts, size_t n, const kl_slot *s,
                        uint64_t from, const kl_node *roots, size_t nroots, int write) {
@@ -866,7 +867,9 @@ static int regrow_pass(kl_log *log, const uint64_t *firsts, size_t n, const kl_s
     while (si + 1 < n && firsts[si + 1] <= from)
         si++;
     uint64_t index = n ? firsts[si] : 0;
-    int rc = n && index <= from ? 0 : KL_ECORRUPT;
+    int rc = n && index <= from
+                 ? 0
+                 : kl_errf(KL_ECORRUPT, "no segment holds block %llu", (unsigned long long)from);
     while (rc == 0 && index < s->length) {
         kl_seg_reader r;
         rc = kl_seg_reader_open(log, &r, firsts[si], UINT64_MAX);
@@ -880,12 +883,16 @@ static int regrow_pass(kl_log *log, const uint64_t *firsts, size_t n, const kl_s
                              (unsigned long long)pos, (unsigned long long)index);
             if (rc == 0)
                 rc = span_add_batch(log, &t, &h, r.buf);
-            pos += kl_batch_frame_len(&h);
-            index += h.count;
+            if (rc == 0) {
+                pos += kl_batch_frame_len(&h);
+                index += h.count;
+            }
         }
         kl_seg_reader_close(&r);
         if (rc == 0 && index < s->length && (++si >= n || firsts[si] != index))
             rc = kl_errf(KL_ECORRUPT, "no segment starts at block %llu", (unsigned long long)index);
+        if (is_verdict(rc))
+            kl_err_prefix(rc, "segment %020llu: ", (unsigned long long)firsts[KL_MIN(si, n - 1)]);
     }
     if (rc == 0)
         rc = span_tree_matches(&t, s);
@@ -894,7 +901,7 @@ static int regrow_pass(kl_log *log, const uint64_t *firsts, size_t n, const kl_s
     free(t.buf);
     free(t.raw);
     ZSTD_freeDCtx(t.dctx);
-    return is_verdict(rc) ? 0 : rc;
+    return is_verdict(rc) ? 2 : rc;
 }
 
 /*
@@ -938,6 +945,11 @@ static int regrow_tree(kl_log *log, const uint64_t *firsts, size_t n, const kl_s
         redone = 1;
         rc = regrow_pass(log, firsts, n, s, from, roots, nroots, 0);
     }
+    char why[300] = "";
+    if (rc == 2) { /* a block the nodes need fails its checks: no try from block 0 helps */
+        snprintf(why, sizeof why, ": %s", kl_err_thread());
+        rc = 0;
+    }
     if (rc == 1)
         rc = regrow_pass(log, firsts, n, s, from, roots, nroots, 1);
     if (rc == 1) {
@@ -958,9 +970,9 @@ static int regrow_tree(kl_log *log, const uint64_t *firsts, size_t n, const kl_s
     kl_err_clear();
     return kl_errf(KL_ECORRUPT,
                    "%s is %llu bytes but the tree of %llu blocks needs %llu, and the blocks "
-                   "from %llu on do not make its signed roots again (nothing was written)",
+                   "from %llu on do not make its signed roots again (nothing was written)%s",
                    log->tree_path, (unsigned long long)size, (unsigned long long)s->length,
-                   (unsigned long long)want, (unsigned long long)from);
+                   (unsigned long long)want, (unsigned long long)from, why);
 }
 
 /*
@@ -1060,19 +1072,21 @@ static int cut_active(kl_log *log, kl_seg *seg, const kl_slot *s) {
     char path[4096];
     kl_seg_file(log, path, sizeof path, seg->first, "log");
     int rc = kl_io_open(log->io, path, O_RDWR, 0, &seg->wfd);
+    char blocks[64];
+    kl_seg_blocks(blocks, sizeof blocks, s->active_segment, s->length);
     if (rc < 0)
         return kl_errf(rc == -ENOENT ? KL_ECORRUPT : kl_err_from_errno(-rc),
-                       "%s: %s (blocks %llu..%llu are committed there)", path, strerror(-rc),
-                       (unsigned long long)s->active_segment, (unsigned long long)s->length);
+                       "%s: %s (the log's active segment, %s committed there)", path, strerror(-rc),
+                       blocks);
     uint64_t size = 0;
     rc = log->io->v->size(log->io, seg->wfd, &size);
     if (rc < 0)
         return kl_errf(kl_err_from_errno(-rc), "%s: %s", path, strerror(-rc));
     if (size < s->active_end)
         return kl_errf(KL_ECORRUPT,
-                       "%s is %llu bytes but %llu are committed (blocks up to %llu are missing)",
-                       path, (unsigned long long)size, (unsigned long long)s->active_end,
-                       (unsigned long long)s->length);
+                       "%s is %llu bytes but %llu are committed: the end of the segment's "
+                       "%s is cut off",
+                       path, (unsigned long long)size, (unsigned long long)s->active_end, blocks);
     int keep = 0;
     if (size > s->active_end && !log->has_sk && (rc = tail_continues(log, s, &keep)) < 0)
         return rc;
@@ -1105,10 +1119,11 @@ static int cut_active(kl_log *log, kl_seg *seg, const kl_slot *s) {
 static int load_table(kl_log *log, const uint64_t *firsts, size_t n, const kl_slot *s,
                       kl_seg **active) {
     size_t si = find_first(firsts, n, s->active_segment);
+    char blocks[64];
     if (si == n)
-        return kl_errf(KL_ECORRUPT, "segment %020llu.log is missing (blocks %llu..%llu)",
-                       (unsigned long long)s->active_segment, (unsigned long long)s->active_segment,
-                       (unsigned long long)s->length);
+        return kl_errf(KL_ECORRUPT, "segment %020llu.log is missing (%s)",
+                       (unsigned long long)s->active_segment,
+                       kl_seg_blocks(blocks, sizeof blocks, s->active_segment, s->length));
     for (size_t i = 0; i <= si; i++) {
         kl_seg *seg = kl_seg_new(firsts[i]);
         if (!seg)

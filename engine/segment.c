@@ -21,6 +21,15 @@ void kl_seg_path(char *out, size_t cap, const char *segdir, uint64_t first, cons
     KL_ASSERT(n > 0 && (size_t)n < cap);
 }
 
+const char *kl_seg_blocks(char *out, size_t cap, uint64_t first, uint64_t end) {
+    if (end > first)
+        snprintf(out, cap, "blocks %llu..%llu", (unsigned long long)first,
+                 (unsigned long long)end - 1);
+    else
+        snprintf(out, cap, "no blocks yet");
+    return out;
+}
+
 void kl_seg_header_encode(uint8_t *p, uint64_t first_index, uint64_t created_ms) {
     memset(p, 0, KL_SEG_HEADER_BYTES);
     memcpy(p, KL_SEG_MAGIC, 8);

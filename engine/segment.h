@@ -16,6 +16,9 @@
 /* "<segdir>/<20-digit first>.<ext>" into out (cap bytes). */
 void kl_seg_path(char *out, size_t cap, const char *segdir, uint64_t first, const char *ext);
 
+/* "blocks F..E-1" (the blocks [first, end) of a message) or "no blocks yet" into out. */
+const char *kl_seg_blocks(char *out, size_t cap, uint64_t first, uint64_t end);
+
 void kl_seg_header_encode(uint8_t *p, uint64_t first_index, uint64_t created_ms);
 
 /* Check a segment file header; its first index must be expect_first. */

@@ -393,6 +393,36 @@ static int redo_tree(kl_log *log, uint64_t length, int *fd, uint64_t *want) {
     return 0;
 }
 
+/*
+ * The segment that ends the truncated log holds the `cut` bytes the record
+ * keeps (or, renamed already, those and the re-framed batch): checked before
+ * any step, so a file cut short is reported as damage with its blocks and
+ * nothing is changed.
+ */
+static int redo_segment(kl_log *log, uint64_t first, uint64_t cut, uint64_t length) {
+    char path[4096], blocks[64];
+    kl_seg_file(log, path, sizeof path, first, "log");
+    kl_seg_blocks(blocks, sizeof blocks, first, length);
+    int fd = -1;
+    int e = kl_io_open(log->io, path, O_RDONLY, 0, &fd);
+    uint64_t size = 0;
+    if (e == 0) {
+        e = log->io->v->size(log->io, fd, &size);
+        kl_io_close(log->io, fd);
+    }
+    if (e == -ENOENT)
+        return kl_errf(KL_ECORRUPT, "%s is missing (the truncated log keeps %s there)", path,
+                       blocks);
+    if (e < 0)
+        return kl_errf(kl_err_from_errno(-e), "%s: %s", path, strerror(-e));
+    if (size < cut)
+        return kl_errf(KL_ECORRUPT,
+                       "%s is %llu bytes but the truncated log keeps its first %llu (%s): the "
+                       "file was cut short (nothing was changed)",
+                       path, (unsigned long long)size, (unsigned long long)cut, blocks);
+    return 0;
+}
+
 int kl_truncate_redo(kl_log *log) {
     char *path = redo_path(log->dir, ""), *tmp = redo_path(log->dir, ".tmp");
     if (!path || !tmp) {
@@ -435,13 +465,19 @@ int kl_truncate_redo(kl_log *log) {
     }
     kl_slot s1;
     int complete = p && memcmp(p, REDO_MAGIC, 8) == 0 && kl_load32(p + 8) == REDO_VERSION &&
-                   redo_len(kl_load64(p + 32)) == size &&
+                   kl_load64(p + 32) <= KL_BATCH_MAX_RAW && redo_len(kl_load64(p + 32)) == size &&
                    kl_load64(p + size - 8) == XXH3_64bits(p, (size_t)size - 8) &&
                    kl_slot_decode(p + REDO_HEAD, &s1) == 0;
+    if (complete && !kl_slot_trusted(&s1)) { /* whole, yet not ours: keep it, apply nothing */
+        rc = kl_errf(KL_ECORRUPT, "%s: its new header slot's signature does not verify", path);
+        complete = 0;
+    }
     if (complete) { /* apply it; every step can be repeated after a crash */
         uint64_t first = kl_load64(p + 16), cut = kl_load64(p + 24), tree_want = 0;
         int tfd = -1;
         rc = redo_tree(log, s1.length, &tfd, &tree_want);
+        if (rc == 0)
+            rc = redo_segment(log, first, cut, s1.length);
         if (rc == 0)
             rc = drop_segments_after(log, first);
         if (rc == 0)

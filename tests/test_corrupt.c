@@ -899,6 +899,43 @@ test_a_cut_tree_file_under_an_unfinished_truncation_over_damage_is_refused(void 
     free(dir);
 }
 
+/*
+ * A truncation a crash interrupted, over a segment cut short: the segment
+ * that ends the truncated log lacks bytes the record keeps. Reported as
+ * damage naming its blocks, before any step is applied (before, it removed
+ * the later segments and then failed with an I/O error on every open); the
+ * record stays and nothing changes.
+ */
+static void test_an_unfinished_truncation_over_a_cut_segment_is_reported(void **state) {
+    fixture *f = *state;
+    char *dir = ck_log(f, "trunc-seg"), *snap = NULL;
+    assert_true(asprintf(&snap, "%s/trunc-seg-crashed", f->root) > 0);
+    kl_log *log = tu_open(dir);
+    assert_int_equal(tu_append_range(log, SEED, MAX_REC, 0, 100, 5), 0);
+    assert_int_equal(kl_log_close(log), 0);
+    snap_after = snap;
+    assert_int_equal(kl_truncate(dir, 50, NULL), 0);
+    snap_after = NULL;
+    char seg[4096];
+    tu_seg_path(seg, sizeof seg, snap, 0, "log");
+    tu_truncate(seg, 2000);
+    uint8_t d0[KL_HASH_BYTES], d1[KL_HASH_BYTES];
+    tu_dir_digest(snap, d0);
+    for (int round = 0; round < 2; round++) {
+        log = NULL;
+        assert_int_equal(kl_log_open_io(snap, NULL, tu_io(), &log), KL_ECORRUPT);
+        if (!strstr(kl_last_error(), "is 2000 bytes but the truncated log keeps its first") ||
+            !strstr(kl_last_error(), "(blocks 0..") ||
+            !strstr(kl_last_error(), "the file was cut short (nothing was changed)"))
+            fail_msg("unexpected error: %s", kl_last_error());
+        tu_dir_digest(snap, d1);
+        assert_memory_equal(d0, d1, KL_HASH_BYTES);
+    }
+    tu_rmrf(snap);
+    free(snap);
+    free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
@@ -940,6 +977,8 @@ int main(void) {
                                         teardown),
         cmocka_unit_test_setup_teardown(
             test_a_cut_tree_file_under_an_unfinished_truncation_is_rebuilt, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_an_unfinished_truncation_over_a_cut_segment_is_reported, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_a_cut_tree_file_under_an_unfinished_truncation_over_damage_is_refused, setup,
             teardown),
