@@ -839,6 +839,7 @@ static int write_twin(kl_log *log, const kl_slot *st, int slot, uint64_t seq) {
     KL_ASSERT(log->has_sk && seq > st->seq);
     kl_slot twin = *st;
     twin.seq = seq;
+    twin.synced_end = twin.active_end; /* the round synced the segment */
     kl_slot_encode(log->slotbuf, &twin);
     return kl_io_write_sync(log->io, log->hdr_fd, log->slotbuf, KL_HDR_SLOT_BYTES,
                             (uint64_t)(1 - slot) * KL_HDR_SLOT_BYTES, 1);
@@ -864,6 +865,9 @@ static void commit_open(kl_log *log) {
     st.byte_length = b->end_bytes;
     st.active_segment = b->seg->first;
     st.active_end = b->pos + b->len;
+    /* under `always` every commit before this one synced its segment, and a writable open
+       synced the one it found: what lies before this commit's batches is durable */
+    st.synced_end = sync && !b->new_segment ? b->pos : 0;
     st.commit_ms = kl_now_ms();
     int twin = sync && !one_file && log->has_sk; /* a writer's checkpoint: write_twin */
     uint64_t twin_seq = twin ? ++log->seq : 0;
@@ -1467,6 +1471,7 @@ int kl_commit_sync(kl_log *log, int final) {
     size_t synced_segments = log->nunsynced;
     kl_slot twin = log->last;
     twin.seq = ++log->seq;
+    twin.synced_end = twin.active_end; /* written once the sync below covered the segment */
     pthread_mutex_unlock(&log->mu);
     rc = sync_fds(log->io, fds, full, n);
     free(fds);

@@ -20,11 +20,13 @@
 #define SLOT_ROOTS_AT   224u /* u32 count, u32 zero, then the roots */
 #define SLOT_ROOT_BYTES 40u  /* hash, u64 size */
 #define SLOT_USED_END   (SLOT_ROOTS_AT + 8u + KL_MAX_ROOTS * SLOT_ROOT_BYTES)
-_Static_assert(SLOT_USED_END <= SLOT_CHECKSUM_AT, "the slot holds 64 roots");
+#define SLOT_SYNCED_AT  (SLOT_CHECKSUM_AT - 8u) /* u64 synced_end (version 3) */
+_Static_assert(SLOT_USED_END <= SLOT_SYNCED_AT, "the slot holds 64 roots");
 
 void kl_slot_encode(uint8_t *p, const kl_slot *s) {
     KL_ASSERT(s->active_segment <= s->length);
     KL_ASSERT(s->active_end >= KL_SEG_HEADER_BYTES);
+    KL_ASSERT(s->synced_end <= s->active_end);
     memset(p, 0, KL_HDR_SLOT_BYTES);
     memcpy(p, KL_HDR_MAGIC, 8);
     kl_store32(p + 8, KL_HDR_VERSION);
@@ -54,6 +56,7 @@ void kl_slot_encode(uint8_t *p, const kl_slot *s) {
         memcpy(r, s->roots[i].hash, KL_HASH_BYTES);
         kl_store64(r + KL_HASH_BYTES, s->roots[i].size);
     }
+    kl_store64(p + SLOT_SYNCED_AT, s->synced_end);
     kl_store64(p + SLOT_CHECKSUM_AT, XXH3_64bits(p, SLOT_CHECKSUM_AT));
 }
 
@@ -78,8 +81,9 @@ int kl_config_check(const kl_config *cfg) {
 int kl_slot_decode(const uint8_t *p, kl_slot *s) {
     if (memcmp(p, KL_HDR_MAGIC, 8) != 0)
         return kl_errf(KL_ECORRUPT, "no header magic");
-    if (kl_load32(p + 8) != KL_HDR_VERSION)
-        return kl_errf(KL_ECORRUPT, "unknown header version %u", kl_load32(p + 8));
+    uint32_t version = kl_load32(p + 8);
+    if (version != KL_HDR_VERSION && version != 2)
+        return kl_errf(KL_ECORRUPT, "unknown header version %u", version);
     if (kl_load32(p + 12) != KL_HDR_SLOT_BYTES)
         return kl_errf(KL_ECORRUPT, "header slot size %u", kl_load32(p + 12));
     if (kl_load64(p + SLOT_CHECKSUM_AT) != XXH3_64bits(p, SLOT_CHECKSUM_AT))
@@ -134,10 +138,13 @@ int kl_slot_decode(const uint8_t *p, kl_slot *s) {
     for (unsigned i = SLOT_SIG_AT + 4 + s->sig_len; i < SLOT_ROOTS_AT; i++)
         if (p[i] != 0)
             return kl_errf(KL_ECORRUPT, "header slot reserved area not zero");
-    for (unsigned i = SLOT_ROOTS_AT + 8 + s->nroots * SLOT_ROOT_BYTES; i < SLOT_CHECKSUM_AT; i++)
+    unsigned reserved_end = version == 2 ? SLOT_CHECKSUM_AT : SLOT_SYNCED_AT;
+    for (unsigned i = SLOT_ROOTS_AT + 8 + s->nroots * SLOT_ROOT_BYTES; i < reserved_end; i++)
         if (p[i] != 0)
             return kl_errf(KL_ECORRUPT, "header slot reserved area not zero");
-    if (s->active_segment > s->length || s->active_end < KL_SEG_HEADER_BYTES)
+    s->synced_end = version == 2 ? 0 : kl_load64(p + SLOT_SYNCED_AT);
+    if (s->active_segment > s->length || s->active_end < KL_SEG_HEADER_BYTES ||
+        s->active_end > (UINT64_C(1) << 48) || s->synced_end > s->active_end)
         return kl_errf(KL_ECORRUPT, "header slot positions out of range");
     if (kl_config_check(&s->cfg) < 0)
         return kl_errf(KL_ECORRUPT, "header slot settings out of range");

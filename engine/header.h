@@ -13,7 +13,7 @@
 
 #define KL_HDR_SLOT_BYTES 4096u
 #define KL_HDR_FILE_BYTES (2u * KL_HDR_SLOT_BYTES)
-#define KL_HDR_VERSION    2u
+#define KL_HDR_VERSION    3u /* version 2 (read too) had no synced_end */
 #define KL_HDR_MAGIC      "KAPPALOG"
 
 typedef struct kl_slot {
@@ -23,6 +23,9 @@ typedef struct kl_slot {
     uint64_t fork;
     uint64_t active_segment; /* first index of the last segment */
     uint64_t active_end;     /* committed bytes of the last segment */
+    /* bytes of the last segment durable before this state's commit began (0: not known; a
+       batch below it failing its checks is damage, not a torn write) */
+    uint64_t synced_end;
     uint64_t commit_ms;
     uint64_t created_ms;
     kl_config cfg;

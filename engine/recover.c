@@ -192,43 +192,52 @@ static int roots_stored_at(kl_log *log, const kl_slot *s, unsigned low) {
  * The tree file's header is cut short or torn (no magic, or its checksum
  * fails; why: that error). Its one fact of its own is the depth of the
  * lowest stored nodes, and this engine writes two: 0 (version 1 files) and
- * KL_TREE_LOW. Each is weighed against the roots the valid header slots
+ * KL_TREE_LOW. Each is weighed against the roots each valid header slot
  * signed, at the positions it gives: a depth where a root is found wins
  * unless the other has one too; failing that, the one depth where no
  * position contradicts the roots (they are zeroed, or none is stored, as
- * in a log of fewer than 16 blocks). A writable open then writes the header
- * again; a read-only one reads on with it, and verify names the header.
- * If the roots tell neither, the error.
+ * in a log of fewer than 16 blocks). A slot that tells neither (the newer
+ * one's nodes may never have reached the disk) leaves it to the other; two
+ * that tell different depths are an error. A writable open then writes the
+ * header again; a read-only one reads on with it, and verify names the
+ * header. If no slot tells, the error.
  */
+static int depth_told(const int seen[2]) {
+    if ((seen[0] == ROOTS_MATCH) != (seen[1] == ROOTS_MATCH))
+        return seen[0] == ROOTS_MATCH ? 0 : 1;
+    if (seen[0] != ROOTS_MATCH && (seen[0] == ROOTS_DIFFER) != (seen[1] == ROOTS_DIFFER))
+        return seen[0] == ROOTS_DIFFER ? 1 : 0;
+    return seen[0] == ROOTS_NONE && seen[1] == ROOTS_NONE ? -2 : -1; /* -2: nothing stored */
+}
+
 static int mend_tree_header(kl_log *log, const kl_slot s[2], const int valid[2]) {
     char err[512];
     snprintf(err, sizeof err, "%s", kl_err_thread());
     static const unsigned depths[2] = {0, KL_TREE_LOW};
-    int seen[2] = {0, 0}; /* per depth: ROOTS_* over both slots (the worst, or a match) */
-    for (int d = 0; d < 2; d++)
-        for (int i = 0; i < 2; i++) {
-            if (!valid[i])
-                continue;
-            int rc = roots_stored_at(log, &s[i], depths[d]);
-            if (rc < 0)
-                return rc;
-            if (rc == ROOTS_DIFFER || seen[d] == ROOTS_DIFFER)
-                seen[d] = ROOTS_DIFFER;
-            else if (rc > seen[d])
-                seen[d] = rc;
-        }
-    int pick = -1;
-    if ((seen[0] == ROOTS_MATCH) != (seen[1] == ROOTS_MATCH))
-        pick = seen[0] == ROOTS_MATCH ? 0 : 1;
-    else if (seen[0] != ROOTS_MATCH && (seen[0] == ROOTS_DIFFER) != (seen[1] == ROOTS_DIFFER))
-        pick = seen[0] == ROOTS_DIFFER ? 1 : 0;
-    else if (seen[0] == ROOTS_NONE && seen[1] == ROOTS_NONE)
+    int pick = -1, conflict = 0, none = 0;
+    for (int i = 0; i < 2; i++) {
+        if (!valid[i])
+            continue;
+        int seen[2]; /* per depth: ROOTS_* of this slot's roots */
+        for (int d = 0; d < 2; d++)
+            if ((seen[d] = roots_stored_at(log, &s[i], depths[d])) < 0)
+                return seen[d];
+        int told = depth_told(seen);
+        if (told >= 0 && pick >= 0 && told != pick)
+            conflict = 1;
+        if (told >= 0)
+            pick = told;
+        none |= told == -2;
+    }
+    if (pick < 0 && none)
         pick = 1; /* no nodes stored either way (an empty log): the layout of new logs */
-    if (pick < 0)
+    if (pick < 0 || conflict)
         return kl_errf(KL_ECORRUPT,
                        "%s: %s, and the depth of its stored nodes cannot be told from where the "
-                       "signed roots are (the nodes are damaged too)",
-                       log->tree_path, err);
+                       "signed roots are (%s)",
+                       log->tree_path, err,
+                       conflict ? "the two header slots' roots tell different depths"
+                                : "the nodes are damaged too");
     unsigned found = depths[pick];
     log->tree_low = found;
     if (log->readonly) {
@@ -568,25 +577,34 @@ typedef struct span_damage {
     unsigned ranges;
 } span_damage;
 
-/* Is a failure at block `index` of segment firsts[si] proven damage (span_damage)? */
-static int is_damage(const uint64_t *firsts, size_t n, size_t si, uint64_t index,
+/*
+ * Is a failure at block `index` of segment firsts[si], in the batch at `pos`
+ * (UINT64_MAX: the segment's header), proven damage (span_damage)? In c's
+ * active segment, if the batch lies before c's synced_end: the bytes there
+ * were durable before c's commit began (header.h).
+ */
+static int is_damage(const uint64_t *firsts, size_t n, size_t si, uint64_t index, uint64_t pos,
                      const kl_slot *c) {
+    if (firsts[si] == c->active_segment)
+        return pos != UINT64_MAX && pos < c->synced_end;
     return !(c->flags & KL_SLOT_ORDERED) && si + 1 < n && firsts[si] < c->active_segment &&
            index < firsts[si + 1] && firsts[si + 1] <= c->active_segment;
 }
 
 /*
- * The blocks of the failed batch at pos (block index, segment firsts[si], a
- * sealed one: its roll cut it to its end): *to is the block after them,
- * *next_pos where the next batch is, and *bytes their data bytes. If its
- * header is damaged, the next batch is searched for (kl_batch_resync, up to
- * the segment's end) and *bytes is UINT64_MAX (unknown); if none is found,
- * the rest of the segment (*next_pos UINT64_MAX).
+ * The blocks of the failed batch at pos (block index, segment firsts[si]: a
+ * sealed one, its roll cut it to its end, with block seg_next after its last;
+ * or the active one, which ends with block seg_next at byte end): *to is the
+ * block after them, *next_pos where the next batch is, and *bytes their data
+ * bytes. If its header is damaged, the next batch is searched for
+ * (kl_batch_resync, up to the segment's end) and *bytes is UINT64_MAX
+ * (unknown); if none is found, the rest of the segment (*next_pos
+ * UINT64_MAX).
  */
 static int damaged_batch(kl_seg_reader *r, uint64_t pos, uint64_t index, uint64_t seg_next,
-                         uint64_t *to, uint64_t *next_pos, uint64_t *bytes) {
+                         uint64_t end, uint64_t *to, uint64_t *next_pos, uint64_t *bytes) {
     kl_batch_hdr h;
-    int rc = kl_seg_reader_batch(r, pos, UINT64_MAX, 0, &h);
+    int rc = kl_seg_reader_batch(r, pos, end, 0, &h);
     if (rc < 0 && !is_verdict(rc))
         return rc;
     kl_err_clear();
@@ -596,8 +614,8 @@ static int damaged_batch(kl_seg_reader *r, uint64_t pos, uint64_t index, uint64_
         *bytes = h.data_bytes;
         return 0;
     }
-    uint64_t rpos = 0, rat = 0;
-    rc = reader_resync(r, pos, index, UINT64_MAX, seg_next, r->fsize, &rpos, &rat);
+    uint64_t rpos = 0, rat = 0, limit = end == UINT64_MAX ? r->fsize : end;
+    rc = reader_resync(r, pos, index, end, seg_next, limit, &rpos, &rat);
     if (rc < 0)
         return rc;
     *to = rc == 1 ? rat : seg_next;
@@ -652,7 +670,7 @@ static int span_checks_out(kl_log *log, const uint64_t *firsts, size_t n, const 
             si++;
             rc = kl_seg_reader_open(log, &r, firsts[si], UINT64_MAX);
             pos = KL_SEG_HEADER_BYTES;
-            if (is_verdict(rc) && is_damage(firsts, n, si, index, c)) {
+            if (is_verdict(rc) && is_damage(firsts, n, si, index, UINT64_MAX, c)) {
                 pos = UINT64_MAX; /* a damaged segment header: the whole segment */
                 rc = 0;
             } else {
@@ -673,18 +691,26 @@ static int span_checks_out(kl_log *log, const uint64_t *firsts, size_t n, const 
                 bytes += h.data_bytes;
                 continue;
             }
-            if (!is_verdict(rc) || !is_damage(firsts, n, si, index, c))
+            if (!is_verdict(rc) || !is_damage(firsts, n, si, index, pos, c))
                 break;
         }
         /* proven damage at block index: note it, and go past it if tolerant */
-        uint64_t to = firsts[si + 1], next_pos = UINT64_MAX, got = UINT64_MAX;
-        rc = pos == UINT64_MAX ? 0 : damaged_batch(&r, pos, index, to, &to, &next_pos, &got);
+        int active = firsts[si] == c->active_segment;
+        uint64_t to = active ? c->length : firsts[si + 1], next_pos = UINT64_MAX, got = UINT64_MAX;
+        rc = pos == UINT64_MAX
+                 ? 0
+                 : damaged_batch(&r, pos, index, to, active ? c->active_end : UINT64_MAX, &to,
+                                 &next_pos, &got);
         if (rc < 0)
             break;
         if (d->ranges++ == 0) {
             d->from = index;
             d->to = to;
             d->segment = firsts[si];
+        }
+        if (active && next_pos > c->synced_end) {
+            rc = 0; /* it runs into c's own commit, which may be a torn write: no telling */
+            break;
         }
         if (!tolerant || (rc = span_skip(log, &t, index, to, c)) <= 0)
             break;
@@ -1268,6 +1294,7 @@ static int make_durable(kl_log *log, kl_seg *active, const kl_slot s[2], const i
     kl_slot fresh = grown ? *grown : s[pick]; /* grown: numbered by the caller */
     if (!grown)
         fresh.seq = ++log->seq;
+    fresh.synced_end = fresh.active_end; /* synced above */
     kl_slot_encode(slot, &fresh);
     rc = kl_io_write_sync(log->io, log->hdr_fd, slot, KL_HDR_SLOT_BYTES,
                           (uint64_t)(1 - pick) * KL_HDR_SLOT_BYTES, 1);

@@ -154,6 +154,7 @@ static int plan(kl_log *log, uint64_t n, uint64_t fork, kl_slot *s1, uint64_t *s
     s1->length = n;
     s1->fork = fork;
     s1->flags = 0;
+    s1->synced_end = 0; /* its segment is rewritten */
     s1->commit_ms = kl_now_ms();
     s1->sig_len = 0;
     if (log->has_sk)

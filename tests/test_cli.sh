@@ -42,7 +42,7 @@ test_init_info() {
     local j
     j=$(cat "$T/out")
     for kv in '"length":0' '"byte_length":0' '"fork":0' '"fsync":"interval:250"' \
-        '"segment_bytes":65536' '"compression":"zstd:3"' '"format_version":2'; do
+        '"segment_bytes":65536' '"compression":"zstd:3"' '"format_version":3'; do
         case "$j" in *"$kv"*) ok ;; *) fail "info --json has $kv: $j" ;; esac
     done
     for k in segments disk_bytes io_backend created_ms created last_commit_ms last_commit; do

@@ -672,6 +672,114 @@ static void test_damage_from_a_full_group_into_the_last_is_checked_by_node_and_r
 }
 
 /*
+ * Checkpoints inside one segment (r1 of the review): a log of 10 blocks of
+ * 1,000 bytes closed, then a writer appends blocks 10..39 one a commit
+ * (each acknowledged after its segment's sync) and, if `sync`, makes a
+ * checkpoint with kl_log_sync; then it dies. *before gets the header as the
+ * close left it.
+ */
+static char *ck_mid_segment_log(fixture *f, const char *name, int sync,
+                                uint8_t before[KL_HDR_FILE_BYTES]) {
+    enum { SIZE = 1000 };
+    char *dir = ck_log(f, name);
+    kl_log *log = tu_open(dir);
+    static uint8_t buf[SIZE];
+    for (uint64_t i = 0; i < 10; i++) {
+        ck_fill(i, buf, SIZE);
+        kl_block b = {buf, SIZE};
+        assert_int_equal(kl_log_append(log, &b, 1, NULL), 0);
+    }
+    assert_int_equal(kl_log_close(log), 0);
+    kl_slot s[2];
+    tu_read_slots(dir, before, s);
+    assert_int_equal(s[0].length, 10);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (kl_log_open_io(dir, NULL, tu_io(), &log) != 0)
+            _exit(2);
+        for (uint64_t i = 10; i < 40; i++) {
+            ck_fill(i, buf, SIZE);
+            kl_block b = {buf, SIZE};
+            if (kl_log_append(log, &b, 1, NULL) != 0)
+                _exit(3);
+        }
+        if (sync && kl_log_sync(log) != 0)
+            _exit(4);
+        _exit(0);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    tu_read_slots(dir, (uint8_t[KL_HDR_FILE_BYTES]){0}, s);
+    assert_int_equal(s[0].length > s[1].length ? s[0].length : s[1].length, 40);
+    assert_int_equal(s[0].active_segment, 0);
+    assert_int_equal(s[1].active_segment, 0);
+    return dir;
+}
+
+/*
+ * The checkpoint of kl_log_sync whose second slot was lost: the other slot
+ * holds the close's state (10 blocks), so recovery checks blocks 10..39,
+ * all in the segment the newest slot ends in, and block 20 is damaged. The
+ * newest slot says which bytes of that segment were durable before its
+ * commit began (synced_end), and block 20 lies there: damage, not a torn
+ * write. The checkpoint is kept and block 20 reported. Before, recovery took
+ * it for a torn write, fell back to the older slot and cut blocks 20..39,
+ * all acknowledged.
+ */
+static void
+test_damage_before_a_mid_segment_checkpoint_under_a_lost_twin_is_reported(void **state) {
+    uint8_t before[KL_HDR_FILE_BYTES];
+    char *dir = ck_mid_segment_log(*state, "mid-twin", 1, before);
+    ck_lose_twin(dir, 40, before);
+    kl_slot s[2];
+    tu_read_slots(dir, (uint8_t[KL_HDR_FILE_BYTES]){0}, s);
+    assert_int_equal(s[0].length < s[1].length ? s[0].length : s[1].length, 10);
+    ck_damage(dir, 0, 20, 1000);
+    ck_expect_twin_kept(dir, 40, 1000, 20);
+    free(dir);
+}
+
+/*
+ * The same with no checkpoint at all: the writer died after its acknowledged
+ * commits, and the working slot (39 blocks, written by the commit of block
+ * 39 and not synced, but in the page cache) is the newest. Damage in block
+ * 20 lies before its synced_end: it is kept, block 20 reported. Before, the
+ * open fell back to the close's state and the synced tail stopped at block
+ * 20, so blocks 21..39, acknowledged, were cut.
+ */
+static void test_damage_before_the_working_slot_of_a_dead_writer_is_reported(void **state) {
+    uint8_t before[KL_HDR_FILE_BYTES];
+    char *dir = ck_mid_segment_log(*state, "mid-dead", 0, before);
+    ck_damage(dir, 0, 20, 1000);
+    ck_expect_twin_kept(dir, 40, 1000, 20);
+    free(dir);
+}
+
+/*
+ * Damage in the newest commit's own batch cannot be told from a torn write of
+ * that commit: it is cut, as before, with the blocks before it kept.
+ */
+static void test_damage_in_the_newest_commit_of_a_dead_writer_is_cut(void **state) {
+    uint8_t before[KL_HDR_FILE_BYTES];
+    char *dir = ck_mid_segment_log(*state, "mid-last", 0, before);
+    ck_damage(dir, 0, 39, 1000);
+    kl_log *log = tu_open(dir);
+    assert_int_equal(kl_log_length(log), 39);
+    uint8_t got[1000], want[1000];
+    for (uint64_t i = 0; i < 39; i++) {
+        size_t n = 0;
+        assert_int_equal(kl_log_get(log, i, got, sizeof got, &n), 0);
+        ck_fill(i, want, sizeof want);
+        assert_memory_equal(got, want, sizeof want);
+    }
+    tu_expect_verified(log, "a log cut before a damaged last commit");
+    assert_int_equal(kl_log_close(log), 0);
+    free(dir);
+}
+
+/*
  * Damage that cannot be checked: block `bad` under the lost twin, as in the
  * tests above, and the stored tree node over its group flipped too. Falling
  * back would cut what the newest checkpoint covers: a writable open
@@ -785,6 +893,34 @@ static void test_a_cut_tree_file_with_a_wrong_kept_node_is_rebuilt_whole(void **
         fail_msg("recovery note '%s'", info.recovery ? info.recovery : "(none)");
     tu_expect_records(log, SEED, MAX_REC, 50);
     tu_expect_verified(log, "a tree file rebuilt from block 0");
+    assert_int_equal(kl_log_close(log), 0);
+    free(dir);
+}
+
+/*
+ * A tree file whose header is torn and whose newest nodes are missing (r7 of
+ * the review): the writer that died had not synced them, so the newer
+ * slot's roots lie past the file's end at either depth, while the older
+ * slot's stored root is found at depth 4. The older slot tells the depth;
+ * the newer one, telling nothing, no longer vetoes it (before, every open
+ * refused). The header is written again and the missing nodes rebuilt.
+ */
+static void test_a_torn_tree_header_is_told_by_the_older_slot(void **state) {
+    fixture *f = *state;
+    char *dir = ck_tree_log(f, "tree-head");
+    char tree[4096];
+    snprintf(tree, sizeof tree, "%s/tree", dir);
+    tu_truncate(tree, kl_tree_bytes(40, 4));
+    tu_flip(tree, 20, 0x01);
+    kl_log *log = tu_open(dir);
+    assert_int_equal(kl_log_length(log), 50);
+    kl_info info;
+    assert_int_equal(kl_log_info(log, &info), 0);
+    if (!info.recovery || !strstr(info.recovery, "header was damaged") ||
+        !strstr(info.recovery, "depth 4"))
+        fail_msg("recovery note '%s'", info.recovery ? info.recovery : "(none)");
+    tu_expect_records(log, SEED, MAX_REC, 50);
+    tu_expect_verified(log, "a tree file whose header was written again");
     assert_int_equal(kl_log_close(log), 0);
     free(dir);
 }
@@ -968,11 +1104,20 @@ int main(void) {
             test_damage_from_a_full_group_into_the_last_is_checked_by_node_and_roots, setup,
             teardown),
         cmocka_unit_test_setup_teardown(
+            test_damage_before_a_mid_segment_checkpoint_under_a_lost_twin_is_reported, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_damage_before_the_working_slot_of_a_dead_writer_is_reported, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damage_in_the_newest_commit_of_a_dead_writer_is_cut,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
             test_unverifiable_damage_under_a_checkpoint_is_refused_not_cut, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_cut_tree_file_is_rebuilt_from_the_blocks, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(
             test_a_cut_tree_file_with_a_wrong_kept_node_is_rebuilt_whole, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_torn_tree_header_is_told_by_the_older_slot, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_a_cut_tree_file_over_damaged_blocks_is_refused, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(

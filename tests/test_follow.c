@@ -623,8 +623,9 @@ static void expect_stale_blocks(kl_log *r, int tag, uint64_t n, size_t first_byt
  * length never committed with its blocks marked damaged, and the blocks a
  * writer appended later at those indexes stayed unreadable on that handle.
  * The stale slot is made for real: the state after block 0 (the segment
- * FIRST_BYTES long), then the slot of blocks 1..5 from a second session,
- * with the segment cut back to before them. Then either their bytes come
+ * FIRST_BYTES long), then the slot of blocks 1..5 from a second session
+ * (with the synced_end their commit gave it), with the segment cut back to
+ * before them. Then either their bytes come
  * back (the slot checks out now and is taken), or a writer opens the log
  * (its recovery overwrites the slot) and appends other blocks at those
  * indexes, which the reader must follow.
@@ -666,6 +667,10 @@ static void stale_slot_case(size_t first_bytes, int bytes_come_back) {
     assert_int_equal(pread(fd, cut, end2 - end1, (off_t)end1), (ssize_t)(end2 - end1));
     assert_int_equal(ftruncate(fd, (off_t)end1), 0);
     memcpy(h2 + (1 - new2) * KL_HDR_SLOT_BYTES, h1 + new1 * KL_HDR_SLOT_BYTES, KL_HDR_SLOT_BYTES);
+    /* as the commit of blocks 1..5 wrote it: its batch, at end1, was not yet durable (the
+       close's slot says the whole segment was, which a power loss cannot undo) */
+    s2[new2].synced_end = end1;
+    kl_slot_encode(h2 + new2 * KL_HDR_SLOT_BYTES, &s2[new2]);
     int hfd = open(hpath, O_WRONLY);
     assert_true(hfd >= 0);
     assert_int_equal(pwrite(hfd, h2, sizeof h2, 0), (ssize_t)sizeof h2);

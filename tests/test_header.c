@@ -22,6 +22,7 @@
 #include "engine/util.h"
 
 #define CHECKSUM_AT (KL_HDR_SLOT_BYTES - 8u)
+#define SYNCED_AT   (CHECKSUM_AT - 8u) /* synced_end, version 3 */
 
 static void reseal(uint8_t *p) {
     kl_store64(p + CHECKSUM_AT, XXH3_64bits(p, CHECKSUM_AT));
@@ -62,6 +63,7 @@ static kl_slot sample_slot(void) {
     s.fork = 0x3132333435363738ull;
     s.active_segment = 0x0000000415161700ull;
     s.active_end = 0x0000000051525354ull;
+    s.synced_end = KL_SEG_HEADER_BYTES;
     s.commit_ms = 0x6162636465666768ull;
     s.created_ms = 0x7172737475767778ull;
     s.cfg.fsync_mode = KL_FSYNC_INTERVAL;
@@ -85,6 +87,7 @@ static void expect_slot_equal(const kl_slot *a, const kl_slot *b) {
     assert_int_equal(a->fork, b->fork);
     assert_int_equal(a->active_segment, b->active_segment);
     assert_int_equal(a->active_end, b->active_end);
+    assert_int_equal(a->synced_end, b->synced_end);
     assert_int_equal(a->commit_ms, b->commit_ms);
     assert_int_equal(a->created_ms, b->created_ms);
     assert_int_equal(a->cfg.fsync_mode, b->cfg.fsync_mode);
@@ -112,7 +115,7 @@ static void test_slot_round_trips_every_field(void **state) {
     kl_slot_encode(p, &s);
     /* The offsets of FORMAT.md. */
     assert_memory_equal(p, "KAPPALOG", 8);
-    assert_int_equal(kl_load32(p + 8), 2);
+    assert_int_equal(kl_load32(p + 8), 3);
     assert_int_equal(kl_load32(p + 12), 4096);
     assert_int_equal(kl_load64(p + 16), s.seq);
     assert_int_equal(kl_load64(p + 24), s.length);
@@ -139,8 +142,9 @@ static void test_slot_round_trips_every_field(void **state) {
         assert_memory_equal(p + ROOTS_AT + 8 + 40 * i, s.roots[i].hash, 32);
         assert_int_equal(kl_load64(p + ROOTS_AT + 8 + 40 * i + 32), s.roots[i].size);
     }
-    for (unsigned i = ROOTS_AT + 8 + 40 * s.nroots; i < CHECKSUM_AT; i++)
+    for (unsigned i = ROOTS_AT + 8 + 40 * s.nroots; i < SYNCED_AT; i++)
         assert_int_equal(p[i], 0);
+    assert_int_equal(kl_load64(p + SYNCED_AT), s.synced_end);
     assert_int_equal(kl_load64(p + CHECKSUM_AT), XXH3_64bits(p, CHECKSUM_AT));
     assert_int_equal(kl_slot_decode(p, &d), 0);
     expect_slot_equal(&s, &d);
@@ -154,6 +158,7 @@ static void test_slot_round_trips_every_field(void **state) {
     t.length = UINT64_MAX;
     t.active_segment = UINT64_MAX;
     t.active_end = KL_SEG_HEADER_BYTES;
+    t.synced_end = 0;
     t.seq = UINT64_MAX;
     fill_tree(&t);
     kl_slot_encode(p, &t);
@@ -254,7 +259,7 @@ static void test_nonzero_reserved_bytes_are_refused(void **state) {
        and root bytes are data (any value decodes; kl_slot_verify judges them). */
     static const uint8_t vals[] = {0x02, 0x80, 0xfe};
     unsigned roots_end = ROOTS_AT + 8 + 40 * s.nroots;
-    for (unsigned i = 75; i < CHECKSUM_AT; i = (i == 75) ? 112 : i + 1) {
+    for (unsigned i = 75; i < SYNCED_AT; i = (i == 75) ? 112 : i + 1) {
         if ((i >= PK_AT && i < SIG_AT) || (i >= SIG_AT + 4 && i < ROOTS_AT) ||
             (i >= ROOTS_AT + 8 && i < roots_end))
             continue;
@@ -295,7 +300,8 @@ static void test_out_of_range_settings_are_refused(void **state) {
     kl_slot s = sample_slot();
     /* Format fields. */
     check_field(8, 4, 1, 0, "version 1 (before the signed tree)");
-    check_field(8, 4, 3, 0, "version 3");
+    check_field(8, 4, 2, 0, "version 2 with a synced_end (reserved there)");
+    check_field(8, 4, 4, 0, "version 4");
     check_field(8, 4, 0, 0, "version 0");
     check_field(12, 4, 8192, 0, "slot_size 8192");
     check_field(12, 4, 4095, 0, "slot_size 4095");
@@ -334,6 +340,29 @@ static void test_out_of_range_settings_are_refused(void **state) {
     check_field(56, 8, KL_SEG_HEADER_BYTES, 1, "active_end 64");
     check_field(56, 8, KL_SEG_HEADER_BYTES - 1, 0, "active_end 63");
     check_field(56, 8, 0, 0, "active_end 0");
+    check_field(56, 8, UINT64_MAX, 0, "active_end UINT64_MAX");
+    check_field(56, 8, UINT64_C(1) << 48, 1, "active_end 2^48");
+    check_field(56, 8, (UINT64_C(1) << 48) + 1, 0, "active_end past 2^48");
+    /* synced_end <= active_end */
+    check_field(SYNCED_AT, 8, 0, 1, "synced_end 0 (not known)");
+    check_field(SYNCED_AT, 8, s.active_end, 1, "synced_end = active_end");
+    check_field(SYNCED_AT, 8, s.active_end + 1, 0, "synced_end > active_end");
+    check_field(SYNCED_AT, 8, UINT64_MAX, 0, "synced_end UINT64_MAX");
+}
+
+/* A version 2 slot (before synced_end) is read, with synced_end 0 (not known). */
+static void test_a_version_2_slot_is_read_without_synced_end(void **state) {
+    (void)state;
+    uint8_t *p = malloc(KL_HDR_SLOT_BYTES);
+    assert_non_null(p);
+    kl_slot s = sample_slot(), d;
+    s.synced_end = 0;
+    kl_slot_encode(p, &s);
+    kl_store32(p + 8, 2);
+    reseal(p);
+    assert_int_equal(kl_slot_decode(p, &d), 0);
+    expect_slot_equal(&s, &d);
+    free(p);
 }
 
 static void test_config_check_accepts_exactly_the_valid_range(void **state) {
@@ -497,6 +526,7 @@ int main(void) {
         cmocka_unit_test(test_torn_slot_is_refused),
         cmocka_unit_test(test_nonzero_reserved_bytes_are_refused),
         cmocka_unit_test(test_out_of_range_settings_are_refused),
+        cmocka_unit_test(test_a_version_2_slot_is_read_without_synced_end),
         cmocka_unit_test(test_config_check_accepts_exactly_the_valid_range),
         cmocka_unit_test(test_parse_fsync_accepts_exactly_the_documented_forms),
         cmocka_unit_test(test_parse_codec_accepts_exactly_the_documented_forms),

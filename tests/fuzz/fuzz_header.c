@@ -12,8 +12,9 @@
  * kl_config_parse_codec.
  *
  * Invariants (a failure aborts, which libFuzzer reports as a crash): a slot
- * that decodes has active_segment <= length, active_end >= 64 and settings
- * kl_config_check accepts, re-encodes to the same 4096 bytes, and decodes
+ * that decodes has active_segment <= length, active_end >= 64, synced_end <=
+ * active_end and settings kl_config_check accepts, re-encodes to the same
+ * 4096 bytes (a version 2 slot: with that version), and decodes
  * again to the same fields; a segment header that decodes re-encodes to the
  * same fields; a settings string that parses gives a config that
  * kl_config_check accepts, and one that is refused leaves the config alone.
@@ -46,8 +47,9 @@ static int same_cfg(const kl_config *a, const kl_config *b) {
 static int same_slot(const kl_slot *a, const kl_slot *b) {
     return a->seq == b->seq && a->length == b->length && a->byte_length == b->byte_length &&
            a->fork == b->fork && a->active_segment == b->active_segment &&
-           a->active_end == b->active_end && a->commit_ms == b->commit_ms &&
-           a->created_ms == b->created_ms && same_cfg(&a->cfg, &b->cfg);
+           a->active_end == b->active_end && a->synced_end == b->synced_end &&
+           a->commit_ms == b->commit_ms && a->created_ms == b->created_ms &&
+           same_cfg(&a->cfg, &b->cfg);
 }
 
 static void drive_slot(const uint8_t *slot) {
@@ -56,10 +58,16 @@ static void drive_slot(const uint8_t *slot) {
         return;
     KL_ASSERT(s.active_segment <= s.length);
     KL_ASSERT(s.active_end >= KL_SEG_HEADER_BYTES);
+    KL_ASSERT(s.synced_end <= s.active_end);
     KL_ASSERT(kl_config_check(&s.cfg) == 0);
     uint8_t *re = malloc(KL_HDR_SLOT_BYTES);
     KL_ASSERT(re != NULL);
     kl_slot_encode(re, &s);
+    if (kl_load32(slot + 8) == 2) { /* read as version 3 with synced_end 0: its bytes again */
+        KL_ASSERT(s.synced_end == 0);
+        kl_store32(re + 8, 2);
+        kl_store64(re + SLOT_CHECKSUM_AT, XXH3_64bits(re, SLOT_CHECKSUM_AT));
+    }
     KL_ASSERT(memcmp(re, slot, KL_HDR_SLOT_BYTES) == 0);
     kl_slot t;
     KL_ASSERT(kl_slot_decode(re, &t) == 0);
@@ -152,6 +160,14 @@ static void write_seeds(const char *dir) {
     s.cfg.segment_bytes = KL_MIN_SEGMENT_BYTES;
     kl_slot_encode(p, &s);
     write_seed(dir, "slot-busy-log", p, 96);
+    s.synced_end = 1 << 19;
+    kl_slot_encode(p, &s);
+    write_seed(dir, "slot-synced-end", p, KL_HDR_SLOT_BYTES);
+    s.synced_end = 0;
+    kl_slot_encode(p, &s);
+    kl_store32(p + 8, 2); /* before synced_end */
+    kl_store64(p + SLOT_CHECKSUM_AT, XXH3_64bits(p, SLOT_CHECKSUM_AT));
+    write_seed(dir, "slot-version-2", p, KL_HDR_SLOT_BYTES);
     uint8_t seg[KL_SEG_HEADER_BYTES];
     kl_seg_header_encode(seg, 52113, 1700000000000ull);
     write_seed(dir, "segment-header", seg, sizeof seg);
