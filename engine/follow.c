@@ -77,6 +77,8 @@ void kl_follow_notify(kl_log *log) {
 static int candidates_once(kl_log *log, kl_slot c[2], int *n, int *torn, uint64_t sums[2]) {
     uint8_t *buf = NULL;
     size_t got = 0;
+    sums[0] = sums[1] = 0; /* also when the header cannot be read */
+    *torn = 0;
     int rc = kl_header_read(log, &buf, &got);
     if (rc < 0)
         return rc;

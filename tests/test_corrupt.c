@@ -743,7 +743,7 @@ test_damage_before_a_mid_segment_checkpoint_under_a_lost_twin_is_reported(void *
 
 /*
  * The same with no checkpoint at all: the writer died after its acknowledged
- * commits, and the working slot (39 blocks, written by the commit of block
+ * commits, and the working slot (40 blocks, written by the commit of block
  * 39 and not synced, but in the page cache) is the newest. Damage in block
  * 20 lies before its synced_end: it is kept, block 20 reported. Before, the
  * open fell back to the close's state and the synced tail stopped at block
@@ -754,6 +754,34 @@ static void test_damage_before_the_working_slot_of_a_dead_writer_is_reported(voi
     char *dir = ck_mid_segment_log(*state, "mid-dead", 0, before);
     ck_damage(dir, 0, 20, 1000);
     ck_expect_twin_kept(dir, 40, 1000, 20);
+    free(dir);
+}
+
+/*
+ * The same log with the segment cut inside block 20 (a file system that lost
+ * bytes a sync had made durable): the newest slot's synced_end says blocks
+ * 20..38 were durable, so this is damage, and past it nothing can be
+ * checked. A writable open refuses, naming the blocks, and changes nothing
+ * (before, it cut them like a torn write); a read-only open serves the
+ * older slot.
+ */
+static void test_a_segment_cut_before_the_working_slot_synced_end_is_refused(void **state) {
+    uint8_t before[KL_HDR_FILE_BYTES];
+    char *dir = ck_mid_segment_log(*state, "mid-cut", 0, before);
+    char seg[4096];
+    tu_seg_path(seg, sizeof seg, dir, 0, "log");
+    tu_truncate(seg, KL_SEG_HEADER_BYTES + 20 * kl_batch_plain_bytes(1, 1000) + 100);
+    uint8_t d0[KL_HASH_BYTES], d1[KL_HASH_BYTES];
+    tu_dir_digest(dir, d0);
+    kl_log *log = NULL;
+    assert_int_equal(kl_log_open_io(dir, NULL, tu_io(), &log), KL_ECORRUPT);
+    if (!strstr(kl_last_error(), "blocks 20..39 (segment 00000000000000000000) fail their checks"))
+        fail_msg("unexpected error: %s", kl_last_error());
+    tu_dir_digest(dir, d1);
+    assert_memory_equal(d0, d1, KL_HASH_BYTES);
+    log = tu_open_ro(dir);
+    assert_int_equal(kl_log_length(log), 10);
+    assert_int_equal(kl_log_close(log), 0);
     free(dir);
 }
 
@@ -1108,6 +1136,8 @@ int main(void) {
             teardown),
         cmocka_unit_test_setup_teardown(
             test_damage_before_the_working_slot_of_a_dead_writer_is_reported, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_segment_cut_before_the_working_slot_synced_end_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damage_in_the_newest_commit_of_a_dead_writer_is_cut,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
