@@ -719,42 +719,48 @@ static char *ck_mid_segment_log(fixture *f, const char *name, int sync,
 }
 
 /*
- * The checkpoint of kl_log_sync whose second slot was lost: the other slot
- * holds the close's state (10 blocks), so recovery checks blocks 10..39,
- * all in the segment the newest slot ends in, and block 20 is damaged. The
- * newest slot says which bytes of that segment were durable before its
- * commit began (synced_end), and block 20 lies there: damage, not a torn
- * write. The checkpoint is kept and block 20 reported. Before, recovery took
- * it for a torn write, fell back to the older slot and cut blocks 20..39,
- * all acknowledged.
+ * Block 20 of ck_mid_segment_log's log damaged, with a checkpoint by
+ * kl_log_sync whose second slot was lost (`sync`), or with none: block 20
+ * lies before the newest slot's synced_end, so it is damage, not a torn
+ * write. The newest slot is kept and block 20 reported.
  */
-static void
-test_damage_before_a_mid_segment_checkpoint_under_a_lost_twin_is_reported(void **state) {
+static void ck_mid_segment_damage_is_reported(void **state, const char *name, int sync) {
     uint8_t before[KL_HDR_FILE_BYTES];
-    char *dir = ck_mid_segment_log(*state, "mid-twin", 1, before);
-    ck_lose_twin(dir, 40, before);
-    kl_slot s[2];
-    tu_read_slots(dir, (uint8_t[KL_HDR_FILE_BYTES]){0}, s);
-    assert_int_equal(s[0].length < s[1].length ? s[0].length : s[1].length, 10);
+    char *dir = ck_mid_segment_log(*state, name, sync, before);
+    if (sync) { /* the other slot goes back to the close's state */
+        ck_lose_twin(dir, 40, before);
+        kl_slot s[2];
+        tu_read_slots(dir, (uint8_t[KL_HDR_FILE_BYTES]){0}, s);
+        assert_int_equal(s[0].length < s[1].length ? s[0].length : s[1].length, 10);
+    }
     ck_damage(dir, 0, 20, 1000);
     ck_expect_twin_kept(dir, 40, 1000, 20);
     free(dir);
 }
 
 /*
+ * The checkpoint of kl_log_sync whose second slot was lost: the other slot
+ * holds the close's state (10 blocks), so recovery checks blocks 10..39,
+ * all in the segment the newest slot ends in. The newest slot says which
+ * bytes of that segment were durable before its commit began (synced_end),
+ * and the damaged block 20 lies there. Before, recovery took it for a torn
+ * write, fell back to the older slot and cut blocks 20..39, all
+ * acknowledged.
+ */
+static void
+test_damage_before_a_mid_segment_checkpoint_under_a_lost_twin_is_reported(void **state) {
+    ck_mid_segment_damage_is_reported(state, "mid-twin", 1);
+}
+
+/*
  * The same with no checkpoint at all: the writer died after its acknowledged
  * commits, and the working slot (40 blocks, written by the commit of block
- * 39 and not synced, but in the page cache) is the newest. Damage in block
- * 20 lies before its synced_end: it is kept, block 20 reported. Before, the
- * open fell back to the close's state and the synced tail stopped at block
- * 20, so blocks 21..39, acknowledged, were cut.
+ * 39 and not synced, but in the page cache) is the newest. Before, the open
+ * fell back to the close's state and the synced tail stopped at block 20,
+ * so blocks 21..39, acknowledged, were cut.
  */
 static void test_damage_before_the_working_slot_of_a_dead_writer_is_reported(void **state) {
-    uint8_t before[KL_HDR_FILE_BYTES];
-    char *dir = ck_mid_segment_log(*state, "mid-dead", 0, before);
-    ck_damage(dir, 0, 20, 1000);
-    ck_expect_twin_kept(dir, 40, 1000, 20);
-    free(dir);
+    ck_mid_segment_damage_is_reported(state, "mid-dead", 0);
 }
 
 /*
@@ -853,6 +859,28 @@ static char *ck_tree_log(fixture *f, const char *name) {
 }
 
 /*
+ * A writable open of dir recovers all `len` records of the SEED series: the
+ * recovery note holds `note` and `also` (NULL: not asked), every record
+ * reads back and verify passes (`what` names the case), and the tree file
+ * holds exactly their nodes.
+ */
+static void ck_expect_recovered(const char *dir, uint64_t len, const char *note, const char *also,
+                                const char *what) {
+    kl_log *log = tu_open(dir);
+    assert_int_equal(kl_log_length(log), len);
+    char tree[4096];
+    snprintf(tree, sizeof tree, "%s/tree", dir);
+    assert_int_equal(tu_file_size(tree), kl_tree_bytes(len, log->tree_low));
+    kl_info info;
+    assert_int_equal(kl_log_info(log, &info), 0);
+    if (!info.recovery || !strstr(info.recovery, note) || (also && !strstr(info.recovery, also)))
+        fail_msg("%s: recovery note '%s'", what, info.recovery ? info.recovery : "(none)");
+    tu_expect_records(log, SEED, MAX_REC, len);
+    tu_expect_verified(log, what);
+    assert_int_equal(kl_log_close(log), 0);
+}
+
+/*
  * A tree file cut short, found by an open after a writer died. The nodes
  * are derived from the blocks: a writable open rebuilds the missing ones,
  * from the last group whose nodes are all in the file, once the blocks are
@@ -911,17 +939,9 @@ static void test_a_cut_tree_file_with_a_wrong_kept_node_is_rebuilt_whole(void **
     snprintf(tree, sizeof tree, "%s/tree", dir);
     tu_truncate(tree, kl_tree_bytes(32, LOW)); /* the nodes of blocks 0..31 are kept */
     tu_flip(tree, kl_tree_off(kl_tree_spos(31, LOW)) + 3, 0x20); /* the root over them */
-    log = tu_open(dir);
-    assert_int_equal(kl_log_length(log), 50);
-    assert_int_equal(tu_file_size(tree), kl_tree_bytes(50, LOW));
-    kl_info info;
-    assert_int_equal(kl_log_info(log, &info), 0);
-    if (!info.recovery || !strstr(info.recovery, "the nodes of blocks 0..49 were rebuilt") ||
-        !strstr(info.recovery, "the nodes the file still held did not"))
-        fail_msg("recovery note '%s'", info.recovery ? info.recovery : "(none)");
-    tu_expect_records(log, SEED, MAX_REC, 50);
-    tu_expect_verified(log, "a tree file rebuilt from block 0");
-    assert_int_equal(kl_log_close(log), 0);
+    ck_expect_recovered(dir, 50, "the nodes of blocks 0..49 were rebuilt",
+                        "the nodes the file still held did not",
+                        "a tree file rebuilt from block 0");
     free(dir);
 }
 
@@ -940,16 +960,8 @@ static void test_a_torn_tree_header_is_told_by_the_older_slot(void **state) {
     snprintf(tree, sizeof tree, "%s/tree", dir);
     tu_truncate(tree, kl_tree_bytes(40, 4));
     tu_flip(tree, 20, 0x01);
-    kl_log *log = tu_open(dir);
-    assert_int_equal(kl_log_length(log), 50);
-    kl_info info;
-    assert_int_equal(kl_log_info(log, &info), 0);
-    if (!info.recovery || !strstr(info.recovery, "header was damaged") ||
-        !strstr(info.recovery, "depth 4"))
-        fail_msg("recovery note '%s'", info.recovery ? info.recovery : "(none)");
-    tu_expect_records(log, SEED, MAX_REC, 50);
-    tu_expect_verified(log, "a tree file whose header was written again");
-    assert_int_equal(kl_log_close(log), 0);
+    ck_expect_recovered(dir, 50, "header was damaged", "depth 4",
+                        "a tree file whose header was written again");
     free(dir);
 }
 
@@ -993,6 +1005,24 @@ int rename(const char *from, const char *to) {
 }
 
 /*
+ * A log of 100 records cut to 50 by kl_truncate, copied just after the
+ * commit point of the truncation (the rename hook above): what a crash
+ * there leaves, with the record to finish. Returns the copy; free() it.
+ */
+static char *ck_crashed_truncation(fixture *f, const char *name) {
+    char *dir = ck_log(f, name), *snap = NULL;
+    assert_true(asprintf(&snap, "%s/%s-crashed", f->root, name) > 0);
+    kl_log *log = tu_open(dir);
+    assert_int_equal(tu_append_range(log, SEED, MAX_REC, 0, 100, 5), 0);
+    assert_int_equal(kl_log_close(log), 0);
+    snap_after = snap;
+    assert_int_equal(kl_truncate(dir, 50, NULL), 0);
+    snap_after = NULL;
+    free(dir);
+    return snap;
+}
+
+/*
  * The same in a truncation a crash interrupted. Finishing it used to cut the
  * tree file "to" the new length with ftruncate, which makes a shorter file
  * longer, all zeros; then it refused. Now the truncation is finished with
@@ -1000,56 +1030,31 @@ int rename(const char *from, const char *to) {
  * blocks, as for any cut tree file: the truncated log, whole and verified.
  */
 static void test_a_cut_tree_file_under_an_unfinished_truncation_is_rebuilt(void **state) {
-    fixture *f = *state;
-    char *dir = ck_log(f, "trunc"), *snap = NULL;
-    assert_true(asprintf(&snap, "%s/trunc-crashed", f->root) > 0);
-    kl_log *log = tu_open(dir);
-    assert_int_equal(tu_append_range(log, SEED, MAX_REC, 0, 100, 5), 0);
-    assert_int_equal(kl_log_close(log), 0);
-    snap_after = snap;
-    assert_int_equal(kl_truncate(dir, 50, NULL), 0);
-    snap_after = NULL;
+    char *snap = ck_crashed_truncation(*state, "trunc");
     char tree[4096], redo[4096];
     snprintf(tree, sizeof tree, "%s/tree", snap);
     snprintf(redo, sizeof redo, "%s/truncate.redo", snap);
     assert_int_equal(access(redo, F_OK), 0);
     tu_truncate(tree, KL_TREE_HEADER_BYTES);
-    log = tu_open(snap);
-    assert_int_equal(kl_log_length(log), 50);
+    ck_expect_recovered(snap, 50, "the nodes of blocks 0..49 were rebuilt", NULL,
+                        "a truncated log whose tree file was rebuilt");
     assert_int_equal(access(redo, F_OK), -1);
-    assert_int_equal(tu_file_size(tree), kl_tree_bytes(50, log->tree_low));
-    kl_info info;
-    assert_int_equal(kl_log_info(log, &info), 0);
-    if (!info.recovery || !strstr(info.recovery, "the nodes of blocks 0..49 were rebuilt"))
-        fail_msg("recovery note '%s'", info.recovery ? info.recovery : "(none)");
-    tu_expect_records(log, SEED, MAX_REC, 50);
-    tu_expect_verified(log, "a truncated log whose tree file was rebuilt");
-    assert_int_equal(kl_log_close(log), 0);
     tu_rmrf(snap);
     free(snap);
-    free(dir);
 }
 
 /* The same over a damaged block: the truncation is finished, the open refuses, nothing is served.
  */
 static void
 test_a_cut_tree_file_under_an_unfinished_truncation_over_damage_is_refused(void **state) {
-    fixture *f = *state;
-    char *dir = ck_log(f, "trunc-bad"), *snap = NULL;
-    assert_true(asprintf(&snap, "%s/trunc-bad-crashed", f->root) > 0);
-    kl_log *log = tu_open(dir);
-    assert_int_equal(tu_append_range(log, SEED, MAX_REC, 0, 100, 5), 0);
-    assert_int_equal(kl_log_close(log), 0);
-    snap_after = snap;
-    assert_int_equal(kl_truncate(dir, 50, NULL), 0);
-    snap_after = NULL;
+    char *snap = ck_crashed_truncation(*state, "trunc-bad");
     char tree[4096], seg[4096];
     snprintf(tree, sizeof tree, "%s/tree", snap);
     tu_truncate(tree, KL_TREE_HEADER_BYTES);
     tu_seg_path(seg, sizeof seg, snap, 0, "log");
     tu_flip(seg, KL_SEG_HEADER_BYTES + 300, 0x08);
+    kl_log *log = NULL;
     for (int round = 0; round < 2; round++) { /* again: the finished truncation changes nothing */
-        log = NULL;
         assert_int_equal(kl_log_open_io(snap, NULL, tu_io(), &log), KL_ECORRUPT);
         if (!strstr(kl_last_error(), "do not make its signed roots again (nothing was written)"))
             fail_msg("unexpected error: %s", kl_last_error());
@@ -1060,7 +1065,6 @@ test_a_cut_tree_file_under_an_unfinished_truncation_over_damage_is_refused(void 
     assert_int_equal(kl_log_close(log), 0);
     tu_rmrf(snap);
     free(snap);
-    free(dir);
 }
 
 /*
@@ -1071,22 +1075,14 @@ test_a_cut_tree_file_under_an_unfinished_truncation_over_damage_is_refused(void 
  * record stays and nothing changes.
  */
 static void test_an_unfinished_truncation_over_a_cut_segment_is_reported(void **state) {
-    fixture *f = *state;
-    char *dir = ck_log(f, "trunc-seg"), *snap = NULL;
-    assert_true(asprintf(&snap, "%s/trunc-seg-crashed", f->root) > 0);
-    kl_log *log = tu_open(dir);
-    assert_int_equal(tu_append_range(log, SEED, MAX_REC, 0, 100, 5), 0);
-    assert_int_equal(kl_log_close(log), 0);
-    snap_after = snap;
-    assert_int_equal(kl_truncate(dir, 50, NULL), 0);
-    snap_after = NULL;
+    char *snap = ck_crashed_truncation(*state, "trunc-seg");
     char seg[4096];
     tu_seg_path(seg, sizeof seg, snap, 0, "log");
     tu_truncate(seg, 2000);
     uint8_t d0[KL_HASH_BYTES], d1[KL_HASH_BYTES];
     tu_dir_digest(snap, d0);
+    kl_log *log = NULL;
     for (int round = 0; round < 2; round++) {
-        log = NULL;
         assert_int_equal(kl_log_open_io(snap, NULL, tu_io(), &log), KL_ECORRUPT);
         if (!strstr(kl_last_error(), "is 2000 bytes but the truncated log keeps its first") ||
             !strstr(kl_last_error(), "(blocks 0..") ||
@@ -1097,7 +1093,6 @@ static void test_an_unfinished_truncation_over_a_cut_segment_is_reported(void **
     }
     tu_rmrf(snap);
     free(snap);
-    free(dir);
 }
 
 int main(void) {
