@@ -1441,10 +1441,19 @@ int kl_commit_sync(kl_log *log, int final) {
         goto out_locked;
     for (int pass = 0; rc == 0 && !log->failed && pass < PREFLUSH_PASSES; pass++) {
         rc = sync_targets(log, 0, &fds, &full, &n);
+        /* The pre-flush runs without mu, and a roll meanwhile closes the descriptor of the
+           segment it seals (seal_segment): it syncs duplicates of its own. Out of descriptors,
+           it leaves the work to the final round. */
+        size_t ndup = 0;
+        while (rc == 0 && ndup < n && (fds[ndup] = fcntl(fds[ndup], F_DUPFD_CLOEXEC, 0)) >= 0)
+            ndup++;
+        int skip = rc == 0 && ndup < n;
         uint64_t from = atomic_load_explicit(&log->byte_length, memory_order_relaxed);
         pthread_mutex_unlock(&log->mu);
-        if (rc == 0) /* the pre-flush: its failure fails the handle like any sync's */
+        if (rc == 0 && !skip) /* the pre-flush: its failure fails the handle like any sync's */
             rc = sync_fds(log->sync_io, fds, full, n);
+        for (size_t i = 0; i < ndup; i++)
+            close(fds[i]);
         free(fds);
         free(full);
         fds = NULL;

@@ -575,6 +575,10 @@ static int span_tree_matches(const span_tree *t, const kl_slot *c) {
 typedef struct span_damage {
     uint64_t from, to, segment;
     unsigned ranges;
+    /* after such damage, a failure in c's own commit (which may be a torn write) stopped the
+       check at block own_from (own: 1) */
+    int own;
+    uint64_t own_from;
 } span_damage;
 
 /*
@@ -691,8 +695,13 @@ static int span_checks_out(kl_log *log, const uint64_t *firsts, size_t n, const 
                 bytes += h.data_bytes;
                 continue;
             }
-            if (!is_verdict(rc) || !is_damage(firsts, n, si, index, pos, c))
+            if (!is_verdict(rc) || !is_damage(firsts, n, si, index, pos, c)) {
+                if (is_verdict(rc) && d->ranges > 0 && firsts[si] == c->active_segment) {
+                    d->own = 1;
+                    d->own_from = index;
+                }
                 break;
+            }
         }
         /* proven damage at block index: note it, and go past it if tolerant */
         int active = firsts[si] == c->active_segment;
@@ -710,6 +719,8 @@ static int span_checks_out(kl_log *log, const uint64_t *firsts, size_t n, const 
         }
         if (active && next_pos > c->synced_end) {
             rc = 0; /* it runs into c's own commit, which may be a torn write: no telling */
+            d->own = 1;
+            d->own_from = index;
             break;
         }
         if (!tolerant || (rc = span_skip(log, &t, index, to, c)) <= 0)
@@ -1198,14 +1209,19 @@ static int damaged_span(kl_log *log, const uint64_t *firsts, size_t n, const kl_
     }
     if (log->readonly)
         return 0;
+    char own[200] = "the rest of that commit could not be checked without them";
+    if (d.own)
+        snprintf(own, sizeof own,
+                 "past them, from block %llu on, the newest commit's own batches fail as well "
+                 "(a write a crash tore, or damage), so that slot cannot be checked",
+                 (unsigned long long)d.own_from);
     return kl_errf(KL_ECORRUPT,
                    "blocks %llu..%llu (segment %020llu) fail their checks, and the newest header "
                    "slot (length %llu) was written after they were synced: that is damage, not "
-                   "a torn write, and the rest of that commit could not be checked without "
-                   "them; nothing was cut or changed (a read-only open serves the older "
-                   "slot's %llu blocks)",
+                   "a torn write; %s; nothing was cut or changed (a read-only open serves the "
+                   "older slot's %llu blocks)",
                    (unsigned long long)first->from, (unsigned long long)first->to - 1,
-                   (unsigned long long)first->segment, (unsigned long long)c->length,
+                   (unsigned long long)first->segment, (unsigned long long)c->length, own,
                    (unsigned long long)a->length);
 }
 

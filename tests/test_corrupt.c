@@ -792,6 +792,34 @@ static void test_a_segment_cut_before_the_working_slot_synced_end_is_refused(voi
 }
 
 /*
+ * Damage before the newest slot's synced_end and, on top of it, the newest
+ * commit's own batch failing too (r1 of the second review: a torn write, or
+ * more damage). That commit can only be cut by going back to the older
+ * slot, which would cut the acknowledged blocks after the damage as well;
+ * no state between the two is signed. A writable open refuses, naming both,
+ * and changes nothing; a read-only open serves the older slot.
+ */
+static void test_damage_and_a_failing_newest_commit_are_refused_naming_both(void **state) {
+    uint8_t before[KL_HDR_FILE_BYTES];
+    char *dir = ck_mid_segment_log(*state, "mid-both", 0, before);
+    ck_damage(dir, 0, 20, 1000);
+    ck_damage(dir, 0, 39, 1000);
+    uint8_t d0[KL_HASH_BYTES], d1[KL_HASH_BYTES];
+    tu_dir_digest(dir, d0);
+    kl_log *log = NULL;
+    assert_int_equal(kl_log_open_io(dir, NULL, tu_io(), &log), KL_ECORRUPT);
+    if (!strstr(kl_last_error(), "blocks 20..20 (segment 00000000000000000000) fail their") ||
+        !strstr(kl_last_error(), "from block 39 on, the newest commit's own batches fail as well"))
+        fail_msg("unexpected error: %s", kl_last_error());
+    tu_dir_digest(dir, d1);
+    assert_memory_equal(d0, d1, KL_HASH_BYTES);
+    log = tu_open_ro(dir);
+    assert_int_equal(kl_log_length(log), 10);
+    assert_int_equal(kl_log_close(log), 0);
+    free(dir);
+}
+
+/*
  * Damage in the newest commit's own batch cannot be told from a torn write of
  * that commit: it is cut, as before, with the blocks before it kept.
  */
@@ -1133,6 +1161,8 @@ int main(void) {
             test_damage_before_the_working_slot_of_a_dead_writer_is_reported, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_a_segment_cut_before_the_working_slot_synced_end_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_damage_and_a_failing_newest_commit_are_refused_naming_both, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damage_in_the_newest_commit_of_a_dead_writer_is_cut,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
