@@ -1218,8 +1218,8 @@ static int damaged_span(kl_log *log, const uint64_t *firsts, size_t n, const kl_
     return kl_errf(KL_ECORRUPT,
                    "blocks %llu..%llu (segment %020llu) fail their checks, and the newest header "
                    "slot (length %llu) was written after they were synced: that is damage, not "
-                   "a torn write; %s; nothing was cut or changed (a read-only open serves the "
-                   "older slot's %llu blocks)",
+                   "a torn write; %s; no block was cut and no header slot changed (a "
+                   "read-only open serves the older slot's %llu blocks)",
                    (unsigned long long)first->from, (unsigned long long)first->to - 1,
                    (unsigned long long)first->segment, (unsigned long long)c->length, own,
                    (unsigned long long)a->length);
