@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -225,6 +226,75 @@ static void test_concurrent_packed_batches_share_commits(void **state) {
     free(dir);
 }
 
+typedef struct roller {
+    kl_log *log;
+    _Atomic int done;
+} roller;
+
+/* Single 100-byte records, one a commit, each tagged with its index. */
+static void *roller_main(void *arg) {
+    roller *r = arg;
+    uint8_t rec[100];
+    for (uint32_t i = 0; i < 3000; i++) {
+        memset(rec, (int)(i & 0xff), sizeof rec);
+        memcpy(rec, &i, sizeof i);
+        kl_block b = {rec, sizeof rec};
+        assert_int_equal(kl_log_append(r->log, &b, 1, NULL), 0);
+    }
+    atomic_store(&r->done, 1);
+    return NULL;
+}
+
+/*
+ * kl_log_sync beside appends that roll segments under `always`: the sync's
+ * pre-flush runs without the log's lock, and a roll closes the descriptor
+ * of the segment it seals. It synced that descriptor (EBADF failed the
+ * handle for good); now it syncs a duplicate of its own. The window is
+ * narrow: with a 20 ms sleep put in it by hand, this test failed with
+ * EBADF before the change and passes after it; as it is, it runs the two
+ * side by side over about 8 rolls as a guard.
+ */
+static void test_syncs_beside_appends_that_roll_keep_the_handle(void **state) {
+    (void)state;
+    char *dir = tu_tmpdir("sync-roll");
+    char *sub = NULL;
+    assert_true(asprintf(&sub, "%s/l", dir) > 0);
+    kl_config cfg;
+    kl_config_default(&cfg);
+    cfg.segment_bytes = KL_MIN_SEGMENT_BYTES;
+    cfg.fsync_mode = KL_FSYNC_ALWAYS;
+    tu_create(sub, &cfg);
+    kl_log *log = tu_open(sub);
+    roller r = {log, 0};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, roller_main, &r), 0);
+    unsigned syncs = 0;
+    while (!atomic_load(&r.done)) {
+        int rc = kl_log_sync(log);
+        if (rc != 0)
+            fail_msg("sync %u: %d %s", syncs, rc, kl_log_last_error(log));
+        syncs++;
+    }
+    pthread_join(th, NULL);
+    assert_true(syncs > 0);
+    assert_int_equal(kl_log_length(log), 3000);
+    kl_info info;
+    assert_int_equal(kl_log_info(log, &info), 0);
+    assert_true(info.segments >= 5);
+    uint8_t got[100];
+    for (uint32_t i = 0; i < 3000; i += 7) {
+        size_t n = 0;
+        uint32_t tag = 0;
+        assert_int_equal(kl_log_get(log, i, got, sizeof got, &n), 0);
+        memcpy(&tag, got, sizeof tag);
+        assert_int_equal(tag, i);
+    }
+    assert_int_equal(kl_log_close(log), 0);
+    tu_rmrf(dir);
+    free(sub);
+    free(dir);
+}
+
 /* Make io_uring_setup fail with EPERM in this process, as a locked-down sandbox does. */
 static int refuse_io_uring(void) {
 #if defined(__x86_64__)
@@ -308,6 +378,7 @@ int main(void) {
         cmocka_unit_test(test_big_always_commits_sign_the_right_tree),
         cmocka_unit_test(test_tree_hash_at_any_length),
         cmocka_unit_test(test_concurrent_packed_batches_share_commits),
+        cmocka_unit_test(test_syncs_beside_appends_that_roll_keep_the_handle),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
