@@ -274,6 +274,7 @@ struct kl_log {
     int secret_unsafe;         /* the secret file is readable by group or others */
     char sk_problem[4400];     /* why there is no usable secret key */
     char slot_problem[2][512]; /* why a header slot was not a candidate, "" if it was */
+    int slot_v2;               /* a header slot on disk is of format version 2 (header.h) */
     char tree_problem[512];    /* a read-only open: what is wrong with `tree`, "" if nothing */
     char recovery_note[1024];  /* what this open's recovery cut or repaired, "" if nothing */
     /* a replica (no secret key): the signed state its appends grow towards (commit.c) */

@@ -329,7 +329,11 @@ static int read_slots(kl_log *log, kl_slot s[2], int valid[2]) {
         if (rc < 0)
             return rc;
         /* a slot is a candidate if it decodes and its signature (if it has one yet) holds */
+        log->slot_v2 = 0;
         for (int i = 0; i < 2; i++) {
+            if (got >= (size_t)(i + 1) * KL_HDR_SLOT_BYTES &&
+                kl_load32(buf + i * KL_HDR_SLOT_BYTES + 8) == 2)
+                log->slot_v2 = 1;
             valid[i] = got >= (size_t)(i + 1) * KL_HDR_SLOT_BYTES &&
                        kl_slot_decode(buf + i * KL_HDR_SLOT_BYTES, &s[i]) == 0 &&
                        kl_slot_trusted(&s[i]);
@@ -1302,8 +1306,11 @@ static int make_durable(kl_log *log, kl_seg *active, const kl_slot s[2], const i
     if (rc < 0)
         return kl_errf(kl_err_from_errno(-rc), "syncing the recovered state: %s", strerror(-rc));
     log->anchor = pick;
-    if (!grown && !rejected && !retwin && valid[1 - pick])
-        return 0; /* else the other slot is refused, damaged or behind: rewrite it */
+    /* else the other slot is refused, damaged or behind, or a slot is of version 2: rewrite it,
+       so that the next commit leaves none (builds before version 3 then refuse the log by name,
+       rather than take a version 3 slot for a damaged one and fall back to an older state) */
+    if (!grown && !rejected && !retwin && valid[1 - pick] && !log->slot_v2)
+        return 0;
     uint8_t *slot = malloc(KL_HDR_SLOT_BYTES);
     if (!slot)
         return kl_errf(KL_ENOMEM, "header slot");

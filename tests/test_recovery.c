@@ -13,10 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "engine/frame.h"
 #include "engine/header.h"
 #include "engine/segment.h"
+#include "engine/util.h"
 
 #define SEED    0x2ec0u
 #define MAX_REC 700u
@@ -153,6 +155,69 @@ static void test_segment_files_past_the_committed_state_are_removed(void **state
     assert_int_equal(access(stray, F_OK), -1);
     assert_int_equal(kl_log_close(log), 0);
     tu_grow_and_check(f->dir, SEED, MAX_REC, 60, 200, 7);
+}
+
+/* The header's slots as format version 2 wrote them: version 2, no synced_end, resealed. */
+static void make_header_v2(const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/header", dir);
+    uint8_t buf[KL_HDR_FILE_BYTES];
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, buf, sizeof buf, 0), (ssize_t)sizeof buf);
+    for (int i = 0; i < 2; i++) {
+        uint8_t *p = buf + i * KL_HDR_SLOT_BYTES;
+        kl_store32(p + 8, 2);
+        memset(p + KL_HDR_SLOT_BYTES - 16, 0, 8);
+        kl_store64(p + KL_HDR_SLOT_BYTES - 8, XXH3_64bits(p, KL_HDR_SLOT_BYTES - 8));
+    }
+    assert_int_equal(pwrite(fd, buf, sizeof buf, 0), (ssize_t)sizeof buf);
+    close(fd);
+}
+
+static unsigned slot_versions_v2(const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/header", dir);
+    uint8_t buf[KL_HDR_FILE_BYTES];
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, buf, sizeof buf, 0), (ssize_t)sizeof buf);
+    close(fd);
+    return (kl_load32(buf + 8) == 2) + (kl_load32(buf + KL_HDR_SLOT_BYTES + 8) == 2);
+}
+
+/*
+ * A log whose header slots are of format version 2 (before synced_end) is
+ * read as it is; a writable open rewrites the other slot as version 3 at
+ * once, and the next commit the last one. So a build before version 3
+ * never finds a version 3 slot beside an older version 2 state, which it
+ * would take for a damaged slot and fall back to: it finds the same state
+ * in both, or refuses the version by name.
+ */
+static void test_a_version_2_header_is_read_and_rewritten(void **state) {
+    fixture *f = *state;
+    fill(f->dir, 30);
+    make_header_v2(f->dir);
+    assert_int_equal(slot_versions_v2(f->dir), 2);
+    kl_log *log = tu_open_ro(f->dir);
+    tu_expect_records(log, SEED, MAX_REC, 30);
+    assert_int_equal(kl_log_close(log), 0);
+    assert_int_equal(slot_versions_v2(f->dir), 2);
+    log = tu_open(f->dir);
+    assert_int_equal(slot_versions_v2(f->dir), 1);
+    kl_slot s[2];
+    int valid[2];
+    read_slots(f->dir, s, valid);
+    assert_true(valid[0] && valid[1]);
+    assert_int_equal(s[0].length, 30);
+    assert_int_equal(s[1].length, 30);
+    assert_int_equal(tu_append_range(log, SEED, MAX_REC, 30, 31, 1), 0);
+    assert_int_equal(slot_versions_v2(f->dir), 0);
+    assert_int_equal(kl_log_close(log), 0);
+    log = tu_open(f->dir);
+    tu_expect_records(log, SEED, MAX_REC, 31);
+    tu_expect_verified(log, "a log whose header was of version 2");
+    assert_int_equal(kl_log_close(log), 0);
 }
 
 static void test_a_readonly_open_changes_nothing(void **state) {
@@ -477,6 +542,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_segment_files_past_the_committed_state_are_removed,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_readonly_open_changes_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_version_2_header_is_read_and_rewritten, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(
             test_an_unsigned_last_commit_is_served_and_signed_by_the_next_writer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_an_open_without_the_secret_key_leaves_the_synced_tail,
