@@ -672,6 +672,26 @@ static void test_damage_from_a_full_group_into_the_last_is_checked_by_node_and_r
 }
 
 /*
+ * A writable open of dir refuses with KL_ECORRUPT, its message holding `want`
+ * and `also` (NULL: not asked), and changes no byte of the directory; a
+ * read-only open then serves `ro_length` blocks (the older slot's).
+ */
+static void ck_expect_refused(const char *dir, const char *want, const char *also,
+                              uint64_t ro_length) {
+    uint8_t d0[KL_HASH_BYTES], d1[KL_HASH_BYTES];
+    tu_dir_digest(dir, d0);
+    kl_log *log = NULL;
+    assert_int_equal(kl_log_open_io(dir, NULL, tu_io(), &log), KL_ECORRUPT);
+    if (!strstr(kl_last_error(), want) || (also && !strstr(kl_last_error(), also)))
+        fail_msg("unexpected error: %s", kl_last_error());
+    tu_dir_digest(dir, d1);
+    assert_memory_equal(d0, d1, KL_HASH_BYTES);
+    log = tu_open_ro(dir);
+    assert_int_equal(kl_log_length(log), ro_length);
+    assert_int_equal(kl_log_close(log), 0);
+}
+
+/*
  * Checkpoints inside one segment (r1 of the review): a log of 10 blocks of
  * 1,000 bytes closed, then a writer appends blocks 10..39 one a commit
  * (each acknowledged after its segment's sync) and, if `sync`, makes a
@@ -777,17 +797,8 @@ static void test_a_segment_cut_before_the_working_slot_synced_end_is_refused(voi
     char seg[4096];
     tu_seg_path(seg, sizeof seg, dir, 0, "log");
     tu_truncate(seg, KL_SEG_HEADER_BYTES + 20 * kl_batch_plain_bytes(1, 1000) + 100);
-    uint8_t d0[KL_HASH_BYTES], d1[KL_HASH_BYTES];
-    tu_dir_digest(dir, d0);
-    kl_log *log = NULL;
-    assert_int_equal(kl_log_open_io(dir, NULL, tu_io(), &log), KL_ECORRUPT);
-    if (!strstr(kl_last_error(), "blocks 20..39 (segment 00000000000000000000) fail their checks"))
-        fail_msg("unexpected error: %s", kl_last_error());
-    tu_dir_digest(dir, d1);
-    assert_memory_equal(d0, d1, KL_HASH_BYTES);
-    log = tu_open_ro(dir);
-    assert_int_equal(kl_log_length(log), 10);
-    assert_int_equal(kl_log_close(log), 0);
+    ck_expect_refused(dir, "blocks 20..39 (segment 00000000000000000000) fail their checks", NULL,
+                      10);
     free(dir);
 }
 
@@ -804,18 +815,8 @@ static void test_damage_and_a_failing_newest_commit_are_refused_naming_both(void
     char *dir = ck_mid_segment_log(*state, "mid-both", 0, before);
     ck_damage(dir, 0, 20, 1000);
     ck_damage(dir, 0, 39, 1000);
-    uint8_t d0[KL_HASH_BYTES], d1[KL_HASH_BYTES];
-    tu_dir_digest(dir, d0);
-    kl_log *log = NULL;
-    assert_int_equal(kl_log_open_io(dir, NULL, tu_io(), &log), KL_ECORRUPT);
-    if (!strstr(kl_last_error(), "blocks 20..20 (segment 00000000000000000000) fail their") ||
-        !strstr(kl_last_error(), "from block 39 on, the newest commit's own batches fail as well"))
-        fail_msg("unexpected error: %s", kl_last_error());
-    tu_dir_digest(dir, d1);
-    assert_memory_equal(d0, d1, KL_HASH_BYTES);
-    log = tu_open_ro(dir);
-    assert_int_equal(kl_log_length(log), 10);
-    assert_int_equal(kl_log_close(log), 0);
+    ck_expect_refused(dir, "blocks 20..20 (segment 00000000000000000000) fail their",
+                      "from block 39 on, the newest commit's own batches fail as well", 10);
     free(dir);
 }
 
