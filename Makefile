@@ -14,7 +14,8 @@ test:
 
 build:
 	@scripts/deps.sh build
-	@cmake -S . -B build -DKL_TESTS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@if [ -f build/CMakeCache.txt ]; then cmake -S . -B build >/dev/null; \
+	else cmake -S . -B build -DKL_TESTS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null; fi
 	@cmake --build build -j "$$(nproc)"
 
 bench: build

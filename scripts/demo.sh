@@ -14,7 +14,12 @@ dir=${KL_DEMO_DIR:-$PWD/demo-data/events}
 
 echo "== installing what is missing and building"
 scripts/deps.sh build
-cmake -S . -B build -DKL_TESTS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+# A build/ already configured (by `make test`, say) keeps its settings, tests included.
+if [[ -f build/CMakeCache.txt ]]; then
+  cmake -S . -B build >/dev/null
+else
+  cmake -S . -B build -DKL_TESTS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+fi
 cmake --build build -j "$(nproc)" >/dev/null
 kl=build/kappalog
 
