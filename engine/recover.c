@@ -480,6 +480,20 @@ static int span_add_batch(kl_log *log, span_tree *t, const kl_batch_hdr *h, cons
 }
 
 /*
+ * Read the batch at pos (frame below limit), which must hold block `index`
+ * and end by block `end`, and add its blocks to the tree: 0, KL_ECORRUPT
+ * (a verdict on the bytes) or an I/O error. *h gets its header.
+ */
+static int span_take_batch(kl_log *log, span_tree *t, kl_seg_reader *r, uint64_t pos,
+                           uint64_t limit, uint64_t index, uint64_t end, kl_batch_hdr *h) {
+    int rc = kl_seg_reader_batch(r, pos, limit, 1, h);
+    if (rc == 0 && (h->first_index != index || index + h->count > end))
+        rc = kl_errf(KL_ECORRUPT, "batch at offset %llu is not block %llu's",
+                     (unsigned long long)pos, (unsigned long long)index);
+    return rc == 0 ? span_add_batch(log, t, h, r->buf) : rc;
+}
+
+/*
  * Tolerant, blocks [from, to) damaged inside the last group, which c's
  * length leaves partial: no stored node covers them, but c's own roots
  * smaller than a group do (they are signed with c). Put the ones over the
@@ -687,12 +701,7 @@ static int span_checks_out(kl_log *log, const uint64_t *firsts, size_t n, const 
         }
         kl_batch_hdr h;
         if (pos != UINT64_MAX) {
-            rc = kl_seg_reader_batch(&r, pos, UINT64_MAX, 1, &h);
-            if (rc == 0 && (h.first_index != index || index + h.count > c->length))
-                rc = kl_errf(KL_ECORRUPT, "batch at offset %llu is not block %llu's",
-                             (unsigned long long)pos, (unsigned long long)index);
-            if (rc == 0)
-                rc = span_add_batch(log, &t, &h, r.buf);
+            rc = span_take_batch(log, &t, &r, pos, UINT64_MAX, index, c->length, &h);
             if (rc == 0) {
                 pos += kl_batch_frame_len(&h);
                 index += h.count;
@@ -918,12 +927,7 @@ static int regrow_pass(kl_log *log, const uint64_t *firsts, size_t n, const kl_s
         uint64_t limit = firsts[si] == s->active_segment ? s->active_end : UINT64_MAX;
         while (rc == 0 && index < s->length && index < next) {
             kl_batch_hdr h;
-            rc = kl_seg_reader_batch(&r, pos, limit, 1, &h);
-            if (rc == 0 && (h.first_index != index || index + h.count > KL_MIN(next, s->length)))
-                rc = kl_errf(KL_ECORRUPT, "batch at offset %llu is not block %llu's",
-                             (unsigned long long)pos, (unsigned long long)index);
-            if (rc == 0)
-                rc = span_add_batch(log, &t, &h, r.buf);
+            rc = span_take_batch(log, &t, &r, pos, limit, index, KL_MIN(next, s->length), &h);
             if (rc == 0) {
                 pos += kl_batch_frame_len(&h);
                 index += h.count;
