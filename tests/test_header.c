@@ -362,6 +362,10 @@ static void test_a_version_2_slot_is_read_without_synced_end(void **state) {
     reseal(p);
     assert_int_equal(kl_slot_decode(p, &d), 0);
     expect_slot_equal(&s, &d);
+    /* version 2 kept those bytes reserved: a non-zero one there is refused */
+    p[SYNCED_AT + 3] = 0x01;
+    reseal(p);
+    assert_int_equal(kl_slot_decode(p, &d), KL_ECORRUPT);
     free(p);
 }
 
