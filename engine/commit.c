@@ -311,9 +311,11 @@ static int create_segment_files(kl_log *log, kl_seg *seg) {
 
 /*
  * Seal the segment a roll left behind: its complete index, written once. Its
- * write descriptor is closed if its data is synced, else kept for the next sync.
+ * write descriptor is closed by commit_open, under mu, if its data is synced
+ * (a sync's pre-flush reads and duplicates it under mu, without the commit
+ * role), else kept for the next sync.
  */
-static void seal_segment(kl_log *log, kl_seg *prev, uint64_t next_first, int synced) {
+static void seal_segment(kl_log *log, kl_seg *prev, uint64_t next_first) {
     char path[4096];
     kl_seg_file(log, path, sizeof path, prev->first, "idx");
     atomic_store(&prev->next, next_first);
@@ -326,10 +328,6 @@ static void seal_segment(kl_log *log, kl_seg *prev, uint64_t next_first, int syn
     (void)kl_oidx_write_sealed(&prev->idx, log->io, path, atomic_load(&prev->end));
     kl_seg_file(log, path, sizeof path, prev->first, "tix");
     (void)kl_tidx_write_sealed(&prev->tix, log->io, path, atomic_load(&prev->end));
-    if (synced) {
-        kl_io_close(log->io, prev->wfd);
-        prev->wfd = -1;
-    }
 }
 
 /* Remember a sealed segment no sync has covered yet (mu held). */
@@ -765,7 +763,7 @@ static int commit_io(kl_log *log, kl_commit_buf *b, kl_slot *st, int slot, int s
     else if (sync && !one_file)
         log->tree_wb_from = tree_end; /* synced */
     if (b->new_segment)
-        seal_segment(log, b->prev, seg->first, sync);
+        seal_segment(log, b->prev, seg->first);
     return 0;
 }
 
@@ -895,6 +893,10 @@ static void commit_open(kl_log *log) {
             log->ckpt_lag += b->len;
             log->last_sync_ns = kl_mono_ns();
         } else if (sync) {
+            if (b->new_segment) { /* the old segment is synced and sealed (seal_segment) */
+                kl_io_close(log->io, b->prev->wfd);
+                b->prev->wfd = -1;
+            }
             log->anchor = twin ? 1 - slot : slot; /* twin: both slots hold this state */
             log->dirty = 0;
             log->ckpt_lag = 0;
@@ -1441,9 +1443,9 @@ int kl_commit_sync(kl_log *log, int final) {
         goto out_locked;
     for (int pass = 0; rc == 0 && !log->failed && pass < PREFLUSH_PASSES; pass++) {
         rc = sync_targets(log, 0, &fds, &full, &n);
-        /* The pre-flush runs without mu, and a roll meanwhile closes the descriptor of the
-           segment it seals (seal_segment): it syncs duplicates of its own. Out of descriptors,
-           it leaves the work to the final round. */
+        /* The pre-flush runs without mu, and a roll's commit meanwhile closes the descriptor
+           of the segment it sealed (commit_open): it syncs duplicates of its own, made here
+           under mu. Out of descriptors, it leaves the work to the final round. */
         size_t ndup = 0;
         while (rc == 0 && ndup < n && (fds[ndup] = fcntl(fds[ndup], F_DUPFD_CLOEXEC, 0)) >= 0)
             ndup++;

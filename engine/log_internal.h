@@ -224,9 +224,12 @@ struct kl_log {
     int dir_dirty;           /* a segment file was created since the last sync */
     pthread_mutex_t sync_mu; /* one sync at a time */
     kl_io *sync_io;          /* thread-safe backend for the sync's pre-flush (no commit role) */
-    kl_slot last;            /* the state of the last commit */
-    uint64_t signed_ns;      /* when the commit role last signed a state (sign_last) */
-    _Atomic int sign_owed;   /* last is a writer's state left unsigned for now (commit.c) */
+    kl_slot last;            /* the state of the last commit (mu) */
+    /* last.fork, set by recovery before any other thread starts and never changed: a
+       truncation works on the directory, and other handles then reopen (read without mu) */
+    uint64_t fork;
+    uint64_t signed_ns;    /* when the commit role last signed a state (sign_last) */
+    _Atomic int sign_owed; /* last is a writer's state left unsigned for now (commit.c) */
     _Atomic uint64_t
         leads;        /* times the commit role was taken to commit (the sealer's idle check) */
     void *zcctx;      /* zstd compression context (framing, under mu) */

@@ -179,12 +179,12 @@ int kl_seg_ensure_map(kl_log *log, kl_seg *s) {
         s->map = NULL;
         goto out;
     }
-    if (kl_seg_header_fork(s->map) > log->last.fork) { /* rewritten by a later truncation */
+    if (kl_seg_header_fork(s->map) > log->fork) { /* rewritten by a later truncation */
         rc = kl_errf(KL_ECORRUPT,
                      "%s was rewritten by a truncation (fork %llu) after this handle opened the "
                      "log at fork %llu: reopen the log",
                      path, (unsigned long long)kl_seg_header_fork(s->map),
-                     (unsigned long long)log->last.fork);
+                     (unsigned long long)log->fork);
         log->io->v->unmap(log->io, s->map, s->map_len);
         s->map = NULL;
         goto out;
@@ -492,9 +492,7 @@ static int node_from_blocks(kl_log *log, uint64_t index, kl_node *out) {
     uint64_t a = kl_ft_left_span(index) / 2;
     size_t n = (size_t)(kl_ft_right_span(index) / 2 - a + 1);
     KL_ASSERT(n <= LOW_SPAN_MAX);
-    pthread_mutex_lock(&log->mu);
-    uint64_t fork = log->last.fork;
-    pthread_mutex_unlock(&log->mu);
+    uint64_t fork = log->fork;
     /*
      * The group: the blocks under one node of depth tree_low (a stored one),
      * which holds every unstored root of a tree whose length is in it.

@@ -1413,6 +1413,7 @@ int kl_recover(kl_log *log) {
         ext.seq = ++log->seq;
     log->stored = *acc;
     log->last = *acc;
+    log->fork = acc->fork;
     log->cfg = acc->cfg;
     kl_seg *active = NULL;
     if (!log->readonly)
