@@ -7,8 +7,11 @@
 #      tests, CLI tests); the builds of steps 4 and 5 run beside these tests
 #   4. the same build and tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #      (built with clang: its UBSan checks more, e.g. pointer arithmetic on NULL)
-#   5. every libFuzzer target for KL_FUZZ_SECONDS (default 30) seconds
-# Build directories: build/, build-asan/, build-fuzz/ (under the repo root).
+#   5. the tests that start the engine's threads (committer, sealer, flusher,
+#      followers, replication sessions, view processors) under ThreadSanitizer,
+#      on both backends (tests/tsan.supp says what it suppresses, and why)
+#   6. every libFuzzer target for KL_FUZZ_SECONDS (default 30) seconds
+# Build directories: build/, build-asan/, build-tsan/, build-fuzz/ (under the repo root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -21,6 +24,7 @@ step "format"
 scripts/check-format.sh
 
 jobs=$(nproc)
+tsan_tests=(test_log test_follow test_session test_replica test_cursor test_view test_loop)
 step "build (gcc, -Werror)"
 cmake -S . -B build -DKL_WERROR=ON -DKL_TESTS=ON -DKL_BENCH=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j "$jobs"
@@ -33,6 +37,9 @@ step "tests, with the ASan + UBSan and fuzzer builds beside them"
   CC=${CC_SANITIZE:-clang} cmake -S . -B build-asan -DKL_WERROR=ON -DKL_SANITIZE=ON -DKL_TESTS=ON -DKL_BENCH=OFF \
     -DCMAKE_BUILD_TYPE=Debug &&
     cmake --build build-asan -j 1 &&
+    cmake -S . -B build-tsan -DKL_WERROR=ON -DKL_TSAN=ON -DKL_TESTS=ON -DKL_BENCH=OFF \
+      -DCMAKE_BUILD_TYPE=Debug &&
+    cmake --build build-tsan -j 1 --target kappalog_cli "${tsan_tests[@]}" &&
     KL_FUZZ_JOBS=1 scripts/fuzz.sh --build-only
 ) >build-later.log 2>&1 &
 later=$!
@@ -49,6 +56,11 @@ trap - EXIT
 step "tests under ASan + UBSan"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs"
+
+step "threaded tests under ThreadSanitizer"
+tsan_regex="^($(IFS='|'; echo "${tsan_tests[*]}"))\\."
+TSAN_OPTIONS="halt_on_error=0 second_deadlock_stack=1 suppressions=$PWD/tests/tsan.supp" \
+  ctest --test-dir build-tsan -R "$tsan_regex" --output-on-failure -j "$jobs"
 
 step "fuzzers"
 scripts/fuzz.sh "${KL_FUZZ_SECONDS:-30}"
