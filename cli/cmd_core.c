@@ -118,8 +118,9 @@ const cli_command cli_cmd_verify = {
              "            A writer's open: it takes the writer's lock (no other process\n"
              "            may append meanwhile) and runs recovery first, which also\n"
              "            rewrites a damaged header slot from the other one and a torn\n"
-             "            tree file header (docs/FORMAT.md). A tree file cut short is\n"
-             "            refused by that open and not repaired.\n",
+             "            tree file header (docs/FORMAT.md), and rebuilds a tree file\n"
+             "            cut short from the blocks (refused, writing nothing, if a\n"
+             "            block it needs is damaged).\n",
     .flags = verify_flags,
     .arg_names = {"DIR"},
     .min_args = 1,
