@@ -8,8 +8,9 @@
 #   4. the same build and tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #      (built with clang: its UBSan checks more, e.g. pointer arithmetic on NULL)
 #   5. the tests that start the engine's threads (committer, sealer, flusher,
-#      followers, replication sessions, view processors) under ThreadSanitizer,
-#      on both backends (tests/tsan.supp says what it suppresses, and why)
+#      followers, replication sessions, view processors), and the fault,
+#      truncation and repair tests, under ThreadSanitizer, on both backends
+#      (tests/tsan.supp says what it suppresses, and why)
 #   6. every libFuzzer target for KL_FUZZ_SECONDS (default 30) seconds
 # Build directories: build/, build-asan/, build-tsan/, build-fuzz/ (under the repo root).
 set -euo pipefail
@@ -24,7 +25,7 @@ step "format"
 scripts/check-format.sh
 
 jobs=$(nproc)
-tsan_tests=(test_log test_follow test_session test_replica test_cursor test_view test_loop)
+tsan_tests=(test_log test_follow test_session test_replica test_cursor test_view test_loop test_faults test_truncate test_repair)
 step "build (gcc, -Werror)"
 cmake -S . -B build -DKL_WERROR=ON -DKL_TESTS=ON -DKL_BENCH=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j "$jobs"
