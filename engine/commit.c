@@ -330,6 +330,16 @@ static void seal_segment(kl_log *log, kl_seg *prev, uint64_t next_first) {
     (void)kl_tidx_write_sealed(&prev->tix, log->io, path, atomic_load(&prev->end));
 }
 
+/*
+ * Sealed segments no sync has covered yet keep their write descriptor, for
+ * that sync, only while they are among the newest UNSYNCED_FDS: under
+ * `never` they pile up until something syncs (with 64 KiB segments a writer
+ * ran out of descriptors after 1,000 of them under a limit of 1,024, and
+ * after 20,000 under 20,000). Older ones are closed, and the next sync opens
+ * each by its path, syncs it and closes it, one at a time (sync_closed).
+ */
+#define UNSYNCED_FDS 8u
+
 /* Remember a sealed segment no sync has covered yet (mu held). */
 static int note_unsynced(kl_log *log, kl_seg *seg) {
     if (log->nunsynced == log->capunsynced) {
@@ -342,6 +352,11 @@ static int note_unsynced(kl_log *log, kl_seg *seg) {
     }
     log->unsynced[log->nunsynced++] = seg;
     log->dir_dirty = 1;
+    if (log->nunsynced > UNSYNCED_FDS) { /* mu held: a pre-flush reads them under mu */
+        kl_seg *old = log->unsynced[log->nunsynced - 1 - UNSYNCED_FDS];
+        kl_io_close(log->io, old->wfd);
+        old->wfd = -1;
+    }
     return 0;
 }
 
@@ -1363,6 +1378,46 @@ int kl_log_append_expect(kl_log *log, const kl_block *blocks, size_t count,
 }
 
 /* fdatasync (and fsync for the directory) every fd, at most KL_IO_MAX_OPS per submission. */
+/*
+ * The sealed segments no sync covered whose descriptor was closed
+ * (note_unsynced) and that no pre-flush synced through its path yet (mu
+ * held): *out is malloc'ed (NULL if none), *n their number.
+ */
+static int closed_unsynced(kl_log *log, kl_seg ***out, size_t *n) {
+    *out = NULL;
+    *n = 0;
+    size_t k = 0;
+    for (size_t i = 0; i < log->nunsynced; i++)
+        k += log->unsynced[i]->wfd < 0 && !log->unsynced[i]->path_synced;
+    if (k == 0)
+        return 0;
+    kl_seg **v = malloc(k * sizeof *v);
+    if (!v)
+        return -ENOMEM;
+    for (size_t i = 0; i < log->nunsynced; i++)
+        if (log->unsynced[i]->wfd < 0 && !log->unsynced[i]->path_synced)
+            v[(*n)++] = log->unsynced[i];
+    *out = v;
+    return 0;
+}
+
+/* Sync each of segs (closed_unsynced) through its path: opened, synced, closed. */
+static int sync_closed(kl_log *log, kl_io *io, kl_seg *const *segs, size_t n) {
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        char path[4096];
+        int fd = -1;
+        kl_seg_file(log, path, sizeof path, segs[i]->first, "log");
+        rc = kl_io_open(io, path, O_RDONLY, 0, &fd);
+        if (rc == 0) {
+            kl_io_op op = {.kind = KL_IO_OP_DATASYNC, .fd = fd};
+            rc = kl_io_submit(io, &op, 1);
+        }
+        kl_io_close(io, fd);
+    }
+    return rc;
+}
+
 static int sync_fds(kl_io *io, const int *fds, const uint8_t *full, size_t n) {
     kl_io_op ops[KL_IO_MAX_OPS];
     for (size_t i = 0; i < n;) {
@@ -1395,7 +1450,8 @@ static int sync_targets(kl_log *log, int with_header, int **fds, uint8_t **full,
     }
     size_t k = 0;
     for (size_t i = 0; i < log->nunsynced; i++)
-        (*fds)[k++] = log->unsynced[i]->wfd;
+        if (log->unsynced[i]->wfd >= 0) /* the others: sync_closed */
+            (*fds)[k++] = log->unsynced[i]->wfd;
     (*fds)[k++] = log->c_segp->wfd;
     (*fds)[k++] = log->tree_fd;
     if (with_header) {
@@ -1442,7 +1498,19 @@ int kl_commit_sync(kl_log *log, int final) {
     if (!log->dirty)
         goto out_locked;
     for (int pass = 0; rc == 0 && !log->failed && pass < PREFLUSH_PASSES; pass++) {
-        rc = sync_targets(log, 0, &fds, &full, &n);
+        kl_seg **closed = NULL;
+        size_t nclosed = 0;
+        rc = closed_unsynced(log, &closed, &nclosed);
+        if (rc == 0 && nclosed > 0) { /* sealed: nothing writes them any more */
+            pthread_mutex_unlock(&log->mu);
+            rc = sync_closed(log, log->sync_io, closed, nclosed);
+            pthread_mutex_lock(&log->mu);
+            for (size_t i = 0; rc == 0 && i < nclosed; i++)
+                closed[i]->path_synced = 1;
+        }
+        free(closed);
+        if (rc == 0)
+            rc = sync_targets(log, 0, &fds, &full, &n);
         /* The pre-flush runs without mu, and a roll's commit meanwhile closes the descriptor
            of the segment it sealed (commit_open): it syncs duplicates of its own, made here
            under mu. Out of descriptors, it leaves the work to the final round. */
@@ -1473,10 +1541,17 @@ int kl_commit_sync(kl_log *log, int final) {
     }
     if (rc == 0 && log->failed)
         rc = -EIO;
+    kl_seg **closed = NULL;
+    size_t nclosed = 0;
     if (rc == 0)
         rc = sync_targets(log, 1, &fds, &full, &n);
-    if (rc < 0)
+    if (rc == 0)
+        rc = closed_unsynced(log, &closed, &nclosed);
+    if (rc < 0) {
+        free(fds);
+        free(full);
         goto fail;
+    }
     log->committing = 1;
     int slot = 1 - log->anchor;
     size_t synced_segments = log->nunsynced;
@@ -1484,7 +1559,10 @@ int kl_commit_sync(kl_log *log, int final) {
     twin.seq = ++log->seq;
     twin.synced_end = twin.active_end; /* written once the sync below covered the segment */
     pthread_mutex_unlock(&log->mu);
-    rc = sync_fds(log->io, fds, full, n);
+    rc = sync_closed(log, log->io, closed, nclosed); /* before the header's sync */
+    if (rc == 0)
+        rc = sync_fds(log->io, fds, full, n);
+    free(closed);
     free(fds);
     free(full);
     /* The working slot is durable now. Write the same state into the other slot too,
@@ -1510,6 +1588,7 @@ int kl_commit_sync(kl_log *log, int final) {
     for (size_t i = 0; i < log->nunsynced; i++) {
         kl_io_close(log->io, log->unsynced[i]->wfd);
         log->unsynced[i]->wfd = -1;
+        log->unsynced[i]->path_synced = 0;
     }
     log->nunsynced = 0;
     goto out_locked;

@@ -60,6 +60,9 @@ typedef struct kl_seg {
     uint64_t file_size; /* bytes in the .log file: committed, plus zeroed space ahead (always) */
     int ifd;            /* the .idx file */
     int tfd;            /* the .tix file */
+    /* a sealed segment no sync covered yet whose wfd was closed (commit.c, UNSYNCED_FDS):
+       a sync's pre-flush synced it through its path (mu) */
+    int path_synced;
 } kl_seg;
 
 /* Iovecs one commit writes at most; past that, batches are copied into the buffer. */

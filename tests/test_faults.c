@@ -56,13 +56,28 @@ static void note_call(kl_io *io, uint64_t target, uint64_t before, int rc, outco
     o->failed_call_reported = rc != 0;
 }
 
+/*
+ * The script under `never` (test_..._under_never_...): twice the appends, so
+ * that more segments are sealed between syncs than keep their descriptor
+ * (commit.c, UNSYNCED_FDS), then a kl_log_sync, which reaches the others
+ * through their paths, before the close.
+ */
+static int never_mode;
+
 static void script(const char *dir, kl_io *io, uint64_t target, outcome *o) {
     memset(o, 0, sizeof *o);
     o->acked = o->attempted = PREFILL;
     o->failstop_ok = 1;
     kl_log *log = NULL;
+    kl_open_options opts;
+    kl_open_options_default(&opts);
+    if (never_mode) {
+        opts.fsync_override = 1;
+        opts.fsync_mode = KL_FSYNC_NEVER;
+    }
+    unsigned appends = never_mode ? 4 * APPENDS : APPENDS;
     uint64_t before = kl_io_fault_ops(io);
-    int rc = kl_log_open_io(dir, NULL, io, &log);
+    int rc = kl_log_open_io(dir, &opts, io, &log);
     note_call(io, target, before, rc, o);
     if (rc != 0)
         return;
@@ -75,10 +90,10 @@ static void script(const char *dir, kl_io *io, uint64_t target, outcome *o) {
     uint64_t rng = 99;
     static uint8_t buf[BIG_BATCH][MAX_REC];
     static kl_block blocks[BIG_BATCH];
-    for (unsigned a = 0; a < APPENDS; a++) {
+    for (unsigned a = 0; a < appends; a++) {
         uint64_t first = kl_log_length(log);
         size_t n = 1 + (size_t)(tu_rand(&rng) % MAX_BATCH);
-        if (a == APPENDS / 2)
+        if (a == appends / 2)
             n = BIG_BATCH;
         for (size_t k = 0; k < n; k++) {
             blocks[k].data = buf[k];
@@ -94,6 +109,11 @@ static void script(const char *dir, kl_io *io, uint64_t target, outcome *o) {
             break;
         }
         o->acked = first + n;
+    }
+    if (never_mode && o->acked == o->attempted) {
+        before = kl_io_fault_ops(io);
+        rc = kl_log_sync(log);
+        note_call(io, target, before, rc, o);
     }
     for (uint64_t i = 0; i < o->acked; i += 37) {
         uint8_t got[MAX_REC];
@@ -202,11 +222,19 @@ static void test_every_short_write_leaves_a_committed_prefix(void **state) {
     fail_each(EIO, KL_FAULT_SHORT, 2);
 }
 
+static void test_every_operation_failing_under_never_across_many_rolls(void **state) {
+    (void)state;
+    never_mode = 1;
+    fail_each(EIO, KL_FAULT_ERROR, 0);
+    never_mode = 0;
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_operation_failing_with_eio_leaves_a_committed_prefix),
         cmocka_unit_test(test_every_operation_failing_with_enospc_leaves_a_committed_prefix),
         cmocka_unit_test(test_every_short_write_leaves_a_committed_prefix),
+        cmocka_unit_test(test_every_operation_failing_under_never_across_many_rolls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

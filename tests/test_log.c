@@ -14,7 +14,9 @@
 #include <string.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <fcntl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -295,6 +297,68 @@ static void test_syncs_beside_appends_that_roll_keep_the_handle(void **state) {
     free(dir);
 }
 
+/* Descriptors this process has open. */
+static unsigned open_fds(void) {
+    unsigned n = 0;
+    for (int fd = 0; fd < 4096; fd++)
+        n += fcntl(fd, F_GETFD) != -1;
+    return n;
+}
+
+/*
+ * A writer under `never` that rolls many segments between syncs: it keeps a
+ * descriptor for only the newest few of them (commit.c, UNSYNCED_FDS), so
+ * the limit on open files does not stop it (before, each sealed segment kept
+ * its own until the next sync, and a writer of 64 KiB segments failed after
+ * about as many segments as the limit allows). The sync then reaches the
+ * others through their paths: after it, a power loss keeps every record.
+ */
+static void test_a_never_writer_rolls_past_the_descriptor_limit_and_syncs_all(void **state) {
+    (void)state;
+    enum { MAX_SIZE = 2000, N = 6000, HEADROOM = 24 };
+    char *dir = tu_tmpdir("fd-cap");
+    char *sub = NULL;
+    assert_true(asprintf(&sub, "%s/l", dir) > 0);
+    kl_config cfg;
+    kl_config_default(&cfg);
+    cfg.segment_bytes = KL_MIN_SEGMENT_BYTES; /* about 6 MB: some 90 segments */
+    cfg.fsync_mode = KL_FSYNC_NEVER;
+    tu_create(sub, &cfg);
+    kl_fault_plan plan = {.track_power = 1, .skip_real_sync = 1, .shared = 1};
+    kl_io *io = tu_fault_io(&plan);
+    struct rlimit old, low;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low = old;
+    low.rlim_cur = open_fds() + HEADROOM;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    kl_log *log = NULL;
+    int rc = kl_log_open_io(sub, NULL, io, &log);
+    if (rc == 0)
+        rc = tu_append_range(log, 77, MAX_SIZE, 0, N, 20);
+    char why[512] = "";
+    if (rc != 0)
+        snprintf(why, sizeof why, "%s", log ? kl_log_last_error(log) : kl_last_error());
+    kl_info info = {0};
+    if (rc == 0)
+        rc = kl_log_info(log, &info);
+    if (rc == 0)
+        rc = kl_log_sync(log);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    if (rc != 0)
+        fail_msg("with %llu descriptors: %d %s", (unsigned long long)low.rlim_cur, rc, why);
+    assert_true(info.segments > 3 * HEADROOM);
+    kl_io_fault_crash_now(io); /* power lost right after the sync */
+    kl_log_close(log);
+    assert_int_equal(kl_io_fault_power_loss(io, KL_POWER_DROP), 0);
+    kl_io_fault_free(io);
+    log = tu_open(sub);
+    tu_expect_records(log, 77, MAX_SIZE, N);
+    assert_int_equal(kl_log_close(log), 0);
+    tu_rmrf(dir);
+    free(sub);
+    free(dir);
+}
+
 /* Make io_uring_setup fail with EPERM in this process, as a locked-down sandbox does. */
 static int refuse_io_uring(void) {
 #if defined(__x86_64__)
@@ -379,6 +443,7 @@ int main(void) {
         cmocka_unit_test(test_tree_hash_at_any_length),
         cmocka_unit_test(test_concurrent_packed_batches_share_commits),
         cmocka_unit_test(test_syncs_beside_appends_that_roll_keep_the_handle),
+        cmocka_unit_test(test_a_never_writer_rolls_past_the_descriptor_limit_and_syncs_all),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
