@@ -168,7 +168,11 @@ int kl_seg_ensure_map(kl_log *log, kl_seg *s) {
     const void *m = NULL;
     rc = log->io->v->map(log->io, fd, len, &m);
     if (rc < 0) {
-        rc = kl_errf(kl_err_from_errno(-rc), "mapping %s: %s", path, strerror(-rc));
+        rc = kl_errf(kl_err_from_errno(-rc), "mapping %s: %s%s", path, strerror(-rc),
+                     rc == -ENOMEM ? " (a handle maps every segment it reads, one mapping each: "
+                                     "with many small segments the kernel's vm.max_map_count "
+                                     "may be the limit; raise it, or use bigger segments)"
+                                   : "");
         goto out;
     }
     s->map = m;

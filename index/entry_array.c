@@ -19,19 +19,38 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
 #include "../engine/util.h"
 
+/*
+ * Arrays up to this size live on the heap, not in a mapping of their own:
+ * a process has at most vm.max_map_count mappings (65,530 by default), and
+ * with small segments (64 KiB: an index of a few hundred bytes) the two
+ * indexes of every segment a handle touched used two of them. A verify of a
+ * log of 33,000 such segments ran out of them; with the indexes on the heap
+ * a segment costs one mapping, its data's, and only once it is read.
+ */
+#define EARR_HEAP_BYTES (64u * 1024u)
+
 int kl_earr_init(kl_earr *a, uint64_t cap, uint32_t entry_bytes, uint32_t header_bytes) {
     KL_ASSERT(cap > 0 && entry_bytes > 0);
     memset(a, 0, sizeof *a);
     size_t len = (size_t)(cap * entry_bytes);
-    void *m =
-        mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (m == MAP_FAILED)
-        return kl_errf(KL_ENOMEM, "%s", strerror(errno));
+    void *m = NULL;
+    if (len <= EARR_HEAP_BYTES) {
+        m = calloc(1, len);
+        if (!m)
+            return kl_errf(KL_ENOMEM, "an index of %zu bytes", len);
+        a->on_heap = 1;
+    } else {
+        m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
+                 0);
+        if (m == MAP_FAILED)
+            return kl_errf(KL_ENOMEM, "%s", strerror(errno));
+    }
     a->anon = m;
     a->ent = m;
     a->cap = cap;
@@ -42,10 +61,15 @@ int kl_earr_init(kl_earr *a, uint64_t cap, uint32_t entry_bytes, uint32_t header
 }
 
 void kl_earr_free(kl_earr *a, kl_io *io) {
-    if (a->anon)
-        munmap(a->anon, (size_t)(a->cap * a->entry_bytes));
-    if (a->file_map)
-        io->v->unmap(io, a->file_map, a->file_map_len);
+    if (a->on_heap) {
+        free(a->anon);
+        free((void *)a->file_map);
+    } else {
+        if (a->anon)
+            munmap(a->anon, (size_t)(a->cap * a->entry_bytes));
+        if (a->file_map)
+            io->v->unmap(io, a->file_map, a->file_map_len);
+    }
     memset(a, 0, sizeof *a);
 }
 
@@ -136,11 +160,24 @@ int kl_earr_map_file(kl_earr *a, kl_io *io, const char *path, uint32_t entry_byt
     if (rc < 0)
         return kl_errf(KL_ECORRUPT, "%s: %s", path, strerror(-rc));
     rc = io->v->size(io, fd, &size);
-    if (rc == 0 && size >= header_bytes)
+    int heap = rc == 0 && size >= header_bytes && size <= EARR_HEAP_BYTES;
+    if (heap) { /* a copy on the heap (EARR_HEAP_BYTES says why) */
+        uint8_t *buf = malloc((size_t)size);
+        size_t got = 0;
+        rc = buf ? kl_io_pread(io, fd, buf, (size_t)size, 0, &got) : -ENOMEM;
+        if (rc == 0 && got != size)
+            rc = -EIO; /* cut since its size was read */
+        if (rc < 0)
+            free(buf);
+        else
+            map = buf;
+    } else if (rc == 0 && size >= header_bytes) {
         rc = io->v->map(io, fd, (size_t)size, &map);
+    }
     kl_io_close(io, fd);
     if (rc < 0 || size < header_bytes)
-        return kl_errf(KL_ECORRUPT, "%s: cannot map", path);
+        return kl_errf(KL_ECORRUPT, "%s: cannot %s", path, heap ? "read" : "map");
+    a->on_heap = heap;
     a->file_map = map;
     a->file_map_len = (size_t)size;
     a->entry_bytes = entry_bytes;

@@ -42,6 +42,7 @@
     uint32_t header_bytes;  /* the file header before the entries, as its format says */           \
     const void *file_map;   /* the mapped sealed file, or NULL */                                  \
     size_t file_map_len;                                                                           \
+    int on_heap;      /* anon or file_map is a heap copy, not a mapping (small arrays) */          \
     uint64_t written; /* entries already written to the file (writer side) */
 
 typedef struct kl_earr {
