@@ -105,8 +105,18 @@ static int run_clone(const cli_command *cmd, const cli_args *a) {
     if (rc < 0)
         return cli_kl_error("clone", rc, NULL);
     double s = cli_now_s() - p.started_s;
-    fprintf(stderr, "clone: %s holds %llu blocks (%.1f s)\n", a->pos[2], (unsigned long long)p.done,
-            s);
+    /* what the replica holds (a resumed clone's progress counts only what it fetched) */
+    kl_open_options ro;
+    kl_open_options_default(&ro);
+    ro.flags |= KL_OPEN_READONLY;
+    kl_log *log = NULL;
+    if (kl_log_open(a->pos[2], &ro, &log) == 0) {
+        fprintf(stderr, "clone: %s holds %llu blocks (%.1f s)\n", a->pos[2],
+                (unsigned long long)kl_log_length(log), s);
+        kl_log_close(log);
+    } else {
+        fprintf(stderr, "clone: %s: done (%.1f s)\n", a->pos[2], s);
+    }
     return CLI_EXIT_OK;
 }
 

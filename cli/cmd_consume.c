@@ -156,8 +156,12 @@ static int print_cursors(const kl_cursor_info *v, size_t n, uint64_t length, uin
         int known = !ci->damaged && !ci->diverged && ci->fork == fork && ci->position <= length;
         uint64_t lag = known ? length - ci->position : 0;
         if (json) {
-            printf("%s{\"name\":\"%s\",\"position\":%" PRIu64 ",\"fork\":%" PRIu64, i ? "," : "",
-                   ci->name, ci->position, ci->fork);
+            if (ci->damaged) /* neither slot checks out: no position or fork is known */
+                printf("%s{\"name\":\"%s\",\"position\":null,\"fork\":null", i ? "," : "",
+                       ci->name);
+            else
+                printf("%s{\"name\":\"%s\",\"position\":%" PRIu64 ",\"fork\":%" PRIu64,
+                       i ? "," : "", ci->name, ci->position, ci->fork);
             printf(known ? ",\"lag\":%" PRIu64 : ",\"lag\":null", lag);
             printf(",\"state\":\"%s\"}", ci->damaged             ? "damaged"
                                          : ci->fork != fork      ? "fork changed"
@@ -237,7 +241,7 @@ static int run_cursor(const cli_command *cmd, const cli_args *a) {
         kl_cursor *c = NULL;
         rc = kl_cursor_open(log, name, KL_CURSOR_CREATE, &c);
         if (rc == KL_ECORRUPT) { /* a reset is also how a damaged cursor is rewritten */
-            fprintf(stderr, "kappalog: cursor: %s; writing it again at %" PRIu64 "\n",
+            fprintf(stderr, "kappalog: warning: cursor: %s; writing it again at %" PRIu64 "\n",
                     kl_log_last_error(log), index);
             kl_cursor_close(c);
             c = NULL;
@@ -264,7 +268,8 @@ const cli_command cli_cmd_consume = {
         "Write the records from the cursor's position on to stdout, and move the\n"
         "cursor past them, durably, once they were written out: at-least-once (a\n"
         "crash may print the last chunk again; it never skips one). The cursor is\n"
-        "created at block 0 if it does not exist. NAME: 1..64 of A-Z a-z 0-9 . _ -\n"
+        "created at block 0 if it does not exist. NAME: 1..64 of A-Z a-z 0-9 . _ -,\n"
+        "not starting with '.'\n"
         "\n"
         "  --max N         stop after N records\n"
         "  --follow        at the end, wait for new commits and go on\n" CLI_RECORD_FORMATS_HELP
@@ -289,7 +294,8 @@ const cli_command cli_cmd_cursors = {
              "List each cursor: its name, position (the next block it will consume), the\n"
              "fork it was committed at, and its lag (blocks still to consume).\n"
              "\n"
-             "  --json  one JSON array of {name, position, fork, lag, state}\n",
+             "  --json  one JSON array of {name, position, fork, lag, state} (position,\n"
+             "          fork and lag null where they are not known)\n",
     .flags = cursors_flags,
     .arg_names = {"DIR"},
     .min_args = 1,

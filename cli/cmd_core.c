@@ -108,7 +108,7 @@ const cli_command cli_cmd_verify = {
              "Re-hash every block of the log in DIR and check it, every node of the tree\n"
              "file, the roots and the signature in the header, and both header slots.\n"
              "Reads only (works beside a writer); shows progress on a terminal. Exit 0 if\n"
-             "all of it holds, else 1 with the first bad block named.\n"
+             "all of it holds, else 1, naming the first bad block (or the damaged header slot).\n"
              "\n"
              "  --repair  first rebuild the tree file's nodes from the blocks where they\n"
              "            differ (damaged or zeroed bytes in DIR/tree), then verify. The\n"
@@ -230,6 +230,7 @@ const cli_command cli_cmd_proof = {
              "answers this request at the log's length: block I with the K levels of its\n"
              "Merkle path the asker lacks, the upgrade from the asker's length START over\n"
              "LENGTH blocks with the signature, and the manifest (never for a compat core).\n"
+             "At least one of --block and --upgrade is required.\n"
              "Byte for byte what hypercore 11.37.1 sends; for testing interop.\n",
     .flags = proof_flags,
     .arg_names = {"DIR"},

@@ -179,8 +179,11 @@ const cli_command cli_cmd_info = {
     .summary = "show the facts of a log",
     .usage = "info DIR [--json]\n"
              "\n"
-             "Show the length, byte length, fork, segments, bytes on disk, settings, I/O\n"
-             "backend, format version, and the creation and last commit times (UTC).\n"
+             "Show the length, byte length, fork, the core's key, discovery key, public key,\n"
+             "tree hash and signature, its kind (core) and whether this log can append\n"
+             "(writable), segments, bytes on disk, settings (fsync, segment size,\n"
+             "compression), I/O backend, format version, and the creation and last\n"
+             "commit times (UTC).\n"
              "\n"
              "  --json  one JSON object, with created_ms and last_commit_ms in Unix ms\n",
     .flags = info_flags,

@@ -96,11 +96,13 @@ const cli_command cli_cmd_serve = {
              "and its commits are announced to the connected peers as they land.\n"
              "\n"
              "  --listen HOST:PORT  where to listen (port 0: any free port; printed)\n"
-             "  --quiet             no line per connection on stderr\n"
+             "  --quiet             no status lines on stderr (connections, refusals, the cap);\n"
+             "                      errors still print\n"
              "  --stall-ms MS       drop a peer that sends nothing for MS ms (default 30000)\n"
              "  --max-peers N       peers connected at once, N >= 1; one more is accepted and\n"
              "                      closed (default 1024; either way at most what ulimit -n\n"
-             "                      leaves, and the server says its cap when it starts)\n",
+             "                      leaves, and the server says its cap when it starts\n"
+             "                      unless --quiet)\n",
     .flags = serve_flags,
     .arg_names = {"DIR"},
     .min_args = 1,

@@ -46,7 +46,9 @@ static int print_main_usage(void) {
         printf("  %-8s %s\n", commands[i]->name, commands[i]->summary);
     printf("\n"
            "Exit status: 0 done, 1 failed (missing log, bad data or input, I/O), 2 usage\n"
-           "error, 3 expected length conflict, 141 stdout closed by its reader.\n");
+           "error or a request that cannot be met as asked (a length past the end, a\n"
+           "host that does not resolve, a key another replica holds), 3 expected length\n"
+           "conflict, 141 stdout closed by its reader.\n");
     return cli_flush() < 0 ? cli_write_failed("help") : CLI_EXIT_OK;
 }
 
