@@ -258,14 +258,7 @@ static void *roller_main(void *arg) {
  */
 static void test_syncs_beside_appends_that_roll_keep_the_handle(void **state) {
     (void)state;
-    char *dir = tu_tmpdir("sync-roll");
-    char *sub = NULL;
-    assert_true(asprintf(&sub, "%s/l", dir) > 0);
-    kl_config cfg;
-    kl_config_default(&cfg);
-    cfg.segment_bytes = KL_MIN_SEGMENT_BYTES;
-    cfg.fsync_mode = KL_FSYNC_ALWAYS;
-    tu_create(sub, &cfg);
+    char *sub = tu_new_log("sync-roll", KL_FSYNC_ALWAYS);
     kl_log *log = tu_open(sub);
     roller r = {log, 0};
     pthread_t th;
@@ -292,9 +285,7 @@ static void test_syncs_beside_appends_that_roll_keep_the_handle(void **state) {
         assert_int_equal(tag, i);
     }
     assert_int_equal(kl_log_close(log), 0);
-    tu_rmrf(dir);
-    free(sub);
-    free(dir);
+    tu_rm_log(sub);
 }
 
 /* Descriptors this process has open. */
@@ -316,14 +307,7 @@ static unsigned open_fds(void) {
 static void test_a_never_writer_rolls_past_the_descriptor_limit_and_syncs_all(void **state) {
     (void)state;
     enum { MAX_SIZE = 2000, N = 6000, HEADROOM = 24 };
-    char *dir = tu_tmpdir("fd-cap");
-    char *sub = NULL;
-    assert_true(asprintf(&sub, "%s/l", dir) > 0);
-    kl_config cfg;
-    kl_config_default(&cfg);
-    cfg.segment_bytes = KL_MIN_SEGMENT_BYTES; /* about 6 MB: some 90 segments */
-    cfg.fsync_mode = KL_FSYNC_NEVER;
-    tu_create(sub, &cfg);
+    char *sub = tu_new_log("fd-cap", KL_FSYNC_NEVER); /* about 6 MB: some 90 segments */
     kl_fault_plan plan = {.track_power = 1, .skip_real_sync = 1, .shared = 1};
     kl_io *io = tu_fault_io(&plan);
     struct rlimit old, low;
@@ -354,9 +338,7 @@ static void test_a_never_writer_rolls_past_the_descriptor_limit_and_syncs_all(vo
     log = tu_open(sub);
     tu_expect_records(log, 77, MAX_SIZE, N);
     assert_int_equal(kl_log_close(log), 0);
-    tu_rmrf(dir);
-    free(sub);
-    free(dir);
+    tu_rm_log(sub);
 }
 
 /* Lines of /proc/self/maps: the mappings this process holds. */
@@ -380,14 +362,7 @@ static unsigned mappings(void) {
 static void test_reading_many_small_segments_maps_each_once(void **state) {
     (void)state;
     enum { MAX_SIZE = 1500, N = 8000 };
-    char *dir = tu_tmpdir("maps");
-    char *sub = NULL;
-    assert_true(asprintf(&sub, "%s/l", dir) > 0);
-    kl_config cfg;
-    kl_config_default(&cfg);
-    cfg.segment_bytes = KL_MIN_SEGMENT_BYTES;
-    cfg.fsync_mode = KL_FSYNC_NEVER;
-    tu_create(sub, &cfg);
+    char *sub = tu_new_log("maps", KL_FSYNC_NEVER);
     kl_log *log = tu_open(sub);
     assert_int_equal(tu_append_range(log, 78, MAX_SIZE, 0, N, 25), 0);
     assert_int_equal(kl_log_close(log), 0);
@@ -402,9 +377,7 @@ static void test_reading_many_small_segments_maps_each_once(void **state) {
         fail_msg("reading %llu segments added %u mappings", (unsigned long long)info.segments,
                  added);
     assert_int_equal(kl_log_close(log), 0);
-    tu_rmrf(dir);
-    free(sub);
-    free(dir);
+    tu_rm_log(sub);
 }
 
 /* Make io_uring_setup fail with EPERM in this process, as a locked-down sandbox does. */
