@@ -1377,7 +1377,6 @@ int kl_log_append_expect(kl_log *log, const kl_block *blocks, size_t count,
     return append(log, blocks, count, &expected_length, first_index);
 }
 
-/* fdatasync (and fsync for the directory) every fd, at most KL_IO_MAX_OPS per submission. */
 /*
  * The sealed segments no sync covered whose descriptor was closed
  * (note_unsynced) and that no pre-flush synced through its path yet (mu
@@ -1418,6 +1417,7 @@ static int sync_closed(kl_log *log, kl_io *io, kl_seg *const *segs, size_t n) {
     return rc;
 }
 
+/* fdatasync (and fsync for the directory) every fd, at most KL_IO_MAX_OPS per submission. */
 static int sync_fds(kl_io *io, const int *fds, const uint8_t *full, size_t n) {
     kl_io_op ops[KL_IO_MAX_OPS];
     for (size_t i = 0; i < n;) {

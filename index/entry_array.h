@@ -4,6 +4,9 @@
  * fixed-size entries, either in an anonymous mapping of fixed capacity that
  * the log's writer appends to (the active segment, or an index rebuilt in
  * memory) or in the mapped file of a sealed segment, just past its header.
+ * Arrays and files of up to 64 KiB are kept on the heap instead (a copy of
+ * the file), so that small segments do not use up the process's mappings
+ * (entry_array.c, EARR_HEAP_BYTES).
  *
  * Owns: that memory, `count` (the entries readers may use), `written` (the
  * entries already in the file), and writing and mapping the file.
@@ -40,7 +43,7 @@
     uint8_t *anon;          /* the writable array, or NULL when ent is the mapped file */          \
     uint32_t entry_bytes;   /* one entry, as its format says */                                    \
     uint32_t header_bytes;  /* the file header before the entries, as its format says */           \
-    const void *file_map;   /* the mapped sealed file, or NULL */                                  \
+    const void *file_map;   /* the sealed file, mapped or copied, or NULL */                       \
     size_t file_map_len;                                                                           \
     int on_heap;      /* anon or file_map is a heap copy, not a mapping (small arrays) */          \
     uint64_t written; /* entries already written to the file (writer side) */
